@@ -1,0 +1,1 @@
+"""asset-twin physics: twin spec, FMUs, simulation."""

@@ -1,0 +1,65 @@
+/*
+ * asset-twin model framework: what a model's C code sees.
+ *
+ * A model is a variable table (model.yaml, turned into model_vars.h by the
+ * build) plus two functions, model_initialize() and model_do_step(). The
+ * framework (fmi2_framework.c) implements the whole FMI 2.0 co-simulation API
+ * around them: variable access with type and bound checks, modes, logging,
+ * reset, and get/set/serialize of the FMU state.
+ *
+ * All variables live in one array of doubles indexed by value reference, so
+ * the complete state of a run is one plain struct that can be copied and
+ * serialized with memcpy.
+ */
+#ifndef ASSET_TWIN_MODEL_H
+#define ASSET_TWIN_MODEL_H
+
+#include <stddef.h>
+
+typedef enum { VT_REAL = 0, VT_INTEGER = 1, VT_BOOLEAN = 2 } VarType;
+
+typedef enum {
+    CA_PARAMETER = 0,
+    CA_CALCULATED_PARAMETER = 1,
+    CA_INPUT = 2,
+    CA_OUTPUT = 3,
+    CA_LOCAL = 4
+} Causality;
+
+typedef struct {
+    const char *name;
+    VarType type;
+    Causality causality;
+    double start;
+    double min; /* -HUGE_VAL when unbounded */
+    double max; /* +HUGE_VAL when unbounded */
+} VarDef;
+
+/* Same numbers as fmi2Status, so the framework can pass them through. */
+typedef enum {
+    MODEL_OK = 0,
+    MODEL_WARNING = 1,
+    MODEL_DISCARD = 2,
+    MODEL_ERROR = 3
+} ModelStatus;
+
+#include "model_vars.h" /* generated: MODEL_GUID, N_VARS, VR_* and MODEL_VARS[] */
+
+/* The complete, copyable state of one run. */
+typedef struct {
+    double time;
+    double v[N_VARS];
+} ModelState;
+
+/* Variable access by name inside model code: V(spindle_speed). */
+#define V(name) (s->v[VR_##name])
+
+/* Called once when initialization ends: check parameter combinations, compute
+ * calculated parameters, initial states and outputs. On failure, write a
+ * message naming the variables into msg and return MODEL_ERROR. */
+ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len);
+
+/* Advance the run from s->time by h > 0 (the framework updates s->time). */
+ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len);
+
+#endif

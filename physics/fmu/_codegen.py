@@ -1,0 +1,308 @@
+"""Model table (``model.yaml``) -> C header and FMI 2.0 modelDescription.xml.
+
+Both files come from the same parsed table in the same call, so the value
+references in the C code and in the XML can never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import yaml
+
+from physics.fmu._errors import BuildError
+
+# SI decomposition of the units our models use: exponents of kg, m, s, K, rad,
+# and factor/offset to SI. Emitted as FMI <BaseUnit> elements.
+UNITS: dict[str, dict[str, float]] = {
+    "s": {"s": 1},
+    "min": {"s": 1, "factor": 60.0},
+    "h": {"s": 1, "factor": 3600.0},
+    "mm": {"m": 1, "factor": 1e-3},
+    "um": {"m": 1, "factor": 1e-6},
+    "mm2/s": {"m": 2, "s": -1, "factor": 1e-6},
+    "m/min": {"m": 1, "s": -1, "factor": 1 / 60},
+    "mm/min": {"m": 1, "s": -1, "factor": 1e-3 / 60},
+    "rpm": {"rad": 1, "s": -1, "factor": 2 * math.pi / 60},
+    "deg": {"rad": 1, "factor": math.pi / 180},
+    "K": {"K": 1},
+    "1/K": {"K": -1},
+    "degC": {"K": 1, "offset": 273.15},
+    "1/mm": {"m": -1, "factor": 1e3},
+    "N": {"kg": 1, "m": 1, "s": -2},
+    "N.m": {"kg": 1, "m": 2, "s": -2},
+    "N/mm2": {"kg": 1, "m": -1, "s": -2, "factor": 1e6},
+    "J": {"kg": 1, "m": 2, "s": -2},
+    "W": {"kg": 1, "m": 2, "s": -3},
+    "J/K": {"kg": 1, "m": 2, "s": -2, "K": -1},
+    "W/K": {"kg": 1, "m": 2, "s": -3, "K": -1},
+    "W/rpm": {"kg": 1, "m": 2, "s": -2, "rad": -1, "factor": 60 / (2 * math.pi)},
+}
+
+_TYPES = {"Real": "VT_REAL", "Integer": "VT_INTEGER", "Enumeration": "VT_INTEGER",
+          "Boolean": "VT_BOOLEAN"}
+_CAUSALITIES = {"parameter": "CA_PARAMETER", "calculatedParameter": "CA_CALCULATED_PARAMETER",
+                "input": "CA_INPUT", "output": "CA_OUTPUT", "local": "CA_LOCAL"}
+
+
+@dataclass
+class Variable:
+    name: str
+    vr: int
+    type: str
+    causality: str
+    variability: str
+    description: str = ""
+    unit: str | None = None
+    start: Any = None
+    min: float | None = None
+    max: float | None = None
+    declared_type: str | None = None
+
+
+@dataclass
+class ModelTable:
+    name: str
+    description: str
+    version: str
+    author: str
+    guid: str
+    default_experiment: dict[str, float]
+    enumerations: dict[str, list[dict[str, str]]]
+    tables: dict[str, Any]
+    variables: list[Variable] = field(default_factory=list)
+
+
+def load_table(path: Path) -> ModelTable:
+    """Parse and check a model table; errors name the variable and the field."""
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BuildError(f"{path}: not valid YAML: {exc}") from None
+    where = str(path)
+    enums = {name: e["items"] for name, e in (raw.get("enumerations") or {}).items()}
+    variables: list[Variable] = []
+    seen: set[str] = set()
+    for vr, row in enumerate(raw.get("variables") or []):
+        name = row.get("name")
+        if not name or not str(name).isidentifier():
+            raise BuildError(f"{where}: variables[{vr}].name: {name!r} is not a C identifier")
+        if name in seen:
+            raise BuildError(f"{where}: variables.{name}: defined twice")
+        seen.add(name)
+        vtype = row.get("type", "Real")
+        if vtype not in _TYPES:
+            raise BuildError(f"{where}: variables.{name}.type: {vtype!r} is not one of "
+                             f"{', '.join(_TYPES)}")
+        causality = row.get("causality")
+        if causality not in _CAUSALITIES:
+            raise BuildError(f"{where}: variables.{name}.causality: {causality!r} is not one of "
+                             f"{', '.join(_CAUSALITIES)}")
+        unit = row.get("unit")
+        if unit == "1":
+            unit = None
+        if unit is not None and unit not in UNITS:
+            raise BuildError(f"{where}: variables.{name}.unit: {unit!r} is not a known unit "
+                             f"(known: {', '.join(sorted(UNITS))})")
+        declared = row.get("declared_type")
+        if vtype == "Enumeration" and declared not in enums:
+            raise BuildError(f"{where}: variables.{name}.declared_type: {declared!r} is not an "
+                             f"enumeration of this table ({', '.join(enums) or 'none'})")
+        has_start = causality in ("parameter", "input")
+        if has_start and row.get("start") is None:
+            raise BuildError(f"{where}: variables.{name}.start: missing (required for a {causality})")
+        if not has_start and row.get("start") is not None:
+            raise BuildError(f"{where}: variables.{name}.start: a {causality} is calculated and "
+                             "takes no start value")
+        lo, hi = row.get("min"), row.get("max")
+        for key in ("min", "max", "start"):
+            value = row.get(key)
+            if value is not None and not isinstance(value, (int, float)):
+                raise BuildError(f"{where}: variables.{name}.{key}: {value!r} is not a number "
+                                 "(YAML needs a signed exponent: 1.0e+6, not 1.0e6)")
+        if vtype == "Enumeration":
+            lo, hi = 1, len(enums[declared])
+        if lo is not None and hi is not None and lo > hi:
+            raise BuildError(f"{where}: variables.{name}: min {lo} is above max {hi}")
+        start = row.get("start")
+        if start is not None and vtype != "Boolean" and (
+            (lo is not None and start < lo) or (hi is not None and start > hi)
+        ):
+            raise BuildError(f"{where}: variables.{name}.start: {start} is outside [{lo}, {hi}]")
+        variability = row.get("variability") or (
+            "fixed" if causality in ("parameter", "calculatedParameter")
+            else "continuous" if vtype == "Real" else "discrete"
+        )
+        variables.append(Variable(
+            name=name, vr=vr, type=vtype, causality=causality, variability=variability,
+            description=str(row.get("description", "")).strip(), unit=unit, start=start,
+            min=lo, max=hi, declared_type=declared,
+        ))
+    tables = raw.get("tables") or {}
+    for tname, table in tables.items():
+        index = enums.get(table.get("index"))
+        if index is None:
+            raise BuildError(f"{where}: tables.{tname}.index: {table.get('index')!r} is not an "
+                             "enumeration of this table")
+        for item in index:
+            row = table["rows"].get(item["name"])
+            if row is None:
+                raise BuildError(f"{where}: tables.{tname}.rows: no row for {item['name']}")
+            missing = set(table["columns"]) - set(row)
+            if missing:
+                raise BuildError(f"{where}: tables.{tname}.rows.{item['name']}: missing "
+                                 f"{', '.join(sorted(missing))}")
+    # The GUID changes whenever the table changes, and only then.
+    guid = "{" + str(uuid.UUID(hashlib.sha256(text.encode()).hexdigest()[:32])) + "}"
+    return ModelTable(
+        name=raw["name"], description=" ".join(str(raw.get("description", "")).split()),
+        version=str(raw.get("version", "1.0")), author=str(raw.get("author", "")), guid=guid,
+        default_experiment=raw.get("default_experiment") or {}, enumerations=enums,
+        tables=tables, variables=variables,
+    )
+
+
+def _c_number(value: Any) -> str:
+    if value is None:
+        return "0.0"
+    if isinstance(value, bool):
+        return "1.0" if value else "0.0"
+    return repr(float(value))
+
+
+def render_header(model: ModelTable) -> str:
+    """The C header every model file and the framework include."""
+    lines = [
+        f"/* Generated by asset-twin from {model.name}/model.yaml. Do not edit. */",
+        "#ifndef MODEL_VARS_H", "#define MODEL_VARS_H", "#include <math.h>", "",
+        f'#define MODEL_NAME "{model.name}"',
+        f'#define MODEL_GUID "{model.guid}"',
+        f"#define N_VARS {len(model.variables)}", "",
+        "enum {",
+    ]
+    lines += [f"    VR_{v.name} = {v.vr}," for v in model.variables]
+    lines += ["};", ""]
+    for ename, items in model.enumerations.items():
+        lines.append(f"enum {{ /* {ename} */")
+        lines += [f"    {ename}_{it['name']} = {i + 1}," for i, it in enumerate(items)]
+        lines += ["};", f"#define N_{ename.upper()} {len(items)}", ""]
+    for tname, table in model.tables.items():
+        items = model.enumerations[table["index"]]
+        for col in table["columns"]:
+            values = ", ".join(_c_number(table["rows"][it["name"]][col]) for it in items)
+            lines.append(f"static const double {tname}_{col}[{len(items)}] = {{{values}}};")
+        lines.append("")
+    lines.append("static const VarDef MODEL_VARS[N_VARS] = {")
+    for v in model.variables:
+        lo = "-HUGE_VAL" if v.min is None else _c_number(v.min)
+        hi = "HUGE_VAL" if v.max is None else _c_number(v.max)
+        if v.type == "Boolean":
+            lo, hi = "0.0", "1.0"
+        lines.append(f'    {{"{v.name}", {_TYPES[v.type]}, {_CAUSALITIES[v.causality]}, '
+                     f"{_c_number(v.start)}, {lo}, {hi}}},")
+    lines += ["};", "", "#endif", ""]
+    return "\n".join(lines)
+
+
+def _xml_number(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def render_model_description(model: ModelTable, source_files: list[str], tool: str) -> str:
+    """modelDescription.xml for FMI 2.0 co-simulation."""
+    a = quoteattr
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<fmiModelDescription fmiVersion="2.0" modelName={a(model.name)} guid={a(model.guid)}'
+        f" description={a(model.description)} author={a(model.author)}"
+        f" version={a(model.version)} generationTool={a(tool)}"
+        ' variableNamingConvention="flat" numberOfEventIndicators="0">',
+        f"  <CoSimulation modelIdentifier={a(model.name)}"
+        ' canHandleVariableCommunicationStepSize="true" canGetAndSetFMUstate="true"'
+        ' canSerializeFMUstate="true" canNotUseMemoryManagementFunctions="true">',
+        "    <SourceFiles>",
+        *[f"      <File name={a(name)}/>" for name in source_files],
+        "    </SourceFiles>",
+        "  </CoSimulation>",
+    ]
+    units = sorted({v.unit for v in model.variables if v.unit})
+    if units:
+        out.append("  <UnitDefinitions>")
+        for unit in units:
+            base = UNITS[unit]
+            attrs = " ".join(f'{k}="{_xml_number(base[k])}"' for k in
+                             ("kg", "m", "s", "K", "rad", "factor", "offset") if k in base)
+            out.append(f"    <Unit name={a(unit)}><BaseUnit {attrs}/></Unit>")
+        out.append("  </UnitDefinitions>")
+    if model.enumerations:
+        out.append("  <TypeDefinitions>")
+        for ename, items in model.enumerations.items():
+            out.append(f"    <SimpleType name={a(ename)}>")
+            out.append("      <Enumeration>")
+            for i, it in enumerate(items):
+                out.append(f"        <Item name={a(it['name'])} value=\"{i + 1}\""
+                           f" description={a(it.get('description', ''))}/>")
+            out.append("      </Enumeration>")
+            out.append("    </SimpleType>")
+        out.append("  </TypeDefinitions>")
+    out += [
+        "  <LogCategories>",
+        '    <Category name="logStatusWarning"/>',
+        '    <Category name="logStatusError"/>',
+        "  </LogCategories>",
+    ]
+    exp = model.default_experiment
+    if exp:
+        attrs = " ".join(f'{xml}="{_xml_number(float(exp[key]))}"' for key, xml in
+                         (("start_time", "startTime"), ("stop_time", "stopTime"),
+                          ("step_size", "stepSize")) if key in exp)
+        out.append(f"  <DefaultExperiment {attrs}/>")
+    out.append("  <ModelVariables>")
+    for v in model.variables:
+        out.append(f"    <ScalarVariable name={a(v.name)} valueReference=\"{v.vr}\""
+                   f" causality=\"{v.causality}\" variability=\"{v.variability}\""
+                   f" description={a(v.description)}>")
+        attrs = []
+        if v.declared_type:
+            attrs.append(f"declaredType={a(v.declared_type)}")
+        if v.unit:
+            attrs.append(f"unit={a(v.unit)}")
+        # Integer and Enumeration attributes are xs:int in the schema.
+        num = (lambda x: str(int(x))) if v.type in ("Integer", "Enumeration") else _xml_number
+        if v.start is not None:
+            attrs.append(f'start="{_xml_number(v.start) if v.type == "Boolean" else num(v.start)}"')
+        if v.type != "Boolean" and v.declared_type is None:
+            if v.min is not None:
+                attrs.append(f'min="{num(v.min)}"')
+            if v.max is not None:
+                attrs.append(f'max="{num(v.max)}"')
+        out.append(f"      <{v.type} {' '.join(attrs)}/>".replace(" />", "/>"))
+        out.append("    </ScalarVariable>")
+    out.append("  </ModelVariables>")
+    # Indices in ModelStructure are 1-based positions in ModelVariables.
+    outputs = [v.vr + 1 for v in model.variables if v.causality == "output"]
+    initial = [v.vr + 1 for v in model.variables
+               if v.causality in ("output", "calculatedParameter")]
+    out.append("  <ModelStructure>")
+    if outputs:
+        out.append("    <Outputs>")
+        out += [f'      <Unknown index="{i}"/>' for i in outputs]
+        out.append("    </Outputs>")
+    if initial:
+        out.append("    <InitialUnknowns>")
+        out += [f'      <Unknown index="{i}"/>' for i in initial]
+        out.append("    </InitialUnknowns>")
+    out.append("  </ModelStructure>")
+    out.append("</fmiModelDescription>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,30 @@
+"""Errors of the FMU layer.
+
+    FmuError
+    ├── BuildError       a model table or its C code could not be turned into an FMU
+    └── SimulationError  an FMI call failed or returned a non-finite value
+"""
+
+from __future__ import annotations
+
+
+class FmuError(Exception):
+    """Base of everything the FMU layer raises."""
+
+
+class BuildError(FmuError):
+    """A model could not be built; the message names the model and the cause."""
+
+
+class SimulationError(FmuError):
+    """A simulation failed. Carries the FMI function, its status and the model time."""
+
+    def __init__(self, message: str, *, fmu: str = "", function: str | None = None,
+                 status: int | None = None, time: float | None = None,
+                 log: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fmu = fmu
+        self.function = function
+        self.status = status
+        self.time = time
+        self.log = log

@@ -1,0 +1,118 @@
+"""What the twin knows about an FMU's variables, independent of fmpy.
+
+The twin spec is checked against a catalogue of these, built either from a
+model table under ``physics/models`` or from any FMU's modelDescription.xml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+VariableType = Literal["Real", "Integer", "Boolean", "Enumeration", "String"]
+Causality = Literal[
+    "parameter", "calculatedParameter", "input", "output", "local", "independent",
+    "structuralParameter",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariableInfo:
+    """One FMU variable: enough to validate a spec and a work order against it."""
+
+    name: str
+    type: VariableType
+    causality: Causality
+    variability: str = "continuous"
+    unit: str | None = None
+    start: float | bool | str | None = None
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+    # Enumeration items, name -> value, for type "Enumeration".
+    items: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def settable(self) -> bool:
+        """Whether a run can give this variable a value (start value or input)."""
+        return self.causality in ("parameter", "input", "structuralParameter")
+
+
+Catalogue = Mapping[str, VariableInfo]
+
+
+def catalogue_from_model_table(path: str | Path) -> dict[str, VariableInfo]:
+    """Read the variables of one of our model tables (``physics/models/*/model.yaml``)."""
+    table = yaml.safe_load(Path(path).read_text())
+    enums = {
+        name: {item["name"]: i + 1 for i, item in enumerate(enum["items"])}
+        for name, enum in (table.get("enumerations") or {}).items()
+    }
+    out: dict[str, VariableInfo] = {}
+    for row in table["variables"]:
+        vtype = row.get("type", "Real")
+        items = enums.get(row.get("declared_type", ""), {})
+        out[row["name"]] = VariableInfo(
+            name=row["name"],
+            type=vtype,
+            causality=row["causality"],
+            variability=row.get("variability", _default_variability(vtype, row["causality"])),
+            unit=None if row.get("unit") in (None, "1") else row["unit"],
+            start=row.get("start"),
+            min=row.get("min", min(items.values()) if items else None),
+            max=row.get("max", max(items.values()) if items else None),
+            description=row.get("description", ""),
+            items=items,
+        )
+    return out
+
+
+def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
+    """Build a catalogue from an ``fmpy`` ModelDescription (FMI 2 or 3)."""
+    out: dict[str, VariableInfo] = {}
+    for v in md.modelVariables:
+        vtype = {"Float64": "Real", "Float32": "Real", "Int32": "Integer", "Int64": "Integer"}.get(
+            v.type, v.type
+        )
+        declared = v.declaredType
+        items = {}
+        if declared is not None and getattr(declared, "items", None):
+            items = {item.name: int(item.value) for item in declared.items}
+        unit = v.unit or (declared.unit if declared is not None else None)
+        out[v.name] = VariableInfo(
+            name=v.name,
+            type=vtype,
+            causality=v.causality,
+            variability=v.variability or _default_variability(vtype, v.causality),
+            unit=unit,
+            start=_parse_start(v.start, vtype),
+            min=_as_float(v.min if v.min is not None else (declared.min if declared else None)),
+            max=_as_float(v.max if v.max is not None else (declared.max if declared else None)),
+            description=v.description or "",
+            items=items,
+        )
+    return out
+
+
+def _default_variability(vtype: str, causality: str) -> str:
+    if causality in ("parameter", "calculatedParameter", "structuralParameter"):
+        return "fixed"
+    return "continuous" if vtype == "Real" else "discrete"
+
+
+def _as_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _parse_start(value: Any, vtype: str) -> float | bool | str | None:
+    if value is None:
+        return None
+    if vtype == "Boolean":
+        return str(value).lower() in ("true", "1")
+    if vtype == "String":
+        return str(value)
+    return float(value)
