@@ -83,6 +83,11 @@ def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
         if declared is not None and getattr(declared, "items", None):
             items = {item.name: int(item.value) for item in declared.items}
         unit = v.unit or (declared.unit if declared is not None else None)
+        lo = _as_float(v.min if v.min is not None else (declared.min if declared else None))
+        hi = _as_float(v.max if v.max is not None else (declared.max if declared else None))
+        if items:
+            lo = float(min(items.values())) if lo is None else lo
+            hi = float(max(items.values())) if hi is None else hi
         out[v.name] = VariableInfo(
             name=v.name,
             type=vtype,
@@ -90,8 +95,8 @@ def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
             variability=v.variability or _default_variability(vtype, v.causality),
             unit=unit,
             start=_parse_start(v.start, vtype),
-            min=_as_float(v.min if v.min is not None else (declared.min if declared else None)),
-            max=_as_float(v.max if v.max is not None else (declared.max if declared else None)),
+            min=lo,
+            max=hi,
             description=v.description or "",
             items=items,
         )

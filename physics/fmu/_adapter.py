@@ -75,6 +75,59 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# fmpy's native logger proxy formats the variadic message but keeps the Python
+# logger in ONE process-wide slot: registering a per-FMU closure leaves that slot
+# dangling once the closure is collected (a segfault at the next message). So
+# one dispatcher lives for the whole process and routes each message by the
+# componentEnvironment token of its instance.
+_SINKS: dict[int, deque[str]] = {}
+_CALLBACKS: dict[int, Any] = {}
+_DISPATCHER: Any = None
+
+
+def _dispatch(env: Any, instance: Any, status: int, category: Any, message: Any) -> None:
+    text = message.decode("utf-8", "replace") if message else ""
+    sink = _SINKS.get(env or 0)
+    if sink is not None:
+        sink.append(text)
+    else:  # an instance made elsewhere (fmpy.simulate_fmu): print as fmpy would
+        from fmpy.fmi2 import printLogMessage
+
+        printLogMessage(env, instance, status, category, message)
+
+
+def _callbacks_for(sink: deque[str]) -> Any:
+    """A callbacks struct whose log messages land in ``sink``."""
+    global _DISPATCHER
+    from ctypes import byref
+
+    from fmpy.fmi2 import (
+        defaultCallbacks,
+        fmi2CallbackFunctions,
+        fmi2CallbackLoggerTYPE,
+    )
+    from fmpy.logging import addLoggerProxy
+
+    if _DISPATCHER is None:
+        _DISPATCHER = fmi2CallbackLoggerTYPE(_dispatch)
+    token = id(sink)
+    callbacks = fmi2CallbackFunctions()
+    callbacks.logger = _DISPATCHER
+    # FMUs exported by other tools allocate through these.
+    callbacks.allocateMemory = defaultCallbacks.allocateMemory
+    callbacks.freeMemory = defaultCallbacks.freeMemory
+    callbacks.componentEnvironment = token
+    addLoggerProxy(byref(callbacks))
+    _SINKS[token] = sink
+    _CALLBACKS[token] = callbacks  # the struct must outlive the instance
+    return callbacks
+
+
+def _release_callbacks(sink: deque[str]) -> None:
+    _SINKS.pop(id(sink), None)
+    _CALLBACKS.pop(id(sink), None)
+
+
 class Fmu:
     """One FMI 2.0 co-simulation FMU, ready to run many times.
 
@@ -107,34 +160,18 @@ class Fmu:
         self._slave: Any = None
         self._fresh = True
         self._log: deque[str] = deque(maxlen=50)
-        self._callbacks: Any = None
 
     # -- lifecycle ----------------------------------------------------------------
 
     def _instance(self) -> Any:
         if self._slave is None:
-            from fmpy.fmi2 import (
-                FMU2Slave,
-                fmi2CallbackFunctions,
-                fmi2CallbackLoggerTYPE,
-            )
-            from ctypes import byref
+            from fmpy.fmi2 import FMU2Slave
 
-            from fmpy.logging import addLoggerProxy
-
-            def logger(env: Any, instance: Any, status: int, category: Any, message: Any) -> None:
-                text = message.decode("utf-8", "replace") if message else ""
-                self._log.append(text)
-
-            callbacks = fmi2CallbackFunctions()
-            callbacks.logger = fmi2CallbackLoggerTYPE(logger)
-            addLoggerProxy(byref(callbacks))
-            self._callbacks = callbacks  # keep the ctypes callbacks alive
             md = self.model_description
             slave = FMU2Slave(guid=md.guid, unzipDirectory=str(self._dir),
                               modelIdentifier=md.coSimulation.modelIdentifier,
                               instanceName=self.name)
-            slave.instantiate(callbacks=callbacks)
+            slave.instantiate(callbacks=_callbacks_for(self._log))
             self._slave = slave
             self._fresh = True
         return self._slave
@@ -147,6 +184,7 @@ class Fmu:
                 pass
             self._slave.freeInstance()
             self._slave = None
+        _release_callbacks(self._log)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> Fmu:

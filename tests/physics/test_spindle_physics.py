@@ -1,0 +1,173 @@
+"""The spindle FMU against closed forms of its physics.
+
+Every expected value is computed in numpy from the model table (see
+spindle_reference.py), never read back from the FMU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from scipy.linalg import expm
+
+from physics.fmu import Fmu, fmu_for_model
+from tests.physics import spindle_reference as ref
+
+
+@pytest.fixture(scope="module")
+def fmu() -> Iterator[Fmu]:
+    with Fmu(fmu_for_model("spindle")) as f:
+        yield f
+
+
+def run(fmu: Fmu, p: dict, stop: float, interval: float = 10.0, step: float = 1.0):
+    return fmu.simulate(ref.fmu_start_values(p), stop, step_size=step, output_interval=interval)
+
+
+@pytest.mark.parametrize("material", ref.MATERIALS)
+def test_cutting_force_torque_and_power_follow_kienzle(fmu: Fmu, material: str) -> None:
+    p = ref.params(material=material, spindle_speed=4000.0, feed_per_tooth=0.08,
+                   axial_depth=4.0, radial_width=3.0, tool_diameter=16.0, n_teeth=4,
+                   tool_wear_start=0.1)
+    tr = run(fmu, p, stop=10.0, interval=1.0)
+    expected = ref.heat_while_cutting(p, vb=0.1)
+    assert tr["cutting"][0]
+    assert tr["cutting_force"][0] == pytest.approx(expected["force"], rel=1e-12)
+    assert tr["cutting_power"][0] == pytest.approx(expected["power_cut"], rel=1e-12)
+    assert tr["spindle_torque"][0] == pytest.approx(expected["torque"], rel=1e-12)
+    assert tr["spindle_power"][0] == pytest.approx(expected["p_el"], rel=1e-12)
+    assert tr["bearing_heat"][0] == pytest.approx(expected["q_bearing"], rel=1e-12)
+    # The textbook form of the same power: Pc = ae ap vf kc / 60e3 (W, mm, mm/min, N/mm2).
+    g, m = ref.geometry(p), ref.material(p)
+    kc = m["kc11"] * g["hm"] ** -m["mc"] * (1 + p["wear_force_coefficient"] * 0.1)
+    pc = p["radial_width"] * p["axial_depth"] * g["vf"] * kc / 60e3
+    assert tr["cutting_power"][0] == pytest.approx(pc, rel=1e-12)
+
+
+@pytest.mark.parametrize("coolant_on", [True, False])
+def test_steady_temperatures_solve_the_thermal_network(fmu: Fmu, coolant_on: bool) -> None:
+    # Continuous cutting (no load time) with the force independent of wear: every
+    # heat input is constant, so the network must settle at G T = q + s.
+    p = ref.params(load_time=0.0, wear_force_coefficient=0.0, coolant_on=coolant_on,
+                   coolant_temperature=18.0, ambient_temperature=24.0, path_length=1.0e+5,
+                   material="aluminium_6061", spindle_speed=12000.0, axial_depth=6.0)
+    tr = run(fmu, p, stop=6 * 3600.0, interval=600.0)
+    heat = ref.heat_while_cutting(p)
+    q = np.array([heat["q_motor"], heat["q_bearing"] + heat["q_nose"], 0.0])
+    expected = ref.steady_temperatures(p, q)
+    got = [tr[n][-1] for n in ("motor_temperature", "bearing_temperature", "housing_temperature")]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert tr["motor_heat"][-1] == pytest.approx(heat["q_motor"], rel=1e-12)
+    assert expected[1] > 28.0  # well above coolant and ambient: not a trivial case
+
+
+def test_temperature_transient_matches_matrix_exponential(fmu: Fmu) -> None:
+    # Spindle stopped (no path to cut): a linear network relaxing from a hot start,
+    # T(t) = T_ss + expm(A t) (T0 - T_ss), sampled every 10 s.
+    p = ref.params(path_length=0.0, load_time=30.0, motor_temperature_start=55.0,
+                   bearing_temperature_start=45.0, housing_temperature_start=35.0,
+                   coolant_temperature=16.0, ambient_temperature=26.0)
+    tr = run(fmu, p, stop=3600.0, interval=10.0)
+    g, c, s = ref.thermal_system(p)
+    a = -g / c[:, None]
+    t_ss = np.linalg.solve(g, s)
+    t0 = np.array([55.0, 45.0, 35.0])
+    expected = np.array([t_ss + expm(a * t) @ (t0 - t_ss) for t in tr.time])
+    got = np.column_stack([tr["motor_temperature"], tr["bearing_temperature"],
+                           tr["housing_temperature"]])
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    assert not tr["cutting"].any()
+    assert (tr["spindle_power"] == 0.0).all()
+
+
+@pytest.mark.parametrize("material", ref.MATERIALS)
+def test_flank_wear_follows_the_integrated_wear_law(fmu: Fmu, material: str) -> None:
+    p = ref.params(material=material, spindle_speed=3000.0, tool_wear_start=0.05,
+                   path_length=800.0, load_time=45.0)
+    tr = run(fmu, p, stop=3000.0, interval=5.0)
+    expected = 0.05 + ref.wear_rate(p) * ref.cutting_time(p, tr.time)
+    np.testing.assert_allclose(tr["tool_wear"], expected, rtol=1e-10, atol=1e-12)
+    # VB grows only while cutting.
+    idle = ~tr["cutting"][:-1] & ~tr["cutting"][1:]
+    assert np.all(np.diff(tr["tool_wear"])[idle] == 0.0)
+
+
+@pytest.mark.parametrize("material", ref.MATERIALS)
+def test_tool_life_at_the_reference_condition(fmu: Fmu, material: str) -> None:
+    # Dry, 20 degC, vc = vc_ref, fz = fz_ref: VB reaches vb_limit after life_ref minutes.
+    m = ref.MATERIAL_DATA[material]
+    d = 10.0
+    p = ref.params(material=material, tool_diameter=d, radial_width=2.0,
+                   spindle_speed=1000 * m["vc_ref"] / (math.pi * d), feed_per_tooth=m["fz_ref"],
+                   coolant_on=False, ambient_temperature=20.0, load_time=0.0,
+                   path_length=1.0e+6)
+    life = 60.0 * m["life_ref"]
+    tr = run(fmu, p, stop=life, interval=life / 10)
+    assert tr["tool_wear"][-1] == pytest.approx(p["vb_limit"], rel=1e-10)
+    assert tr["tool_wear_rate"][0] == pytest.approx(p["vb_limit"] / m["life_ref"], rel=1e-10)
+
+
+def test_bearing_damage_follows_palmgren_miner(fmu: Fmu) -> None:
+    p = ref.params(wear_force_coefficient=0.0, bearing_damage_start=0.2, spindle_speed=12000.0,
+                   material="aluminium_6061", axial_depth=8.0, radial_width=6.0,
+                   path_length=3000.0, load_time=20.0)
+    tr = run(fmu, p, stop=7200.0, interval=60.0)
+    load = ref.bearing_load(p, ref.resultant(p))
+    l10_rev = p["bearing_life_factor"] * (p["bearing_dynamic_load_rating"] / load) ** 3 * 1e6
+    rate = (p["spindle_speed"] / 60.0) / l10_rev
+    expected = 0.2 + rate * ref.cutting_time(p, tr.time)
+    np.testing.assert_allclose(tr["bearing_damage"], expected, rtol=1e-10)
+    assert tr["bearing_load"][0] == pytest.approx(load, rel=1e-12)
+
+
+def test_energy_is_the_integral_of_electrical_power(fmu: Fmu) -> None:
+    # Force independent of wear: power is constant while cutting and 0 at rest.
+    p = ref.params(wear_force_coefficient=0.0, path_length=2000.0, load_time=40.0)
+    tr = run(fmu, p, stop=4000.0, interval=10.0)
+    p_cut = ref.heat_while_cutting(p)["p_el"]
+    np.testing.assert_allclose(tr["energy"], p_cut * ref.cutting_time(p, tr.time), rtol=1e-10)
+    # With wear coupling on, compare against the trapezoid of finely sampled power,
+    # phase edges on sample points (cut time 40 s, load 20 s).
+    g = ref.geometry(ref.params())
+    p2 = ref.params(path_length=40.0 * g["vf"] / 60.0, load_time=20.0, tool_wear_start=0.2)
+    tr2 = run(fmu, p2, stop=1200.0, interval=0.25, step=0.25)
+    power, t = tr2["spindle_power"], tr2.time
+    cutting = tr2["cutting"]
+    # Right-continuous samples: take the left value of each interval from the phase.
+    left = np.where(cutting[:-1], power[:-1], 0.0)
+    right = np.where(cutting[:-1], np.where(cutting[1:], power[1:], power[:-1]), 0.0)
+    trapezoid = np.sum(0.5 * (left + right) * np.diff(t))
+    assert tr2["energy"][-1] == pytest.approx(trapezoid, rel=1e-6)
+
+
+def test_quality_outputs_match_their_closed_forms(fmu: Fmu) -> None:
+    p = ref.params(tool_wear_start=0.15, motor_temperature_start=34.0,
+                   bearing_temperature_start=28.0, reference_temperature=20.0,
+                   feed_per_tooth=0.12, corner_radius=0.4, tool_overhang=55.0)
+    tr = run(fmu, p, stop=10.0, interval=10.0)
+    elongation = 1e3 * p["expansion_coefficient"] * p["spindle_length"] * ((34 + 28) / 2 - 20)
+    d = p["tool_core_ratio"] * p["tool_diameter"]
+    deflection = 1e3 * ref.resultant(p, 0.15) * 55.0**3 / (3 * p["tool_modulus"] * math.pi * d**4 / 64)
+    offset = 1e3 * 0.15 * math.tan(math.radians(p["clearance_angle"]))
+    ra = (1e3 * 0.12**2 / (32 * 0.4) + p["roughness_floor"]) * (1 + p["roughness_wear_coefficient"] * 0.15)
+    assert tr["thermal_elongation"][0] == pytest.approx(elongation, rel=1e-12)
+    assert tr["tool_deflection"][0] == pytest.approx(deflection, rel=1e-12)
+    assert tr["wear_offset"][0] == pytest.approx(offset, rel=1e-12)
+    assert tr["part_deviation"][0] == pytest.approx(elongation + deflection + offset, rel=1e-12)
+    assert tr["surface_roughness"][0] == pytest.approx(ra, rel=1e-12)
+
+
+def test_parts_are_counted_per_cycle(fmu: Fmu) -> None:
+    p = ref.params()
+    g = ref.geometry(p)
+    quantity = 7
+    tr = run(fmu, p, stop=quantity * g["cycle_time"], interval=1.0)
+    assert tr["parts_completed"][-1] == quantity
+    expected = np.floor(tr.time / g["cycle_time"] + 1e-9)
+    np.testing.assert_array_equal(tr["parts_completed"], expected)
+    # Cutting exactly while the position in the cycle is below the cut time.
+    pos = np.mod(tr.time + 1e-9, g["cycle_time"])
+    np.testing.assert_array_equal(tr["cutting"], pos < g["cut_time"])
