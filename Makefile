@@ -1,0 +1,37 @@
+# Set-up and the two front-door commands. `make demo` and `make test` each
+# create .venv and install the project into it first when needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Extras installed for development. torch, when an extra needs it, is pinned to
+# 2.13.0 in pyproject.toml: that pin takes the local CPU build, where an
+# unpinned torch would pull several GB of CUDA wheels.
+EXTRAS ?= dev
+OUT    ?= out/demo
+
+.PHONY: setup demo test lint clean
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[$(EXTRAS)]"
+	touch $@
+
+setup: $(VENV)/.installed-$(EXTRAS)
+
+demo: setup
+	$(BIN)/twin fmu build
+	$(BIN)/twin fmu validate
+	$(BIN)/twin fmu info spindle | head -n 7
+	$(BIN)/twin fmu simulate --spec experiments/specs/spindle.yaml \
+		--order experiments/orders/demo.yaml \
+		--csv $(OUT)/trajectories.csv --plot $(OUT)/trajectories.png
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check physics surrogates serving tests experiments
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,226 @@
+"""The ``twin`` command line.
+
+    twin fmu build [MODEL ...] [--force]
+    twin fmu info MODEL|FILE.fmu
+    twin fmu validate [MODEL|FILE.fmu ...]
+    twin fmu simulate --spec SPEC [--order FILE] [--set NAME=VALUE ...] [--quantity N]
+                      [--csv FILE] [--plot FILE] [--json]
+
+Exit codes: 0 success, 1 a build or simulation failed, 2 bad input (spec,
+order, arguments); bad input is reported before any work is done.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _handle_errors(func: F) -> F:
+    """Turn our exceptions into one clear message and an exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from physics.fmu import BuildError, SimulationError
+        from physics.spec import SpecError
+        from physics.workorder import OrderError
+
+        try:
+            return func(*args, **kwargs)
+        except (SpecError, OrderError, FileNotFoundError) as exc:
+            _fail(str(exc), 2)
+        except (BuildError, SimulationError) as exc:
+            _fail(str(exc), 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="asset-twin")
+def main() -> None:
+    """asset-twin: physics FMUs, their surrogates, and decisions for the MES."""
+
+
+@main.group()
+def fmu() -> None:
+    """Build, inspect, validate and simulate FMUs."""
+
+
+def _resolve(target: str) -> Path:
+    """A .fmu file as given, or one of our models by name (built when needed)."""
+    from physics.fmu import fmu_for_model
+
+    path = Path(target)
+    if path.suffix == ".fmu":
+        if not path.is_file():
+            raise FileNotFoundError(f"{target}: no such FMU file")
+        return path
+    return fmu_for_model(target)
+
+
+@fmu.command("build")
+@click.argument("models", nargs=-1)
+@click.option("--force", is_flag=True, help="Rebuild even when the cache holds these sources.")
+@_handle_errors
+def fmu_build(models: tuple[str, ...], force: bool) -> None:
+    """Compile models under physics/models into FMUs (all of them by default)."""
+    from physics.fmu import available_models, build_model
+
+    for name in models or available_models():
+        built = build_model(name, force=force)
+        state = "cached" if built.cached else "built "
+        click.echo(f"{state} {built.name:12s} {built.source_hash[:12]}  {built.path}")
+
+
+@fmu.command("info")
+@click.argument("target")
+@_handle_errors
+def fmu_info(target: str) -> None:
+    """Describe an FMU: identity, experiment and variables with units and ranges."""
+    from physics.fmu import Fmu
+
+    with Fmu(_resolve(target)) as f:
+        md = f.model_description
+        click.echo(f"model      {md.modelName}  (FMI {md.fmiVersion} co-simulation)")
+        click.echo(f"file       {f.path}")
+        click.echo(f"sha256     {f.sha256}")
+        click.echo(f"guid       {md.guid}")
+        click.echo(f"generator  {md.generationTool}")
+        if md.description:
+            click.echo(f"about      {md.description}")
+        exp = md.defaultExperiment
+        if exp is not None:
+            click.echo(f"experiment start {exp.startTime} s, stop {exp.stopTime} s, "
+                       f"step {exp.stepSize} s")
+        groups: dict[str, list[Any]] = {}
+        for v in f.catalogue.values():
+            groups.setdefault(v.causality, []).append(v)
+        for causality in ("input", "parameter", "calculatedParameter", "output", "local"):
+            rows = groups.get(causality, [])
+            if not rows:
+                continue
+            click.echo(f"\n{causality} ({len(rows)})")
+            for v in rows:
+                if v.items:
+                    rng = "{" + ", ".join(v.items) + "}"
+                elif v.min is not None or v.max is not None:
+                    rng = f"[{_num(v.min)}, {_num(v.max)}]"
+                else:
+                    rng = ""
+                start = "" if v.start is None else f"= {_num(v.start)}"
+                click.echo(f"  {v.name:30s} {v.type:11s} {v.unit or '':8s} {start:14s} {rng}")
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return "-inf"
+    if isinstance(x, bool):
+        return str(x).lower()
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+@fmu.command("validate")
+@click.argument("targets", nargs=-1)
+@_handle_errors
+def fmu_validate(targets: tuple[str, ...]) -> None:
+    """Check FMUs with fmpy's validation (all our models by default)."""
+    from fmpy.validation import validate_fmu
+
+    from physics.fmu import available_models
+
+    failed = 0
+    for target in targets or available_models():
+        path = _resolve(target)
+        problems = validate_fmu(str(path))
+        if problems:
+            failed += 1
+            click.secho(f"FAIL {target}: {len(problems)} problem(s)", fg="red")
+            for p in problems:
+                click.echo(f"  - {p}")
+        else:
+            click.secho(f"ok   {target}: no problems ({path})", fg="green")
+    if failed:
+        sys.exit(1)
+
+
+@fmu.command("simulate")
+@click.option("--spec", "spec_path", required=True, type=click.Path(dir_okay=False),
+              help="Twin spec (YAML).")
+@click.option("--order", "order_path", type=click.Path(dir_okay=False),
+              help="Work order file (YAML/JSON job order).")
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="Set an input of the spec; overrides the order file. Repeatable.")
+@click.option("--quantity", help="Planned quantity; overrides the order file.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write trajectories.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG plot.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_handle_errors
+def fmu_simulate(spec_path: str, order_path: str | None, assignments: tuple[str, ...],
+                 quantity: str | None, csv_path: str | None, plot_path: str | None,
+                 as_json: bool) -> None:
+    """Simulate one work order and print the KPIs of the twin spec."""
+    from physics.orders import WorkOrder, load_order, parse_assignments
+    from physics.run import open_twin, simulate_order
+    from physics.spec import load_spec
+
+    spec = load_spec(spec_path)
+    order = load_order(order_path, spec) if order_path else WorkOrder(values={}, quantity=None)
+    values = {**order.values, **parse_assignments(assignments)}
+    qty = quantity if quantity is not None else order.quantity
+    with open_twin(spec) as twin:
+        # The order is checked in full before the run: nothing is written for a bad one.
+        result = simulate_order(spec, twin, values, qty)
+    if csv_path:
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        result.trajectories.to_csv(csv_path)
+    if plot_path:
+        from physics.plot import plot_run
+
+        title = f"{spec.name}: {order.job_order_id or 'work order'}, {result.case.quantity} parts"
+        plot_run(result.trajectories, spec, plot_path, title=title, kpis=None)
+    if as_json:
+        click.echo(json.dumps({
+            "spec": spec.name, "spec_hash": spec.spec_hash,
+            "job_order_id": order.job_order_id, "quantity": result.case.quantity,
+            "stop_time": result.case.stop_time, "values": result.case.values,
+            "kpis": {k: {"value": v, "unit": spec.kpis[k].unit, "role": spec.kpis[k].role}
+                     for k, v in result.kpis.items()},
+        }, indent=2, default=str))
+    else:
+        _print_result(spec, order, result)
+    for label, path in (("trajectories", csv_path), ("plot", plot_path)):
+        if path:
+            click.echo(f"{label}: {path}", err=as_json)
+
+
+def _print_result(spec: Any, order: Any, result: Any) -> None:
+    case = result.case
+    who = order.job_order_id or "work order"
+    click.echo(f"{spec.name} | {who} | {case.quantity} parts | simulated {case.stop_time:.1f} s "
+               f"({case.stop_time / 3600:.2f} h)")
+    click.echo(f"{'KPI':28s} {'value':>12s} {'unit':8s} {'role':12s} check")
+    for name, value in result.kpis.items():
+        kpi = spec.kpis[name]
+        check = ""
+        if name in spec.quality:
+            q = spec.quality[name]
+            inside = (q.lsl is None or value >= q.lsl) and (q.usl is None or value <= q.usl)
+            bounds = f"[{_num(q.lsl) if q.lsl is not None else ''}..{_num(q.usl) if q.usl is not None else ''}]"
+            check = f"{'OK' if inside else 'NotOK'} {q.characteristic_id} {bounds}"
+        elif name in spec.maintenance:
+            m = spec.maintenance[name]
+            check = f"{'below' if value < m.limit else 'REACHED'} limit {_num(m.limit)} ({m.action})"
+        click.echo(f"{name:28s} {value:12.5g} {kpi.unit:8s} {kpi.role:12s} {check}")

@@ -1,0 +1,57 @@
+"""Run one work order on a twin: spec -> simulation case -> FMU -> KPIs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from physics.fmu import Fmu, Trajectories, fmu_for_model
+from physics.kpi import compute_kpis
+from physics.spec import TwinSpec
+from physics.workorder import SimulationCase
+
+
+@dataclass(frozen=True)
+class OrderRun:
+    case: SimulationCase
+    trajectories: Trajectories
+    kpis: dict[str, float]
+
+
+def fmu_path_of(spec: TwinSpec) -> Path:
+    """The FMU a spec names: a user file, or one of our models (built if needed)."""
+    path = spec.fmu_file()
+    if path is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"fmu.path: {path} does not exist")
+        return path
+    assert spec.fmu.model is not None  # the spec guarantees one of model | path
+    return fmu_for_model(spec.fmu.model)
+
+
+def open_twin(spec: TwinSpec) -> Fmu:
+    """Open the spec's FMU and check the spec against its variables."""
+    fmu = Fmu(fmu_path_of(spec))
+    try:
+        spec.check_against(fmu.catalogue)
+    except Exception:
+        fmu.close()
+        raise
+    return fmu
+
+
+def kpi_variables(spec: TwinSpec) -> list[str]:
+    return list(dict.fromkeys(k.variable for k in spec.kpis.values()))
+
+
+def simulate_order(spec: TwinSpec, fmu: Fmu, values: Mapping[str, Any], quantity: Any,
+                   *, outputs: list[str] | None = None) -> OrderRun:
+    """Validate a work order against the spec, run it, and reduce the KPIs."""
+    case = spec.case_from_order(values, quantity, fmu.catalogue)
+    wanted = outputs if outputs is not None else fmu.default_outputs()
+    names = list(dict.fromkeys([*wanted, *kpi_variables(spec)]))
+    traj = fmu.simulate(case.start_values, case.stop_time, step_size=spec.fmu.step_size,
+                        output_interval=spec.fmu.sampling_interval, outputs=names)
+    return OrderRun(case=case, trajectories=traj, kpis=compute_kpis(spec, traj.as_dict()))

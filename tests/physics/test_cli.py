@@ -1,0 +1,144 @@
+"""The ``twin`` command line, run as a real process where it matters."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from physics.cli import main
+from tests.physics import spindle_reference as ref
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "experiments" / "specs" / "spindle.yaml"
+ORDER = ROOT / "experiments" / "orders" / "demo.yaml"
+TWIN = Path(sys.executable).with_name("twin")
+
+
+def twin(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(TWIN), *args], capture_output=True, text=True, timeout=120)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_build_then_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSET_TWIN_CACHE", str(tmp_path))
+    first = invoke("fmu", "build")
+    second = invoke("fmu", "build", "spindle")
+    assert first.exit_code == 0 and second.exit_code == 0
+    assert first.output.startswith("built  spindle")
+    assert second.output.startswith("cached spindle")
+    assert first.output.split()[-1] == second.output.split()[-1]
+    assert Path(first.output.split()[-1]).is_file()
+
+
+def test_validate_and_info() -> None:
+    result = invoke("fmu", "validate")
+    assert result.exit_code == 0
+    assert result.output.startswith("ok   spindle: no problems")
+    info = invoke("fmu", "info", "spindle")
+    assert info.exit_code == 0
+    lines = info.output.splitlines()
+    assert lines[0] == "model      spindle  (FMI 2.0 co-simulation)"
+    speed = next(line for line in lines if line.split()[:1] == ["spindle_speed"])
+    assert speed.split() == ["spindle_speed", "Real", "rpm", "=", "5000", "[100,", "24000]"]
+    assert "{aluminium_6061, steel_c45, stainless_316l, ti6al4v, cast_iron_gjl250}" in info.output
+
+
+def test_unknown_model_is_refused() -> None:
+    result = invoke("fmu", "info", "lathe")
+    assert result.exit_code == 1
+    assert "error: model 'lathe': no model.yaml found (models here: spindle)" in result.output
+
+
+def test_simulate_a_work_order_end_to_end(tmp_path: Path) -> None:
+    csv_path, png_path = tmp_path / "t.csv", tmp_path / "t.png"
+    proc = twin("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER),
+                "--set", "coolant_on=false", "--quantity", "12",
+                "--csv", str(csv_path), "--plot", str(png_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    # The expected figures come from the closed forms, with the order's values.
+    p = ref.params(material="steel_c45", spindle_speed=5300.0, feed_per_tooth=0.08,
+                   axial_depth=2.0, radial_width=3.0, tool_diameter=12.0, n_teeth=4,
+                   corner_radius=0.5, tool_overhang=36.0, path_length=2400.0, load_time=45.0,
+                   coolant_on=False, ambient_temperature=23.0)
+    g = ref.geometry(p)
+    assert out["quantity"] == 12
+    assert out["stop_time"] == pytest.approx(12 * g["cycle_time"], rel=1e-12)
+    vb_end = 0.04 + ref.wear_rate(p) * 12 * g["cut_time"]
+    assert out["kpis"]["tool_wear_end"]["value"] == pytest.approx(vb_end, rel=1e-9)
+    assert out["kpis"]["tool_wear_end"]["unit"] == "mm"
+    with open(csv_path) as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0]
+    assert header[0] == "time [s]" and "tool_wear [mm]" in header
+    times = np.array([float(r[0]) for r in rows[1:]])
+    assert times[0] == 0.0 and times[-1] == pytest.approx(out["stop_time"])
+    assert len(times) == math.ceil(out["stop_time"] / 10.0) + 1
+    wear = np.array([float(r[header.index("tool_wear [mm]")]) for r in rows[1:]])
+    assert wear[-1] == pytest.approx(vb_end, rel=1e-9)
+    data = png_path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_table_output_checks_quality_and_maintenance() -> None:
+    result = invoke("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER),
+                    "--quantity", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("milling_spindle | WO-2026-1001 | 2 parts | simulated")
+    roughness = next(line for line in lines if line.startswith("surface_roughness_max"))
+    # Ra is largest at the end, with the most wear: closed form with the demo's values.
+    p = ref.params(material="steel_c45", spindle_speed=5300.0, feed_per_tooth=0.08,
+                   axial_depth=2.0, radial_width=3.0, tool_diameter=12.0, n_teeth=4,
+                   corner_radius=0.5, path_length=2400.0, load_time=45.0, coolant_on=True)
+    vb_end = 0.04 + ref.wear_rate(p) * 2 * ref.geometry(p)["cut_time"]
+    ra_end = ((1e3 * 0.08**2 / (32 * 0.5) + p["roughness_floor"])
+              * (1 + p["roughness_wear_coefficient"] * vb_end))
+    assert float(roughness.split()[1]) == pytest.approx(ra_end, rel=1e-4)  # 5 digits printed
+    assert roughness.endswith("quality      OK RA [..1.6]")
+
+
+def test_bad_order_is_refused_with_every_problem_and_writes_nothing(tmp_path: Path) -> None:
+    out_csv = tmp_path / "never.csv"
+    proc = twin("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER),
+                "--set", "spindle_speed=30000", "--set", "n_teeth=2.5", "--set", "material=brass",
+                "--csv", str(out_csv))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: invalid work order:",
+        "  material: 'brass' is not one of aluminium_6061, steel_c45, stainless_316l, ti6al4v, "
+        "cast_iron_gjl250",
+        "  spindle_speed: 30000 is outside the allowed range [1000, 24000] rpm",
+        "  n_teeth: '2.5' is not a whole number",
+    ]
+    assert not out_csv.exists()
+
+
+def test_order_file_units_and_shape_are_checked(tmp_path: Path) -> None:
+    order = tmp_path / "o.yaml"
+    order.write_text(ORDER.read_text().replace("unit: rpm", "unit: rev/s")
+                     .replace("planned_quantity: 30\n", "planned_qty: 30\n"))
+    result = invoke("fmu", "simulate", "--spec", str(SPEC), "--order", str(order))
+    assert result.exit_code == 2
+    assert "  planned_qty: unknown field (expected one of " in result.output
+    assert ("  job_order_parameters.spindle_speed.unit: 'rev/s' does not match the twin "
+            "spec's unit 'rpm'") in result.output
+    assert "  planned_quantity: missing" in result.output
+
+
+def test_constraint_violation_is_explained() -> None:
+    result = invoke("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER),
+                    "--set", "radial_width=14")
+    assert result.exit_code == 2
+    assert "constraint: " in result.output and "radial_width <= tool_diameter" in result.output
