@@ -103,8 +103,9 @@ def fmu_info(target: str) -> None:
             click.echo(f"about      {md.description}")
         exp = md.defaultExperiment
         if exp is not None:
-            click.echo(f"experiment start {exp.startTime} s, stop {exp.stopTime} s, "
-                       f"step {exp.stepSize} s")
+            click.echo(
+                f"experiment start {exp.startTime} s, stop {exp.stopTime} s, step {exp.stepSize} s"
+            )
         groups: dict[str, list[Any]] = {}
         for v in f.catalogue.values():
             groups.setdefault(v.causality, []).append(v)
@@ -157,20 +158,36 @@ def fmu_validate(targets: tuple[str, ...]) -> None:
 
 
 @fmu.command("simulate")
-@click.option("--spec", "spec_path", required=True, type=click.Path(dir_okay=False),
-              help="Twin spec (YAML).")
-@click.option("--order", "order_path", type=click.Path(dir_okay=False),
-              help="Work order file (YAML/JSON job order).")
-@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
-              help="Set an input of the spec; overrides the order file. Repeatable.")
+@click.option(
+    "--spec", "spec_path", required=True, type=click.Path(dir_okay=False), help="Twin spec (YAML)."
+)
+@click.option(
+    "--order",
+    "order_path",
+    type=click.Path(dir_okay=False),
+    help="Work order file (YAML/JSON job order).",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set an input of the spec; overrides the order file. Repeatable.",
+)
 @click.option("--quantity", help="Planned quantity; overrides the order file.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write trajectories.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_handle_errors
-def fmu_simulate(spec_path: str, order_path: str | None, assignments: tuple[str, ...],
-                 quantity: str | None, csv_path: str | None, plot_path: str | None,
-                 as_json: bool) -> None:
+def fmu_simulate(
+    spec_path: str,
+    order_path: str | None,
+    assignments: tuple[str, ...],
+    quantity: str | None,
+    csv_path: str | None,
+    plot_path: str | None,
+    as_json: bool,
+) -> None:
     """Simulate one work order and print the KPIs of the twin spec."""
     from physics.orders import WorkOrder, load_order, parse_assignments
     from physics.run import open_twin, simulate_order
@@ -192,13 +209,24 @@ def fmu_simulate(spec_path: str, order_path: str | None, assignments: tuple[str,
         title = f"{spec.name}: {order.job_order_id or 'work order'}, {result.case.quantity} parts"
         plot_run(result.trajectories, spec, plot_path, title=title, kpis=None)
     if as_json:
-        click.echo(json.dumps({
-            "spec": spec.name, "spec_hash": spec.spec_hash,
-            "job_order_id": order.job_order_id, "quantity": result.case.quantity,
-            "stop_time": result.case.stop_time, "values": result.case.values,
-            "kpis": {k: {"value": v, "unit": spec.kpis[k].unit, "role": spec.kpis[k].role}
-                     for k, v in result.kpis.items()},
-        }, indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "spec": spec.name,
+                    "spec_hash": spec.spec_hash,
+                    "job_order_id": order.job_order_id,
+                    "quantity": result.case.quantity,
+                    "stop_time": result.case.stop_time,
+                    "values": result.case.values,
+                    "kpis": {
+                        k: {"value": v, "unit": spec.kpis[k].unit, "role": spec.kpis[k].role}
+                        for k, v in result.kpis.items()
+                    },
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         _print_result(spec, order, result)
     for label, path in (("trajectories", csv_path), ("plot", plot_path)):
@@ -209,8 +237,10 @@ def fmu_simulate(spec_path: str, order_path: str | None, assignments: tuple[str,
 def _print_result(spec: Any, order: Any, result: Any) -> None:
     case = result.case
     who = order.job_order_id or "work order"
-    click.echo(f"{spec.name} | {who} | {case.quantity} parts | simulated {case.stop_time:.1f} s "
-               f"({case.stop_time / 3600:.2f} h)")
+    click.echo(
+        f"{spec.name} | {who} | {case.quantity} parts | simulated {case.stop_time:.1f} s "
+        f"({case.stop_time / 3600:.2f} h)"
+    )
     click.echo(f"{'KPI':28s} {'value':>12s} {'unit':8s} {'role':12s} check")
     for name, value in result.kpis.items():
         kpi = spec.kpis[name]
@@ -218,9 +248,13 @@ def _print_result(spec: Any, order: Any, result: Any) -> None:
         if name in spec.quality:
             q = spec.quality[name]
             inside = (q.lsl is None or value >= q.lsl) and (q.usl is None or value <= q.usl)
-            bounds = f"[{_num(q.lsl) if q.lsl is not None else ''}..{_num(q.usl) if q.usl is not None else ''}]"
+            lsl = "" if q.lsl is None else _num(q.lsl)
+            usl = "" if q.usl is None else _num(q.usl)
+            bounds = f"[{lsl}..{usl}]"
             check = f"{'OK' if inside else 'NotOK'} {q.characteristic_id} {bounds}"
         elif name in spec.maintenance:
             m = spec.maintenance[name]
-            check = f"{'below' if value < m.limit else 'REACHED'} limit {_num(m.limit)} ({m.action})"
+            check = (
+                f"{'below' if value < m.limit else 'REACHED'} limit {_num(m.limit)} ({m.action})"
+            )
         click.echo(f"{name:28s} {value:12.5g} {kpi.unit:8s} {kpi.role:12s} {check}")

@@ -28,9 +28,21 @@ import yaml
 from physics.spec import TwinSpec
 from physics.workorder import OrderError
 
-_KEYS = {"job_order_id", "operations_request_id", "segment_id", "equipment_id",
-         "planned_quantity", "job_order_parameters", "state", "environment", "priority",
-         "start_time", "execution_mode", "material_requirements", "quality_specs"}
+_KEYS = {
+    "job_order_id",
+    "operations_request_id",
+    "segment_id",
+    "equipment_id",
+    "planned_quantity",
+    "job_order_parameters",
+    "state",
+    "environment",
+    "priority",
+    "start_time",
+    "execution_mode",
+    "material_requirements",
+    "quality_specs",
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,9 @@ def parse_order(data: Mapping[str, Any], spec: TwinSpec) -> WorkOrder:
         params = []
     for i, item in enumerate(params):
         if not isinstance(item, Mapping) or "id" not in item or "value" not in item:
-            problems.append(f"job_order_parameters[{i}]: expected {{id, value[, unit]}}, got {item!r}")
+            problems.append(
+                f"job_order_parameters[{i}]: expected {{id, value[, unit]}}, got {item!r}"
+            )
             continue
         key = str(item["id"])
         if key in values:
@@ -63,8 +77,10 @@ def parse_order(data: Mapping[str, Any], spec: TwinSpec) -> WorkOrder:
         unit = item.get("unit")
         inp = spec.inputs.get(key)
         if unit is not None and inp is not None and inp.unit is not None and unit != inp.unit:
-            problems.append(f"job_order_parameters.{key}.unit: {unit!r} does not match the "
-                            f"twin spec's unit {inp.unit!r}")
+            problems.append(
+                f"job_order_parameters.{key}.unit: {unit!r} does not match the "
+                f"twin spec's unit {inp.unit!r}"
+            )
         values[key] = item["value"]
     for section in ("state", "environment"):
         block = data.get(section) or {}
@@ -79,10 +95,17 @@ def parse_order(data: Mapping[str, Any], spec: TwinSpec) -> WorkOrder:
         problems.append("planned_quantity: missing")
     if problems:
         raise OrderError(problems)
-    return WorkOrder(values=values, quantity=data["planned_quantity"],
-                     job_order_id=data.get("job_order_id"), equipment_id=data.get("equipment_id"),
-                     extra={k: v for k, v in data.items() if k not in
-                            ("job_order_parameters", "state", "environment", "planned_quantity")})
+    return WorkOrder(
+        values=values,
+        quantity=data["planned_quantity"],
+        job_order_id=data.get("job_order_id"),
+        equipment_id=data.get("equipment_id"),
+        extra={
+            k: v
+            for k, v in data.items()
+            if k not in ("job_order_parameters", "state", "environment", "planned_quantity")
+        },
+    )
 
 
 def load_order(path: str | Path, spec: TwinSpec) -> WorkOrder:

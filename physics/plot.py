@@ -25,8 +25,14 @@ def limits_by_variable(spec: TwinSpec) -> dict[str, list[tuple[str, float]]]:
     return out
 
 
-def plot_run(traj: Trajectories, spec: TwinSpec, path: str | Path, *, title: str = "",
-             kpis: Mapping[str, float] | None = None) -> Path:
+def plot_run(
+    traj: Trajectories,
+    spec: TwinSpec,
+    path: str | Path,
+    *,
+    title: str = "",
+    kpis: Mapping[str, float] | None = None,
+) -> Path:
     """Write a PNG of the spec's KPI variables, grouped into one panel per unit."""
     import matplotlib
 
@@ -46,8 +52,9 @@ def plot_run(traj: Trajectories, spec: TwinSpec, path: str | Path, *, title: str
     limits = limits_by_variable(spec)
     hours = traj.time[-1] > 3 * 3600
     t = traj.time / 3600 if hours else traj.time / 60
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.2 * len(panels) + 0.8),
-                             sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(10, 2.2 * len(panels) + 0.8), sharex=True, squeeze=False
+    )
     cutting = traj.values.get("cutting")
     for ax, (key, names) in zip(axes[:, 0], panels.items(), strict=True):
         unit = key.rpartition("|")[2]
@@ -61,12 +68,25 @@ def plot_run(traj: Trajectories, spec: TwinSpec, path: str | Path, *, title: str
                     ax.axhline(value, ls="--", lw=1, color="tab:red")
                     ax.annotate(label, (t[0], value), color="tab:red", fontsize=7, va="bottom")
                 else:  # far off the data: say so instead of flattening the curve
-                    ax.annotate(f"{label} = {value:g} (off scale)", (0.99, 0.05),
-                                xycoords="axes fraction", ha="right", color="tab:red",
-                                fontsize=7)
+                    ax.annotate(
+                        f"{label} = {value:g} (off scale)",
+                        (0.99, 0.05),
+                        xycoords="axes fraction",
+                        ha="right",
+                        color="tab:red",
+                        fontsize=7,
+                    )
         if cutting is not None and len(t) > 1:
-            ax.fill_between(t, 0, 1, where=np.asarray(cutting, bool), step="post",
-                            transform=ax.get_xaxis_transform(), color="0.9", lw=0)
+            ax.fill_between(
+                t,
+                0,
+                1,
+                where=np.asarray(cutting, bool),
+                step="post",
+                transform=ax.get_xaxis_transform(),
+                color="0.9",
+                lw=0,
+            )
         ax.set_ylabel(unit)
         ax.legend(loc="upper left", fontsize=7, frameon=False)
         ax.grid(alpha=0.3)

@@ -46,12 +46,23 @@ def kpi_variables(spec: TwinSpec) -> list[str]:
     return list(dict.fromkeys(k.variable for k in spec.kpis.values()))
 
 
-def simulate_order(spec: TwinSpec, fmu: Fmu, values: Mapping[str, Any], quantity: Any,
-                   *, outputs: list[str] | None = None) -> OrderRun:
+def simulate_order(
+    spec: TwinSpec,
+    fmu: Fmu,
+    values: Mapping[str, Any],
+    quantity: Any,
+    *,
+    outputs: list[str] | None = None,
+) -> OrderRun:
     """Validate a work order against the spec, run it, and reduce the KPIs."""
     case = spec.case_from_order(values, quantity, fmu.catalogue)
     wanted = outputs if outputs is not None else fmu.default_outputs()
     names = list(dict.fromkeys([*wanted, *kpi_variables(spec)]))
-    traj = fmu.simulate(case.start_values, case.stop_time, step_size=spec.fmu.step_size,
-                        output_interval=spec.fmu.sampling_interval, outputs=names)
+    traj = fmu.simulate(
+        case.start_values,
+        case.stop_time,
+        step_size=spec.fmu.step_size,
+        output_interval=spec.fmu.sampling_interval,
+        outputs=names,
+    )
     return OrderRun(case=case, trajectories=traj, kpis=compute_kpis(spec, traj.as_dict()))

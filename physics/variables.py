@@ -15,7 +15,12 @@ import yaml
 
 VariableType = Literal["Real", "Integer", "Boolean", "Enumeration", "String"]
 Causality = Literal[
-    "parameter", "calculatedParameter", "input", "output", "local", "independent",
+    "parameter",
+    "calculatedParameter",
+    "input",
+    "output",
+    "local",
+    "independent",
     "structuralParameter",
 ]
 

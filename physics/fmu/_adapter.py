@@ -8,6 +8,7 @@ time and what the FMU logged.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import math
@@ -168,9 +169,12 @@ class Fmu:
             from fmpy.fmi2 import FMU2Slave
 
             md = self.model_description
-            slave = FMU2Slave(guid=md.guid, unzipDirectory=str(self._dir),
-                              modelIdentifier=md.coSimulation.modelIdentifier,
-                              instanceName=self.name)
+            slave = FMU2Slave(
+                guid=md.guid,
+                unzipDirectory=str(self._dir),
+                modelIdentifier=md.coSimulation.modelIdentifier,
+                instanceName=self.name,
+            )
             slave.instantiate(callbacks=_callbacks_for(self._log))
             self._slave = slave
             self._fresh = True
@@ -178,10 +182,8 @@ class Fmu:
 
     def close(self) -> None:
         if self._slave is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._slave.terminate()
-            except Exception:  # noqa: BLE001 - an instance in error state still gets freed
-                pass
             self._slave.freeInstance()
             self._slave = None
         _release_callbacks(self._log)
@@ -203,7 +205,9 @@ class Fmu:
         try:
             return self._vars[name]
         except KeyError:
-            raise SimulationError(f"{self.name}: no variable named {name!r}", fmu=self.name) from None
+            raise SimulationError(
+                f"{self.name}: no variable named {name!r}", fmu=self.name
+            ) from None
 
     def _set(self, slave: Any, values: Mapping[str, Any]) -> None:
         groups: dict[str, tuple[list[int], list[Any]]] = {}
@@ -250,11 +254,14 @@ class Fmu:
         interval = output_interval or step_size
         every = round(interval / step_size)
         if every < 1 or abs(every * step_size - interval) > 1e-9 * interval:
-            raise ValueError(f"output_interval: {interval} is not a multiple of step_size {step_size}")
+            raise ValueError(
+                f"output_interval: {interval} is not a multiple of step_size {step_size}"
+            )
         names = list(outputs) if outputs is not None else self.default_outputs()
         out_vars = [self.variable(n) for n in names]
-        profiles = {k: (np.asarray(t, float), np.asarray(v, float)) for k, (t, v) in
-                    (inputs or {}).items()}
+        profiles = {
+            k: (np.asarray(t, float), np.asarray(v, float)) for k, (t, v) in (inputs or {}).items()
+        }
         for name in profiles:
             if self.variable(name).causality != "input":
                 raise ValueError(f"inputs.{name}: not an input of {self.name}")
@@ -301,7 +308,9 @@ class Fmu:
             row, col = map(int, np.argwhere(bad)[0])
             raise SimulationError(
                 f"{self.name}: output {names[row]} is {data[row, col]} at t = {time[col]:g}",
-                fmu=self.name, time=float(time[col]), log=tuple(self._log),
+                fmu=self.name,
+                time=float(time[col]),
+                log=tuple(self._log),
             )
         values = {}
         for j, v in enumerate(out_vars):
@@ -326,10 +335,15 @@ class Fmu:
         return [(kind, rows, vrs) for kind, (rows, vrs) in groups.items()]
 
     @staticmethod
-    def _sample(slave: Any, readers: list[tuple[str, list[int], list[int]]], out: np.ndarray) -> None:
+    def _sample(
+        slave: Any, readers: list[tuple[str, list[int], list[int]]], out: np.ndarray
+    ) -> None:
         for kind, rows, vrs in readers:
-            getter = {"Real": slave.getReal, "Integer": slave.getInteger,
-                      "Boolean": slave.getBoolean}[kind]
+            getter = {
+                "Real": slave.getReal,
+                "Integer": slave.getInteger,
+                "Boolean": slave.getBoolean,
+            }[kind]
             out[rows] = getter(vrs)
 
     def _error(self, exc: Exception, t: float) -> SimulationError:
@@ -338,11 +352,15 @@ class Fmu:
         log = tuple(self._log)
         detail = log[-1] if log else str(exc)
         # The instance is unusable after an error: drop it, the next run makes a new one.
-        try:
+        with contextlib.suppress(Exception):
             self._slave.freeInstance()
-        except Exception:  # noqa: BLE001
-            pass
         self._slave = None
         where = f" in {function}" if function else ""
-        return SimulationError(f"{self.name}{where} at t = {t:g}: {detail}", fmu=self.name,
-                               function=function, status=status, time=t, log=log)
+        return SimulationError(
+            f"{self.name}{where} at t = {t:g}: {detail}",
+            fmu=self.name,
+            function=function,
+            status=status,
+            time=t,
+            log=log,
+        )

@@ -89,9 +89,13 @@ def _model_sources(model_dir: Path) -> list[Path]:
 def source_hash(model_dir: Path) -> str:
     """Hash of every input of the build: table, C sources, framework, generator, compiler."""
     h = hashlib.sha256()
-    inputs = [model_dir / "model.yaml", *_model_sources(model_dir),
-              *sorted(FRAMEWORK_DIR.glob("*.[ch]")), Path(__file__).with_name("_codegen.py"),
-              Path(__file__)]
+    inputs = [
+        model_dir / "model.yaml",
+        *_model_sources(model_dir),
+        *sorted(FRAMEWORK_DIR.glob("*.[ch]")),
+        Path(__file__).with_name("_codegen.py"),
+        Path(__file__),
+    ]
     for path in inputs:
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(f"{compiler()}|{fmi_platform()}".encode())
@@ -120,8 +124,10 @@ def build_model(model: str | Path, *, force: bool = False, out_dir: Path | None 
         return BuiltFmu(name, target, digest, cached=True)
     table = load_table(model_dir / "model.yaml")
     if table.name != name:
-        raise BuildError(f"{model_dir / 'model.yaml'}: name {table.name!r} must equal the folder "
-                         f"name {name!r} (it is the FMU's model identifier)")
+        raise BuildError(
+            f"{model_dir / 'model.yaml'}: name {table.name!r} must equal the folder "
+            f"name {name!r} (it is the FMU's model identifier)"
+        )
     target_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"build-{name}-", dir=target_dir) as tmp:
         work = Path(tmp)
@@ -139,9 +145,22 @@ def build_model(model: str | Path, *, force: bool = False, out_dir: Path | None 
         )
         binary = work / "binaries" / fmi_platform() / (name + _shared_library_suffix())
         binary.parent.mkdir(parents=True)
-        cmd = [compiler(), "-shared", "-fPIC", "-O2", "-std=c99", "-Wall", "-Wextra",
-               "-fvisibility=hidden", "-I", str(src), "-o", str(binary),
-               *[str(src / c) for c in c_files], "-lm"]
+        cmd = [
+            compiler(),
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-fvisibility=hidden",
+            "-I",
+            str(src),
+            "-o",
+            str(binary),
+            *[str(src / c) for c in c_files],
+            "-lm",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(f"model {name!r}: the C compiler failed:\n{proc.stderr.strip()}")

@@ -45,10 +45,19 @@ UNITS: dict[str, dict[str, float]] = {
     "W/rpm": {"kg": 1, "m": 2, "s": -2, "rad": -1, "factor": 60 / (2 * math.pi)},
 }
 
-_TYPES = {"Real": "VT_REAL", "Integer": "VT_INTEGER", "Enumeration": "VT_INTEGER",
-          "Boolean": "VT_BOOLEAN"}
-_CAUSALITIES = {"parameter": "CA_PARAMETER", "calculatedParameter": "CA_CALCULATED_PARAMETER",
-                "input": "CA_INPUT", "output": "CA_OUTPUT", "local": "CA_LOCAL"}
+_TYPES = {
+    "Real": "VT_REAL",
+    "Integer": "VT_INTEGER",
+    "Enumeration": "VT_INTEGER",
+    "Boolean": "VT_BOOLEAN",
+}
+_CAUSALITIES = {
+    "parameter": "CA_PARAMETER",
+    "calculatedParameter": "CA_CALCULATED_PARAMETER",
+    "input": "CA_INPUT",
+    "output": "CA_OUTPUT",
+    "local": "CA_LOCAL",
+}
 
 
 @dataclass
@@ -99,73 +108,110 @@ def load_table(path: Path) -> ModelTable:
         seen.add(name)
         vtype = row.get("type", "Real")
         if vtype not in _TYPES:
-            raise BuildError(f"{where}: variables.{name}.type: {vtype!r} is not one of "
-                             f"{', '.join(_TYPES)}")
+            raise BuildError(
+                f"{where}: variables.{name}.type: {vtype!r} is not one of {', '.join(_TYPES)}"
+            )
         causality = row.get("causality")
         if causality not in _CAUSALITIES:
-            raise BuildError(f"{where}: variables.{name}.causality: {causality!r} is not one of "
-                             f"{', '.join(_CAUSALITIES)}")
+            raise BuildError(
+                f"{where}: variables.{name}.causality: {causality!r} is not one of "
+                f"{', '.join(_CAUSALITIES)}"
+            )
         unit = row.get("unit")
         if unit == "1":
             unit = None
         if unit is not None and unit not in UNITS:
-            raise BuildError(f"{where}: variables.{name}.unit: {unit!r} is not a known unit "
-                             f"(known: {', '.join(sorted(UNITS))})")
+            raise BuildError(
+                f"{where}: variables.{name}.unit: {unit!r} is not a known unit "
+                f"(known: {', '.join(sorted(UNITS))})"
+            )
         declared = row.get("declared_type")
         if vtype == "Enumeration" and declared not in enums:
-            raise BuildError(f"{where}: variables.{name}.declared_type: {declared!r} is not an "
-                             f"enumeration of this table ({', '.join(enums) or 'none'})")
+            raise BuildError(
+                f"{where}: variables.{name}.declared_type: {declared!r} is not an "
+                f"enumeration of this table ({', '.join(enums) or 'none'})"
+            )
         has_start = causality in ("parameter", "input")
         if has_start and row.get("start") is None:
-            raise BuildError(f"{where}: variables.{name}.start: missing (required for a {causality})")
+            raise BuildError(
+                f"{where}: variables.{name}.start: missing (required for a {causality})"
+            )
         if not has_start and row.get("start") is not None:
-            raise BuildError(f"{where}: variables.{name}.start: a {causality} is calculated and "
-                             "takes no start value")
+            raise BuildError(
+                f"{where}: variables.{name}.start: a {causality} is calculated and "
+                "takes no start value"
+            )
         lo, hi = row.get("min"), row.get("max")
         for key in ("min", "max", "start"):
             value = row.get(key)
             if value is not None and not isinstance(value, (int, float)):
-                raise BuildError(f"{where}: variables.{name}.{key}: {value!r} is not a number "
-                                 "(YAML needs a signed exponent: 1.0e+6, not 1.0e6)")
+                raise BuildError(
+                    f"{where}: variables.{name}.{key}: {value!r} is not a number "
+                    "(YAML needs a signed exponent: 1.0e+6, not 1.0e6)"
+                )
         if vtype == "Enumeration":
             lo, hi = 1, len(enums[declared])
         if lo is not None and hi is not None and lo > hi:
             raise BuildError(f"{where}: variables.{name}: min {lo} is above max {hi}")
         start = row.get("start")
-        if start is not None and vtype != "Boolean" and (
-            (lo is not None and start < lo) or (hi is not None and start > hi)
+        if (
+            start is not None
+            and vtype != "Boolean"
+            and ((lo is not None and start < lo) or (hi is not None and start > hi))
         ):
             raise BuildError(f"{where}: variables.{name}.start: {start} is outside [{lo}, {hi}]")
         variability = row.get("variability") or (
-            "fixed" if causality in ("parameter", "calculatedParameter")
-            else "continuous" if vtype == "Real" else "discrete"
+            "fixed"
+            if causality in ("parameter", "calculatedParameter")
+            else "continuous"
+            if vtype == "Real"
+            else "discrete"
         )
-        variables.append(Variable(
-            name=name, vr=vr, type=vtype, causality=causality, variability=variability,
-            description=str(row.get("description", "")).strip(), unit=unit, start=start,
-            min=lo, max=hi, declared_type=declared,
-        ))
+        variables.append(
+            Variable(
+                name=name,
+                vr=vr,
+                type=vtype,
+                causality=causality,
+                variability=variability,
+                description=str(row.get("description", "")).strip(),
+                unit=unit,
+                start=start,
+                min=lo,
+                max=hi,
+                declared_type=declared,
+            )
+        )
     tables = raw.get("tables") or {}
     for tname, table in tables.items():
         index = enums.get(table.get("index"))
         if index is None:
-            raise BuildError(f"{where}: tables.{tname}.index: {table.get('index')!r} is not an "
-                             "enumeration of this table")
+            raise BuildError(
+                f"{where}: tables.{tname}.index: {table.get('index')!r} is not an "
+                "enumeration of this table"
+            )
         for item in index:
             row = table["rows"].get(item["name"])
             if row is None:
                 raise BuildError(f"{where}: tables.{tname}.rows: no row for {item['name']}")
             missing = set(table["columns"]) - set(row)
             if missing:
-                raise BuildError(f"{where}: tables.{tname}.rows.{item['name']}: missing "
-                                 f"{', '.join(sorted(missing))}")
+                raise BuildError(
+                    f"{where}: tables.{tname}.rows.{item['name']}: missing "
+                    f"{', '.join(sorted(missing))}"
+                )
     # The GUID changes whenever the table changes, and only then.
     guid = "{" + str(uuid.UUID(hashlib.sha256(text.encode()).hexdigest()[:32])) + "}"
     return ModelTable(
-        name=raw["name"], description=" ".join(str(raw.get("description", "")).split()),
-        version=str(raw.get("version", "1.0")), author=str(raw.get("author", "")), guid=guid,
-        default_experiment=raw.get("default_experiment") or {}, enumerations=enums,
-        tables=tables, variables=variables,
+        name=raw["name"],
+        description=" ".join(str(raw.get("description", "")).split()),
+        version=str(raw.get("version", "1.0")),
+        author=str(raw.get("author", "")),
+        guid=guid,
+        default_experiment=raw.get("default_experiment") or {},
+        enumerations=enums,
+        tables=tables,
+        variables=variables,
     )
 
 
@@ -181,10 +227,14 @@ def render_header(model: ModelTable) -> str:
     """The C header every model file and the framework include."""
     lines = [
         f"/* Generated by asset-twin from {model.name}/model.yaml. Do not edit. */",
-        "#ifndef MODEL_VARS_H", "#define MODEL_VARS_H", "#include <math.h>", "",
+        "#ifndef MODEL_VARS_H",
+        "#define MODEL_VARS_H",
+        "#include <math.h>",
+        "",
         f'#define MODEL_NAME "{model.name}"',
         f'#define MODEL_GUID "{model.guid}"',
-        f"#define N_VARS {len(model.variables)}", "",
+        f"#define N_VARS {len(model.variables)}",
+        "",
         "enum {",
     ]
     lines += [f"    VR_{v.name} = {v.vr}," for v in model.variables]
@@ -205,8 +255,10 @@ def render_header(model: ModelTable) -> str:
         hi = "HUGE_VAL" if v.max is None else _c_number(v.max)
         if v.type == "Boolean":
             lo, hi = "0.0", "1.0"
-        lines.append(f'    {{"{v.name}", {_TYPES[v.type]}, {_CAUSALITIES[v.causality]}, '
-                     f"{_c_number(v.start)}, {lo}, {hi}}},")
+        lines.append(
+            f'    {{"{v.name}", {_TYPES[v.type]}, {_CAUSALITIES[v.causality]}, '
+            f"{_c_number(v.start)}, {lo}, {hi}}},"
+        )
     lines += ["};", "", "#endif", ""]
     return "\n".join(lines)
 
@@ -241,8 +293,11 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
         out.append("  <UnitDefinitions>")
         for unit in units:
             base = UNITS[unit]
-            attrs = " ".join(f'{k}="{_xml_number(base[k])}"' for k in
-                             ("kg", "m", "s", "K", "rad", "factor", "offset") if k in base)
+            attrs = " ".join(
+                f'{k}="{_xml_number(base[k])}"'
+                for k in ("kg", "m", "s", "K", "rad", "factor", "offset")
+                if k in base
+            )
             out.append(f"    <Unit name={a(unit)}><BaseUnit {attrs}/></Unit>")
         out.append("  </UnitDefinitions>")
     if model.enumerations:
@@ -251,8 +306,10 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
             out.append(f"    <SimpleType name={a(ename)}>")
             out.append("      <Enumeration>")
             for i, it in enumerate(items):
-                out.append(f"        <Item name={a(it['name'])} value=\"{i + 1}\""
-                           f" description={a(it.get('description', ''))}/>")
+                out.append(
+                    f'        <Item name={a(it["name"])} value="{i + 1}"'
+                    f" description={a(it.get('description', ''))}/>"
+                )
             out.append("      </Enumeration>")
             out.append("    </SimpleType>")
         out.append("  </TypeDefinitions>")
@@ -264,36 +321,47 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
     ]
     exp = model.default_experiment
     if exp:
-        attrs = " ".join(f'{xml}="{_xml_number(float(exp[key]))}"' for key, xml in
-                         (("start_time", "startTime"), ("stop_time", "stopTime"),
-                          ("step_size", "stepSize")) if key in exp)
+        attrs = " ".join(
+            f'{xml}="{_xml_number(float(exp[key]))}"'
+            for key, xml in (
+                ("start_time", "startTime"),
+                ("stop_time", "stopTime"),
+                ("step_size", "stepSize"),
+            )
+            if key in exp
+        )
         out.append(f"  <DefaultExperiment {attrs}/>")
     out.append("  <ModelVariables>")
     for v in model.variables:
-        out.append(f"    <ScalarVariable name={a(v.name)} valueReference=\"{v.vr}\""
-                   f" causality=\"{v.causality}\" variability=\"{v.variability}\""
-                   f" description={a(v.description)}>")
-        attrs = []
+        out.append(
+            f'    <ScalarVariable name={a(v.name)} valueReference="{v.vr}"'
+            f' causality="{v.causality}" variability="{v.variability}"'
+            f" description={a(v.description)}>"
+        )
+        var_attrs: list[str] = []
         if v.declared_type:
-            attrs.append(f"declaredType={a(v.declared_type)}")
+            var_attrs.append(f"declaredType={a(v.declared_type)}")
         if v.unit:
-            attrs.append(f"unit={a(v.unit)}")
+            var_attrs.append(f"unit={a(v.unit)}")
         # Integer and Enumeration attributes are xs:int in the schema.
         num = (lambda x: str(int(x))) if v.type in ("Integer", "Enumeration") else _xml_number
         if v.start is not None:
-            attrs.append(f'start="{_xml_number(v.start) if v.type == "Boolean" else num(v.start)}"')
+            var_attrs.append(
+                f'start="{_xml_number(v.start) if v.type == "Boolean" else num(v.start)}"'
+            )
         if v.type != "Boolean" and v.declared_type is None:
             if v.min is not None:
-                attrs.append(f'min="{num(v.min)}"')
+                var_attrs.append(f'min="{num(v.min)}"')
             if v.max is not None:
-                attrs.append(f'max="{num(v.max)}"')
-        out.append(f"      <{v.type} {' '.join(attrs)}/>".replace(" />", "/>"))
+                var_attrs.append(f'max="{num(v.max)}"')
+        out.append(f"      <{v.type} {' '.join(var_attrs)}/>".replace(" />", "/>"))
         out.append("    </ScalarVariable>")
     out.append("  </ModelVariables>")
     # Indices in ModelStructure are 1-based positions in ModelVariables.
     outputs = [v.vr + 1 for v in model.variables if v.causality == "output"]
-    initial = [v.vr + 1 for v in model.variables
-               if v.causality in ("output", "calculatedParameter")]
+    initial = [
+        v.vr + 1 for v in model.variables if v.causality in ("output", "calculatedParameter")
+    ]
     out.append("  <ModelStructure>")
     if outputs:
         out.append("    <Outputs>")

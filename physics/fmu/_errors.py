@@ -1,8 +1,8 @@
 """Errors of the FMU layer.
 
-    FmuError
-    ├── BuildError       a model table or its C code could not be turned into an FMU
-    └── SimulationError  an FMI call failed or returned a non-finite value
+FmuError
+├── BuildError       a model table or its C code could not be turned into an FMU
+└── SimulationError  an FMI call failed or returned a non-finite value
 """
 
 from __future__ import annotations
@@ -19,9 +19,16 @@ class BuildError(FmuError):
 class SimulationError(FmuError):
     """A simulation failed. Carries the FMI function, its status and the model time."""
 
-    def __init__(self, message: str, *, fmu: str = "", function: str | None = None,
-                 status: int | None = None, time: float | None = None,
-                 log: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        fmu: str = "",
+        function: str | None = None,
+        status: int | None = None,
+        time: float | None = None,
+        log: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.fmu = fmu
         self.function = function

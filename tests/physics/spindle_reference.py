@@ -40,13 +40,24 @@ def material(p: dict[str, Any]) -> dict[str, float]:
 
 
 def geometry(p: dict[str, Any]) -> dict[str, float]:
-    d, ae, fz, z, n = (p["tool_diameter"], p["radial_width"], p["feed_per_tooth"],
-                       p["n_teeth"], p["spindle_speed"])
+    d, ae, fz, z, n = (
+        p["tool_diameter"],
+        p["radial_width"],
+        p["feed_per_tooth"],
+        p["n_teeth"],
+        p["spindle_speed"],
+    )
     phi = math.acos(1 - 2 * ae / d)
     vf = fz * z * n
     cut = 60 * p["path_length"] / vf
-    return {"phi": phi, "hm": 2 * fz * ae / (d * phi), "vc": math.pi * d * n / 1000, "vf": vf,
-            "cut_time": cut, "cycle_time": cut + p["load_time"]}
+    return {
+        "phi": phi,
+        "hm": 2 * fz * ae / (d * phi),
+        "vc": math.pi * d * n / 1000,
+        "vf": vf,
+        "cut_time": cut,
+        "cycle_time": cut + p["load_time"],
+    }
 
 
 def cutting_force(p: dict[str, Any], vb: float = 0.0) -> float:
@@ -79,15 +90,25 @@ def heat_while_cutting(p: dict[str, Any], vb: float = 0.0) -> dict[str, float]:
     load = bearing_load(p, resultant(p, vb))
     nu_n = p["lubricant_viscosity"] * n
     dm = p["bearing_pitch_diameter"]
-    m0 = 1e-7 * p["bearing_f0"] * nu_n ** (2 / 3) * dm**3 if nu_n >= 2000 else \
-        160e-7 * p["bearing_f0"] * dm**3
+    m0 = (
+        1e-7 * p["bearing_f0"] * nu_n ** (2 / 3) * dm**3
+        if nu_n >= 2000
+        else 160e-7 * p["bearing_f0"] * dm**3
+    )
     m_total = p["bearing_count"] * (m0 + p["bearing_f1"] * load * dm)  # N mm
     q_bearing = m_total * 1e-3 * omega
     p_shaft = power_cut + q_bearing
     p_el = p_shaft / p["motor_efficiency"] + p["motor_speed_loss"] * n
-    return {"force": force, "power_cut": power_cut, "load": load, "q_bearing": q_bearing,
-            "q_motor": p_el - p_shaft, "q_nose": p["cutting_heat_fraction"] * power_cut,
-            "p_el": p_el, "torque": force * p["tool_diameter"] / 2000 + m_total * 1e-3}
+    return {
+        "force": force,
+        "power_cut": power_cut,
+        "load": load,
+        "q_bearing": q_bearing,
+        "q_motor": p_el - p_shaft,
+        "q_nose": p["cutting_heat_fraction"] * power_cut,
+        "p_el": p_el,
+        "torque": force * p["tool_diameter"] / 2000 + m_total * 1e-3,
+    }
 
 
 def thermal_system(p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,14 +119,15 @@ def thermal_system(p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     gba, gha = p["conductance_bearing_ambient"], p["conductance_housing_ambient"]
     tc, ta = p["coolant_temperature"], p["ambient_temperature"]
     # Conductance matrix G (W/K) and source vector for G T = q + s.
-    g = np.array([
-        [gmh + gmj, 0.0, -gmh],
-        [0.0, gbh + gbj + gbf + gba, -gbh],
-        [-gmh, -gbh, gmh + gbh + gha],
-    ])
+    g = np.array(
+        [
+            [gmh + gmj, 0.0, -gmh],
+            [0.0, gbh + gbj + gbf + gba, -gbh],
+            [-gmh, -gbh, gmh + gbh + gha],
+        ]
+    )
     s = np.array([gmj * tc, (gbj + gbf) * tc + gba * ta, gha * ta])
-    c = np.array([p["motor_heat_capacity"], p["bearing_heat_capacity"],
-                  p["housing_heat_capacity"]])
+    c = np.array([p["motor_heat_capacity"], p["bearing_heat_capacity"], p["housing_heat_capacity"]])
     return g, c, s
 
 
@@ -119,13 +141,21 @@ def wear_rate(p: dict[str, Any]) -> float:
     """Usui-type flank wear rate while cutting, mm/s."""
     g, m = geometry(p), material(p)
     t_env = p["coolant_temperature"] if p["coolant_on"] else p["ambient_temperature"]
-    rise = (m["dT_ref"] * (g["vc"] / m["vc_ref"]) ** p["temperature_speed_exponent"]
-            * (p["feed_per_tooth"] / m["fz_ref"]) ** p["temperature_feed_exponent"]
-            * ((1 - p["coolant_temperature_reduction"]) if p["coolant_on"] else 1.0))
+    rise = (
+        m["dT_ref"]
+        * (g["vc"] / m["vc_ref"]) ** p["temperature_speed_exponent"]
+        * (p["feed_per_tooth"] / m["fz_ref"]) ** p["temperature_feed_exponent"]
+        * ((1 - p["coolant_temperature_reduction"]) if p["coolant_on"] else 1.0)
+    )
     theta = t_env + rise + 273.15
     theta_ref = 20 + m["dT_ref"] + 273.15
-    return (p["vb_limit"] / (60 * m["life_ref"]) * g["vc"] / m["vc_ref"]
-            * math.exp(p["wear_activation"] * (1 / theta_ref - 1 / theta)))
+    return (
+        p["vb_limit"]
+        / (60 * m["life_ref"])
+        * g["vc"]
+        / m["vc_ref"]
+        * math.exp(p["wear_activation"] * (1 / theta_ref - 1 / theta))
+    )
 
 
 def cutting_time(p: dict[str, Any], t: np.ndarray) -> np.ndarray:

@@ -62,16 +62,41 @@ def test_unknown_model_is_refused() -> None:
 
 def test_simulate_a_work_order_end_to_end(tmp_path: Path) -> None:
     csv_path, png_path = tmp_path / "t.csv", tmp_path / "t.png"
-    proc = twin("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER),
-                "--set", "coolant_on=false", "--quantity", "12",
-                "--csv", str(csv_path), "--plot", str(png_path), "--json")
+    proc = twin(
+        "fmu",
+        "simulate",
+        "--spec",
+        str(SPEC),
+        "--order",
+        str(ORDER),
+        "--set",
+        "coolant_on=false",
+        "--quantity",
+        "12",
+        "--csv",
+        str(csv_path),
+        "--plot",
+        str(png_path),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     # The expected figures come from the closed forms, with the order's values.
-    p = ref.params(material="steel_c45", spindle_speed=5300.0, feed_per_tooth=0.08,
-                   axial_depth=2.0, radial_width=3.0, tool_diameter=12.0, n_teeth=4,
-                   corner_radius=0.5, tool_overhang=36.0, path_length=2400.0, load_time=45.0,
-                   coolant_on=False, ambient_temperature=23.0)
+    p = ref.params(
+        material="steel_c45",
+        spindle_speed=5300.0,
+        feed_per_tooth=0.08,
+        axial_depth=2.0,
+        radial_width=3.0,
+        tool_diameter=12.0,
+        n_teeth=4,
+        corner_radius=0.5,
+        tool_overhang=36.0,
+        path_length=2400.0,
+        load_time=45.0,
+        coolant_on=False,
+        ambient_temperature=23.0,
+    )
     g = ref.geometry(p)
     assert out["quantity"] == 12
     assert out["stop_time"] == pytest.approx(12 * g["cycle_time"], rel=1e-12)
@@ -92,28 +117,53 @@ def test_simulate_a_work_order_end_to_end(tmp_path: Path) -> None:
 
 
 def test_table_output_checks_quality_and_maintenance() -> None:
-    result = invoke("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER),
-                    "--quantity", "2")
+    result = invoke(
+        "fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER), "--quantity", "2"
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("milling_spindle | WO-2026-1001 | 2 parts | simulated")
     roughness = next(line for line in lines if line.startswith("surface_roughness_max"))
     # Ra is largest at the end, with the most wear: closed form with the demo's values.
-    p = ref.params(material="steel_c45", spindle_speed=5300.0, feed_per_tooth=0.08,
-                   axial_depth=2.0, radial_width=3.0, tool_diameter=12.0, n_teeth=4,
-                   corner_radius=0.5, path_length=2400.0, load_time=45.0, coolant_on=True)
+    p = ref.params(
+        material="steel_c45",
+        spindle_speed=5300.0,
+        feed_per_tooth=0.08,
+        axial_depth=2.0,
+        radial_width=3.0,
+        tool_diameter=12.0,
+        n_teeth=4,
+        corner_radius=0.5,
+        path_length=2400.0,
+        load_time=45.0,
+        coolant_on=True,
+    )
     vb_end = 0.04 + ref.wear_rate(p) * 2 * ref.geometry(p)["cut_time"]
-    ra_end = ((1e3 * 0.08**2 / (32 * 0.5) + p["roughness_floor"])
-              * (1 + p["roughness_wear_coefficient"] * vb_end))
+    ra_end = (1e3 * 0.08**2 / (32 * 0.5) + p["roughness_floor"]) * (
+        1 + p["roughness_wear_coefficient"] * vb_end
+    )
     assert float(roughness.split()[1]) == pytest.approx(ra_end, rel=1e-4)  # 5 digits printed
     assert roughness.endswith("quality      OK RA [..1.6]")
 
 
 def test_bad_order_is_refused_with_every_problem_and_writes_nothing(tmp_path: Path) -> None:
     out_csv = tmp_path / "never.csv"
-    proc = twin("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER),
-                "--set", "spindle_speed=30000", "--set", "n_teeth=2.5", "--set", "material=brass",
-                "--csv", str(out_csv))
+    proc = twin(
+        "fmu",
+        "simulate",
+        "--spec",
+        str(SPEC),
+        "--order",
+        str(ORDER),
+        "--set",
+        "spindle_speed=30000",
+        "--set",
+        "n_teeth=2.5",
+        "--set",
+        "material=brass",
+        "--csv",
+        str(out_csv),
+    )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         "error: invalid work order:",
@@ -127,18 +177,35 @@ def test_bad_order_is_refused_with_every_problem_and_writes_nothing(tmp_path: Pa
 
 def test_order_file_units_and_shape_are_checked(tmp_path: Path) -> None:
     order = tmp_path / "o.yaml"
-    order.write_text(ORDER.read_text().replace("unit: rpm", "unit: rev/s")
-                     .replace("planned_quantity: 30\n", "planned_qty: 30\n"))
+    order.write_text(
+        ORDER.read_text()
+        .replace("unit: rpm", "unit: rev/s")
+        .replace("planned_quantity: 30\n", "planned_qty: 30\n")
+    )
     result = invoke("fmu", "simulate", "--spec", str(SPEC), "--order", str(order))
     assert result.exit_code == 2
     assert "  planned_qty: unknown field (expected one of " in result.output
-    assert ("  job_order_parameters.spindle_speed.unit: 'rev/s' does not match the twin "
-            "spec's unit 'rpm'") in result.output
+    assert (
+        "  job_order_parameters.spindle_speed.unit: 'rev/s' does not match the twin "
+        "spec's unit 'rpm'"
+    ) in result.output
     assert "  planned_quantity: missing" in result.output
 
 
 def test_constraint_violation_is_explained() -> None:
-    result = invoke("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER),
-                    "--set", "radial_width=14")
+    result = invoke(
+        "fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER), "--set", "radial_width=14"
+    )
     assert result.exit_code == 2
     assert "constraint: " in result.output and "radial_width <= tool_diameter" in result.output
+
+
+def test_missing_quantity_is_reported_with_the_other_problems() -> None:
+    result = invoke(
+        "fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER), "--set", "material=brass"
+    )
+    assert result.exit_code == 2  # the demo order has a quantity: no quantity problem
+    no_qty = invoke("fmu", "simulate", "--spec", str(SPEC), "--set", "material=steel_c45")
+    assert no_qty.exit_code == 2
+    assert "  quantity: missing (required, allowed range [1, 500] parts)" in no_qty.output
+    assert "  spindle_speed: missing (required, allowed range [1000, 24000] rpm)" in no_qty.output

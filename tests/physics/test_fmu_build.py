@@ -30,8 +30,14 @@ def test_built_fmu_passes_fmpy_validation() -> None:
 def test_fmu_holds_binary_sources_and_description() -> None:
     with zipfile.ZipFile(fmu_for_model("spindle")) as zf:
         names = set(zf.namelist())
-    assert {"modelDescription.xml", "binaries/linux64/spindle.so", "sources/spindle.c",
-            "sources/fmi2_framework.c", "sources/model_vars.h", "sources/model.yaml"} <= names
+    assert {
+        "modelDescription.xml",
+        "binaries/linux64/spindle.so",
+        "sources/spindle.c",
+        "sources/fmi2_framework.c",
+        "sources/model_vars.h",
+        "sources/model.yaml",
+    } <= names
 
 
 def test_value_references_agree_between_header_and_description() -> None:
@@ -51,11 +57,20 @@ def test_description_carries_the_table_units_bounds_and_enumeration() -> None:
     from_table = catalogue_from_model_table(MODELS_DIR / "spindle" / "model.yaml")
     for name, v in from_table.items():
         got = from_fmu[name]
-        assert (got.type, got.causality, got.unit, got.min, got.max) == \
-            (v.type, v.causality, v.unit, v.min, v.max), name
-    assert from_fmu["material"].items == {"aluminium_6061": 1, "steel_c45": 2,
-                                          "stainless_316l": 3, "ti6al4v": 4,
-                                          "cast_iron_gjl250": 5}
+        assert (got.type, got.causality, got.unit, got.min, got.max) == (
+            v.type,
+            v.causality,
+            v.unit,
+            v.min,
+            v.max,
+        ), name
+    assert from_fmu["material"].items == {
+        "aluminium_6061": 1,
+        "steel_c45": 2,
+        "stainless_316l": 3,
+        "ti6al4v": 4,
+        "cast_iron_gjl250": 5,
+    }
     units = {u.name: u.baseUnit for u in md.unitDefinitions}
     assert units["degC"].K == 1 and units["degC"].offset == 273.15
     assert units["rpm"].factor == pytest.approx(2 * np.pi / 60)
@@ -63,11 +78,21 @@ def test_description_carries_the_table_units_bounds_and_enumeration() -> None:
 
 def test_simulate_fmu_runs_it_and_agrees_with_our_adapter() -> None:
     path = fmu_for_model("spindle")
-    result = fmpy.simulate_fmu(str(path), stop_time=600.0, step_size=1.0, output_interval=10.0,
-                               output=["tool_wear", "bearing_temperature", "energy"])
+    result = fmpy.simulate_fmu(
+        str(path),
+        stop_time=600.0,
+        step_size=1.0,
+        output_interval=10.0,
+        output=["tool_wear", "bearing_temperature", "energy"],
+    )
     with Fmu(path) as fmu:
-        ours = fmu.simulate({}, 600.0, step_size=1.0, output_interval=10.0,
-                            outputs=["tool_wear", "bearing_temperature", "energy"])
+        ours = fmu.simulate(
+            {},
+            600.0,
+            step_size=1.0,
+            output_interval=10.0,
+            outputs=["tool_wear", "bearing_temperature", "energy"],
+        )
     # fmpy accumulates communication times by addition, we multiply: last-bit differences.
     for name in ("tool_wear", "bearing_temperature", "energy"):
         np.testing.assert_allclose(result[name], ours[name], rtol=1e-12, atol=1e-15)
@@ -97,15 +122,26 @@ def test_compiler_errors_are_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("unit: rpm, start: 5000.0", "unit: furlongs, start: 5000.0",
-         "variables.spindle_speed.unit: 'furlongs' is not a known unit"),
-        ("min: 100.0, max: 24000.0", "min: 100.0, max: 2.4e4",
-         "variables.spindle_speed.max: '2.4e4' is not a number (YAML needs a signed exponent"),
-        ("start: 5000.0, min: 100.0", "start: 50.0, min: 100.0",
-         "variables.spindle_speed.start: 50.0 is outside [100.0, 24000.0]"),
-        ("{name: feed_rate, causality: calculatedParameter",
-         "{name: feed_rate, causality: sometimes",
-         "variables.feed_rate.causality: 'sometimes' is not one of parameter,"),
+        (
+            "unit: rpm, start: 5000.0",
+            "unit: furlongs, start: 5000.0",
+            "variables.spindle_speed.unit: 'furlongs' is not a known unit",
+        ),
+        (
+            "min: 100.0, max: 24000.0",
+            "min: 100.0, max: 2.4e4",
+            "variables.spindle_speed.max: '2.4e4' is not a number (YAML needs a signed exponent",
+        ),
+        (
+            "start: 5000.0, min: 100.0",
+            "start: 50.0, min: 100.0",
+            "variables.spindle_speed.start: 50.0 is outside [100.0, 24000.0]",
+        ),
+        (
+            "{name: feed_rate, causality: calculatedParameter",
+            "{name: feed_rate, causality: sometimes",
+            "variables.feed_rate.causality: 'sometimes' is not one of parameter,",
+        ),
         ("{name: feed_rate,", "{name: spindle_speed,", "variables.spindle_speed: defined twice"),
     ],
 )
@@ -119,9 +155,12 @@ def test_bad_model_tables_are_refused(tmp_path: Path, old: str, new: str, messag
         build_model(model, out_dir=tmp_path / "cache")
     assert message in str(info.value)
     assert not (tmp_path / "cache" / "spindle").exists() or not any(
-        (tmp_path / "cache" / "spindle").rglob("*.fmu"))
+        (tmp_path / "cache" / "spindle").rglob("*.fmu")
+    )
 
 
 def test_unknown_model_names_the_known_ones() -> None:
-    with pytest.raises(BuildError, match=r"model 'lathe': no model.yaml found \(models here: .*spindle"):
+    with pytest.raises(
+        BuildError, match=r"model 'lathe': no model.yaml found \(models here: .*spindle"
+    ):
         build_model("lathe")

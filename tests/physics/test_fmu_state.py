@@ -9,13 +9,24 @@ from fmpy.fmi2 import FMU2Slave
 
 from physics.fmu import Fmu, SimulationError, fmu_for_model
 
-OUTPUTS = ["motor_temperature", "bearing_temperature", "housing_temperature", "tool_wear",
-           "bearing_damage", "energy", "parts_completed"]
+OUTPUTS = [
+    "motor_temperature",
+    "bearing_temperature",
+    "housing_temperature",
+    "tool_wear",
+    "bearing_damage",
+    "energy",
+    "parts_completed",
+]
 
 
 def start(unzipdir: str, md, values: dict[str, float]) -> FMU2Slave:
-    slave = FMU2Slave(guid=md.guid, unzipDirectory=unzipdir,
-                      modelIdentifier=md.coSimulation.modelIdentifier, instanceName="s")
+    slave = FMU2Slave(
+        guid=md.guid,
+        unzipDirectory=unzipdir,
+        modelIdentifier=md.coSimulation.modelIdentifier,
+        instanceName="s",
+    )
     slave.instantiate()
     slave.setupExperiment(startTime=0.0)
     slave.enterInitializationMode()
@@ -92,9 +103,12 @@ def test_fixed_parameters_are_refused_after_initialization(tmp_path) -> None:
 
 
 def test_profiles_only_drive_inputs() -> None:
-    with Fmu(fmu_for_model("spindle")) as fmu:
-        with pytest.raises(ValueError, match=r"^inputs.spindle_speed: not an input of spindle$"):
-            fmu.simulate({}, 10.0, step_size=1.0, inputs={"spindle_speed": ([0, 10], [1, 2])})
+    profile = {"spindle_speed": ([0, 10], [1, 2])}
+    with (
+        Fmu(fmu_for_model("spindle")) as fmu,
+        pytest.raises(ValueError, match=r"^inputs.spindle_speed: not an input of spindle$"),
+    ):
+        fmu.simulate({}, 10.0, step_size=1.0, inputs=profile)
 
 
 def test_fmi_errors_carry_function_status_and_message() -> None:
@@ -103,8 +117,10 @@ def test_fmi_errors_carry_function_status_and_message() -> None:
             fmu.simulate({"radial_width": 20.0}, 10.0, step_size=1.0)
         err = info.value
         assert (err.function, err.status, err.time) == ("fmi2ExitInitializationMode", 3, 0.0)
-        assert str(err) == ("spindle in fmi2ExitInitializationMode at t = 0: fmi2ExitInitializationMode:"
-                            " radial_width = 20 mm exceeds tool_diameter = 12 mm")
+        assert str(err) == (
+            "spindle in fmi2ExitInitializationMode at t = 0: fmi2ExitInitializationMode:"
+            " radial_width = 20 mm exceeds tool_diameter = 12 mm"
+        )
         # The adapter recovers: the next run works.
         ok = fmu.simulate({}, 10.0, step_size=1.0, outputs=["tool_wear"])
         assert ok["tool_wear"][-1] > 0.0

@@ -29,9 +29,16 @@ def run(fmu: Fmu, p: dict, stop: float, interval: float = 10.0, step: float = 1.
 
 @pytest.mark.parametrize("material", ref.MATERIALS)
 def test_cutting_force_torque_and_power_follow_kienzle(fmu: Fmu, material: str) -> None:
-    p = ref.params(material=material, spindle_speed=4000.0, feed_per_tooth=0.08,
-                   axial_depth=4.0, radial_width=3.0, tool_diameter=16.0, n_teeth=4,
-                   tool_wear_start=0.1)
+    p = ref.params(
+        material=material,
+        spindle_speed=4000.0,
+        feed_per_tooth=0.08,
+        axial_depth=4.0,
+        radial_width=3.0,
+        tool_diameter=16.0,
+        n_teeth=4,
+        tool_wear_start=0.1,
+    )
     tr = run(fmu, p, stop=10.0, interval=1.0)
     expected = ref.heat_while_cutting(p, vb=0.1)
     assert tr["cutting"][0]
@@ -51,9 +58,17 @@ def test_cutting_force_torque_and_power_follow_kienzle(fmu: Fmu, material: str) 
 def test_steady_temperatures_solve_the_thermal_network(fmu: Fmu, coolant_on: bool) -> None:
     # Continuous cutting (no load time) with the force independent of wear: every
     # heat input is constant, so the network must settle at G T = q + s.
-    p = ref.params(load_time=0.0, wear_force_coefficient=0.0, coolant_on=coolant_on,
-                   coolant_temperature=18.0, ambient_temperature=24.0, path_length=1.0e+5,
-                   material="aluminium_6061", spindle_speed=12000.0, axial_depth=6.0)
+    p = ref.params(
+        load_time=0.0,
+        wear_force_coefficient=0.0,
+        coolant_on=coolant_on,
+        coolant_temperature=18.0,
+        ambient_temperature=24.0,
+        path_length=1.0e5,
+        material="aluminium_6061",
+        spindle_speed=12000.0,
+        axial_depth=6.0,
+    )
     tr = run(fmu, p, stop=6 * 3600.0, interval=600.0)
     heat = ref.heat_while_cutting(p)
     q = np.array([heat["q_motor"], heat["q_bearing"] + heat["q_nose"], 0.0])
@@ -67,17 +82,24 @@ def test_steady_temperatures_solve_the_thermal_network(fmu: Fmu, coolant_on: boo
 def test_temperature_transient_matches_matrix_exponential(fmu: Fmu) -> None:
     # Spindle stopped (no path to cut): a linear network relaxing from a hot start,
     # T(t) = T_ss + expm(A t) (T0 - T_ss), sampled every 10 s.
-    p = ref.params(path_length=0.0, load_time=30.0, motor_temperature_start=55.0,
-                   bearing_temperature_start=45.0, housing_temperature_start=35.0,
-                   coolant_temperature=16.0, ambient_temperature=26.0)
+    p = ref.params(
+        path_length=0.0,
+        load_time=30.0,
+        motor_temperature_start=55.0,
+        bearing_temperature_start=45.0,
+        housing_temperature_start=35.0,
+        coolant_temperature=16.0,
+        ambient_temperature=26.0,
+    )
     tr = run(fmu, p, stop=3600.0, interval=10.0)
     g, c, s = ref.thermal_system(p)
     a = -g / c[:, None]
     t_ss = np.linalg.solve(g, s)
     t0 = np.array([55.0, 45.0, 35.0])
     expected = np.array([t_ss + expm(a * t) @ (t0 - t_ss) for t in tr.time])
-    got = np.column_stack([tr["motor_temperature"], tr["bearing_temperature"],
-                           tr["housing_temperature"]])
+    got = np.column_stack(
+        [tr["motor_temperature"], tr["bearing_temperature"], tr["housing_temperature"]]
+    )
     np.testing.assert_allclose(got, expected, atol=2e-5)
     assert not tr["cutting"].any()
     assert (tr["spindle_power"] == 0.0).all()
@@ -85,8 +107,13 @@ def test_temperature_transient_matches_matrix_exponential(fmu: Fmu) -> None:
 
 @pytest.mark.parametrize("material", ref.MATERIALS)
 def test_flank_wear_follows_the_integrated_wear_law(fmu: Fmu, material: str) -> None:
-    p = ref.params(material=material, spindle_speed=3000.0, tool_wear_start=0.05,
-                   path_length=800.0, load_time=45.0)
+    p = ref.params(
+        material=material,
+        spindle_speed=3000.0,
+        tool_wear_start=0.05,
+        path_length=800.0,
+        load_time=45.0,
+    )
     tr = run(fmu, p, stop=3000.0, interval=5.0)
     expected = 0.05 + ref.wear_rate(p) * ref.cutting_time(p, tr.time)
     np.testing.assert_allclose(tr["tool_wear"], expected, rtol=1e-10, atol=1e-12)
@@ -100,10 +127,17 @@ def test_tool_life_at_the_reference_condition(fmu: Fmu, material: str) -> None:
     # Dry, 20 degC, vc = vc_ref, fz = fz_ref: VB reaches vb_limit after life_ref minutes.
     m = ref.MATERIAL_DATA[material]
     d = 10.0
-    p = ref.params(material=material, tool_diameter=d, radial_width=2.0,
-                   spindle_speed=1000 * m["vc_ref"] / (math.pi * d), feed_per_tooth=m["fz_ref"],
-                   coolant_on=False, ambient_temperature=20.0, load_time=0.0,
-                   path_length=1.0e+6)
+    p = ref.params(
+        material=material,
+        tool_diameter=d,
+        radial_width=2.0,
+        spindle_speed=1000 * m["vc_ref"] / (math.pi * d),
+        feed_per_tooth=m["fz_ref"],
+        coolant_on=False,
+        ambient_temperature=20.0,
+        load_time=0.0,
+        path_length=1.0e6,
+    )
     life = 60.0 * m["life_ref"]
     tr = run(fmu, p, stop=life, interval=life / 10)
     assert tr["tool_wear"][-1] == pytest.approx(p["vb_limit"], rel=1e-10)
@@ -111,9 +145,16 @@ def test_tool_life_at_the_reference_condition(fmu: Fmu, material: str) -> None:
 
 
 def test_bearing_damage_follows_palmgren_miner(fmu: Fmu) -> None:
-    p = ref.params(wear_force_coefficient=0.0, bearing_damage_start=0.2, spindle_speed=12000.0,
-                   material="aluminium_6061", axial_depth=8.0, radial_width=6.0,
-                   path_length=3000.0, load_time=20.0)
+    p = ref.params(
+        wear_force_coefficient=0.0,
+        bearing_damage_start=0.2,
+        spindle_speed=12000.0,
+        material="aluminium_6061",
+        axial_depth=8.0,
+        radial_width=6.0,
+        path_length=3000.0,
+        load_time=20.0,
+    )
     tr = run(fmu, p, stop=7200.0, interval=60.0)
     load = ref.bearing_load(p, ref.resultant(p))
     l10_rev = p["bearing_life_factor"] * (p["bearing_dynamic_load_rating"] / load) ** 3 * 1e6
@@ -144,15 +185,25 @@ def test_energy_is_the_integral_of_electrical_power(fmu: Fmu) -> None:
 
 
 def test_quality_outputs_match_their_closed_forms(fmu: Fmu) -> None:
-    p = ref.params(tool_wear_start=0.15, motor_temperature_start=34.0,
-                   bearing_temperature_start=28.0, reference_temperature=20.0,
-                   feed_per_tooth=0.12, corner_radius=0.4, tool_overhang=55.0)
+    p = ref.params(
+        tool_wear_start=0.15,
+        motor_temperature_start=34.0,
+        bearing_temperature_start=28.0,
+        reference_temperature=20.0,
+        feed_per_tooth=0.12,
+        corner_radius=0.4,
+        tool_overhang=55.0,
+    )
     tr = run(fmu, p, stop=10.0, interval=10.0)
     elongation = 1e3 * p["expansion_coefficient"] * p["spindle_length"] * ((34 + 28) / 2 - 20)
     d = p["tool_core_ratio"] * p["tool_diameter"]
-    deflection = 1e3 * ref.resultant(p, 0.15) * 55.0**3 / (3 * p["tool_modulus"] * math.pi * d**4 / 64)
+    deflection = (
+        1e3 * ref.resultant(p, 0.15) * 55.0**3 / (3 * p["tool_modulus"] * math.pi * d**4 / 64)
+    )
     offset = 1e3 * 0.15 * math.tan(math.radians(p["clearance_angle"]))
-    ra = (1e3 * 0.12**2 / (32 * 0.4) + p["roughness_floor"]) * (1 + p["roughness_wear_coefficient"] * 0.15)
+    ra = (1e3 * 0.12**2 / (32 * 0.4) + p["roughness_floor"]) * (
+        1 + p["roughness_wear_coefficient"] * 0.15
+    )
     assert tr["thermal_elongation"][0] == pytest.approx(elongation, rel=1e-12)
     assert tr["tool_deflection"][0] == pytest.approx(deflection, rel=1e-12)
     assert tr["wear_offset"][0] == pytest.approx(offset, rel=1e-12)

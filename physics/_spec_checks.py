@@ -1,206 +1,29 @@
-"""The rules behind :mod:`physics.spec`: structure and catalogue checks, value
-coercion, and the wording of every problem (``<field.path>: <problem>``).
+"""The checks behind :mod:`physics.spec`: catalogue-free structure checks run at
+load, and the checks of a spec against an FMU's variable catalogue.
 
-Kept apart from the pydantic models so that ``spec.py`` reads as the schema.
+Each check appends ``<field.path>: <problem>`` lines, so one pass reports everything.
 """
 
 from __future__ import annotations
 
-import ast
-import difflib
-import keyword
-import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import yaml
-from pydantic import ValidationError
-
-from physics.expr import CONSTANTS, FUNCTIONS, Expr, ExpressionError, compile_expr
+from physics._spec_text import Problems, fmt, name_problem, suggest
+from physics.expr import Expr, ExpressionError, compile_expr
 
 if TYPE_CHECKING:
     from physics.spec import FactorSpec, InputSpec, TwinSpec
     from physics.variables import Catalogue, VariableInfo
 
-
-class Problems(ValueError):
-    """Raised inside pydantic validation; carries finished ``path: problem`` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
-_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _CHOICE = re.compile(r"[A-Za-z0-9_]+\Z")
-_RESERVED = {"quantity", *FUNCTIONS, *CONSTANTS}
 _CRITERIA = ("max_rmse", "max_mae", "max_rel_error", "min_r2", "min_coverage")
 # Time integrals with a unit name of their own; any other unit u integrates to "u.s".
 _INTEGRAL_UNITS = {"W": "J", "kW": "kJ", "MW": "MJ"}
 
 
-# ---- wording -----------------------------------------------------------------------
-
-def fmt(value: Any) -> str:
-    """A value as a person writes it: 24000 not 24000.0, true not True, 'text' quoted."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-def suggest(name: str, candidates: Iterable[str]) -> str:
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def unit_suffix(unit: str | None) -> str:
-    return "" if unit in (None, "", "1") else f" {unit}"
-
-
-def name_problem(name: str, *, reserved: bool = True) -> str | None:
-    if not _NAME.match(name) or keyword.iskeyword(name):
-        return f"{name!r} is not a valid name (lower-case letters, digits and _, starting with a letter)"
-    if reserved and name in _RESERVED:
-        return f"{name!r} is reserved in expressions"
-    return None
-
-
-def unknown_key(key: str, fields: Iterable[str]) -> str:
-    hint = suggest(key, fields)
-    return f"unknown key {key!r}{hint}" if hint else (
-        f"unknown key {key!r} (allowed: {', '.join(fields)})"
-    )
-
-
-def problems_from_validation(exc: ValidationError) -> list[str]:
-    """pydantic's errors as ``path: problem`` lines."""
-    out: list[str] = []
-    for err in exc.errors():
-        path = _loc_path(err["loc"])
-        inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, Problems):
-            out.extend(f"{path}.{p}" if path else p for p in inner.problems)
-        else:
-            text = _error_text(err)
-            out.append(f"{path}: {text}" if path else text)
-    return out
-
-
-def _loc_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return "nothing" if value is None else fmt(value)
-
-
-def _error_text(err: Any) -> str:
-    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    if kind == "missing":
-        return "missing"
-    if kind in ("float_type", "float_parsing"):
-        return f"{_describe(value)} is not a number"
-    if kind == "finite_number":
-        return f"{_describe(value)} is not a finite number"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"{_describe(value)} is not a whole number"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"{_describe(value)} is not true or false"
-    if kind == "string_type":
-        return f"expected text, got {_describe(value)}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping, got {_describe(value)}"
-    if kind == "list_type":
-        return f"expected a list, got {_describe(value)}"
-    if kind == "literal_error":
-        return f"{_describe(value)} is not one of {ctx['expected']}"
-    if kind == "value_error":
-        return str(ctx["error"])
-    return str(err["msg"])
-
-
-# ---- values ----------------------------------------------------------------------------
-
-def domain_text(inp: InputSpec) -> str:
-    if inp.kind == "boolean":
-        return "true or false"
-    if inp.kind == "categorical":
-        return "one of " + ", ".join(inp.choice_names)
-    return f"allowed range [{fmt(inp.min)}, {fmt(inp.max)}]{unit_suffix(inp.unit)}"
-
-
-def coerce_number(
-    raw: Any, *, integer: bool, low: float | None, high: float | None, unit: str | None
-) -> int | float:
-    """A number from a number or its text; ValueError names the value and the range."""
-    if isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"{fmt(raw)} is not a number") from None
-    elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
-    else:
-        raise ValueError(f"{fmt(raw)} is not a number")
-    if not math.isfinite(value):
-        raise ValueError(f"{fmt(raw)} is not a finite number")
-    if integer and not value.is_integer():
-        raise ValueError(f"{fmt(raw)} is not a whole number")
-    if low is not None and high is not None and not low <= value <= high:
-        raise ValueError(
-            f"{fmt(value)} is outside the allowed range [{fmt(low)}, {fmt(high)}]"
-            f"{unit_suffix(unit)}"
-        )
-    return int(value) if integer else value
-
-
-def coerce_input(inp: InputSpec, raw: Any) -> bool | int | float | str:
-    if inp.kind == "boolean":
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-            return raw.strip().lower() == "true"
-        raise ValueError(f"{fmt(raw)} is not a boolean (use true or false)")
-    if inp.kind == "categorical":
-        if isinstance(raw, str) and raw.strip() in inp.choice_names:
-            return raw.strip()
-        raise ValueError(f"{fmt(raw)} is not one of {', '.join(inp.choice_names)}")
-    return coerce_number(
-        raw, integer=inp.kind == "integer", low=inp.min, high=inp.max, unit=inp.unit
-    )
-
-
-def check_choices_shape(value: Any) -> Any:
-    ok = value is None or (
-        isinstance(value, list) and all(isinstance(c, str) for c in value)
-    ) or (
-        isinstance(value, dict)
-        and all(isinstance(k, str) and type(v) is int for k, v in value.items())
-    )
-    if not ok:
-        raise ValueError("expected a list of names, or a mapping of names to integer values")
-    return value
-
-
-def check_factor_choices_shape(value: Any) -> Any:
-    if value is not None and not (
-        isinstance(value, list) and all(isinstance(c, str | bool) for c in value)
-    ):
-        raise ValueError("expected a list of choice names, or of true/false")
-    return value
-
-
 # ---- structure -------------------------------------------------------------------------
+
 
 def check_structure(spec: TwinSpec) -> tuple[Expr, dict[str, Expr], list[Expr]]:
     """Every catalogue-free check; returns the compiled expressions or raises Problems."""
@@ -216,8 +39,10 @@ def check_structure(spec: TwinSpec) -> tuple[Expr, dict[str, Expr], list[Expr]]:
     for key, inp in spec.inputs.items():
         _check_input(f"inputs.{key}", key, inp, p)
         if inp.variable in seen:
-            p.append(f"inputs.{key}.variable: {inp.variable!r} is already set by input "
-                     f"{seen[inp.variable]!r}")
+            p.append(
+                f"inputs.{key}.variable: {inp.variable!r} is already set by input "
+                f"{seen[inp.variable]!r}"
+            )
         seen.setdefault(inp.variable, key)
     _check_quantity(spec, p)
     compiled = _check_expressions(spec, p)
@@ -240,15 +65,24 @@ def _check_fmu(spec: TwinSpec, p: list[str]) -> None:
     if f.step_size <= 0:
         p.append(f"fmu.step_size: {fmt(f.step_size)} must be positive")
     elif f.output_interval is not None and f.output_interval < f.step_size:
-        p.append(f"fmu.output_interval: {fmt(f.output_interval)} is below the step size "
-                 f"{fmt(f.step_size)}")
+        p.append(
+            f"fmu.output_interval: {fmt(f.output_interval)} is below the step size "
+            f"{fmt(f.step_size)}"
+        )
 
 
 def _check_input(at: str, key: str, inp: InputSpec, p: list[str]) -> None:
     if problem := name_problem(key):
         p.append(f"{at}: {problem}")
-    flags = [n for n, on in (("boolean", inp.boolean), ("integer", inp.integer),
-                             ("choices", inp.choices is not None)) if on]
+    flags = [
+        n
+        for n, on in (
+            ("boolean", inp.boolean),
+            ("integer", inp.integer),
+            ("choices", inp.choices is not None),
+        )
+        if on
+    ]
     if len(flags) > 1:
         p.append(f"{at}: {' and '.join(flags)} exclude each other")
         return
@@ -268,8 +102,11 @@ def _check_input(at: str, key: str, inp: InputSpec, p: list[str]) -> None:
             p.append(f"{at}.min: {fmt(inp.min)} is not below max {fmt(inp.max)}")
             return
         if inp.kind == "integer":
-            p.extend(f"{at}.{n}: {fmt(getattr(inp, n))} is not a whole number"
-                     for n in ("min", "max") if not float(getattr(inp, n)).is_integer())
+            p.extend(
+                f"{at}.{n}: {fmt(getattr(inp, n))} is not a whole number"
+                for n in ("min", "max")
+                if not float(getattr(inp, n)).is_integer()
+            )
     if inp.default is not None:
         try:
             inp.coerce(inp.default)
@@ -291,8 +128,9 @@ def _choices_ok(at: str, inp: InputSpec, p: list[str]) -> bool:
         by_value: dict[int, str] = {}
         for name, value in inp.choices.items():
             if value in by_value:
-                p.append(f"{at}.choices: {by_value[value]!r} and {name!r} have the same value "
-                         f"{value}")
+                p.append(
+                    f"{at}.choices: {by_value[value]!r} and {name!r} have the same value {value}"
+                )
             by_value.setdefault(value, name)
     return len(p) == before
 
@@ -306,8 +144,11 @@ def _check_quantity(spec: TwinSpec, p: list[str]) -> None:
     if q.min >= q.max:
         p.append(f"quantity.min: {fmt(q.min)} is not below max {fmt(q.max)}")
     if q.integer:
-        p.extend(f"quantity.{n}: {fmt(getattr(q, n))} is not a whole number"
-                 for n in ("min", "max") if not float(getattr(q, n)).is_integer())
+        p.extend(
+            f"quantity.{n}: {fmt(getattr(q, n))} is not a whole number"
+            for n in ("min", "max")
+            if not float(getattr(q, n)).is_integer()
+        )
 
 
 def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Expr], list[Expr]]:
@@ -339,17 +180,26 @@ def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Ex
         for name in sorted(expr.names - available.keys()):
             if name in categorical:
                 first = categorical[name].choice_names[0] if categorical[name].choice_names else "x"
-                p.append(f"{field}: {name!r} is categorical; use its indicators, e.g. "
-                         f"{name}_is_{first}")
+                p.append(
+                    f"{field}: {name!r} is categorical; use its indicators, e.g. {name}_is_{first}"
+                )
+            elif owner := next((c for c in categorical if name.startswith(f"{c}_is_")), None):
+                choice = name[len(owner) + 4 :]
+                p.append(
+                    f"{field}: unknown name {name!r}; {choice!r} is not a choice of "
+                    f"input {owner!r}{suggest(choice, categorical[owner].choice_names)}"
+                )
             else:
                 hint = suggest(name, available) or (
-                    "; expressions can use inputs, derived values and quantity")
+                    "; expressions can use inputs, derived values and quantity"
+                )
                 p.append(f"{field}: unknown name {name!r}{hint}")
         return expr
 
     stop = checked(spec.stop_time, "stop_time")
-    derived = {k: e for k, text in spec.derived.items()
-               if (e := checked(text, f"derived.{k}")) is not None}
+    derived = {
+        k: e for k, text in spec.derived.items() if (e := checked(text, f"derived.{k}")) is not None
+    }
     constraints = []
     for i, c in enumerate(spec.constraints):
         if not c.message.strip():
@@ -369,7 +219,7 @@ def _derived_order(derived: dict[str, Expr], p: list[str]) -> list[str]:
         if state.get(name) is True:
             return True
         if state.get(name) is False:
-            cycle = [*trail[trail.index(name):], name]
+            cycle = [*trail[trail.index(name) :], name]
             p.append(f"derived.{cycle[0]}: circular definition {' -> '.join(cycle)}")
             return False
         state[name] = False
@@ -414,6 +264,8 @@ def _check_doe(spec: TwinSpec, p: list[str]) -> None:
 
 
 def _check_factor(at: str, key: str, f: FactorSpec, spec: TwinSpec, p: list[str]) -> None:
+    low_bound: float | None
+    high_bound: float | None
     if key == "quantity":
         q = spec.quantity
         kind, low_bound, high_bound = ("integer" if q.integer else "real"), q.min, q.max
@@ -422,27 +274,37 @@ def _check_factor(at: str, key: str, f: FactorSpec, spec: TwinSpec, p: list[str]
         kind, low_bound, high_bound = inp.kind, inp.min, inp.max
     given = f.model_fields_set
     if kind in ("boolean", "categorical"):
-        p.extend(f"{at}.{n}: not used for a {kind} input"
-                 for n in ("low", "high", "distribution", "mean", "std", "mode") if n in given)
+        p.extend(
+            f"{at}.{n}: not used for a {kind} input"
+            for n in ("low", "high", "distribution", "mean", "std", "mode")
+            if n in given
+        )
         allowed: list[str | bool] = (
-            [True, False] if kind == "boolean" else list(spec.inputs[key].choice_names))
+            [True, False] if kind == "boolean" else list(spec.inputs[key].choice_names)
+        )
         chosen = allowed if f.choices is None else f.choices
         if f.choices is not None and not f.choices:
             p.append(f"{at}.choices: empty")
         for i, c in enumerate(f.choices or []):
             if not any(c == a and type(c) is type(a) for a in allowed):
-                p.append(f"{at}.choices: {fmt(c)} is not one of {', '.join(map(str, allowed))}")
+                names = ", ".join(a if isinstance(a, str) else fmt(a) for a in allowed)
+                p.append(f"{at}.choices: {fmt(c)} is not one of {names}")
             elif c in chosen[:i]:
                 p.append(f"{at}.choices: {fmt(c)} is listed twice")
         if f.weights is not None:
             if len(f.weights) != len(chosen):
-                p.append(f"{at}.weights: {len(f.weights)} weights for {len(chosen)} choices")
+                p.append(
+                    f"{at}.weights: expected one per choice ({len(chosen)}), got {len(f.weights)}"
+                )
             elif min(f.weights) < 0 or sum(f.weights) <= 0:
                 p.append(f"{at}.weights: must be non-negative and not all zero")
         return
-    p.extend(f"{at}.{n}: only for categorical or boolean inputs"
-             for n in ("choices", "weights") if n in given)
-    if low_bound is None or high_bound is None:
+    p.extend(
+        f"{at}.{n}: only for categorical or boolean inputs"
+        for n in ("choices", "weights")
+        if n in given
+    )
+    if low_bound is None or high_bound is None or low_bound >= high_bound:
         return  # the input's own problem is reported already
     low = low_bound if f.low is None else f.low
     high = high_bound if f.high is None else f.high
@@ -454,8 +316,11 @@ def _check_factor(at: str, key: str, f: FactorSpec, spec: TwinSpec, p: list[str]
     if high > high_bound:
         p.append(f"{at}.high: {fmt(high)} is above the input's max {fmt(high_bound)}")
     if kind == "integer":
-        p.extend(f"{at}.{n}: {fmt(v)} is not a whole number"
-                 for n, v in (("low", low), ("high", high)) if not float(v).is_integer())
+        p.extend(
+            f"{at}.{n}: {fmt(v)} is not a whole number"
+            for n, v in (("low", low), ("high", high))
+            if not float(v).is_integer()
+        )
     needs = {"normal": ("mean", "std"), "triangular": ("mode",)}
     for name in ("mean", "std", "mode"):
         owner = "triangular" if name == "mode" else "normal"
@@ -469,8 +334,11 @@ def _check_factor(at: str, key: str, f: FactorSpec, spec: TwinSpec, p: list[str]
         p.append(f"{at}.std: {fmt(f.std)} must be positive")
     for name in ("mean", "mode"):
         v = getattr(f, name)
-        if v is not None and f.distribution == ("normal" if name == "mean" else "triangular") \
-                and not low <= v <= high:
+        if (
+            v is not None
+            and f.distribution == ("normal" if name == "mean" else "triangular")
+            and not low <= v <= high
+        ):
             p.append(f"{at}.{name}: {fmt(v)} is outside [{fmt(low)}, {fmt(high)}]")
 
 
@@ -487,8 +355,7 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
             if k.limit is None:
                 p.append(f"{at}.limit: missing (required by time_above)")
             if k.unit != "s":
-                p.append(f"{at}.unit: time_above measures time, so the unit is 's', not "
-                         f"{k.unit!r}")
+                p.append(f"{at}.unit: time_above measures time, so the unit is 's', not {k.unit!r}")
         elif k.limit is not None:
             p.append(f"{at}.limit: only used by time_above")
     characteristics: dict[str, str] = {}
@@ -509,8 +376,10 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
         if not q.characteristic_id.strip():
             p.append(f"{at}.characteristic_id: missing")
         elif q.characteristic_id in characteristics:
-            p.append(f"{at}.characteristic_id: {q.characteristic_id!r} is already used by "
-                     f"{characteristics[q.characteristic_id]!r}")
+            p.append(
+                f"{at}.characteristic_id: {q.characteristic_id!r} is already used by "
+                f"{characteristics[q.characteristic_id]!r}"
+            )
         characteristics.setdefault(q.characteristic_id, key)
     for key, m in spec.maintenance.items():
         at = f"maintenance.{key}"
@@ -550,6 +419,7 @@ def _kpi_with_role(at: str, key: str, role: str, spec: TwinSpec, p: list[str]) -
 
 # ---- against an FMU's catalogue -----------------------------------------------------------
 
+
 def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
     p: list[str] = []
     settable = [name for name, v in catalogue.items() if v.settable]
@@ -557,12 +427,16 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
         at = f"inputs.{key}"
         var = catalogue.get(inp.variable)
         if var is None:
-            p.append(f"{at}.variable: {inp.variable!r} is not a variable of the FMU"
-                     f"{suggest(inp.variable, settable)}")
+            p.append(
+                f"{at}.variable: {inp.variable!r} is not a variable of the FMU"
+                f"{suggest(inp.variable, settable)}"
+            )
             continue
         if not var.settable:
-            p.append(f"{at}.variable: {var.name!r} has causality {var.causality}; only "
-                     "parameter and input variables can be set")
+            p.append(
+                f"{at}.variable: {var.name!r} has causality {var.causality}; only "
+                "parameter and input variables can be set"
+            )
             continue
         p.extend(_type_problems(at, inp, var))
         if inp.kind in ("real", "integer"):
@@ -570,27 +444,30 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
             if var.unit is not None and unit is None:
                 p.append(f"{at}.unit: missing; the FMU variable's unit is {var.unit!r}")
             elif var.unit is not None and unit != var.unit:
-                p.append(f"{at}.unit: {inp.unit!r} differs from the FMU variable's unit "
-                         f"{var.unit!r}")
+                p.append(
+                    f"{at}.unit: {inp.unit!r} differs from the FMU variable's unit {var.unit!r}"
+                )
             if inp.min is not None and var.min is not None and inp.min < var.min:
-                p.append(f"{at}.min: {fmt(inp.min)} is below the FMU variable's min "
-                         f"{fmt(var.min)}")
+                p.append(f"{at}.min: {fmt(inp.min)} is below the FMU variable's min {fmt(var.min)}")
             if inp.max is not None and var.max is not None and inp.max > var.max:
-                p.append(f"{at}.max: {fmt(inp.max)} is above the FMU variable's max "
-                         f"{fmt(var.max)}")
+                p.append(f"{at}.max: {fmt(inp.max)} is above the FMU variable's max {fmt(var.max)}")
     for key, k in spec.kpis.items():
         at = f"kpis.{key}"
         var = catalogue.get(k.variable)
         if var is None:
-            p.append(f"{at}.variable: {k.variable!r} is not a variable of the FMU"
-                     f"{suggest(k.variable, catalogue)}")
+            p.append(
+                f"{at}.variable: {k.variable!r} is not a variable of the FMU"
+                f"{suggest(k.variable, catalogue)}"
+            )
         elif var.type == "String":
             p.append(f"{at}.variable: {var.name!r} is a String variable; KPIs need numbers")
         elif k.reduction == "integral":
             expected = integral_units(var.unit)
             if k.unit not in expected:
-                p.append(f"{at}.unit: the time integral of {var.name!r} [{var.unit or '1'}] is "
-                         f"in {' or '.join(map(repr, expected))}, not {k.unit!r}")
+                p.append(
+                    f"{at}.unit: the time integral of {var.name!r} [{var.unit or '1'}] is "
+                    f"in {' or '.join(map(repr, expected))}, not {k.unit!r}"
+                )
         elif k.reduction != "time_above" and var.unit is not None and k.unit != var.unit:
             p.append(f"{at}.unit: {k.unit!r} differs from the FMU variable's unit {var.unit!r}")
     return p
@@ -611,87 +488,43 @@ def _type_problems(at: str, inp: InputSpec, var: VariableInfo) -> list[str]:
     if vtype == "String":
         return [f"{at}.variable: {name} is a String variable; twin inputs cannot set text"]
     if vtype == "Boolean":
-        return [] if kind == "boolean" else [
-            f"{at}: {name} is a Boolean variable; declare the input with boolean: true"]
+        return (
+            []
+            if kind == "boolean"
+            else [f"{at}: {name} is a Boolean variable; declare the input with boolean: true"]
+        )
     if kind == "boolean":
         return [f"{at}.boolean: {name} is {article} {vtype} variable, not Boolean"]
     if vtype == "Enumeration":
         items = list(var.items)
         if kind != "categorical":
-            return [f"{at}: {name} is an Enumeration variable; give choices from its items: "
-                    f"{', '.join(items)}"]
+            return [
+                f"{at}: {name} is an Enumeration variable; give choices from its items: "
+                f"{', '.join(items)}"
+            ]
         if isinstance(inp.choices, dict):
-            return [f"{at}.choices: {name} is an Enumeration variable; list item names, "
-                    "not a mapping"]
-        return [f"{at}.choices: {c!r} is not an item of {name}{suggest(c, items)}"
-                for c in inp.choice_names if c not in var.items]
+            return [
+                f"{at}.choices: {name} is an Enumeration variable; list item names, not a mapping"
+            ]
+        return [
+            f"{at}.choices: {c!r} is not an item of {name}{suggest(c, items)}"
+            for c in inp.choice_names
+            if c not in var.items
+        ]
     if kind == "categorical":
         if isinstance(inp.choices, list):
-            return [f"{at}.choices: {name} is {article} {vtype} variable; map each choice to "
-                    f"its value, e.g. {{{inp.choice_names[0] if inp.choices else 'name'}: 1}}"]
-        return [f"{at}.choices: {c!r} = {v} is outside the FMU variable's range "
-                f"[{fmt(var.min)}, {fmt(var.max)}]"
-                for c, v in (inp.choices or {}).items()
-                if (var.min is not None and v < var.min) or (var.max is not None and v > var.max)]
+            return [
+                f"{at}.choices: {name} is {article} {vtype} variable; map each choice to "
+                f"its value, e.g. {{{inp.choice_names[0] if inp.choices else 'name'}: 1}}"
+            ]
+        return [
+            f"{at}.choices: {c!r} = {v} is outside the FMU variable's range "
+            f"[{fmt(var.min)}, {fmt(var.max)}]"
+            for c, v in (inp.choices or {}).items()
+            if (var.min is not None and v < var.min) or (var.max is not None and v > var.max)
+        ]
     if vtype == "Integer" and kind == "real":
-        return [f"{at}.integer: {name} is an Integer variable; declare the input with "
-                "integer: true"]
+        return [
+            f"{at}.integer: {name} is an Integer variable; declare the input with integer: true"
+        ]
     return []
-
-
-# ---- hashing and YAML ------------------------------------------------------------------
-
-def canonical(spec: TwinSpec) -> Any:
-    """The spec as plain data in one normal form: numbers as floats, expressions unparsed."""
-    data = spec.model_dump(mode="json")
-    data["stop_time"] = _normal_expr(spec.stop_time)
-    data["derived"] = {k: _normal_expr(v) for k, v in spec.derived.items()}
-    for c in data["constraints"]:
-        c["expr"] = _normal_expr(c["expr"])
-    for key, inp in spec.inputs.items():
-        if inp.default is not None:
-            data["inputs"][key]["default"] = inp.coerce(inp.default)
-    if spec.doe is not None:
-        data["doe"]["fixed"] = {
-            k: spec.quantity.coerce(v) if k == "quantity" else spec.inputs[k].coerce(v)
-            for k, v in spec.doe.fixed.items()
-        }
-    return _as_floats(data)
-
-
-def _normal_expr(text: str) -> str:
-    return ast.unparse(ast.parse(text.strip(), mode="eval"))
-
-
-def _as_floats(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _as_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_floats(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping (YAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            try:
-                duplicate = key in seen
-            except TypeError:
-                continue  # unhashable: SafeLoader reports it itself
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-    return f"not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"

@@ -1,0 +1,254 @@
+"""A small, safe arithmetic expression language for twin specs.
+
+Stop times, derived quantities and constraints are written as Python-looking
+expressions, parsed with :mod:`ast` and compiled to a tree of numpy closures;
+nothing is ever passed to ``eval``. Allowed: numbers, names, ``+ - * / ** %``,
+unary ``-``/``+``, comparisons (chained), ``and``/``or``/``not``, ``a if c
+else b``, the constant ``pi`` and calls to the functions in :data:`FUNCTIONS`.
+
+Evaluation is vectorised: names may be bound to floats or numpy arrays, ``if``
+follows ``np.where`` and ``and``/``or`` are element-wise, so a DOE can check a
+whole sample matrix at once. Booleans count as 1.0 / 0.0. Floating-point
+trouble (division by zero, log of a negative) gives inf/nan rather than an
+exception; callers check the result where it matters.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["CONSTANTS", "FUNCTIONS", "Expr", "ExpressionError", "compile_expr"]
+
+
+class ExpressionError(ValueError):
+    """An expression that cannot be parsed, is not allowed, or cannot be evaluated."""
+
+
+Value = Any  # float or ndarray; numpy's own typing of ufunc results is too loose to help
+_Node = Callable[[Mapping[str, Value]], Value]
+
+
+def _minimum(*args: Value) -> Value:
+    return functools.reduce(np.minimum, args)
+
+
+def _maximum(*args: Value) -> Value:
+    return functools.reduce(np.maximum, args)
+
+
+# name -> (implementation, least number of arguments, most or None for "any")
+FUNCTIONS: dict[str, tuple[Callable[..., Value], int, int | None]] = {
+    "min": (_minimum, 2, None),
+    "max": (_maximum, 2, None),
+    "abs": (np.abs, 1, 1),
+    "sqrt": (np.sqrt, 1, 1),
+    "exp": (np.exp, 1, 1),
+    "log": (np.log, 1, 1),
+    "sin": (np.sin, 1, 1),
+    "cos": (np.cos, 1, 1),
+    "tan": (np.tan, 1, 1),
+    "acos": (np.arccos, 1, 1),
+    "asin": (np.arcsin, 1, 1),
+    "atan": (np.arctan, 1, 1),
+    "floor": (np.floor, 1, 1),
+    "ceil": (np.ceil, 1, 1),
+}
+CONSTANTS: dict[str, float] = {"pi": float(np.pi)}
+
+_BINARY: dict[type[ast.operator], Callable[[Value, Value], Value]] = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.true_divide,
+    ast.Pow: np.power,
+    ast.Mod: np.mod,
+}
+_COMPARE: dict[type[ast.cmpop], Callable[[Value, Value], Value]] = {
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+}
+_OPERATOR_TEXT: dict[type[ast.AST], str] = {
+    ast.FloorDiv: "//",
+    ast.MatMult: "@",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.BitAnd: "&",
+    ast.Invert: "~",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
+# What a disallowed construct is called in an error message.
+_CONSTRUCT_TEXT: dict[type[ast.AST], str] = {
+    ast.Attribute: "attribute access",
+    ast.Subscript: "subscripting",
+    ast.Lambda: "a lambda",
+    ast.List: "a list",
+    ast.Tuple: "a tuple",
+    ast.Dict: "a dict",
+    ast.Set: "a set",
+    ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a comprehension",
+    ast.NamedExpr: "an assignment expression",
+    ast.Starred: "argument unpacking",
+    ast.JoinedStr: "an f-string",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.Slice: "a slice",
+}
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A compiled expression; ``names`` are the free variables it needs."""
+
+    text: str
+    field: str
+    names: frozenset[str]
+    _root: _Node = dataclasses.field(repr=False, compare=False)
+
+    def evaluate(self, values: Mapping[str, ArrayLike]) -> float | NDArray[np.float64]:
+        """Value for scalar names, or an array when any name is bound to an array."""
+        missing = sorted(self.names - values.keys())
+        if missing:
+            listed = ", ".join(repr(m) for m in missing)
+            raise ExpressionError(f"{self.field}: {self.text!r} needs a value for {listed}")
+        with np.errstate(all="ignore"):
+            out = np.asarray(self._root(values), dtype=np.float64)
+        return float(out) if out.ndim == 0 else out
+
+
+def compile_expr(text: str, *, field: str) -> Expr:
+    """Parse and check ``text``; ``field`` names where it came from, for error messages."""
+    if not isinstance(text, str):
+        raise ExpressionError(f"{field}: expected an expression as text, got {text!r}")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        where = f" at column {exc.offset}" if exc.offset else ""
+        raise ExpressionError(
+            f"{field}: {text!r} is not a valid expression ({exc.msg}{where})"
+        ) from None
+    names: set[str] = set()
+    root = _Compiler(text, field, names).visit(tree.body)
+    return Expr(text=text, field=field, names=frozenset(names), _root=root)
+
+
+class _Compiler:
+    """Turns an ast node into a closure, rejecting whatever is not in the language."""
+
+    def __init__(self, text: str, field: str, names: set[str]) -> None:
+        self.text, self.field, self.names = text, field, names
+
+    def fail(self, problem: str) -> ExpressionError:
+        return ExpressionError(f"{self.field}: {self.text!r} {problem}")
+
+    def refuse(self, what: str) -> ExpressionError:
+        return self.fail(f"uses {what}, which is not allowed")
+
+    def visit(self, node: ast.AST) -> _Node:
+        method = getattr(self, f"visit_{type(node).__name__}", None)
+        if method is None:
+            what = _CONSTRUCT_TEXT.get(type(node), f"a {type(node).__name__} expression")
+            raise self.refuse(what)
+        result: _Node = method(node)
+        return result
+
+    def visit_Constant(self, node: ast.Constant) -> _Node:
+        value = node.value
+        # bool is an int subclass; True/False stay allowed as 1/0.
+        if isinstance(value, int | float):
+            number = float(value)
+            return lambda _values: number
+        if isinstance(value, str):
+            raise self.refuse(f"the string {value!r}")
+        raise self.refuse(f"the constant {value!r}")
+
+    def visit_Name(self, node: ast.Name) -> _Node:
+        name = node.id
+        if name in CONSTANTS:
+            constant = CONSTANTS[name]
+            return lambda _values: constant
+        if name in FUNCTIONS:
+            raise self.fail(f"uses the function {name!r} without calling it")
+        self.names.add(name)
+        return lambda values: np.asarray(values[name], dtype=np.float64)
+
+    def visit_BinOp(self, node: ast.BinOp) -> _Node:
+        op = _BINARY.get(type(node.op))
+        if op is None:
+            raise self.refuse(f"the operator '{_OPERATOR_TEXT.get(type(node.op), '?')}'")
+        left, right = self.visit(node.left), self.visit(node.right)
+        return lambda values: op(left(values), right(values))
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> _Node:
+        operand = self.visit(node.operand)
+        if isinstance(node.op, ast.USub):
+            return lambda values: np.negative(operand(values))
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        if isinstance(node.op, ast.Not):
+            return lambda values: np.logical_not(operand(values))
+        raise self.refuse(f"the operator '{_OPERATOR_TEXT.get(type(node.op), '?')}'")
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> _Node:
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        parts = [self.visit(v) for v in node.values]
+        return lambda values: functools.reduce(combine, (p(values) for p in parts))
+
+    def visit_Compare(self, node: ast.Compare) -> _Node:
+        ops = []
+        for op in node.ops:
+            fn = _COMPARE.get(type(op))
+            if fn is None:
+                raise self.refuse(f"the comparison '{_OPERATOR_TEXT.get(type(op), '?')}'")
+            ops.append(fn)
+        operands = [self.visit(node.left), *(self.visit(c) for c in node.comparators)]
+
+        def compare(values: Mapping[str, Value]) -> Value:
+            # a < b < c means (a < b) and (b < c), each operand evaluated once.
+            evaluated = [o(values) for o in operands]
+            pairs = (fn(a, b) for fn, a, b in zip(ops, evaluated, evaluated[1:], strict=False))
+            return functools.reduce(np.logical_and, pairs)
+
+        return compare
+
+    def visit_IfExp(self, node: ast.IfExp) -> _Node:
+        test, body, orelse = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
+        return lambda values: np.where(test(values), body(values), orelse(values))
+
+    def visit_Call(self, node: ast.Call) -> _Node:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("calls something that is not a function name")
+        name = node.func.id
+        if name not in FUNCTIONS:
+            allowed = ", ".join(sorted(FUNCTIONS))
+            raise self.fail(f"calls the unknown function {name!r} (allowed: {allowed})")
+        if node.keywords:
+            raise self.refuse("keyword arguments")
+        args = [self.visit(a) for a in node.args]
+        fn, least, most = FUNCTIONS[name]
+        count = len(node.args)
+        if count < least or (most is not None and count > most):
+            wanted = str(least) if least == most else f"at least {least}"
+            plural = "" if count == 1 else "s"
+            raise self.fail(f"calls {name}() with {count} argument{plural}; it takes {wanted}")
+        return lambda values: fn(*(a(values) for a in args))

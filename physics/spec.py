@@ -1,0 +1,392 @@
+"""The twin spec: one declarative file per asset type that every stage derives from.
+
+A spec names the FMU, the inputs a run can set (work-order parameters, environment,
+asset state) with their units and ranges, how a work order becomes a stop time,
+the DOE, the KPIs (reductions of output trajectories), which KPIs are quality
+characteristics or maintenance quantities, and the acceptance thresholds of a
+surrogate. ``load_spec`` checks the structure; ``TwinSpec.check_against`` checks
+it against an FMU's variable catalogue.
+
+Expressions (``stop_time``, ``derived``, ``constraints``) see these names:
+
+* every numeric input by its id; boolean inputs as 1.0 / 0.0;
+* for a categorical input ``material`` with choice ``steel_c45``, the indicator
+  ``material_is_steel_c45`` (1.0 when chosen, else 0.0). The bare id of a
+  categorical input is not a number and is refused, so a window per material is
+  written ``150 * material_is_aluminium_6061 + 100 * material_is_steel_c45 + ...``;
+* ``quantity``, the planned quantity of the work order;
+* every ``derived`` name (derived values may use each other, without cycles).
+
+Exceptions::
+
+    ValueError
+    ├── SpecError         the spec itself is wrong (every problem, one per line)
+    └── ExpressionError   (physics.expr) an expression is not allowed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from physics import _spec_checks as checks
+from physics import _spec_text as text
+from physics.expr import Expr
+from physics.kpi import Reduction
+from physics.variables import Catalogue
+
+if TYPE_CHECKING:
+    from physics.workorder import ResolvedOrder, SimulationCase
+
+__all__ = [
+    "AcceptanceSpec",
+    "ConstraintSpec",
+    "DoeSpec",
+    "FactorSpec",
+    "FmuSpec",
+    "InputSpec",
+    "KpiSpec",
+    "MaintenanceSpec",
+    "QualitySpec",
+    "QuantitySpec",
+    "SpecError",
+    "TwinSpec",
+    "load_spec",
+]
+
+Role = Literal["quality", "maintenance", "process"]
+Source = Literal["order", "environment", "state"]
+Distribution = Literal["uniform", "loguniform", "normal", "triangular"]
+InputKind = Literal["real", "integer", "boolean", "categorical"]
+
+
+class SpecError(ValueError):
+    """A twin spec that cannot be used; ``problems`` are ``<field.path>: <problem>`` lines."""
+
+    def __init__(self, problems: list[str], *, source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        head = f"invalid twin spec {source}" if source else "invalid twin spec"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class _Section(BaseModel):
+    """Base of every spec section: immutable; unknown keys are refused (typos)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class FmuSpec(_Section):
+    """Which FMU: one of ours (``physics/models/<model>``) or a file next to the spec."""
+
+    model: str | None = None
+    path: str | None = None
+    step_size: float
+    output_interval: float | None = None
+
+    @property
+    def sampling_interval(self) -> float:
+        """Interval of the recorded trajectories [s]."""
+        return self.output_interval if self.output_interval is not None else self.step_size
+
+
+class InputSpec(_Section):
+    """Something a run can set; ``variable`` is the FMU variable it sets."""
+
+    variable: str
+    source: Source
+    description: str = ""
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    default: Any = None
+    integer: StrictBool = False
+    boolean: StrictBool = False
+    # A list of names (Enumeration variables) or a mapping name -> value (Integer ones).
+    choices: list[str] | dict[str, int] | None = None
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _choices_shape(cls, value: Any) -> Any:
+        # Checked here so a wrong shape gets one message, not one per union member.
+        return text.check_choices_shape(value)
+
+    @property
+    def kind(self) -> InputKind:
+        if self.boolean:
+            return "boolean"
+        if self.choices is not None:
+            return "categorical"
+        return "integer" if self.integer else "real"
+
+    @property
+    def choice_names(self) -> list[str]:
+        return list(self.choices or [])
+
+    def domain(self) -> str:
+        """What values are allowed, for messages: 'allowed range [1000, 24000] rpm'."""
+        return text.domain_text(self)
+
+    def coerce(self, raw: Any) -> bool | int | float | str:
+        """Check one value (text from a CLI allowed); ValueError names value and range."""
+        return text.coerce_input(self, raw)
+
+
+class QuantitySpec(_Section):
+    """The planned quantity of a work order."""
+
+    unit: str
+    min: float
+    max: float
+    integer: StrictBool = False
+    description: str = ""
+
+    def coerce(self, raw: Any) -> int | float:
+        return text.coerce_number(
+            raw, integer=self.integer, low=self.min, high=self.max, unit=self.unit
+        )
+
+
+class ConstraintSpec(_Section):
+    """A condition every work order and DOE point must meet."""
+
+    expr: str
+    message: str
+
+
+class FactorSpec(_Section):
+    """How the DOE varies one input; it may narrow the input's range, never widen it."""
+
+    low: float | None = None
+    high: float | None = None
+    distribution: Distribution = "uniform"
+    mean: float | None = None  # normal: clipped to [low, high]
+    std: float | None = None
+    mode: float | None = None  # triangular
+    choices: list[str | bool] | None = None  # categorical or boolean: a subset
+    weights: list[float] | None = None
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _choices_shape(cls, value: Any) -> Any:
+        return text.check_factor_choices_shape(value)
+
+
+class DoeSpec(_Section):
+    factors: dict[str, FactorSpec] = {}
+    fixed: dict[str, Any] = {}
+
+
+class KpiSpec(_Section):
+    """A scalar of one run: a reduction of one output trajectory."""
+
+    variable: str
+    reduction: Reduction
+    unit: str
+    role: Role
+    limit: float | None = None  # time_above only
+    description: str = ""
+
+
+class QualitySpec(_Section):
+    """A quality characteristic: matches an MES quality_specs entry."""
+
+    characteristic_id: str
+    unit: str
+    lsl: float | None = None
+    target: float | None = None
+    usl: float | None = None
+    critical: StrictBool = False
+
+
+class MaintenanceSpec(_Section):
+    """A maintenance quantity with the limit that triggers ``action``."""
+
+    limit: float
+    unit: str
+    action: str
+    description: str = ""
+
+
+class AcceptanceSpec(_Section):
+    """What a surrogate must reach on fresh FMU runs, per KPI.
+
+    ``max_rel_error`` is the largest absolute error divided by the range
+    (max - min) of the true values; ``min_coverage`` the share of true values
+    inside the predicted intervals.
+    """
+
+    max_rmse: float | None = None
+    max_mae: float | None = None
+    max_rel_error: float | None = None
+    min_r2: float | None = None
+    min_coverage: float | None = None
+
+
+class TwinSpec(_Section):
+    """A validated twin spec. Build it with ``load_spec`` or ``TwinSpec.from_dict``."""
+
+    name: str
+    version: int
+    description: str = ""
+    fmu: FmuSpec
+    inputs: dict[str, InputSpec]
+    quantity: QuantitySpec
+    stop_time: str
+    derived: dict[str, str] = {}
+    constraints: list[ConstraintSpec] = []
+    doe: DoeSpec | None = None
+    kpis: dict[str, KpiSpec]
+    quality: dict[str, QualitySpec] = {}
+    maintenance: dict[str, MaintenanceSpec] = {}
+    acceptance: dict[str, AcceptanceSpec] = {}
+
+    _source_dir: Path | None = PrivateAttr(default=None)
+    _stop_time: Expr = PrivateAttr()
+    _derived: dict[str, Expr] = PrivateAttr(default_factory=dict)  # in evaluation order
+    _constraints: list[Expr] = PrivateAttr(default_factory=list)
+
+    @field_validator("stop_time", mode="before")
+    @classmethod
+    def _number_as_expression(cls, value: Any) -> Any:
+        # "stop_time: 3600" is a fine expression too.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return repr(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_structure(self) -> TwinSpec:
+        compiled = checks.check_structure(self)  # raises text.Problems
+        self._stop_time, self._derived, self._constraints = compiled
+        return self
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        source_dir: str | Path | None = None,
+        source: str | None = None,
+    ) -> TwinSpec:
+        """Validate ``data``; every problem is reported in one SpecError."""
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(text.problems_from_validation(exc, cls), source=source) from None
+        spec._source_dir = None if source_dir is None else Path(source_dir)
+        return spec
+
+    @property
+    def source_dir(self) -> Path | None:
+        """Folder of the spec file; a relative ``fmu.path`` is resolved against it."""
+        return self._source_dir
+
+    def fmu_file(self) -> Path | None:
+        """The user-brought FMU file (``fmu.path``), or None for one of our models."""
+        if self.fmu.path is None:
+            return None
+        path = Path(self.fmu.path)
+        return path if path.is_absolute() or self._source_dir is None else self._source_dir / path
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the canonical content: independent of key order and YAML layout."""
+        dumped = json.dumps(
+            text.canonical(self), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        )
+        return hashlib.sha256(dumped.encode()).hexdigest()
+
+    @property
+    def stop_time_expr(self) -> Expr:
+        return self._stop_time
+
+    @property
+    def derived_exprs(self) -> dict[str, Expr]:
+        """Derived expressions, in an order in which each only needs earlier ones."""
+        return dict(self._derived)
+
+    @property
+    def constraint_exprs(self) -> list[Expr]:
+        return list(self._constraints)
+
+    def namespace(self, values: Mapping[str, Any], quantity: Any = None) -> dict[str, Any]:
+        """Names for expressions from twin-level values (scalars or equal-length arrays).
+
+        Derived values are added where everything they need is present.
+        """
+        names: dict[str, Any] = {}
+        for key, spec in self.inputs.items():
+            if key not in values:
+                continue
+            value = np.asarray(values[key])
+            if spec.kind == "categorical":
+                for choice in spec.choice_names:
+                    names[f"{key}_is_{choice}"] = (value == choice).astype(np.float64)
+            else:
+                names[key] = value.astype(np.float64)
+        if quantity is not None:
+            names["quantity"] = np.asarray(quantity, dtype=np.float64)
+        for key, expr in self._derived.items():
+            if expr.names <= names.keys():
+                names[key] = expr.evaluate(names)
+        return names
+
+    def constraints_mask(self, values: Mapping[str, Any], quantity: Any = None) -> Any:
+        """Where every constraint holds: a bool for scalars, a bool array for arrays."""
+        names = self.namespace(values, quantity)
+        ok: Any = np.asarray(True)
+        for expr in self._constraints:
+            ok = np.logical_and(ok, np.asarray(expr.evaluate(names)) != 0.0)
+        return bool(ok) if ok.ndim == 0 else ok
+
+    def check_against(self, catalogue: Catalogue) -> None:
+        """Raise SpecError if inputs or KPIs disagree with the FMU's variables."""
+        problems = checks.check_catalogue(self, catalogue)
+        if problems:
+            raise SpecError(problems, source=self.name)
+
+    def resolve_order(self, values: Mapping[str, Any], quantity: Any) -> ResolvedOrder:
+        """A work order checked against the spec alone: values with defaults, stop time."""
+        from physics.workorder import resolve_order
+
+        return resolve_order(self, values, quantity)
+
+    def case_from_order(
+        self, values: Mapping[str, Any], quantity: Any, catalogue: Catalogue
+    ) -> SimulationCase:
+        """The simulation run for a work order; OrderError lists every problem."""
+        from physics.workorder import case_from_order
+
+        return case_from_order(self, values, quantity, catalogue)
+
+
+def load_spec(path: str | Path) -> TwinSpec:
+    """Read and validate a twin spec YAML file; problems raise SpecError naming the file."""
+    path = Path(path)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([f"cannot read the file: {exc.strerror}"], source=str(path)) from None
+    try:
+        data = yaml.load(content, Loader=text.UniqueKeyLoader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise SpecError([text.yaml_problem(exc)], source=str(path)) from None
+    if not isinstance(data, dict):
+        problem = f"expected a mapping of sections at the top level, got {type(data).__name__}"
+        raise SpecError([problem], source=str(path))
+    return TwinSpec.from_dict(data, source_dir=path.resolve().parent, source=str(path))

@@ -1,0 +1,137 @@
+"""The expression language: values against hand computation, and every refusal."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from physics.expr import ExpressionError, compile_expr
+
+
+def ev(text: str, **values: float) -> float:
+    result = compile_expr(text, field="f").evaluate(values)
+    assert isinstance(result, float)
+    return result
+
+
+def test_arithmetic_matches_hand_computation() -> None:
+    assert ev("pi * d * n / 1000", d=12.0, n=8000.0) == pytest.approx(301.59289474462014)
+    assert ev("60 * L / (fz * z * n) + t", L=1500, fz=0.1, z=3, n=8000, t=60) == 97.5
+    assert ev("2 ** 10 - 7 % 3") == 1023.0
+    assert ev("-x ** 2", x=3) == -9.0  # power binds tighter than unary minus, as in Python
+    assert ev("-7 % 3") == 2.0  # Python's sign rule for %
+    assert ev("+x", x=4) == 4.0
+
+
+def test_functions_and_constant() -> None:
+    assert ev("sqrt(16) + abs(-2) + exp(0) + log(1)") == 7.0
+    assert ev("min(3, 1, 2) + max(3, 1, 2)") == 4.0
+    assert ev("floor(2.7) + ceil(2.1)") == 5.0
+    assert ev("sin(pi / 2) + cos(0) + tan(0)") == pytest.approx(2.0)
+    assert ev("acos(1) + asin(1) + atan(1)") == pytest.approx(math.pi / 2 + math.pi / 4)
+
+
+def test_comparisons_and_logic_give_one_or_zero() -> None:
+    assert ev("1 < x <= 3", x=3) == 1.0
+    assert ev("1 < x <= 3", x=1) == 0.0
+    assert ev("x == 2 and not y != 5", x=2, y=5) == 1.0
+    assert ev("x > 5 or y > 5", x=1, y=2) == 0.0
+    assert ev("x >= 2 and x < 3 or x == 10", x=10) == 1.0
+    assert ev("(x > 1) * 10 + True", x=2) == 11.0
+
+
+def test_conditional() -> None:
+    assert ev("a if c > 0 else b", a=1, b=2, c=1) == 1.0
+    assert ev("a if c > 0 else b", a=1, b=2, c=-1) == 2.0
+
+
+def test_names_are_the_free_variables() -> None:
+    expr = compile_expr("pi * max(a, b) if c else sqrt(d)", field="f")
+    assert expr.names == frozenset({"a", "b", "c", "d"})
+    assert compile_expr("2 * pi", field="f").names == frozenset()
+
+
+def test_vectorised_evaluation_matches_numpy() -> None:
+    n = np.array([1000.0, 8000.0, 24000.0])
+    d = np.array([6.0, 12.0, 25.0])
+    expr = compile_expr("pi * d * n / 1000 if n < 10000 else -1", field="f")
+    np.testing.assert_array_equal(
+        expr.evaluate({"d": d, "n": n}), [np.pi * 6 * 1000 / 1000, np.pi * 12 * 8000 / 1000, -1.0]
+    )
+    mask = compile_expr("x > 1 and x < 3 or x == 5", field="f").evaluate(
+        {"x": np.array([0.0, 2.0, 3.0, 5.0])}
+    )
+    np.testing.assert_array_equal(mask, [0.0, 1.0, 0.0, 1.0])
+    # A scalar broadcasts against an array; min/max are element-wise.
+    both = compile_expr("min(x, 2) + max(x, y)", field="f").evaluate(
+        {"x": np.array([1.0, 3.0]), "y": 2.5}
+    )
+    np.testing.assert_array_equal(both, [1.0 + 2.5, 2.0 + 3.0])
+
+
+def test_floating_point_trouble_gives_inf_or_nan() -> None:
+    assert ev("1 / x", x=0) == math.inf
+    assert math.isnan(ev("sqrt(x)", x=-1))
+
+
+def test_missing_value_is_named() -> None:
+    expr = compile_expr("a * b + c", field="stop_time")
+    with pytest.raises(ExpressionError) as err:
+        expr.evaluate({"b": 1.0})
+    assert str(err.value) == "stop_time: 'a * b + c' needs a value for 'a', 'c'"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("foo.bar", "'foo.bar' uses attribute access, which is not allowed"),
+        ("x[0]", "'x[0]' uses subscripting, which is not allowed"),
+        ("x[1:2]", "'x[1:2]' uses subscripting, which is not allowed"),
+        ("(lambda: 1)()", "'(lambda: 1)()' calls something that is not a function name"),
+        ("lambda: 1", "'lambda: 1' uses a lambda, which is not allowed"),
+        ("'steel'", "\"'steel'\" uses the string 'steel', which is not allowed"),
+        ("None", "'None' uses the constant None, which is not allowed"),
+        ("1j", "'1j' uses the constant 1j, which is not allowed"),
+        ("[1, 2]", "'[1, 2]' uses a list, which is not allowed"),
+        ("(1, 2)", "'(1, 2)' uses a tuple, which is not allowed"),
+        ("{1: 2}", "'{1: 2}' uses a dict, which is not allowed"),
+        ("[x for x in y]", "'[x for x in y]' uses a comprehension, which is not allowed"),
+        ("(y := 2)", "'(y := 2)' uses an assignment expression, which is not allowed"),
+        ("f'{x}'", "\"f'{x}'\" uses an f-string, which is not allowed"),
+        ("x // 2", "'x // 2' uses the operator '//', which is not allowed"),
+        ("x & 1", "'x & 1' uses the operator '&', which is not allowed"),
+        ("~x", "'~x' uses the operator '~', which is not allowed"),
+        ("x is None", "'x is None' uses the comparison 'is', which is not allowed"),
+        ("x in y", "'x in y' uses the comparison 'in', which is not allowed"),
+        (
+            "__import__('os')",
+            "\"__import__('os')\" calls the unknown function '__import__' "
+            "(allowed: abs, acos, asin, atan, ceil, cos, exp, floor, log, max, min, sin, sqrt, "
+            "tan)",
+        ),
+        (
+            "foo(1)",
+            "'foo(1)' calls the unknown function 'foo' (allowed: abs, acos, asin, atan, "
+            "ceil, cos, exp, floor, log, max, min, sin, sqrt, tan)",
+        ),
+        ("sqrt", "'sqrt' uses the function 'sqrt' without calling it"),
+        ("sqrt(x=1)", "'sqrt(x=1)' uses keyword arguments, which is not allowed"),
+        ("max(*x)", "'max(*x)' uses argument unpacking, which is not allowed"),
+        ("sqrt(1, 2)", "'sqrt(1, 2)' calls sqrt() with 2 arguments; it takes 1"),
+        ("min(1)", "'min(1)' calls min() with 1 argument; it takes at least 2"),
+        ("x +", "'x +' is not a valid expression (invalid syntax)"),
+        ("x = 1", "'x = 1' is not a valid expression (invalid syntax at column 3)"),
+    ],
+)
+def test_refused_constructs(text: str, message: str) -> None:
+    with pytest.raises(ExpressionError) as err:
+        compile_expr(text, field="stop_time")
+    assert str(err.value) == f"stop_time: {message}"
+
+
+def test_text_is_required() -> None:
+    with pytest.raises(ExpressionError) as err:
+        compile_expr(3600, field="stop_time")  # type: ignore[arg-type]
+    assert str(err.value) == "stop_time: expected an expression as text, got 3600"

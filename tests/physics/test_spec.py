@@ -1,0 +1,575 @@
+"""The twin spec: the spindle spec is valid, and each kind of mistake is named exactly."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from physics.spec import SpecError, TwinSpec, load_spec
+from physics.variables import catalogue_from_model_table
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "experiments" / "specs" / "spindle.yaml"
+CATALOGUE = catalogue_from_model_table(ROOT / "physics" / "models" / "spindle" / "model.yaml")
+RAW: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+
+
+def spindle(edit: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
+    """The spindle spec as data, changed by ``edit``."""
+    data = copy.deepcopy(RAW)
+    if edit is not None:
+        edit(data)
+    return data
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(SpecError) as err:
+        TwinSpec.from_dict(data)
+    return err.value.problems
+
+
+def catalogue_problems(data: dict[str, Any]) -> list[str]:
+    spec = TwinSpec.from_dict(data)
+    with pytest.raises(SpecError) as err:
+        spec.check_against(CATALOGUE)
+    return err.value.problems
+
+
+# ---- the real spec -------------------------------------------------------------------
+
+
+def test_spindle_spec_loads_and_matches_the_fmu() -> None:
+    spec = load_spec(SPEC)
+    spec.check_against(CATALOGUE)
+    assert spec.name == "milling_spindle"
+    assert spec.source_dir == SPEC.parent
+    assert spec.fmu.model == "spindle" and spec.fmu_file() is None
+    assert spec.fmu.sampling_interval == 10.0
+    assert {k: i.kind for k, i in spec.inputs.items() if i.kind != "real"} == {
+        "material": "categorical",
+        "n_teeth": "integer",
+        "coolant_on": "boolean",
+    }
+    assert {i.source for i in spec.inputs.values()} == {"order", "environment", "state"}
+    assert list(spec.derived_exprs) == [
+        "cutting_speed",
+        "feed_rate",
+        "cycle_time",
+        "cutting_speed_min",
+        "cutting_speed_max",
+        "removal_rate",
+        "removal_rate_max",
+    ]
+    assert spec.inputs["spindle_speed"].domain() == "allowed range [1000, 24000] rpm"
+    assert [k for k, v in spec.kpis.items() if v.role == "quality"] == list(spec.quality)
+    assert set(spec.acceptance) == set(spec.kpis)
+
+
+def test_derived_names_and_constraints_vectorised() -> None:
+    spec = load_spec(SPEC)
+    values: dict[str, Any] = {
+        "material": np.array(["steel_c45", "ti6al4v", "aluminium_6061"]),
+        "spindle_speed": np.array([8000.0, 8000.0, 20000.0]),
+        "tool_diameter": np.array([10.0, 10.0, 12.0]),
+        "radial_width": np.array([5.0, 5.0, 13.0]),
+        "feed_per_tooth": 0.1,
+        "n_teeth": 3,
+        "axial_depth": np.array([2.0, 2.0, 2.0]),
+    }
+    names = spec.namespace(values)
+    np.testing.assert_allclose(
+        names["cutting_speed"], np.pi * values["tool_diameter"] * values["spindle_speed"] / 1000
+    )
+    np.testing.assert_array_equal(names["cutting_speed_max"], [320.0, 110.0, 1200.0])
+    np.testing.assert_array_equal(names["material_is_ti6al4v"], [0.0, 1.0, 0.0])
+    # ae * ap * fz * z * n / 1000: 5 * 2 * 2400 / 1000 = 24 cm3/min for the first two
+    np.testing.assert_allclose(names["removal_rate"], [24.0, 24.0, 156.0])
+    np.testing.assert_array_equal(names["removal_rate_max"], [430.0, 630.0, 1200.0])
+    # steel at 251 m/min is fine; titanium at 251 m/min is too fast; 13 mm > 12 mm width.
+    np.testing.assert_array_equal(spec.constraints_mask(values), [True, False, False])
+    one = {k: v[0] if isinstance(v, np.ndarray) else v for k, v in values.items()}
+    assert spec.constraints_mask(one) is True
+
+
+def test_user_fmu_path_is_relative_to_the_spec(tmp_path: Path) -> None:
+    data = spindle(lambda d: d.update(fmu={"path": "fmus/spindle.fmu", "step_size": 0.5}))
+    path = tmp_path / "twin.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = load_spec(path)
+    assert spec.fmu_file() == tmp_path / "fmus" / "spindle.fmu"
+    assert spec.fmu.sampling_interval == 0.5
+
+
+# ---- spec hash -------------------------------------------------------------------------
+
+
+def test_spec_hash_ignores_layout_and_key_order(tmp_path: Path) -> None:
+    reference = load_spec(SPEC).spec_hash
+    reordered = {k: RAW[k] for k in reversed(list(RAW))}
+    reordered["inputs"] = {k: RAW["inputs"][k] for k in reversed(list(RAW["inputs"]))}
+    block = tmp_path / "block.yaml"
+    block.write_text(yaml.safe_dump(reordered, default_flow_style=False, sort_keys=False))
+    as_json = tmp_path / "flow.yaml"  # JSON is YAML too
+    as_json.write_text(json.dumps(RAW, indent=1))
+    spaced = spindle(lambda d: d.update(stop_time="quantity*cycle_time"))
+    spaced["inputs"]["spindle_speed"]["min"] = 1000.0  # 1000 and 1000.0 are one bound
+    assert load_spec(block).spec_hash == reference
+    assert load_spec(as_json).spec_hash == reference
+    assert TwinSpec.from_dict(spaced).spec_hash == reference
+    assert len(reference) == 64
+
+
+def test_spec_hash_changes_with_a_bound() -> None:
+    changed = spindle(lambda d: d["inputs"]["load_time"].update(max=500))
+    assert TwinSpec.from_dict(changed).spec_hash != load_spec(SPEC).spec_hash
+
+
+# ---- structural mistakes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        pytest.param(
+            lambda d: d["doe"]["factors"]["spindle_speed"].update(low=30000, high=24000),
+            ["doe.factors.spindle_speed.low: 30000 is not below high 24000"],
+            id="low>=high",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["feed_per_tooth"].update(min=0.3),
+            ["inputs.feed_per_tooth.min: 0.3 is not below max 0.25"],
+            id="min>=max",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["spindle_speed"].pop("unit"),
+            ["inputs.spindle_speed.unit: missing"],
+            id="input-unit-missing",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["part_deviation_max"].pop("unit"),
+            ["kpis.part_deviation_max.unit: missing"],
+            id="kpi-unit-missing",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["factors"]["spindle_speed"].update(low=500),
+            ["doe.factors.spindle_speed.low: 500 is below the input's min 1000"],
+            id="factor-wider-than-input",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["factors"]["n_teeth"].update(high=8),
+            ["doe.factors.n_teeth.high: 8 is above the input's max 6"],
+            id="factor-above-max",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["factors"].update(spindle_sped={"low": 2000}),
+            ["doe.factors.spindle_sped: not an input (did you mean 'spindle_speed'?)"],
+            id="factor-unknown-input",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["fixed"].update(coolant_temperature=50),
+            ["doe.fixed.coolant_temperature: 50 is outside the allowed range [15, 30] degC"],
+            id="fixed-out-of-range",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["factors"].pop("quantity"),
+            ["doe: quantity sets the stop time; make it a factor or fix it"],
+            id="doe-without-quantity",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["factors"].pop("spindle_speed"),
+            ["doe: input 'spindle_speed' has no default; make it a factor or fix it"],
+            id="doe-input-uncovered",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["factors"]["path_length"].update(distribution="normal", std=-1),
+            [
+                "doe.factors.path_length.mean: missing (required by the normal distribution)",
+                "doe.factors.path_length.std: -1 must be positive",
+            ],
+            id="normal-parameters",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["factors"]["material"].update(
+                choices=["steel_c45", "brass"], weights=[1.0]
+            ),
+            [
+                "doe.factors.material.choices: 'brass' is not one of aluminium_6061, steel_c45, "
+                "stainless_316l, ti6al4v, cast_iron_gjl250",
+                "doe.factors.material.weights: expected one per choice (2), got 1",
+            ],
+            id="factor-choices",
+        ),
+        pytest.param(
+            lambda d: d["doe"]["factors"]["coolant_on"].update(choices=["yes"], low=0),
+            [
+                "doe.factors.coolant_on.low: not used for a boolean input",
+                "doe.factors.coolant_on.choices: 'yes' is not one of true, false",
+                "doe.factors.coolant_on.weights: expected one per choice (1), got 2",
+            ],
+            id="boolean-factor",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["load_time"].update(default=900),
+            ["inputs.load_time.default: 900 is outside the allowed range [10, 600] s"],
+            id="default-out-of-range",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["coolant_on"].update(min=0),
+            ["inputs.coolant_on.min: not used by a boolean input"],
+            id="boolean-with-min",
+        ),
+        pytest.param(
+            lambda d: d.update(stop_time="quantity * cycle_tme"),
+            ["stop_time: unknown name 'cycle_tme' (did you mean 'cycle_time'?)"],
+            id="unknown-name-stop-time",
+        ),
+        pytest.param(
+            lambda d: d["constraints"].append({"expr": "material > 1", "message": "m"}),
+            [
+                "constraints[5].expr: 'material' is categorical; use its indicators, e.g. "
+                "material_is_aluminium_6061"
+            ],
+            id="categorical-bare-name",
+        ),
+        pytest.param(
+            lambda d: d["derived"].update(cutting_speed="math.pi * tool_diameter"),
+            [
+                "derived.cutting_speed: 'math.pi * tool_diameter' uses attribute access, which "
+                "is not allowed"
+            ],
+            id="refused-construct",
+        ),
+        pytest.param(
+            lambda d: d["derived"].update(feed_rate="cycle_time / 2"),
+            ["derived.feed_rate: circular definition feed_rate -> cycle_time -> feed_rate"],
+            id="derived-cycle",
+        ),
+        pytest.param(
+            lambda d: d["derived"].update(spindle_speed="1"),
+            ["derived.spindle_speed: 'spindle_speed' is already input 'spindle_speed'"],
+            id="derived-shadows-input",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["part_deviation_max"].update(reduction="maximum"),
+            [
+                "kpis.part_deviation_max.reduction: 'maximum' is not one of 'final', 'max', "
+                "'min', 'max_abs', 'mean', 'integral' or 'time_above'"
+            ],
+            id="kpi-reduction",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["bearing_hot_time"].pop("limit"),
+            ["kpis.bearing_hot_time.limit: missing (required by time_above)"],
+            id="time-above-without-limit",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["bearing_hot_time"].update(unit="min"),
+            ["kpis.bearing_hot_time.unit: time_above measures time, so the unit is 's', not 'min'"],
+            id="time-above-unit",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["bearing_hot_time"].update(limt=35.0),
+            ["kpis.bearing_hot_time.limt: unknown key (did you mean 'limit'?)"],
+            id="typo-key",
+        ),
+        pytest.param(
+            lambda d: d.update(stoptime=d.pop("stop_time")),
+            ["stop_time: missing", "stoptime: unknown key (did you mean 'stop_time'?)"],
+            id="typo-top-level-key",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["energy"].update(colour="red"),
+            [
+                "kpis.energy.colour: unknown key (allowed: variable, reduction, unit, role, "
+                "limit, description)"
+            ],
+            id="unknown-key",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["spindle_speed"].update(min="fast"),
+            ["inputs.spindle_speed.min: 'fast' is not a number"],
+            id="type-error",
+        ),
+        pytest.param(
+            lambda d: d["quality"].update(
+                thermal_elongation_max={"characteristic_id": "ELONG", "usl": 10, "unit": "um"}
+            ),
+            [
+                "quality.thermal_elongation_max: KPI 'thermal_elongation_max' has role "
+                "'process'; only quality KPIs belong here"
+            ],
+            id="quality-of-process-kpi",
+        ),
+        pytest.param(
+            lambda d: d["quality"]["part_deviation_max"].update(usl=None, unit="mm"),
+            [
+                "quality.part_deviation_max: give lsl, usl or both",
+                "quality.part_deviation_max.unit: 'mm' differs from the KPI's unit 'um'",
+            ],
+            id="quality-limits-and-unit",
+        ),
+        pytest.param(
+            lambda d: d["quality"]["surface_roughness_max"].update(lsl=2.0, target=1.0),
+            ["quality.surface_roughness_max.lsl: 2 is not below usl 1.6"],
+            id="lsl>=usl",
+        ),
+        pytest.param(
+            lambda d: d["maintenance"].update(tool_wear_ned=d["maintenance"].pop("tool_wear_end")),
+            ["maintenance.tool_wear_ned: not a KPI (did you mean 'tool_wear_end'?)"],
+            id="maintenance-unknown-kpi",
+        ),
+        pytest.param(
+            lambda d: d["acceptance"].update(energy={"min_r2": 1.5, "max_rmse": 0}),
+            [
+                "acceptance.energy.max_rmse: 0 must be positive",
+                "acceptance.energy.min_r2: 1.5 is above 1",
+            ],
+            id="acceptance-values",
+        ),
+        pytest.param(
+            lambda d: d["fmu"].update(path="x.fmu", output_interval=0.5),
+            [
+                "fmu: give model or path, not both",
+                "fmu.output_interval: 0.5 is below the step size 1",
+            ],
+            id="fmu",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["coolant_on"].update(variable="coolant_temperature"),
+            [
+                "inputs.coolant_temperature.variable: 'coolant_temperature' is already set by "
+                "input 'coolant_on'"
+            ],
+            id="variable-set-twice",
+        ),
+        pytest.param(
+            lambda d: d["derived"].update(
+                cutting_speed_min=d["derived"]["cutting_speed_min"].replace("c45", "c46")
+            ),
+            [
+                "derived.cutting_speed_min: unknown name 'material_is_steel_c46'; 'steel_c46' is "
+                "not a choice of input 'material' (did you mean 'steel_c45'?)"
+            ],
+            id="unknown-choice-indicator",
+        ),
+        pytest.param(
+            lambda d: d["inputs"].update({"Feed": d["inputs"]["feed_per_tooth"]}),
+            [
+                "inputs.Feed: 'Feed' is not a valid name (lower-case letters, digits and _, "
+                "starting with a letter)",
+                "inputs.Feed.variable: 'feed_per_tooth' is already set by input 'feed_per_tooth'",
+                "doe: input 'Feed' has no default; make it a factor or fix it",
+            ],
+            id="input-name",
+        ),
+    ],
+)
+def test_structural_mistakes(edit: Callable[[dict[str, Any]], object], expected: list[str]) -> None:
+    assert problems(spindle(edit)) == expected
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["inputs"]["spindle_speed"].pop("unit")
+        d["doe"]["factors"]["spindle_speed"].update(low=30000, high=24000)
+        d["kpis"]["bearing_hot_time"].pop("limit")
+
+    assert problems(spindle(edit)) == [
+        "inputs.spindle_speed.unit: missing",
+        "doe.factors.spindle_speed.low: 30000 is not below high 24000",
+        "kpis.bearing_hot_time.limit: missing (required by time_above)",
+    ]
+
+
+def test_file_problems_name_the_file(tmp_path: Path) -> None:
+    cases = {
+        "twice.yaml": (
+            "name: a\nname: b\n",
+            "not valid YAML: duplicate key 'name' (line 2, column 1)",
+        ),
+        "broken.yaml": (
+            "name: [a\n",
+            "not valid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)",
+        ),
+        "list.yaml": ("- a\n", "expected a mapping of sections at the top level, got list"),
+    }
+    for name, (text, problem) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SpecError) as err:
+            load_spec(tmp_path / name)
+        assert err.value.problems == [problem]
+        assert str(err.value) == f"invalid twin spec {tmp_path / name}:\n  {problem}"
+    with pytest.raises(SpecError) as err:
+        load_spec(tmp_path / "absent.yaml")
+    assert err.value.problems == ["cannot read the file: No such file or directory"]
+
+
+def test_spec_problems_from_a_file_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spindle(lambda d: d["inputs"]["n_teeth"].update(max=1))))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == (
+        f"invalid twin spec {path}:\n  inputs.n_teeth.min: 2 is not below max 1"
+    )
+
+
+# ---- against the FMU's variables ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        pytest.param(
+            lambda d: d["inputs"]["spindle_speed"].update(variable="spindle_sped"),
+            [
+                "inputs.spindle_speed.variable: 'spindle_sped' is not a variable of the FMU "
+                "(did you mean 'spindle_speed'?)"
+            ],
+            id="unknown-variable",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["spindle_speed"].update(variable="cutting_speed"),
+            [
+                "inputs.spindle_speed.variable: 'cutting_speed' has causality "
+                "calculatedParameter; only parameter and input variables can be set"
+            ],
+            id="not-settable",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["spindle_speed"].update(unit="1/min"),
+            ["inputs.spindle_speed.unit: '1/min' differs from the FMU variable's unit 'rpm'"],
+            id="input-unit",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["tool_overhang"].update(min=2),
+            ["inputs.tool_overhang.min: 2 is below the FMU variable's min 5"],
+            id="below-fmu-min",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["spindle_speed"].update(max=30000),
+            ["inputs.spindle_speed.max: 30000 is above the FMU variable's max 24000"],
+            id="above-fmu-max",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["material"]["choices"].append("steel_c46"),
+            [
+                "inputs.material.choices: 'steel_c46' is not an item of 'material' "
+                "(did you mean 'steel_c45'?)"
+            ],
+            id="choice-not-an-item",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["material"].update(
+                choices={c: i + 1 for i, c in enumerate(d["inputs"]["material"]["choices"])}
+            ),
+            [
+                "inputs.material.choices: 'material' is an Enumeration variable; list item "
+                "names, not a mapping"
+            ],
+            id="mapping-for-enumeration",
+        ),
+        pytest.param(
+            lambda d: d["inputs"]["n_teeth"].update(integer=False, unit="1"),
+            [
+                "inputs.n_teeth.integer: 'n_teeth' is an Integer variable; declare the input "
+                "with integer: true"
+            ],
+            id="integer-variable",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["energy"].update(variable="enrgy"),
+            ["kpis.energy.variable: 'enrgy' is not a variable of the FMU (did you mean 'energy'?)"],
+            id="kpi-unknown-variable",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["thermal_elongation_max"].update(unit="mm"),
+            ["kpis.thermal_elongation_max.unit: 'mm' differs from the FMU variable's unit 'um'"],
+            id="kpi-unit",
+        ),
+        pytest.param(
+            lambda d: d["kpis"].update(
+                energy_used={
+                    "variable": "spindle_power",
+                    "reduction": "integral",
+                    "unit": "kWh",
+                    "role": "process",
+                }
+            ),
+            [
+                "kpis.energy_used.unit: the time integral of 'spindle_power' [W] is in 'J' or "
+                "'W.s', not 'kWh'"
+            ],
+            id="integral-unit",
+        ),
+    ],
+)
+def test_catalogue_mistakes(edit: Callable[[dict[str, Any]], object], expected: list[str]) -> None:
+    assert catalogue_problems(spindle(edit)) == expected
+
+
+def test_boolean_input_on_a_real_variable() -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["inputs"]["coolant_on"]["variable"] = "reference_temperature"
+
+    assert catalogue_problems(spindle(edit)) == [
+        "inputs.coolant_on.boolean: 'reference_temperature' is a Real variable, not Boolean"
+    ]
+
+
+def test_integral_in_joules_and_integer_choices_are_accepted() -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["kpis"]["energy_used"] = {
+            "variable": "spindle_power",
+            "reduction": "integral",
+            "unit": "J",
+            "role": "process",
+        }
+        d["inputs"]["n_teeth"] = {
+            "variable": "n_teeth",
+            "source": "order",
+            "choices": {"two": 2, "four": 4},
+        }
+        d["doe"]["factors"]["n_teeth"] = {"weights": [1, 3]}
+        d["derived"]["feed_rate"] = (
+            "feed_per_tooth * (2 * n_teeth_is_two + 4 * n_teeth_is_four) * spindle_speed"
+        )
+
+    TwinSpec.from_dict(spindle(edit)).check_against(CATALOGUE)
+
+    def listed(d: dict[str, Any]) -> None:
+        edit(d)
+        d["inputs"]["n_teeth"]["choices"] = ["two", "four"]
+
+    assert catalogue_problems(spindle(listed)) == [
+        "inputs.n_teeth.choices: 'n_teeth' is an Integer variable; map each choice to its "
+        "value, e.g. {two: 1}"
+    ]
+
+
+def test_the_spec_imports_nothing_heavy() -> None:
+    # Serving imports the spec in a small image: no fmpy, scipy, matplotlib or torch.
+    code = (
+        "import sys, physics.spec, physics.workorder, physics.kpi\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'fmpy', 'scipy', 'matplotlib', 'torch', 'click'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,27 @@
+"""Serving must run without fmpy, torch or mlflow: the modules it shares with
+physics (the twin spec and what it needs) must not import them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("fmpy", "torch", "mlflow", "scipy", "matplotlib", "onnx")
+
+
+def imported_after(statement: str) -> list[str]:
+    code = f"{statement}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_spec_modules_import_no_heavy_dependency() -> None:
+    assert imported_after("import physics.spec, physics.workorder, physics.kpi, physics.expr") == []
+
+
+def test_serving_imports_no_heavy_dependency() -> None:
+    assert imported_after("import serving") == []
+
+
+def test_the_check_itself_sees_heavy_imports() -> None:
+    assert imported_after("import physics.fmu._adapter, scipy") == ["scipy"]
