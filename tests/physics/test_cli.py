@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from physics.cli import main
@@ -28,6 +29,15 @@ def twin(*args: str) -> subprocess.CompletedProcess[str]:
 
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
+
+
+def demo_params(**overrides) -> dict:
+    """Parameters of the demo order file (its ids are the FMU's names), for the closed forms."""
+    order = yaml.safe_load(ORDER.read_text())
+    values = {item["id"]: item["value"] for item in order["job_order_parameters"]}
+    values["ambient_temperature"] = order["environment"]["ambient_temperature"]
+    values["tool_wear_start"] = order["state"]["tool_wear"]
+    return ref.params(**{**values, **overrides})
 
 
 def test_build_then_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,25 +92,11 @@ def test_simulate_a_work_order_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     # The expected figures come from the closed forms, with the order's values.
-    p = ref.params(
-        material="steel_c45",
-        spindle_speed=5300.0,
-        feed_per_tooth=0.08,
-        axial_depth=2.0,
-        radial_width=3.0,
-        tool_diameter=12.0,
-        n_teeth=4,
-        corner_radius=0.5,
-        tool_overhang=36.0,
-        path_length=2400.0,
-        load_time=45.0,
-        coolant_on=False,
-        ambient_temperature=23.0,
-    )
+    p = demo_params(coolant_on=False)
     g = ref.geometry(p)
     assert out["quantity"] == 12
     assert out["stop_time"] == pytest.approx(12 * g["cycle_time"], rel=1e-12)
-    vb_end = 0.04 + ref.wear_rate(p) * 12 * g["cut_time"]
+    vb_end = p["tool_wear_start"] + ref.wear_rate(p) * 12 * g["cut_time"]
     assert out["kpis"]["tool_wear_end"]["value"] == pytest.approx(vb_end, rel=1e-9)
     assert out["kpis"]["tool_wear_end"]["unit"] == "mm"
     with open(csv_path) as fh:
@@ -125,20 +121,8 @@ def test_table_output_checks_quality_and_maintenance() -> None:
     assert lines[0].startswith("milling_spindle | WO-2026-1001 | 2 parts | simulated")
     roughness = next(line for line in lines if line.startswith("surface_roughness_max"))
     # Ra is largest at the end, with the most wear: closed form with the demo's values.
-    p = ref.params(
-        material="steel_c45",
-        spindle_speed=5300.0,
-        feed_per_tooth=0.08,
-        axial_depth=2.0,
-        radial_width=3.0,
-        tool_diameter=12.0,
-        n_teeth=4,
-        corner_radius=0.5,
-        path_length=2400.0,
-        load_time=45.0,
-        coolant_on=True,
-    )
-    vb_end = 0.04 + ref.wear_rate(p) * 2 * ref.geometry(p)["cut_time"]
+    p = demo_params()
+    vb_end = p["tool_wear_start"] + ref.wear_rate(p) * 2 * ref.geometry(p)["cut_time"]
     ra_end = (1e3 * 0.08**2 / (32 * 0.5) + p["roughness_floor"]) * (
         1 + p["roughness_wear_coefficient"] * vb_end
     )
