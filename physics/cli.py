@@ -14,38 +14,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(message: str, code: int) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
-def _handle_errors(func: F) -> F:
-    """Turn our exceptions into one clear message and an exit code."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from physics.fmu import BuildError, SimulationError
-        from physics.spec import SpecError
-        from physics.workorder import OrderError
-
-        try:
-            return func(*args, **kwargs)
-        except (SpecError, OrderError, FileNotFoundError) as exc:
-            _fail(str(exc), 2)
-        except (BuildError, SimulationError) as exc:
-            _fail(str(exc), 1)
-
-    return wrapper  # type: ignore[return-value]
+from physics._cli_data import data
+from physics._cli_errors import handle_errors as _handle_errors
 
 
 @click.group()
@@ -258,3 +233,6 @@ def _print_result(spec: Any, order: Any, result: Any) -> None:
                 f"{'below' if value < m.limit else 'REACHED'} limit {_num(m.limit)} ({m.action})"
             )
         click.echo(f"{name:28s} {value:12.5g} {kpi.unit:8s} {kpi.role:12s} {check}")
+
+
+main.add_command(data)

@@ -308,6 +308,7 @@ class Fmu:
             row, col = map(int, np.argwhere(bad)[0])
             raise SimulationError(
                 f"{self.name}: output {names[row]} is {data[row, col]} at t = {time[col]:g}",
+                kind="nan",
                 fmu=self.name,
                 time=float(time[col]),
                 log=tuple(self._log),

@@ -23,6 +23,7 @@ class SimulationError(FmuError):
         self,
         message: str,
         *,
+        kind: str = "error",
         fmu: str = "",
         function: str | None = None,
         status: int | None = None,
@@ -30,6 +31,7 @@ class SimulationError(FmuError):
         log: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
+        self.kind = kind  # "error": an FMI call failed; "nan": an output was not finite
         self.fmu = fmu
         self.function = function
         self.status = status

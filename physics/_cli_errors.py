@@ -1,0 +1,49 @@
+"""How the ``twin`` commands report failures: one clear line, and an exit code.
+
+Exit codes: 1 a build or simulation failed; 2 bad input (spec, order, design,
+dataset folder, options), reported before any work is done.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn our exceptions into one clear message and an exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from physics.dataset import DatasetError
+        from physics.doe import DoeError
+        from physics.fmu import BuildError, SimulationError
+        from physics.spec import SpecError
+        from physics.workorder import OrderError
+
+        try:
+            return func(*args, **kwargs)
+        except (
+            SpecError,
+            OrderError,
+            DoeError,
+            DatasetError,
+            FileNotFoundError,
+            ConnectionError,
+        ) as exc:
+            fail(str(exc), 2)
+        except (BuildError, SimulationError) as exc:
+            fail(str(exc), 1)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,61 @@
+"""Fan a study out to an existing Dask cluster.
+
+Each Dask task runs a batch of runs through a one-worker ``LocalPool`` on the
+Dask worker's machine, so a hung or crashing FMU is contained exactly as on the
+local pool (watchdog, crash rows) instead of taking a Dask worker down. Batches
+amortise Dask's per-task cost over several runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from physics.runner import LocalPool, PoolOptions, RunResult, SimulationJob, Task
+
+
+def run_batch(job: SimulationJob, tasks: list[Task], options: PoolOptions) -> list[RunResult]:
+    """Executed on a Dask worker: the batch's runs, in one isolated worker process."""
+    return list(LocalPool(job, replace(options, workers=1)).run(tasks))
+
+
+class DaskRunner:
+    """Runs tasks on a Dask cluster and yields results as batches complete."""
+
+    def __init__(
+        self, job: SimulationJob, options: PoolOptions, address: str, *, batch_size: int = 16
+    ) -> None:
+        from distributed import Client
+
+        self.job = job
+        self.options = options
+        self.batch_size = batch_size
+        try:
+            self.client = Client(address, timeout=30)
+        except OSError as exc:
+            raise ConnectionError(
+                f"--address {address}: no Dask scheduler answers there ({exc})"
+            ) from None
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[RunResult]:
+        from distributed import as_completed
+
+        tasks = list(tasks)
+        batches = [tasks[i : i + self.batch_size] for i in range(0, len(tasks), self.batch_size)]
+        try:
+            futures = [
+                self.client.submit(run_batch, self.job, b, self.options, pure=False)
+                for b in batches
+            ]
+            for future in as_completed(futures):
+                yield from future.result()
+        finally:
+            self.client.close()
+
+
+def dask_executor_for(
+    address: str, *, batch_size: int = 16
+) -> Callable[[SimulationJob, PoolOptions], Any]:
+    """A factory ``generate(..., executor=...)`` calls with the job and options."""
+    return lambda job, options: DaskRunner(job, options, address, batch_size=batch_size)

@@ -1,0 +1,316 @@
+"""Run many FMU simulations in worker processes, losing nothing to a bad run.
+
+Each worker process opens the FMU once (extract, read the description,
+instantiate) and resets it between runs. The parent hands out one run at a
+time per worker and watches each:
+
+- a run past its wall-clock deadline: the worker is killed (SIGKILL) and
+  replaced; the run is recorded with status ``timeout``;
+- a worker that dies (a segfault in the FMU's C code, an abort): the run is
+  recorded with status ``crash`` and the signal; the worker is replaced;
+- an FMI error or a non-finite output: status ``error`` / ``nan`` with the
+  FMU's message; the worker carries on (after re-instantiating);
+- workers are recycled after ``max_runs_per_worker`` runs, or when their
+  resident memory exceeds ``max_rss_mb``, before leaky FMI libraries hurt.
+
+Results are yielded as they complete, in completion order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+STATUSES = ("ok", "error", "nan", "timeout", "crash", "invalid")
+
+
+@dataclass(frozen=True)
+class KpiDef:
+    name: str
+    variable: str
+    reduction: str
+    limit: float | None = None
+
+
+@dataclass(frozen=True)
+class SimulationJob:
+    """What every run of a study shares; sent once to each worker."""
+
+    fmu_path: str
+    step_size: float
+    output_interval: float
+    kpis: tuple[KpiDef, ...]
+    trajectory_outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Task:
+    run_id: int
+    start_values: dict[str, Any]
+    stop_time: float
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    status: str
+    message: str = ""
+    kpis: dict[str, float] = field(default_factory=dict)
+    wall_time: float = 0.0
+    trajectory: dict[str, Any] | None = None
+
+
+# ---- inside a worker process ---------------------------------------------------------
+
+
+def _run_one(fmu: Any, job: SimulationJob, task: Task) -> RunResult:
+    from physics.fmu import SimulationError
+    from physics.kpi import reduce
+
+    t0 = time.perf_counter()
+    names = list(dict.fromkeys([*(k.variable for k in job.kpis), *job.trajectory_outputs]))
+    try:
+        traj = fmu.simulate(
+            task.start_values,
+            task.stop_time,
+            step_size=job.step_size,
+            output_interval=job.output_interval,
+            outputs=names,
+        )
+    except SimulationError as exc:
+        status = "nan" if exc.kind == "nan" else "error"
+        return RunResult(task.run_id, status, str(exc), wall_time=time.perf_counter() - t0)
+    kpis = {k.name: reduce(k.reduction, traj.time, traj[k.variable], k.limit) for k in job.kpis}
+    trajectory = None
+    if job.trajectory_outputs:
+        trajectory = {"time": traj.time, **{n: traj[n] for n in job.trajectory_outputs}}
+    return RunResult(task.run_id, "ok", "", kpis, time.perf_counter() - t0, trajectory)
+
+
+def worker_main(fd: int) -> None:
+    """Serve runs over the socket ``fd`` until told to stop (None) or the parent goes away.
+
+    The first message is the SimulationJob; then Tasks, each answered by a RunResult.
+    """
+    # The parent handles Ctrl-C; a worker dies with it instead of printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from physics.fmu import Fmu
+
+    conn = Connection(fd)
+    job: SimulationJob = conn.recv()
+    fmu = Fmu(job.fmu_path)
+    try:
+        while True:
+            try:
+                task = conn.recv()
+            except EOFError:
+                return
+            if task is None:
+                return
+            try:
+                result = _run_one(fmu, job, task)
+            except Exception as exc:
+                result = RunResult(task.run_id, "error", f"{type(exc).__name__}: {exc}")
+            conn.send(result)
+    finally:
+        fmu.close()
+
+
+# ---- in the parent -------------------------------------------------------------------
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _Process:
+    """A worker started with subprocess (not multiprocessing): it can be started from
+    daemonic processes too, such as Dask workers."""
+
+    def __init__(self) -> None:
+        parent, child = socket.socketpair()
+        code = f"from physics.runner import worker_main; worker_main({child.fileno()})"
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", code], pass_fds=[child.fileno()], stdin=subprocess.DEVNULL
+        )
+        child.close()
+        self.conn = Connection(parent.detach())
+        self.pid = self.popen.pid
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+
+@dataclass
+class _Worker:
+    process: _Process
+    conn: Connection
+    task: Task | None = None
+    deadline: float = math.inf
+    started: float = 0.0
+    runs: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolOptions:
+    """How the local pool runs; every field is checked when the pool starts."""
+
+    workers: int = 0  # 0: one per CPU core
+    timeout: float = 120.0  # wall-clock seconds per run
+    max_runs_per_worker: int = 2000
+    max_rss_mb: float = 2048.0
+
+    def checked(self) -> PoolOptions:
+        problems = []
+        if self.workers < 0:
+            problems.append(f"workers: {self.workers} must be >= 0 (0 = one per core)")
+        if not self.timeout > 0:
+            problems.append(f"timeout: {self.timeout} must be > 0 seconds")
+        if self.max_runs_per_worker < 1:
+            problems.append(f"max_runs_per_worker: {self.max_runs_per_worker} must be >= 1")
+        if not self.max_rss_mb > 0:
+            problems.append(f"max_rss_mb: {self.max_rss_mb} must be > 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+class LocalPool:
+    """A pool of FMU worker processes on this machine with a per-run watchdog."""
+
+    def __init__(self, job: SimulationJob, options: PoolOptions = PoolOptions()) -> None:
+        self.job = job
+        self.options = options.checked()
+        self.recycled = 0
+        self.replaced = 0
+
+    def _spawn(self) -> _Worker:
+        proc = _Process()
+        proc.conn.send(self.job)
+        return _Worker(proc, proc.conn)
+
+    @staticmethod
+    def _stop(worker: _Worker, *, kill: bool) -> None:
+        if kill:
+            worker.process.kill()
+        else:
+            try:
+                worker.conn.send(None)
+            except (BrokenPipeError, OSError):
+                worker.process.kill()
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.conn.close()
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[RunResult]:
+        """Run every task; yield each result as it completes."""
+        pending = deque(tasks)
+        n = min(self.options.n_workers, len(pending)) if pending else 0
+        workers = [self._spawn() for _ in range(n)]
+        try:
+            while pending or any(w.task is not None for w in workers):
+                for w in workers:
+                    if w.task is None and pending:
+                        w.task = pending.popleft()
+                        w.started = time.monotonic()
+                        w.deadline = w.started + self.options.timeout
+                        w.conn.send(w.task)
+                busy = [w for w in workers if w.task is not None]
+                timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+                ready = set(wait([w.conn for w in busy], timeout=timeout))
+                for i, w in enumerate(workers):
+                    if w.task is None:
+                        continue
+                    result = None
+                    replace = False
+                    if w.conn in ready:
+                        try:
+                            result = w.conn.recv()
+                        except (EOFError, OSError):
+                            result = self._crash_result(w)
+                            replace = True
+                    elif time.monotonic() >= w.deadline:
+                        result = RunResult(
+                            w.task.run_id,
+                            "timeout",
+                            f"no answer within {self.options.timeout:g} s; worker killed",
+                            wall_time=self.options.timeout,
+                        )
+                        self._stop(w, kill=True)
+                        workers[i] = self._spawn()
+                        self.replaced += 1
+                        yield result
+                        continue
+                    if result is None:
+                        continue
+                    w.task = None
+                    w.runs += 1
+                    if replace:
+                        self._stop(w, kill=True)
+                        workers[i] = self._spawn()
+                        self.replaced += 1
+                    elif (
+                        w.runs >= self.options.max_runs_per_worker
+                        or _rss_mb(w.process.pid) > self.options.max_rss_mb
+                    ):
+                        self._stop(w, kill=False)
+                        workers[i] = self._spawn()
+                        self.recycled += 1
+                    yield result
+        finally:
+            for w in workers:
+                self._stop(w, kill=w.task is not None)
+
+    @staticmethod
+    def _crash_result(w: _Worker) -> RunResult:
+        w.process.join(timeout=5)
+        code = w.process.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        assert w.task is not None
+        return RunResult(
+            w.task.run_id,
+            "crash",
+            f"worker process {how} during the run",
+            wall_time=time.monotonic() - w.started,
+        )

@@ -1,0 +1,239 @@
+"""A study: a twin spec's DOE simulated into a dataset, resumable.
+
+``generate`` is what ``twin data generate`` runs. Running the same command
+again on the same folder resumes: the card must describe the same study (spec
+hash, FMU sha256, DOE method, seed and size) and only run ids not yet on disk
+are simulated.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from physics.dataset import (
+    CARD,
+    FORMAT,
+    DatasetError,
+    DatasetWriter,
+    _now,
+    read_card,
+    result_row,
+)
+from physics.progress import Progress
+from physics.runner import KpiDef, LocalPool, PoolOptions, RunResult, SimulationJob, Task
+from physics.spec import TwinSpec
+from physics.workorder import OrderError
+
+_TYPES = {"real": "float", "integer": "int", "boolean": "bool", "categorical": "str"}
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    folder: Path
+    card: dict[str, Any]
+    ran: int  # runs simulated by this call (not those resumed from disk)
+    skipped: int  # runs already on disk
+
+
+def _fmpy_version() -> str:
+    try:
+        return importlib.metadata.version("fmpy")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def columns_of(spec: TwinSpec, catalogue: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    """Parquet types and card descriptions of the dataset's columns."""
+    schema: dict[str, str] = {
+        "run_id": "int",
+        "status": "str",
+        "message": "str",
+        "wall_time": "float",
+        "stop_time": "float",
+    }
+    described: dict[str, Any] = {
+        "run_id": {"role": "meta", "description": "index of the run in the design"},
+        "status": {
+            "role": "meta",
+            "choices": ["ok", "error", "nan", "timeout", "crash", "invalid"],
+        },
+        "message": {"role": "meta", "description": "why the run failed"},
+        "wall_time": {"role": "meta", "unit": "s"},
+        "stop_time": {"role": "meta", "unit": "s"},
+    }
+    for key, inp in spec.inputs.items():
+        schema[key] = _TYPES[inp.kind]
+        entry: dict[str, Any] = {
+            "role": "input",
+            "source": inp.source,
+            "variable": inp.variable,
+            "kind": inp.kind,
+        }
+        if inp.unit:
+            entry["unit"] = inp.unit
+        if inp.kind in ("real", "integer"):
+            entry.update(min=inp.min, max=inp.max)
+        if inp.kind == "categorical":
+            entry["choices"] = inp.choice_names
+        described[key] = entry
+    schema["quantity"] = "int" if spec.quantity.integer else "float"
+    described["quantity"] = {
+        "role": "input",
+        "source": "order",
+        "unit": spec.quantity.unit,
+        "min": spec.quantity.min,
+        "max": spec.quantity.max,
+    }
+    for name, kpi in spec.kpis.items():
+        schema[name] = "float"
+        described[name] = {
+            "role": "kpi",
+            "kpi_role": kpi.role,
+            "unit": kpi.unit,
+            "variable": kpi.variable,
+            "reduction": kpi.reduction,
+        }
+    return schema, described
+
+
+def _same_study(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    checks = [
+        ("spec.hash", old["spec"]["hash"], new["spec"]["hash"]),
+        ("fmu.sha256", old["fmu"]["sha256"], new["fmu"]["sha256"]),
+    ]
+    for key in ("method", "seed", "n", "levels"):
+        checks.append((f"doe.{key}", old["doe"].get(key), new["doe"].get(key)))
+    return [f"{name}: the folder has {a!r}, this command {b!r}" for name, a, b in checks if a != b]
+
+
+def generate(
+    spec: TwinSpec,
+    out: str | Path,
+    *,
+    n: int,
+    method: str = "lhs",
+    seed: int = 0,
+    levels: int | None = None,
+    pool: PoolOptions | None = None,
+    chunk_size: int = 256,
+    trajectories: bool = False,
+    progress: bool = True,
+    executor: Callable[[SimulationJob, PoolOptions], Any] | None = None,
+) -> StudyResult:
+    """Simulate the spec's DOE into ``out``; resume if ``out`` holds this study already."""
+    from physics.doe import make_design
+    from physics.run import fmu_path_of, open_twin
+
+    pool = (pool or PoolOptions()).checked()
+    out = Path(out)
+    design = make_design(spec, n, method=method, seed=seed, levels=levels)
+    fmu_path = fmu_path_of(spec)
+    with open_twin(spec) as twin:  # reads the FMU once here, and checks the spec against it
+        catalogue = twin.catalogue
+        fmu_info = {
+            "path": str(fmu_path),
+            "sha256": twin.sha256,
+            "guid": twin.guid,
+            "model_name": twin.name,
+            "fmi_version": twin.model_description.fmiVersion,
+        }
+        traj_outputs = (
+            tuple(dict.fromkeys(k.variable for k in spec.kpis.values())) if trajectories else ()
+        )
+    schema, described = columns_of(spec, catalogue)
+    card: dict[str, Any] = {
+        "format": FORMAT,
+        "spec": {"name": spec.name, "version": spec.version, "hash": spec.spec_hash},
+        "fmu": fmu_info,
+        "fmpy_version": _fmpy_version(),
+        "doe": {
+            "method": method,
+            "seed": seed,
+            "n": n,
+            "levels": levels,
+            "points": len(design.points),
+            "candidates": design.candidates,
+            "rejected": design.rejected,
+            "factors": list(design.factors),
+        },
+        "simulation": {
+            "step_size": spec.fmu.step_size,
+            "output_interval": spec.fmu.sampling_interval,
+            "trajectories": list(traj_outputs),
+        },
+        "runner": {
+            "executor": "local" if executor is None else "dask",
+            "workers": pool.n_workers,
+            "timeout": pool.timeout,
+            "max_runs_per_worker": pool.max_runs_per_worker,
+        },
+        "columns": described,
+        "created": _now(),
+    }
+    if (out / CARD).exists():
+        old = read_card(out)
+        mismatch = _same_study(old, card)
+        if mismatch:
+            raise DatasetError(
+                f"{out} holds a different study; use another --out folder:\n  "
+                + "\n  ".join(mismatch)
+            )
+        card["created"] = old.get("created", card["created"])
+    writer = DatasetWriter(out, card=card, schema=schema, chunk_size=chunk_size)
+    done = writer.done_run_ids()
+
+    tasks: list[Task] = []
+    stop_times: dict[int, float] = {}
+    invalid: list[tuple[int, str]] = []
+    for run_id, point in enumerate(design.points):
+        if run_id in done:
+            continue
+        values = {k: v for k, v in point.items() if k != "quantity"}
+        try:
+            case = spec.case_from_order(values, point["quantity"], catalogue)
+        except OrderError as exc:
+            invalid.append((run_id, "; ".join(exc.problems)))
+            continue
+        stop_times[run_id] = case.stop_time
+        tasks.append(Task(run_id, case.start_values, case.stop_time))
+
+    job = SimulationJob(
+        str(fmu_path),
+        spec.fmu.step_size,
+        spec.fmu.sampling_interval,
+        tuple(KpiDef(name, k.variable, k.reduction, k.limit) for name, k in spec.kpis.items()),
+        traj_outputs,
+    )
+    kpi_names = list(spec.kpis)
+    bar = Progress(
+        len(design.points), label=f"{spec.name} {method}", done=len(done), enabled=progress
+    )
+    for run_id, message in invalid:
+        writer.add(
+            result_row(
+                RunResult(run_id, "invalid", message),
+                design.points[run_id],
+                float("nan"),
+                kpi_names,
+            )
+        )
+        bar.update(failed=1)
+    runner = LocalPool(job, pool) if executor is None else executor(job, pool)
+    try:
+        with bar:
+            for result in runner.run(tasks):
+                writer.add(
+                    result_row(
+                        result, design.points[result.run_id], stop_times[result.run_id], kpi_names
+                    ),
+                    result.trajectory,
+                )
+                bar.update(failed=int(result.status != "ok"))
+    finally:
+        # Whatever ends the loop (done, an error, Ctrl-C), what was simulated is kept.
+        card = writer.finish()
+    return StudyResult(out, card, ran=len(tasks) + len(invalid), skipped=len(done))
