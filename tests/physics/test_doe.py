@@ -1,0 +1,439 @@
+"""Designs of experiments: every point valid and complete, distributions as declared,
+space filling where promised, reproducible, and each refusal worded exactly."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from physics.doe import METHODS, Design, DoeError, make_design
+from physics.spec import TwinSpec, load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+SPINDLE = load_spec(ROOT / "experiments" / "specs" / "spindle.yaml")
+SAMPLED = [m for m in METHODS if m != "grid"]
+
+INPUTS: dict[str, Any] = {
+    "x": {"variable": "x", "source": "order", "unit": "m", "min": 0, "max": 10, "default": 5},
+    "speed": {
+        "variable": "speed",
+        "source": "order",
+        "unit": "rpm",
+        "min": 1,
+        "max": 1000,
+        "default": 10,
+    },
+    "z": {"variable": "z", "source": "order", "min": 1, "max": 5, "integer": True, "default": 3},
+    "flag": {"variable": "flag", "source": "order", "boolean": True, "default": False},
+    "mat": {"variable": "mat", "source": "order", "choices": ["a", "b", "c"], "default": "a"},
+}
+
+
+def toy_data(
+    factors: dict[str, Any],
+    *,
+    fixed: dict[str, Any] | None = None,
+    constraints: Sequence[tuple[str, str]] = (),
+    quantity_integer: bool = True,
+) -> dict[str, Any]:
+    """A five-input spec whose DOE varies ``factors``; quantity is fixed at 5 unless varied."""
+    return {
+        "name": "toy",
+        "version": 1,
+        "fmu": {"model": "toy", "step_size": 1.0},
+        "inputs": INPUTS,
+        "quantity": {"unit": "parts", "min": 1, "max": 10, "integer": quantity_integer},
+        "stop_time": "quantity",
+        "constraints": [{"expr": e, "message": m} for e, m in constraints],
+        "doe": {"factors": factors, "fixed": {"quantity": 5} if fixed is None else fixed},
+        "kpis": {"y": {"variable": "y", "reduction": "final", "unit": "m", "role": "process"}},
+    }
+
+
+def toy(factors: dict[str, Any], **options: Any) -> TwinSpec:
+    return TwinSpec.from_dict(toy_data(factors, **options))
+
+
+def column(design: Design, key: str) -> np.ndarray:
+    return design.columns()[key]
+
+
+# ---- the spindle spec ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "n"), [("lhs", 40), ("sobol", 100), ("halton", 100), ("random", 100)]
+)
+def test_spindle_points_are_valid_complete_and_in_range(method: str, n: int) -> None:
+    design = make_design(SPINDLE, n, method=method, seed=3)
+    assert len(design.points) == n
+    assert design.rejected > 0 and design.candidates - design.rejected >= n
+    cols = design.columns()
+    assert list(cols) == [*SPINDLE.inputs, "quantity"]
+    inputs = {k: v for k, v in cols.items() if k != "quantity"}
+    assert SPINDLE.constraints_mask(inputs, cols["quantity"]).all()
+    # The same constraints by hand, not through the spec's expressions.
+    assert (cols["radial_width"] <= cols["tool_diameter"]).all()
+    window = {
+        "aluminium_6061": (150, 1200),
+        "steel_c45": (100, 320),
+        "stainless_316l": (60, 220),
+        "ti6al4v": (25, 110),
+        "cast_iron_gjl250": (80, 350),
+    }
+    for p in design.points:
+        vc = math.pi * p["tool_diameter"] * p["spindle_speed"] / 1000
+        low, high = window[p["material"]]
+        assert low <= vc <= high
+        assert p["feed_per_tooth"] * p["n_teeth"] * p["spindle_speed"] <= 20000
+    assert design.factors == (
+        *(k for k in SPINDLE.inputs if k != "coolant_temperature"),
+        "quantity",
+    )
+    assert SPINDLE.doe is not None
+    for key, f in SPINDLE.doe.factors.items():
+        values = cols[key]
+        if f.low is not None and f.high is not None:
+            assert f.low <= values.min() and values.max() <= f.high
+    assert all(type(p["n_teeth"]) is int and type(p["quantity"]) is int for p in design.points)
+    assert all(type(p["coolant_on"]) is bool for p in design.points)
+    assert all(type(p["spindle_speed"]) is float for p in design.points)
+    assert set(cols["material"]) <= set(window)
+    assert all(p["coolant_temperature"] == 20.0 for p in design.points)  # doe.fixed
+
+
+def test_spindle_rejection_rate_matches_an_independent_estimate() -> None:
+    """The share of rejected candidates is the share of the box outside the constraints,
+    estimated here by sampling the spindle's factor box with numpy directly."""
+    rng = np.random.default_rng(99)
+    m = 40_000
+    assert SPINDLE.doe is not None
+    box: dict[str, Any] = {"coolant_temperature": 20.0}
+    for key, f in SPINDLE.doe.factors.items():
+        low, high = float(f.low or 0), float(f.high or 0)  # set for every numeric factor
+        if key == "material":
+            box[key] = rng.choice(SPINDLE.inputs[key].choice_names, m)
+        elif key == "coolant_on":
+            box[key] = rng.random(m) < 0.8
+        elif key in ("n_teeth", "quantity"):
+            box[key] = rng.integers(int(low), int(high) + 1, m)
+        elif f.distribution == "loguniform":
+            box[key] = np.exp(rng.uniform(np.log(low), np.log(high), m))
+        else:
+            box[key] = rng.uniform(low, high, m)
+    quantity = box.pop("quantity")
+    share = SPINDLE.constraints_mask(box, quantity).mean()
+    design = make_design(SPINDLE, 2000, method="random", seed=5)
+    sigma = math.sqrt(share * (1 - share) * (1 / m + 1 / design.candidates))
+    assert abs((design.candidates - design.rejected) / design.candidates - share) < 4 * sigma
+
+
+def test_spindle_grid_is_refused_above_a_million_points() -> None:
+    with pytest.raises(DoeError) as err:
+        make_design(SPINDLE, 1, method="grid")
+    # 15 real factors and n_teeth and quantity at 3 levels, 5 materials, coolant on/off
+    assert str(err.value) == (
+        "levels: 3 levels over 19 factors make 1,291,401,630 grid points, more than "
+        "1,000,000; use fewer levels or another method"
+    )
+    assert 3**17 * 5 * 2 == 1_291_401_630
+
+
+# ---- values filled in and their types --------------------------------------------------
+
+
+def test_fixed_values_and_defaults_fill_every_input() -> None:
+    spec = toy(
+        {"x": {"low": 2, "high": 4}},
+        fixed={"quantity": 7, "mat": "b", "speed": 250},
+        constraints=[("z >= 2", "z at least 2")],  # fixed values only: one bool for all rows
+    )
+    design = make_design(spec, 20, method="random", seed=1)
+    assert design.factors == ("x",)
+    assert (design.candidates, design.rejected) == (20, 0)
+    for p in design.points:
+        assert list(p) == ["x", "speed", "z", "flag", "mat", "quantity"]
+        assert {k: v for k, v in p.items() if k != "x"} == {
+            "speed": 250.0,
+            "z": 3,
+            "flag": False,
+            "mat": "b",
+            "quantity": 7,
+        }
+        assert [type(p[k]) for k in p] == [float, float, int, bool, str, int]
+        assert 2 <= p["x"] <= 4
+
+
+def test_factor_values_are_plain_scalars_and_columns_typed() -> None:
+    factors = {"x": {}, "z": {}, "flag": {}, "mat": {}, "quantity": {"low": 1, "high": 10}}
+    design = make_design(toy(factors, fixed={}, quantity_integer=False), 50, method="sobol")
+    assert design.factors == ("x", "z", "flag", "mat", "quantity")
+    p = design.points[0]
+    assert [type(p[k]) for k in p] == [float, float, int, bool, str, float]
+    cols = design.columns()
+    assert [cols[k].dtype for k in cols] == [
+        np.float64,
+        np.float64,
+        np.int64,
+        np.bool_,
+        np.dtype(object),
+        np.float64,
+    ]
+    np.testing.assert_array_equal(cols["mat"], [q["mat"] for q in design.points])
+
+
+def test_a_fixed_value_breaking_a_constraint_rejects_everything() -> None:
+    spec = toy({"x": {}}, fixed={"quantity": 5, "mat": "b"}, constraints=[("mat_is_a", "use a")])
+    with pytest.raises(DoeError) as err:
+        make_design(spec, 4, method="halton")
+    assert str(err.value) == (
+        "constraints: only 0 of 200 candidates meet every constraint, 4 needed; most rejected "
+        "by 'use a' (200 candidates); widen the factor ranges or relax the constraints"
+    )
+
+
+# ---- distributions ---------------------------------------------------------------------
+
+
+def test_integers_are_equally_likely() -> None:
+    design = make_design(toy({"z": {}}), 3000, method="random", seed=2)
+    counts = Counter(column(design, "z").tolist())
+    assert sorted(counts) == [1, 2, 3, 4, 5]
+    chi2 = sum((c - 600) ** 2 / 600 for c in counts.values())
+    assert chi2 < stats.chi2.ppf(0.999, df=4)
+    # A stratified design puts exactly n / 5 in each integer's cell.
+    lhs = make_design(toy({"z": {}}), 100, method="lhs", seed=2)
+    assert Counter(column(lhs, "z").tolist()) == {1: 20, 2: 20, 3: 20, 4: 20, 5: 20}
+
+
+def test_categorical_and_boolean_weights_are_honoured() -> None:
+    factors = {
+        "mat": {"choices": ["a", "b", "c"], "weights": [5, 3, 2]},
+        "flag": {"choices": [True, False], "weights": [0.8, 0.2]},
+    }
+    n = 3000
+    design = make_design(toy(factors), n, method="random", seed=4)
+    mats = Counter(column(design, "mat").tolist())
+    flags = Counter(column(design, "flag").tolist())
+    expected: list[tuple[Counter[Any], Any, float]]
+    expected = [(mats, "a", 0.5), (mats, "b", 0.3), (mats, "c", 0.2)]
+    expected += [(flags, True, 0.8), (flags, False, 0.2)]
+    for counts, key, share in expected:
+        assert abs(counts[key] - n * share) < 3 * math.sqrt(n * share * (1 - share))
+
+
+def test_zero_weights_and_choice_subsets_are_never_left() -> None:
+    factors = {"mat": {"choices": ["c", "b"], "weights": [1, 0]}, "flag": {"choices": [False]}}
+    design = make_design(toy(factors), 200, method="halton", seed=1)
+    assert set(column(design, "mat")) == {"c"}
+    assert set(column(design, "flag").tolist()) == {False}
+
+
+@pytest.mark.parametrize("method", ["random", "sobol"])
+def test_loguniform_is_uniform_in_the_log(method: str) -> None:
+    design = make_design(toy({"speed": {"distribution": "loguniform"}}), 2000, method=method)
+    logs = np.log(column(design, "speed"))
+    assert column(design, "speed").min() >= 1 and column(design, "speed").max() <= 1000
+    top = math.log(1000)
+    # mean of ln(speed) for ln(speed) ~ U(0, ln 1000); a uniform speed would give ~ 5.9
+    assert abs(logs.mean() - top / 2) < 4 * top / math.sqrt(12 * 2000)
+    assert stats.kstest(logs, stats.uniform(0, top).cdf).pvalue > 0.01
+
+
+def test_normal_is_truncated_to_the_range() -> None:
+    factor = {"distribution": "normal", "mean": 3, "std": 2, "low": 0, "high": 10}
+    x = column(make_design(toy({"x": factor}), 4000, method="random", seed=8), "x")
+    ref = stats.truncnorm((0 - 3) / 2, (10 - 3) / 2, loc=3, scale=2)
+    assert x.min() >= 0 and x.max() <= 10
+    assert abs(x.mean() - ref.mean()) < 4 * ref.std() / math.sqrt(4000)
+    assert abs(x.std() - ref.std()) < 0.05 * ref.std()
+    # Cutting at 0 moves the mean by 0.28, far beyond the tolerance above: clipping an
+    # untruncated normal (mean ~3.02) would fail.
+    assert ref.mean() - 3 > 0.25
+    assert stats.kstest(x, ref.cdf).pvalue > 0.01
+
+
+def test_triangular_follows_its_mode() -> None:
+    factor = {"distribution": "triangular", "mode": 2, "low": 0, "high": 10}
+    x = column(make_design(toy({"x": factor}), 3000, method="random", seed=6), "x")
+    assert abs(x.mean() - 4.0) < 4 * math.sqrt((100 + 4 - 20) / 18 / 3000)  # (a + b + c) / 3
+    assert stats.kstest(x, stats.triang(0.2, loc=0, scale=10).cdf).pvalue > 0.01
+
+
+@pytest.mark.parametrize(("method", "n"), [("lhs", 50), ("sobol", 64)])
+def test_each_of_n_bins_holds_exactly_one_point(method: str, n: int) -> None:
+    factors = {"x": {}, "speed": {"distribution": "loguniform"}}
+    design = make_design(toy(factors), n, method=method, seed=11)
+    x_bins = np.floor(column(design, "x") / 10 * n)
+    log_bins = np.floor(np.log(column(design, "speed")) / math.log(1000) * n)
+    np.testing.assert_array_equal(np.sort(x_bins), np.arange(n))
+    np.testing.assert_array_equal(np.sort(log_bins), np.arange(n))
+
+
+# ---- grid ------------------------------------------------------------------------------
+
+
+def test_grid_is_the_full_factorial_of_exact_levels() -> None:
+    factors = {
+        "x": {},
+        "speed": {"distribution": "loguniform"},
+        "z": {},
+        "flag": {},
+        "mat": {"choices": ["a", "c"]},
+    }
+    design = make_design(toy(factors), 1, method="grid", levels=4)
+    assert len(design.points) == 4 * 4 * 4 * 2 * 2 == design.candidates
+    assert design.rejected == 0
+    rows = {tuple(p[k] for k in design.factors) for p in design.points}
+    assert len(rows) == 256
+    cols = design.columns()
+    np.testing.assert_allclose(sorted(set(cols["x"])), [0, 10 / 3, 20 / 3, 10])
+    np.testing.assert_allclose(sorted(set(cols["speed"])), [1, 10, 100, 1000])
+    assert sorted(set(cols["z"].tolist())) == [1, 2, 4, 5]  # 1, 2.33, 3.67, 5 rounded
+    assert set(cols["flag"].tolist()) == {True, False}
+    assert set(cols["mat"]) == {"a", "c"}
+    assert all(p["quantity"] == 5 for p in design.points)
+
+
+def test_grid_takes_every_integer_when_there_are_few_and_ignores_the_distribution() -> None:
+    factor = {"distribution": "normal", "mean": 1, "std": 0.1}
+    design = make_design(toy({"z": {"low": 2, "high": 4}, "x": factor}), 999, method="grid")
+    cols = design.columns()
+    assert len(design.points) == 9
+    assert sorted(set(cols["z"].tolist())) == [2, 3, 4]
+    assert sorted(set(cols["x"].tolist())) == [0.0, 5.0, 10.0]
+
+
+def test_grid_filters_by_the_constraints() -> None:
+    spec = toy({"x": {}, "z": {}}, constraints=[("x + z <= 8", "x + z at most 8")])
+    design = make_design(spec, 1, method="grid", levels=5)
+    expected = [
+        (x, z) for x, z in itertools.product([0, 2.5, 5, 7.5, 10], range(1, 6)) if x + z <= 8
+    ]
+    assert [(p["x"], p["z"]) for p in design.points] == expected
+    assert (design.candidates, design.rejected) == (25, 25 - len(expected))
+
+
+def test_a_grid_with_no_valid_point_is_refused() -> None:
+    spec = toy({"x": {}}, constraints=[("x >= 20", "x cannot reach 20")])
+    with pytest.raises(DoeError) as err:
+        make_design(spec, 1, method="grid")
+    assert str(err.value) == (
+        "constraints: none of the 3 grid points meets every constraint; most rejected by "
+        "'x cannot reach 20' (3 grid points); widen the factor ranges or relax the constraints"
+    )
+
+
+# ---- constraints while sampling --------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_constrained_points_are_kept_in_draw_order(method: str) -> None:
+    spec = toy({"x": {}, "z": {}}, constraints=[("x <= 2 * z", "x at most 2 z")])
+    design = make_design(spec, 30, method=method, seed=7)
+    assert len(design.points) == 30
+    assert all(p["x"] <= 2 * p["z"] for p in design.points)
+    assert design.rejected > 0 and design.candidates - design.rejected >= 30
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_too_few_valid_candidates_name_the_worst_constraint(method: str) -> None:
+    spec = toy(
+        {"x": {}},
+        constraints=[("x >= 1", "x at least 1"), ("x >= 20", "x cannot reach 20")],
+    )
+    with pytest.raises(DoeError) as err:
+        make_design(spec, 10, method=method)
+    assert err.value.field == "constraints"
+    assert str(err.value) == (
+        "constraints: only 0 of 500 candidates meet every constraint, 10 needed; most "
+        "rejected by 'x cannot reach 20' (500 candidates); widen the factor ranges or relax "
+        "the constraints"
+    )
+
+
+def test_sobol_keeps_quiet_about_balance() -> None:
+    spec = toy({"x": {}, "z": {}}, constraints=[("x <= 2 * z", "x at most 2 z")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_design(spec, 100, method="sobol")
+        make_design(spec, 64, method="sobol")
+
+
+# ---- reproducibility -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_same_arguments_same_design_other_seed_other_design(method: str) -> None:
+    spec = toy({"x": {}, "z": {}, "mat": {}}, constraints=[("x <= 2 * z", "x at most 2 z")])
+    first = make_design(spec, 25, method=method, seed=3)
+    again = make_design(spec, 25, method=method, seed=3)
+    other = make_design(spec, 25, method=method, seed=4)
+    assert first == again
+    assert first.points != other.points
+    assert (first.method, first.seed, other.seed) == (method, 3, 4)
+
+
+def test_spindle_design_is_reproducible() -> None:
+    first = make_design(SPINDLE, 50, method="sobol", seed=12)
+    assert first.points == make_design(SPINDLE, 50, method="sobol", seed=12).points
+    assert first.points != make_design(SPINDLE, 50, method="sobol", seed=13).points
+
+
+# ---- refusals --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        (
+            {"method": "foo"},
+            "method",
+            "method: 'foo' is not one of lhs, sobol, halton, grid, random",
+        ),
+        ({"n": 0}, "n", "n: 0 must be a whole number >= 1"),
+        ({"n": 2.5}, "n", "n: 2.5 must be a whole number >= 1"),
+        ({"n": True}, "n", "n: true must be a whole number >= 1"),
+        ({"seed": -1}, "seed", "seed: -1 must be a whole number >= 0"),
+        ({"levels": 1}, "levels", "levels: 1 must be >= 2"),
+        ({"levels": 2.5}, "levels", "levels: 2.5 must be a whole number"),
+    ],
+)
+def test_arguments_are_checked(kwargs: dict[str, Any], field: str, message: str) -> None:
+    args: dict[str, Any] = {"n": 5, **kwargs}
+    with pytest.raises(DoeError) as err:
+        make_design(toy({"x": {}}), **args)
+    assert str(err.value) == message
+    assert err.value.field == field
+    assert isinstance(err.value, ValueError)
+
+
+def test_whole_floats_are_accepted() -> None:
+    design = make_design(toy({"x": {}}), 4.0, method="random", seed=2.0)  # type: ignore[arg-type]
+    assert len(design.points) == 4 and design.seed == 2 and type(design.seed) is int
+
+
+@pytest.mark.parametrize("doe", [{"fixed": {"quantity": 5}}, None])
+def test_a_spec_without_factors_is_refused(doe: dict[str, Any] | None) -> None:
+    data = toy_data({})
+    data["doe"] = doe
+    with pytest.raises(DoeError) as err:
+        make_design(TwinSpec.from_dict(data), 5)
+    assert str(err.value) == "doe.factors: spec 'toy' varies nothing; declare at least one factor"
+
+
+def test_importing_the_module_stays_light() -> None:
+    code = "import physics.doe, sys; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
