@@ -1,0 +1,137 @@
+"""The runner survives faulty FMUs: each failure is one row, never the study."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from physics.dataset import read_card, read_runs
+from physics.runner import KpiDef, LocalPool, PoolOptions, SimulationJob, Task
+from physics.spec import TwinSpec
+from physics.study import generate
+from tests.fmus import build_test_fmu
+
+FAULT_STATUS = {0: "ok", 1: "error", 2: "timeout", 3: "crash", 4: "nan"}
+
+
+def faulty_spec(fmu: Path) -> TwinSpec:
+    return TwinSpec.from_dict(
+        {
+            "name": "faulty_lag",
+            "version": 1,
+            "fmu": {"path": str(fmu), "step_size": 0.1, "output_interval": 0.5},
+            "inputs": {
+                "u": {"variable": "u", "source": "order", "min": -5, "max": 5, "unit": "1"},
+                "tau": {
+                    "variable": "tau",
+                    "source": "order",
+                    "unit": "s",
+                    "min": 0.5,
+                    "max": 2,
+                    "default": 1.0,
+                },
+                "fault": {
+                    "variable": "fault",
+                    "source": "order",
+                    "min": 0,
+                    "max": 5,
+                    "integer": True,
+                },
+                "fault_time": {
+                    "variable": "fault_time",
+                    "source": "order",
+                    "unit": "s",
+                    "min": 0,
+                    "max": 10,
+                    "default": 1.0,
+                },
+            },
+            "quantity": {"unit": "s", "min": 1, "max": 10},
+            "stop_time": "quantity",
+            "doe": {
+                "factors": {"fault": {"low": 0, "high": 4}, "u": {"low": -2, "high": 2}},
+                "fixed": {"quantity": 3},
+            },
+            "kpis": {
+                "y_end": {"variable": "y", "reduction": "final", "unit": "1", "role": "process"}
+            },
+        }
+    )
+
+
+def test_every_failure_becomes_a_row_and_the_study_goes_on(tmp_path: Path) -> None:
+    spec = faulty_spec(build_test_fmu("faulty"))
+    out = tmp_path / "ds"
+    # Grid: faults 0..4 by 3 values of u = 15 runs, crashes and hangs among them.
+    generate(
+        spec,
+        out,
+        n=1,
+        method="grid",
+        levels=5,
+        progress=False,
+        chunk_size=4,
+        pool=PoolOptions(workers=2, timeout=1.5),
+    )
+    table = read_runs(out)
+    data = {c: table.column(c).to_pylist() for c in table.column_names}
+    assert data["run_id"] == list(range(len(data["run_id"])))
+    assert sorted(set(data["fault"])) == [0, 1, 2, 3, 4]
+    for fault, status, message, u, y_end in zip(
+        data["fault"], data["status"], data["message"], data["u"], data["y_end"], strict=True
+    ):
+        assert status == FAULT_STATUS[fault], (fault, message)
+        if status == "ok":
+            # y(3) of the lag from y0 = 0 with tau = 1: u (1 - exp(-3)).
+            assert y_end == pytest.approx(u * (1 - math.exp(-3.0)), rel=1e-12, abs=1e-15)
+            assert message == ""
+        else:
+            assert math.isnan(y_end)
+    messages = {s: m for s, m in zip(data["status"], data["message"], strict=True)}
+    assert "injected error at t=" in messages["error"]
+    assert messages["crash"] == "worker process killed by SIGSEGV during the run"
+    assert messages["timeout"] == "no answer within 1.5 s; worker killed"
+    assert "output y is nan at t = " in messages["nan"]
+    counts = read_card(out)["counts"]
+    n_per_fault = len(data["run_id"]) // 5
+    assert {s: counts[s] for s in ("ok", "error", "timeout", "crash", "nan")} == dict.fromkeys(
+        ("ok", "error", "timeout", "crash", "nan"), n_per_fault
+    )
+    assert counts["failed"] == 4 * n_per_fault and read_card(out)["complete"]
+
+
+def lag_job(fmu: Path) -> SimulationJob:
+    return SimulationJob(str(fmu), 0.1, 0.5, (KpiDef("y_end", "y", "final"),))
+
+
+def test_workers_are_recycled_after_max_runs(tmp_path: Path) -> None:
+    pool = LocalPool(
+        lag_job(build_test_fmu("faulty")), PoolOptions(workers=1, max_runs_per_worker=3)
+    )
+    tasks = [Task(i, {"u": float(i)}, 2.0) for i in range(8)]
+    results = sorted(pool.run(tasks), key=lambda r: r.run_id)
+    assert [r.status for r in results] == ["ok"] * 8
+    assert [r.kpis["y_end"] for r in results] == pytest.approx(
+        [i * (1 - math.exp(-2.0)) for i in range(8)], rel=1e-12
+    )
+    assert pool.recycled == 2  # after runs 3 and 6
+
+
+def test_a_leaking_fmu_is_recycled_by_memory(tmp_path: Path) -> None:
+    # fault 5 leaks 1 MiB per step: 10 s at 0.1 s is 100 MiB per run.
+    pool = LocalPool(lag_job(build_test_fmu("faulty")), PoolOptions(workers=1, max_rss_mb=200.0))
+    tasks = [Task(i, {"fault": 5, "fault_time": 0.0}, 10.0) for i in range(6)]
+    results = list(pool.run(tasks))
+    assert [r.status for r in results] == ["ok"] * 6
+    assert pool.recycled >= 2 and pool.replaced == 0
+
+
+def test_bad_pool_options_are_refused() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^workers: -1 must be >= 0 \(0 = one per core\); "
+        r"timeout: 0 must be > 0 seconds$",
+    ):
+        PoolOptions(workers=-1, timeout=0).checked()

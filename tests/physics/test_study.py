@@ -1,0 +1,208 @@
+"""Studies end to end on the spindle: dataset, card, KPIs against the FMU, resume, Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physics.dataset import DatasetError, chunk_files, read_card, read_runs
+from physics.run import open_twin, simulate_order
+from physics.runner import PoolOptions
+from physics.spec import load_spec
+from physics.study import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "experiments" / "specs" / "spindle.yaml"
+TWIN = Path(sys.executable).with_name("twin")
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(SPEC)
+
+
+def rows(folder: Path) -> dict[str, list]:
+    table = read_runs(folder)
+    return {name: table.column(name).to_pylist() for name in table.column_names}
+
+
+def test_generate_writes_every_run_with_kpis_equal_to_the_fmu(spec, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    result = generate(
+        spec,
+        out,
+        n=24,
+        method="sobol",
+        seed=4,
+        chunk_size=5,
+        progress=False,
+        pool=PoolOptions(workers=2),
+    )
+    data = rows(out)
+    assert data["run_id"] == list(range(24))
+    assert set(data["status"]) == {"ok"}
+    assert len(chunk_files(out)) == 5  # 24 rows in chunks of 5
+    card = read_card(out)
+    assert card["counts"]["rows"] == 24 and card["counts"]["ok"] == 24 and card["complete"]
+    assert card["spec"]["hash"] == spec.spec_hash
+    with open_twin(spec) as twin:
+        assert card["fmu"]["sha256"] == twin.sha256 and card["fmu"]["guid"] == twin.guid
+        assert card["doe"] == {**card["doe"], "method": "sobol", "seed": 4, "n": 24, "points": 24}
+        # Two rows recomputed in this process, straight through the FMU.
+        for i in (0, 17):
+            values = {k: data[k][i] for k in spec.inputs}
+            direct = simulate_order(spec, twin, values, data["quantity"][i])
+            for name, value in direct.kpis.items():
+                assert data[name][i] == pytest.approx(value, rel=1e-12), name
+            assert data["stop_time"][i] == pytest.approx(direct.case.stop_time, rel=1e-12)
+    assert card["columns"]["spindle_speed"] == {
+        "role": "input",
+        "source": "order",
+        "variable": "spindle_speed",
+        "kind": "real",
+        "unit": "rpm",
+        "min": 1000.0,
+        "max": 24000.0,
+    }
+    assert card["columns"]["tool_wear_end"]["unit"] == "mm"
+    assert result.ran == 24 and result.skipped == 0
+
+
+def test_rerun_resumes_and_a_different_study_is_refused(spec, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    generate(spec, out, n=6, method="halton", seed=2, progress=False)
+    again = generate(spec, out, n=6, method="halton", seed=2, progress=False)
+    assert again.ran == 0 and again.skipped == 6
+    assert rows(out)["run_id"] == list(range(6))
+    with pytest.raises(DatasetError) as info:
+        generate(spec, out, n=6, method="halton", seed=3, progress=False)
+    assert str(info.value) == (
+        f"{out} holds a different study; use another --out folder:\n"
+        "  doe.seed: the folder has 2, this command 3"
+    )
+
+
+def test_kill_9_loses_at_most_the_chunk_in_flight(spec, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    cmd = [
+        str(TWIN),
+        "data",
+        "generate",
+        "--spec",
+        str(SPEC),
+        "--n",
+        "60",
+        "--doe",
+        "sobol",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--chunk-size",
+        "4",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while len(chunk_files(out)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: parent and its workers
+    proc.wait()
+    before = rows(out)["run_id"]
+    assert 12 <= len(before) < 60 and len(before) % 4 == 0  # whole chunks only
+    assert json.loads((out / "dataset.json").read_text()).get("complete") is not True
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    after = rows(out)
+    assert after["run_id"] == list(range(60))  # complete, and no run twice
+    assert done.stdout.endswith(
+        f"simulated {60 - len(before)} now, {len(before)} were already on disk\n"
+    )
+    # The resumed rows equal those of an uninterrupted study.
+    fresh = tmp_path / "fresh"
+    generate(spec, fresh, n=60, method="sobol", seed=7, progress=False)
+    ref = rows(fresh)
+    for name in ("tool_wear_end", "part_deviation_max", "energy"):
+        np.testing.assert_array_equal(after[name], ref[name])
+
+
+def test_dask_cluster_gives_the_local_results(spec, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    from physics.dask_executor import dask_executor_for
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        generate(
+            spec,
+            tmp_path / "dask",
+            n=10,
+            method="lhs",
+            seed=5,
+            progress=False,
+            executor=dask_executor_for(cluster.scheduler_address, batch_size=3),
+        )
+    generate(spec, tmp_path / "local", n=10, method="lhs", seed=5, progress=False)
+    dask_rows, local_rows = rows(tmp_path / "dask"), rows(tmp_path / "local")
+    assert dask_rows["run_id"] == list(range(10))
+    for name in spec.kpis:
+        np.testing.assert_array_equal(dask_rows[name], local_rows[name])
+    assert read_card(tmp_path / "dask")["runner"]["executor"] == "dask"
+
+
+def test_data_info_describes_the_dataset(spec, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    generate(spec, out, n=5, method="random", seed=1, progress=False)
+    info = subprocess.run(
+        [str(TWIN), "data", "info", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert info.returncode == 0, info.stderr
+    lines = info.stdout.splitlines()
+    assert lines[1].startswith(f"spec       milling_spindle v1  hash {spec.spec_hash[:16]}")
+    assert "runs       5 of 5, complete" in lines
+    assert "           ok 5  error 0  nan 0  timeout 0  crash 0  invalid 0" in lines
+    speed = next(x for x in lines if x.startswith("spindle_speed "))
+    assert speed.split()[:4] == ["spindle_speed", "input", "rpm", "[1000,"]
+
+
+def test_progress_is_plain_lines_without_a_terminal(spec, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            str(TWIN),
+            "data",
+            "generate",
+            "--spec",
+            str(SPEC),
+            "--n",
+            "10",
+            "--doe",
+            "random",
+            "--out",
+            str(tmp_path / "ds"),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CI": "true"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
+    assert len(lines) == 10  # one line per tenth of 10 runs
+    assert lines[-1].startswith("milling_spindle random 10/10 100%")
+    assert lines[-1].endswith("failed 0")
