@@ -326,7 +326,14 @@ CHILD = textwrap.dedent(
     for values, stop_time in json.loads(sys.argv[2]):
         fmu.simulate(values, stop_time, step_size=0.1)
         print("returned from run to", stop_time, flush=True)
-    print("maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+    # Peak RSS of this process's own address space (kB). ru_maxrss would not do:
+    # Linux carries it across exec from the (large) parent that forked us.
+    try:
+        with open("/proc/self/status") as fh:
+            peak = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print("maxrss", peak, flush=True)
     """
 )
 
