@@ -25,6 +25,9 @@ demo: setup
 	$(BIN)/twin fmu simulate --spec experiments/specs/spindle.yaml \
 		--order experiments/orders/demo.yaml \
 		--csv $(OUT)/trajectories.csv --plot $(OUT)/trajectories.png
+	$(BIN)/twin data generate --spec experiments/specs/spindle.yaml \
+		--n 2000 --doe lhs --seed 1 --out $(OUT)/dataset
+	$(BIN)/twin data info $(OUT)/dataset
 
 test: setup
 	$(BIN)/python -m pytest
