@@ -183,3 +183,47 @@ def build_all(*, force: bool = False, out_dir: Path | None = None) -> list[Built
 def fmu_for_model(model: str | Path) -> Path:
     """Path of the built FMU of a model, building it first when needed."""
     return build_model(model).path
+
+
+DRIVER_SOURCE = PACKAGE_DIR / "cdriver" / "twin_driver.c"
+
+
+def build_driver(*, force: bool = False) -> Path:
+    """Compile the native driver (physics/cdriver) into a cached shared library."""
+    h = hashlib.sha256(DRIVER_SOURCE.read_bytes())
+    h.update(f"{compiler()}|{fmi_platform()}".encode())
+    digest = h.hexdigest()
+    target = (
+        cache_dir().parent / "driver" / digest[:16] / ("twin_driver" + _shared_library_suffix())
+    )
+    if target.is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    cmd = [
+        compiler(),
+        "-shared",
+        "-fPIC",
+        "-O2",
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-D_POSIX_C_SOURCE=200809L",
+        "-fvisibility=hidden",
+        "-I",
+        str(fmi_headers_dir()),
+        "-o",
+        str(tmp),
+        str(DRIVER_SOURCE),
+        "-ldl",
+        "-lm",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"native driver: the C compiler failed:\n{proc.stderr.strip()}")
+    if proc.stderr.strip():
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"native driver: compiler warnings:\n{proc.stderr.strip()}")
+    os.replace(tmp, target)
+    return target
