@@ -51,13 +51,18 @@ def _resolve(target: str) -> Path:
 @click.option("--force", is_flag=True, help="Rebuild even when the cache holds these sources.")
 @_handle_errors
 def fmu_build(models: tuple[str, ...], force: bool) -> None:
-    """Compile models under physics/models into FMUs (all of them by default)."""
+    """Compile models under physics/models into FMUs (all of them, and the native
+    driver that steps FMUs in C, by default)."""
     from physics.fmu import available_models, build_model
 
     for name in models or available_models():
         built = build_model(name, force=force)
         state = "cached" if built.cached else "built "
         click.echo(f"{state} {built.name:12s} {built.source_hash[:12]}  {built.path}")
+    if not models:
+        from physics.fmu._build import build_driver
+
+        click.echo(f"driver {'native':12s} {'':12s}  {build_driver(force=force)}")
 
 
 @fmu.command("info")

@@ -47,8 +47,12 @@ def test_build_then_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert first.exit_code == 0 and second.exit_code == 0
     assert first.output.startswith("built  spindle")
     assert second.output.startswith("cached spindle")
-    assert first.output.split()[-1] == second.output.split()[-1]
-    assert Path(first.output.split()[-1]).is_file()
+    spindle_line, driver_line = first.output.splitlines()
+    assert spindle_line.split()[-1] == second.output.split()[-1]
+    assert Path(spindle_line.split()[-1]).is_file()
+    assert driver_line.startswith("driver native")
+    assert Path(driver_line.split()[-1]).is_file()
+    assert Path(driver_line.split()[-1]).is_relative_to(tmp_path)
 
 
 def test_validate_and_info() -> None:
