@@ -11,7 +11,9 @@ time per worker and watches each:
 - an FMI error or a non-finite output: status ``error`` / ``nan`` with the
   FMU's message; the worker carries on (after re-instantiating);
 - workers are recycled after ``max_runs_per_worker`` runs, or when their
-  resident memory exceeds ``max_rss_mb``, before leaky FMI libraries hurt.
+  resident memory exceeds ``max_rss_mb``, before leaky FMI libraries hurt (the
+  memory check follows each answer, so up to ``prefetch`` queued runs still
+  finish on the old worker).
 
 Results are yielded as they complete, in completion order.
 """
@@ -203,10 +205,17 @@ class _Process:
 class _Worker:
     process: _Process
     conn: Connection
-    task: Task | None = None
-    deadline: float = math.inf
-    started: float = 0.0
+    # Tasks sent and not answered yet, in order: the head is the one running.
+    inflight: deque[Task] = field(default_factory=deque)
+    started: float = 0.0  # when the head task started (its result's predecessor arrived)
     runs: int = 0
+    retiring: bool = False  # recycled: gets no new tasks, stops once drained
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.timeout if self.inflight else math.inf
+
+    timeout: float = math.inf
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,6 +226,7 @@ class PoolOptions:
     timeout: float = 120.0  # wall-clock seconds per run
     max_runs_per_worker: int = 2000
     max_rss_mb: float = 2048.0
+    prefetch: int = 4  # tasks queued per worker, hiding the round trip to the parent
 
     def checked(self) -> PoolOptions:
         problems = []
@@ -226,6 +236,8 @@ class PoolOptions:
             problems.append(f"timeout: {self.timeout} must be > 0 seconds")
         if self.max_runs_per_worker < 1:
             problems.append(f"max_runs_per_worker: {self.max_runs_per_worker} must be >= 1")
+        if self.prefetch < 1:
+            problems.append(f"prefetch: {self.prefetch} must be >= 1")
         if not self.max_rss_mb > 0:
             problems.append(f"max_rss_mb: {self.max_rss_mb} must be > 0")
         if problems:
@@ -249,7 +261,7 @@ class LocalPool:
     def _spawn(self) -> _Worker:
         proc = _Process()
         proc.conn.send(self.job)
-        return _Worker(proc, proc.conn)
+        return _Worker(proc, proc.conn, timeout=self.options.timeout)
 
     @staticmethod
     def _stop(worker: _Worker, *, kill: bool) -> None:
@@ -267,63 +279,81 @@ class LocalPool:
         worker.conn.close()
 
     def run(self, tasks: Iterable[Task]) -> Iterator[RunResult]:
-        """Run every task; yield each result as it completes."""
+        """Run every task; yield each result as it completes.
+
+        Each worker gets up to ``prefetch`` tasks at once so it never waits for a
+        round trip; it answers them in order, so the head of its queue is the run
+        in progress, and the watchdog restarts at every answer.
+        """
         pending = deque(tasks)
         n = min(self.options.n_workers, len(pending)) if pending else 0
         workers = [self._spawn() for _ in range(n)]
         try:
-            while pending or any(w.task is not None for w in workers):
-                for w in workers:
-                    if w.task is None and pending:
-                        w.task = pending.popleft()
-                        w.started = time.monotonic()
-                        w.deadline = w.started + self.options.timeout
-                        w.conn.send(w.task)
-                busy = [w for w in workers if w.task is not None]
+            while pending or any(w.inflight for w in workers):
+                for i, w in enumerate(workers):
+                    if w.retiring and not w.inflight:
+                        self._stop(w, kill=False)
+                        workers[i] = w = self._spawn()
+                    quota = self.options.max_runs_per_worker - w.runs - len(w.inflight)
+                    while (
+                        pending
+                        and not w.retiring
+                        and quota > 0
+                        and len(w.inflight) < self.options.prefetch
+                    ):
+                        if not w.inflight:
+                            w.started = time.monotonic()
+                        task = pending.popleft()
+                        w.inflight.append(task)
+                        w.conn.send(task)
+                        quota -= 1
+                busy = [w for w in workers if w.inflight]
+                if not busy:
+                    continue
                 timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
                 ready = set(wait([w.conn for w in busy], timeout=timeout))
                 for i, w in enumerate(workers):
-                    if w.task is None:
+                    if not w.inflight:
                         continue
-                    result = None
-                    replace = False
                     if w.conn in ready:
                         try:
-                            result = w.conn.recv()
+                            while w.inflight and w.conn.poll():
+                                result = w.conn.recv()
+                                w.inflight.popleft()
+                                w.started = time.monotonic()
+                                w.runs += 1
+                                yield result
                         except (EOFError, OSError):
-                            result = self._crash_result(w)
-                            replace = True
+                            yield self._crash_result(w)
+                            workers[i] = self._replace(w, pending)
+                            continue
+                        if (
+                            w.runs >= self.options.max_runs_per_worker
+                            or _rss_mb(w.process.pid) > self.options.max_rss_mb
+                        ):
+                            if not w.retiring:
+                                self.recycled += 1
+                            w.retiring = True
                     elif time.monotonic() >= w.deadline:
-                        result = RunResult(
-                            w.task.run_id,
+                        head = w.inflight[0]
+                        yield RunResult(
+                            head.run_id,
                             "timeout",
                             f"no answer within {self.options.timeout:g} s; worker killed",
                             wall_time=self.options.timeout,
                         )
-                        self._stop(w, kill=True)
-                        workers[i] = self._spawn()
-                        self.replaced += 1
-                        yield result
-                        continue
-                    if result is None:
-                        continue
-                    w.task = None
-                    w.runs += 1
-                    if replace:
-                        self._stop(w, kill=True)
-                        workers[i] = self._spawn()
-                        self.replaced += 1
-                    elif (
-                        w.runs >= self.options.max_runs_per_worker
-                        or _rss_mb(w.process.pid) > self.options.max_rss_mb
-                    ):
-                        self._stop(w, kill=False)
-                        workers[i] = self._spawn()
-                        self.recycled += 1
-                    yield result
+                        workers[i] = self._replace(w, pending)
         finally:
             for w in workers:
-                self._stop(w, kill=w.task is not None)
+                self._stop(w, kill=bool(w.inflight))
+
+    def _replace(self, w: _Worker, pending: deque[Task]) -> _Worker:
+        """Kill a worker whose head run hung or crashed; its other runs go back first."""
+        self._stop(w, kill=True)
+        w.inflight.popleft()
+        pending.extendleft(reversed(w.inflight))
+        self.replaced += 1
+        return self._spawn()
 
     @staticmethod
     def _crash_result(w: _Worker) -> RunResult:
@@ -336,9 +366,8 @@ class LocalPool:
                 how = f"killed by signal {-code}"
         else:
             how = f"exited with code {code}"
-        assert w.task is not None
         return RunResult(
-            w.task.run_id,
+            w.inflight[0].run_id,
             "crash",
             f"worker process {how} during the run",
             wall_time=time.monotonic() - w.started,
