@@ -80,9 +80,7 @@ def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
     """Build a catalogue from an ``fmpy`` ModelDescription (FMI 2 or 3)."""
     out: dict[str, VariableInfo] = {}
     for v in md.modelVariables:
-        vtype = {"Float64": "Real", "Float32": "Real", "Int32": "Integer", "Int64": "Integer"}.get(
-            v.type, v.type
-        )
+        vtype = _FMI3_TYPES.get(v.type, v.type)
         declared = v.declaredType
         items = {}
         if declared is not None and getattr(declared, "items", None):
@@ -106,6 +104,21 @@ def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
             items=items,
         )
     return out
+
+
+# FMI 3 type names -> the twin's (FMI 2) names.
+_FMI3_TYPES = {
+    "Float64": "Real",
+    "Float32": "Real",
+    "Int8": "Integer",
+    "Int16": "Integer",
+    "Int32": "Integer",
+    "Int64": "Integer",
+    "UInt8": "Integer",
+    "UInt16": "Integer",
+    "UInt32": "Integer",
+    "UInt64": "Integer",
+}
 
 
 def _default_variability(vtype: str, causality: str) -> str:

@@ -76,6 +76,37 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# Variable types by the kind of value they hold, FMI 2 and FMI 3 names.
+_KIND = {
+    "Real": "real",
+    "Float64": "real",
+    "Float32": "real",
+    "Boolean": "bool",
+    "Integer": "int",
+    "Enumeration": "int",
+    "Int8": "int",
+    "Int16": "int",
+    "Int32": "int",
+    "Int64": "int",
+    "UInt8": "int",
+    "UInt16": "int",
+    "UInt32": "int",
+    "UInt64": "int",
+    "String": "str",
+}
+_CONVERT = {"real": float, "int": int, "bool": bool, "str": str}
+
+
+def _access(slave: Any, vtype: str, verb: str, fmi3: bool) -> tuple[Any, Any]:
+    """The fmpy getter or setter for a variable type, and how to convert values for it."""
+    if fmi3:
+        # FMI 3 enumerations are Int64-valued.
+        name = "Int64" if vtype == "Enumeration" else vtype
+    else:
+        name = "Integer" if vtype == "Enumeration" else vtype
+    return getattr(slave, verb + name), _CONVERT[_KIND.get(vtype, "real")]
+
+
 # fmpy's native logger proxy formats the variadic message but keeps the Python
 # logger in ONE process-wide slot: registering a per-FMU closure leaves that slot
 # dangling once the closure is collected (a segfault at the next message). So
@@ -145,11 +176,12 @@ class Fmu:
         self.sha256 = file_sha256(self.path)
         self.model_description = fmpy.read_model_description(str(self.path))
         md = self.model_description
-        if not md.fmiVersion.startswith("2."):
+        if md.fmiVersion not in ("2.0",) and not md.fmiVersion.startswith("3."):
             raise SimulationError(
-                f"{self.path.name}: FMI {md.fmiVersion} is not supported yet (FMI 2.0 only)",
+                f"{self.path.name}: FMI {md.fmiVersion} is not supported (FMI 2.0 and 3.0 are)",
                 fmu=self.path.name,
             )
+        self.fmi3 = md.fmiVersion.startswith("3.")
         if md.coSimulation is None:
             raise SimulationError(f"{self.path.name}: not a co-simulation FMU", fmu=self.path.name)
         self.name = md.modelName
@@ -166,19 +198,30 @@ class Fmu:
 
     def _instance(self) -> Any:
         if self._slave is None:
-            from fmpy.fmi2 import FMU2Slave
-
             md = self.model_description
-            slave = FMU2Slave(
+            args = dict(
                 guid=md.guid,
                 unzipDirectory=str(self._dir),
                 modelIdentifier=md.coSimulation.modelIdentifier,
                 instanceName=self.name,
             )
-            slave.instantiate(callbacks=_callbacks_for(self._log))
+            if self.fmi3:
+                from fmpy.fmi3 import FMU3Slave
+
+                slave = FMU3Slave(**args)
+                # FMI 3 messages arrive formatted: no proxy, the callback lives on the slave.
+                slave.instantiate(logMessage=self._log_fmi3)
+            else:
+                from fmpy.fmi2 import FMU2Slave
+
+                slave = FMU2Slave(**args)
+                slave.instantiate(callbacks=_callbacks_for(self._log))
             self._slave = slave
             self._fresh = True
         return self._slave
+
+    def _log_fmi3(self, env: Any, status: int, category: Any, message: Any) -> None:
+        self._log.append(message.decode("utf-8", "replace") if message else "")
 
     def close(self) -> None:
         if self._slave is not None:
@@ -213,19 +256,12 @@ class Fmu:
         groups: dict[str, tuple[list[int], list[Any]]] = {}
         for name, value in values.items():
             v = self.variable(name)
-            kind = "Integer" if v.type == "Enumeration" else v.type
-            vrs, vals = groups.setdefault(kind, ([], []))
+            vrs, vals = groups.setdefault(v.type, ([], []))
             vrs.append(v.valueReference)
             vals.append(value)
-        for kind, (vrs, vals) in groups.items():
-            if kind == "Real":
-                slave.setReal(vrs, [float(x) for x in vals])
-            elif kind == "Integer":
-                slave.setInteger(vrs, [int(x) for x in vals])
-            elif kind == "Boolean":
-                slave.setBoolean(vrs, [bool(x) for x in vals])
-            else:
-                slave.setString(vrs, [str(x) for x in vals])
+        for vtype, (vrs, vals) in groups.items():
+            setter, convert = _access(slave, vtype, "set", self.fmi3)
+            setter(vrs, [convert(x) for x in vals])
 
     def default_outputs(self) -> list[str]:
         return [v.name for v in self.model_description.modelVariables if v.causality == "output"]
@@ -279,8 +315,11 @@ class Fmu:
             if not self._fresh:
                 slave.reset()
             self._fresh = False
-            slave.setupExperiment(startTime=0.0, stopTime=stop_time)
-            slave.enterInitializationMode()
+            if self.fmi3:
+                slave.enterInitializationMode(startTime=0.0, stopTime=stop_time)
+            else:
+                slave.setupExperiment(startTime=0.0, stopTime=stop_time)
+                slave.enterInitializationMode()
             initial = dict(start_values)
             initial.update({k: float(np.interp(0.0, *p)) for k, p in profiles.items()})
             self._set(slave, initial)
@@ -293,7 +332,15 @@ class Fmu:
                 t = i * step_size
                 if profiles:
                     self._set(slave, {n: float(np.interp(t, *p)) for n, p in profiles.items()})
-                slave.doStep(currentCommunicationPoint=t, communicationStepSize=h)
+                answer = slave.doStep(currentCommunicationPoint=t, communicationStepSize=h)
+                if self.fmi3 and answer[1]:  # terminateSimulation
+                    raise SimulationError(
+                        f"{self.name}: the FMU asked to terminate at t = {t + h:g}",
+                        fmu=self.name,
+                        function="fmi3DoStep",
+                        time=t + h,
+                        log=tuple(self._log),
+                    )
                 if (i + 1) % every == 0 or i == n_steps - 1:
                     k += 1
                     self._sample(slave, readers, data[:, k])
@@ -316,9 +363,10 @@ class Fmu:
         values = {}
         for j, v in enumerate(out_vars):
             column = data[j]
-            if v.type == "Boolean":
+            kind = _KIND.get(v.type, "real")
+            if kind == "bool":
                 values[v.name] = column.astype(bool)
-            elif v.type in ("Integer", "Enumeration"):
+            elif kind == "int":
                 values[v.name] = column.astype(np.int64)
             else:
                 values[v.name] = column
@@ -329,22 +377,16 @@ class Fmu:
         """Group outputs by type: one FMI get call per type per sample."""
         groups: dict[str, tuple[list[int], list[int]]] = {}
         for row, v in enumerate(out_vars):
-            kind = "Integer" if v.type == "Enumeration" else v.type
-            rows, vrs = groups.setdefault(kind, ([], []))
+            rows, vrs = groups.setdefault(v.type, ([], []))
             rows.append(row)
             vrs.append(v.valueReference)
-        return [(kind, rows, vrs) for kind, (rows, vrs) in groups.items()]
+        return [(vtype, rows, vrs) for vtype, (rows, vrs) in groups.items()]
 
-    @staticmethod
     def _sample(
-        slave: Any, readers: list[tuple[str, list[int], list[int]]], out: np.ndarray
+        self, slave: Any, readers: list[tuple[str, list[int], list[int]]], out: np.ndarray
     ) -> None:
-        for kind, rows, vrs in readers:
-            getter = {
-                "Real": slave.getReal,
-                "Integer": slave.getInteger,
-                "Boolean": slave.getBoolean,
-            }[kind]
+        for vtype, rows, vrs in readers:
+            getter, _ = _access(slave, vtype, "get", self.fmi3)
             out[rows] = getter(vrs)
 
     def _error(self, exc: Exception, t: float) -> SimulationError:
