@@ -127,6 +127,7 @@ def test_compute_kpis_of_the_spindle_spec() -> None:
         "thermal_elongation": np.array([0.0, 4.0, 6.0, 5.0]),
         "tool_wear": np.array([0.0, 0.01, 0.02, 0.025]),
         "bearing_damage": np.array([0.1, 0.1, 0.1, 0.1001]),
+        "tool_broken": np.array([False, False, True, True]),
         "bearing_temperature": np.array([30.0, 40.0, 36.0, 30.0]),
         "motor_temperature": np.array([20.0, 30.0, 35.0, 32.0]),
         "energy": np.array([0.0, 1.0e5, 2.0e5, 2.5e5]),
@@ -138,6 +139,7 @@ def test_compute_kpis_of_the_spindle_spec() -> None:
         "thermal_elongation_max": 6.0,
         "tool_wear_end": 0.025,
         "bearing_damage_end": 0.1001,
+        "tool_broken_end": 1.0,
         "bearing_temperature_max": 40.0,
         "motor_temperature_max": 35.0,
         # above 35: from 5 s (30 -> 40) to 20 s, then 36 -> 30 crosses at 20 + 10/6 s

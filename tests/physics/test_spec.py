@@ -85,6 +85,7 @@ def test_derived_names_and_constraints_vectorised() -> None:
         "feed_per_tooth": 0.1,
         "n_teeth": 3,
         "axial_depth": np.array([2.0, 2.0, 2.0]),
+        "tool_overhang": np.array([40.0, 40.0, 40.0]),
     }
     names = spec.namespace(values)
     np.testing.assert_allclose(
@@ -236,7 +237,7 @@ def test_spec_hash_changes_with_a_bound() -> None:
         pytest.param(
             lambda d: d["constraints"].append({"expr": "material > 1", "message": "m"}),
             [
-                "constraints[5].expr: 'material' is categorical; use its indicators, e.g. "
+                "constraints[7].expr: 'material' is categorical; use its indicators, e.g. "
                 "material_is_aluminium_6061"
             ],
             id="categorical-bare-name",

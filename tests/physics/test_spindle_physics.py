@@ -108,6 +108,7 @@ def test_temperature_transient_matches_matrix_exponential(fmu: Fmu) -> None:
 @pytest.mark.parametrize("material", ref.MATERIALS)
 def test_flank_wear_follows_the_integrated_wear_law(fmu: Fmu, material: str) -> None:
     p = ref.params(
+        vb_breakage=5.0,  # the law itself, without the tool breaking on the way
         material=material,
         spindle_speed=3000.0,
         tool_wear_start=0.05,
@@ -222,3 +223,39 @@ def test_parts_are_counted_per_cycle(fmu: Fmu) -> None:
     # Cutting exactly while the position in the cycle is below the cut time.
     pos = np.mod(tr.time + 1e-9, g["cycle_time"])
     np.testing.assert_array_equal(tr["cutting"], pos < g["cut_time"])
+
+
+def test_the_tool_breaks_at_vb_breakage_and_the_machine_halts(fmu: Fmu) -> None:
+    p = ref.params(
+        material="ti6al4v",
+        spindle_speed=2500.0,
+        coolant_on=False,
+        tool_wear_start=0.7,
+        path_length=800.0,
+        load_time=30.0,
+    )
+    rate = ref.wear_rate(p)
+    g = ref.geometry(p)
+    # Cutting time needed to go from 0.7 to 1.0 mm, then the wall time at which it is reached.
+    need = (p["vb_breakage"] - 0.7) / rate
+    parts, rest = divmod(need, g["cut_time"])
+    t_break = parts * g["cycle_time"] + rest
+    tr = run(fmu, p, stop=t_break + 600.0, interval=1.0)
+    assert tr["breakage_time"][-1] == pytest.approx(t_break, rel=1e-12)
+    after = tr.time > t_break
+    before = tr.time <= t_break
+    assert tr["tool_broken"][after].all() and not tr["tool_broken"][before].any()
+    np.testing.assert_allclose(tr["tool_wear"][after], p["vb_breakage"], rtol=1e-12)
+    assert not tr["cutting"][after].any() and (tr["spindle_power"][after] == 0.0).all()
+    assert (tr["parts_completed"][after] == parts).all()
+    # Up to the breakage, the wear law as before.
+    np.testing.assert_allclose(
+        tr["tool_wear"][before], 0.7 + rate * ref.cutting_time(p, tr.time[before]), rtol=1e-10
+    )
+
+
+def test_a_tool_already_past_breakage_never_cuts(fmu: Fmu) -> None:
+    tr = run(fmu, ref.params(tool_wear_start=1.2), stop=300.0, interval=10.0)
+    assert tr["tool_broken"].all() and not tr["cutting"].any()
+    assert tr["breakage_time"][-1] == 0.0 and tr["parts_completed"][-1] == 0
+    assert (tr["tool_wear"] == 1.2).all()

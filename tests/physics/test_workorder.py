@@ -215,7 +215,7 @@ def test_resolve_order_needs_no_fmu() -> None:
             id="cutting-speed-window",
         ),
         pytest.param(
-            order(spindle_speed=1000, tool_diameter=6.0, radial_width=6.0),
+            order(spindle_speed=1000, tool_diameter=6.0, radial_width=6.0, tool_overhang=25.0),
             10,
             [
                 "constraint: cutting speed is below the carbide window for this material "

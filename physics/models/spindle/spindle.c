@@ -184,7 +184,7 @@ static void load_states(const ModelState *s, double *x) {
  * with the process's cutting force, whether or not the tool is in the cut. */
 static void update_outputs(ModelState *s, double t, const double *x) {
     double ends;
-    int cutting = phase_at(s, t, &ends);
+    int cutting = V(tool_broken) != 0.0 ? 0 : phase_at(s, t, &ends);
     Phase ph, proc;
     set_phase(s, cutting, &ph);
     set_phase(s, 1, &proc);
@@ -200,7 +200,10 @@ static void update_outputs(ModelState *s, double t, const double *x) {
 
     V(cutting) = cutting ? 1.0 : 0.0;
     double tol = 1e-9 * fmax(1.0, V(cycle_time));
-    V(parts_completed) = floor((t + tol) / V(cycle_time));
+    /* A broken tool halts the machine: no part is finished after the breakage. */
+    double t_parts = V(tool_broken) != 0.0 ? fmin(t, V(breakage_time)) : t;
+    V(parts_completed) = floor((t_parts + tol) / V(cycle_time));
+    if (V(tool_broken) == 0.0) V(breakage_time) = t;
     int m = material_row(s);
     V(specific_cutting_force) = V(chip_thickness) > 0.0
         ? material_data_kc11[m] * pow(V(chip_thickness), -material_data_mc[m]) *
@@ -260,6 +263,8 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     V(tool_wear) = V(tool_wear_start);
     V(bearing_damage) = V(bearing_damage_start);
     V(energy) = 0.0;
+    V(tool_broken) = V(tool_wear_start) >= V(vb_breakage) ? 1.0 : 0.0;
+    V(breakage_time) = s->time;
     double x[NX];
     load_states(s, x);
     update_outputs(s, s->time, x);
@@ -288,12 +293,21 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
     double tol = 1e-12 * fmax(1.0, fabs(t_end));
     while (t < t_end - tol) {
         double ends;
+        int broken = V(tool_broken) != 0.0, breaks = 0;
         phase_at(s, t, &ends);
-        double t1 = fmin(ends, t_end);
+        double t1 = broken ? t_end : fmin(ends, t_end);
         /* Decide the phase at the middle of the interval: robust at its edges. */
         double dummy;
         Phase ph;
-        set_phase(s, phase_at(s, 0.5 * (t + t1), &dummy), &ph);
+        set_phase(s, broken ? 0 : phase_at(s, 0.5 * (t + t1), &dummy), &ph);
+        /* VB is linear in cutting time within a phase: the breakage time is exact. */
+        if (ph.wear_rate > 0.0) {
+            double t_break = t + (V(vb_breakage) - x[X_VB]) / ph.wear_rate;
+            if (t_break < t1) {
+                t1 = fmax(t_break, t);
+                breaks = 1;
+            }
+        }
         int n = (int)ceil((t1 - t) / dt_max - 1e-9);
         if (n < 1) n = 1;
         double dt = (t1 - t) / n;
@@ -307,6 +321,11 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
             derivatives(s, &ph, xt, k4);
             for (int j = 0; j < NX; j++)
                 x[j] += dt / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j]);
+        }
+        if (breaks) {
+            x[X_VB] = V(vb_breakage);
+            V(tool_broken) = 1.0;
+            V(breakage_time) = t1;
         }
         t = t1;
     }
