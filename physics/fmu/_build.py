@@ -5,6 +5,10 @@ variable table) and C sources. The build generates ``model_vars.h`` and
 ``modelDescription.xml`` from the table, compiles the model with the shared
 FMI framework in ``physics/cmodel/`` using the machine's C compiler, and zips
 binary, sources and description into ``<cache>/fmus/<name>/<hash>/<name>.fmu``.
+
+The table's ``fmi_version`` picks the framework: ``fmi2_framework.c`` (FMI 2.0,
+the default) or ``fmi3_framework.c`` (FMI 3.0); only that one is compiled and
+shipped.
 """
 
 from __future__ import annotations
@@ -20,13 +24,24 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from physics.fmu._codegen import load_table, render_header, render_model_description
+from physics.fmu._codegen import (
+    ModelTable,
+    load_table,
+    render_build_description_fmi3,
+    render_header,
+    render_header_fmi3,
+    render_model_description,
+    render_model_description_fmi3,
+)
 from physics.fmu._errors import BuildError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 MODELS_DIR = PACKAGE_DIR / "models"
 FRAMEWORK_DIR = PACKAGE_DIR / "cmodel"
 FMI2_HEADERS = ("fmi2Functions.h", "fmi2FunctionTypes.h", "fmi2TypesPlatform.h")
+FMI3_HEADERS = ("fmi3Functions.h", "fmi3FunctionTypes.h", "fmi3PlatformTypes.h")
+# The framework file of each FMI version; a build compiles and ships its own only.
+FRAMEWORKS = {"2.0": "fmi2_framework.c", "3.0": "fmi3_framework.c"}
 # Fixed zip timestamps: the same sources give a byte-identical FMU.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -59,6 +74,21 @@ def fmi_platform() -> str:
     return system + bits
 
 
+def fmi3_platform() -> str:
+    """FMI 3.0 platform tuple for this machine (binaries/<arch>-<os>)."""
+    arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+        platform.machine().lower()
+    )
+    system = {"Linux": "linux", "Darwin": "darwin", "Windows": "windows"}.get(platform.system())
+    if arch is None or system is None or (system == "windows" and arch != "x86_64"):
+        raise BuildError(
+            f"cannot build FMI 3.0 FMUs on {platform.machine()} {platform.system()}: "
+            "supported are x86_64-linux, aarch64-linux, x86_64-darwin, aarch64-darwin, "
+            "x86_64-windows"
+        )
+    return f"{arch}-{system}"
+
+
 def _shared_library_suffix() -> str:
     return {"Darwin": ".dylib", "Windows": ".dll"}.get(platform.system(), ".so")
 
@@ -73,6 +103,35 @@ def fmi_headers_dir() -> Path:
     if not (path / "fmi2Functions.h").is_file():
         raise BuildError(f"FMI 2.0 headers not found in {path}")
     return path
+
+
+def _fmi_headers(version: str) -> list[Path]:
+    """The standard headers a build of this FMI version compiles against."""
+    names = FMI3_HEADERS if version == "3.0" else FMI2_HEADERS
+    paths = [fmi_headers_dir() / name for name in names]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise BuildError(f"FMI {version} headers not found in {fmi_headers_dir()}: {missing}")
+    return paths
+
+
+def _framework_sources(version: str) -> list[Path]:
+    """physics/cmodel files a build of this FMI version compiles: not the other frameworks."""
+    others = {f for v, f in FRAMEWORKS.items() if v != version}
+    return sorted(p for p in FRAMEWORK_DIR.glob("*.[ch]") if p.name not in others)
+
+
+def _write_generated(table: ModelTable, src: Path, work: Path, tool: str) -> None:
+    """Generated headers into sources/, descriptions for the table's FMI version."""
+    (src / "model_vars.h").write_text(render_header(table))
+    c_files = sorted(p.name for p in src.glob("*.c"))
+    if table.fmi_version == "3.0":
+        (src / "model_vars_fmi3.h").write_text(render_header_fmi3(table))
+        (src / "buildDescription.xml").write_text(render_build_description_fmi3(table, c_files))
+        description = render_model_description_fmi3(table, c_files, tool=tool)
+    else:
+        description = render_model_description(table, c_files, tool=tool)
+    (work / "modelDescription.xml").write_text(description)
 
 
 def compiler() -> str:
@@ -133,17 +192,16 @@ def build_model(model: str | Path, *, force: bool = False, out_dir: Path | None 
         work = Path(tmp)
         src = work / "sources"
         src.mkdir()
-        for path in [*_model_sources(model_dir), *sorted(FRAMEWORK_DIR.glob("*.[ch]"))]:
+        version = table.fmi_version
+        for path in [*_model_sources(model_dir), *_framework_sources(version)]:
             shutil.copy2(path, src / path.name)
-        for header in FMI2_HEADERS:
-            shutil.copy2(fmi_headers_dir() / header, src / header)
-        (src / "model_vars.h").write_text(render_header(table))
+        for header in _fmi_headers(version):
+            shutil.copy2(header, src / header.name)
         shutil.copy2(model_dir / "model.yaml", src / "model.yaml")
+        _write_generated(table, src, work, tool=f"asset-twin ({name} {digest[:12]})")
         c_files = sorted(p.name for p in src.glob("*.c"))
-        (work / "modelDescription.xml").write_text(
-            render_model_description(table, c_files, tool=f"asset-twin ({name} {digest[:12]})")
-        )
-        binary = work / "binaries" / fmi_platform() / (name + _shared_library_suffix())
+        platform_dir = fmi3_platform() if version == "3.0" else fmi_platform()
+        binary = work / "binaries" / platform_dir / (name + _shared_library_suffix())
         binary.parent.mkdir(parents=True)
         cmd = [
             compiler(),

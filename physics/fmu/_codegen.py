@@ -1,7 +1,8 @@
-"""Model table (``model.yaml``) -> C header and FMI 2.0 modelDescription.xml.
+"""Model table (``model.yaml``) -> C header and FMI modelDescription.xml.
 
 Both files come from the same parsed table in the same call, so the value
-references in the C code and in the XML can never disagree.
+references in the C code and in the XML can never disagree. A table says which
+FMI version it is built for (``fmi_version``, "2.0" by default, or "3.0").
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ _TYPES = {
     "Enumeration": "VT_INTEGER",
     "Boolean": "VT_BOOLEAN",
 }
+FMI_VERSIONS = ("2.0", "3.0")
+# FMI 3.0 requires one independent variable; it takes the value reference after
+# the table's and this name, which a 3.0 table therefore cannot use.
+FMI3_TIME_NAME = "time"
+_FMI3_TYPES = {"Real": "Float64", "Integer": "Int32", "Enumeration": "Enumeration"}
 _CAUSALITIES = {
     "parameter": "CA_PARAMETER",
     "calculatedParameter": "CA_CALCULATED_PARAMETER",
@@ -86,6 +92,7 @@ class ModelTable:
     enumerations: dict[str, list[dict[str, str]]]
     tables: dict[str, Any]
     variables: list[Variable] = field(default_factory=list)
+    fmi_version: str = "2.0"
 
 
 def load_table(path: Path) -> ModelTable:
@@ -96,6 +103,14 @@ def load_table(path: Path) -> ModelTable:
     except yaml.YAMLError as exc:
         raise BuildError(f"{path}: not valid YAML: {exc}") from None
     where = str(path)
+    fmi_version = raw.get("fmi_version", "2.0")
+    if isinstance(fmi_version, float):
+        fmi_version = str(fmi_version)  # unquoted 3.0 is a YAML number
+    if fmi_version not in FMI_VERSIONS:
+        raise BuildError(
+            f"{where}: fmi_version: {fmi_version!r} is not one of "
+            f"{', '.join(repr(v) for v in FMI_VERSIONS)}"
+        )
     enums = {name: e["items"] for name, e in (raw.get("enumerations") or {}).items()}
     variables: list[Variable] = []
     seen: set[str] = set()
@@ -182,6 +197,11 @@ def load_table(path: Path) -> ModelTable:
                 declared_type=declared,
             )
         )
+    if fmi_version == "3.0" and FMI3_TIME_NAME in seen:
+        raise BuildError(
+            f"{where}: variables.{FMI3_TIME_NAME}: the name is reserved for the independent "
+            "variable of an FMI 3.0 model; rename the variable"
+        )
     tables = raw.get("tables") or {}
     for tname, table in tables.items():
         index = enums.get(table.get("index"))
@@ -212,6 +232,7 @@ def load_table(path: Path) -> ModelTable:
         enumerations=enums,
         tables=tables,
         variables=variables,
+        fmi_version=fmi_version,
     )
 
 
@@ -271,49 +292,26 @@ def _xml_number(value: Any) -> str:
     return repr(float(value))
 
 
-def render_model_description(model: ModelTable, source_files: list[str], tool: str) -> str:
-    """modelDescription.xml for FMI 2.0 co-simulation."""
-    a = quoteattr
+def _unit_definitions(units: set[str]) -> list[str]:
+    """<UnitDefinitions> lines (the same in FMI 2.0 and 3.0); none for no units."""
+    if not units:
+        return []
+    out = ["  <UnitDefinitions>"]
+    for unit in sorted(units):
+        base = UNITS[unit]
+        attrs = " ".join(
+            f'{k}="{_xml_number(base[k])}"'
+            for k in ("kg", "m", "s", "K", "rad", "factor", "offset")
+            if k in base
+        )
+        out.append(f"    <Unit name={quoteattr(unit)}><BaseUnit {attrs}/></Unit>")
+    out.append("  </UnitDefinitions>")
+    return out
+
+
+def _log_categories_and_default_experiment(model: ModelTable) -> list[str]:
+    """<LogCategories> and <DefaultExperiment> lines (the same in FMI 2.0 and 3.0)."""
     out = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<fmiModelDescription fmiVersion="2.0" modelName={a(model.name)} guid={a(model.guid)}'
-        f" description={a(model.description)} author={a(model.author)}"
-        f" version={a(model.version)} generationTool={a(tool)}"
-        ' variableNamingConvention="flat" numberOfEventIndicators="0">',
-        f"  <CoSimulation modelIdentifier={a(model.name)}"
-        ' canHandleVariableCommunicationStepSize="true" canGetAndSetFMUstate="true"'
-        ' canSerializeFMUstate="true" canNotUseMemoryManagementFunctions="true">',
-        "    <SourceFiles>",
-        *[f"      <File name={a(name)}/>" for name in source_files],
-        "    </SourceFiles>",
-        "  </CoSimulation>",
-    ]
-    units = sorted({v.unit for v in model.variables if v.unit})
-    if units:
-        out.append("  <UnitDefinitions>")
-        for unit in units:
-            base = UNITS[unit]
-            attrs = " ".join(
-                f'{k}="{_xml_number(base[k])}"'
-                for k in ("kg", "m", "s", "K", "rad", "factor", "offset")
-                if k in base
-            )
-            out.append(f"    <Unit name={a(unit)}><BaseUnit {attrs}/></Unit>")
-        out.append("  </UnitDefinitions>")
-    if model.enumerations:
-        out.append("  <TypeDefinitions>")
-        for ename, items in model.enumerations.items():
-            out.append(f"    <SimpleType name={a(ename)}>")
-            out.append("      <Enumeration>")
-            for i, it in enumerate(items):
-                out.append(
-                    f'        <Item name={a(it["name"])} value="{i + 1}"'
-                    f" description={a(it.get('description', ''))}/>"
-                )
-            out.append("      </Enumeration>")
-            out.append("    </SimpleType>")
-        out.append("  </TypeDefinitions>")
-    out += [
         "  <LogCategories>",
         '    <Category name="logStatusWarning"/>',
         '    <Category name="logStatusError"/>',
@@ -331,6 +329,41 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
             if key in exp
         )
         out.append(f"  <DefaultExperiment {attrs}/>")
+    return out
+
+
+def render_model_description(model: ModelTable, source_files: list[str], tool: str) -> str:
+    """modelDescription.xml for FMI 2.0 co-simulation."""
+    a = quoteattr
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<fmiModelDescription fmiVersion="2.0" modelName={a(model.name)} guid={a(model.guid)}'
+        f" description={a(model.description)} author={a(model.author)}"
+        f" version={a(model.version)} generationTool={a(tool)}"
+        ' variableNamingConvention="flat" numberOfEventIndicators="0">',
+        f"  <CoSimulation modelIdentifier={a(model.name)}"
+        ' canHandleVariableCommunicationStepSize="true" canGetAndSetFMUstate="true"'
+        ' canSerializeFMUstate="true" canNotUseMemoryManagementFunctions="true">',
+        "    <SourceFiles>",
+        *[f"      <File name={a(name)}/>" for name in source_files],
+        "    </SourceFiles>",
+        "  </CoSimulation>",
+    ]
+    out += _unit_definitions({v.unit for v in model.variables if v.unit})
+    if model.enumerations:
+        out.append("  <TypeDefinitions>")
+        for ename, items in model.enumerations.items():
+            out.append(f"    <SimpleType name={a(ename)}>")
+            out.append("      <Enumeration>")
+            for i, it in enumerate(items):
+                out.append(
+                    f'        <Item name={a(it["name"])} value="{i + 1}"'
+                    f" description={a(it.get('description', ''))}/>"
+                )
+            out.append("      </Enumeration>")
+            out.append("    </SimpleType>")
+        out.append("  </TypeDefinitions>")
+    out += _log_categories_and_default_experiment(model)
     out.append("  <ModelVariables>")
     for v in model.variables:
         out.append(
@@ -373,4 +406,128 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
         out.append("    </InitialUnknowns>")
     out.append("  </ModelStructure>")
     out.append("</fmiModelDescription>")
+    return "\n".join(out) + "\n"
+
+
+# ---- FMI 3.0 ---------------------------------------------------------------------
+
+
+def render_header_fmi3(model: ModelTable) -> str:
+    """``model_vars_fmi3.h``: what the FMI 3.0 framework needs beside model_vars.h.
+
+    FMI 3.0 reads and sets Enumerations as Int64 and Integers as Int32, but
+    model.h types both VT_INTEGER; this table tells them apart.
+    """
+    flags = ", ".join("1" if v.type == "Enumeration" else "0" for v in model.variables)
+    lines = [
+        f"/* Generated by asset-twin from {model.name}/model.yaml. Do not edit. */",
+        "#ifndef MODEL_VARS_FMI3_H",
+        "#define MODEL_VARS_FMI3_H",
+        "",
+        "/* 1 where the variable is an Enumeration (fmi3GetInt64/fmi3SetInt64). */",
+        f"static const unsigned char MODEL_VAR_IS_ENUMERATION[N_VARS] = {{{flags}}};",
+        "",
+        "#endif",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _fmi3_variable(v: Variable) -> str:
+    a = quoteattr
+    tag = "Boolean" if v.type == "Boolean" else _FMI3_TYPES[v.type]
+    attrs = [
+        f"name={a(v.name)}",
+        f'valueReference="{v.vr}"',
+        f'causality="{v.causality}"',
+        f'variability="{v.variability}"',
+        f"description={a(v.description)}",
+    ]
+    if v.declared_type:
+        attrs.append(f"declaredType={a(v.declared_type)}")
+    if v.unit:
+        attrs.append(f"unit={a(v.unit)}")
+    # Float64 attributes are xs:double, Int32 xs:int, Enumeration xs:long.
+    num = (lambda x: _xml_number(float(x))) if tag == "Float64" else (lambda x: str(int(x)))
+    if v.start is not None:
+        attrs.append(
+            f'start="{("true" if v.start else "false") if tag == "Boolean" else num(v.start)}"'
+        )
+    if tag != "Boolean" and v.declared_type is None:
+        if v.min is not None:
+            attrs.append(f'min="{num(v.min)}"')
+        if v.max is not None:
+            attrs.append(f'max="{num(v.max)}"')
+    return f"    <{tag} {' '.join(attrs)}/>"
+
+
+def render_model_description_fmi3(model: ModelTable, source_files: list[str], tool: str) -> str:
+    """modelDescription.xml for FMI 3.0 co-simulation.
+
+    Value references are the table's, as in FMI 2.0. The independent variable
+    ``time`` that FMI 3.0 requires comes last, with the next free value
+    reference (``len(model.variables)``, ``N_VARS`` in C). FMI 3.0 has no
+    <SourceFiles> here: ``source_files`` go to ``sources/buildDescription.xml``
+    (render_build_description_fmi3); the argument keeps both versions' calls alike.
+    """
+    a = quoteattr
+    time_vr = len(model.variables)
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<fmiModelDescription fmiVersion="3.0" modelName={a(model.name)}'
+        f" instantiationToken={a(model.guid)} description={a(model.description)}"
+        f" author={a(model.author)} version={a(model.version)} generationTool={a(tool)}"
+        ' variableNamingConvention="flat">',
+        f"  <CoSimulation modelIdentifier={a(model.name)}"
+        ' canHandleVariableCommunicationStepSize="true" canGetAndSetFMUState="true"'
+        ' canSerializeFMUState="true" hasEventMode="true"/>',
+    ]
+    out += _unit_definitions({v.unit for v in model.variables if v.unit} | {"s"})
+    if model.enumerations:
+        out.append("  <TypeDefinitions>")
+        for ename, items in model.enumerations.items():
+            out.append(f"    <EnumerationType name={a(ename)}>")
+            for i, it in enumerate(items):
+                out.append(
+                    f'      <Item name={a(it["name"])} value="{i + 1}"'
+                    f" description={a(it.get('description', ''))}/>"
+                )
+            out.append("    </EnumerationType>")
+        out.append("  </TypeDefinitions>")
+    out += _log_categories_and_default_experiment(model)
+    out.append("  <ModelVariables>")
+    out += [_fmi3_variable(v) for v in model.variables]
+    out.append(
+        f'    <Float64 name="{FMI3_TIME_NAME}" valueReference="{time_vr}"'
+        ' causality="independent" variability="continuous"'
+        ' description="Simulation time" unit="s"/>'
+    )
+    out.append("  </ModelVariables>")
+    out.append("  <ModelStructure>")
+    out += [
+        f'    <Output valueReference="{v.vr}"/>' for v in model.variables if v.causality == "output"
+    ]
+    out += [
+        f'    <InitialUnknown valueReference="{v.vr}"/>'
+        for v in model.variables
+        if v.causality in ("output", "calculatedParameter")
+    ]
+    out.append("  </ModelStructure>")
+    out.append("</fmiModelDescription>")
+    return "\n".join(out) + "\n"
+
+
+def render_build_description_fmi3(model: ModelTable, source_files: list[str]) -> str:
+    """``sources/buildDescription.xml``: how to compile the shipped C sources (FMI 3.0)."""
+    a = quoteattr
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<fmiBuildDescription fmiVersion="3.0">',
+        f"  <BuildConfiguration modelIdentifier={a(model.name)}>",
+        '    <SourceFileSet language="C99">',
+        *[f"      <SourceFile name={a(name)}/>" for name in source_files],
+        "    </SourceFileSet>",
+        "  </BuildConfiguration>",
+        "</fmiBuildDescription>",
+    ]
     return "\n".join(out) + "\n"

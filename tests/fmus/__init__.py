@@ -18,7 +18,7 @@ from pathlib import Path
 from physics.fmu import build_model
 
 FMUS_DIR = Path(__file__).resolve().parent
-TEST_FMUS = ("tank", "counter", "faulty")
+TEST_FMUS = ("tank", "counter", "faulty", "lag3")
 
 
 def build_test_fmu(name: str) -> Path:
