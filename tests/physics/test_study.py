@@ -206,3 +206,29 @@ def test_progress_is_plain_lines_without_a_terminal(spec, tmp_path: Path) -> Non
     assert len(lines) == 10  # one line per tenth of 10 runs
     assert lines[-1].startswith("milling_spindle random 10/10 100%")
     assert lines[-1].endswith("failed 0")
+
+
+def test_trajectories_are_stored_on_the_sampling_grid(spec, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "ds"
+    generate(
+        spec, out, n=4, method="random", seed=9, progress=False, trajectories=True, chunk_size=3
+    )
+    traj = sorted(out.glob("traj-*.parquet"))
+    assert [p.name for p in traj] == ["traj-000000.parquet", "traj-000001.parquet"]
+    table = pq.read_table(traj[0])
+    assert table.column("run_id").to_pylist() == [0, 1, 2]
+    card = read_card(out)
+    assert card["simulation"]["trajectories"] == list(
+        dict.fromkeys(k.variable for k in spec.kpis.values())
+    )
+    data = rows(out)
+    with open_twin(spec) as twin:
+        values = {k: data[k][1] for k in spec.inputs}
+        direct = simulate_order(spec, twin, values, data["quantity"][1])
+    times = table.column("time")[1].as_py()
+    np.testing.assert_array_equal(times, direct.trajectories.time)
+    np.testing.assert_array_equal(
+        table.column("tool_wear")[1].as_py(), direct.trajectories["tool_wear"]
+    )
