@@ -29,6 +29,7 @@ def handle_errors(func: F) -> F:
         from physics.dataset import DatasetError
         from physics.doe import DoeError
         from physics.fmu import BuildError, SimulationError
+        from physics.runner import PoolOptionsError
         from physics.spec import SpecError
         from physics.workorder import OrderError
 
@@ -39,6 +40,7 @@ def handle_errors(func: F) -> F:
             OrderError,
             DoeError,
             DatasetError,
+            PoolOptionsError,
             FileNotFoundError,
             ConnectionError,
         ) as exc:

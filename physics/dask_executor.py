@@ -32,7 +32,7 @@ class DaskRunner:
         self.options = options
         self.batch_size = batch_size
         try:
-            self.client = Client(address, timeout=30)
+            self.client = Client(address, timeout=10)
         except OSError as exc:
             raise ConnectionError(
                 f"--address {address}: no Dask scheduler answers there ({exc})"

@@ -34,6 +34,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+
+class PoolOptionsError(ValueError):
+    """Pool options out of range; the message names each field and its value."""
+
+
 STATUSES = ("ok", "error", "nan", "timeout", "crash", "invalid")
 
 
@@ -241,7 +246,7 @@ class PoolOptions:
         if not self.max_rss_mb > 0:
             problems.append(f"max_rss_mb: {self.max_rss_mb} must be > 0")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise PoolOptionsError("; ".join(problems))
         return self
 
     @property

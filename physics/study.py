@@ -110,6 +110,14 @@ def _same_study(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{name}: the folder has {a!r}, this command {b!r}" for name, a, b in checks if a != b]
 
 
+def job_for(spec: TwinSpec, fmu_path: Path, trajectories: tuple[str, ...]) -> SimulationJob:
+    """What every run of the spec's study shares."""
+    kpis = tuple(KpiDef(name, k.variable, k.reduction, k.limit) for name, k in spec.kpis.items())
+    return SimulationJob(
+        str(fmu_path), spec.fmu.step_size, spec.fmu.sampling_interval, kpis, trajectories
+    )
+
+
 def generate(
     spec: TwinSpec,
     out: str | Path,
@@ -183,6 +191,9 @@ def generate(
                 + "\n  ".join(mismatch)
             )
         card["created"] = old.get("created", card["created"])
+    # Connect to the executor before anything is written: a bad address changes nothing.
+    job = job_for(spec, fmu_path, traj_outputs)
+    runner = LocalPool(job, pool) if executor is None else executor(job, pool)
     writer = DatasetWriter(out, card=card, schema=schema, chunk_size=chunk_size)
     done = writer.done_run_ids()
 
@@ -201,13 +212,6 @@ def generate(
         stop_times[run_id] = case.stop_time
         tasks.append(Task(run_id, case.start_values, case.stop_time))
 
-    job = SimulationJob(
-        str(fmu_path),
-        spec.fmu.step_size,
-        spec.fmu.sampling_interval,
-        tuple(KpiDef(name, k.variable, k.reduction, k.limit) for name, k in spec.kpis.items()),
-        traj_outputs,
-    )
     kpi_names = list(spec.kpis)
     bar = Progress(
         len(design.points), label=f"{spec.name} {method}", done=len(done), enabled=progress
@@ -222,7 +226,6 @@ def generate(
             )
         )
         bar.update(failed=1)
-    runner = LocalPool(job, pool) if executor is None else executor(job, pool)
     try:
         with bar:
             for result in runner.run(tasks):

@@ -232,3 +232,32 @@ def test_trajectories_are_stored_on_the_sampling_grid(spec, tmp_path: Path) -> N
     np.testing.assert_array_equal(
         table.column("tool_wear")[1].as_py(), direct.trajectories["tool_wear"]
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n", "0"], "error: n: 0 must be a whole number >= 1"),
+        (["--n", "5", "--timeout", "0"], "error: timeout: 0.0 must be > 0 seconds"),
+        (["--n", "5", "--workers", "-2"], "error: workers: -2 must be >= 0 (0 = one per core)"),
+        (
+            ["--n", "5", "--doe", "grid"],
+            "error: levels: 3 levels over 19 factors make 1,291,401,630 grid points, more than "
+            "1,000,000; use fewer levels or another method",
+        ),
+    ],
+)
+def test_bad_generate_options_are_refused_and_write_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from physics.cli import main
+
+    out = tmp_path / "never"
+    result = CliRunner().invoke(
+        main, ["data", "generate", "--spec", str(SPEC), "--out", str(out), "--no-progress", *args]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip() == message
+    assert not out.exists()
