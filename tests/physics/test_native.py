@@ -23,7 +23,7 @@ def spindle() -> Iterator[tuple[Fmu, NativeFmu]]:
     fmu.close()
 
 
-def compare(
+def check_against_fmpy(
     fmu: Fmu,
     native: NativeFmu,
     start: dict,
@@ -61,7 +61,7 @@ def compare(
 )
 def test_spindle_runs_match_the_fmpy_path(spindle, start, stop, step, interval) -> None:
     fmu, native = spindle
-    compare(
+    check_against_fmpy(
         fmu,
         native,
         start,
@@ -82,7 +82,7 @@ def test_spindle_runs_match_the_fmpy_path(spindle, start, stop, step, interval) 
 def test_tank_events_integers_and_booleans_match() -> None:
     with Fmu(build_test_fmu("tank")) as fmu:
         native = NativeFmu(fmu)
-        compare(
+        check_against_fmpy(
             fmu,
             native,
             {"inflow": 0.004, "outflow": 0.05, "area": 0.2},
@@ -98,7 +98,7 @@ def test_tank_events_integers_and_booleans_match() -> None:
 def test_counter_matches() -> None:
     with Fmu(build_test_fmu("counter")) as fmu:
         native = NativeFmu(fmu)
-        compare(
+        check_against_fmpy(
             fmu,
             native,
             {"start": 7, "increment": 3, "count_down": True},
