@@ -27,6 +27,11 @@ def twin(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(TWIN), *args], capture_output=True, text=True, timeout=120)
 
 
+def simulate_demo(*extra: str) -> subprocess.CompletedProcess[str]:
+    """``twin fmu simulate`` of the demo order, with extra arguments."""
+    return twin("fmu", "simulate", "--spec", str(SPEC), "--order", str(ORDER), *extra)
+
+
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
@@ -76,13 +81,7 @@ def test_unknown_model_is_refused() -> None:
 
 def test_simulate_a_work_order_end_to_end(tmp_path: Path) -> None:
     csv_path, png_path = tmp_path / "t.csv", tmp_path / "t.png"
-    proc = twin(
-        "fmu",
-        "simulate",
-        "--spec",
-        str(SPEC),
-        "--order",
-        str(ORDER),
+    proc = simulate_demo(
         "--set",
         "coolant_on=false",
         "--quantity",
@@ -136,13 +135,7 @@ def test_table_output_checks_quality_and_maintenance() -> None:
 
 def test_bad_order_is_refused_with_every_problem_and_writes_nothing(tmp_path: Path) -> None:
     out_csv = tmp_path / "never.csv"
-    proc = twin(
-        "fmu",
-        "simulate",
-        "--spec",
-        str(SPEC),
-        "--order",
-        str(ORDER),
+    proc = simulate_demo(
         "--set",
         "spindle_speed=30000",
         "--set",
