@@ -3,9 +3,10 @@
  *
  * A model is a variable table (model.yaml, turned into model_vars.h by the
  * build) plus two functions, model_initialize() and model_do_step(). The
- * framework (fmi2_framework.c) implements the whole FMI 2.0 co-simulation API
- * around them: variable access with type and bound checks, modes, logging,
- * reset, and get/set/serialize of the FMU state.
+ * framework implements the whole FMI co-simulation API around them: variable
+ * access with type and bound checks, modes, logging, reset, and
+ * get/set/serialize of the FMU state. framework_core.c does all of that once;
+ * fmi2_framework.c (FMI 2.0) or fmi3_framework.c (FMI 3.0) wraps it.
  *
  * All variables live in one array of doubles indexed by value reference, so
  * the complete state of a run is one plain struct that can be copied and
@@ -35,7 +36,7 @@ typedef struct {
     double max; /* +HUGE_VAL when unbounded */
 } VarDef;
 
-/* Same numbers as fmi2Status, so the framework can pass them through. */
+/* Same numbers as fmi2Status and fmi3Status, so the framework can pass them through. */
 typedef enum {
     MODEL_OK = 0,
     MODEL_WARNING = 1,

@@ -6,9 +6,10 @@ variable table) and C sources. The build generates ``model_vars.h`` and
 FMI framework in ``physics/cmodel/`` using the machine's C compiler, and zips
 binary, sources and description into ``<cache>/fmus/<name>/<hash>/<name>.fmu``.
 
-The table's ``fmi_version`` picks the framework: ``fmi2_framework.c`` (FMI 2.0,
-the default) or ``fmi3_framework.c`` (FMI 3.0); only that one is compiled and
-shipped.
+Every build compiles and ships the version-independent core
+(``framework_core.c``/``.h`` and ``model.h``) with the wrapper that the table's
+``fmi_version`` picks: ``fmi2_framework.c`` (FMI 2.0, the default) or
+``fmi3_framework.c`` (FMI 3.0); the other version's wrapper is never shipped.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ MODELS_DIR = PACKAGE_DIR / "models"
 FRAMEWORK_DIR = PACKAGE_DIR / "cmodel"
 FMI2_HEADERS = ("fmi2Functions.h", "fmi2FunctionTypes.h", "fmi2TypesPlatform.h")
 FMI3_HEADERS = ("fmi3Functions.h", "fmi3FunctionTypes.h", "fmi3PlatformTypes.h")
-# The framework file of each FMI version; a build compiles and ships its own only.
+# physics/cmodel files every build compiles and ships, whatever its FMI version.
+FRAMEWORK_CORE = ("framework_core.c", "framework_core.h", "model.h")
+# The wrapper of each FMI version; a build compiles and ships its own only.
 FRAMEWORKS = {"2.0": "fmi2_framework.c", "3.0": "fmi3_framework.c"}
 # Fixed zip timestamps: the same sources give a byte-identical FMU.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -116,9 +119,8 @@ def _fmi_headers(version: str) -> list[Path]:
 
 
 def _framework_sources(version: str) -> list[Path]:
-    """physics/cmodel files a build of this FMI version compiles: not the other frameworks."""
-    others = {f for v, f in FRAMEWORKS.items() if v != version}
-    return sorted(p for p in FRAMEWORK_DIR.glob("*.[ch]") if p.name not in others)
+    """physics/cmodel files a build of this FMI version compiles: the core and its wrapper."""
+    return [FRAMEWORK_DIR / name for name in (*FRAMEWORK_CORE, FRAMEWORKS[version])]
 
 
 def _write_generated(table: ModelTable, src: Path, work: Path, tool: str) -> None:
@@ -139,6 +141,36 @@ def compiler() -> str:
     if not cc:
         raise BuildError("no C compiler found: install gcc or clang, or set CC")
     return cc
+
+
+def _compile_shared(
+    sources: list[Path],
+    output: Path,
+    include: Path,
+    *,
+    defines: tuple[str, ...] = (),
+    libs: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Compile C sources into a shared library: C99, -O2, all warnings, hidden symbols."""
+    cmd = [
+        compiler(),
+        "-shared",
+        "-fPIC",
+        "-O2",
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        *defines,
+        "-fvisibility=hidden",
+        "-I",
+        str(include),
+        "-o",
+        str(output),
+        *map(str, sources),
+        *libs,
+        "-lm",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def _model_sources(model_dir: Path) -> list[Path]:
@@ -203,23 +235,7 @@ def build_model(model: str | Path, *, force: bool = False, out_dir: Path | None 
         platform_dir = fmi3_platform() if version == "3.0" else fmi_platform()
         binary = work / "binaries" / platform_dir / (name + _shared_library_suffix())
         binary.parent.mkdir(parents=True)
-        cmd = [
-            compiler(),
-            "-shared",
-            "-fPIC",
-            "-O2",
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-fvisibility=hidden",
-            "-I",
-            str(src),
-            "-o",
-            str(binary),
-            *[str(src / c) for c in c_files],
-            "-lm",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = _compile_shared([src / c for c in c_files], binary, src)
         if proc.returncode != 0:
             raise BuildError(f"model {name!r}: the C compiler failed:\n{proc.stderr.strip()}")
         tmp_fmu = work / f"{name}.fmu"
@@ -258,25 +274,13 @@ def build_driver(*, force: bool = False) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    cmd = [
-        compiler(),
-        "-shared",
-        "-fPIC",
-        "-O2",
-        "-std=c99",
-        "-Wall",
-        "-Wextra",
-        "-D_POSIX_C_SOURCE=200809L",
-        "-fvisibility=hidden",
-        "-I",
-        str(fmi_headers_dir()),
-        "-o",
-        str(tmp),
-        str(DRIVER_SOURCE),
-        "-ldl",
-        "-lm",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = _compile_shared(
+        [DRIVER_SOURCE],
+        tmp,
+        fmi_headers_dir(),
+        defines=("-D_POSIX_C_SOURCE=200809L",),
+        libs=("-ldl",),
+    )
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise BuildError(f"native driver: the C compiler failed:\n{proc.stderr.strip()}")
