@@ -22,6 +22,8 @@ from physics.study import generate
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "experiments" / "specs" / "spindle.yaml"
 TWIN = Path(sys.executable).with_name("twin")
+# Long enough (about 2 s on one worker here) that the kill lands in the middle.
+N_KILL = 400
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_kill_9_loses_at_most_the_chunk_in_flight(spec, tmp_path: Path) -> None:
         "--spec",
         str(SPEC),
         "--n",
-        "60",
+        str(N_KILL),
         "--doe",
         "sobol",
         "--seed",
@@ -121,18 +123,18 @@ def test_kill_9_loses_at_most_the_chunk_in_flight(spec, tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)  # the whole group: parent and its workers
     proc.wait()
     before = rows(out)["run_id"]
-    assert 12 <= len(before) < 60 and len(before) % 4 == 0  # whole chunks only
+    assert 12 <= len(before) < N_KILL and len(before) % 4 == 0  # whole chunks only
     assert json.loads((out / "dataset.json").read_text()).get("complete") is not True
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     after = rows(out)
-    assert after["run_id"] == list(range(60))  # complete, and no run twice
+    assert after["run_id"] == list(range(N_KILL))  # complete, and no run twice
     assert done.stdout.endswith(
-        f"simulated {60 - len(before)} now, {len(before)} were already on disk\n"
+        f"simulated {N_KILL - len(before)} now, {len(before)} were already on disk\n"
     )
     # The resumed rows equal those of an uninterrupted study.
     fresh = tmp_path / "fresh"
-    generate(spec, fresh, n=60, method="sobol", seed=7, progress=False)
+    generate(spec, fresh, n=N_KILL, method="sobol", seed=7, progress=False)
     ref = rows(fresh)
     for name in ("tool_wear_end", "part_deviation_max", "energy"):
         np.testing.assert_array_equal(after[name], ref[name])
