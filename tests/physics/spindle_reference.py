@@ -163,3 +163,15 @@ def cutting_time(p: dict[str, Any], t: np.ndarray) -> np.ndarray:
     g = geometry(p)
     full, pos = np.divmod(t, g["cycle_time"])
     return full * g["cut_time"] + np.minimum(pos, g["cut_time"])
+
+
+def bending_stress(p: dict[str, Any], vb: float = 0.0) -> float:
+    """Bending stress at the tool's root (N/mm2): F L / (pi d^3 / 32), d the core diameter."""
+    d = p["tool_core_ratio"] * p["tool_diameter"]
+    return resultant(p, vb) * p["tool_overhang"] / (math.pi * d**3 / 32)
+
+
+def overload_wear(p: dict[str, Any]) -> float:
+    """Flank wear at which the bending stress reaches the tool's strength."""
+    sharp = bending_stress(p)
+    return (p["tool_bending_strength"] / sharp - 1) / p["wear_force_coefficient"]

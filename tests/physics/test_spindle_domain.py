@@ -89,13 +89,20 @@ def test_no_nan_and_sane_physics_across_the_domain() -> None:
                 [tr["motor_temperature"], tr["bearing_temperature"], tr["housing_temperature"]]
             )
             assert np.all(temps <= upper + 1e-9) and np.all(temps >= lower - 1e-9), values
+            vb_end = float(tr["tool_wear"][-1])
+            strength = ref.CATALOGUE["tool_bending_strength"].start
             if tr["tool_broken"][-1]:
-                # The machine halted; VB stopped at the breakage wear (the FMU's
-                # default: the spec does not set it, and starts below it).
+                # The machine halted: worn out at the breakage wear (the FMU's default:
+                # the spec does not set it, and starts below it), or overloaded.
                 assert tr["parts_completed"][-1] < 2
-                assert tr["tool_wear"][-1] == ref.CATALOGUE["vb_breakage"].start
+                if tr["breakage_cause"][-1] == 1:
+                    assert vb_end == ref.CATALOGUE["vb_breakage"].start
+                else:
+                    assert tr["breakage_cause"][-1] == 2
+                    assert ref.bending_stress(p, vb_end) >= strength * (1 - 1e-9)
             else:
                 assert tr["parts_completed"][-1] == 2
+                assert ref.bending_stress(p, vb_end) < strength
             ran += 1
     # The constraints (cutting-speed windows) exclude many corners, not nearly all.
     assert ran > 300

@@ -259,3 +259,50 @@ def test_a_tool_already_past_breakage_never_cuts(fmu: Fmu) -> None:
     assert tr["tool_broken"].all() and not tr["cutting"].any()
     assert tr["breakage_time"][-1] == 0.0 and tr["parts_completed"][-1] == 0
     assert (tr["tool_wear"] == 1.2).all()
+
+
+def test_an_overloaded_tool_snaps_as_the_first_cut_starts(fmu: Fmu) -> None:
+    p = ref.params(
+        tool_diameter=6.0,
+        radial_width=6.0,
+        axial_depth=12.0,
+        tool_overhang=30.0,
+        feed_per_tooth=0.2,
+        spindle_speed=3000.0,
+        tool_wear_start=0.05,
+    )
+    assert ref.bending_stress(p, 0.05) > p["tool_bending_strength"]  # the case is one
+    tr = run(fmu, p, stop=300.0, interval=10.0)
+    # The sample at t = 0 is taken before the first cut starts: the tool is whole there.
+    assert not tr["tool_broken"][0] and tr["breakage_cause"][0] == 0
+    assert tr["tool_broken"][1:].all() and (tr["breakage_cause"][1:] == 2).all()
+    assert tr["breakage_time"][-1] == 0.0 and tr["parts_completed"][-1] == 0
+    assert (tr["tool_wear"] == 0.05).all() and not tr["cutting"][1:].any()
+
+
+def test_wear_drives_the_tool_into_overload(fmu: Fmu) -> None:
+    # A long, slender tool: the force rising with VB reaches the bending limit
+    # before VB reaches vb_breakage.
+    p = ref.params(
+        tool_diameter=8.0,
+        radial_width=4.0,
+        axial_depth=8.0,
+        tool_overhang=40.0,
+        feed_per_tooth=0.1,
+        spindle_speed=4000.0,
+        path_length=600.0,
+        load_time=20.0,
+    )
+    vb_crit = ref.overload_wear(p)
+    assert 0.0 < vb_crit < p["vb_breakage"]  # the case is one
+    need = vb_crit / ref.wear_rate(p)
+    g = ref.geometry(p)
+    parts, rest = divmod(need, g["cut_time"])
+    t_break = parts * g["cycle_time"] + rest
+    tr = run(fmu, p, stop=t_break + 200.0, interval=5.0)
+    assert tr["breakage_time"][-1] == pytest.approx(t_break, rel=1e-12)
+    assert tr["breakage_cause"][-1] == 2
+    assert tr["tool_wear"][-1] == pytest.approx(vb_crit, rel=1e-12)
+    assert ref.bending_stress(p, tr["tool_wear"][-1]) == pytest.approx(
+        p["tool_bending_strength"], rel=1e-12
+    )

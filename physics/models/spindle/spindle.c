@@ -91,6 +91,19 @@ static double resultant(const ModelState *s, double tangential) {
     return tangential * sqrt(1.0 + V(radial_force_ratio) * V(radial_force_ratio));
 }
 
+/* Flank wear at which the tool snaps from bending: the resultant force, growing
+ * with wear, reaches sigma W / L (W = pi d^3 / 32 of the core diameter). -inf
+ * when even a sharp tool is overloaded, +inf when no wear gets there. */
+static double overload_wear(const ModelState *s) {
+    double sharp = resultant(s, sharp_force(s));
+    if (sharp <= 0.0) return HUGE_VAL;
+    double d = V(tool_core_ratio) * V(tool_diameter);
+    double limit = V(tool_bending_strength) * PI * d * d * d / 32.0 / V(tool_overhang);
+    if (sharp >= limit) return -HUGE_VAL;
+    double kw = V(wear_force_coefficient);
+    return kw > 0.0 ? (limit / sharp - 1.0) / kw : HUGE_VAL;
+}
+
 /* Heat flows and powers at one instant of a phase. */
 typedef struct {
     double force, power_cut, load, q_bearing, q_motor, q_nose, p_el, torque;
@@ -264,6 +277,7 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     V(bearing_damage) = V(bearing_damage_start);
     V(energy) = 0.0;
     V(tool_broken) = V(tool_wear_start) >= V(vb_breakage) ? 1.0 : 0.0;
+    V(breakage_cause) = V(tool_broken);
     V(breakage_time) = s->time;
     double x[NX];
     load_states(s, x);
@@ -300,11 +314,18 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
         double dummy;
         Phase ph;
         set_phase(s, broken ? 0 : phase_at(s, 0.5 * (t + t1), &dummy), &ph);
-        /* VB is linear in cutting time within a phase: the breakage time is exact. */
-        if (ph.wear_rate > 0.0) {
-            double t_break = t + (V(vb_breakage) - x[X_VB]) / ph.wear_rate;
+        /* The tool breaks when VB reaches the smaller of vb_breakage and the wear at
+         * which it is overloaded. VB is linear in cutting time within a phase, so
+         * the breakage time is exact; an overloaded tool breaks as the cut starts. */
+        double vb_start = x[X_VB], vb_overload = HUGE_VAL, vb_break = V(vb_breakage);
+        if (ph.cutting) {
+            vb_overload = overload_wear(s);
+            vb_break = fmin(vb_break, vb_overload);
+            double t_break = vb_break <= vb_start   ? t
+                             : ph.wear_rate > 0.0 ? t + (vb_break - vb_start) / ph.wear_rate
+                                                  : HUGE_VAL;
             if (t_break < t1) {
-                t1 = fmax(t_break, t);
+                t1 = t_break;
                 breaks = 1;
             }
         }
@@ -323,9 +344,10 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
                 x[j] += dt / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j]);
         }
         if (breaks) {
-            x[X_VB] = V(vb_breakage);
+            if (vb_break > vb_start) x[X_VB] = vb_break; /* exactly, not RK4's rounding */
             V(tool_broken) = 1.0;
             V(breakage_time) = t1;
+            V(breakage_cause) = vb_overload <= V(vb_breakage) ? 2.0 : 1.0;
         }
         t = t1;
     }
