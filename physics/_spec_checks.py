@@ -264,14 +264,7 @@ def _check_doe(spec: TwinSpec, p: list[str]) -> None:
 
 
 def _check_factor(at: str, key: str, f: FactorSpec, spec: TwinSpec, p: list[str]) -> None:
-    low_bound: float | None
-    high_bound: float | None
-    if key == "quantity":
-        q = spec.quantity
-        kind, low_bound, high_bound = ("integer" if q.integer else "real"), q.min, q.max
-    else:
-        inp = spec.inputs[key]
-        kind, low_bound, high_bound = inp.kind, inp.min, inp.max
+    kind, low_bound, high_bound = spec.factor_domain(key)
     given = f.model_fields_set
     if kind in ("boolean", "categorical"):
         p.extend(

@@ -185,14 +185,7 @@ def _factors(spec: TwinSpec) -> list[_Factor]:
         if key not in declared:
             continue
         f = declared[key]
-        low: float | None
-        high: float | None
-        if key == "quantity":
-            q = spec.quantity
-            kind, low, high = ("integer" if q.integer else "real"), q.min, q.max
-        else:
-            inp = spec.inputs[key]
-            kind, low, high = inp.kind, inp.min, inp.max
+        kind, low, high = spec.factor_domain(key)
         if kind == "boolean":
             factors.append(_Factor(key, kind, f, choices=tuple(f.choices or (True, False))))
         elif kind == "categorical":

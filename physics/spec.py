@@ -354,6 +354,14 @@ class TwinSpec(_Section):
             ok = np.logical_and(ok, np.asarray(expr.evaluate(names)) != 0.0)
         return bool(ok) if ok.ndim == 0 else ok
 
+    def factor_domain(self, key: str) -> tuple[str, float | None, float | None]:
+        """Kind and bounds of something a DOE can vary: an input id or ``quantity``."""
+        if key == "quantity":
+            q = self.quantity
+            return ("integer" if q.integer else "real"), q.min, q.max
+        inp = self.inputs[key]
+        return inp.kind, inp.min, inp.max
+
     def check_against(self, catalogue: Catalogue) -> None:
         """Raise SpecError if inputs or KPIs disagree with the FMU's variables."""
         problems = checks.check_catalogue(self, catalogue)
