@@ -13,7 +13,7 @@ from physics._spec_text import Problems, fmt, name_problem, suggest
 from physics.expr import Expr, ExpressionError, compile_expr
 
 if TYPE_CHECKING:
-    from physics.spec import FactorSpec, InputSpec, TwinSpec
+    from physics.spec import FactorSpec, InputSpec, KpiSpec, TwinSpec
     from physics.variables import Catalogue, VariableInfo
 
 _CHOICE = re.compile(r"[A-Za-z0-9_]+\Z")
@@ -261,6 +261,32 @@ def _check_doe(spec: TwinSpec, p: list[str]) -> None:
             p.append(f"doe: input {key!r} has no default; make it a factor or fix it")
     if "quantity" not in factors and "quantity" not in fixed:
         p.append("doe: quantity sets the stop time; make it a factor or fix it")
+    if spec.doe.stratify is not None:
+        _check_stratify(spec, p)
+
+
+def _check_stratify(spec: TwinSpec, p: list[str]) -> None:
+    assert spec.doe is not None and spec.doe.stratify is not None
+    key = spec.doe.stratify
+    known = [k for k in spec.doe.factors if k in spec.inputs or k == "quantity"]
+    allowed = [k for k in known if spec.factor_domain(k)[0] in ("boolean", "categorical")]
+    listed = (
+        f"(allowed: {', '.join(allowed)})"
+        if allowed
+        else "(the DOE varies no categorical or boolean input)"
+    )
+    if key not in known:
+        p.append(
+            f"doe.stratify: {key!r} is not a DOE factor{suggest(key, allowed) or ' ' + listed}"
+        )
+        return
+    kind = spec.factor_domain(key)[0]
+    if kind not in ("boolean", "categorical"):
+        article = "an" if kind == "integer" else "a"
+        p.append(
+            f"doe.stratify: {key!r} is {article} {kind} factor; stratify needs a categorical "
+            f"or boolean factor {listed}"
+        )
 
 
 def _check_factor(at: str, key: str, f: FactorSpec, spec: TwinSpec, p: list[str]) -> None:
@@ -351,21 +377,35 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
                 p.append(f"{at}.unit: time_above measures time, so the unit is 's', not {k.unit!r}")
         elif k.limit is not None:
             p.append(f"{at}.limit: only used by time_above")
+    _check_quality(spec, p)
+    for key, m in spec.maintenance.items():
+        at = f"maintenance.{key}"
+        if (kpi := _kpi_of(at, key, spec, p, role="maintenance")) is None:
+            continue
+        _check_unit(at, m.unit, kpi, p)
+        if problem := name_problem(m.action, reserved=False):
+            p.append(f"{at}.action: {problem}")
+    for key, f in spec.feasibility.items():
+        at = f"feasibility.{key}"
+        if (kpi := _kpi_of(at, key, spec, p)) is None:
+            continue
+        _check_bounds(at, ("min", f.min), ("max", f.max), p)
+        _check_unit(at, f.unit, kpi, p)
+    _check_acceptance(spec, p)
+
+
+def _check_quality(spec: TwinSpec, p: list[str]) -> None:
     characteristics: dict[str, str] = {}
     for key, q in spec.quality.items():
         at = f"quality.{key}"
-        if not _kpi_with_role(at, key, "quality", spec, p):
+        if (kpi := _kpi_of(at, key, spec, p, role="quality")) is None:
             continue
-        if q.lsl is None and q.usl is None:
-            p.append(f"{at}: give lsl, usl or both")
-        if q.lsl is not None and q.usl is not None and q.lsl >= q.usl:
-            p.append(f"{at}.lsl: {fmt(q.lsl)} is not below usl {fmt(q.usl)}")
-        elif q.target is not None and not (
-            (q.lsl is None or q.lsl <= q.target) and (q.usl is None or q.target <= q.usl)
+        if _check_bounds(at, ("lsl", q.lsl), ("usl", q.usl), p) and not (
+            q.target is None
+            or ((q.lsl is None or q.lsl <= q.target) and (q.usl is None or q.target <= q.usl))
         ):
             p.append(f"{at}.target: {fmt(q.target)} is outside the specification limits")
-        if q.unit != spec.kpis[key].unit:
-            p.append(f"{at}.unit: {q.unit!r} differs from the KPI's unit {spec.kpis[key].unit!r}")
+        _check_unit(at, q.unit, kpi, p)
         if not q.characteristic_id.strip():
             p.append(f"{at}.characteristic_id: missing")
         elif q.characteristic_id in characteristics:
@@ -374,14 +414,9 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
                 f"{characteristics[q.characteristic_id]!r}"
             )
         characteristics.setdefault(q.characteristic_id, key)
-    for key, m in spec.maintenance.items():
-        at = f"maintenance.{key}"
-        if not _kpi_with_role(at, key, "maintenance", spec, p):
-            continue
-        if m.unit != spec.kpis[key].unit:
-            p.append(f"{at}.unit: {m.unit!r} differs from the KPI's unit {spec.kpis[key].unit!r}")
-        if problem := name_problem(m.action, reserved=False):
-            p.append(f"{at}.action: {problem}")
+
+
+def _check_acceptance(spec: TwinSpec, p: list[str]) -> None:
     for key, a in spec.acceptance.items():
         at = f"acceptance.{key}"
         if key not in spec.kpis:
@@ -399,15 +434,36 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
             p.append(f"{at}.min_coverage: {fmt(a.min_coverage)} is outside (0, 1]")
 
 
-def _kpi_with_role(at: str, key: str, role: str, spec: TwinSpec, p: list[str]) -> bool:
+def _kpi_of(
+    at: str, key: str, spec: TwinSpec, p: list[str], *, role: str | None = None
+) -> KpiSpec | None:
+    """The KPI a quality, maintenance or feasibility entry is about (of ``role``, if given)."""
     kpi = spec.kpis.get(key)
     if kpi is None:
         p.append(f"{at}: not a KPI{suggest(key, spec.kpis)}")
-        return False
-    if kpi.role != role:
+        return None
+    if role is not None and kpi.role != role:
         p.append(f"{at}: KPI {key!r} has role {kpi.role!r}; only {role} KPIs belong here")
+        return None
+    return kpi
+
+
+def _check_bounds(
+    at: str, low: tuple[str, float | None], high: tuple[str, float | None], p: list[str]
+) -> bool:
+    """At least one of two limits, the lower below the upper; False if they are crossed."""
+    (low_name, low_value), (high_name, high_value) = low, high
+    if low_value is None and high_value is None:
+        p.append(f"{at}: give {low_name}, {high_name} or both")
+    if low_value is not None and high_value is not None and low_value >= high_value:
+        p.append(f"{at}.{low_name}: {fmt(low_value)} is not below {high_name} {fmt(high_value)}")
         return False
     return True
+
+
+def _check_unit(at: str, unit: str, kpi: KpiSpec, p: list[str]) -> None:
+    if unit != kpi.unit:
+        p.append(f"{at}.unit: {unit!r} differs from the KPI's unit {kpi.unit!r}")
 
 
 # ---- against an FMU's catalogue -----------------------------------------------------------

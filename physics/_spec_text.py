@@ -257,6 +257,12 @@ def canonical(spec: TwinSpec) -> Any:
             k: spec.quantity.coerce(v) if k == "quantity" else spec.inputs[k].coerce(v)
             for k, v in spec.doe.fixed.items()
         }
+    # Fields added later are left out while unused, so a spec that does not use them
+    # keeps the hash it had before they existed (and its datasets stay resumable).
+    if not spec.feasibility:
+        del data["feasibility"]
+    if spec.doe is not None and spec.doe.stratify is None:
+        del data["doe"]["stratify"]
     return _as_floats(data)
 
 

@@ -224,20 +224,27 @@ def _print_result(spec: Any, order: Any, result: Any) -> None:
     click.echo(f"{'KPI':28s} {'value':>12s} {'unit':8s} {'role':12s} check")
     for name, value in result.kpis.items():
         kpi = spec.kpis[name]
-        check = ""
+        checks = []
         if name in spec.quality:
             q = spec.quality[name]
-            inside = (q.lsl is None or value >= q.lsl) and (q.usl is None or value <= q.usl)
-            lsl = "" if q.lsl is None else _num(q.lsl)
-            usl = "" if q.usl is None else _num(q.usl)
-            bounds = f"[{lsl}..{usl}]"
-            check = f"{'OK' if inside else 'NotOK'} {q.characteristic_id} {bounds}"
+            checks.append(_limits_check(value, q.lsl, q.usl, q.characteristic_id))
         elif name in spec.maintenance:
             m = spec.maintenance[name]
-            check = (
+            checks.append(
                 f"{'below' if value < m.limit else 'REACHED'} limit {_num(m.limit)} ({m.action})"
             )
+        if name in spec.feasibility:
+            f = spec.feasibility[name]
+            checks.append(_limits_check(value, f.min, f.max, "FEAS"))
+        check = "; ".join(checks)
         click.echo(f"{name:28s} {value:12.5g} {kpi.unit:8s} {kpi.role:12s} {check}")
+
+
+def _limits_check(value: float, low: float | None, high: float | None, label: str) -> str:
+    """'OK DIM_DEV [..100]' or 'NotOK FEAS [0.5..1]': the verdict, what and the limits."""
+    inside = (low is None or value >= low) and (high is None or value <= high)
+    bounds = f"[{'' if low is None else _num(low)}..{'' if high is None else _num(high)}]"
+    return f"{'OK' if inside else 'NotOK'} {label} {bounds}"
 
 
 main.add_command(data)

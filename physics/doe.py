@@ -7,6 +7,15 @@ scale, fills every other input from ``doe.fixed`` or its default, and keeps the
 candidates that meet every constraint of the spec, in draw order, drawing more
 until ``n`` are valid. ``grid`` is a full factorial filtered by the constraints.
 
+Stratified designs: with ``doe.stratify: <factor>`` (a categorical or boolean factor)
+a sampled design is drawn once per choice of that factor with positive weight: the
+factor fixed to the choice, the other factors sampled by the method, the constraints
+filtering each stratum on its own, from a seed derived from ``seed`` and the choice's
+position. Each of the k strata gets n // k points (the first n % k choices one more),
+whatever the factor's weights; the strata are interleaved round-robin, so every
+prefix of the design is as balanced as its length allows. ``grid`` ignores
+``stratify``: every choice is a level of the grid already.
+
 Cost: scipy's ``random-cd`` optimisation of an LHS grows about quadratically with
 the number of candidates (2 s at 1,000 points of 19 factors, 11 s at 4,000), so
 designs of more than ``LHS_OPTIMISE_MAX`` candidates are plain LHS: still one
@@ -104,8 +113,11 @@ def make_design(
         levels = int(levels)
     factors = _factors(spec)
     fixed = _fixed_values(spec)
-    if method == "grid":
+    if method == "grid":  # a grid holds every choice already: doe.stratify is not used
         return _grid(spec, factors, fixed, seed, levels or DEFAULT_LEVELS)
+    assert spec.doe is not None  # _factors refused a spec without one
+    if spec.doe.stratify is not None:
+        return _stratified(spec, factors, fixed, n, method, seed, spec.doe.stratify)
     return _sampled(spec, factors, fixed, n, method, seed)
 
 
@@ -123,12 +135,18 @@ class _Factor:
     high: float = 0.0
     choices: tuple[str | bool, ...] = ()
 
+    def weighted(self) -> list[tuple[int, str | bool, float]]:
+        """Position, choice and weight of every choice with a positive weight."""
+        weights = self.spec.weights or [1.0] * len(self.choices)
+        return [
+            (i, c, w) for i, (c, w) in enumerate(zip(self.choices, weights, strict=True)) if w > 0
+        ]
+
     def sample(self, u: np.ndarray) -> np.ndarray:
         """Values for unit coordinates ``u`` in [0, 1), by inverse CDF."""
         if self.kind in ("boolean", "categorical"):
-            weights = self.spec.weights or [1.0] * len(self.choices)
             # Zero-weight choices are dropped so no rounding error can ever pick one.
-            kept = [(c, w) for c, w in zip(self.choices, weights, strict=True) if w > 0]
+            kept = [(c, w) for _, c, w in self.weighted()]
             edges = np.cumsum([w for _, w in kept]) / sum(w for _, w in kept)
             index = np.minimum(np.searchsorted(edges, u, side="right"), len(kept) - 1)
             return self._typed([c for c, _ in kept])[index]
@@ -225,6 +243,25 @@ def _sampled(
     method: str,
     seed: int,
 ) -> Design:
+    columns, drawn, valid = _draw_valid(spec, factors, fixed, n, method, seed)
+    points = _points(spec, fixed, columns, n)
+    keys = tuple(f.key for f in factors)
+    return Design(method, seed, keys, points, candidates=drawn, rejected=drawn - valid)
+
+
+def _draw_valid(
+    spec: TwinSpec,
+    factors: list[_Factor],
+    fixed: dict[str, Any],
+    n: int,
+    method: str,
+    seed: int,
+    where: str = "",
+) -> tuple[Columns, int, int]:
+    """The first ``n`` valid candidates column-wise, and how many were drawn and valid.
+
+    ``where`` starts the error text (a stratum's name).
+    """
     cap = MAX_CANDIDATES_PER_POINT * n
     draw = _unit_source(method, len(factors), seed)
     kept: list[Columns] = []
@@ -255,17 +292,68 @@ def _sampled(
             size = 2 ** math.ceil(math.log2(drawn + size)) - drawn
         size = min(size, cap - drawn)
         if size < need:
-            head = f"only {valid} of {drawn} candidates meet every constraint, {n} needed"
+            head = f"{where}only {valid} of {drawn} candidates meet every constraint, {n} needed"
             raise DoeError(_rejected(head, broken, "candidates"), field="constraints")
         round_ += 1
-    columns = {k: np.concatenate([c[k] for c in kept])[:n] for k in kept[0]}
-    points = _points(spec, fixed, columns, n)
+    return {k: np.concatenate([c[k] for c in kept])[:n] for k in kept[0]}, drawn, valid
+
+
+def _stratified(
+    spec: TwinSpec,
+    factors: list[_Factor],
+    fixed: dict[str, Any],
+    n: int,
+    method: str,
+    seed: int,
+    key: str,
+) -> Design:
+    """One sampled design per choice of factor ``key``, interleaved round-robin."""
+    by = next(f for f in factors if f.key == key)  # the spec checks make sure it is one
+    others = [f for f in factors if f.key != key]
+    strata = by.weighted()
+    parts: list[Columns] = []
+    drawn = valid = 0
+    for rank, (position, choice, _) in enumerate(strata):
+        count = n // len(strata) + (rank < n % len(strata))
+        if count == 0:
+            break  # n < k: the later choices get nothing
+        name = choice if isinstance(choice, str) else fmt(choice)
+        columns, d, v = _draw_valid(
+            spec,
+            others,
+            {**fixed, key: choice},
+            count,
+            method,
+            _stratum_seed(seed, position),
+            where=f"{key}={name}: ",
+        )
+        parts.append({**columns, key: by._typed([choice] * count)})
+        drawn, valid = drawn + d, valid + v
+    points = _points(spec, fixed, _interleave(parts), n)
     keys = tuple(f.key for f in factors)
     return Design(method, seed, keys, points, candidates=drawn, rejected=drawn - valid)
 
 
+def _stratum_seed(seed: int, position: int) -> int:
+    """A seed per stratum, fixed by the design's seed and the choice's position."""
+    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+def _interleave(parts: list[Columns]) -> Columns:
+    """Row j of every part before row j + 1 of any, parts in their order.
+
+    The parts' lengths never grow along the list, so every prefix is balanced.
+    """
+    row = np.concatenate([np.arange(len(next(iter(c.values())))) for c in parts])
+    part = np.concatenate([np.full(len(next(iter(c.values()))), i) for i, c in enumerate(parts)])
+    order = np.lexsort((part, row))  # by row, then by part
+    return {k: np.concatenate([c[k] for c in parts])[order] for k in parts[0]}
+
+
 def _unit_source(method: str, d: int, seed: int) -> Callable[[int, int], np.ndarray]:
     """``draw(size, round) -> (size, d)`` unit samples; later calls continue the sequence."""
+    if d == 0:  # nothing left to vary (a stratified design over its only factor)
+        return lambda size, _round: np.empty((size, 0))
     if method == "random":
         rng = np.random.default_rng(seed)
         return lambda size, _round: rng.random((size, d))

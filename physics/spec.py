@@ -3,9 +3,10 @@
 A spec names the FMU, the inputs a run can set (work-order parameters, environment,
 asset state) with their units and ranges, how a work order becomes a stop time,
 the DOE, the KPIs (reductions of output trajectories), which KPIs are quality
-characteristics or maintenance quantities, and the acceptance thresholds of a
-surrogate. ``load_spec`` checks the structure; ``TwinSpec.check_against`` checks
-it against an FMU's variable catalogue.
+characteristics or maintenance quantities, the process limits (``feasibility``) a
+run must keep, and the acceptance thresholds of a surrogate. ``load_spec`` checks
+the structure; ``TwinSpec.check_against`` checks it against an FMU's variable
+catalogue.
 
 Expressions (``stop_time``, ``derived``, ``constraints``) see these names:
 
@@ -58,6 +59,7 @@ __all__ = [
     "ConstraintSpec",
     "DoeSpec",
     "FactorSpec",
+    "FeasibilitySpec",
     "FmuSpec",
     "InputSpec",
     "KpiSpec",
@@ -188,8 +190,12 @@ class FactorSpec(_Section):
 
 
 class DoeSpec(_Section):
+    """What the DOE varies and fixes; ``stratify`` names a categorical or boolean factor
+    whose choices each get an equal share of a sampled design (see ``physics.doe``)."""
+
     factors: dict[str, FactorSpec] = {}
     fixed: dict[str, Any] = {}
+    stratify: str | None = None
 
 
 class KpiSpec(_Section):
@@ -220,6 +226,15 @@ class MaintenanceSpec(_Section):
     limit: float
     unit: str
     action: str
+    description: str = ""
+
+
+class FeasibilitySpec(_Section):
+    """A process limit on a KPI of any role: a run outside [min, max] is not feasible."""
+
+    unit: str
+    min: float | None = None
+    max: float | None = None
     description: str = ""
 
 
@@ -254,6 +269,7 @@ class TwinSpec(_Section):
     kpis: dict[str, KpiSpec]
     quality: dict[str, QualitySpec] = {}
     maintenance: dict[str, MaintenanceSpec] = {}
+    feasibility: dict[str, FeasibilitySpec] = {}
     acceptance: dict[str, AcceptanceSpec] = {}
 
     _source_dir: Path | None = PrivateAttr(default=None)

@@ -44,6 +44,12 @@ UNITS: dict[str, dict[str, float]] = {
     "J/K": {"kg": 1, "m": 2, "s": -2, "K": -1},
     "W/K": {"kg": 1, "m": 2, "s": -3, "K": -1},
     "W/rpm": {"kg": 1, "m": 2, "s": -2, "rad": -1, "factor": 60 / (2 * math.pi)},
+    "Hz": {"s": -1},
+    "N/um": {"kg": 1, "s": -2, "factor": 1e6},
+    "N/K": {"kg": 1, "m": 1, "s": -2, "K": -1},
+    "kg/m3": {"kg": 1, "m": -3},
+    "EUR": {},
+    "EUR/mm": {"m": -1, "factor": 1e3},
 }
 
 _TYPES = {

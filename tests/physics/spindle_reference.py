@@ -1,6 +1,7 @@
-"""The spindle's physics written again in numpy, from the model table.
+"""The spindle's physics written again in numpy/scipy, from the model table.
 
-Each function is the closed form the C model must reproduce; the tests
+Each function is the closed form (or an independent numerical solution: scipy
+quadrature, root finding, eigenvalues) that the C model must reproduce; the tests
 compare the FMU against these.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from scipy import integrate, optimize
 
 from physics.variables import catalogue_from_model_table
 
@@ -23,11 +25,13 @@ MATERIAL_DATA = TABLE["tables"]["material_data"]["rows"]
 
 
 def params(**overrides: Any) -> dict[str, Any]:
-    """Every parameter at its start value, with overrides (material by name)."""
+    """Every parameter at its start value, with overrides (material and surface by name)."""
     p = {n: v.start for n, v in CATALOGUE.items() if v.causality in ("parameter", "input")}
     p.update(overrides)
     if isinstance(p["material"], str):
         p["material"] = MATERIALS.index(p["material"]) + 1
+    if isinstance(p["finished_surface"], str):
+        p["finished_surface"] = {"wall": 1, "floor": 2}[p["finished_surface"]]
     return p
 
 
@@ -53,6 +57,7 @@ def geometry(p: dict[str, Any]) -> dict[str, float]:
     return {
         "phi": phi,
         "hm": 2 * fz * ae / (d * phi),
+        "hex": fz * math.sin(phi) if phi < math.pi / 2 else fz,
         "vc": math.pi * d * n / 1000,
         "vf": vf,
         "cut_time": cut,
@@ -60,102 +65,167 @@ def geometry(p: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# ---- forces ---------------------------------------------------------------------------
+
+
+def kc(p: dict[str, Any], vb: float = 0.0) -> float:
+    m = material(p)
+    return m["kc11"] * geometry(p)["hm"] ** -m["mc"] * (1 + p["wear_force_coefficient"] * vb)
+
+
 def cutting_force(p: dict[str, Any], vb: float = 0.0) -> float:
-    g, m = geometry(p), material(p)
-    kc = m["kc11"] * g["hm"] ** -m["mc"] * (1 + p["wear_force_coefficient"] * vb)
-    return kc * p["axial_depth"] * g["hm"] * p["n_teeth"] * g["phi"] / (2 * math.pi)
-
-
-def resultant(p: dict[str, Any], vb: float = 0.0) -> float:
-    return cutting_force(p, vb) * math.hypot(1.0, p["radial_force_ratio"])
-
-
-def bearing_load(p: dict[str, Any], tool_force: float) -> float:
-    """ISO 281 equivalent dynamic load of one front bearing."""
-    lever = 1 + (p["nose_to_holder"] + p["tool_overhang"]) / p["spindle_bearing_span"]
-    fr = tool_force * lever / p["bearing_count"]
-    fa = p["bearing_preload"]
-    if fr > 0 and fa / fr <= p["bearing_e"]:
-        return fr
-    return p["bearing_X"] * fr + p["bearing_Y"] * fa
-
-
-def heat_while_cutting(p: dict[str, Any], vb: float = 0.0) -> dict[str, float]:
-    """Heat flows and powers (W) while cutting, from Palmgren, Kienzle and the drive."""
+    """Mean tangential force: Kienzle at hm times the mean number of teeth in the cut."""
     g = geometry(p)
-    n = p["spindle_speed"]
-    omega = 2 * math.pi * n / 60
-    force = cutting_force(p, vb)
-    power_cut = force * g["vc"] / 60
-    load = bearing_load(p, resultant(p, vb))
-    nu_n = p["lubricant_viscosity"] * n
-    dm = p["bearing_pitch_diameter"]
-    m0 = (
-        1e-7 * p["bearing_f0"] * nu_n ** (2 / 3) * dm**3
-        if nu_n >= 2000
-        else 160e-7 * p["bearing_f0"] * dm**3
+    return kc(p, vb) * p["axial_depth"] * g["hm"] * p["n_teeth"] * g["phi"] / (2 * math.pi)
+
+
+def tool_force(p: dict[str, Any], theta: float) -> tuple[float, float]:
+    """(Fx, Fy) on a sharp tool, tooth 0's bottom point at immersion theta (down milling).
+
+    Each flute element dz at immersion phi carries dFt = kc11 (fz sin phi)^(1-mc) dz
+    and dFr = Kr dFt; elements trail the bottom point by 2 tan(helix) z / D.
+    Integrated along the flute with scipy's adaptive quadrature.
+    """
+    m = material(p)
+    z, ap, d = int(p["n_teeth"]), p["axial_depth"], p["tool_diameter"]
+    kappa = 2 * math.tan(math.radians(p["helix_angle"])) / d
+    kr, fz = p["radial_force_ratio"], p["feed_per_tooth"]
+    entry = math.pi - geometry(p)["phi"]
+
+    def element(phi: float) -> tuple[float, float]:
+        phi = phi % (2 * math.pi)
+        if not entry <= phi <= math.pi:
+            return 0.0, 0.0
+        ft = m["kc11"] * (fz * math.sin(phi)) ** (1 - m["mc"])
+        return -ft * math.cos(phi) - kr * ft * math.sin(phi), ft * math.sin(phi) - kr * ft * math.cos(phi)
+
+    fx = fy = 0.0
+    for j in range(z):
+        bottom = theta - 2 * math.pi * j / z
+        if kappa == 0.0:
+            ex, ey = element(bottom)
+            fx, fy = fx + ex * ap, fy + ey * ap
+            continue
+        # Break the flute where it crosses an engagement edge so quad sees smooth pieces.
+        cuts = {0.0, ap}
+        for k in range(-3, 4):
+            for edge in (entry, math.pi):
+                zc = (bottom - edge - 2 * math.pi * k) / kappa
+                if 0 < zc < ap:
+                    cuts.add(zc)
+        pts = sorted(cuts)
+        for a, b in zip(pts[:-1], pts[1:], strict=True):
+            fx += integrate.quad(lambda s: element(bottom - kappa * s)[0], a, b, epsabs=1e-10)[0]
+            fy += integrate.quad(lambda s: element(bottom - kappa * s)[1], a, b, epsabs=1e-10)[0]
+    return fx, fy
+
+
+def peak_force(p: dict[str, Any]) -> float:
+    """Largest |F| of a sharp tool over a revolution: a fine scan, then a bounded search."""
+    pitch = 2 * math.pi / p["n_teeth"]
+    grid = np.linspace(0, pitch, 721)
+    mags = [math.hypot(*tool_force(p, t)) for t in grid]
+    i = int(np.argmax(mags))
+    res = optimize.minimize_scalar(
+        lambda t: -math.hypot(*tool_force(p, t)),
+        bounds=(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]),
+        method="bounded",
+        options={"xatol": 1e-10},
     )
-    m_total = p["bearing_count"] * (m0 + p["bearing_f1"] * load * dm)  # N mm
-    q_bearing = m_total * 1e-3 * omega
-    p_shaft = power_cut + q_bearing
-    p_el = p_shaft / p["motor_efficiency"] + p["motor_speed_loss"] * n
-    return {
-        "force": force,
-        "power_cut": power_cut,
-        "load": load,
-        "q_bearing": q_bearing,
-        "q_motor": p_el - p_shaft,
-        "q_nose": p["cutting_heat_fraction"] * power_cut,
-        "p_el": p_el,
-        "torque": force * p["tool_diameter"] / 2000 + m_total * 1e-3,
-    }
+    return max(mags[i], -res.fun)
 
 
-def thermal_system(p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dT/dt = A T + b(q): returns A, the capacities C and the conductance part of b."""
-    gmh, gbh = p["conductance_motor_housing"], p["conductance_bearing_housing"]
-    gmj, gbj = p["conductance_motor_jacket"], p["conductance_bearing_jacket"]
-    gbf = p["conductance_bearing_flood"] if p["coolant_on"] else 0.0
-    gba, gha = p["conductance_bearing_ambient"], p["conductance_housing_ambient"]
-    tc, ta = p["coolant_temperature"], p["ambient_temperature"]
-    # Conductance matrix G (W/K) and source vector for G T = q + s.
-    g = np.array(
-        [
-            [gmh + gmj, 0.0, -gmh],
-            [0.0, gbh + gbj + gbf + gba, -gbh],
-            [-gmh, -gbh, gmh + gbh + gha],
-        ]
-    )
-    s = np.array([gmj * tc, (gbj + gbf) * tc + gba * ta, gha * ta])
-    c = np.array([p["motor_heat_capacity"], p["bearing_heat_capacity"], p["housing_heat_capacity"]])
-    return g, c, s
+def tool_ei(p: dict[str, Any]) -> float:
+    d = p["tool_core_ratio"] * p["tool_diameter"]
+    return p["tool_modulus"] * math.pi * d**4 / 64
 
 
-def steady_temperatures(p: dict[str, Any], q: np.ndarray) -> np.ndarray:
-    """Solve G T = q + s: the steady state of the thermal network for heat inputs q."""
-    g, _, s = thermal_system(p)
-    return np.linalg.solve(g, q + s)
+def tip_compliance(p: dict[str, Any], a: float) -> float:
+    """mm/N at the tip for a load a mm from the clamp, cantilever plus spindle spring."""
+    length = p["tool_overhang"]
+    return a**2 * (3 * length - a) / (6 * tool_ei(p)) + 1 / (1e3 * p["spindle_stiffness"])
 
 
-def wear_rate(p: dict[str, Any]) -> float:
-    """Usui-type flank wear rate while cutting, mm/s."""
+def load_arm(p: dict[str, Any]) -> float:
+    return p["tool_overhang"] - p["axial_depth"] / 2
+
+
+def root_stress(p: dict[str, Any], force: float) -> float:
+    d = p["tool_core_ratio"] * p["tool_diameter"]
+    return force * load_arm(p) / (math.pi * d**3 / 32)
+
+
+# ---- chatter stability ----------------------------------------------------------------
+
+
+def stability_limit(p: dict[str, Any]) -> float:
+    """Zeroth-order milling stability: a_crit = 2 pi / (z Kt max Re(mu G)), mu of [alpha]."""
+    kr, zeta = p["radial_force_ratio"], p["tool_damping_ratio"]
+    st, ex = math.pi - geometry(p)["phi"], math.pi
+
+    def terms(q: float) -> np.ndarray:
+        return 0.5 * np.array(
+            [
+                [math.cos(2 * q) - 2 * kr * q + kr * math.sin(2 * q),
+                 -math.sin(2 * q) - 2 * q + kr * math.cos(2 * q)],
+                [-math.sin(2 * q) + 2 * q + kr * math.cos(2 * q),
+                 -math.cos(2 * q) - 2 * kr * q - kr * math.sin(2 * q)],
+            ]
+        )
+
+    mus = np.linalg.eigvals(terms(ex) - terms(st))
+    k_tip = 1 / tip_compliance(p, p["tool_overhang"])  # N/mm
+    best = 0.0
+    for mu in mus:
+        def neg(r: float, mu: complex = mu) -> float:
+            g = 1 / (k_tip * (1 - r * r + 2j * zeta * r))
+            return -float((mu * g).real)
+
+        r = np.geomspace(0.1, 10, 20001)
+        vals = -np.array([neg(x) for x in r])
+        i = int(np.argmax(vals))
+        res = optimize.minimize_scalar(neg, bounds=(r[max(i - 1, 0)], r[i + 1]), method="bounded",
+                                       options={"xatol": 1e-12})
+        best = max(best, vals[i], -res.fun)
+    return 2 * math.pi / (p["n_teeth"] * kc(p) * best)
+
+
+# ---- tool wear and life -----------------------------------------------------------------
+
+
+def wear_curve(p: dict[str, Any]) -> dict[str, float]:
+    a, s1, s2 = p["wear_breakin"], p["wear_breakin_life"], p["wear_acceleration_life"]
+    c = p["wear_acceleration_at_limit"] / math.expm1(1 / s2)
+    b = p["vb_limit"] - a * (1 - math.exp(-1 / s1)) - p["wear_acceleration_at_limit"]
+    return {"a": a, "s1": s1, "b": b, "c": c, "s2": s2}
+
+
+def vb_of_clock(p: dict[str, Any], s: Any) -> Any:
+    """Three-stage flank wear over the wear clock s (share of the tool life used)."""
+    w = wear_curve(p)
+    s = np.asarray(s, dtype=float)
+    return w["a"] * (1 - np.exp(-s / w["s1"])) + w["b"] * s + w["c"] * np.expm1(s / w["s2"])
+
+
+def clock_of_vb(p: dict[str, Any], vb: float) -> float:
+    if vb <= 0:
+        return 0.0
+    return float(optimize.brentq(lambda s: float(vb_of_clock(p, s)) - vb, 0.0, 50.0, xtol=1e-15))
+
+
+def tool_life(p: dict[str, Any]) -> float:
+    """Minutes of cutting to vb_limit: extended Taylor in engaged time."""
     g, m = geometry(p), material(p)
-    t_env = p["coolant_temperature"] if p["coolant_on"] else p["ambient_temperature"]
-    rise = (
-        m["dT_ref"]
-        * (g["vc"] / m["vc_ref"]) ** p["temperature_speed_exponent"]
-        * (p["feed_per_tooth"] / m["fz_ref"]) ** p["temperature_feed_exponent"]
-        * ((1 - p["coolant_temperature_reduction"]) if p["coolant_on"] else 1.0)
+    eps = g["phi"] / (2 * math.pi)
+    eps_ref = math.acos(1 - 2 * p["life_reference_engagement"]) / (2 * math.pi)
+    hex_ref = m["hex_ref_ratio"] * p["tool_diameter"]
+    life = (
+        m["life_ref"]
+        * (eps_ref / eps)
+        * (m["vc_ref"] / g["vc"]) ** (1 / m["taylor_n"])
+        * (hex_ref / g["hex"]) ** (p["taylor_feed_exponent"] / m["taylor_n"])
     )
-    theta = t_env + rise + 273.15
-    theta_ref = 20 + m["dT_ref"] + 273.15
-    return (
-        p["vb_limit"]
-        / (60 * m["life_ref"])
-        * g["vc"]
-        / m["vc_ref"]
-        * math.exp(p["wear_activation"] * (1 / theta_ref - 1 / theta))
-    )
+    return life * (m["coolant_factor"] if p["coolant_on"] else 1.0)
 
 
 def cutting_time(p: dict[str, Any], t: np.ndarray) -> np.ndarray:
@@ -165,13 +235,140 @@ def cutting_time(p: dict[str, Any], t: np.ndarray) -> np.ndarray:
     return full * g["cut_time"] + np.minimum(pos, g["cut_time"])
 
 
-def bending_stress(p: dict[str, Any], vb: float = 0.0) -> float:
-    """Bending stress at the tool's root (N/mm2): F L / (pi d^3 / 32), d the core diameter."""
-    d = p["tool_core_ratio"] * p["tool_diameter"]
-    return resultant(p, vb) * p["tool_overhang"] / (math.pi * d**3 / 32)
+def time_of_cutting(p: dict[str, Any], tc: float) -> float:
+    """Inverse of cutting_time: when the tool has cut for tc seconds."""
+    g = geometry(p)
+    parts, rest = divmod(tc, g["cut_time"])
+    return parts * g["cycle_time"] + rest
 
 
-def overload_wear(p: dict[str, Any]) -> float:
-    """Flank wear at which the bending stress reaches the tool's strength."""
-    sharp = bending_stress(p)
-    return (p["tool_bending_strength"] / sharp - 1) / p["wear_force_coefficient"]
+# ---- bearings, drive and heat -------------------------------------------------------------
+
+
+def thermal_preload_coefficient(p: dict[str, Any]) -> float:
+    """N/K: axial stiffness times the rings' interference alpha (dm/2) cot(contact angle)."""
+    return (
+        1e3 * p["bearing_axial_stiffness"] * p["expansion_coefficient"]
+        * p["bearing_pitch_diameter"] / 2 / math.tan(math.radians(p["bearing_contact_angle"]))
+    )
+
+
+def axial_load(p: dict[str, Any], t_shaft: float, t_bearing: float) -> float:
+    return max(0.0, p["bearing_preload"] + thermal_preload_coefficient(p) * (t_shaft - t_bearing))
+
+
+def bearing_radial(p: dict[str, Any], tool_force: float) -> float:
+    lever = 1 + (p["nose_to_holder"] + p["tool_overhang"]) / p["spindle_bearing_span"]
+    return tool_force * lever / p["bearing_count"]
+
+
+def equivalent_load(p: dict[str, Any], fr: float, fa: float) -> float:
+    """ISO 281 equivalent dynamic load of one bearing."""
+    if fr > 0 and fa / fr <= p["bearing_e"]:
+        return fr
+    return p["bearing_X"] * fr + p["bearing_Y"] * fa
+
+
+def palmgren_m0(p: dict[str, Any], n: float) -> float:
+    nu_n = p["lubricant_viscosity"] * n
+    dm3 = p["bearing_pitch_diameter"] ** 3
+    if n <= 0:
+        return 0.0
+    return 1e-7 * p["bearing_f0"] * nu_n ** (2 / 3) * dm3 if nu_n >= 2000 else 160e-7 * p["bearing_f0"] * dm3
+
+
+def heat(p: dict[str, Any], temps: np.ndarray, *, cutting: bool, n: float | None = None,
+         vb: float = 0.0) -> dict[str, float]:
+    """Heat flows and powers (W) at temperatures (stator, shaft, bearing, housing)."""
+    n = p["spindle_speed"] if n is None else n
+    force = cutting_force(p, vb) if cutting else 0.0
+    power_cut = force * geometry(p)["vc"] / 60
+    fr = bearing_radial(p, force * math.hypot(1, p["radial_force_ratio"]))
+    fa = axial_load(p, temps[1], temps[2])
+    p1 = max(0.9 * fa / math.tan(math.radians(p["bearing_contact_angle"])) - 0.1 * fr, fr)
+    m_total = p["bearing_count"] * (palmgren_m0(p, n) + p["bearing_f1"] * p1 * p["bearing_pitch_diameter"])
+    q_bearing = m_total * 1e-3 * 2 * math.pi * n / 60
+    p_shaft = power_cut + q_bearing
+    p_el = p_shaft / p["motor_efficiency"] + p["motor_speed_loss"] * n if n > 0 else 0.0
+    q_motor = p_el - p_shaft if n > 0 else 0.0
+    return {
+        "force": force,
+        "power_cut": power_cut,
+        "fr": fr,
+        "fa": fa,
+        "load": equivalent_load(p, fr, fa),
+        "q_bearing": q_bearing,
+        "q_motor": q_motor,
+        "p_shaft": p_shaft,
+        "p_el": p_el,
+        "torque": force * p["tool_diameter"] / 2000 + m_total * 1e-3 if n > 0 else 0.0,
+    }
+
+
+def node_heat(p: dict[str, Any], h: dict[str, float]) -> np.ndarray:
+    rotor, inner = p["rotor_loss_share"], p["bearing_inner_heat_share"]
+    return np.array(
+        [
+            (1 - rotor) * h["q_motor"],
+            rotor * h["q_motor"] + inner * h["q_bearing"] + p["cutting_heat_fraction"] * h["power_cut"],
+            (1 - inner) * h["q_bearing"],
+            0.0,
+        ]
+    )
+
+
+def thermal_system(p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """G T = q + s: conductance matrix G, capacities C and sources s (coolant, air)."""
+    gmj, gmh, gms = (p[f"conductance_motor_{k}"] for k in ("jacket", "housing", "shaft"))
+    gsb, gsa = p["conductance_shaft_bearing"], p["conductance_shaft_ambient"]
+    gbj, gba, gbh = (p[f"conductance_bearing_{k}"] for k in ("jacket", "ambient", "housing"))
+    gbf = p["conductance_bearing_flood"] if p["coolant_on"] else 0.0
+    gha = p["conductance_housing_ambient"]
+    tc, ta = p["coolant_temperature"], p["ambient_temperature"]
+    g = np.array(
+        [
+            [gmj + gmh + gms, -gms, 0, -gmh],
+            [-gms, gms + gsb + gsa, -gsb, 0],
+            [0, -gsb, gsb + gbj + gbf + gba + gbh, -gbh],
+            [-gmh, 0, -gbh, gmh + gbh + gha],
+        ],
+        dtype=float,
+    )
+    s = np.array([gmj * tc, gsa * ta, (gbj + gbf) * tc + gba * ta, gha * ta])
+    c = np.array([p[f"{k}_heat_capacity"] for k in ("motor", "shaft", "bearing", "housing")])
+    return g, c, s
+
+
+def steady_temperatures(p: dict[str, Any], *, cutting: bool, n: float | None = None,
+                        vb: float = 0.0) -> np.ndarray:
+    """Solve G T = q(T) + s by Newton's method (q depends on T via the preload).
+
+    q is affine in T wherever the preload stays positive and the friction load is
+    the axial branch, so the finite-difference Jacobian is exact there.
+    """
+    g, _, s = thermal_system(p)
+
+    def residual(t: np.ndarray) -> np.ndarray:
+        return g @ t - node_heat(p, heat(p, t, cutting=cutting, n=n, vb=vb)) - s
+
+    x = np.full(4, 30.0)
+    for _ in range(20):
+        r = residual(x)
+        jac = np.column_stack([(residual(x + np.eye(4)[i]) - r) for i in range(4)])
+        x = x - np.linalg.solve(jac, r)
+        if np.max(np.abs(residual(x))) < 1e-10:
+            break
+    assert np.max(np.abs(residual(x))) < 1e-10, residual(x)
+    return x
+
+
+def surface_rt(p: dict[str, Any]) -> float:
+    """Feed-mark height (mm) of the finished surface, with runout."""
+    r = p["tool_diameter"] / 2 if p["finished_surface"] == 1 else p["corner_radius"]
+    fz, z, e = p["feed_per_tooth"], p["n_teeth"], 1e-3 * p["tool_runout"]
+    return min(fz**2 / (8 * r) + e, (z * fz) ** 2 / (8 * r))
+
+
+def roughness(p: dict[str, Any], vb: float) -> float:
+    ra_marks = 4 / (9 * math.sqrt(3)) * 1e3 * surface_rt(p)
+    return math.hypot(ra_marks, p["roughness_floor"]) * (1 + p["roughness_wear_coefficient"] * vb)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from physics.doe import METHODS, Design, DoeError, make_design
-from physics.spec import TwinSpec, load_spec
+from physics.doe import METHODS, Design, DoeError, _stratum_seed, make_design
+from physics.spec import SpecError, TwinSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPINDLE = load_spec(ROOT / "experiments" / "specs" / "spindle.yaml")
@@ -46,8 +46,12 @@ def toy_data(
     fixed: dict[str, Any] | None = None,
     constraints: Sequence[tuple[str, str]] = (),
     quantity_integer: bool = True,
+    stratify: str | None = None,
 ) -> dict[str, Any]:
     """A five-input spec whose DOE varies ``factors``; quantity is fixed at 5 unless varied."""
+    doe: dict[str, Any] = {"factors": factors, "fixed": {"quantity": 5} if fixed is None else fixed}
+    if stratify is not None:
+        doe["stratify"] = stratify
     return {
         "name": "toy",
         "version": 1,
@@ -56,7 +60,7 @@ def toy_data(
         "quantity": {"unit": "parts", "min": 1, "max": 10, "integer": quantity_integer},
         "stop_time": "quantity",
         "constraints": [{"expr": e, "message": m} for e, m in constraints],
-        "doe": {"factors": factors, "fixed": {"quantity": 5} if fixed is None else fixed},
+        "doe": doe,
         "kpis": {"y": {"variable": "y", "reduction": "final", "unit": "m", "role": "process"}},
     }
 
@@ -389,6 +393,151 @@ def test_spindle_design_is_reproducible() -> None:
     first = make_design(SPINDLE, 50, method="sobol", seed=12)
     assert first.points == make_design(SPINDLE, 50, method="sobol", seed=12).points
     assert first.points != make_design(SPINDLE, 50, method="sobol", seed=13).points
+
+
+# ---- stratified designs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_strata_are_exactly_balanced_and_every_prefix_too(method: str) -> None:
+    spec = toy(
+        {"x": {}, "z": {}, "mat": {"weights": [8, 1, 1]}},  # weights do not shape the strata
+        constraints=[("x <= 2 * z + 4 * mat_is_a", "x at most 2 z (4 more for a)")],
+        stratify="mat",
+    )
+    design = make_design(spec, 100, method=method, seed=5)
+    mats = column(design, "mat").tolist()
+    assert Counter(mats) == {"a": 34, "b": 33, "c": 33}  # n // k, the first n % k one more
+    assert mats[:6] == ["a", "b", "c", "a", "b", "c"]  # round-robin
+    for m in range(1, len(mats) + 1):
+        counts = Counter(mats[:m])
+        assert max(counts.values()) - min(counts.values()) <= 1
+        assert len(counts) == min(m, 3)
+    assert design.factors == ("x", "z", "mat")
+    assert all(p["x"] <= 2 * p["z"] + 4 * (p["mat"] == "a") for p in design.points)
+    assert design.rejected > 0 and design.candidates - design.rejected >= 100
+
+
+def test_zero_weight_choices_get_no_stratum_and_booleans_stratify_too() -> None:
+    factors = {"x": {}, "mat": {"choices": ["c", "a", "b"], "weights": [1, 0, 4]}, "flag": {}}
+    mats = column(make_design(toy(factors, stratify="mat"), 11, method="lhs"), "mat").tolist()
+    assert mats == ["c", "b"] * 5 + ["c"]
+    flags = column(make_design(toy(factors, stratify="flag"), 7, method="sobol"), "flag")
+    assert flags.tolist() == [True, False] * 3 + [True]
+
+
+def test_fewer_points_than_strata_and_a_stratum_factor_alone() -> None:
+    design = make_design(toy({"mat": {}}, stratify="mat"), 2, method="halton")
+    assert column(design, "mat").tolist() == ["a", "b"]
+    assert (design.candidates, design.rejected) == (2, 0)
+
+
+@pytest.mark.parametrize("method", ["lhs", "sobol"])
+def test_each_stratum_is_the_methods_design_with_the_choice_fixed(method: str) -> None:
+    """A stratum is exactly the design of the spec with the choice fixed, from its own seed
+    (constraints filtering that stratum alone); candidates and rejections add up."""
+    constraints = [("x <= 2 * z + 6 * mat_is_c", "x at most 2 z (6 more for c)")]
+    spec = toy({"x": {}, "z": {}, "mat": {}}, constraints=constraints, stratify="mat")
+    design = make_design(spec, 20, method=method, seed=9)
+    candidates = rejected = 0
+    for position, (choice, count) in enumerate([("a", 7), ("b", 7), ("c", 6)]):
+        alone = toy(
+            {"x": {}, "z": {}}, fixed={"quantity": 5, "mat": choice}, constraints=constraints
+        )
+        own = make_design(alone, count, method=method, seed=_stratum_seed(9, position))
+        assert [p for p in design.points if p["mat"] == choice] == own.points
+        candidates, rejected = candidates + own.candidates, rejected + own.rejected
+    assert (design.candidates, design.rejected) == (candidates, rejected)
+    assert _stratum_seed(9, 0) != _stratum_seed(9, 1) != _stratum_seed(10, 1)
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_stratified_design_is_reproducible(method: str) -> None:
+    spec = toy({"x": {}, "z": {}, "mat": {}}, stratify="mat")
+    first = make_design(spec, 30, method=method, seed=3)
+    assert first == make_design(spec, 30, method=method, seed=3)
+    assert first.points != make_design(spec, 30, method=method, seed=4).points
+    xs = {m: [p["x"] for p in first.points if p["mat"] == m] for m in "abc"}
+    assert xs["a"] != xs["b"] != xs["c"]  # each stratum has a seed of its own
+
+
+def test_grid_ignores_stratify() -> None:
+    factors = {"x": {}, "mat": {"choices": ["a", "c"]}}
+    plain = make_design(toy(factors), 1, method="grid")
+    assert make_design(toy(factors, stratify="mat"), 1, method="grid") == plain
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_a_stratum_short_of_valid_points_is_named(method: str) -> None:
+    spec = toy(
+        {"x": {}, "mat": {}},
+        constraints=[("x >= 20 * mat_is_b", "b needs x >= 20")],
+        stratify="mat",
+    )
+    with pytest.raises(DoeError) as err:
+        make_design(spec, 10, method=method)
+    assert err.value.field == "constraints"
+    assert str(err.value) == (
+        "constraints: mat=b: only 0 of 150 candidates meet every constraint, 3 needed; most "
+        "rejected by 'b needs x >= 20' (150 candidates); widen the factor ranges or relax "
+        "the constraints"
+    )
+
+
+def test_a_boolean_stratum_is_named_true_or_false() -> None:
+    spec = toy({"x": {}, "flag": {}}, constraints=[("x >= 20 * flag", "x")], stratify="flag")
+    with pytest.raises(DoeError) as err:
+        make_design(spec, 4, method="random")
+    assert str(err.value).startswith("constraints: flag=true: only 0 of 100 candidates")
+
+
+@pytest.mark.parametrize(
+    ("factors", "stratify", "message"),
+    [
+        (
+            {"x": {}, "mat": {}, "flag": {}},
+            "x",
+            "doe.stratify: 'x' is a real factor; stratify needs a categorical or boolean "
+            "factor (allowed: mat, flag)",
+        ),
+        (
+            {"z": {}, "flag": {}},
+            "z",
+            "doe.stratify: 'z' is an integer factor; stratify needs a categorical or boolean "
+            "factor (allowed: flag)",
+        ),
+        (
+            {"x": {}, "mat": {}},
+            "mta",
+            "doe.stratify: 'mta' is not a DOE factor (did you mean 'mat'?)",
+        ),
+        (
+            {"x": {}, "flag": {}},
+            "mat",
+            "doe.stratify: 'mat' is not a DOE factor (allowed: flag)",
+        ),
+        (
+            {"x": {}},
+            "quantity",
+            "doe.stratify: 'quantity' is not a DOE factor (the DOE varies no categorical or "
+            "boolean input)",
+        ),
+        ({"x": {}}, 5, "doe.stratify: expected text, got 5"),
+    ],
+)
+def test_stratify_must_name_a_categorical_or_boolean_factor(
+    factors: dict[str, Any], stratify: Any, message: str
+) -> None:
+    with pytest.raises(SpecError) as err:
+        toy(factors, stratify=stratify)
+    assert err.value.problems == [message]
+
+
+def test_stratify_is_part_of_the_spec_hash() -> None:
+    factors = {"x": {}, "mat": {}, "flag": {}}
+    plain, by_mat = toy(factors), toy(factors, stratify="mat")
+    assert len({plain.spec_hash, by_mat.spec_hash, toy(factors, stratify="flag").spec_hash}) == 3
+    assert by_mat.doe is not None and by_mat.doe.stratify == "mat"
 
 
 # ---- refusals --------------------------------------------------------------------------

@@ -379,6 +379,85 @@ def test_structural_mistakes(edit: Callable[[dict[str, Any]], object], expected:
     assert problems(spindle(edit)) == expected
 
 
+# ---- feasibility ------------------------------------------------------------------------
+
+
+def with_feasibility(**entries: dict[str, Any]) -> dict[str, Any]:
+    """The spindle spec with its own ``feasibility`` section (``energy`` is a KPI in J)."""
+    return spindle(lambda d: d.update(feasibility=entries))
+
+
+def test_feasibility_limits_load_and_enter_the_hash() -> None:
+    limit = {"max": 5e6, "unit": "J", "description": "energy budget of one order"}
+    spec = TwinSpec.from_dict(with_feasibility(energy=limit))
+    f = spec.feasibility["energy"]
+    assert (f.min, f.max, f.unit, f.description) == (None, 5e6, "J", limit["description"])
+    plain = TwinSpec.from_dict(spindle())
+    assert plain.feasibility == {}
+    assert spec.spec_hash != plain.spec_hash
+    looser = TwinSpec.from_dict(with_feasibility(energy={**limit, "max": 6e6}))
+    assert looser.spec_hash not in (spec.spec_hash, plain.spec_hash)
+    both = TwinSpec.from_dict(with_feasibility(energy={"min": 1, "max": 2, "unit": "J"}))
+    assert (both.feasibility["energy"].min, both.feasibility["energy"].max) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        pytest.param(
+            {"energy": {"unit": "J"}},
+            ["feasibility.energy: give min, max or both"],
+            id="no-limit",
+        ),
+        pytest.param(
+            {"energy": {"min": 2, "max": 1, "unit": "J"}},
+            ["feasibility.energy.min: 2 is not below max 1"],
+            id="min>=max",
+        ),
+        pytest.param(
+            {"energy": {"min": 1.5, "max": 1.5, "unit": "J"}},
+            ["feasibility.energy.min: 1.5 is not below max 1.5"],
+            id="min==max",
+        ),
+        pytest.param(
+            {"energy": {"max": 1, "unit": "kJ"}},
+            ["feasibility.energy.unit: 'kJ' differs from the KPI's unit 'J'"],
+            id="unit",
+        ),
+        pytest.param(
+            {"enrgy": {"max": 1, "unit": "J"}},
+            ["feasibility.enrgy: not a KPI (did you mean 'energy'?)"],
+            id="unknown-kpi",
+        ),
+        pytest.param(
+            {"energy": {"max": 1}},
+            ["feasibility.energy.unit: missing"],
+            id="unit-missing",
+        ),
+        pytest.param(
+            {"energy": {"max": "high", "unit": "J"}},
+            ["feasibility.energy.max: 'high' is not a number"],
+            id="not-a-number",
+        ),
+        pytest.param(
+            {"energy": {"maximum": 1, "unit": "J"}},
+            ["feasibility.energy.maximum: unknown key (did you mean 'max'?)"],
+            id="typo-key",
+        ),
+        pytest.param(
+            {"energy": {"min": 3, "max": 1, "unit": "Wh"}},
+            [
+                "feasibility.energy.min: 3 is not below max 1",
+                "feasibility.energy.unit: 'Wh' differs from the KPI's unit 'J'",
+            ],
+            id="every-problem",
+        ),
+    ],
+)
+def test_feasibility_mistakes(entries: dict[str, Any], expected: list[str]) -> None:
+    assert problems(with_feasibility(**entries)) == expected
+
+
 def test_every_problem_is_reported_at_once() -> None:
     def edit(d: dict[str, Any]) -> None:
         d["inputs"]["spindle_speed"].pop("unit")

@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = load_spec(ROOT / "experiments" / "specs" / "spindle.yaml")
 CATALOGUE = catalogue_from_model_table(ROOT / "physics" / "models" / "spindle" / "model.yaml")
 INPUT_IDS = (
-    "material, spindle_speed, feed_per_tooth, axial_depth, radial_width, tool_diameter, "
-    "n_teeth, corner_radius, tool_overhang, path_length, load_time, coolant_on, "
-    "coolant_temperature, ambient_temperature, tool_wear, bearing_damage, motor_temperature, "
-    "bearing_temperature, housing_temperature"
+    "material, finished_surface, spindle_speed, feed_per_tooth, axial_depth, radial_width, "
+    "tool_diameter, n_teeth, corner_radius, helix_angle, tool_overhang, path_length, "
+    "load_time, coolant_on, coolant_temperature, replace_worn_tool, tool_measure_interval, "
+    "ambient_temperature, tool_wear, bearing_damage, warmup"
 )
 ORDER: dict[str, Any] = {
     "material": "steel_c45",
-    "spindle_speed": 8000,
+    "spindle_speed": 5000,  # vc = pi * 12 mm * 5000 rpm = 188.5 m/min
     "feed_per_tooth": 0.1,
     "axial_depth": 3.0,
     "radial_width": 6.0,
@@ -50,34 +50,40 @@ def order_problems(values: dict[str, Any], quantity: Any = 10) -> list[str]:
 
 def test_good_order_becomes_start_values_and_stop_time() -> None:
     case = SPEC.case_from_order(order(ambient_temperature=24.5, tool_wear=0.12), 25, CATALOGUE)
-    # 25 parts of 60 * 1500 mm / (0.1 mm * 3 * 8000 rpm) = 37.5 s cutting + 60 s loading.
-    assert case.stop_time == 25 * (60 * 1500 / (0.1 * 3 * 8000) + 60) == 2437.5
+    # 25 parts of 60 * 1500 mm / (0.1 mm * 3 * 5000 rpm) = 60 s cutting + 60 s loading.
+    assert case.stop_time == 25 * (60 * 1500 / (0.1 * 3 * 5000) + 60) == 3000.0
     assert case.quantity == 25 and isinstance(case.quantity, int)
     assert case.start_values == {
         "material": 2,  # steel_c45 is the second item of the Material enumeration
-        "spindle_speed": 8000.0,
+        "finished_surface": 1,  # wall, the default, is the first item of Surface
+        "spindle_speed": 5000.0,
         "feed_per_tooth": 0.1,
         "axial_depth": 3.0,
         "radial_width": 6.0,
         "tool_diameter": 12.0,
         "n_teeth": 3,
         "corner_radius": 0.8,
+        "helix_angle": 30.0,
         "tool_overhang": 40.0,
         "path_length": 1500.0,
         "load_time": 60.0,
         "coolant_on": True,
         "coolant_temperature": 20.0,
+        "replace_worn_tool": True,
+        "tool_measure_interval": 0,
         "ambient_temperature": 24.5,
         "tool_wear_start": 0.12,
         "bearing_damage_start": 0.0,
-        "motor_temperature_start": 20.0,
-        "bearing_temperature_start": 20.0,
-        "housing_temperature_start": 20.0,
+        "warmup_fraction": 0.0,
     }
     assert type(case.start_values["n_teeth"]) is int
     assert type(case.start_values["material"]) is int
+    assert type(case.start_values["finished_surface"]) is int
+    assert type(case.start_values["tool_measure_interval"]) is int
+    assert case.start_values["replace_worn_tool"] is True
     assert case.inputs == {"ambient_temperature": 24.5}  # the FMU's only input variable
     assert case.values["material"] == "steel_c45"
+    assert case.values["finished_surface"] == "wall"
     assert case.values["tool_wear"] == 0.12
     assert case.values["load_time"] == 60.0  # default filled in
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -92,20 +98,20 @@ def test_text_values_from_a_command_line() -> None:
     typed = SPEC.case_from_order({**ORDER, "coolant_on": False, "load_time": 30}, 4, CATALOGUE)
     assert case == typed
     assert case.start_values["coolant_on"] is False
-    assert case.stop_time == 4 * (37.5 + 30)
+    assert case.stop_time == 4 * (60 + 30)
 
 
 def test_none_counts_as_not_given() -> None:
     case = SPEC.case_from_order(order(load_time=None), 1, CATALOGUE)
     assert case.values["load_time"] == 60.0
     assert order_problems(order(spindle_speed=None)) == [
-        "spindle_speed: missing (required, allowed range [1000, 24000] rpm)"
+        "spindle_speed: missing (required, allowed range [500, 24000] rpm)"
     ]
 
 
 def test_resolve_order_needs_no_fmu() -> None:
     resolved = SPEC.resolve_order(ORDER, 10)
-    assert resolved.stop_time == 975.0
+    assert resolved.stop_time == 1200.0
     assert resolved.quantity == 10
     assert resolved.values["coolant_on"] is True
 
@@ -114,12 +120,12 @@ def test_resolve_order_needs_no_fmu() -> None:
     ("values", "quantity", "expected"),
     [
         pytest.param(
-            order(spindle_speed=..., spindle_sped=8000),
+            order(spindle_speed=..., spindle_sped=5000),
             10,
             [
                 f"spindle_sped: unknown input (did you mean 'spindle_speed'?); valid inputs are "
                 f"{INPUT_IDS}",
-                "spindle_speed: missing (required, allowed range [1000, 24000] rpm)",
+                "spindle_speed: missing (required, allowed range [500, 24000] rpm)",
             ],
             id="unknown-id",
         ),
@@ -136,7 +142,7 @@ def test_resolve_order_needs_no_fmu() -> None:
         pytest.param(
             order(spindle_speed=30000),
             10,
-            ["spindle_speed: 30000 is outside the allowed range [1000, 24000] rpm"],
+            ["spindle_speed: 30000 is outside the allowed range [500, 24000] rpm"],
             id="out-of-range",
         ),
         pytest.param(
@@ -205,23 +211,85 @@ def test_resolve_order_needs_no_fmu() -> None:
             id="constraint",
         ),
         pytest.param(
-            order(material="ti6al4v"),
+            order(material="ti6al4v", feed_per_tooth=0.06),
             10,
             [
-                # pi * 12 mm * 8000 rpm = 301.6 m/min, far above carbide's 110 m/min in Ti-6Al-4V
+                # 188.5 m/min, far above carbide's 90 m/min in Ti-6Al-4V
                 "constraint: cutting speed is above the carbide window for this material "
                 "(cutting_speed <= cutting_speed_max)"
             ],
             id="cutting-speed-window",
         ),
         pytest.param(
-            order(spindle_speed=1000, tool_diameter=6.0, radial_width=6.0, tool_overhang=25.0),
+            order(material="aluminium_6061"),
             10,
             [
+                # 188.5 m/min, below carbide's 250 m/min in aluminium
                 "constraint: cutting speed is below the carbide window for this material "
                 "(cutting_speed >= cutting_speed_min)"
             ],
             id="cutting-speed-too-low",
+        ),
+        pytest.param(
+            order(material="ti6al4v"),
+            10,
+            [
+                # fz 0.1 mm at ae = D/2 is also a 0.1 mm chip, above 1.5 * 0.0045 * 12 mm
+                "constraint: cutting speed is above the carbide window for this material "
+                "(cutting_speed <= cutting_speed_max)",
+                "constraint: the chip is thicker than 1.5 times the supplier's recommendation "
+                "(chip_max <= 1.5 * chip_recommended)",
+            ],
+            id="every-constraint-at-once",
+        ),
+        pytest.param(
+            order(feed_per_tooth=0.03),
+            10,
+            [
+                # 0.03 mm, below half of 0.0067 * 12 mm = 0.0804 mm in C45
+                "constraint: the chip is thinner than half the supplier's recommendation "
+                "(the edge rubs) (chip_max >= 0.5 * chip_recommended)"
+            ],
+            id="chip-too-thin",
+        ),
+        pytest.param(
+            order(radial_width=1.0, feed_per_tooth=0.05),
+            10,
+            [
+                # chip thinning: 0.05 mm * 2 sqrt(1/12 * 11/12) = 0.0276 mm at ae = 1 mm
+                "constraint: the chip is thinner than half the supplier's recommendation "
+                "(the edge rubs) (chip_max >= 0.5 * chip_recommended)"
+            ],
+            id="chip-thinning",
+        ),
+        pytest.param(
+            order(feed_per_tooth=0.15),
+            10,
+            [
+                "constraint: the chip is thicker than 1.5 times the supplier's recommendation "
+                "(chip_max <= 1.5 * chip_recommended)"
+            ],
+            id="chip-too-thick",
+        ),
+        pytest.param(
+            order(axial_depth=13.0),
+            10,
+            [
+                # 13 mm * 6 mm = 78 mm2, above 0.5 * (12 mm)^2 = 72 mm2 in C45
+                "constraint: the chip cross-section ap * ae exceeds the supplier limit for this "
+                "tool and material (axial_depth * radial_width <= section_limit * "
+                "tool_diameter ** 2)"
+            ],
+            id="chip-section",
+        ),
+        pytest.param(
+            order(tool_overhang=61.0),
+            10,
+            [
+                "constraint: the tool sticks out more than 5 diameters "
+                "(tool_overhang <= 5 * tool_diameter)"
+            ],
+            id="overhang",
         ),
     ],
 )
@@ -236,7 +304,7 @@ def test_order_error_lists_every_problem() -> None:
         "invalid work order:\n"
         "  material: 'brass' is not one of aluminium_6061, steel_c45, stainless_316l, ti6al4v, "
         "cast_iron_gjl250\n"
-        "  spindle_speed: 30000 is outside the allowed range [1000, 24000] rpm\n"
+        "  spindle_speed: 30000 is outside the allowed range [500, 24000] rpm\n"
         "  quantity: 0 is outside the allowed range [1, 500] parts"
     )
 
@@ -281,8 +349,8 @@ def test_integer_choices_map_to_their_values() -> None:
     spec.check_against(CATALOGUE)
     case = spec.case_from_order(order(n_teeth=...), 1, CATALOGUE)
     assert case.start_values["n_teeth"] == 4 and case.values["n_teeth"] == "four"
-    # 1500 mm at 0.1 mm * 4 teeth * 8000 rpm: 28.125 s cutting, then 60 s loading
-    assert case.stop_time == 88.125
+    # 1500 mm at 0.1 mm * 4 teeth * 5000 rpm: 45 s cutting, then 60 s loading
+    assert case.stop_time == 105.0
 
 
 def test_a_catalogue_without_the_variable_is_a_spec_problem() -> None:
@@ -305,7 +373,7 @@ def test_simulation_case_is_a_plain_record() -> None:
 def test_numpy_scalars_from_a_doe_are_numbers() -> None:
     values = {
         **ORDER,
-        "spindle_speed": np.float64(8000.0),
+        "spindle_speed": np.float64(5000.0),
         "n_teeth": np.int64(3),
         "coolant_on": np.bool_(True),
         "material": np.str_("steel_c45"),

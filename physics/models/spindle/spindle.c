@@ -1,15 +1,22 @@
 /*
- * CNC milling motor spindle with its cutting tool.
+ * CNC milling motor spindle with a solid-carbide end mill, down (climb) milling.
  *
- * States (integrated with fixed-step RK4, steps aligned with phase changes):
- *   motor, front-bearing/nose and housing temperatures (degC), tool flank wear
- *   VB (mm), front-bearing Palmgren-Miner damage (-), electrical energy (J).
+ * States (fixed-step RK4, steps aligned with phase changes and events):
+ *   four temperatures (stator, shaft, front bearing outer ring, housing; degC),
+ *   the tool's wear clock s (share of its life used; VB = F(s)), front-bearing
+ *   Palmgren-Miner damage and electrical energy.
  *
  * A work order is a sequence of parts: per part a cutting phase of
  * cut_time = 60 path_length / (fz z n) seconds, then load_time seconds with the
- * spindle stopped. Within a phase every heat source is constant except for
- * the slow rise of the cutting force with flank wear, so the fixed step only
- * has to resolve the thermal time constants; it is kept below half the fastest.
+ * spindle stopped. Within a cutting phase the wear clock runs at the constant
+ * rate 1 / tool life, so every breakage (VB, fatigue or deflection, all
+ * thresholds on VB) happens at an exactly computed time.
+ *
+ * Forces on the tool are the Kienzle law applied to each element of the helical
+ * flutes, h = fz sin(phi); their sum over the teeth in the cut, at each rotation
+ * angle, gives the peak force (breakage, bearings) and, at the angle where a flute
+ * generates the wall, the wall-normal force (surface error). Mean force, torque
+ * and power use Kienzle at the mean chip thickness (the textbook Pc = ap ae vf kc).
  *
  * The units, values and sources of every constant are in model.yaml.
  */
@@ -19,127 +26,417 @@
 #include "model.h"
 
 #define PI 3.14159265358979323846
-#define KELVIN 273.15
 /* ISO 281: life exponent for ball bearings; L10 in units of 10^6 revolutions. */
 #define BALL_LIFE_EXPONENT 3.0
 #define MILLION_REVOLUTIONS 1.0e6
+/* Mode shape constant of a clamped-free beam's first bending mode (beta1 L). */
+#define CANTILEVER_BETA1 1.875104068711961
+/* Ra of a parabolic (circular-arc) feed-mark profile over its peak-to-valley
+ * height: integral_0^1 |u^2 - 1/3| du = 4 / (9 sqrt 3). */
+#define RA_OF_RT 0.25660011963983365
+/* Rotation angles sampled per tooth pitch when looking for the peak force. */
+#define PEAK_SAMPLES 90
 
-enum { X_TM, X_TB, X_TH, X_VB, X_D, X_E, NX };
-
-/* What stays constant over one phase (cutting or load/unload). */
-typedef struct {
-    int cutting;
-    double n;            /* rpm, 0 while stopped */
-    double omega;        /* rad/s */
-    double force_sharp;  /* N, tangential force of a sharp tool (0 when not cutting) */
-    double kw;           /* 1/mm */
-    double vc;           /* m/min */
-    double bearing_m0;   /* N mm per bearing, load-independent friction torque */
-    double wear_rate;    /* mm/s, 0 when not cutting */
-    double t_ambient;    /* degC */
-    double t_coolant;    /* degC */
-    double flood;        /* 1 when flood coolant is on */
-} Phase;
+enum { X_TM, X_TS, X_TB, X_TH, X_S, X_D, X_E, NX };
+enum { NODES = 4 };
 
 static int material_row(const ModelState *s) { return (int)V(material) - 1; }
+static double deg(double x) { return x * PI / 180.0; }
 
-/* Tangential force of a sharp tool while cutting: Kienzle kc times chip area
- * times the mean number of teeth in the cut. */
-static double sharp_force(const ModelState *s) {
+/* ---- wear curve ----------------------------------------------------------------------- */
+
+/* Three-stage flank wear over the wear clock s (s = 1: VB = vb_limit):
+ *   F(s) = a (1 - exp(-s/s1)) + b s + c (exp(s/s2) - 1)
+ * break-in, steady (linear) and accelerated wear. */
+typedef struct {
+    double a, s1, b, c, s2;
+} WearCurve;
+
+static WearCurve wear_curve(const ModelState *s) {
+    WearCurve w;
+    w.a = V(wear_breakin);
+    w.s1 = V(wear_breakin_life);
+    w.s2 = V(wear_acceleration_life);
+    w.c = V(wear_acceleration_at_limit) / expm1(1.0 / w.s2);
+    w.b = V(vb_limit) - w.a * (1.0 - exp(-1.0 / w.s1)) - V(wear_acceleration_at_limit);
+    return w;
+}
+
+static double wear_vb(const WearCurve *w, double s) {
+    return w->a * (1.0 - exp(-s / w->s1)) + w->b * s + w->c * expm1(s / w->s2);
+}
+
+static double wear_slope(const WearCurve *w, double s) {
+    return w->a / w->s1 * exp(-s / w->s1) + w->b + w->c / w->s2 * exp(s / w->s2);
+}
+
+/* s at which VB = vb (F is increasing): bracket, then bisection polished by Newton. */
+static double wear_clock(const WearCurve *w, double vb) {
+    if (vb <= 0.0) return 0.0;
+    double lo = 0.0, hi = 1.0;
+    while (wear_vb(w, hi) < vb) {
+        lo = hi;
+        hi *= 2.0;
+        if (hi > 1e6) return HUGE_VAL;
+    }
+    double x = 0.5 * (lo + hi);
+    for (int i = 0; i < 200; i++) {
+        double f = wear_vb(w, x) - vb;
+        if (f == 0.0 || hi - lo < 1e-15 * fmax(1.0, hi)) break;
+        if (f > 0.0) hi = x;
+        else lo = x;
+        double nx = x - f / wear_slope(w, x);
+        x = (nx > lo && nx < hi) ? nx : 0.5 * (lo + hi);
+    }
+    return x;
+}
+
+/* ---- cutting geometry and forces ---------------------------------------------------------- */
+
+/* Engagement of down milling: the tooth enters at pi - phi_e and leaves at pi,
+ * the angle (from the feed-normal axis, clockwise) where it generates the wall. */
+static double phi_entry(const ModelState *s) { return PI - deg(V(engagement_angle)); }
+
+/* Tangential force per mm of flute of a sharp tool at immersion phi: Kienzle with
+ * the local chip thickness h = fz sin(phi). */
+static double edge_force(const ModelState *s, double phi) {
+    double h = V(feed_per_tooth) * sin(phi);
+    if (h <= 0.0) return 0.0;
+    int m = material_row(s);
+    return material_data_kc11[m] * pow(h, 1.0 - material_data_mc[m]);
+}
+
+/* 16-point Gauss-Legendre nodes and weights on [-1, 1]. */
+static const double GL_X[8] = {0.0950125098376374, 0.2816035507792589, 0.4580167776572274,
+                               0.6178762444026438, 0.7554044083550030, 0.8656312023878318,
+                               0.9445750230732326, 0.9894009349916499};
+static const double GL_W[8] = {0.1894506104550685, 0.1826034150449236, 0.1691565193950025,
+                               0.1495959888165767, 0.1246289712555339, 0.0951585116824928,
+                               0.0622535239386479, 0.0271524594117541};
+
+/* Force (Fx along the feed, Fy normal to the wall, + away from it) of the flute
+ * elements whose immersion lies in [p1, p2] (radians, same branch as phi_entry),
+ * with dz = dphi / kappa. */
+static void flute_segment(const ModelState *s, double p1, double p2, double kappa,
+                          double *fx, double *fy) {
+    double kr = V(radial_force_ratio), half = 0.5 * (p2 - p1), mid = 0.5 * (p1 + p2);
+    for (int i = 0; i < 16; i++) {
+        double phi = mid + (i < 8 ? -1.0 : 1.0) * half * GL_X[i % 8];
+        double ft = edge_force(s, phi) * GL_W[i % 8] * half / kappa;
+        *fx += -ft * cos(phi) - kr * ft * sin(phi);
+        *fy += ft * sin(phi) - kr * ft * cos(phi);
+    }
+}
+
+/* Total force on a sharp tool when the bottom point of tooth 0 is at immersion
+ * theta; the other teeth trail by multiples of the pitch, and along each flute
+ * the elements at height z trail by kappa z (kappa = 2 tan(helix) / D). */
+static void tool_force(const ModelState *s, double theta, double *fx, double *fy) {
+    int z = (int)V(n_teeth);
+    double ap = V(axial_depth), st = phi_entry(s), ex = PI;
+    double kappa = 2.0 * tan(deg(V(helix_angle))) / V(tool_diameter);
+    double kr = V(radial_force_ratio);
+    *fx = *fy = 0.0;
+    for (int j = 0; j < z; j++) {
+        double top = theta - 2.0 * PI * j / z;
+        top -= 2.0 * PI * floor((top - st) / (2.0 * PI)); /* into [st, st + 2 pi) */
+        if (kappa * ap < 1e-9) { /* straight flute: the whole ap at one angle */
+            if (top <= ex) {
+                double ft = edge_force(s, top) * ap;
+                *fx += -ft * cos(top) - kr * ft * sin(top);
+                *fy += ft * sin(top) - kr * ft * cos(top);
+            }
+            continue;
+        }
+        double bottom = top - kappa * ap;
+        /* This revolution's engagement window and, for long helical flutes, earlier ones. */
+        for (int w = 0; ex - 2.0 * PI * w > bottom; w++) {
+            double lo = fmax(bottom, st - 2.0 * PI * w), hi = fmin(top, ex - 2.0 * PI * w);
+            if (hi > lo) flute_segment(s, lo + 2.0 * PI * w, hi + 2.0 * PI * w, kappa, fx, fy);
+        }
+    }
+}
+
+static double force_magnitude(const ModelState *s, double theta) {
+    double fx, fy;
+    tool_force(s, theta, &fx, &fy);
+    return hypot(fx, fy);
+}
+
+/* Largest resultant force on a sharp tool over a revolution: sampled over one
+ * tooth pitch, then refined by golden-section search around the best sample. */
+static double peak_force_sharp(const ModelState *s) {
+    int z = (int)V(n_teeth);
+    double pitch = 2.0 * PI / z, step = pitch / PEAK_SAMPLES, best = -1.0, at = 0.0;
+    for (int i = 0; i < PEAK_SAMPLES; i++) {
+        double th = phi_entry(s) + i * step, f = force_magnitude(s, th);
+        if (f > best) {
+            best = f;
+            at = th;
+        }
+    }
+    double a = at - step, b = at + step, g = 0.5 * (sqrt(5.0) - 1.0);
+    double c = b - g * (b - a), d = a + g * (b - a);
+    double fc = force_magnitude(s, c), fd = force_magnitude(s, d);
+    for (int i = 0; i < 60; i++) {
+        if (fc > fd) {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - g * (b - a);
+            fc = force_magnitude(s, c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + g * (b - a);
+            fd = force_magnitude(s, d);
+        }
+    }
+    return fmax(best, fmax(fc, fd));
+}
+
+/* Tangential force of a sharp tool averaged over a revolution: Kienzle at the
+ * mean chip thickness times the mean number of teeth in the cut. */
+static double mean_force_sharp(const ModelState *s) {
     int m = material_row(s);
     double hm = V(chip_thickness);
-    if (hm <= 0.0 || V(axial_depth) <= 0.0) return 0.0;
+    if (hm <= 0.0) return 0.0;
     double kc = material_data_kc11[m] * pow(hm, -material_data_mc[m]);
-    double phi = V(engagement_angle) * PI / 180.0;
-    double teeth_in_cut = V(n_teeth) * phi / (2.0 * PI);
+    double teeth_in_cut = V(n_teeth) * deg(V(engagement_angle)) / (2.0 * PI);
     return kc * V(axial_depth) * hm * teeth_in_cut;
 }
 
-/* Chip-tool interface temperature (degC) of the process, cutting or not. */
-static double interface_temperature(const ModelState *s, double t_env) {
-    int m = material_row(s);
-    double rise = material_data_dT_ref[m] *
-                  pow(V(cutting_speed) / material_data_vc_ref[m], V(temperature_speed_exponent)) *
-                  pow(V(feed_per_tooth) / material_data_fz_ref[m], V(temperature_feed_exponent)) *
-                  (V(coolant_on) != 0.0 ? 1.0 - V(coolant_temperature_reduction) : 1.0);
-    return t_env + rise;
-}
-
-/* Usui-type wear law, calibrated so that at the material's reference
- * condition (dry, 20 degC) VB reaches vb_limit after life_ref minutes:
- *   dVB/dt = vb_limit / life_ref * (vc / vc_ref) * exp(lambda (1/theta_ref - 1/theta)). */
-static double wear_rate(const ModelState *s, double t_env) {
-    int m = material_row(s);
-    double theta = interface_temperature(s, t_env) + KELVIN;
-    double theta_ref = 20.0 + material_data_dT_ref[m] + KELVIN;
-    double base = V(vb_limit) / (60.0 * material_data_life_ref[m]);
-    return base * (V(cutting_speed) / material_data_vc_ref[m]) *
-           exp(V(wear_activation) * (1.0 / theta_ref - 1.0 / theta));
-}
-
-/* ISO 281 equivalent dynamic load of one front bearing (N) under a resultant
- * force at the tool, with the axial preload. */
-static double bearing_equivalent_load(const ModelState *s, double tool_force) {
-    double lever = 1.0 + (V(nose_to_holder) + V(tool_overhang)) / V(spindle_bearing_span);
-    double fr = tool_force * lever / V(bearing_count);
-    double fa = V(bearing_preload);
-    if (fr > 0.0 && fa / fr <= V(bearing_e)) return fr;
-    return V(bearing_X) * fr + V(bearing_Y) * fa;
-}
-
-static double resultant(const ModelState *s, double tangential) {
-    return tangential * sqrt(1.0 + V(radial_force_ratio) * V(radial_force_ratio));
-}
-
-/* Flank wear at which the tool snaps from bending: the resultant force, growing
- * with wear, reaches sigma W / L (W = pi d^3 / 32 of the core diameter). -inf
- * when even a sharp tool is overloaded, +inf when no wear gets there. */
-static double overload_wear(const ModelState *s) {
-    double sharp = resultant(s, sharp_force(s));
-    if (sharp <= 0.0) return HUGE_VAL;
+/* Bending of the carbide cantilever (N mm^2) and its compliance (mm/N) at the tip
+ * for a load at distance a from the clamp: a^2 (3 L - a) / (6 E I). */
+static double tool_bending_stiffness(const ModelState *s) {
     double d = V(tool_core_ratio) * V(tool_diameter);
-    double limit = V(tool_bending_strength) * PI * d * d * d / 32.0 / V(tool_overhang);
-    if (sharp >= limit) return -HUGE_VAL;
-    double kw = V(wear_force_coefficient);
-    return kw > 0.0 ? (limit / sharp - 1.0) / kw : HUGE_VAL;
+    return V(tool_modulus) * PI * pow(d, 4.0) / 64.0;
+}
+
+static double tip_compliance(const ModelState *s, double a) {
+    double l = V(tool_overhang);
+    return a * a * (3.0 * l - a) / (6.0 * tool_bending_stiffness(s)) +
+           1.0 / (1e3 * V(spindle_stiffness));
+}
+
+/* The force centroid sits half the axial depth above the tip. */
+static double load_arm(const ModelState *s) { return V(tool_overhang) - 0.5 * V(axial_depth); }
+
+/* ---- chatter stability -------------------------------------------------------------------- */
+
+/* Critical depth of cut of the zeroth-order (average directional factor) milling
+ * stability solution for a tool tip with the same single mode in X and Y:
+ *   a_crit = 2 pi / (z Kt max_omega Re(mu G(i omega)))
+ * mu the eigenvalues of the directional matrix [alpha] over the engagement,
+ * G = 1 / (k (1 - r^2 + 2 i zeta r)) (Altintas & Budak 1995; Altintas,
+ * Manufacturing Automation 2012, ch. 3). For a real mu it is Tlusty's classical
+ * b_lim = 2 pi 4 k zeta (1 + zeta) / (z Kt |mu|). */
+static void directional_terms(double p, double kr, double out[4]) {
+    out[0] = 0.5 * (cos(2.0 * p) - 2.0 * kr * p + kr * sin(2.0 * p));  /* alpha_xx */
+    out[1] = 0.5 * (-sin(2.0 * p) - 2.0 * p + kr * cos(2.0 * p));      /* alpha_xy */
+    out[2] = 0.5 * (-sin(2.0 * p) + 2.0 * p + kr * cos(2.0 * p));      /* alpha_yx */
+    out[3] = 0.5 * (-cos(2.0 * p) - 2.0 * kr * p - kr * sin(2.0 * p)); /* alpha_yy */
+}
+
+static double stability_limit(const ModelState *s, double k_tip) {
+    double st = phi_entry(s), ex = PI, kr = V(radial_force_ratio), zeta = V(tool_damping_ratio);
+    double lo[4], hi[4];
+    directional_terms(st, kr, lo);
+    directional_terms(ex, kr, hi);
+    double axx = hi[0] - lo[0], axy = hi[1] - lo[1], ayx = hi[2] - lo[2], ayy = hi[3] - lo[3];
+    double half_tr = 0.5 * (axx + ayy), disc = half_tr * half_tr - (axx * ayy - axy * ayx);
+    double mu_r[2], mu_i[2];
+    if (disc >= 0.0) {
+        mu_r[0] = half_tr + sqrt(disc);
+        mu_r[1] = half_tr - sqrt(disc);
+        mu_i[0] = mu_i[1] = 0.0;
+    } else {
+        mu_r[0] = mu_r[1] = half_tr;
+        mu_i[0] = sqrt(-disc);
+        mu_i[1] = -sqrt(-disc);
+    }
+    /* max over r of k Re(mu G) = (mu_r (1 - r^2) + 2 zeta r mu_i) / ((1 - r^2)^2 + 4 zeta^2 r^2):
+     * a log-spaced scan, then golden-section refinement around the best point. */
+    double best = 0.0;
+    for (int e = 0; e < 2; e++) {
+        double br = 1.0, bv = -HUGE_VAL;
+        const int n = 400;
+        for (int i = 0; i <= n; i++) {
+            double r = pow(10.0, -1.0 + 2.0 * i / n);
+            double u = 1.0 - r * r, v = (mu_r[e] * u + 2.0 * zeta * r * mu_i[e]) /
+                                        (u * u + 4.0 * zeta * zeta * r * r);
+            if (v > bv) {
+                bv = v;
+                br = r;
+            }
+        }
+        double a = br / pow(10.0, 2.0 / n), b = br * pow(10.0, 2.0 / n);
+        double g = 0.5 * (sqrt(5.0) - 1.0);
+        for (int i = 0; i < 80; i++) {
+            double c = b - g * (b - a), d = a + g * (b - a);
+            double uc = 1.0 - c * c, ud = 1.0 - d * d;
+            double vc = (mu_r[e] * uc + 2.0 * zeta * c * mu_i[e]) / (uc * uc + 4.0 * zeta * zeta * c * c);
+            double vd = (mu_r[e] * ud + 2.0 * zeta * d * mu_i[e]) / (ud * ud + 4.0 * zeta * zeta * d * d);
+            if (vc > vd) b = d;
+            else a = c;
+        }
+        double r = 0.5 * (a + b), u = 1.0 - r * r;
+        double v = (mu_r[e] * u + 2.0 * zeta * r * mu_i[e]) / (u * u + 4.0 * zeta * zeta * r * r);
+        best = fmax(best, fmax(v, bv));
+    }
+    int m = material_row(s);
+    double kt = material_data_kc11[m] * pow(V(chip_thickness), -material_data_mc[m]);
+    if (best <= 0.0 || kt <= 0.0) return HUGE_VAL;
+    return 2.0 * PI * k_tip / (V(n_teeth) * kt * best);
+}
+
+/* ---- what stays constant over one phase ------------------------------------------------------- */
+
+typedef struct {
+    int cutting;
+    double n, omega;      /* rpm and rad/s; 0 while stopped */
+    double force_sharp;   /* N, mean tangential force of a sharp tool (0 when not cutting) */
+    double clock_rate;    /* 1/s, rate of the wear clock (0 when not cutting) */
+    double bearing_m0;    /* N mm per bearing, load-independent friction torque */
+    double flood;         /* 1 when flood coolant is on */
+} Phase;
+
+static double lever(const ModelState *s) {
+    return 1.0 + (V(nose_to_holder) + V(tool_overhang)) / V(spindle_bearing_span);
+}
+
+/* Seconds of cutting for a new tool to reach vb_limit at this order's data:
+ * extended Taylor in engaged time,
+ *   T_engaged = T_ref eps_ref (vc_ref / vc)^(1/n) (hex_ref / hex)^(y/n) K_coolant,
+ * with hex_ref = hex_ref_ratio D, the catalogue's chip thickness for this diameter,
+ * and the edge is engaged for eps = phi_e / 2 pi of each revolution. */
+static double tool_life_seconds(const ModelState *s) {
+    int m = material_row(s);
+    double n = material_data_taylor_n[m];
+    double eps = deg(V(engagement_angle)) / (2.0 * PI);
+    double eps_ref = acos(1.0 - 2.0 * V(life_reference_engagement)) / (2.0 * PI);
+    double life = 60.0 * material_data_life_ref[m] * (eps_ref / eps) *
+                  pow(material_data_vc_ref[m] / V(cutting_speed), 1.0 / n) *
+                  pow(material_data_hex_ref_ratio[m] * V(tool_diameter) / V(max_chip_thickness),
+                      V(taylor_feed_exponent) / n);
+    return V(coolant_on) != 0.0 ? life * material_data_coolant_factor[m] : life;
+}
+
+/* A phase: cutting at the order's speed, or turning at speed n without cutting
+ * (n = 0: stopped, the load/unload phase). */
+static void set_phase_at(const ModelState *s, int cutting, double n, Phase *ph) {
+    ph->cutting = cutting;
+    ph->n = n;
+    ph->omega = 2.0 * PI * n / 60.0;
+    ph->force_sharp = cutting ? mean_force_sharp(s) : 0.0;
+    ph->clock_rate = cutting ? 1.0 / (60.0 * V(tool_life)) : 0.0;
+    double nu_n = V(lubricant_viscosity) * n;
+    double dm3 = pow(V(bearing_pitch_diameter), 3.0);
+    /* Palmgren: M0 = 1e-7 f0 (nu n)^(2/3) dm^3 for nu n >= 2000, else 160e-7 f0 dm^3. */
+    ph->bearing_m0 = n <= 0.0           ? 0.0
+                     : nu_n >= 2000.0 ? 1e-7 * V(bearing_f0) * pow(nu_n, 2.0 / 3.0) * dm3
+                                      : 160e-7 * V(bearing_f0) * dm3;
+    ph->flood = V(coolant_on) != 0.0 ? 1.0 : 0.0;
+}
+
+static void set_phase(const ModelState *s, int cutting, Phase *ph) {
+    set_phase_at(s, cutting, cutting ? V(spindle_speed) : 0.0, ph);
 }
 
 /* Heat flows and powers at one instant of a phase. */
 typedef struct {
-    double force, power_cut, load, q_bearing, q_motor, q_nose, p_el, torque;
+    double force, power_cut, fr, fa, load, q_bearing, q_motor, p_shaft, p_el, torque;
 } Flows;
 
-static Flows flows(const ModelState *s, const Phase *ph, double vb) {
+/* Radial load per front bearing from a force at the tool (mean, or peak). */
+static double bearing_radial(const ModelState *s, double tool_force) {
+    return tool_force * lever(s) / V(bearing_count);
+}
+
+static double axial_load(const ModelState *s, double t_shaft, double t_bearing) {
+    return fmax(0.0, V(bearing_preload) + V(thermal_preload_coefficient) * (t_shaft - t_bearing));
+}
+
+/* ISO 281 equivalent dynamic load of one bearing. */
+static double equivalent_load(const ModelState *s, double fr, double fa) {
+    if (fr > 0.0 && fa / fr <= V(bearing_e)) return fr;
+    return V(bearing_X) * fr + V(bearing_Y) * fa;
+}
+
+static Flows flows(const ModelState *s, const Phase *ph, const double *x) {
     Flows f = {0};
-    f.force = ph->force_sharp * (1.0 + ph->kw * vb);
-    f.load = bearing_equivalent_load(s, resultant(s, f.force));
+    WearCurve w = wear_curve(s);
+    double vb = wear_vb(&w, x[X_S]);
+    double kr = V(radial_force_ratio);
+    f.force = ph->force_sharp * (1.0 + V(wear_force_coefficient) * vb);
+    f.fr = bearing_radial(s, f.force * sqrt(1.0 + kr * kr));
+    f.fa = axial_load(s, x[X_TS], x[X_TB]);
+    f.load = equivalent_load(s, f.fr, f.fa);
     if (ph->n <= 0.0) return f;
-    f.power_cut = f.force * ph->vc / 60.0;
-    /* Palmgren friction torque: M0 + f1 P dm, per bearing, N mm. */
-    double m_bearing = V(bearing_count) * (ph->bearing_m0 + V(bearing_f1) * f.load *
-                                                                V(bearing_pitch_diameter));
+    f.power_cut = f.force * V(cutting_speed) / 60.0;
+    /* Palmgren friction torque M0 + f1 P1 dm per bearing (N mm), with Harris's
+     * friction load of an angular-contact bearing P1 = max(0.9 Fa cot a - 0.1 Fr, Fr). */
+    double p1 = fmax(0.9 * f.fa / tan(deg(V(bearing_contact_angle))) - 0.1 * f.fr, f.fr);
+    double m_bearing = V(bearing_count) * (ph->bearing_m0 + V(bearing_f1) * p1 * V(bearing_pitch_diameter));
     f.q_bearing = m_bearing * 1e-3 * ph->omega;
-    double p_shaft = f.power_cut + f.q_bearing;
-    f.p_el = p_shaft / V(motor_efficiency) + V(motor_speed_loss) * ph->n;
-    f.q_motor = f.p_el - p_shaft;
-    f.q_nose = V(cutting_heat_fraction) * f.power_cut;
+    f.p_shaft = f.power_cut + f.q_bearing;
+    f.p_el = f.p_shaft / V(motor_efficiency) + V(motor_speed_loss) * ph->n;
+    f.q_motor = f.p_el - f.p_shaft;
     f.torque = f.force * V(tool_diameter) / 2000.0 + m_bearing * 1e-3;
     return f;
 }
 
+/* Thermal network: C dT/dt = q - G T + sources, nodes stator, shaft, bearing, housing. */
+static void network(const ModelState *s, double flood, double g[NODES][NODES], double src[NODES]) {
+    double gmj = V(conductance_motor_jacket), gmh = V(conductance_motor_housing);
+    double gms = V(conductance_motor_shaft), gsb = V(conductance_shaft_bearing);
+    double gsa = V(conductance_shaft_ambient), gbj = V(conductance_bearing_jacket);
+    double gbf = flood * V(conductance_bearing_flood), gba = V(conductance_bearing_ambient);
+    double gbh = V(conductance_bearing_housing), gha = V(conductance_housing_ambient);
+    double tc = V(coolant_temperature), ta = V(ambient_temperature);
+    double m[NODES][NODES] = {
+        {gmj + gmh + gms, -gms, 0.0, -gmh},
+        {-gms, gms + gsb + gsa, -gsb, 0.0},
+        {0.0, -gsb, gsb + gbj + gbf + gba + gbh, -gbh},
+        {-gmh, 0.0, -gbh, gmh + gbh + gha},
+    };
+    for (int i = 0; i < NODES; i++)
+        for (int j = 0; j < NODES; j++) g[i][j] = m[i][j];
+    src[0] = gmj * tc;
+    src[1] = gsa * ta;
+    src[2] = (gbj + gbf) * tc + gba * ta;
+    src[3] = gha * ta;
+}
+
+static void node_heat(const ModelState *s, const Flows *f, double q[NODES]) {
+    double rotor = V(rotor_loss_share), inner = V(bearing_inner_heat_share);
+    q[0] = (1.0 - rotor) * f->q_motor;
+    q[1] = rotor * f->q_motor + inner * f->q_bearing + V(cutting_heat_fraction) * f->power_cut;
+    q[2] = (1.0 - inner) * f->q_bearing;
+    q[3] = 0.0;
+}
+
+static double capacity(const ModelState *s, int i) {
+    switch (i) {
+        case 0: return V(motor_heat_capacity);
+        case 1: return V(shaft_heat_capacity);
+        case 2: return V(bearing_heat_capacity);
+        default: return V(housing_heat_capacity);
+    }
+}
+
 static void derivatives(const ModelState *s, const Phase *ph, const double *x, double *dx) {
-    Flows f = flows(s, ph, x[X_VB]);
-    double tm = x[X_TM], tb = x[X_TB], th = x[X_TH];
-    double tc = ph->t_coolant, ta = ph->t_ambient;
-    double q_mh = V(conductance_motor_housing) * (tm - th);
-    double q_bh = V(conductance_bearing_housing) * (tb - th);
-    dx[X_TM] = (f.q_motor - q_mh - V(conductance_motor_jacket) * (tm - tc)) / V(motor_heat_capacity);
-    dx[X_TB] = (f.q_bearing + f.q_nose - q_bh - V(conductance_bearing_jacket) * (tb - tc) -
-                ph->flood * V(conductance_bearing_flood) * (tb - tc) -
-                V(conductance_bearing_ambient) * (tb - ta)) /
-               V(bearing_heat_capacity);
-    dx[X_TH] = (q_mh + q_bh - V(conductance_housing_ambient) * (th - ta)) / V(housing_heat_capacity);
-    dx[X_VB] = ph->wear_rate;
+    Flows f = flows(s, ph, x);
+    double g[NODES][NODES], src[NODES], q[NODES];
+    network(s, ph->flood, g, src);
+    node_heat(s, &f, q);
+    for (int i = 0; i < NODES; i++) {
+        double sum = q[i] + src[i];
+        for (int j = 0; j < NODES; j++) sum -= g[i][j] * x[X_TM + j];
+        dx[X_TM + i] = sum / capacity(s, i);
+    }
+    dx[X_S] = ph->clock_rate;
     /* Miner: each revolution uses 1 / L10 of the life; L10 = a (C/P)^3 10^6 rev. */
     double life_rev = 0.0;
     if (ph->n > 0.0 && f.load > 0.0) {
@@ -150,24 +447,64 @@ static void derivatives(const ModelState *s, const Phase *ph, const double *x, d
     dx[X_E] = f.p_el;
 }
 
-static void set_phase(const ModelState *s, int cutting, Phase *ph) {
-    ph->cutting = cutting;
-    ph->n = cutting ? V(spindle_speed) : 0.0;
-    ph->omega = 2.0 * PI * ph->n / 60.0;
-    ph->force_sharp = cutting ? sharp_force(s) : 0.0;
-    ph->kw = V(wear_force_coefficient);
-    ph->vc = V(cutting_speed);
-    double nu_n = V(lubricant_viscosity) * ph->n;
-    double dm3 = pow(V(bearing_pitch_diameter), 3.0);
-    /* Palmgren: M0 = 1e-7 f0 (nu n)^(2/3) dm^3 for nu n >= 2000, else 160e-7 f0 dm^3. */
-    ph->bearing_m0 = nu_n >= 2000.0 ? 1e-7 * V(bearing_f0) * pow(nu_n, 2.0 / 3.0) * dm3
-                                    : 160e-7 * V(bearing_f0) * dm3;
-    ph->t_ambient = V(ambient_temperature);
-    ph->t_coolant = V(coolant_temperature);
-    ph->flood = V(coolant_on) != 0.0 ? 1.0 : 0.0;
-    double t_env = ph->flood > 0.0 ? ph->t_coolant : ph->t_ambient;
-    ph->wear_rate = cutting ? wear_rate(s, t_env) : 0.0;
+/* ---- start temperatures --------------------------------------------------------------------- */
+
+/* Solve a x = b in place (Gaussian elimination with partial pivoting). */
+static int solve4(double a[NODES][NODES], double b[NODES]) {
+    for (int c = 0; c < NODES; c++) {
+        int p = c;
+        for (int r = c + 1; r < NODES; r++)
+            if (fabs(a[r][c]) > fabs(a[p][c])) p = r;
+        if (fabs(a[p][c]) < 1e-300) return 0;
+        for (int k = 0; k < NODES; k++) {
+            double t = a[c][k];
+            a[c][k] = a[p][k];
+            a[p][k] = t;
+        }
+        double t = b[c];
+        b[c] = b[p];
+        b[p] = t;
+        for (int r = c + 1; r < NODES; r++) {
+            double f = a[r][c] / a[c][c];
+            for (int k = c; k < NODES; k++) a[r][k] -= f * a[c][k];
+            b[r] -= f * b[c];
+        }
+    }
+    for (int c = NODES - 1; c >= 0; c--) {
+        for (int k = c + 1; k < NODES; k++) b[c] -= a[c][k] * b[k];
+        b[c] /= a[c][c];
+    }
+    return 1;
 }
+
+/* Steady temperatures of the network with the spindle idling at speed n (0: at
+ * rest). Bearing heat depends on the temperatures through the thermal preload, so
+ * the linear network is solved again until the temperatures stop changing. */
+static int steady_state(const ModelState *s, double n, double t_out[NODES]) {
+    Phase ph;
+    set_phase_at(s, 0, n, &ph);
+    double x[NX] = {0};
+    for (int i = 0; i < NODES; i++) x[X_TM + i] = V(coolant_temperature);
+    x[X_S] = V(tool_life_used);
+    for (int it = 0; it < 200; it++) {
+        Flows f = flows(s, &ph, x);
+        double g[NODES][NODES], src[NODES], q[NODES];
+        network(s, ph.flood, g, src);
+        node_heat(s, &f, q);
+        for (int i = 0; i < NODES; i++) src[i] += q[i];
+        if (!solve4(g, src)) return 0;
+        double change = 0.0;
+        for (int i = 0; i < NODES; i++) {
+            change = fmax(change, fabs(src[i] - x[X_TM + i]));
+            x[X_TM + i] = src[i];
+        }
+        if (change < 1e-11) break;
+    }
+    for (int i = 0; i < NODES; i++) t_out[i] = x[X_TM + i];
+    return 1;
+}
+
+/* ---- phases and outputs ------------------------------------------------------------------------ */
 
 /* Phase at time t, and the time the phase ends. The load/unload phase of a
  * part starts exactly at k * cycle + cut_time. */
@@ -186,29 +523,51 @@ static int phase_at(const ModelState *s, double t, double *ends) {
 
 static void load_states(const ModelState *s, double *x) {
     x[X_TM] = V(motor_temperature);
+    x[X_TS] = V(shaft_temperature);
     x[X_TB] = V(bearing_temperature);
     x[X_TH] = V(housing_temperature);
-    x[X_VB] = V(tool_wear);
+    x[X_S] = V(tool_life_used);
     x[X_D] = V(bearing_damage);
     x[X_E] = V(energy);
 }
 
-/* Outputs at time t from the states. Quality outputs describe a part cut now,
- * with the process's cutting force, whether or not the tool is in the cut. */
+static double wear_factor(const ModelState *s, double vb) {
+    return 1.0 + V(wear_force_coefficient) * vb;
+}
+
+static double root_stress(const ModelState *s, double force) {
+    double d = V(tool_core_ratio) * V(tool_diameter);
+    return force * load_arm(s) / (PI * d * d * d / 32.0);
+}
+
+static double surface_rt(const ModelState *s) {
+    /* Feed-mark height (mm): the wall is swept by the cutter's radius D/2, the
+     * floor by its corner radius; runout raises it by up to the runout until only
+     * the longest tooth cuts, spacing the marks z fz apart. */
+    double fz = V(feed_per_tooth), z = V(n_teeth), e = 1e-3 * V(tool_runout);
+    double r = V(finished_surface) == 1.0 ? 0.5 * V(tool_diameter) : V(corner_radius);
+    return fmin(fz * fz / (8.0 * r) + e, z * z * fz * fz / (8.0 * r));
+}
+
+/* Outputs at time t from the states. Quality and breakage figures describe a
+ * part cut now, with the current wear, whether or not the tool is in the cut. */
 static void update_outputs(ModelState *s, double t, const double *x) {
     double ends;
     int cutting = V(tool_broken) != 0.0 ? 0 : phase_at(s, t, &ends);
-    Phase ph, proc;
+    Phase ph;
     set_phase(s, cutting, &ph);
-    set_phase(s, 1, &proc);
-    Flows f = flows(s, &ph, x[X_VB]);
-    Flows fp = flows(s, &proc, x[X_VB]);
+    Flows f = flows(s, &ph, x);
+    WearCurve w = wear_curve(s);
+    double vb = wear_vb(&w, x[X_S]);
 
     V(motor_temperature) = x[X_TM];
+    V(shaft_temperature) = x[X_TS];
     V(bearing_temperature) = x[X_TB];
     V(housing_temperature) = x[X_TH];
-    V(tool_wear) = x[X_VB];
+    V(tool_life_spent) += x[X_S] - V(tool_life_used);
+    V(tool_life_used) = x[X_S];
     V(bearing_damage) = x[X_D];
+    V(bearing_damage_order) = x[X_D] - V(bearing_damage_start);
     V(energy) = x[X_E];
 
     V(cutting) = cutting ? 1.0 : 0.0;
@@ -217,68 +576,178 @@ static void update_outputs(ModelState *s, double t, const double *x) {
     double t_parts = V(tool_broken) != 0.0 ? fmin(t, V(breakage_time)) : t;
     V(parts_completed) = floor((t_parts + tol) / V(cycle_time));
     if (V(tool_broken) == 0.0) V(breakage_time) = t;
+
     int m = material_row(s);
-    V(specific_cutting_force) = V(chip_thickness) > 0.0
-        ? material_data_kc11[m] * pow(V(chip_thickness), -material_data_mc[m]) *
-              (1.0 + V(wear_force_coefficient) * x[X_VB])
-        : 0.0;
+    V(specific_cutting_force) =
+        material_data_kc11[m] * pow(V(chip_thickness), -material_data_mc[m]) * wear_factor(s, vb);
     V(cutting_force) = f.force;
     V(spindle_torque) = f.torque;
     V(cutting_power) = f.power_cut;
-    V(bearing_load) = f.load;
+    double s1_power = V(rated_power) * fmin(1.0, V(spindle_speed) / V(base_speed));
+    V(spindle_load) = f.p_shaft / s1_power;
+    V(spindle_power) = f.p_el;
     V(bearing_heat) = f.q_bearing;
     V(motor_heat) = f.q_motor;
-    V(nose_cutting_heat) = f.q_nose;
-    V(spindle_power) = f.p_el;
-    double t_env = ph.flood > 0.0 ? ph.t_coolant : ph.t_ambient;
-    V(cutting_temperature) = cutting ? interface_temperature(s, t_env) : t_env;
-    V(tool_wear_rate) = ph.wear_rate * 60.0;
+    V(bearing_axial_load) = f.fa;
+    V(preload_ratio) = V(bearing_preload) > 0.0 ? f.fa / V(bearing_preload) : 0.0;
+    V(bearing_load) = f.load;
 
-    double shaft = 0.5 * (x[X_TM] + x[X_TB]);
-    V(thermal_elongation) =
-        1e3 * V(expansion_coefficient) * V(spindle_length) * (shaft - V(reference_temperature));
-    double d = V(tool_core_ratio) * V(tool_diameter);
-    double inertia = PI * d * d * d * d / 64.0; /* mm^4 */
-    double l = V(tool_overhang);
-    V(tool_deflection) =
-        1e3 * resultant(s, fp.force) * l * l * l / (3.0 * V(tool_modulus) * inertia);
-    V(wear_offset) = 1e3 * x[X_VB] * tan(V(clearance_angle) * PI / 180.0);
-    V(part_deviation) = V(thermal_elongation) + V(tool_deflection) + V(wear_offset);
-    double fz = V(feed_per_tooth);
-    /* Feed marks of a corner radius: Ra ~ fz^2 / (32 r) (Shaw; Boothroyd & Knight). */
-    double ra_kinematic = 1e3 * fz * fz / (32.0 * V(corner_radius));
-    V(surface_roughness) =
-        (ra_kinematic + V(roughness_floor)) * (1.0 + V(roughness_wear_coefficient) * x[X_VB]);
+    double k = wear_factor(s, vb);
+    /* Peak and wall-normal forces scale with the wear factor 1 + k_w VB. */
+    double peak = V(peak_force_sharp) * k;
+    double fr_peak = bearing_radial(s, peak);
+    double p0 = fmax(V(bearing_X0) * fr_peak + V(bearing_Y0) * f.fa, fr_peak);
+    V(static_safety) = p0 > 0.0 ? V(bearing_static_load_rating) / p0 : 1e6;
+    V(peak_tool_force) = peak;
+    V(tool_stress_ratio) = root_stress(s, peak) / V(tool_fatigue_strength);
+    double c_load = tip_compliance(s, load_arm(s));
+    V(tool_deflection) = 1e3 * peak * c_load;
+    V(tool_deflection_ratio) = peak * c_load / V(tool_deflection_limit);
+    V(wear_offset) = 1e3 * vb * tan(deg(V(clearance_angle)));
+    V(wall_error) = 1e3 * V(wall_force_sharp) * k * c_load + V(wear_offset);
+
+    /* Only what lies in front of the locating (front) bearing moves the tool tip:
+     * the shaft from the bearing to the tip, and the housing from its flange. */
+    V(axial_drift) = 1e3 * V(expansion_coefficient) *
+                     ((V(nose_to_holder) + V(tool_overhang)) * (x[X_TS] - V(drift_reference_shaft)) +
+                      V(flange_to_bearing) * (x[X_TH] - V(drift_reference_housing)));
+
+    double ra_marks = RA_OF_RT * 1e3 * surface_rt(s);
+    V(surface_roughness) = sqrt(ra_marks * ra_marks + V(roughness_floor) * V(roughness_floor)) *
+                           (1.0 + V(roughness_wear_coefficient) * vb);
+    V(tool_wear) = vb;
+    V(tool_wear_rate) = ph.clock_rate * wear_slope(&w, x[X_S]) * 60.0;
+    double price = V(tool_price_per_mm) * V(tool_diameter);
+    V(tool_cost_per_part) = V(parts_completed) > 0.0
+                                ? price * V(tool_life_spent) / V(parts_completed)
+                                : price / V(parts_per_tool);
+    double left = fmax(0.0, 1.0 - x[X_S]);
+    V(tool_remaining_life) = left * V(tool_life);
+    V(tool_remaining_parts) = left * V(parts_per_tool);
 }
 
+/* Wear at which the tool breaks in the cut, and the cause: the smallest of
+ * vb_breakage and the wear at which the peak stress or deflection, growing with
+ * 1 + k_w VB, reaches its limit (-inf: a sharp tool is already over it). */
+static double breakage_wear(const ModelState *s, int *cause) {
+    double kw = V(wear_force_coefficient), vb = V(vb_breakage);
+    *cause = 1;
+    double peak = V(peak_force_sharp);
+    double ratios[2] = {root_stress(s, peak) / V(tool_fatigue_strength),
+                        peak * tip_compliance(s, load_arm(s)) / V(tool_deflection_limit)};
+    for (int i = 0; i < 2; i++) {
+        if (ratios[i] <= 0.0) continue;
+        double at = ratios[i] >= 1.0 ? -HUGE_VAL : kw > 0.0 ? (1.0 / ratios[i] - 1.0) / kw : HUGE_VAL;
+        if (at < vb) {
+            vb = at;
+            *cause = 2 + i;
+        }
+    }
+    return vb;
+}
+
+/* ---- FMI entry points ------------------------------------------------------------------------ */
+
 ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
-    if (V(radial_width) > V(tool_diameter)) {
+    double d = V(tool_diameter);
+    if (V(radial_width) > d) {
         snprintf(msg, msg_len, "radial_width = %g mm exceeds tool_diameter = %g mm",
-                 V(radial_width), V(tool_diameter));
+                 V(radial_width), d);
         return MODEL_ERROR;
     }
-    double n = V(spindle_speed), d = V(tool_diameter);
+    if (V(axial_depth) >= V(tool_overhang)) {
+        snprintf(msg, msg_len, "axial_depth = %g mm must be below tool_overhang = %g mm",
+                 V(axial_depth), V(tool_overhang));
+        return MODEL_ERROR;
+    }
+    if (V(vb_breakage) <= V(vb_limit)) {
+        snprintf(msg, msg_len, "vb_breakage = %g mm must exceed vb_limit = %g mm",
+                 V(vb_breakage), V(vb_limit));
+        return MODEL_ERROR;
+    }
+    WearCurve w = wear_curve(s);
+    if (!(w.b > 0.0)) {
+        snprintf(msg, msg_len,
+                 "wear_breakin = %g mm and wear_acceleration_at_limit = %g mm leave no steady "
+                 "wear below vb_limit = %g mm",
+                 V(wear_breakin), V(wear_acceleration_at_limit), V(vb_limit));
+        return MODEL_ERROR;
+    }
+    double n = V(spindle_speed);
     V(cutting_speed) = PI * d * n / 1000.0;
     V(feed_rate) = V(feed_per_tooth) * V(n_teeth) * n;
     double phi = acos(1.0 - 2.0 * V(radial_width) / d);
     V(engagement_angle) = phi * 180.0 / PI;
     /* Mean of h = fz sin(phi) over the engagement angle. */
     V(chip_thickness) = 2.0 * V(feed_per_tooth) * V(radial_width) / (d * phi);
+    V(max_chip_thickness) = phi < 0.5 * PI ? V(feed_per_tooth) * sin(phi) : V(feed_per_tooth);
     V(cut_time) = 60.0 * V(path_length) / V(feed_rate);
     V(cycle_time) = V(cut_time) + V(load_time);
     if (!(V(cycle_time) > 0.0)) {
         snprintf(msg, msg_len, "cycle_time is 0: path_length and load_time are both 0");
         return MODEL_ERROR;
     }
-    V(motor_temperature) = V(motor_temperature_start);
-    V(bearing_temperature) = V(bearing_temperature_start);
-    V(housing_temperature) = V(housing_temperature_start);
-    V(tool_wear) = V(tool_wear_start);
+    double ei = tool_bending_stiffness(s);
+    double l = V(tool_overhang);
+    V(tip_stiffness) = 1e-3 / tip_compliance(s, l);
+    double ca = deg(V(bearing_contact_angle));
+    V(thermal_preload_coefficient) = 1e3 * V(bearing_axial_stiffness) * V(expansion_coefficient) *
+                                     0.5 * V(bearing_pitch_diameter) / tan(ca);
+
+    /* Constant outputs of the order. */
+    V(tool_life) = tool_life_seconds(s) / 60.0;
+    /* Capped so that an order without cutting gives finite outputs. */
+    V(parts_per_tool) = fmin(1e9, 60.0 * V(tool_life) / fmax(V(cut_time), 1e-300));
+    V(part_cycle_time) = V(cycle_time);
+    V(stability_limit) = stability_limit(s, 1e3 * V(tip_stiffness));
+    V(stability_margin) = V(stability_limit) / V(axial_depth);
+    /* Tool cantilever (SI units) and spindle mode combined by Dunkerley's formula. */
+    double dc = 1e-3 * V(tool_core_ratio) * d, lm = 1e-3 * l;
+    double f_tool = CANTILEVER_BETA1 * CANTILEVER_BETA1 / (2.0 * PI * lm * lm) *
+                    sqrt(ei * 1e-6 / (V(tool_density) * PI * dc * dc / 4.0));
+    double f_sp = V(spindle_natural_frequency);
+    V(tool_natural_frequency) = 1.0 / sqrt(1.0 / (f_tool * f_tool) + 1.0 / (f_sp * f_sp));
+    V(bearing_speed_factor) = n * V(bearing_pitch_diameter);
+    V(bearing_speed_ratio) = V(bearing_speed_factor) / V(bearing_speed_limit);
+
+    /* Start state. */
+    V(tool_life_used) = wear_clock(&w, V(tool_wear_start));
+    V(tool_life_spent) = 0.0;
+    V(tool_changes) = 0.0;
+    double t0[NODES];
+    if (V(explicit_start_temperatures) != 0.0) {
+        t0[0] = V(motor_temperature_start);
+        t0[1] = V(shaft_temperature_start);
+        t0[2] = V(bearing_temperature_start);
+        t0[3] = V(housing_temperature_start);
+    } else {
+        double cold[NODES], warm[NODES];
+        double warm_speed = V(warmup_speed) > 0.0 ? V(warmup_speed) : n;
+        if (!steady_state(s, 0.0, cold) || !steady_state(s, warm_speed, warm)) {
+            snprintf(msg, msg_len, "the thermal network has no steady state (check the conductances)");
+            return MODEL_ERROR;
+        }
+        for (int i = 0; i < NODES; i++) t0[i] = cold[i] + V(warmup_fraction) * (warm[i] - cold[i]);
+    }
+    V(motor_temperature) = t0[0];
+    V(shaft_temperature) = t0[1];
+    V(bearing_temperature) = t0[2];
+    V(housing_temperature) = t0[3];
+    V(drift_reference_shaft) = t0[1];
+    V(drift_reference_housing) = t0[3];
     V(bearing_damage) = V(bearing_damage_start);
     V(energy) = 0.0;
     V(tool_broken) = V(tool_wear_start) >= V(vb_breakage) ? 1.0 : 0.0;
     V(breakage_cause) = V(tool_broken);
     V(breakage_time) = s->time;
+    double fx, fy;
+    V(peak_force_sharp) = peak_force_sharp(s);
+    tool_force(s, PI, &fx, &fy); /* tooth 0 at the wall-generating angle */
+    V(wall_force_sharp) = fy;
+    int cause = 1;
+    double vb_break = breakage_wear(s, &cause);
+    V(breakage_clock) = vb_break == -HUGE_VAL ? -HUGE_VAL : wear_clock(&w, vb_break);
+    V(breakage_mode) = cause;
     double x[NX];
     load_states(s, x);
     update_outputs(s, s->time, x);
@@ -287,15 +756,11 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
 
 /* Largest stable and accurate step: half the fastest node time constant. */
 static double internal_step(const ModelState *s) {
-    double g_m = V(conductance_motor_housing) + V(conductance_motor_jacket);
-    double g_b = V(conductance_bearing_housing) + V(conductance_bearing_jacket) +
-                 V(conductance_bearing_flood) + V(conductance_bearing_ambient);
-    double g_h = V(conductance_motor_housing) + V(conductance_bearing_housing) +
-                 V(conductance_housing_ambient);
+    double g[NODES][NODES], src[NODES];
+    network(s, 1.0, g, src);
     double dt = V(solver_step);
-    if (g_m > 0.0) dt = fmin(dt, 0.5 * V(motor_heat_capacity) / g_m);
-    if (g_b > 0.0) dt = fmin(dt, 0.5 * V(bearing_heat_capacity) / g_b);
-    if (g_h > 0.0) dt = fmin(dt, 0.5 * V(housing_heat_capacity) / g_h);
+    for (int i = 0; i < NODES; i++)
+        if (g[i][i] > 0.0) dt = fmin(dt, 0.5 * capacity(s, i) / g[i][i]);
     return dt;
 }
 
@@ -305,34 +770,48 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
     double t = s->time, t_end = s->time + h;
     double dt_max = internal_step(s);
     double tol = 1e-12 * fmax(1.0, fabs(t_end));
+    double s_break = V(breakage_clock);
     while (t < t_end - tol) {
         double ends;
         int broken = V(tool_broken) != 0.0, breaks = 0;
         phase_at(s, t, &ends);
         double t1 = broken ? t_end : fmin(ends, t_end);
-        /* Decide the phase at the middle of the interval: robust at its edges. */
         double dummy;
         Phase ph;
-        set_phase(s, broken ? 0 : phase_at(s, 0.5 * (t + t1), &dummy), &ph);
-        /* The tool breaks when VB reaches the smaller of vb_breakage and the wear at
-         * which it is overloaded. VB is linear in cutting time within a phase, so
-         * the breakage time is exact; an overloaded tool breaks as the cut starts. */
-        double vb_start = x[X_VB], vb_overload = HUGE_VAL, vb_break = V(vb_breakage);
-        if (ph.cutting) {
-            vb_overload = overload_wear(s);
-            vb_break = fmin(vb_break, vb_overload);
-            double t_break = vb_break <= vb_start   ? t
-                             : ph.wear_rate > 0.0 ? t + (vb_break - vb_start) / ph.wear_rate
-                                                  : HUGE_VAL;
+        /* Decide the phase at the middle of the interval: robust at its edges. */
+        int cutting = broken ? 0 : phase_at(s, 0.5 * (t + t1), &dummy);
+        set_phase(s, cutting, &ph);
+        double cycle = V(cycle_time), k = floor((t + 1e-9 * fmax(1.0, cycle)) / cycle);
+        if (cutting && fabs(t - k * cycle) <= 1e-9 * fmax(1.0, cycle)) {
+            /* Before a part: a tool-length measurement re-takes the Z reference ... */
+            int every = (int)V(tool_measure_interval);
+            if (every > 0 && k > 0.0 && fmod(k, every) == 0.0) {
+                V(drift_reference_shaft) = x[X_TS];
+                V(drift_reference_housing) = x[X_TH];
+            }
+            /* ... and tool-life management changes a tool that could not finish the
+             * part within its life; the life left on it is spent as well. */
+            if (V(replace_worn_tool) != 0.0 && x[X_S] > 0.0 &&
+                x[X_S] + V(cut_time) * ph.clock_rate > 1.0 + 1e-12) {
+                V(tool_life_spent) += x[X_S] - V(tool_life_used) + fmax(0.0, 1.0 - x[X_S]);
+                x[X_S] = 0.0;
+                V(tool_life_used) = 0.0;
+                V(tool_changes) += 1.0;
+            }
+        }
+        if (cutting) {
+            /* The wear clock is linear in cutting time: the breakage time is exact. */
+            double t_break = s_break <= x[X_S] ? t : t + (s_break - x[X_S]) / ph.clock_rate;
             if (t_break < t1) {
                 t1 = t_break;
                 breaks = 1;
             }
         }
+        double s_start = x[X_S];
         int n = (int)ceil((t1 - t) / dt_max - 1e-9);
         if (n < 1) n = 1;
         double dt = (t1 - t) / n;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && t1 > t; i++) {
             derivatives(s, &ph, x, k1);
             for (int j = 0; j < NX; j++) xt[j] = x[j] + 0.5 * dt * k1[j];
             derivatives(s, &ph, xt, k2);
@@ -344,10 +823,10 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
                 x[j] += dt / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j]);
         }
         if (breaks) {
-            if (vb_break > vb_start) x[X_VB] = vb_break; /* exactly, not RK4's rounding */
+            if (s_break > s_start) x[X_S] = s_break; /* exactly, not RK4's rounding */
             V(tool_broken) = 1.0;
             V(breakage_time) = t1;
-            V(breakage_cause) = vb_overload <= V(vb_breakage) ? 2.0 : 1.0;
+            V(breakage_cause) = V(breakage_mode);
         }
         t = t1;
     }
