@@ -131,8 +131,10 @@ def failure_causes(spec: TwinSpec, rows: dict[str, np.ndarray]) -> dict[str, dic
         if name.startswith("axial_drift"):
             labels = [("cold start (warmup < 0.5)", cold), ("warm start, heat of the order", ~cold)]
         else:
-            sharp = "deflection: cutting data and overhang" if name.startswith("wall") else (
-                "feed marks: feed per tooth and corner radius"
+            sharp = (
+                "deflection: cutting data and overhang"
+                if name.startswith("wall")
+                else ("feed marks: feed per tooth and corner radius")
             )
             labels = [
                 ("tool broke", broke),
@@ -230,15 +232,31 @@ def reference_order(spec: TwinSpec) -> list[tuple[str, str, str, str]]:
         ("spindle speed n", f"{n:.0f} rpm", "1000 vc / (pi D)", "-"),
         ("feed rate vf", f"{vf:.0f} mm/min", "fz z n", "-"),
         ("mean chip thickness hm", f"{hm:.4f} mm", "2 fz ae / (D phi_e)", "-"),
-        ("cutting power Pc", f"{tr['cutting_power'][0] / 1e3:.2f} kW",
-         f"{pc:.2f} kW (ap ae vf kc / 60e6)", f"{pc_sv:.2f} kW (Sandvik kc1 1500, mc 0.25)"),
-        ("cutting torque", f"{tr['cutting_force'][0] * d / 2000:.2f} N.m", f"{torque:.2f} N.m",
-         "27.3 N.m S1 limit"),
+        (
+            "cutting power Pc",
+            f"{tr['cutting_power'][0] / 1e3:.2f} kW",
+            f"{pc:.2f} kW (ap ae vf kc / 60e6)",
+            f"{pc_sv:.2f} kW (Sandvik kc1 1500, mc 0.25)",
+        ),
+        (
+            "cutting torque",
+            f"{tr['cutting_force'][0] * d / 2000:.2f} N.m",
+            f"{torque:.2f} N.m",
+            "27.3 N.m S1 limit",
+        ),
         ("spindle load (S1)", f"{k['spindle_load_max']:.2f}", "-", "< 1"),
-        ("tool life to VB 0.3", f"{k['tool_life']:.1f} min", "-",
-         f"{CATALOGUE_LIFE['steel_c45'][0]:g}-{CATALOGUE_LIFE['steel_c45'][1]:g} min catalogue"),
-        ("parts per tool", f"{tr['tool_remaining_parts'][0] / 1:.1f} (from VB 0)",
-         "tool life / cut time", "-"),
+        (
+            "tool life to VB 0.3",
+            f"{k['tool_life']:.1f} min",
+            "-",
+            f"{CATALOGUE_LIFE['steel_c45'][0]:g}-{CATALOGUE_LIFE['steel_c45'][1]:g} min catalogue",
+        ),
+        (
+            "parts per tool",
+            f"{tr['tool_remaining_parts'][0] / 1:.1f} (from VB 0)",
+            "tool life / cut time",
+            "-",
+        ),
         ("tool cost per part", f"{k['tool_cost_per_part']:.2f} EUR", "-", "-"),
         ("VB at the end", f"{k['tool_wear_end']:.3f} mm", "-", "0.3 mm ISO 8688-2 limit"),
         ("parts completed", f"{k['parts_completed']:.0f} of 50", "-", "-"),
@@ -246,11 +264,19 @@ def reference_order(spec: TwinSpec) -> list[tuple[str, str, str, str]]:
         ("tool deflection (peak)", f"{tr['tool_deflection'][0]:.0f} um", "-", "-"),
         ("wall error, sharp tool", f"{tr['wall_error'][0]:.1f} um", "-", "-"),
         ("wall error max", f"{k['wall_error_max']:.1f} um", "-", "+-100 um ISO 2768-f"),
-        ("Ra wall, sharp tool", f"{tr['surface_roughness'][0]:.2f} um",
-         f"Rt {rt:.2f} um without runout", "Ra 0.8-3.2 um side milling"),
+        (
+            "Ra wall, sharp tool",
+            f"{tr['surface_roughness'][0]:.2f} um",
+            f"Rt {rt:.2f} um without runout",
+            "Ra 0.8-3.2 um side milling",
+        ),
         ("Z drift max (warm start)", f"{k['axial_drift_max']:.1f} um", "-", "-"),
-        ("stability margin", f"{k['stability_margin']:.2f}", "-",
-         "< 1: chatter possible without process damping"),
+        (
+            "stability margin",
+            f"{k['stability_margin']:.2f}",
+            "-",
+            "< 1: chatter possible without process damping",
+        ),
     ]
 
 
@@ -302,12 +328,18 @@ def main(argv: list[str] | None = None) -> int:
         share = float((rows["breakage_cause_end"] == code).mean())
         figures["breakage"][label] = share
         print(f"  {label:32s} {share:6.1%}")
+    at_start = float((broken & (rows["parts_completed"] == 0)).mean())
+    label = "of which in the first part"
+    print(f"  {label:32s} {at_start:6.1%}  (set-ups over a feasibility limit)")
+    figures["breakage"]["in the first part"] = at_start
     worn = float((rows["tool_wear_end"] > spec.maintenance["tool_wear_end"].limit).mean())
     print(f"  {'VB past 0.3 mm at the end':32s} {worn:6.1%}")
 
-    print("\ntool life in minutes of cutting per material, p5 / p50 / p95: over the whole DOE, "
-          "then at catalogue data\n(vc within 15 % of the reference speed, hex within 20 % of the "
-          "recommendation, ae/D 0.1-0.5) against the catalogue window")
+    print(
+        "\ntool life in minutes of cutting per material, p5 / p50 / p95: over the whole DOE, "
+        "then at catalogue data\n(vc within 15 % of the reference speed, hex within 20 % of the "
+        "recommendation, ae/D 0.1-0.5) against the catalogue window"
+    )
     names = spec.namespace({k: rows[k] for k in spec.inputs if k in rows}, rows.get("quantity"))
     table = {r: dict(zip(("vc_ref",), (v,), strict=True)) for r, v in VC_REF.items()}
     for m in materials:
@@ -322,10 +354,18 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = CATALOGUE_LIFE[m]
         c5, c50, c95 = quantiles(life[at_data]) if at_data.sum() >= 3 else (math.nan,) * 3
         inside = float(((life[at_data] >= lo) & (life[at_data] <= hi)).mean())
-        figures["life"][m] = {"p5": p5, "p50": p50, "p95": p95, "catalogue": [c5, c50, c95],
-                              "catalogue_orders": int(at_data.sum()), "in_window": inside}
-        print(f"  {m:18s} {p5:6.1f} {p50:6.1f} {p95:7.0f} | {int(at_data.sum()):3d} orders "
-              f"{c5:6.1f} {c50:6.1f} {c95:6.1f}  window {lo:g}-{hi:g} min: {inside:.0%} inside")
+        figures["life"][m] = {
+            "p5": p5,
+            "p50": p50,
+            "p95": p95,
+            "catalogue": [c5, c50, c95],
+            "catalogue_orders": int(at_data.sum()),
+            "in_window": inside,
+        }
+        print(
+            f"  {m:18s} {p5:6.1f} {p50:6.1f} {p95:7.0f} | {int(at_data.sum()):3d} orders "
+            f"{c5:6.1f} {c50:6.1f} {c95:6.1f}  window {lo:g}-{hi:g} min: {inside:.0%} inside"
+        )
 
     print("\nvariance share explained by the starting state alone (largest eta^2)")
     for name in spec.kpis:
@@ -336,12 +376,17 @@ def main(argv: list[str] | None = None) -> int:
 
     w = warmup(spec)
     figures["warmup"] = w
-    print(f"\nwarm-up, idling at {w['speed']:.0f} rpm from cold: the front bearing rises "
-          f"{w['rise']:.1f} K, 63 % after {w['t63_min']:.1f} min, 95 % after "
-          f"{w['t95_min']:.1f} min (shaft +{w['shaft_rise']:.1f} K, Z drift {w['axial_drift']:.0f} um)")
+    print(
+        f"\nwarm-up, idling at {w['speed']:.0f} rpm from cold: the front bearing rises "
+        f"{w['rise']:.1f} K, 63 % after {w['t63_min']:.1f} min, 95 % after "
+        f"{w['t95_min']:.1f} min (shaft +{w['shaft_rise']:.1f} K, "
+        f"Z drift {w['axial_drift']:.0f} um)"
+    )
 
-    print("\nreference order: C45, vc 200 m/min, fz 0.1 mm, ap 5 mm, ae 5 mm, D 12 mm, z 4, "
-          "50 parts, 36 mm overhang, dry, warm spindle")
+    print(
+        "\nreference order: C45, vc 200 m/min, fz 0.1 mm, ap 5 mm, ae 5 mm, D 12 mm, z 4, "
+        "50 parts, 36 mm overhang, dry, warm spindle"
+    )
     ref = reference_order(spec)
     print(f"  {'quantity':26s} {'model':>18s}  {'hand calculation':34s} published / typical")
     for label, model, hand, published in ref:

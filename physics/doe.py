@@ -57,6 +57,9 @@ __all__ = [
 METHODS = ("lhs", "sobol", "halton", "grid", "random")
 MAX_GRID_POINTS = 1_000_000
 MAX_CANDIDATES_PER_POINT = 50  # a box this empty needs tighter factor ranges, not more draws
+# A small design (or a small stratum) may always draw this many: with a few points the
+# acceptance rate is estimated from a handful of draws and 50 per point is a coin toss.
+MIN_CANDIDATES = 10_000
 # Above this many candidates the LHS is not optimised (see the module docstring).
 LHS_OPTIMISE_MAX = 1024
 DEFAULT_LEVELS = 3
@@ -262,7 +265,7 @@ def _draw_valid(
 
     ``where`` starts the error text (a stratum's name).
     """
-    cap = MAX_CANDIDATES_PER_POINT * n
+    cap = max(MAX_CANDIDATES_PER_POINT * n, MIN_CANDIDATES)
     draw = _unit_source(method, len(factors), seed)
     kept: list[Columns] = []
     drawn = valid = 0

@@ -7,6 +7,7 @@ compare the FMU against these.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,9 @@ def tool_force(p: dict[str, Any], theta: float) -> tuple[float, float]:
         if not entry <= phi <= math.pi:
             return 0.0, 0.0
         ft = m["kc11"] * (fz * math.sin(phi)) ** (1 - m["mc"])
-        return -ft * math.cos(phi) - kr * ft * math.sin(phi), ft * math.sin(phi) - kr * ft * math.cos(phi)
+        return -ft * math.cos(phi) - kr * ft * math.sin(phi), ft * math.sin(
+            phi
+        ) - kr * ft * math.cos(phi)
 
     fx = fy = 0.0
     for j in range(z):
@@ -113,10 +116,12 @@ def tool_force(p: dict[str, Any], theta: float) -> tuple[float, float]:
                 zc = (bottom - edge - 2 * math.pi * k) / kappa
                 if 0 < zc < ap:
                     cuts.add(zc)
-        pts = sorted(cuts)
-        for a, b in zip(pts[:-1], pts[1:], strict=True):
-            fx += integrate.quad(lambda s: element(bottom - kappa * s)[0], a, b, epsabs=1e-10)[0]
-            fy += integrate.quad(lambda s: element(bottom - kappa * s)[1], a, b, epsabs=1e-10)[0]
+        for a, b in itertools.pairwise(sorted(cuts)):
+            for axis in (0, 1):
+                part = integrate.quad(
+                    lambda s, b0=bottom, i=axis: element(b0 - kappa * s)[i], a, b, epsabs=1e-10
+                )[0]
+                fx, fy = (fx + part, fy) if axis == 0 else (fx, fy + part)
     return fx, fy
 
 
@@ -166,10 +171,14 @@ def stability_limit(p: dict[str, Any]) -> float:
     def terms(q: float) -> np.ndarray:
         return 0.5 * np.array(
             [
-                [math.cos(2 * q) - 2 * kr * q + kr * math.sin(2 * q),
-                 -math.sin(2 * q) - 2 * q + kr * math.cos(2 * q)],
-                [-math.sin(2 * q) + 2 * q + kr * math.cos(2 * q),
-                 -math.cos(2 * q) - 2 * kr * q - kr * math.sin(2 * q)],
+                [
+                    math.cos(2 * q) - 2 * kr * q + kr * math.sin(2 * q),
+                    -math.sin(2 * q) - 2 * q + kr * math.cos(2 * q),
+                ],
+                [
+                    -math.sin(2 * q) + 2 * q + kr * math.cos(2 * q),
+                    -math.cos(2 * q) - 2 * kr * q - kr * math.sin(2 * q),
+                ],
             ]
         )
 
@@ -177,6 +186,7 @@ def stability_limit(p: dict[str, Any]) -> float:
     k_tip = 1 / tip_compliance(p, p["tool_overhang"])  # N/mm
     best = 0.0
     for mu in mus:
+
         def neg(r: float, mu: complex = mu) -> float:
             g = 1 / (k_tip * (1 - r * r + 2j * zeta * r))
             return -float((mu * g).real)
@@ -184,8 +194,9 @@ def stability_limit(p: dict[str, Any]) -> float:
         r = np.geomspace(0.1, 10, 20001)
         vals = -np.array([neg(x) for x in r])
         i = int(np.argmax(vals))
-        res = optimize.minimize_scalar(neg, bounds=(r[max(i - 1, 0)], r[i + 1]), method="bounded",
-                                       options={"xatol": 1e-12})
+        res = optimize.minimize_scalar(
+            neg, bounds=(r[max(i - 1, 0)], r[i + 1]), method="bounded", options={"xatol": 1e-12}
+        )
         best = max(best, vals[i], -res.fun)
     return 2 * math.pi / (p["n_teeth"] * kc(p) * best)
 
@@ -248,8 +259,12 @@ def time_of_cutting(p: dict[str, Any], tc: float) -> float:
 def thermal_preload_coefficient(p: dict[str, Any]) -> float:
     """N/K: axial stiffness times the rings' interference alpha (dm/2) cot(contact angle)."""
     return (
-        1e3 * p["bearing_axial_stiffness"] * p["expansion_coefficient"]
-        * p["bearing_pitch_diameter"] / 2 / math.tan(math.radians(p["bearing_contact_angle"]))
+        1e3
+        * p["bearing_axial_stiffness"]
+        * p["expansion_coefficient"]
+        * p["bearing_pitch_diameter"]
+        / 2
+        / math.tan(math.radians(p["bearing_contact_angle"]))
     )
 
 
@@ -274,11 +289,16 @@ def palmgren_m0(p: dict[str, Any], n: float) -> float:
     dm3 = p["bearing_pitch_diameter"] ** 3
     if n <= 0:
         return 0.0
-    return 1e-7 * p["bearing_f0"] * nu_n ** (2 / 3) * dm3 if nu_n >= 2000 else 160e-7 * p["bearing_f0"] * dm3
+    return (
+        1e-7 * p["bearing_f0"] * nu_n ** (2 / 3) * dm3
+        if nu_n >= 2000
+        else 160e-7 * p["bearing_f0"] * dm3
+    )
 
 
-def heat(p: dict[str, Any], temps: np.ndarray, *, cutting: bool, n: float | None = None,
-         vb: float = 0.0) -> dict[str, float]:
+def heat(
+    p: dict[str, Any], temps: np.ndarray, *, cutting: bool, n: float | None = None, vb: float = 0.0
+) -> dict[str, float]:
     """Heat flows and powers (W) at temperatures (stator, shaft, bearing, housing)."""
     n = p["spindle_speed"] if n is None else n
     force = cutting_force(p, vb) if cutting else 0.0
@@ -286,7 +306,9 @@ def heat(p: dict[str, Any], temps: np.ndarray, *, cutting: bool, n: float | None
     fr = bearing_radial(p, force * math.hypot(1, p["radial_force_ratio"]))
     fa = axial_load(p, temps[1], temps[2])
     p1 = max(0.9 * fa / math.tan(math.radians(p["bearing_contact_angle"])) - 0.1 * fr, fr)
-    m_total = p["bearing_count"] * (palmgren_m0(p, n) + p["bearing_f1"] * p1 * p["bearing_pitch_diameter"])
+    m_total = p["bearing_count"] * (
+        palmgren_m0(p, n) + p["bearing_f1"] * p1 * p["bearing_pitch_diameter"]
+    )
     q_bearing = m_total * 1e-3 * 2 * math.pi * n / 60
     p_shaft = power_cut + q_bearing
     p_el = p_shaft / p["motor_efficiency"] + p["motor_speed_loss"] * n if n > 0 else 0.0
@@ -310,7 +332,9 @@ def node_heat(p: dict[str, Any], h: dict[str, float]) -> np.ndarray:
     return np.array(
         [
             (1 - rotor) * h["q_motor"],
-            rotor * h["q_motor"] + inner * h["q_bearing"] + p["cutting_heat_fraction"] * h["power_cut"],
+            rotor * h["q_motor"]
+            + inner * h["q_bearing"]
+            + p["cutting_heat_fraction"] * h["power_cut"],
             (1 - inner) * h["q_bearing"],
             0.0,
         ]
@@ -339,8 +363,9 @@ def thermal_system(p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return g, c, s
 
 
-def steady_temperatures(p: dict[str, Any], *, cutting: bool, n: float | None = None,
-                        vb: float = 0.0) -> np.ndarray:
+def steady_temperatures(
+    p: dict[str, Any], *, cutting: bool, n: float | None = None, vb: float = 0.0
+) -> np.ndarray:
     """Solve G T = q(T) + s by Newton's method (q depends on T via the preload).
 
     q is affine in T wherever the preload stays positive and the friction load is

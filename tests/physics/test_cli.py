@@ -42,7 +42,18 @@ def demo_params(**overrides) -> dict:
     values = {item["id"]: item["value"] for item in order["job_order_parameters"]}
     values["ambient_temperature"] = order["environment"]["ambient_temperature"]
     values["tool_wear_start"] = order["state"]["tool_wear"]
+    values["bearing_damage_start"] = order["state"]["bearing_damage"]
+    values["warmup_fraction"] = order["state"]["warmup"]
     return ref.params(**{**values, **overrides})
+
+
+def wear_after(p: dict, parts: int) -> float:
+    """Closed form: VB after ``parts`` parts, the wear clock advancing 1 / life per minute
+    of cutting from the clock of the starting VB (no tool change within the order)."""
+    clock = ref.clock_of_vb(p, p["tool_wear_start"])
+    clock += parts * ref.geometry(p)["cut_time"] / (60 * ref.tool_life(p))
+    assert clock < 1  # the tool lasts the order: the control changes no tool
+    return float(ref.vb_of_clock(p, clock))
 
 
 def test_build_then_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,9 +110,14 @@ def test_simulate_a_work_order_end_to_end(tmp_path: Path) -> None:
     g = ref.geometry(p)
     assert out["quantity"] == 12
     assert out["stop_time"] == pytest.approx(12 * g["cycle_time"], rel=1e-12)
-    vb_end = p["tool_wear_start"] + ref.wear_rate(p) * 12 * g["cut_time"]
+    # Dry, the C45 tool lives longer (coolant_factor 0.8 applies with coolant only).
+    assert out["kpis"]["tool_life"]["value"] == pytest.approx(ref.tool_life(p), rel=1e-9)
+    vb_end = wear_after(p, 12)
     assert out["kpis"]["tool_wear_end"]["value"] == pytest.approx(vb_end, rel=1e-9)
     assert out["kpis"]["tool_wear_end"]["unit"] == "mm"
+    assert out["kpis"]["parts_completed"]["value"] == 12
+    assert out["kpis"]["tool_changes"]["value"] == 0
+    assert out["kpis"]["part_cycle_time"]["value"] == pytest.approx(g["cycle_time"], rel=1e-12)
     with open(csv_path) as fh:
         rows = list(csv.reader(fh))
     header = rows[0]
@@ -123,14 +139,19 @@ def test_table_output_checks_quality_and_maintenance() -> None:
     lines = result.output.splitlines()
     assert lines[0].startswith("milling_spindle | WO-2026-1001 | 2 parts | simulated")
     roughness = next(line for line in lines if line.startswith("surface_roughness_max"))
-    # Ra is largest at the end, with the most wear: closed form with the demo's values.
+    # Ra of the wall is largest at the end, with the most wear: closed form with the
+    # demo's values.
     p = demo_params()
-    vb_end = p["tool_wear_start"] + ref.wear_rate(p) * 2 * ref.geometry(p)["cut_time"]
-    ra_end = (1e3 * 0.08**2 / (32 * 0.5) + p["roughness_floor"]) * (
-        1 + p["roughness_wear_coefficient"] * vb_end
-    )
+    ra_end = ref.roughness(p, wear_after(p, 2))
     assert float(roughness.split()[1]) == pytest.approx(ra_end, rel=1e-4)  # 5 digits printed
-    assert roughness.endswith("quality      OK RA [..1.6]")
+    assert roughness.endswith("quality      OK RA [..3.2]")
+    checks = {line.split()[0]: line for line in lines[2:]}
+    assert checks["wall_error_max"].endswith("quality      OK WALL [-100..100]")
+    assert checks["tool_wear_end"].endswith("maintenance  below limit 0.3 (replace_tool)")
+    assert checks["tool_changes"].endswith("maintenance  below limit 0.5 (stage_sister_tools)")
+    assert checks["spindle_load_max"].endswith("process      OK FEAS [..1]")
+    assert checks["static_safety_min"].endswith("process      OK FEAS [2..]")
+    assert checks["energy"].endswith("process      ")  # no limit: no check
 
 
 def test_bad_order_is_refused_with_every_problem_and_writes_nothing(tmp_path: Path) -> None:
@@ -150,7 +171,7 @@ def test_bad_order_is_refused_with_every_problem_and_writes_nothing(tmp_path: Pa
         "error: invalid work order:",
         "  material: 'brass' is not one of aluminium_6061, steel_c45, stainless_316l, ti6al4v, "
         "cast_iron_gjl250",
-        "  spindle_speed: 30000 is outside the allowed range [1000, 24000] rpm",
+        "  spindle_speed: 30000 is outside the allowed range [500, 24000] rpm",
         "  n_teeth: '2.5' is not a whole number",
     ]
     assert not out_csv.exists()
@@ -189,4 +210,4 @@ def test_missing_quantity_is_reported_with_the_other_problems() -> None:
     no_qty = invoke("fmu", "simulate", "--spec", str(SPEC), "--set", "material=steel_c45")
     assert no_qty.exit_code == 2
     assert "  quantity: missing (required, allowed range [1, 500] parts)" in no_qty.output
-    assert "  spindle_speed: missing (required, allowed range [1000, 24000] rpm)" in no_qty.output
+    assert "  spindle_speed: missing (required, allowed range [500, 24000] rpm)" in no_qty.output

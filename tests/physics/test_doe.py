@@ -89,22 +89,36 @@ def test_spindle_points_are_valid_complete_and_in_range(method: str, n: int) -> 
     assert SPINDLE.constraints_mask(inputs, cols["quantity"]).all()
     # The same constraints by hand, not through the spec's expressions.
     assert (cols["radial_width"] <= cols["tool_diameter"]).all()
-    window = {
-        "aluminium_6061": (150, 1200),
-        "steel_c45": (100, 320),
-        "stainless_316l": (60, 220),
-        "ti6al4v": (25, 110),
-        "cast_iron_gjl250": (80, 350),
+    window = {  # cutting speed [m/min], hex / D, largest ap * ae / D^2, kc1.1, mc
+        "aluminium_6061": (250, 1000, 0.009, 1.0, 830, 0.23),
+        "steel_c45": (120, 300, 0.0067, 0.5, 2220, 0.14),
+        "stainless_316l": (80, 200, 0.005, 0.4, 2150, 0.21),
+        "ti6al4v": (35, 90, 0.0045, 0.35, 1400, 0.23),
+        "cast_iron_gjl250": (120, 320, 0.008, 0.6, 1160, 0.26),
     }
     for p in design.points:
-        vc = math.pi * p["tool_diameter"] * p["spindle_speed"] / 1000
-        low, high = window[p["material"]]
+        d, ae, ap = p["tool_diameter"], p["radial_width"], p["axial_depth"]
+        vc = math.pi * d * p["spindle_speed"] / 1000
+        low, high, hex_ratio, section, kc11, mc = window[p["material"]]
         assert low <= vc <= high
-        assert p["feed_per_tooth"] * p["n_teeth"] * p["spindle_speed"] <= 20000
-    assert design.factors == (
-        *(k for k in SPINDLE.inputs if k != "coolant_temperature"),
-        "quantity",
-    )
+        hex_ = p["feed_per_tooth"] * (2 * math.sqrt(ae / d * (1 - ae / d)) if ae < d / 2 else 1)
+        assert 0.5 * hex_ratio * d <= hex_ <= 1.5 * hex_ratio * d
+        reach = min(1.0, (3 * d / p["tool_overhang"]) ** 2)
+        assert ap * ae <= section * reach * d**2 and ap <= 2 * d
+        assert ap + d / 2 <= p["tool_overhang"] <= 5 * d
+        assert p["corner_radius"] <= d / 4
+        vf = p["feed_per_tooth"] * p["n_teeth"] * p["spindle_speed"]
+        assert vf <= 20000
+        # Kienzle power at the mean chip thickness within 70 % of the S1 curve.
+        hm = 2 * p["feed_per_tooth"] * (ae / d) / math.acos(1 - 2 * ae / d)
+        power = ae * ap * vf * kc11 * hm**-mc / 60e3
+        assert power <= 0.7 * 20000 * min(1.0, p["spindle_speed"] / 7000)
+    # Not varied: the measuring interval and the bearing's damage take their defaults,
+    # the coolant temperature is fixed.
+    same = ("coolant_temperature", "tool_measure_interval", "bearing_damage")
+    assert design.factors == (*(k for k in SPINDLE.inputs if k not in same), "quantity")
+    # doe.stratify: material, so every material has the same share of the points.
+    assert Counter(cols["material"]) == {m: n // 5 for m in window}
     assert SPINDLE.doe is not None
     for key, f in SPINDLE.doe.factors.items():
         values = cols[key]
@@ -112,46 +126,60 @@ def test_spindle_points_are_valid_complete_and_in_range(method: str, n: int) -> 
             assert f.low <= values.min() and values.max() <= f.high
     assert all(type(p["n_teeth"]) is int and type(p["quantity"]) is int for p in design.points)
     assert all(type(p["coolant_on"]) is bool for p in design.points)
+    assert all(type(p["replace_worn_tool"]) is bool for p in design.points)
+    assert all(type(p["tool_measure_interval"]) is int for p in design.points)
     assert all(type(p["spindle_speed"]) is float for p in design.points)
-    assert set(cols["material"]) <= set(window)
+    assert set(cols["finished_surface"]) == {"wall", "floor"}
     assert all(p["coolant_temperature"] == 20.0 for p in design.points)  # doe.fixed
+    assert all(p["bearing_damage"] == 0.0 for p in design.points)
+    assert all(p["tool_measure_interval"] == 0 for p in design.points)
+    assert all(25.0 <= p["helix_angle"] <= 45.0 for p in design.points)
 
 
 def test_spindle_rejection_rate_matches_an_independent_estimate() -> None:
-    """The share of rejected candidates is the share of the box outside the constraints,
-    estimated here by sampling the spindle's factor box with numpy directly."""
+    """The share of valid candidates is the share of the box inside the constraints,
+    estimated here by sampling the spindle's factor box with numpy directly, one
+    material at a time: the design is stratified by material, so each material draws
+    until it has its n / 5 points, and the overall share is the harmonic mean of the
+    materials' shares."""
     rng = np.random.default_rng(99)
-    m = 40_000
-    assert SPINDLE.doe is not None
-    box: dict[str, Any] = {"coolant_temperature": 20.0}
-    for key, f in SPINDLE.doe.factors.items():
-        low, high = float(f.low or 0), float(f.high or 0)  # set for every numeric factor
-        if key == "material":
-            box[key] = rng.choice(SPINDLE.inputs[key].choice_names, m)
-        elif key == "coolant_on":
-            box[key] = rng.random(m) < 0.8
-        elif key in ("n_teeth", "quantity"):
-            box[key] = rng.integers(int(low), int(high) + 1, m)
-        elif f.distribution == "loguniform":
-            box[key] = np.exp(rng.uniform(np.log(low), np.log(high), m))
-        else:
-            box[key] = rng.uniform(low, high, m)
-    quantity = box.pop("quantity")
-    share = SPINDLE.constraints_mask(box, quantity).mean()
+    m = 20_000  # per material
+    assert SPINDLE.doe is not None and SPINDLE.doe.stratify == "material"
+    shares = []
+    for material in SPINDLE.inputs["material"].choice_names:
+        box: dict[str, Any] = {"coolant_temperature": 20.0, "material": np.full(m, material)}
+        for key, f in SPINDLE.doe.factors.items():
+            low, high = float(f.low or 0), float(f.high or 0)  # set for every numeric factor
+            if key == "material":
+                continue
+            if SPINDLE.factor_domain(key)[0] in ("boolean", "categorical"):
+                choices = f.choices or SPINDLE.inputs[key].choice_names
+                weights = np.asarray(f.weights or [1.0] * len(choices))
+                box[key] = rng.choice(np.asarray(choices), m, p=weights / weights.sum())
+            elif key in ("n_teeth", "quantity"):
+                box[key] = rng.integers(int(low), int(high) + 1, m)
+            elif f.distribution == "loguniform":
+                box[key] = np.exp(rng.uniform(np.log(low), np.log(high), m))
+            else:
+                box[key] = rng.uniform(low, high, m)
+        quantity = box.pop("quantity")
+        shares.append(SPINDLE.constraints_mask(box, quantity).mean())
+    share = len(shares) / sum(1 / s for s in shares)
     design = make_design(SPINDLE, 2000, method="random", seed=5)
-    sigma = math.sqrt(share * (1 - share) * (1 / m + 1 / design.candidates))
+    sigma = math.sqrt(share * (1 - share) * (1 / (len(shares) * m) + 1 / design.candidates))
     assert abs((design.candidates - design.rejected) / design.candidates - share) < 4 * sigma
 
 
 def test_spindle_grid_is_refused_above_a_million_points() -> None:
     with pytest.raises(DoeError) as err:
         make_design(SPINDLE, 1, method="grid")
-    # 15 real factors and n_teeth and quantity at 3 levels, 5 materials, coolant on/off
+    # 12 real factors and n_teeth and quantity at 3 levels, 5 materials, 2 finished
+    # surfaces, coolant on/off, tool-life management on/off
     assert str(err.value) == (
-        "levels: 3 levels over 19 factors make 1,291,401,630 grid points, more than "
+        "levels: 3 levels over 19 factors make 573,956,280 grid points, more than "
         "1,000,000; use fewer levels or another method"
     )
-    assert 3**17 * 5 * 2 == 1_291_401_630
+    assert 3**14 * 5 * 2 * 2 * 2 == 191_318_760
 
 
 # ---- values filled in and their types --------------------------------------------------
@@ -202,8 +230,8 @@ def test_a_fixed_value_breaking_a_constraint_rejects_everything() -> None:
     with pytest.raises(DoeError) as err:
         make_design(spec, 4, method="halton")
     assert str(err.value) == (
-        "constraints: only 0 of 200 candidates meet every constraint, 4 needed; most rejected "
-        "by 'use a' (200 candidates); widen the factor ranges or relax the constraints"
+        "constraints: only 0 of 10000 candidates meet every constraint, 4 needed; most rejected "
+        "by 'use a' (10000 candidates); widen the factor ranges or relax the constraints"
     )
 
 
@@ -361,8 +389,8 @@ def test_too_few_valid_candidates_name_the_worst_constraint(method: str) -> None
         make_design(spec, 10, method=method)
     assert err.value.field == "constraints"
     assert str(err.value) == (
-        "constraints: only 0 of 500 candidates meet every constraint, 10 needed; most "
-        "rejected by 'x cannot reach 20' (500 candidates); widen the factor ranges or relax "
+        "constraints: only 0 of 10000 candidates meet every constraint, 10 needed; most "
+        "rejected by 'x cannot reach 20' (10000 candidates); widen the factor ranges or relax "
         "the constraints"
     )
 
@@ -478,8 +506,8 @@ def test_a_stratum_short_of_valid_points_is_named(method: str) -> None:
         make_design(spec, 10, method=method)
     assert err.value.field == "constraints"
     assert str(err.value) == (
-        "constraints: mat=b: only 0 of 150 candidates meet every constraint, 3 needed; most "
-        "rejected by 'b needs x >= 20' (150 candidates); widen the factor ranges or relax "
+        "constraints: mat=b: only 0 of 10000 candidates meet every constraint, 3 needed; most "
+        "rejected by 'b needs x >= 20' (10000 candidates); widen the factor ranges or relax "
         "the constraints"
     )
 
@@ -488,7 +516,7 @@ def test_a_boolean_stratum_is_named_true_or_false() -> None:
     spec = toy({"x": {}, "flag": {}}, constraints=[("x >= 20 * flag", "x")], stratify="flag")
     with pytest.raises(DoeError) as err:
         make_design(spec, 4, method="random")
-    assert str(err.value).startswith("constraints: flag=true: only 0 of 100 candidates")
+    assert str(err.value).startswith("constraints: flag=true: only 0 of 10000 candidates")
 
 
 @pytest.mark.parametrize(

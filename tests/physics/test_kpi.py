@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from physics.kpi import REDUCTIONS, compute_kpis, reduce
-from physics.spec import load_spec
+from physics.spec import TwinSpec, load_spec
 
 SPEC = Path(__file__).resolve().parents[2] / "experiments" / "specs" / "spindle.yaml"
 
@@ -122,29 +123,89 @@ def test_compute_kpis_of_the_spindle_spec() -> None:
     t = np.array([0.0, 10.0, 20.0, 30.0])
     trajectories = {
         "time": t,
-        "part_deviation": np.array([0.0, 12.0, 20.0, 18.0]),
+        "wall_error": np.array([0.0, 12.0, 20.0, 18.0]),
+        "axial_drift": np.array([0.0, 4.0, -3.0, -1.5]),
         "surface_roughness": np.array([0.5, 0.6, 0.8, 0.7]),
-        "thermal_elongation": np.array([0.0, 4.0, 6.0, 5.0]),
-        "tool_wear": np.array([0.0, 0.01, 0.02, 0.025]),
-        "bearing_damage": np.array([0.1, 0.1, 0.1, 0.1001]),
+        # a tool change at 25 s: the end is not the largest wear
+        "tool_wear": np.array([0.0, 0.28, 0.29, 0.01]),
+        "tool_changes": np.array([0, 0, 0, 1]),
         "tool_broken": np.array([False, False, True, True]),
         "bearing_temperature": np.array([30.0, 40.0, 36.0, 30.0]),
-        "motor_temperature": np.array([20.0, 30.0, 35.0, 32.0]),
+        "breakage_cause": np.array([0, 0, 2, 2]),
+        "tool_stress_ratio": np.array([0.0, 0.7, 1.0, 0.0]),
+        "tool_deflection_ratio": np.array([0.0, 0.2, 0.3, 0.0]),
+        "spindle_load": np.array([0.0, 0.45, 0.5, 0.0]),
+        "stability_margin": np.array([1.8, 1.8, 1.8, 1.7]),
+        "bearing_speed_ratio": np.array([0.4, 0.4, 0.4, 0.4]),
+        "preload_ratio": np.array([1.0, 1.2, 1.3, 1.1]),
+        "static_safety": np.array([9.0, 6.0, 5.5, 7.0]),
+        "parts_completed": np.array([0, 1, 2, 2]),
+        "part_cycle_time": np.array([12.5, 12.5, 12.5, 12.5]),
+        "tool_life": np.array([45.0, 45.0, 45.0, 45.0]),
+        "tool_remaining_parts": np.array([50.0, 10.0, 5.0, 60.0]),
+        "tool_cost_per_part": np.array([1.5, 1.5, 1.6, 1.7]),
+        "bearing_damage_order": np.array([0.0, 1e-6, 2e-6, 3e-6]),
         "energy": np.array([0.0, 1.0e5, 2.0e5, 2.5e5]),
     }
     kpis = compute_kpis(spec, trajectories)
     assert kpis == {
-        "part_deviation_max": 20.0,
+        "wall_error_max": 20.0,
+        "axial_drift_max": 4.0,
+        "axial_drift_min": -3.0,
         "surface_roughness_max": 0.8,
-        "thermal_elongation_max": 6.0,
-        "tool_wear_end": 0.025,
-        "bearing_damage_end": 0.1001,
+        "tool_wear_end": 0.01,
+        "tool_changes": 1.0,
         "tool_broken_end": 1.0,
         "bearing_temperature_max": 40.0,
-        "motor_temperature_max": 35.0,
+        "breakage_cause_end": 2.0,
+        "tool_stress_ratio_max": 1.0,
+        "tool_deflection_ratio_max": 0.3,
+        "spindle_load_max": 0.5,
+        "stability_margin": 1.7,
+        "bearing_speed_ratio": 0.4,
+        "preload_ratio_max": 1.3,
+        "static_safety_min": 5.5,
+        "parts_completed": 2.0,
+        "part_cycle_time": 12.5,
+        "tool_life": 45.0,
+        "tool_remaining_parts_end": 60.0,
+        "tool_cost_per_part": 1.7,
+        "bearing_damage_order": 3e-6,
+        "energy": 2.5e5,
+    }
+    assert list(kpis) == list(spec.kpis)  # in the spec's order
+
+
+def test_compute_kpis_with_a_time_above_kpi() -> None:
+    data = yaml.safe_load(SPEC.read_text())
+    data["kpis"] = {
+        "bearing_hot_time": {
+            "variable": "bearing_temperature",
+            "reduction": "time_above",
+            "limit": 35.0,
+            "unit": "s",
+            "role": "process",
+        },
+        "energy_used": {
+            "variable": "spindle_power",
+            "reduction": "integral",
+            "unit": "J",
+            "role": "process",
+        },
+    }
+    for section in ("quality", "maintenance", "feasibility", "acceptance"):
+        data[section] = {}
+    spec = TwinSpec.from_dict(data)
+    t = np.array([0.0, 10.0, 20.0, 30.0])
+    trajectories = {
+        "time": t,
+        "bearing_temperature": np.array([30.0, 40.0, 36.0, 30.0]),
+        "spindle_power": np.array([0.0, 1000.0, 1000.0, 0.0]),
+    }
+    assert compute_kpis(spec, trajectories) == {
         # above 35: from 5 s (30 -> 40) to 20 s, then 36 -> 30 crosses at 20 + 10/6 s
         "bearing_hot_time": pytest.approx(15.0 + 10.0 / 6.0),
-        "energy": 2.5e5,
+        "energy_used": 20000.0,  # trapezoids: 5 kJ + 10 kJ + 5 kJ
     }
 
 
@@ -154,12 +215,10 @@ def test_compute_kpis_names_what_is_missing() -> None:
         compute_kpis(spec, {"energy": np.zeros(3)})
     with pytest.raises(ValueError) as err:
         compute_kpis(spec, {"time": np.arange(3.0)})
-    assert str(err.value) == (
-        "KPI 'part_deviation_max' needs the trajectory of 'part_deviation', not given"
-    )
-    short = {"time": np.arange(3.0), "part_deviation": np.zeros(2)}
+    assert str(err.value) == "KPI 'wall_error_max' needs the trajectory of 'wall_error', not given"
+    short = {"time": np.arange(3.0), "wall_error": np.zeros(2)}
     with pytest.raises(ValueError) as err:
         compute_kpis(spec, short)
     assert str(err.value) == (
-        "KPI 'part_deviation_max' (part_deviation): expected t and y of equal length, got 3 and 2"
+        "KPI 'wall_error_max' (wall_error): expected t and y of equal length, got 3 and 2"
     )

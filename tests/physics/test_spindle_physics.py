@@ -66,8 +66,15 @@ def test_cutting_force_torque_and_power_follow_kienzle(fmu: Fmu, material: str) 
 
 
 def test_spindle_load_is_torque_over_s1_torque_below_base_speed(fmu: Fmu) -> None:
-    p = ref.params(material="ti6al4v", spindle_speed=1200.0, axial_depth=10.0, radial_width=4.0,
-                   tool_diameter=20.0, tool_overhang=60.0, feed_per_tooth=0.08)
+    p = ref.params(
+        material="ti6al4v",
+        spindle_speed=1200.0,
+        axial_depth=10.0,
+        radial_width=4.0,
+        tool_diameter=20.0,
+        tool_overhang=60.0,
+        feed_per_tooth=0.08,
+    )
     tr = run(fmu, p, stop=2.0, interval=1.0)
     s1_torque = p["rated_power"] / (2 * math.pi * p["base_speed"] / 60)  # 27.3 N.m
     assert s1_torque == pytest.approx(27.28, abs=0.01)
@@ -134,8 +141,13 @@ def test_start_temperatures_follow_the_warmup_state(
 ) -> None:
     # One number for the thermal state: cold equilibrium plus a share of the rise to
     # the steady state of idling at warmup_speed (0: at the order's own speed).
-    p = ref.params(warmup_fraction=warmup, warmup_speed=warmup_speed, spindle_speed=9000.0,
-                   coolant_temperature=19.0, ambient_temperature=27.0)
+    p = ref.params(
+        warmup_fraction=warmup,
+        warmup_speed=warmup_speed,
+        spindle_speed=9000.0,
+        coolant_temperature=19.0,
+        ambient_temperature=27.0,
+    )
     tr = run(fmu, p, stop=1.0, interval=1.0)
     cold = ref.steady_temperatures(p, cutting=False, n=0.0)
     warm = ref.steady_temperatures(p, cutting=False, n=warmup_speed or p["spindle_speed"])
@@ -148,8 +160,15 @@ def test_start_temperatures_follow_the_warmup_state(
 def test_warm_up_takes_30_to_60_minutes(fmu: Fmu) -> None:
     # Idling at 20000 rpm from cold: the front bearing's rise reaches 95 % within the
     # 30-60 min that motor-spindle warm-up measurements show, and not in seconds.
-    p = ref.params(spindle_speed=20000.0, axial_depth=0.1, radial_width=0.1,
-                   feed_per_tooth=0.01, path_length=1.0e6, load_time=0.0, material="aluminium_6061")
+    p = ref.params(
+        spindle_speed=20000.0,
+        axial_depth=0.1,
+        radial_width=0.1,
+        feed_per_tooth=0.01,
+        path_length=1.0e6,
+        load_time=0.0,
+        material="aluminium_6061",
+    )
     tr = run(fmu, p, stop=4 * 3600.0, interval=10.0)
     rise = tr["bearing_temperature"] - tr["bearing_temperature"][0]
     t95 = tr.time[np.argmax(rise >= 0.95 * rise[-1])] / 60
@@ -163,8 +182,13 @@ def test_axial_drift_counts_only_what_lies_in_front_of_the_locating_bearing(fmu:
     # Z drift since the reference: the shaft from the front bearing to the tool tip and
     # the housing from its flange to the bearing grow; the rest of the shaft floats.
     # With a tool-length measurement every 4 parts, the reference is re-taken then.
-    p = ref.params(spindle_speed=15000.0, path_length=3000.0, load_time=30.0,
-                   material="aluminium_6061", tool_measure_interval=4)
+    p = ref.params(
+        spindle_speed=15000.0,
+        path_length=3000.0,
+        load_time=30.0,
+        material="aluminium_6061",
+        tool_measure_interval=4,
+    )
     g = ref.geometry(p)
     cycle = g["cycle_time"]
     tr = run(fmu, p, stop=12 * cycle, interval=cycle / 10)
@@ -172,8 +196,10 @@ def test_axial_drift_counts_only_what_lies_in_front_of_the_locating_bearing(fmu:
     k = np.floor(tr.time / cycle + 1e-9)
     ref_index = np.searchsorted(tr.time, np.floor(k / 4) * 4 * cycle - 1e-6)
     length = p["nose_to_holder"] + p["tool_overhang"]
-    expected = 1e3 * p["expansion_coefficient"] * (
-        length * (ts - ts[ref_index]) + p["flange_to_bearing"] * (th - th[ref_index])
+    expected = (
+        1e3
+        * p["expansion_coefficient"]
+        * (length * (ts - ts[ref_index]) + p["flange_to_bearing"] * (th - th[ref_index]))
     )
     # The sample at the start of a measured part still shows the drift before it.
     at_measure = (np.abs(tr.time / cycle - np.round(tr.time / cycle)) < 1e-9) & (k % 4 == 0)
@@ -183,8 +209,9 @@ def test_axial_drift_counts_only_what_lies_in_front_of_the_locating_bearing(fmu:
 
 
 def test_bearing_figures_follow_iso_281_and_iso_76(fmu: Fmu) -> None:
-    p = ref.params(spindle_speed=12000.0, material="steel_c45", feed_per_tooth=0.05,
-                   tool_overhang=50.0)
+    p = ref.params(
+        spindle_speed=12000.0, material="steel_c45", feed_per_tooth=0.05, tool_overhang=50.0
+    )
     tr = run(fmu, p, stop=5.0, interval=1.0)
     h = ref.heat(p, np.full(4, 20.0), cutting=True)
     assert tr["bearing_load"][0] == pytest.approx(h["load"], rel=1e-12)
@@ -197,7 +224,9 @@ def test_bearing_figures_follow_iso_281_and_iso_76(fmu: Fmu) -> None:
     k_tp = ref.thermal_preload_coefficient(p)
     assert k_tp == pytest.approx(38.2, abs=0.1)  # 40 N/um * 0.955 um/K
     later = tr["bearing_axial_load"][-1]
-    expected = p["bearing_preload"] + k_tp * (tr["shaft_temperature"][-1] - tr["bearing_temperature"][-1])
+    expected = p["bearing_preload"] + k_tp * (
+        tr["shaft_temperature"][-1] - tr["bearing_temperature"][-1]
+    )
     assert later == pytest.approx(expected, rel=1e-12)
 
 
@@ -226,8 +255,13 @@ def test_bearing_damage_follows_palmgren_miner(fmu: Fmu) -> None:
 def test_energy_is_the_integral_of_electrical_power(fmu: Fmu) -> None:
     # With the preload fixed and wear not raising the force, the power is constant in
     # each phase: energy = P_cut * cutting time exactly.
-    p = ref.params(bearing_axial_stiffness=0.0, wear_force_coefficient=0.0,
-                   spindle_speed=7000.0, path_length=900.0, load_time=25.0)
+    p = ref.params(
+        bearing_axial_stiffness=0.0,
+        wear_force_coefficient=0.0,
+        spindle_speed=7000.0,
+        path_length=900.0,
+        load_time=25.0,
+    )
     tr = run(fmu, p, stop=1500.0, interval=10.0)
     p_el = ref.heat(p, np.full(4, 20.0), cutting=True)["p_el"]
     np.testing.assert_allclose(tr["energy"], p_el * ref.cutting_time(p, tr.time), rtol=1e-10)
@@ -235,5 +269,10 @@ def test_energy_is_the_integral_of_electrical_power(fmu: Fmu) -> None:
     p = ref.params(spindle_speed=5000.0, path_length=900.0, load_time=0.0, replace_worn_tool=False)
     tr = run(fmu, p, stop=600.0, interval=0.25, step=0.25)
     assert not tr["tool_broken"].any() and tr["tool_wear"][-1] > 0.15  # no jumps; wear does act
-    integral = np.concatenate([[0], np.cumsum(np.diff(tr.time) * (tr["spindle_power"][1:] + tr["spindle_power"][:-1]) / 2)])
+    integral = np.concatenate(
+        [
+            [0],
+            np.cumsum(np.diff(tr.time) * (tr["spindle_power"][1:] + tr["spindle_power"][:-1]) / 2),
+        ]
+    )
     np.testing.assert_allclose(tr["energy"], integral, rtol=1e-6)

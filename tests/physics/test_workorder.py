@@ -272,15 +272,26 @@ def test_resolve_order_needs_no_fmu() -> None:
             id="chip-too-thick",
         ),
         pytest.param(
-            order(axial_depth=13.0),
+            order(axial_depth=13.0, tool_overhang=36.0),
             10,
             [
-                # 13 mm * 6 mm = 78 mm2, above 0.5 * (12 mm)^2 = 72 mm2 in C45
+                # 13 mm * 6 mm = 78 mm2, above 0.5 * (12 mm)^2 = 72 mm2 in C45 (3 D reach)
                 "constraint: the chip cross-section ap * ae exceeds the supplier limit for this "
-                "tool and material (axial_depth * radial_width <= section_limit * "
-                "tool_diameter ** 2)"
+                "tool, reach and material (axial_depth * radial_width <= section_limit * "
+                "reach_factor * tool_diameter ** 2)"
             ],
             id="chip-section",
+        ),
+        pytest.param(
+            order(axial_depth=10.0),
+            10,
+            [
+                # 60 mm2 is within 72 mm2 at 3 D reach, but not at 40 mm: * (36 / 40)^2
+                "constraint: the chip cross-section ap * ae exceeds the supplier limit for this "
+                "tool, reach and material (axial_depth * radial_width <= section_limit * "
+                "reach_factor * tool_diameter ** 2)"
+            ],
+            id="chip-section-long-reach",
         ),
         pytest.param(
             order(tool_overhang=61.0),

@@ -1,0 +1,314 @@
+"""The spindle FMU's tool and part figures against closed forms and integrals.
+
+Tool life, the three-stage wear curve, tool changes, breakage (worn out, fatigue,
+deflection), the per-tooth force integral, the wall error, roughness and the
+chatter limit; every expected value comes from spindle_reference.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from physics.fmu import Fmu, fmu_for_model
+from tests.physics import spindle_reference as ref
+
+REFERENCE_CUT = {
+    "material": "steel_c45",
+    "spindle_speed": 1000 * 200 / (math.pi * 12),
+    "feed_per_tooth": 0.1,
+    "axial_depth": 5.0,
+    "radial_width": 5.0,
+    "tool_diameter": 12.0,
+    "n_teeth": 4,
+    "tool_overhang": 36.0,
+}
+
+
+@pytest.fixture(scope="module")
+def fmu() -> Iterator[Fmu]:
+    with Fmu(fmu_for_model("spindle")) as f:
+        yield f
+
+
+def run(fmu: Fmu, p: dict, stop: float, interval: float = 10.0, step: float = 1.0):
+    return fmu.simulate(ref.fmu_start_values(p), stop, step_size=step, output_interval=interval)
+
+
+def at_reference(material: str, **overrides: object) -> dict:
+    """The material's reference condition: vc_ref, hex = hex_ref_ratio D, ae/D = 0.25."""
+    m = ref.MATERIAL_DATA[material]
+    d = 16.0
+    p = ref.params(material=material, tool_diameter=d, radial_width=0.25 * d)
+    phi = math.acos(1 - 2 * 0.25)
+    p.update(
+        spindle_speed=1000 * m["vc_ref"] / (math.pi * d),
+        feed_per_tooth=m["hex_ref_ratio"] * d / math.sin(phi),
+        axial_depth=4.0,
+        tool_overhang=40.0,
+    )
+    p.update(overrides)
+    return p
+
+
+# ---- tool life and wear ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("material", ref.MATERIALS)
+@pytest.mark.parametrize("coolant_on", [False, True])
+def test_tool_life_at_the_reference_condition(fmu: Fmu, material: str, coolant_on: bool) -> None:
+    p = at_reference(material, coolant_on=coolant_on)
+    tr = run(fmu, p, stop=1.0, interval=1.0)
+    m = ref.MATERIAL_DATA[material]
+    expected = m["life_ref"] * (m["coolant_factor"] if coolant_on else 1.0)
+    assert tr["tool_life"][0] == pytest.approx(expected, rel=1e-12)
+    assert tr["tool_life"][0] == pytest.approx(ref.tool_life(p), rel=1e-12)
+
+
+def test_tool_life_counts_engaged_time_and_follows_taylor(fmu: Fmu) -> None:
+    # A full slot, a 5 mm cut and a 0.6 mm finishing pass at the same vc and max chip
+    # thickness: lives in the inverse ratio of the engaged share of a revolution.
+    lives = {}
+    for ae in (12.0, 5.0, 0.6):
+        phi = math.acos(1 - 2 * ae / 12)
+        fz = 0.08 / (math.sin(phi) if phi < math.pi / 2 else 1.0)
+        p = ref.params(
+            **{**REFERENCE_CUT, "radial_width": ae, "feed_per_tooth": fz, "axial_depth": 3.0}
+        )
+        lives[ae] = run(fmu, p, stop=1.0, interval=1.0)["tool_life"][0]
+        assert lives[ae] == pytest.approx(ref.tool_life(p), rel=1e-12)
+    eps = {ae: math.acos(1 - 2 * ae / 12) for ae in lives}
+    assert lives[0.6] / lives[12.0] == pytest.approx(eps[12.0] / eps[0.6], rel=1e-12)
+    assert lives[0.6] / lives[12.0] > 6.0
+    # Taylor: 25 % more cutting speed, life times 1.25^(-1/n) with n = 0.25 for carbide.
+    p = ref.params(**REFERENCE_CUT)
+    p_fast = ref.params(**{**REFERENCE_CUT, "spindle_speed": 1.25 * REFERENCE_CUT["spindle_speed"]})
+    ratio = run(fmu, p_fast, 1.0, 1.0)["tool_life"][0] / run(fmu, p, 1.0, 1.0)["tool_life"][0]
+    assert math.log(1.25) / -math.log(ratio) == pytest.approx(0.25, rel=1e-12)
+
+
+def test_the_wear_curve_has_three_stages_and_meets_the_criterion_at_one_life() -> None:
+    p = ref.params()
+    s = np.linspace(0, 1.4, 1401)
+    vb = ref.vb_of_clock(p, s)
+    rate = np.gradient(vb, s)
+    assert vb[0] == 0.0 and ref.vb_of_clock(p, 1.0) == pytest.approx(p["vb_limit"], rel=1e-14)
+    i_min = int(np.argmin(rate))
+    assert 0.1 < s[i_min] < 0.8  # break-in, then steady wear, then acceleration
+    assert rate[0] > 3 * rate[i_min] and rate[-1] > 5 * rate[i_min]
+    assert float(ref.vb_of_clock(p, 0.1)) > 0.04  # break-in wear of the first tenth of life
+
+
+@pytest.mark.parametrize("material", ["steel_c45", "ti6al4v", "aluminium_6061"])
+def test_flank_wear_follows_the_integrated_wear_law(fmu: Fmu, material: str) -> None:
+    p = at_reference(
+        material,
+        vb_breakage=5.0,
+        replace_worn_tool=False,
+        tool_wear_start=0.05,
+        path_length=800.0,
+        load_time=45.0,
+        tool_fatigue_strength=1e4,
+        tool_deflection_limit=10.0,
+    )
+    life = ref.tool_life(p) * 60
+    stop = 1.3 * life * ref.geometry(p)["cycle_time"] / ref.geometry(p)["cut_time"]
+    tr = run(fmu, p, stop=stop, interval=stop / 400, step=stop / 400)
+    clock = ref.clock_of_vb(p, 0.05) + ref.cutting_time(p, tr.time) / life
+    np.testing.assert_allclose(tr["tool_wear"], ref.vb_of_clock(p, clock), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        tr["tool_remaining_life"], np.maximum(0, 1 - clock) * life / 60, rtol=1e-9, atol=1e-9
+    )
+    assert tr["tool_wear"][-1] > p["vb_limit"]  # the accelerated stage is reached
+
+
+def test_tool_changes_keep_every_part_within_the_tool_life(fmu: Fmu) -> None:
+    # The control changes a tool before a part it could not finish within its life;
+    # the life left on the changed-out tool is spent too (tool cost per part).
+    p = ref.params(**REFERENCE_CUT, path_length=1500.0, load_time=20.0, tool_wear_start=0.12)
+    g = ref.geometry(p)
+    parts = 60
+    tr = run(
+        fmu, p, stop=parts * g["cycle_time"], interval=g["cycle_time"] / 4, step=g["cycle_time"] / 4
+    )
+    share = g["cut_time"] / (60 * ref.tool_life(p))
+    clock, changes, spent = ref.clock_of_vb(p, 0.12), 0, 0.0
+    for _ in range(parts):
+        if clock > 0 and clock + share > 1:
+            spent += 1 - clock
+            clock, changes = 0.0, changes + 1
+        clock += share
+        spent += share
+    assert tr["tool_changes"][-1] == changes and changes >= 2
+    assert tr["tool_wear"][-1] == pytest.approx(float(ref.vb_of_clock(p, clock)), rel=1e-9)
+    assert tr["tool_wear"].max() <= p["vb_limit"] + 1e-12
+    price = p["tool_price_per_mm"] * p["tool_diameter"]
+    assert tr["tool_cost_per_part"][-1] == pytest.approx(price * spent / parts, rel=1e-9)
+    assert tr["parts_completed"][-1] == parts and not tr["tool_broken"].any()
+    # Before the first part: the price over the parts a new tool cuts.
+    assert tr["tool_cost_per_part"][0] == pytest.approx(price * share, rel=1e-12)
+    assert tr["parts_per_tool"][0] == pytest.approx(1 / share, rel=1e-12)
+
+
+# ---- breakage -----------------------------------------------------------------------------
+
+
+def test_the_tool_wears_out_at_vb_breakage_and_the_machine_halts(fmu: Fmu) -> None:
+    p = ref.params(
+        **REFERENCE_CUT,
+        replace_worn_tool=False,
+        path_length=500.0,
+        load_time=30.0,
+        tool_wear_start=0.2,
+        tool_deflection_limit=5.0,
+        tool_fatigue_strength=1e4,
+    )
+    life = ref.tool_life(p) * 60
+    tc = (ref.clock_of_vb(p, p["vb_breakage"]) - ref.clock_of_vb(p, 0.2)) * life
+    t_break = ref.time_of_cutting(p, tc)
+    tr = run(fmu, p, stop=t_break + 300.0, interval=5.0)
+    assert tr["breakage_time"][-1] == pytest.approx(t_break, rel=1e-9)
+    assert tr["breakage_cause"][-1] == 1
+    after = tr.time >= t_break
+    assert tr["tool_broken"][after].all() and not tr["tool_broken"][~after].any()
+    assert not tr["cutting"][after].any()
+    assert tr["tool_wear"][-1] == pytest.approx(p["vb_breakage"], rel=1e-12)
+    assert tr["parts_completed"][-1] == math.floor(t_break / ref.geometry(p)["cycle_time"])
+
+
+def test_per_tooth_force_integral_gives_the_peak_and_the_wall_force(fmu: Fmu) -> None:
+    cases = [
+        {},
+        {"helix_angle": 45.0, "radial_width": 1.0, "axial_depth": 20.0, "tool_overhang": 50.0},
+        {"radial_width": 12.0, "n_teeth": 3},
+        {"radial_width": 0.6, "n_teeth": 6},
+    ]
+    for case in cases:
+        p = ref.params(**{**REFERENCE_CUT, **case})
+        tr = run(fmu, p, stop=1.0, interval=1.0)
+        peak = ref.peak_force(p)
+        assert tr["peak_tool_force"][0] == pytest.approx(peak, rel=1e-5), case
+        fy = ref.tool_force(p, math.pi)[1]  # a flute at the wall-generating angle
+        wall = 1e3 * fy * ref.tip_compliance(p, ref.load_arm(p))
+        assert tr["wall_error"][0] == pytest.approx(wall, rel=1e-5), case
+        assert fy > 0  # down milling pushes the tool off the wall: material is left
+        assert tr["tool_deflection"][0] == pytest.approx(
+            1e3 * peak * ref.tip_compliance(p, ref.load_arm(p)), rel=1e-5
+        )
+        assert tr["tool_stress_ratio"][0] == pytest.approx(
+            ref.root_stress(p, peak) / p["tool_fatigue_strength"], rel=1e-5
+        )
+
+
+def test_a_straight_flute_peak_is_the_single_tooth_force_at_the_thickest_chip(fmu: Fmu) -> None:
+    # One tooth in the cut at a time (z phi_e < 2 pi), no helix: the peak is
+    # kc11 ap hex^(1 - mc) sqrt(1 + Kr^2), at entry, and no force at the wall angle.
+    p = ref.params(**{**REFERENCE_CUT, "helix_angle": 0.0, "radial_width": 2.0})
+    m, g = ref.material(p), ref.geometry(p)
+    tr = run(fmu, p, stop=1.0, interval=1.0)
+    expected = m["kc11"] * p["axial_depth"] * g["hex"] ** (1 - m["mc"]) * math.hypot(1, 0.4)
+    assert tr["peak_tool_force"][0] == pytest.approx(expected, rel=1e-12)
+    assert tr["wall_error"][0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fatigue_breakage_when_wear_raises_the_root_stress_to_the_allowable(fmu: Fmu) -> None:
+    p = ref.params(
+        **REFERENCE_CUT,
+        replace_worn_tool=False,
+        path_length=500.0,
+        load_time=30.0,
+        tool_deflection_limit=5.0,
+    )
+    ratio = ref.root_stress(p, ref.peak_force(p)) / p["tool_fatigue_strength"]
+    # Choose the allowable so that the stress reaches it at VB = 0.25 mm.
+    p["tool_fatigue_strength"] *= ratio * (1 + 0.25 * p["wear_force_coefficient"])
+    life = ref.tool_life(p) * 60
+    t_break = ref.time_of_cutting(p, ref.clock_of_vb(p, 0.25) * life)
+    tr = run(fmu, p, stop=t_break + 200.0, interval=5.0)
+    assert tr["breakage_cause"][-1] == 2
+    assert tr["breakage_time"][-1] == pytest.approx(t_break, rel=1e-6)
+    assert tr["tool_stress_ratio"][-1] == pytest.approx(1.0, rel=1e-6)
+    assert tr["tool_stress_ratio"][0] == pytest.approx(1 / 1.25, rel=1e-6)
+
+
+def test_deflection_breakage_and_an_overloaded_tool_snaps_as_the_first_cut_starts(fmu: Fmu) -> None:
+    p = ref.params(**REFERENCE_CUT, replace_worn_tool=False, path_length=500.0, load_time=30.0)
+    deflection = ref.peak_force(p) * ref.tip_compliance(p, ref.load_arm(p))
+    p["tool_deflection_limit"] = deflection * 1.1  # reached at VB = 0.1 mm
+    life = ref.tool_life(p) * 60
+    t_break = ref.time_of_cutting(p, ref.clock_of_vb(p, 0.1) * life)
+    tr = run(fmu, p, stop=t_break + 100.0, interval=1.0)
+    assert tr["breakage_cause"][-1] == 3
+    assert tr["breakage_time"][-1] == pytest.approx(t_break, rel=1e-6)
+    assert tr["tool_deflection_ratio"][0] == pytest.approx(1 / 1.1, rel=1e-6)
+    # A limit below the sharp tool's deflection: it snaps at once, no part is made.
+    p["tool_deflection_limit"] = deflection * 0.9
+    tr = run(fmu, p, stop=300.0, interval=1.0)
+    assert tr["breakage_time"][-1] == 0.0 and tr["breakage_cause"][-1] == 3
+    assert not tr["tool_broken"][0] and tr["tool_broken"][1:].all()  # it breaks in the first step
+    assert tr["parts_completed"][-1] == 0 and not tr["cutting"][1:].any()
+    assert (tr["energy"] == 0.0).all()
+
+
+def test_a_tool_already_past_breakage_never_cuts(fmu: Fmu) -> None:
+    p = ref.params(**REFERENCE_CUT, tool_wear_start=1.2)
+    tr = run(fmu, p, stop=600.0, interval=10.0)
+    assert tr["tool_broken"].all() and not tr["cutting"].any()
+    assert tr["breakage_cause"][0] == 1 and tr["parts_completed"][-1] == 0
+
+
+# ---- roughness and stability -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("surface", "fz", "runout"),
+    [("wall", 0.1, 3.0), ("wall", 0.1, 0.0), ("floor", 0.08, 3.0), ("floor", 0.3, 0.5)],
+)
+def test_roughness_follows_the_feed_marks_of_the_generating_radius(
+    fmu: Fmu, surface: str, fz: float, runout: float
+) -> None:
+    p = ref.params(
+        **{**REFERENCE_CUT, "feed_per_tooth": fz, "axial_depth": 2.0},
+        finished_surface=surface,
+        tool_runout=runout,
+        tool_wear_start=0.1,
+        corner_radius=0.8,
+    )
+    tr = run(fmu, p, stop=1.0, interval=1.0)
+    assert tr["surface_roughness"][0] == pytest.approx(ref.roughness(p, 0.1), rel=1e-12)
+    assert tr["surface_roughness"][0] >= p["roughness_floor"]
+
+
+def test_ra_of_a_feed_mark_profile_is_4_over_9_root_3_of_its_height() -> None:
+    # Arcs of radius R every f: the profile the model's Ra/Rt factor stands for,
+    # measured as Ra is (mean absolute deviation from the mean line).
+    radius, f = 6.0, 0.4
+    x = np.linspace(-f / 2, f / 2, 200001)
+    y = radius - np.sqrt(radius**2 - x**2)
+    ra = np.mean(np.abs(y - y.mean()))
+    assert ra / y.max() == pytest.approx(4 / (9 * math.sqrt(3)), rel=2e-3)
+
+
+def test_stability_limit_is_the_zeroth_order_milling_solution(fmu: Fmu) -> None:
+    for case in (
+        {},
+        {"radial_width": 12.0},
+        {"radial_width": 0.6, "n_teeth": 2},
+        {"tool_overhang": 60.0, "tool_damping_ratio": 0.05},
+    ):
+        p = ref.params(**{**REFERENCE_CUT, **case})
+        tr = run(fmu, p, stop=1.0, interval=1.0)
+        limit = ref.stability_limit(p)
+        assert tr["stability_limit"][0] == pytest.approx(limit, rel=1e-8), case
+        assert tr["stability_margin"][0] == pytest.approx(limit / p["axial_depth"], rel=1e-8)
+    # Slotting with Kr = 0: [alpha] has eigenvalues +-i pi and the limit is Tlusty's
+    # 2 pi / (z Kt pi max 2 zeta r |G|^2 k^2 / k) ~ 4 k zeta / (z Kt) for small zeta.
+    p = ref.params(**{**REFERENCE_CUT, "radial_width": 12.0, "radial_force_ratio": 0.0})
+    tr = run(fmu, p, stop=1.0, interval=1.0)
+    k = 1 / ref.tip_compliance(p, p["tool_overhang"])
+    zeta = p["tool_damping_ratio"]
+    tlusty = 4 * k * zeta / (p["n_teeth"] * ref.kc(p))
+    assert tr["stability_limit"][0] == pytest.approx(tlusty, rel=2 * zeta**2)
