@@ -136,6 +136,19 @@ def test_spindle_points_are_valid_complete_and_in_range(method: str, n: int) -> 
     assert all(25.0 <= p["helix_angle"] <= 45.0 for p in design.points)
 
 
+@pytest.mark.parametrize("method", SAMPLED)
+def test_small_stratified_spindle_designs_never_run_out_of_candidates(method: str) -> None:
+    # About 5 % of the box is valid: with one or two points per material, 50 draws per
+    # point would fail by chance; a small design may always draw MIN_CANDIDATES.
+    for seed in range(2 if method == "lhs" else 6):  # optimised LHS rounds cost 0.3 s
+        for n in (1, 5):
+            design = make_design(SPINDLE, n, method=method, seed=seed)
+            cols = design.columns()
+            quantity = cols.pop("quantity")
+            assert len(design.points) == n
+            assert np.all(SPINDLE.constraints_mask(cols, quantity))
+
+
 def test_spindle_rejection_rate_matches_an_independent_estimate() -> None:
     """The share of valid candidates is the share of the box inside the constraints,
     estimated here by sampling the spindle's factor box with numpy directly, one
