@@ -149,7 +149,8 @@ def test_table_output_checks_quality_and_maintenance() -> None:
     assert checks["wall_error_max"].endswith("quality      OK WALL [-100..100]")
     assert checks["tool_wear_end"].endswith("maintenance  below limit 0.3 (replace_tool)")
     assert checks["tool_changes"].endswith("maintenance  below limit 0.5 (stage_sister_tools)")
-    assert checks["spindle_load_max"].endswith("process      OK FEAS [..1]")
+    assert checks["spindle_rating_load_max"].endswith("process      OK FEAS [..1]")
+    assert checks["spindle_load_max"].endswith("process      ")  # reported, no limit
     assert checks["static_safety_min"].endswith("process      OK FEAS [2..]")
     assert checks["energy"].endswith("process      ")  # no limit: no check
 

@@ -116,7 +116,7 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "bearing_temperature_max",
     }
     assert set(spec.feasibility) == {
-        "spindle_load_max",
+        "spindle_rating_load_max",
         "bearing_speed_ratio",
         "preload_ratio_max",
         "static_safety_min",

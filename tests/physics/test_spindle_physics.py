@@ -81,6 +81,22 @@ def test_spindle_load_is_torque_over_s1_torque_below_base_speed(fmu: Fmu) -> Non
     assert tr["spindle_load"][0] == pytest.approx(tr["spindle_torque"][0] / s1_torque, rel=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("path_length", "load_time", "s6"),
+    [(600.0, 60.0, True), (600.0, 5.0, False), (20000.0, 1000.0, False)],
+)
+def test_short_intermittent_cycles_may_use_the_s6_rating(
+    fmu: Fmu, path_length: float, load_time: float, s6: bool
+) -> None:
+    # IEC 60034-1 S6-40 %: a cycle of at most 10 min that cuts at most 40 % of it.
+    p = ref.params(spindle_speed=6000.0, path_length=path_length, load_time=load_time)
+    g = ref.geometry(p)
+    assert (g["cut_time"] <= 0.4 * g["cycle_time"] and g["cycle_time"] <= 600.0) is s6
+    tr = run(fmu, p, stop=2.0, interval=1.0)
+    factor = p["s6_power_factor"] if s6 else 1.0
+    assert tr["spindle_rating_load"][0] == pytest.approx(tr["spindle_load"][0] / factor, rel=1e-12)
+
+
 @pytest.mark.parametrize("coolant_on", [True, False])
 def test_steady_temperatures_solve_the_thermal_network(fmu: Fmu, coolant_on: bool) -> None:
     # Continuous cutting with the force independent of wear and worn tools changed

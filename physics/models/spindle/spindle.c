@@ -585,6 +585,10 @@ static void update_outputs(ModelState *s, double t, const double *x) {
     V(cutting_power) = f.power_cut;
     double s1_power = V(rated_power) * fmin(1.0, V(spindle_speed) / V(base_speed));
     V(spindle_load) = f.p_shaft / s1_power;
+    /* Intermittent duty (IEC 60034-1 S6): a short cycle that cuts for at most the
+     * rated share of it may load the spindle up to its S6 curve. */
+    int s6 = V(cut_time) <= V(s6_duty_cycle) * V(cycle_time) && V(cycle_time) <= V(s6_period);
+    V(spindle_rating_load) = V(spindle_load) / (s6 ? V(s6_power_factor) : 1.0);
     V(spindle_power) = f.p_el;
     V(bearing_heat) = f.q_bearing;
     V(motor_heat) = f.q_motor;
