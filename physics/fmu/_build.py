@@ -160,6 +160,10 @@ def _compile_shared(
         "-std=c99",
         "-Wall",
         "-Wextra",
+        # A call to an undeclared function is an error, and so is a symbol the library
+        # leaves unresolved: otherwise the build succeeds and the FMU fails to load.
+        "-Werror=implicit-function-declaration",
+        *(["-Wl,--no-undefined"] if sys.platform.startswith("linux") else []),
         *defines,
         "-fvisibility=hidden",
         "-I",

@@ -163,42 +163,92 @@ def root_stress(p: dict[str, Any], force: float) -> float:
 # ---- chatter stability ----------------------------------------------------------------
 
 
-def stability_limit(p: dict[str, Any]) -> float:
-    """Zeroth-order milling stability: a_crit = 2 pi / (z Kt max Re(mu G)), mu of [alpha]."""
-    kr, zeta = p["radial_force_ratio"], p["tool_damping_ratio"]
+def _directional_eigenvalues(p: dict[str, Any]) -> np.ndarray:
+    kr = p["radial_force_ratio"]
     st, ex = math.pi - geometry(p)["phi"], math.pi
 
     def terms(q: float) -> np.ndarray:
+        c, s = math.cos(2 * q), math.sin(2 * q)
         return 0.5 * np.array(
             [
-                [
-                    math.cos(2 * q) - 2 * kr * q + kr * math.sin(2 * q),
-                    -math.sin(2 * q) - 2 * q + kr * math.cos(2 * q),
-                ],
-                [
-                    -math.sin(2 * q) + 2 * q + kr * math.cos(2 * q),
-                    -math.cos(2 * q) - 2 * kr * q - kr * math.sin(2 * q),
-                ],
+                [c - 2 * kr * q + kr * s, -s - 2 * q + kr * c],
+                [-s + 2 * q + kr * c, -c - 2 * kr * q - kr * s],
             ]
         )
 
-    mus = np.linalg.eigvals(terms(ex) - terms(st))
-    k_tip = 1 / tip_compliance(p, p["tool_overhang"])  # N/mm
+    return np.linalg.eigvals(terms(ex) - terms(st))
+
+
+def _mu_g(p: dict[str, Any], mu: complex, r: Any) -> Any:
+    """mu G(i w) at r = w / wn, with the tool tip's static stiffness k (N/mm)."""
+    k_tip = 1 / tip_compliance(p, p["tool_overhang"])
+    return mu / (k_tip * (1 - r * r + 2j * p["tool_damping_ratio"] * r))
+
+
+def critical_depth(p: dict[str, Any]) -> float:
+    """Zeroth-order milling stability: a_crit = 2 pi / (z Kt max Re(mu G)), mu of [alpha]."""
     best = 0.0
-    for mu in mus:
-
-        def neg(r: float, mu: complex = mu) -> float:
-            g = 1 / (k_tip * (1 - r * r + 2j * zeta * r))
-            return -float((mu * g).real)
-
+    for mu in _directional_eigenvalues(p):
         r = np.geomspace(0.1, 10, 20001)
-        vals = -np.array([neg(x) for x in r])
+        vals = _mu_g(p, mu, r).real
         i = int(np.argmax(vals))
         res = optimize.minimize_scalar(
-            neg, bounds=(r[max(i - 1, 0)], r[i + 1]), method="bounded", options={"xatol": 1e-12}
+            lambda x, mu=mu: -float(_mu_g(p, mu, x).real),
+            bounds=(r[max(i - 1, 0)], r[i + 1]),
+            method="bounded",
+            options={"xatol": 1e-12},
         )
         best = max(best, vals[i], -res.fun)
     return 2 * math.pi / (p["n_teeth"] * kc(p) * best)
+
+
+def stability_limit(p: dict[str, Any], f_n: float, lobes: int = 40) -> float:
+    """The lowest stability lobe through the spindle speed (rpm) at natural frequency f_n.
+
+    On lobe k the chatter frequency w and the tooth period T = 60 / (z n) hold
+    w T = eps + 2 pi k, eps = pi - 2 atan(-Im(mu G) / Re(mu G)), where Re(mu G) > 0;
+    every crossing is solved with brentq on a fine grid of r in [0.2, 5]. Lobes past
+    ``lobes`` crowd onto the critical depth, taken where they could reach n.
+    """
+    n, z, wn = p["spindle_speed"], p["n_teeth"], 2 * math.pi * f_n
+    crit = critical_depth(p)
+    r = np.geomspace(0.2, 5, 20001)
+    best, reach = math.inf, 0.0
+    for mu in _directional_eigenvalues(p):
+
+        def speed(x: Any, k: int, mu: complex = mu) -> Any:
+            g = _mu_g(p, mu, x)
+            eps = math.pi - 2 * np.arctan(-g.imag / g.real)
+            return np.where(g.real > 0, 60 * wn * x / (z * (eps + 2 * math.pi * k)), np.nan)
+
+        reach = max(reach, float(np.nanmax(speed(r, lobes + 1))))
+        for k in range(lobes + 1):
+            f = speed(r, k) - n
+            sign = np.sign(f)
+            for i in np.flatnonzero(sign[:-1] * sign[1:] <= 0):
+                if np.isnan(f[i]) or np.isnan(f[i + 1]):
+                    continue
+                root = optimize.brentq(
+                    lambda x, k=k: float(speed(x, k)) - n, r[i], r[i + 1], xtol=1e-14
+                )
+                depth = 2 * math.pi / (z * kc(p) * float(_mu_g(p, mu, root).real))
+                best = min(best, depth)
+    if n <= reach:
+        best = min(best, crit)
+    return max(best, crit)
+
+
+def tool_natural_frequency(p: dict[str, Any]) -> float:
+    """Tool cantilever (first mode, beta1 L = 1.8751) and spindle mode, by Dunkerley."""
+    d = 1e-3 * p["tool_core_ratio"] * p["tool_diameter"]
+    length = 1e-3 * p["tool_overhang"]
+    ei = tool_ei(p) * 1e-6  # N m2
+    f_tool = (
+        1.875104068711961**2
+        / (2 * math.pi * length**2)
+        * math.sqrt(ei / (p["tool_density"] * math.pi * d * d / 4))
+    )
+    return 1 / math.sqrt(1 / f_tool**2 + 1 / p["spindle_natural_frequency"] ** 2)
 
 
 # ---- tool wear and life -----------------------------------------------------------------

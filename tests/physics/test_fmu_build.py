@@ -119,6 +119,18 @@ def test_compiler_errors_are_reported(tmp_path: Path) -> None:
         build_model(model, out_dir=tmp_path / "cache")
 
 
+def test_a_call_to_an_undeclared_function_fails_the_build(tmp_path: Path) -> None:
+    # It would link into a library that fails only when the FMU is loaded.
+    model = copy_model(tmp_path)
+    c_file = model / "spindle.c"
+    source = c_file.read_text().replace(
+        "V(cut_time) = 60.0", "helper_nobody_wrote(); V(cut_time) = 60.0"
+    )
+    c_file.write_text(source)
+    with pytest.raises(BuildError, match=r"(?s)the C compiler failed:.*helper_nobody_wrote"):
+        build_model(model, out_dir=tmp_path / "cache")
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [

@@ -292,18 +292,20 @@ def test_ra_of_a_feed_mark_profile_is_4_over_9_root_3_of_its_height() -> None:
     assert ra / y.max() == pytest.approx(4 / (9 * math.sqrt(3)), rel=2e-3)
 
 
-def test_stability_limit_is_the_zeroth_order_milling_solution(fmu: Fmu) -> None:
-    for case in (
+def test_critical_depth_is_the_zeroth_order_milling_solution(fmu: Fmu) -> None:
+    cases = (
         {},
         {"radial_width": 12.0},
         {"radial_width": 0.6, "n_teeth": 2},
         {"tool_overhang": 60.0, "tool_damping_ratio": 0.05},
-    ):
+    )
+    for case in cases:
         p = ref.params(**{**REFERENCE_CUT, **case})
         tr = run(fmu, p, stop=1.0, interval=1.0)
-        limit = ref.stability_limit(p)
-        assert tr["stability_limit"][0] == pytest.approx(limit, rel=1e-8), case
-        assert tr["stability_margin"][0] == pytest.approx(limit / p["axial_depth"], rel=1e-8)
+        assert tr["critical_depth"][0] == pytest.approx(ref.critical_depth(p), rel=1e-8), case
+        assert tr["tool_natural_frequency"][0] == pytest.approx(
+            ref.tool_natural_frequency(p), rel=1e-12
+        )
     # Slotting with Kr = 0: [alpha] has eigenvalues +-i pi and the limit is Tlusty's
     # 2 pi / (z Kt pi max 2 zeta r |G|^2 k^2 / k) ~ 4 k zeta / (z Kt) for small zeta.
     p = ref.params(**{**REFERENCE_CUT, "radial_width": 12.0, "radial_force_ratio": 0.0})
@@ -311,4 +313,19 @@ def test_stability_limit_is_the_zeroth_order_milling_solution(fmu: Fmu) -> None:
     k = 1 / ref.tip_compliance(p, p["tool_overhang"])
     zeta = p["tool_damping_ratio"]
     tlusty = 4 * k * zeta / (p["n_teeth"] * ref.kc(p))
-    assert tr["stability_limit"][0] == pytest.approx(tlusty, rel=2 * zeta**2)
+    assert tr["critical_depth"][0] == pytest.approx(tlusty, rel=2 * zeta**2)
+
+
+@pytest.mark.parametrize("speed", [2000.0, 6000.0, 9000.0, 13000.0, 16000.0, 24000.0])
+def test_stability_limit_follows_the_lobes_at_the_spindle_speed(fmu: Fmu, speed: float) -> None:
+    p = ref.params(**{**REFERENCE_CUT, "material": "aluminium_6061", "spindle_speed": speed})
+    tr = run(fmu, p, stop=1.0, interval=1.0)
+    f_n = ref.tool_natural_frequency(p)
+    limit = ref.stability_limit(p, f_n)
+    assert tr["stability_limit"][0] == pytest.approx(limit, rel=1e-8)
+    assert tr["stability_margin"][0] == pytest.approx(limit / p["axial_depth"], rel=1e-8)
+    assert limit >= ref.critical_depth(p) * (1 - 1e-12)
+    # The first pocket sits where the tooth frequency is near the natural frequency
+    # (60 f_n / z = 13,380 rpm here): several times the critical depth.
+    if speed == 13000.0:
+        assert limit > 5 * ref.critical_depth(p)

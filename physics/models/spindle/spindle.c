@@ -225,13 +225,12 @@ static double load_arm(const ModelState *s) { return V(tool_overhang) - 0.5 * V(
 
 /* ---- chatter stability -------------------------------------------------------------------- */
 
-/* Critical depth of cut of the zeroth-order (average directional factor) milling
- * stability solution for a tool tip with the same single mode in X and Y:
- *   a_crit = 2 pi / (z Kt max_omega Re(mu G(i omega)))
- * mu the eigenvalues of the directional matrix [alpha] over the engagement,
- * G = 1 / (k (1 - r^2 + 2 i zeta r)) (Altintas & Budak 1995; Altintas,
- * Manufacturing Automation 2012, ch. 3). For a real mu it is Tlusty's classical
- * b_lim = 2 pi 4 k zeta (1 + zeta) / (z Kt |mu|). */
+/* Zeroth-order (average directional factor) milling stability for a tool tip with
+ * the same single mode in X and Y, G = 1 / (k (1 - r^2 + 2 i zeta r)), r = w / wn
+ * (Altintas & Budak 1995; Altintas, Manufacturing Automation 2012, ch. 3): with mu
+ * the eigenvalues of the directional matrix [alpha] over the engagement, chatter at
+ * frequency w needs the depth a(w) = 2 pi / (z Kt Re(mu G(i w))), where Re(mu G) > 0. */
+/* The directional coefficients' antiderivatives at immersion p (Altintas 2012, ch. 3). */
 static void directional_terms(double p, double kr, double out[4]) {
     out[0] = 0.5 * (cos(2.0 * p) - 2.0 * kr * p + kr * sin(2.0 * p));  /* alpha_xx */
     out[1] = 0.5 * (-sin(2.0 * p) - 2.0 * p + kr * cos(2.0 * p));      /* alpha_xy */
@@ -239,33 +238,58 @@ static void directional_terms(double p, double kr, double out[4]) {
     out[3] = 0.5 * (-cos(2.0 * p) - 2.0 * kr * p - kr * sin(2.0 * p)); /* alpha_yy */
 }
 
-static double stability_limit(const ModelState *s, double k_tip) {
-    double st = phi_entry(s), ex = PI, kr = V(radial_force_ratio), zeta = V(tool_damping_ratio);
-    double lo[4], hi[4];
-    directional_terms(st, kr, lo);
-    directional_terms(ex, kr, hi);
+typedef struct {
+    double mu_r[2], mu_i[2];
+    double k, zeta, kt, z, omega_n;
+} Stability;
+
+static Stability stability_setup(const ModelState *s, double k_tip, double f_n) {
+    Stability st;
+    double lo[4], hi[4], kr = V(radial_force_ratio);
+    directional_terms(phi_entry(s), kr, lo);
+    directional_terms(PI, kr, hi);
     double axx = hi[0] - lo[0], axy = hi[1] - lo[1], ayx = hi[2] - lo[2], ayy = hi[3] - lo[3];
     double half_tr = 0.5 * (axx + ayy), disc = half_tr * half_tr - (axx * ayy - axy * ayx);
-    double mu_r[2], mu_i[2];
     if (disc >= 0.0) {
-        mu_r[0] = half_tr + sqrt(disc);
-        mu_r[1] = half_tr - sqrt(disc);
-        mu_i[0] = mu_i[1] = 0.0;
+        st.mu_r[0] = half_tr + sqrt(disc);
+        st.mu_r[1] = half_tr - sqrt(disc);
+        st.mu_i[0] = st.mu_i[1] = 0.0;
     } else {
-        mu_r[0] = mu_r[1] = half_tr;
-        mu_i[0] = sqrt(-disc);
-        mu_i[1] = -sqrt(-disc);
+        st.mu_r[0] = st.mu_r[1] = half_tr;
+        st.mu_i[0] = sqrt(-disc);
+        st.mu_i[1] = -sqrt(-disc);
     }
-    /* max over r of k Re(mu G) = (mu_r (1 - r^2) + 2 zeta r mu_i) / ((1 - r^2)^2 + 4 zeta^2 r^2):
-     * a log-spaced scan, then golden-section refinement around the best point. */
-    double best = 0.0;
+    int m = material_row(s);
+    st.kt = material_data_kc11[m] * pow(V(chip_thickness), -material_data_mc[m]);
+    st.k = k_tip;
+    st.zeta = V(tool_damping_ratio);
+    st.z = V(n_teeth);
+    st.omega_n = 2.0 * PI * f_n;
+    return st;
+}
+
+/* k Re(mu G) at r, and k Im(mu G) in *im. */
+static double mu_g(const Stability *st, int e, double r, double *im) {
+    double u = 1.0 - r * r, d = u * u + 4.0 * st->zeta * st->zeta * r * r;
+    double gr = u / d, gi = -2.0 * st->zeta * r / d;
+    *im = st->mu_r[e] * gi + st->mu_i[e] * gr;
+    return st->mu_r[e] * gr - st->mu_i[e] * gi;
+}
+
+static double depth_of(const Stability *st, double k_re) {
+    return 2.0 * PI * st->k / (st->z * st->kt * k_re);
+}
+
+/* The speed-independent critical depth: a(w) at the w that maximises Re(mu G), found
+ * by a log-spaced scan and golden-section refinement. For a real mu it is Tlusty's
+ * classical b_lim = 2 pi 4 k zeta (1 + zeta) / (z Kt |mu|). */
+static double critical_depth(const Stability *st) {
+    double best = 0.0, im;
     for (int e = 0; e < 2; e++) {
         double br = 1.0, bv = -HUGE_VAL;
         const int n = 400;
         for (int i = 0; i <= n; i++) {
-            double r = pow(10.0, -1.0 + 2.0 * i / n);
-            double u = 1.0 - r * r, v = (mu_r[e] * u + 2.0 * zeta * r * mu_i[e]) /
-                                        (u * u + 4.0 * zeta * zeta * r * r);
+            double r = pow(10.0, -1.0 + 2.0 * i / n), v = mu_g(st, e, r, &im);
             if (v > bv) {
                 bv = v;
                 br = r;
@@ -275,20 +299,70 @@ static double stability_limit(const ModelState *s, double k_tip) {
         double g = 0.5 * (sqrt(5.0) - 1.0);
         for (int i = 0; i < 80; i++) {
             double c = b - g * (b - a), d = a + g * (b - a);
-            double uc = 1.0 - c * c, ud = 1.0 - d * d;
-            double vc = (mu_r[e] * uc + 2.0 * zeta * c * mu_i[e]) / (uc * uc + 4.0 * zeta * zeta * c * c);
-            double vd = (mu_r[e] * ud + 2.0 * zeta * d * mu_i[e]) / (ud * ud + 4.0 * zeta * zeta * d * d);
-            if (vc > vd) b = d;
+            if (mu_g(st, e, c, &im) > mu_g(st, e, d, &im)) b = d;
             else a = c;
         }
-        double r = 0.5 * (a + b), u = 1.0 - r * r;
-        double v = (mu_r[e] * u + 2.0 * zeta * r * mu_i[e]) / (u * u + 4.0 * zeta * zeta * r * r);
-        best = fmax(best, fmax(v, bv));
+        best = fmax(best, fmax(mu_g(st, e, 0.5 * (a + b), &im), bv));
     }
-    int m = material_row(s);
-    double kt = material_data_kc11[m] * pow(V(chip_thickness), -material_data_mc[m]);
-    if (best <= 0.0 || kt <= 0.0) return HUGE_VAL;
-    return 2.0 * PI * k_tip / (V(n_teeth) * kt * best);
+    if (best <= 0.0 || st->kt <= 0.0) return HUGE_VAL;
+    return depth_of(st, best);
+}
+
+/* Spindle speed (rpm) on lobe `lobe` at r: the tooth period T holds
+ * w T = eps + 2 pi lobe, eps = pi - 2 atan(kappa), kappa = -Im(mu G) / Re(mu G). */
+static double lobe_speed(const Stability *st, int e, double r, int lobe, double *depth) {
+    double im, re = mu_g(st, e, r, &im);
+    if (re <= 0.0) return NAN;
+    *depth = depth_of(st, re);
+    double eps = PI - 2.0 * atan(-im / re);
+    return 60.0 * st->omega_n * r / (st->z * (eps + 2.0 * PI * lobe));
+}
+
+#define LOBES 40
+#define LOBE_SCAN 600
+
+/* The stability lobes at spindle speed n: the lowest depth among the lobes through n,
+ * each crossing found on a log-spaced scan of r in [0.2, 5] and refined by bisection.
+ * Lobes beyond LOBES crowd onto the critical depth; where they could reach n, the
+ * critical depth is taken (the lower envelope of every lobe). */
+static double lobe_depth(const Stability *st, double n, double critical) {
+    double best = HUGE_VAL, reach = 0.0, depth;
+    double r[LOBE_SCAN + 1], eps[LOBE_SCAN + 1];
+    for (int e = 0; e < 2; e++) {
+        /* The phase along the scan does not depend on the lobe: compute it once. */
+        for (int i = 0; i <= LOBE_SCAN; i++) {
+            double im;
+            r[i] = 0.2 * pow(25.0, (double)i / LOBE_SCAN);
+            double re = mu_g(st, e, r[i], &im);
+            eps[i] = re > 0.0 ? PI - 2.0 * atan(-im / re) : NAN;
+        }
+        double scale = 60.0 * st->omega_n / st->z;
+        for (int i = 0; i <= LOBE_SCAN; i++)
+            if (!isnan(eps[i])) reach = fmax(reach, scale * r[i] / (eps[i] + 2.0 * PI * (LOBES + 1)));
+        for (int lobe = 0; lobe <= LOBES; lobe++) {
+            double n0 = NAN;
+            for (int i = 0; i <= LOBE_SCAN; i++) {
+                double n1 = isnan(eps[i]) ? NAN : scale * r[i] / (eps[i] + 2.0 * PI * lobe);
+                if (!isnan(n0) && !isnan(n1) && (n0 - n) * (n1 - n) <= 0.0) {
+                    double lo = r[i - 1], hi = r[i], flo = n0 - n;
+                    for (int it = 0; it < 60; it++) {
+                        double mid = 0.5 * (lo + hi), fm = lobe_speed(st, e, mid, lobe, &depth) - n;
+                        if ((fm <= 0.0) == (flo <= 0.0)) {
+                            lo = mid;
+                            flo = fm;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    lobe_speed(st, e, 0.5 * (lo + hi), lobe, &depth);
+                    best = fmin(best, depth);
+                }
+                n0 = n1;
+            }
+        }
+    }
+    if (n <= reach) best = fmin(best, critical);
+    return fmax(best, critical);
 }
 
 /* ---- what stays constant over one phase ------------------------------------------------------- */
@@ -703,14 +777,16 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     /* Capped so that an order without cutting gives finite outputs. */
     V(parts_per_tool) = fmin(1e9, 60.0 * V(tool_life) / fmax(V(cut_time), 1e-300));
     V(part_cycle_time) = V(cycle_time);
-    V(stability_limit) = stability_limit(s, 1e3 * V(tip_stiffness));
-    V(stability_margin) = V(stability_limit) / V(axial_depth);
     /* Tool cantilever (SI units) and spindle mode combined by Dunkerley's formula. */
     double dc = 1e-3 * V(tool_core_ratio) * d, lm = 1e-3 * l;
     double f_tool = CANTILEVER_BETA1 * CANTILEVER_BETA1 / (2.0 * PI * lm * lm) *
                     sqrt(ei * 1e-6 / (V(tool_density) * PI * dc * dc / 4.0));
     double f_sp = V(spindle_natural_frequency);
     V(tool_natural_frequency) = 1.0 / sqrt(1.0 / (f_tool * f_tool) + 1.0 / (f_sp * f_sp));
+    Stability st = stability_setup(s, 1e3 * V(tip_stiffness), V(tool_natural_frequency));
+    V(critical_depth) = critical_depth(&st);
+    V(stability_limit) = lobe_depth(&st, n, V(critical_depth));
+    V(stability_margin) = V(stability_limit) / V(axial_depth);
     V(bearing_speed_factor) = n * V(bearing_pitch_diameter);
     V(bearing_speed_ratio) = V(bearing_speed_factor) / V(bearing_speed_limit);
 
