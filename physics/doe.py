@@ -271,6 +271,11 @@ def _draw_valid(
     drawn = valid = 0
     broken: Counter[str] = Counter()
     size, round_ = n, 0
+    if method == "lhs":
+        # Only the last LHS round is kept, and optimising one costs seconds: size the
+        # first round from the valid share of a quick random probe of the box, so a
+        # box that the constraints mostly reject does not optimise a round for nothing.
+        size = min(max(n, _lhs_first_round(spec, factors, fixed, n, seed)), cap)
     while True:
         unit = draw(size, round_)
         columns = {f.key: f.sample(unit[:, j]) for j, f in enumerate(factors)}
@@ -351,6 +356,21 @@ def _interleave(parts: list[Columns]) -> Columns:
     part = np.concatenate([np.full(len(next(iter(c.values()))), i) for i, c in enumerate(parts)])
     order = np.lexsort((part, row))  # by row, then by part
     return {k: np.concatenate([c[k] for c in parts])[order] for k in parts[0]}
+
+
+PROBE_SIZE = 1000
+
+
+def _lhs_first_round(
+    spec: TwinSpec, factors: list[_Factor], fixed: dict[str, Any], n: int, seed: int
+) -> int:
+    """Candidates to draw so that ``n`` are likely valid, from a random probe's share."""
+    unit = np.random.default_rng([seed, 0x5EED]).random((PROBE_SIZE, len(factors)))
+    columns = {f.key: f.sample(unit[:, j]) for j, f in enumerate(factors)}
+    valid = int(_mask(spec, {**fixed, **columns}, PROBE_SIZE).sum())
+    if valid == PROBE_SIZE:  # likely all valid: try an exact Latin hypercube of n first
+        return n
+    return math.ceil((n + 3.0 * math.sqrt(n)) / (max(valid, 1) / PROBE_SIZE))
 
 
 def _unit_source(method: str, d: int, seed: int) -> Callable[[int, int], np.ndarray]:

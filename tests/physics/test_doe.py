@@ -408,6 +408,22 @@ def test_too_few_valid_candidates_name_the_worst_constraint(method: str) -> None
     )
 
 
+def test_lhs_sizes_its_one_round_from_a_probe_of_the_box() -> None:
+    # 10 % of x in [0, 10] is valid: a random probe of the box sizes the Latin
+    # hypercube so that one round holds the n valid points, (n + 3 sqrt n) / 0.1,
+    # instead of optimising an LHS of n first and throwing it away.
+    spec = toy({"x": {}}, constraints=[("x >= 9", "x at least 9")])
+    design = make_design(spec, 100, method="lhs", seed=4)
+    assert len(design.points) == 100
+    assert all(p["x"] >= 9 for p in design.points)
+    assert 1000 <= design.candidates <= 1.2 * 130 / 0.1
+    # A box with no constraint still gets an exact Latin hypercube of n.
+    design = make_design(toy({"x": {}}), 50, method="lhs", seed=4)
+    assert design.candidates == 50
+    bins = np.floor(column(design, "x") / 10 * 50).astype(int)
+    assert sorted(bins) == list(range(50))
+
+
 def test_sobol_keeps_quiet_about_balance() -> None:
     spec = toy({"x": {}, "z": {}}, constraints=[("x <= 2 * z", "x at most 2 z")])
     with warnings.catch_warnings():
