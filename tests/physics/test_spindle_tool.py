@@ -329,3 +329,29 @@ def test_stability_limit_follows_the_lobes_at_the_spindle_speed(fmu: Fmu, speed:
     # (60 f_n / z = 13,380 rpm here): several times the critical depth.
     if speed == 13000.0:
         assert limit > 5 * ref.critical_depth(p)
+
+
+def test_wear_matches_a_published_catalogue_wear_test(fmu: Fmu) -> None:
+    # Sumitomo Electric general catalogue 2018-2019, technical guidance "Basics of
+    # endmilling": S50C steel, 10 mm two-flute solid carbide, vc 88 m/min, fz 0.1 mm,
+    # ap 15 mm, ae 0.5 mm, dry side milling: VB 0.04-0.06 mm after 250 m of cut. A
+    # stored published figure, against the model's C45 (nearest work material).
+    p = ref.params(
+        material="steel_c45",
+        tool_diameter=10.0,
+        n_teeth=2,
+        spindle_speed=2800.0,
+        feed_per_tooth=0.1,
+        axial_depth=15.0,
+        radial_width=0.5,
+        tool_overhang=35.0,
+        coolant_on=False,
+        path_length=250e3,
+        load_time=0.0,
+    )
+    stop = 250e3 / (0.1 * 2 * 2800.0) * 60
+    tr = run(fmu, p, stop=stop, interval=stop / 50, step=stop / 50)
+    assert 0.04 <= tr["tool_wear"][-1] <= 0.06
+    assert tr["tool_wear"][-1] == pytest.approx(
+        float(ref.vb_of_clock(p, stop / (60 * ref.tool_life(p)))), rel=1e-9
+    )
