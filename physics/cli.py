@@ -6,6 +6,11 @@
     twin fmu simulate --spec SPEC [--order FILE] [--set NAME=VALUE ...] [--quantity N]
                       [--csv FILE] [--plot FILE] [--json]
 
+Other packages add their own command groups (``twin train``, ``twin serve``...)
+through the ``asset_twin.commands`` entry-point group; they are imported only
+when one of their commands runs or help is asked for, so ``twin fmu ...`` never
+imports torch.
+
 Exit codes: 0 success, 1 a build or simulation failed, 2 bad input (spec,
 order, arguments); bad input is reported before any work is done.
 """
@@ -22,8 +27,34 @@ import click
 from physics._cli_data import data
 from physics._cli_errors import handle_errors as _handle_errors
 
+PLUGIN_GROUP = "asset_twin.commands"
 
-@click.group()
+
+class _PluginGroup(click.Group):
+    """Our own command groups, plus those other packages declare as entry points."""
+
+    def _plugins(self) -> dict[str, Any]:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        plugin = self._plugins().get(cmd_name)
+        if plugin is None:
+            return None
+        loaded = plugin.load()
+        if not isinstance(loaded, click.Command):
+            raise click.ClickException(f"entry point {plugin.value} is not a click command")
+        return loaded
+
+
+@click.group(cls=_PluginGroup)
 @click.version_option(package_name="asset-twin")
 def main() -> None:
     """asset-twin: physics FMUs, their surrogates, and decisions for the MES."""

@@ -41,6 +41,7 @@ class Progress:
         stream: TextIO | None = None,
         done: int = 0,
         enabled: bool = True,
+        show_failed: bool = True,
     ) -> None:
         self.total = total
         self.label = label
@@ -51,6 +52,8 @@ class Progress:
         self.start_done = done  # already done before this session (resume): not in the rate
         self.done = done
         self.failed = 0
+        self.show_failed = show_failed
+        self.note = ""  # shown at the end of the line (a loss, a phase)
         self._t0 = time.monotonic()
         self._last_draw = 0.0
         self._last_plain_fraction = int(10 * done / total) if total else 0
@@ -88,9 +91,11 @@ class Progress:
             filled = round(24 * frac)
             bar = "[" + "#" * filled + "." * (24 - filled) + "] "
         head = f"{self.label} " if self.label else ""
+        tail = f"  failed {self.failed}" if self.show_failed else ""
+        note = f"  {self.note}" if self.note else ""
         return (
             f"{head}{bar}{self.done}/{self.total} {100 * frac:3.0f}%  "
-            f"{rate:.1f} {self.unit}/s  ETA {_clock(eta)}  failed {self.failed}"
+            f"{rate:.1f} {self.unit}/s  ETA {_clock(eta)}{tail}{note}"
         )
 
     def _report(self, *, final: bool) -> None:

@@ -1,0 +1,145 @@
+"""The model card: the signature, written for people (Markdown)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _metrics_table(metrics: Mapping[str, Mapping[str, float]], units: Mapping[str, str]) -> str:
+    lines = [
+        "| KPI | n | NRMSE | R² | RMSE | max abs error | coverage | mean width |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    events = []
+    for name, m in metrics.items():
+        if "accuracy" in m:
+            events.append((name, m))
+            continue
+        unit = units.get(name, "")
+        lines.append(
+            f"| {name} | {int(m['n'])} | {100 * m['nrmse']:.2f} % | {_fmt(m['r2'])} | "
+            f"{_fmt(m['rmse'])} {unit} | {_fmt(m['max_abs_error'])} {unit} | "
+            f"{100 * m['coverage']:.1f} % | {_fmt(m['mean_width'])} {unit} |"
+        )
+    if events:
+        lines += [
+            "",
+            "| event | n | events | accuracy | Brier | AUC |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, m in events:
+            lines.append(
+                f"| {name} | {int(m['n'])} | {int(m['events'])} | {100 * m['accuracy']:.2f} % | "
+                f"{m['brier']:.4f} | {_fmt(m['auc'])} |"
+            )
+    return "\n".join(lines)
+
+
+def _domain_row(i: Mapping[str, Any]) -> str:
+    head = f"| {i['name']} | {i.get('unit') or ''} | "
+    if "choices" in i:
+        return head + " / ".join(i["choices"]) + " | |"
+    return head + f"{_fmt(i['min'])} | {_fmt(i['max'])} |"
+
+
+def model_card(sig: Mapping[str, Any]) -> str:
+    units = {k: v["unit"] for k, v in sig["kpis"].items()}
+    model = sig["model"]
+    data = sig["dataset"]
+    doe = data.get("doe", {})
+    gate = sig["gate"]
+    kinds: dict[str, list[str]] = {}
+    for name, k in sig["kpis"].items():
+        label = k["kind"] + (f" ({k['transform']})" if k["kind"] == "regression" else "")
+        kinds.setdefault(label, []).append(name)
+    parts = [
+        f"# Surrogate of {sig['name']} (spec v{sig['spec']['version']})",
+        "",
+        f"Bundle hash `{sig['bundle_hash']}`; spec hash `{sig['spec']['hash'][:16]}`; "
+        f"created {sig['created']}.",
+        "",
+        "## What it is",
+        "",
+        f"A deep ensemble of {model['members']} members"
+        + (" with one small MLP per KPI" if model["per_kpi"] else " of shared MLPs")
+        + f" (hidden {model['hidden']}, {model['activation']}; {model['parameters']:,} "
+        f"parameters, {model['nodes']} ONNX nodes, opset {model['opset']}), "
+        "trained on FMU simulations of the twin spec. It takes the spec's raw inputs "
+        f"({len(sig['inputs'])} float32 columns, categorical inputs as the index of their "
+        "choice) and computes its features inside the graph, the spec's derived "
+        "expressions included.",
+        "",
+        "Outputs: `mean`, `std` (the members' spread), `lower` and `upper` (a "
+        f"{100 * sig['interval']['level']:.0f} % interval, {sig['interval']['method']}, "
+        f"calibrated on {sig['interval']['calibration_rows']} held-out runs) per KPI, and "
+        "`probability` per event.",
+        "",
+        "## Choices",
+        "",
+        f"- Events ({', '.join(sig['events']['names']) or 'none'}) are calibrated "
+        "classifiers (temperature scaling). "
+        + (
+            "Every other KPI is regressed on the runs where no event occurred: an event "
+            "changes them all at once (the machine halts), so the regressions answer "
+            '"what happens if it does not", beside the event\'s probability.'
+            if sig["events"]["names"]
+            else ""
+        ),
+        *(f"- {label}: {', '.join(names)}" for label, names in sorted(kinds.items())),
+        "- Predictions are clipped to 10 % beyond each KPI's training range (in the "
+        "transformed space), so extrapolation cannot explode.",
+        "",
+        "## Data",
+        "",
+        f"Dataset `{data.get('path')}`: DOE {doe.get('method')} seed {doe.get('seed')}, "
+        f"{data.get('rows_ok')} ok runs "
+        f"(failed, not learned: {data.get('rows_failed') or 'none'}), "
+        f"FMU sha256 `{str(data.get('fmu_sha256'))[:16]}`. Splits by DOE point: "
+        + ", ".join(f"{k} {v}" for k, v in sig["splits"].items())
+        + ".",
+        "",
+        "Training domain (min / max seen in training; outside it the MES gets UNDECIDED):",
+        "",
+        "| input | unit | min | max |",
+        "| --- | --- | ---: | ---: |",
+        *(_domain_row(i) for i in sig["inputs"]),
+        "",
+        "## Accuracy on the test split",
+        "",
+        _metrics_table(sig["metrics"]["test"], units),
+        "",
+        "## Verification against fresh FMU runs",
+        "",
+    ]
+    ver = sig["metrics"].get("verification")
+    if ver:
+        parts += [
+            f"{ver['runs']} fresh runs ({ver['design']}), not from the training data:",
+            "",
+            _metrics_table(ver["kpis"], units),
+            "",
+        ]
+    else:
+        parts += ["Not verified yet (`twin verify`).", ""]
+    parts += [f"## Gate: {gate['status']}", ""]
+    parts += [f"- {f}" for f in gate["failures"]] or [
+        "Every acceptance threshold of the spec is met."
+    ]
+    parity = sig["parity"]["max_relative_difference"]
+    parts += [
+        "",
+        "## Export check",
+        "",
+        "onnxruntime against PyTorch on the test split, largest relative difference: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in parity.items())
+        + f" (limit {sig['parity']['rtol']:g}).",
+        "",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,270 @@
+"""The surrogate as one ONNX graph: raw inputs in; means, spreads, intervals and
+event probabilities out.
+
+Built node by node (not traced), so the graph holds exactly this and no more:
+
+    x [N, C] --Split--> one column per input
+      choice indicators (Equal + Cast), the spec's derived expressions
+      (surrogates._onnx_expr), logs, Concat, standardisation
+      --> fused ensemble: per layer one batched MatMul [G, in, out] + Add + activation
+      --> [M, N, K]: regressions (mean, spread, conformal interval, back through each
+          KPI's transform with clipping) and events (mean logit / T, Sigmoid)
+      --> mean, std, lower, upper [N, R] (constant KPIs filled in), probability [N, E]
+
+Opset 17 and IR version 8, which every onnxruntime of the last years loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surrogates._errors import BundleError
+from surrogates._surrogate import Surrogate
+
+OPSET = 17
+IR_VERSION = 8
+INPUT = "x"
+OUTPUTS = ("mean", "std", "lower", "upper", "probability")
+PARITY_RTOL = 1e-5
+
+
+class _Graph:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._n = 0
+
+    def name(self, stem: str) -> str:
+        self._n += 1
+        return f"{stem}_{self._n}"
+
+    def const(self, stem: str, value: Any, dtype: Any = np.float32) -> str:
+        from onnx import numpy_helper
+
+        name = self.name(stem)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: Any) -> str:
+        from onnx import helper
+
+        result = out or self.name(op_type.lower())
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), [result], name=self.name(op_type), **attrs)
+        )
+        return result
+
+
+def _activation(g: _Graph, h: str, kind: str) -> str:
+    if kind == "silu":
+        return g.op("Mul", h, g.op("Sigmoid", h))
+    return g.op("Tanh" if kind == "tanh" else "Relu", h)
+
+
+def build_onnx(s: Surrogate) -> Any:
+    """The ONNX ModelProto of a surrogate (checked by onnx.checker)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from surrogates._onnx_expr import OnnxExprBuilder
+
+    g = _Graph()
+    fmap, model = s.features, s.model
+    cols = fmap.columns
+    names: dict[str, str] = {}
+    split = g.const("split", np.ones(len(cols)), np.int64)
+    col_out = [f"in_{c.name}" for c in cols]
+    g.nodes.append(helper.make_node("Split", [INPUT, split], col_out, name=g.name("Split"), axis=1))
+    for col, tensor in zip(cols, col_out, strict=True):
+        if col.choices:
+            for i, choice in enumerate(col.choices):
+                hit = g.op("Equal", tensor, g.const("choice", [i]))
+                names[f"{col.name}_is_{choice}"] = g.op(
+                    "Cast", hit, out=f"{col.name}_is_{choice}", to=TensorProto.FLOAT
+                )
+        else:
+            names[col.name] = tensor
+    wanted = {f.name for f in fmap.features if f.origin == "derived"}
+    if wanted:
+        builder = OnnxExprBuilder(names, prefix="derived")
+        for key, expr in s.spec.derived_exprs.items():
+            names[key] = builder.add(key, expr.text)
+        g.nodes.extend(builder.nodes)
+        g.initializers.extend(builder.initializers)
+    parts = [g.op("Log", names[f.name]) if f.log else names[f.name] for f in fmap.features]
+    feat = g.op("Concat", *parts, axis=1) if len(parts) > 1 else parts[0]
+    h = g.op(
+        "Mul",
+        g.op("Sub", feat, g.const("feature_mean", fmap.mean)),
+        g.const("feature_scale", 1.0 / fmap.std),
+    )
+    state = model.state_dict()
+    layers = len(model.weights)
+    for i in range(layers):
+        w = state[f"weights.{i}"].numpy()
+        b = state[f"biases.{i}"].numpy()
+        h = g.op("Add", g.op("MatMul", h, g.const(f"w{i}", w)), g.const(f"b{i}", b))
+        if i < layers - 1:
+            h = _activation(g, h, model.activation)
+    m, k = model.members, model.n_outputs
+    if model.per_kpi:  # [G, N, 1] with g = m K + k  ->  [M, N, K]
+        h = g.op("Reshape", h, g.const("shape", [m, k, -1], np.int64))
+        h = g.op("Transpose", h, perm=[0, 2, 1])
+    outputs = _regression_outputs(g, s, h) + _event_outputs(g, s, h)
+    graph = helper.make_graph(
+        g.nodes,
+        f"{s.spec.name}_surrogate",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", len(cols)])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", w]) for name, w in outputs],
+        g.initializers,
+    )
+    proto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="asset-twin",
+        ir_version=IR_VERSION,
+    )
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _slice(g: _Graph, h: str, start: int, end: int) -> str:
+    return g.op(
+        "Slice",
+        h,
+        g.const("start", [start], np.int64),
+        g.const("end", [end], np.int64),
+        g.const("axis", [2], np.int64),
+    )
+
+
+def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]]:
+    regs = s.targets.of_kind("regression")
+    reported = [t for t in s.targets.targets if t.kind != "event"]
+    if not reported:
+        return []
+    cal = s.calibration
+    kr = len(regs)
+    if kr:
+        z = _slice(g, h, 0, kr)
+        mu = g.op("ReduceMean", z, axes=[0], keepdims=0)
+        dev = g.op("Sub", z, mu)
+        spread = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", dev, dev), axes=[0], keepdims=0))
+        half = g.op("Mul", g.op("Add", spread, g.const("floor", cal.floor)), g.const("q", cal.q))
+        tmean = g.const("target_mean", [t.mean for t in regs])
+        tstd = g.const("target_std", [t.std for t in regs])
+        lo = g.const("clip_low", [t.low - 0.1 * (t.high - t.low) for t in regs])
+        hi = g.const("clip_high", [t.high + 0.1 * (t.high - t.low) for t in regs])
+        is_log = np.array([t.transform == "log" for t in regs])
+        log_f = g.const("is_log", is_log.astype(np.float32))
+        log_b = g.const("is_log_mask", is_log, np.bool_)
+        shift = g.const("shift", [t.shift for t in regs])
+
+        def inverse(v: str) -> str:
+            t = g.op("Add", g.op("Mul", v, tstd), tmean)
+            t = g.op("Max", g.op("Min", t, hi), lo)
+            e = g.op("Sub", g.op("Exp", g.op("Mul", t, log_f)), shift)
+            return g.op("Where", log_b, e, t)
+
+        members = inverse(z)
+        mm = g.op("ReduceMean", members, axes=[0], keepdims=0)
+        md = g.op("Sub", members, mm)
+        values = {
+            "mean": inverse(mu),
+            "std": g.op("Sqrt", g.op("ReduceMean", g.op("Mul", md, md), axes=[0], keepdims=0)),
+            "lower": inverse(g.op("Sub", mu, half)),
+            "upper": inverse(g.op("Add", mu, half)),
+        }
+    if kr == len(reported):  # nothing constant to fill in
+        for name, tensor in values.items():
+            g.op("Identity", tensor, out=name)
+        return [(name, kr) for name in values]
+    # Constants: out = learned @ S + c, S scattering the learned columns into place.
+    scatter = np.zeros((kr, len(reported)), dtype=np.float32)
+    fill = np.zeros(len(reported), dtype=np.float32)
+    learned = {t.name: i for i, t in enumerate(regs)}
+    for j, t in enumerate(reported):
+        if t.kind == "constant":
+            fill[j] = t.value
+        else:
+            scatter[learned[t.name], j] = 1.0
+    if kr:
+        sc = g.const("scatter", scatter)
+        for name, tensor in values.items():
+            base = g.op("MatMul", tensor, sc)
+            const = g.const("fill", fill if name != "std" else np.zeros_like(fill))
+            g.op("Add", base, const, out=name)
+    else:  # every reported KPI is constant: tile the values to N rows
+        rows = g.op("Slice", INPUT, *(g.const(n, v, np.int64) for n, v in
+                    (("s0", [0]), ("s1", [1]), ("ax", [1]))))  # fmt: skip
+        zero = g.op("Mul", rows, g.const("zero", [[0.0]]))
+        for name in ("mean", "std", "lower", "upper"):
+            value = fill if name != "std" else np.zeros_like(fill)
+            g.op("Add", zero, g.const("fill", value[None, :]), out=name)
+    return [(name, len(reported)) for name in ("mean", "std", "lower", "upper")]
+
+
+def _event_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]]:
+    events = s.targets.of_kind("event")
+    if not events:
+        return []
+    kr = len(s.targets.of_kind("regression"))
+    logits = _slice(g, h, kr, kr + len(events))
+    mean = g.op("ReduceMean", logits, axes=[0], keepdims=0)
+    g.op(
+        "Sigmoid",
+        g.op("Div", mean, g.const("temperature", s.calibration.temperature)),
+        out="probability",
+    )
+    return [("probability", len(events))]
+
+
+def session(model: Any, threads: int = 1) -> Any:
+    """An onnxruntime session on one thread (faster than the default at batch 1)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    data = model if isinstance(model, bytes | str) else model.SerializeToString()
+    if isinstance(data, str):
+        data = Path(data).read_bytes()
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def run(sess: Any, raw: np.ndarray) -> dict[str, np.ndarray]:
+    names = [o.name for o in sess.get_outputs()]
+    values = sess.run(names, {INPUT: np.ascontiguousarray(raw, dtype=np.float32)})
+    return dict(zip(names, values, strict=True))
+
+
+def parity(s: Surrogate, sess: Any, raw: np.ndarray) -> dict[str, float]:
+    """Largest relative difference between onnxruntime and the PyTorch reference, per output.
+
+    Relative to each column's scale (its largest magnitude over the rows), so a
+    value near zero in a column of large ones is not measured against itself.
+    """
+    ref = s.predict(raw)
+    got = run(sess, raw)
+    out: dict[str, float] = {}
+    for name in OUTPUTS:
+        if name not in got:
+            continue
+        want = getattr(ref, name)
+        scale = np.maximum(np.abs(want).max(axis=0), 1e-12)
+        out[name] = float(np.max(np.abs(got[name] - want) / scale)) if want.size else 0.0
+    return out
+
+
+def check_parity(s: Surrogate, sess: Any, raw: np.ndarray, rtol: float = PARITY_RTOL) -> dict:
+    diffs = parity(s, sess, raw)
+    bad = {k: v for k, v in diffs.items() if not v <= rtol}
+    if bad:
+        shown = ", ".join(f"{k} {v:.2e}" for k, v in bad.items())
+        raise BundleError(f"ONNX and PyTorch disagree beyond {rtol:g} relative: {shown}")
+    return diffs

@@ -1,0 +1,185 @@
+"""From a dataset's input columns to the network's features, all derived from the spec.
+
+The surrogate takes the spec's raw inputs (every input and ``quantity``, in spec
+order) as one float32 row: numbers as they are, booleans as 0/1, a categorical
+input as the index of its choice. Its features are built from those inside the
+model (and inside the ONNX graph, so clients send raw inputs):
+
+* numeric inputs, logged where the DOE draws them log-uniformly;
+* one indicator per choice of a categorical input (``material_is_steel_c45``);
+* the spec's ``derived`` expressions (cutting speed, feed rate, cycle time...),
+  logged where they are positive and span more than a decade;
+
+each standardised with the training split's mean and std. Inputs and derived
+values that are constant over the training split carry no information and are
+left out of the features (but stay in the input row, with their bounds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from physics.spec import TwinSpec
+
+
+@dataclass(frozen=True)
+class InputColumn:
+    """One column of the surrogate's input row."""
+
+    name: str
+    kind: str  # real | integer | boolean | categorical
+    unit: str | None
+    low: float  # training-domain bounds (for a categorical input: indices)
+    high: float
+    choices: tuple[str, ...] = ()
+    source: str = "order"  # order | environment | state | quantity
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One network feature: a raw input, a choice indicator or a derived value."""
+
+    name: str
+    origin: str  # input | indicator | derived
+    log: bool
+
+
+def input_columns(spec: TwinSpec, frame: Any) -> list[InputColumn]:
+    """The input row of ``spec`` with the bounds seen in ``frame`` (the training rows)."""
+    columns: list[InputColumn] = []
+    for key, inp in spec.inputs.items():
+        if inp.kind == "categorical":
+            choices = tuple(inp.choice_names)
+            seen = [choices.index(v) for v in frame[key].unique()]
+            columns.append(
+                InputColumn(key, "categorical", None, min(seen), max(seen), choices, inp.source)
+            )
+            continue
+        values = frame[key].to_numpy(dtype=np.float64)
+        columns.append(
+            InputColumn(
+                key, inp.kind, inp.unit, float(values.min()), float(values.max()), (), inp.source
+            )
+        )
+    q = frame["quantity"].to_numpy(dtype=np.float64)
+    columns.append(
+        InputColumn(
+            "quantity",
+            "integer" if spec.quantity.integer else "real",
+            spec.quantity.unit,
+            float(q.min()),
+            float(q.max()),
+            (),
+            "quantity",
+        )
+    )
+    return columns
+
+
+def raw_matrix(columns: list[InputColumn], frame: Any) -> np.ndarray:
+    """The input rows of ``frame`` as float64 [N, len(columns)]; choices as indices."""
+    out = np.empty((len(frame), len(columns)))
+    for j, col in enumerate(columns):
+        values = frame[col.name]
+        if col.choices:
+            lookup = {c: i for i, c in enumerate(col.choices)}
+            out[:, j] = [lookup[v] for v in values]
+        else:
+            out[:, j] = values.to_numpy(dtype=np.float64)
+    return out
+
+
+def namespace(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> dict[str, Any]:
+    """Every name the spec's expressions see, from raw input rows (float64 arrays)."""
+    names: dict[str, Any] = {}
+    for j, col in enumerate(columns):
+        if col.choices:
+            for i, choice in enumerate(col.choices):
+                names[f"{col.name}_is_{choice}"] = (raw[:, j] == i).astype(np.float64)
+        else:
+            names[col.name] = raw[:, j]
+    with np.errstate(all="ignore"):
+        for key, expr in spec.derived_exprs.items():
+            names[key] = np.broadcast_to(
+                np.asarray(expr.evaluate(names), dtype=np.float64), (raw.shape[0],)
+            )
+    return names
+
+
+def _log_wanted(values: np.ndarray) -> bool:
+    lo, hi = np.quantile(values, [0.01, 0.99])
+    return bool(values.min() > 0 and hi / lo > 10.0)
+
+
+@dataclass
+class FeatureMap:
+    """Raw input rows -> standardised features; fitted on the training split only."""
+
+    columns: list[InputColumn]
+    features: list[Feature]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, spec: TwinSpec, frame: Any, *, derived: bool = True) -> FeatureMap:
+        columns = input_columns(spec, frame)
+        raw = raw_matrix(columns, frame)
+        names = namespace(spec, columns, raw)
+        loguniform = {
+            key
+            for key, factor in (spec.doe.factors.items() if spec.doe else [])
+            if factor.distribution == "loguniform"
+        }
+        features: list[Feature] = []
+        for j, col in enumerate(columns):
+            if col.choices:
+                for choice in col.choices:
+                    name = f"{col.name}_is_{choice}"
+                    if np.ptp(names[name]) > 0:
+                        features.append(Feature(name, "indicator", False))
+            elif np.ptp(raw[:, j]) > 0:
+                log = col.name in loguniform and bool(raw[:, j].min() > 0)
+                features.append(Feature(col.name, "input", log))
+        if derived:
+            for key in spec.derived_exprs:
+                values = names[key]
+                if np.all(np.isfinite(values)) and np.ptp(values) > 1e-12 * np.abs(values).max():
+                    features.append(Feature(key, "derived", _log_wanted(values)))
+        fmap = cls(columns, features, np.zeros(len(features)), np.ones(len(features)))
+        unscaled = fmap._unscaled(spec, raw)
+        fmap.mean = unscaled.mean(axis=0)
+        std = unscaled.std(axis=0)
+        fmap.std = np.where(std > 0, std, 1.0)
+        return fmap
+
+    def _unscaled(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:
+        names = namespace(spec, self.columns, raw)
+        out = np.empty((raw.shape[0], len(self.features)))
+        with np.errstate(all="ignore"):
+            for j, f in enumerate(self.features):
+                out[:, j] = np.log(names[f.name]) if f.log else names[f.name]
+        return out
+
+    def transform(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:
+        """Standardised features [N, F] (float64) of raw input rows."""
+        return (self._unscaled(spec, raw) - self.mean) / self.std
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": [asdict(c) for c in self.columns],
+            "features": [asdict(f) for f in self.features],
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureMap:
+        return cls(
+            [InputColumn(**{**c, "choices": tuple(c["choices"])}) for c in data["columns"]],
+            [Feature(**f) for f in data["features"]],
+            np.asarray(data["mean"], dtype=np.float64),
+            np.asarray(data["std"], dtype=np.float64),
+        )

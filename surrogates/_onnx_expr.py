@@ -1,0 +1,323 @@
+"""Compile twin-spec expressions (:mod:`physics.expr`) into ONNX nodes.
+
+A surrogate exported to ONNX can then compute a spec's ``derived`` quantities
+(and its stop time) from the raw inputs inside the graph, so a serving runtime
+needs nothing but the model file. The language and its semantics are those of
+:mod:`physics.expr` evaluated on numpy arrays:
+
+* booleans are 1.0 / 0.0; a value counts as true when it is nonzero (NaN too);
+* ``a if c else b`` is element-wise (``np.where``), so both branches are computed;
+* ``%`` takes the sign of the divisor, like ``np.mod``; it is built as
+  ``a - floor(a / b) * b`` because ONNX ``Mod`` is integer-only unless ``fmod=1``;
+* ``**`` is ``Pow`` (a negative base with a fractional exponent gives NaN);
+* Min/Max propagate NaN, as ``np.minimum``/``np.maximum`` do.
+
+Known differences from numpy, all at the edges of floating point: ``a % b`` with
+an infinite ``b`` gives NaN (numpy gives ``a`` or ``±inf``); a zero result may lose
+its sign (onnxruntime's Where returns +0 for -0, and ``%`` gives +0 where numpy
+gives -0); and the graph computes in its dtype (float32 by default) where the
+reference computes in float64.
+onnxruntime's CPU provider has no float64 kernels for Tan, Asin, Acos and Atan.
+
+Only standard opset-17 operators are emitted. Purely numeric subtrees are folded
+in float64 with the reference implementation, identical nodes are emitted once
+and each distinct constant gets one initializer.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from numpy.typing import DTypeLike
+from onnx import TensorProto, helper, numpy_helper
+
+from physics.expr import CONSTANTS, FUNCTIONS, ExpressionError, compile_expr
+
+__all__ = ["OPSET", "OnnxExprBuilder"]
+
+OPSET = 17  # every operator used here has had its current form since at least opset 13
+
+# Operator -> (ONNX op, float64 implementation used for folding constants).
+_ARITHMETIC: dict[type[ast.operator], tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Add: ("Add", np.add),
+    ast.Sub: ("Sub", np.subtract),
+    ast.Mult: ("Mul", np.multiply),
+    ast.Div: ("Div", np.true_divide),
+    ast.Pow: ("Pow", np.power),
+}
+# NotEq has no ONNX op of its own: it is Not(Equal).
+_COMPARISON: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Lt: ("Less", np.less),
+    ast.LtE: ("LessOrEqual", np.less_equal),
+    ast.Gt: ("Greater", np.greater),
+    ast.GtE: ("GreaterOrEqual", np.greater_equal),
+    ast.Eq: ("Equal", np.equal),
+    ast.NotEq: ("Equal", np.not_equal),
+}
+_UNARY_FUNCTIONS: dict[str, str] = {
+    "abs": "Abs",
+    "sqrt": "Sqrt",
+    "exp": "Exp",
+    "log": "Log",
+    "sin": "Sin",
+    "cos": "Cos",
+    "tan": "Tan",
+    "acos": "Acos",
+    "asin": "Asin",
+    "atan": "Atan",
+    "floor": "Floor",
+    "ceil": "Ceil",
+}
+_VARIADIC_FUNCTIONS: dict[str, str] = {"min": "Min", "max": "Max"}
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A folded number, or a tensor that is either float (of the builder's dtype) or bool."""
+
+    const: float | None = None
+    tensor: str | None = None
+    is_bool: bool = False
+
+
+def _fold(fn: Callable[..., Any], *args: float) -> float:
+    # np.float64 operands give numpy's semantics (1/0 -> inf), not Python's exceptions.
+    with np.errstate(all="ignore"):
+        return float(fn(*(np.float64(a) for a in args)))
+
+
+def _truth(value: float) -> bool:
+    return value != 0.0  # NaN is true, as for np.logical_and
+
+
+class OnnxExprBuilder:
+    """Accumulates ONNX nodes and initializers for several expressions that share a namespace.
+
+    ``names`` maps expression names to existing ONNX tensors: floats of ``dtype``, all of
+    the same shape (e.g. ``[N]``). After ``add(name, text)``, ``name`` is usable by later
+    expressions. Put ``nodes`` and ``initializers`` into the graph (nodes in list order,
+    which is topological).
+    """
+
+    def __init__(
+        self, names: Mapping[str, str], *, prefix: str = "expr", dtype: DTypeLike = np.float32
+    ) -> None:
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise ValueError(f"dtype must be a floating-point type, got {self.dtype}")
+        self.elem_type: int = helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.prefix = prefix
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._values: dict[str, _Value] = {k: _Value(tensor=v) for k, v in names.items()}
+        # A constant-valued expression still has to come out in the inputs' shape;
+        # any input tensor serves as the shape reference.
+        self._shape_ref: str | None = next(iter(names.values()), None)
+        self._constants: dict[bytes, str] = {}  # dtype bytes of a value -> initializer
+        self._emitted: dict[tuple[Any, ...], str] = {}  # (op, inputs, attrs) -> output
+        self._count = 0
+        self._label = ""  # name of the expression being compiled, for tensor names
+        self._field = ""
+        self._text = ""
+
+    # ---- public -------------------------------------------------------------------------
+
+    def add(self, name: str, text: str, *, field: str | None = None) -> str:
+        """Compile ``text`` and bind ``name`` to it; return the ONNX tensor holding its value.
+
+        The tensor has the inputs' shape (constants are broadcast; a scalar only when the
+        builder has no tensor yet). It may be an existing tensor, e.g. an input for ``text ==
+        "x"``. ``field`` names the expression in error messages (default: ``name``).
+        Raises ExpressionError for text compile_expr refuses or names without a value.
+        """
+        field = name if field is None else field
+        expr = compile_expr(text, field=field)  # refuses what the language does not allow
+        missing = sorted(expr.names - self._values.keys())
+        if missing:
+            listed = ", ".join(repr(m) for m in missing)
+            raise ExpressionError(f"{field}: {text!r} needs a value for {listed}")
+        self._label, self._field, self._text = name, field, text
+        tree = ast.parse(text.strip(), mode="eval")  # the same parse compile_expr made
+        value = self._visit(tree.body)
+        if value.is_bool:
+            value = _Value(tensor=self._float(value))
+        # Later expressions see a constant as a number, so they can fold it further.
+        self._values[name] = value
+        if self._shape_ref is None and value.tensor is not None:
+            self._shape_ref = value.tensor  # a builder without inputs gets a shape from here
+        return self._full(value)
+
+    # ---- emitting -----------------------------------------------------------------------
+
+    def _emit(self, op: str, inputs: list[str], **attrs: Any) -> str:
+        key = (op, tuple(inputs), tuple(sorted(attrs.items())))
+        if key in self._emitted:  # the same computation again: reuse its output
+            return self._emitted[key]
+        self._count += 1
+        node_name = f"{self.prefix}/{self._label}/{op}_{self._count}"
+        output = f"{node_name}:0"
+        self.nodes.append(helper.make_node(op, inputs, [output], name=node_name, **attrs))
+        self._emitted[key] = output
+        return output
+
+    def _constant(self, value: float | bool) -> str:
+        array = np.asarray(value, dtype=bool if isinstance(value, bool) else self.dtype)
+        key = array.dtype.str.encode() + array.tobytes()  # bytes keep -0.0 and NaN apart
+        if key not in self._constants:
+            name = f"{self.prefix}/const_{len(self._constants)}"
+            self.initializers.append(numpy_helper.from_array(array, name))
+            self._constants[key] = name
+        return self._constants[key]
+
+    def _float(self, value: _Value) -> str:
+        """Tensor name of ``value`` as a float tensor (scalar for a constant)."""
+        if value.const is not None:
+            return self._constant(value.const)
+        assert value.tensor is not None
+        if value.is_bool:
+            return self._emit("Cast", [value.tensor], to=self.elem_type)
+        return value.tensor
+
+    def _bool(self, value: _Value) -> str:
+        """Tensor name of ``value`` as a bool tensor: nonzero is true."""
+        if value.const is not None:
+            return self._constant(_truth(value.const))
+        assert value.tensor is not None
+        if value.is_bool:
+            return value.tensor
+        # Cast to bool maps +-0 to false and everything else, NaN included, to true.
+        return self._emit("Cast", [value.tensor], to=TensorProto.BOOL)
+
+    def _full(self, value: _Value) -> str:
+        """Float tensor of ``value`` in the inputs' shape."""
+        if value.const is None or self._shape_ref is None:
+            return self._float(value)
+        # Where(all-false mask, c, c) broadcasts c with standard ops only; x < x is false
+        # for every x, NaN included.
+        mask = self._emit("Less", [self._shape_ref, self._shape_ref])
+        c = self._constant(value.const)
+        return self._emit("Where", [mask, c, c])
+
+    # ---- visiting -----------------------------------------------------------------------
+
+    def _visit(self, node: ast.AST) -> _Value:
+        method = getattr(self, f"_visit_{type(node).__name__}", None)
+        if method is None:  # compile_expr accepted it, so this is a gap in this module
+            raise ExpressionError(
+                f"{self._field}: {self._text!r} uses a {type(node).__name__} expression, "
+                "which cannot be compiled to ONNX"
+            )
+        result: _Value = method(node)
+        return result
+
+    def _visit_Constant(self, node: ast.Constant) -> _Value:
+        value = node.value
+        assert isinstance(value, int | float)  # bool included; compile_expr refuses the rest
+        return _Value(const=float(value))
+
+    def _visit_Name(self, node: ast.Name) -> _Value:
+        if node.id in CONSTANTS:
+            return _Value(const=CONSTANTS[node.id])
+        return self._values[node.id]
+
+    def _visit_BinOp(self, node: ast.BinOp) -> _Value:
+        left, right = self._visit(node.left), self._visit(node.right)
+        if isinstance(node.op, ast.Mod):
+            if left.const is not None and right.const is not None:
+                return _Value(const=_fold(np.mod, left.const, right.const))
+            # np.mod's sign convention (that of the divisor) is a - floor(a / b) * b.
+            a, b = self._float(left), self._float(right)
+            quotient = self._emit("Floor", [self._emit("Div", [a, b])])
+            return _Value(tensor=self._emit("Sub", [a, self._emit("Mul", [quotient, b])]))
+        op, fn = _ARITHMETIC[type(node.op)]
+        if left.const is not None and right.const is not None:
+            return _Value(const=_fold(fn, left.const, right.const))
+        return _Value(tensor=self._emit(op, [self._float(left), self._float(right)]))
+
+    def _visit_UnaryOp(self, node: ast.UnaryOp) -> _Value:
+        operand = self._visit(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        if isinstance(node.op, ast.USub):
+            if operand.const is not None:
+                return _Value(const=-operand.const)
+            return _Value(tensor=self._emit("Neg", [self._float(operand)]))
+        # ast.Not, the only other unary operator compile_expr lets through
+        if operand.const is not None:
+            return _Value(const=float(not _truth(operand.const)))
+        return _Value(tensor=self._emit("Not", [self._bool(operand)]), is_bool=True)
+
+    def _visit_BoolOp(self, node: ast.BoolOp) -> _Value:
+        is_and = isinstance(node.op, ast.And)
+        result = self._visit(node.values[0])
+        for part in node.values[1:]:
+            result = self._logical(is_and, result, self._visit(part))
+        if result.const is None and not result.is_bool:
+            # `x and y` is a truth value even when only one operand is left after folding.
+            result = _Value(tensor=self._bool(result), is_bool=True)
+        return result
+
+    def _logical(self, is_and: bool, a: _Value, b: _Value) -> _Value:
+        """Element-wise ``a and b`` / ``a or b``, folding constant operands."""
+        for const, other in ((a, b), (b, a)):
+            if const.const is None:
+                continue
+            if other.const is not None:
+                x, y = _truth(const.const), _truth(other.const)
+                return _Value(const=float((x and y) if is_and else (x or y)))
+            # true and x == x, false or x == x (as truth values); else the constant decides.
+            if _truth(const.const) == is_and:
+                return _Value(tensor=self._bool(other), is_bool=True)
+            return _Value(const=float(not is_and))
+        op = "And" if is_and else "Or"
+        return _Value(tensor=self._emit(op, [self._bool(a), self._bool(b)]), is_bool=True)
+
+    def _visit_Compare(self, node: ast.Compare) -> _Value:
+        operands = [self._visit(node.left), *(self._visit(c) for c in node.comparators)]
+        result: _Value | None = None
+        # a < b < c is (a < b) and (b < c); each operand is computed once.
+        for cmp, left, right in zip(node.ops, operands, operands[1:], strict=False):
+            op, fn = _COMPARISON[type(cmp)]
+            if left.const is not None and right.const is not None:
+                pair = _Value(const=_fold(fn, left.const, right.const))
+            else:
+                out = self._emit(op, [self._float(left), self._float(right)])
+                if isinstance(cmp, ast.NotEq):
+                    out = self._emit("Not", [out])
+                pair = _Value(tensor=out, is_bool=True)
+            result = pair if result is None else self._logical(True, result, pair)
+        assert result is not None
+        return result
+
+    def _visit_IfExp(self, node: ast.IfExp) -> _Value:
+        test, body, orelse = (self._visit(n) for n in (node.test, node.body, node.orelse))
+        if test.const is not None:
+            # np.where with a scalar condition picks one branch whole.
+            return body if _truth(test.const) else orelse
+        cond = self._bool(test)
+        return _Value(tensor=self._emit("Where", [cond, self._float(body), self._float(orelse)]))
+
+    def _visit_Call(self, node: ast.Call) -> _Value:
+        assert isinstance(node.func, ast.Name)  # compile_expr refuses anything else
+        name = node.func.id
+        args = [self._visit(a) for a in node.args]
+        if name in _VARIADIC_FUNCTIONS:
+            # min/max are associative and commutative (NaN wins either way), so the
+            # constant arguments fold into one.
+            consts = [a.const for a in args if a.const is not None]
+            tensors = [self._float(a) for a in args if a.const is None]
+            if consts:
+                folded = _fold(FUNCTIONS[name][0], *consts) if len(consts) > 1 else consts[0]
+                if not tensors:
+                    return _Value(const=folded)
+                tensors.append(self._constant(folded))
+            return _Value(tensor=self._emit(_VARIADIC_FUNCTIONS[name], tensors))
+        (arg,) = args
+        if arg.const is not None:
+            return _Value(const=_fold(FUNCTIONS[name][0], arg.const))
+        return _Value(tensor=self._emit(_UNARY_FUNCTIONS[name], [self._float(arg)]))

@@ -1,0 +1,138 @@
+"""A trained surrogate in memory: features, targets, the fused ensemble and its calibration.
+
+``Surrogate.predict`` is the reference the ONNX export is checked against: the
+same features (float64 here, float32 in the graph), the same nets, the same
+transforms, spread, intervals and probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from physics.spec import TwinSpec
+from surrogates._calibrate import Calibration, event_probability, spread
+from surrogates._features import FeatureMap, raw_matrix
+from surrogates._model import FusedEnsemble, load_checkpoint, save_checkpoint
+from surrogates._targets import TargetMap
+from surrogates._train import predict_members
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Prediction:
+    """What the surrogate says for N rows, in the KPIs' own units."""
+
+    regression_names: list[str]  # regressions and constants, in spec order
+    event_names: list[str]
+    mean: np.ndarray  # [N, R]
+    std: np.ndarray  # [N, R] spread of the members
+    lower: np.ndarray  # [N, R] calibrated interval
+    upper: np.ndarray
+    probability: np.ndarray  # [N, E] calibrated event probabilities
+
+    def quiet_mask(self, frame: Any) -> np.ndarray:
+        """Rows of ``frame`` (with KPI columns) where no event occurred."""
+        quiet = np.ones(len(frame), dtype=bool)
+        for name in self.event_names:
+            quiet &= frame[name].to_numpy(dtype=np.float64) < 0.5
+        return quiet
+
+    def column(self, name: str) -> np.ndarray:
+        if name in self.event_names:
+            return self.probability[:, self.event_names.index(name)]
+        return self.mean[:, self.regression_names.index(name)]
+
+
+@dataclass
+class Surrogate:
+    spec: TwinSpec
+    features: FeatureMap
+    targets: TargetMap
+    model: FusedEnsemble
+    calibration: Calibration
+    info: dict[str, Any]  # dataset, config, training figures: what the card reports
+
+    @property
+    def regression_names(self) -> list[str]:
+        return [t.name for t in self.targets.targets if t.kind != "event"]
+
+    @property
+    def event_names(self) -> list[str]:
+        return [t.name for t in self.targets.of_kind("event")]
+
+    def raw(self, frame: Any) -> np.ndarray:
+        """Input rows of a frame holding the spec's inputs and ``quantity``."""
+        return raw_matrix(self.features.columns, frame)
+
+    def members(self, raw: np.ndarray) -> np.ndarray:
+        """[M, N, K] network outputs for raw input rows."""
+        x = self.features.transform(self.spec, raw).astype(np.float32)
+        return predict_members(self.model, x)
+
+    def predict(self, raw: np.ndarray) -> Prediction:
+        z = self.members(raw)
+        regs = self.targets.of_kind("regression")
+        n, kr = raw.shape[0], len(regs)
+        mean, std, lower, upper = (np.empty((n, len(self.regression_names))) for _ in range(4))
+        mu, s = spread(z[:, :, :kr])
+        cal = self.calibration
+        learned = {t.name: k for k, t in enumerate(regs)}
+        for j, t in enumerate(t for t in self.targets.targets if t.kind != "event"):
+            if t.kind == "constant":
+                mean[:, j] = lower[:, j] = upper[:, j] = t.value
+                std[:, j] = 0.0
+                continue
+            k = learned[t.name]
+            half = cal.q[k] * (s[:, k] + cal.floor[k])
+            mean[:, j] = t.inverse(mu[:, k])
+            lower[:, j] = t.inverse(mu[:, k] - half)
+            upper[:, j] = t.inverse(mu[:, k] + half)
+            _, std[:, j] = spread(t.inverse(z[:, :, k]))
+        prob = event_probability(z[:, :, kr:], np.asarray(cal.temperature))
+        return Prediction(self.regression_names, self.event_names, mean, std, lower, upper, prob)
+
+    def predict_frame(self, frame: Any) -> Prediction:
+        return self.predict(self.raw(frame))
+
+    # ---- persistence -----------------------------------------------------------------------
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / CHECKPOINT
+        save_checkpoint(
+            self.model,
+            path,
+            features=self.features.to_dict(),
+            targets=self.targets.to_dict(),
+            calibration=self.calibration.to_dict(),
+            info=self.info,
+        )
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, spec: TwinSpec) -> Surrogate:
+        from surrogates._errors import BundleError
+
+        path = Path(folder) / CHECKPOINT
+        if not path.is_file():
+            raise BundleError(f"{folder}: no {CHECKPOINT} (not a `twin train` output folder)")
+        model, data = load_checkpoint(path)
+        info = data["info"]
+        if info.get("spec_hash") != spec.spec_hash:
+            raise BundleError(
+                f"{folder} was trained on spec {info.get('spec_name')} with hash "
+                f"{str(info.get('spec_hash'))[:12]}, not on this spec ({spec.spec_hash[:12]})"
+            )
+        return cls(
+            spec,
+            FeatureMap.from_dict(data["features"]),
+            TargetMap.from_dict(data["targets"]),
+            model,
+            Calibration.from_dict(data["calibration"]),
+            info,
+        )

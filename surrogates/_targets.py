@@ -1,0 +1,168 @@
+"""The spec's KPIs as learning targets: events, regressions and constants.
+
+Each KPI gets a kind, chosen from the training rows unless the config declares it:
+
+* ``event``: a KPI whose values are only 0 and 1 (a tool broke). It is learned as
+  a classifier, and its probability is calibrated.
+* ``regression``: every other KPI, learned on the rows where no event occurred,
+  because an event changes every KPI at once (the machine halts). The surrogate
+  thus answers "what happens if no event occurs" beside "how likely is the event".
+  A positive KPI whose values span more than ``heavy_tail_ratio`` (p99/p1) is
+  learned as log(y + shift): shift 0 where it never reaches 0, else the 5th
+  percentile of its positive values (zero-inflated KPIs).
+* ``constant``: a KPI that does not vary over the no-event training rows (for
+  example the breakage cause when nothing broke). It is reported as that value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from physics.spec import TwinSpec
+from surrogates._errors import DataError
+
+Kind = Literal["regression", "event", "constant"]
+
+# Outside the training range by this share of it, predictions are clipped: a
+# log-space extrapolation would otherwise explode on the way back.
+CLIP_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    unit: str
+    role: str
+    kind: Kind
+    transform: Literal["identity", "log"] = "identity"
+    shift: float = 0.0  # log(y + shift)
+    mean: float = 0.0  # of the transformed values over the training rows
+    std: float = 1.0
+    low: float = 0.0  # transformed training range, for clipping
+    high: float = 0.0
+    value: float = 0.0  # a constant's value
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        """Original units -> standardised."""
+        t = np.log(y + self.shift) if self.transform == "log" else y
+        return (t - self.mean) / self.std
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """Standardised -> original units, clipped near the training range."""
+        margin = CLIP_MARGIN * (self.high - self.low)
+        t = np.clip(z * self.std + self.mean, self.low - margin, self.high + margin)
+        return np.exp(t) - self.shift if self.transform == "log" else t
+
+
+def _is_event(values: np.ndarray) -> bool:
+    return bool(np.isin(values, (0.0, 1.0)).all() and np.unique(values).size == 2)
+
+
+def _regression(
+    name: str, unit: str, role: str, values: np.ndarray, heavy: float, declared: str | None
+) -> Target:
+    transform: Literal["identity", "log"] = "identity"
+    shift = 0.0
+    positive = values[values > 0]
+    if declared == "log" or (declared is None and values.min() >= 0 and positive.size > 10):
+        lo, hi = np.quantile(positive, [0.01, 0.99]) if positive.size else (1.0, 1.0)
+        if declared == "log" or hi / lo > heavy:
+            if values.min() <= 0 and positive.size == 0:
+                raise DataError(f"kpi_kinds.{name}: log needs positive values, all are <= 0")
+            transform = "log"
+            shift = 0.0 if values.min() > 0 else float(np.quantile(positive, 0.05))
+    t = np.log(values + shift) if transform == "log" else values
+    std = float(t.std())
+    return Target(
+        name, unit, role, "regression", transform, shift,
+        float(t.mean()), std if std > 0 else 1.0, float(t.min()), float(t.max()),
+    )  # fmt: skip
+
+
+@dataclass
+class TargetMap:
+    targets: list[Target]
+
+    @classmethod
+    def fit(
+        cls,
+        spec: TwinSpec,
+        frame: Any,
+        *,
+        heavy_tail_ratio: float = 20.0,
+        declared: Mapping[str, str] | None = None,
+    ) -> TargetMap:
+        declared = dict(declared or {})
+        unknown = sorted(set(declared) - set(spec.kpis))
+        if unknown:
+            raise DataError(f"kpi_kinds: {', '.join(unknown)} not a KPI of spec {spec.name}")
+        events = [
+            name
+            for name in spec.kpis
+            if declared.get(name) == "event"
+            or (name not in declared and _is_event(frame[name].to_numpy(dtype=np.float64)))
+        ]
+        for name in events:
+            values = frame[name].to_numpy(dtype=np.float64)
+            if not np.isin(values, (0.0, 1.0)).all():
+                raise DataError(f"kpi_kinds.{name}: an event must be 0 or 1, values hold others")
+        quiet = ~np.any([frame[e].to_numpy(dtype=np.float64) > 0.5 for e in events], axis=0)
+        if np.ndim(quiet) == 0:
+            quiet = np.ones(len(frame), dtype=bool)
+        if quiet.sum() < 10:
+            raise DataError(
+                f"only {int(quiet.sum())} training rows without an event ({', '.join(events)}): "
+                "too few to learn the other KPIs"
+            )
+        targets: list[Target] = []
+        for name, kpi in spec.kpis.items():
+            if name in events:
+                targets.append(Target(name, kpi.unit, kpi.role, "event"))
+                continue
+            values = frame[name].to_numpy(dtype=np.float64)[quiet]
+            if np.ptp(values) <= 1e-12 * max(1.0, float(np.abs(values).max())):
+                targets.append(Target(name, kpi.unit, kpi.role, "constant", value=float(values[0])))
+                continue
+            targets.append(
+                _regression(name, kpi.unit, kpi.role, values, heavy_tail_ratio, declared.get(name))
+            )
+        return cls(targets)
+
+    def of_kind(self, kind: Kind) -> list[Target]:
+        return [t for t in self.targets if t.kind == kind]
+
+    @property
+    def learned(self) -> list[Target]:
+        """The network's outputs, in order: regressions, then events."""
+        return self.of_kind("regression") + self.of_kind("event")
+
+    def no_event(self, frame: Any) -> np.ndarray:
+        """Rows where no event occurred."""
+        quiet = np.ones(len(frame), dtype=bool)
+        for t in self.of_kind("event"):
+            quiet &= frame[t.name].to_numpy(dtype=np.float64) < 0.5
+        return quiet
+
+    def encode(self, frame: Any) -> np.ndarray:
+        """[N, len(learned)]: standardised regressions, 0/1 events (NaN-free)."""
+        cols = []
+        for t in self.learned:
+            y = frame[t.name].to_numpy(dtype=np.float64)
+            if t.kind == "regression":
+                with np.errstate(all="ignore"):
+                    z = t.forward(y)
+                cols.append(np.where(np.isfinite(z), z, 0.0))
+            else:
+                cols.append(y)
+        return np.stack(cols, axis=1) if cols else np.zeros((len(frame), 0))
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [asdict(t) for t in self.targets]
+
+    @classmethod
+    def from_dict(cls, data: list[dict[str, Any]]) -> TargetMap:
+        return cls([Target(**t) for t in data])

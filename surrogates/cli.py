@@ -1,0 +1,274 @@
+"""``twin train | export | verify | promote``: the surrogate stage of the ``twin`` command.
+
+    twin train   --dataset DIR --out RUN [--config FILE] [--spec FILE] [--set KEY=VALUE ...]
+    twin export  RUN --out BUNDLE [--no-register]
+    twin verify  BUNDLE [--n 300] [--seed 9001] [--out DIR] [--strict]
+    twin promote NAME [--version V]
+
+Loaded by ``twin`` through the ``asset_twin.commands`` entry points; torch, onnx and
+mlflow are imported inside the commands, so listing them costs nothing. Every run
+is tracked in MLflow (a SQLite store ``mlflow.db`` in the working folder unless
+MLFLOW_TRACKING_URI says otherwise; ``--no-track`` to skip). Exit codes: 0 done,
+1 a check failed (parity, gate with --strict, promotion refused), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from physics._cli_errors import fail
+from physics._cli_errors import handle_errors as _physics_errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handle(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from physics.expr import ExpressionError
+        from surrogates._errors import BundleError, SurrogateError
+        from surrogates._tracking import PromotionError
+
+        try:
+            return _physics_errors(func)(*args, **kwargs)
+        except PromotionError as exc:
+            fail(str(exc), 1)
+        except BundleError as exc:
+            fail(str(exc), 1 if "disagree" in str(exc) else 2)
+        except (SurrogateError, ExpressionError) as exc:
+            fail(str(exc), 2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _progress() -> bool:
+    return True
+
+
+def _spec_for(spec_path: str | None, fallback: Any) -> Any:
+    from physics.spec import load_spec
+
+    path = spec_path or fallback
+    if path is None:
+        raise click.UsageError("no twin spec: give --spec, or name one in the config (spec:)")
+    return load_spec(path), Path(path)
+
+
+def _print_metrics(title: str, metrics: dict[str, dict[str, float]]) -> None:
+    from surrogates._metrics import summary_row
+
+    click.echo(title)
+    for name, m in metrics.items():
+        click.echo("  " + summary_row(name, m))
+
+
+@click.command("train")
+@click.option("--dataset", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Training YAML.")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False), help="Twin spec (YAML).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option("--track/--no-track", default=True, show_default=True, help="Log to MLflow.")
+@_handle
+def train(
+    dataset: str,
+    out: str,
+    config_path: str | None,
+    spec_path: str | None,
+    overrides: tuple[str, ...],
+    track: bool,
+) -> None:
+    """Train a calibrated deep-ensemble surrogate on a dataset of `twin data generate`."""
+    from surrogates._config import load_config
+    from surrogates._fit import load_rows
+    from surrogates._fit import train as fit
+
+    config = load_config(config_path, overrides)
+    spec, spec_file = _spec_for(spec_path, config.spec_path())
+    rows = load_rows(dataset, spec)  # refuses a dataset of another spec before any work
+    failed = sum(rows.failed.values())
+    click.echo(
+        f"{spec.name}: {len(rows.frame)} ok runs"
+        + (f", {failed} failed runs not learned ({rows.failed})" if failed else "")
+    )
+    with contextlib.ExitStack() as stack:
+        tracker = None
+        if track:
+            from surrogates._tracking import TrainingRun
+
+            tracker = stack.enter_context(
+                TrainingRun(spec.name, run_name=f"train {Path(out).name}")
+            )
+        on_epoch = None if tracker is None else tracker.log_epoch
+        result = fit(rows, spec, config, out, dataset=dataset, progress=_progress(),
+                     on_epoch=on_epoch)  # fmt: skip
+        result.surrogate.info["spec_file"] = str(spec_file.resolve())
+        if tracker is not None:
+            _log_training(tracker, result, rows, config)
+            result.surrogate.info["mlflow_run_id"] = tracker.run_id
+        result.surrogate.save(Path(out))
+    info = result.surrogate.info
+    click.echo(
+        f"trained in {info['training']['seconds']:.1f} s, {info['training']['epochs_run']} epochs; "
+        f"features {len(result.surrogate.features.features)}; saved {out}"
+    )
+    _print_metrics("test split (rows without an event for regressions):", result.test_metrics)
+
+
+def _log_training(tracker: Any, result: Any, rows: Any, config: Any) -> None:
+    from surrogates._plots import learning_curves, parity_plots, reliability_plot
+    from surrogates._verify import flat_metrics
+
+    tracker.log_params(
+        {
+            "spec": result.surrogate.info["spec_name"],
+            "spec_hash": result.surrogate.info["spec_hash"],
+            **config.model_dump(),
+            "features": len(result.surrogate.features.features),
+            "rows_ok": len(rows.frame),
+        }
+    )
+    dataset_name = Path(result.surrogate.info["dataset"]["path"]).name
+    tracker.log_dataset(rows.card, rows.frame, name=dataset_name)
+    tracker.log_metrics(flat_metrics(result.test_metrics), prefix="test.")
+    test = result.splits["test"]
+    if len(test):
+        pred = result.surrogate.predict_frame(test)
+        quiet = pred.quiet_mask(test)
+        names = [t.name for t in result.surrogate.targets.of_kind("regression")]
+        y_true = {n: test[n].to_numpy(dtype=float)[quiet] for n in names}
+        y_pred = {n: pred.column(n)[quiet] for n in names}
+        units = {n: result.surrogate.spec.kpis[n].unit for n in result.surrogate.spec.kpis}
+        tracker.log_figure(parity_plots(y_true, y_pred, units), "plots/parity_test.png")
+        if pred.event_names:
+            prob = {n: pred.probability[:, j] for j, n in enumerate(pred.event_names)}
+            outcome = {n: test[n].to_numpy(dtype=float) for n in pred.event_names}
+            tracker.log_figure(reliability_plot(prob, outcome), "plots/reliability_test.png")
+    tracker.log_figure(learning_curves(result.history.epochs), "plots/learning_curves.png")
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder.")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False), help="Twin spec (YAML).")
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Log the bundle to the training run in MLflow and register it.")  # fmt: skip
+@_handle
+def export(run_dir: str, out: str, spec_path: str | None, register: bool) -> None:
+    """Export a trained surrogate as an ONNX model bundle, checked against PyTorch."""
+    from surrogates._bundle import write_bundle
+    from surrogates._export import build_onnx, check_parity, session
+    from surrogates._surrogate import CHECKPOINT, Surrogate
+
+    ckpt = Path(run_dir) / CHECKPOINT
+    if not ckpt.is_file():
+        raise click.UsageError(f"{run_dir}: no {CHECKPOINT} (not a `twin train` output folder)")
+    import torch
+
+    info = torch.load(ckpt, map_location="cpu", weights_only=False)["info"]
+    spec, spec_file = _spec_for(spec_path, info.get("spec_file"))
+    s = Surrogate.load(Path(run_dir), spec)
+    proto = build_onnx(s)
+    raw = _parity_rows(s, Path(run_dir))
+    diffs = check_parity(s, session(proto), raw)
+    signature = write_bundle(s, Path(out), proto=proto, parity=diffs, spec_file=spec_file)
+    click.echo(
+        f"exported {out}: {signature['model']['nodes']} nodes, "
+        f"{signature['model']['parameters']:,} parameters, bundle {signature['bundle_hash'][:12]}"
+    )
+    click.echo("parity onnxruntime vs PyTorch (max relative): "
+               + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))  # fmt: skip
+    run_id = info.get("mlflow_run_id")
+    if register and run_id:
+        from surrogates._bundle import save_signature
+        from surrogates._tracking import log_bundle
+
+        version = log_bundle(run_id, Path(out), registered_name=spec.name, input_example=raw[:5])
+        signature["mlflow"] = {"run_id": run_id, "registered_name": spec.name, "version": version}
+        save_signature(Path(out), signature)
+        click.echo(f"registered {spec.name} version {version} (run {run_id})")
+
+
+def _parity_rows(s: Any, run_dir: Path) -> Any:
+    """Raw rows of the test split (all rows when there is none) for the parity check."""
+    from physics.dataset import read_runs
+
+    frame = read_runs(s.info["dataset"]["path"]).to_pandas()
+    frame = frame.loc[frame["status"] == "ok"]
+    split = json.loads((run_dir / "split.json").read_text())
+    ids = set(split.get("test") or split["train"])
+    return s.raw(frame.loc[frame["run_id"].isin(ids)])
+
+
+@click.command("verify")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--n", "n", default=300, show_default=True, type=int, help="Fresh FMU runs.")
+@click.option("--seed", default=9001, show_default=True, type=int, help="Seed of their design.")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False),
+              help="Twin spec (default: the bundle's own copy).")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder of the runs (default: next to the bundle).")  # fmt: skip
+@click.option("--workers", default=0, show_default=True, type=int, help="Worker processes.")
+@click.option("--strict", is_flag=True, help="Exit 1 when the gate fails.")
+@_handle
+def verify(
+    bundle: str,
+    n: int,
+    seed: int,
+    spec_path: str | None,
+    out: str | None,
+    workers: int,
+    strict: bool,
+) -> None:
+    """Score a bundle against fresh FMU runs and apply the spec's acceptance gate."""
+    from surrogates._bundle import SPEC, read_signature
+    from surrogates._verify import flat_metrics
+    from surrogates._verify import verify as run_verify
+
+    signature = read_signature(bundle)
+    spec, _ = _spec_for(spec_path, Path(bundle) / SPEC)
+    folder = Path(out) if out else Path(bundle).parent / f"verify-seed{seed}-n{n}"
+    result = run_verify(
+        bundle, spec, n=n, seed=seed, out=folder, workers=workers, progress=_progress()
+    )
+    _print_metrics(
+        f"verification: {result.runs} fresh FMU runs (random, seed {seed}) in {folder}",
+        result.metrics,
+    )
+    ml = signature.get("mlflow")
+    if ml:
+        from surrogates._tracking import log_verification, set_gate
+
+        log_verification(ml["run_id"], flat_metrics(result.metrics))
+        set_gate(ml["registered_name"], ml["version"], passed=not result.failures,
+                 failures=result.failures)  # fmt: skip
+    if result.failures:
+        click.echo(f"gate: FAILED, {len(result.failures)} acceptance thresholds missed:")
+        for line in result.failures:
+            click.echo(f"  {line}")
+        if strict:
+            sys.exit(1)
+    else:
+        click.echo("gate: passed, every acceptance threshold of the spec is met")
+
+
+@click.command("promote")
+@click.argument("name")
+@click.option("--version", "version", type=int, help="Model version (default: the latest).")
+@_handle
+def promote(name: str, version: int | None) -> None:
+    """Point the registry alias `champion` at a version that passed its gate."""
+    from surrogates._tracking import configure
+    from surrogates._tracking import promote as do_promote
+
+    configure()
+    promoted = do_promote(name, version)
+    click.echo(f"{name}@champion -> version {promoted}")
