@@ -137,8 +137,8 @@ def parity_plots(
         pad = 0.04 * (hi_ax - lo_ax or abs(hi_ax) or 1.0)
         line = [lo_ax - pad, hi_ax + pad]
         ax.plot(line, line, color="0.3", linestyle="--", linewidth=1, zorder=3, label="y = x")
-        ax.set_xlim(line)
-        ax.set_ylim(line)
+        ax.set_xlim(line[0], line[1])
+        ax.set_ylim(line[0], line[1])
         ax.set_aspect("equal", adjustable="box")
         r2 = r2_score(t, p)
         ax.set_title(f"{kpi}   R² = {r2:.3f}" if np.isfinite(r2) else f"{kpi}   R² = n/a")
@@ -188,15 +188,13 @@ def learning_curves(history: Sequence[Mapping[str, float]]) -> Figure:
     """Loss curves per epoch on a log axis; the learning rate on a second axis if logged.
 
     Keys containing ``loss`` are drawn (any other key but ``epoch``/``lr`` only when
-    no loss is there); a ``val`` curve marks its best epoch. Losses that go
+    no loss is there); ``val*`` curves mark their best epoch. Losses that go
     to zero or below (Gaussian NLL does) switch the axis to symlog.
     """
     fig = _figure(1, 1, panel=(7.0, 4.2))
     ax = fig.add_subplot()
     _style(ax)
-    epochs = np.array(
-        [row.get("epoch", i) for i, row in enumerate(history)], dtype=float
-    )
+    epochs = np.array([row.get("epoch", i) for i, row in enumerate(history)], dtype=float)
     keys = list(dict.fromkeys(k for row in history for k in row if k not in ("epoch", "lr")))
     losses = [k for k in keys if "loss" in k]
     keys = losses or keys  # other numbers (timings, grad norms) only when no loss is logged
@@ -208,7 +206,7 @@ def learning_curves(history: Sequence[Mapping[str, float]]) -> Figure:
         values_all.append(y[np.isfinite(y)])
         color = _COLORS[i % len(_COLORS)]
         ax.plot(epochs, y, color=color, linewidth=1.6, label=key)
-        if "val" in key:
+        if key.startswith("val"):
             best = int(np.nanargmin(y))
             ax.plot(epochs[best], y[best], "o", color=color, markersize=6)
             ax.annotate(
@@ -284,7 +282,7 @@ def reliability_plot(
                 str(n),
                 (x, y),
                 textcoords="offset points",
-                xytext=(4, -10),
+                xytext=(4, -10) if i % 2 == 0 else (-12, 6),  # two events: labels apart
                 fontsize="x-small",
                 color=color,
             )

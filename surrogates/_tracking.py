@@ -137,9 +137,7 @@ def _to_text(value: Any) -> str:
     return str(value)
 
 
-def _metric_entities(
-    metrics: Mapping[str, float], *, step: int, prefix: str = ""
-) -> list[Any]:
+def _metric_entities(metrics: Mapping[str, float], *, step: int, prefix: str = "") -> list[Any]:
     from mlflow.entities import Metric
     from mlflow.utils.time import get_current_time_millis
 
@@ -167,6 +165,7 @@ def _chunk_entries(card: Mapping[str, Any]) -> list[list[Any]]:
             break
     if raw is None:
         return []
+    items: list[Mapping[str, Any]]
     if isinstance(raw, Mapping):
         items = [
             {"name": name, **(info if isinstance(info, Mapping) else {"size": info})}
@@ -308,14 +307,16 @@ class TrainingRun:
             client.log_batch(self.run_id, params=flat[i : i + _BATCH_PARAMS])
 
     def log_epoch(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Log one epoch's values (losses, learning rate) at ``step`` in one request."""
-        _log_metric_batch(_client(), self.run_id, _metric_entities(metrics, step=step))
+        """Log one epoch's values (losses, learning rate) at ``step`` in one request.
+
+        An ``epoch`` key is dropped: it is the step already.
+        """
+        values = {k: v for k, v in metrics.items() if k != "epoch"}
+        _log_metric_batch(_client(), self.run_id, _metric_entities(values, step=step))
 
     def log_metrics(self, metrics: Mapping[str, float], *, prefix: str = "") -> None:
         """Log final metrics; names get ``prefix/`` and are made acceptable to MLflow."""
-        _log_metric_batch(
-            _client(), self.run_id, _metric_entities(metrics, step=0, prefix=prefix)
-        )
+        _log_metric_batch(_client(), self.run_id, _metric_entities(metrics, step=0, prefix=prefix))
 
     def log_dataset(
         self,
@@ -331,7 +332,7 @@ class TrainingRun:
         ``source`` defaults to the folder the card names (``folder``/``path``), else
         ``name``; physics' cards do not record their own folder, so pass it.
         """
-        import mlflow.data
+        from mlflow.data.pandas_dataset import from_pandas
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -339,9 +340,7 @@ class TrainingRun:
         with warnings.catch_warnings():
             # A local path matches two registered source types that are the same class.
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
-            dataset = mlflow.data.from_pandas(
-                frame, source=src, name=name, digest=dataset_digest(card)
-            )
+            dataset = from_pandas(frame, source=src, name=name, digest=dataset_digest(card))
         tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
         _client().log_inputs(
             self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)]
@@ -402,7 +401,8 @@ def log_bundle(
     inputs = [i.name for i in session.get_inputs()]
     if inputs != [input_name]:
         raise ValueError(f"{model_path}: inputs are {inputs}, expected [{input_name!r}]")
-    example = np.asarray(input_example, dtype=np.float32)
+    dtype = {"tensor(double)": np.float64}.get(session.get_inputs()[0].type, np.float32)
+    example = np.asarray(input_example, dtype=dtype)
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(names, {input_name: example}), strict=True))
     signature = infer_signature({input_name: example}, outputs)
@@ -422,6 +422,13 @@ def log_bundle(
             registered_model_name=registered_name,
             onnx_execution_providers=list(execution_providers),
             metadata=metadata,
+            # What MLflow would infer, without the 2-3 s subprocess it spends inferring it.
+            pip_requirements=[
+                f"mlflow=={mlflow.__version__}",
+                f"numpy=={np.__version__}",
+                f"onnx=={onnx.__version__}",
+                f"onnxruntime=={ort.__version__}",
+            ],
         )
     finally:
         if run_ctx is not None:
@@ -464,12 +471,15 @@ def set_gate(name: str, version: int, *, passed: bool, failures: Sequence[str]) 
 class PromotionError(Exception):
     """A model version that may not take the alias, and why."""
 
-    def __init__(self, name: str, version: int | None, failures: Sequence[str]) -> None:
+    def __init__(
+        self, name: str, version: int | None, failures: Sequence[str], *, reason: str = ""
+    ) -> None:
         self.name = name
         self.version = version
         self.failures = list(failures)
         which = f"{name} version {version}" if version is not None else name
-        super().__init__(f"{which} cannot be promoted:\n  " + "\n  ".join(self.failures))
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"{which} cannot be promoted{why}:\n  " + "\n  ".join(self.failures))
 
 
 def _latest_version(client: MlflowClient, name: str) -> int:
@@ -496,16 +506,24 @@ def promote(name: str, version: int | None = None, *, alias: str = "champion") -
     except MlflowException as exc:
         raise PromotionError(name, version, [f"not found in the registry ({exc.message})"]) from exc
     gate = mv.tags.get(GATE_TAG)
+    if gate is None:
+        raise PromotionError(
+            name,
+            version,
+            ["never verified: it has no gate tag (run the verification first)"],
+            reason="not verified",
+        )
+    if gate == "failed":
+        text = mv.tags.get(GATE_FAILURES_TAG, "")
+        failures = [line for line in text.splitlines() if line.strip()]
+        raise PromotionError(
+            name,
+            version,
+            failures or ["(no failed threshold was recorded)"],
+            reason="its verification gate failed",
+        )
     if gate != "passed":
-        if gate is None:
-            failures = ["never verified: it has no gate tag (run the verification first)"]
-        elif gate == "failed":
-            text = mv.tags.get(GATE_FAILURES_TAG, "")
-            failures = [line for line in text.splitlines() if line.strip()]
-            failures = failures or ["its gate failed (no threshold recorded)"]
-        else:
-            failures = [f"gate tag is {gate!r}, not 'passed'"]
-        raise PromotionError(name, version, failures)
+        raise PromotionError(name, version, [f"gate tag is {gate!r}, not 'passed'"])
     client.set_registered_model_alias(name, alias, str(version))
     return int(version)
 

@@ -25,6 +25,7 @@ import pytest
 
 from surrogates import _plots, _tracking
 from surrogates._tracking import (
+    DEFAULT_ARTIFACTS,
     PromotionError,
     TrainingRun,
     configure,
@@ -105,7 +106,7 @@ def write_bundle(folder: Path) -> Path:
 
 
 @dataclass
-class Trained:
+class Logged:
     workdir: Path
     bundle: Path
     run_id: str
@@ -115,7 +116,7 @@ class Trained:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
     import mlflow
     import pandas as pd
 
@@ -140,7 +141,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
                 }
             )
             for row in history:
-                run.log_epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
+                run.log_epoch(int(row["epoch"]), row)
             run.log_metrics({"rmse[torque] (N·m)": 0.25, "r2:torque": 0.99}, prefix="test")
             frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "torque": [5.0, 6.0]})
             run.log_dataset(CARD, frame, name="spindle-doe", source=workdir / "dataset")
@@ -151,18 +152,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
             run.log_artifact(bundle / "signature.json", "extra")
             run_id = run.run_id
         version = log_bundle(run_id, bundle, registered_name=MODEL, input_example=example)
-        yield Trained(workdir, bundle, run_id, version, example, history)
+        yield Logged(workdir, bundle, run_id, version, example, history)
         # MLflow copied the URI into os.environ; leave no store configured behind us.
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def store(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> Trained:
+def store(logged: Logged, monkeypatch: pytest.MonkeyPatch) -> Logged:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    configure(trained.workdir)
-    return trained
+    configure(logged.workdir)
+    return logged
 
 
 def client():  # type: ignore[no-untyped-def]
@@ -185,6 +186,29 @@ def test_tracking_uri_defaults_to_sqlite_in_workdir(
     assert tracking_uri(tmp_path) == "http://mlflow.example:5000"
 
 
+def test_configure_is_not_mistaken_for_a_user_setting(
+    store: Logged, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mlflow.set_tracking_uri() copies the URI into os.environ; it must not stick.
+    a = configure(tmp_path / "a")
+    assert os.environ["MLFLOW_TRACKING_URI"] == a
+    assert tracking_uri(tmp_path / "b") == f"sqlite:///{(tmp_path / 'b').absolute() / 'mlflow.db'}"
+    # A store the user chose: runs go there and no artifact location is imposed.
+    user = f"sqlite:///{tmp_path / 'user.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", user)
+    monkeypatch.chdir(tmp_path)
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        TrainingRun("elsewhere", workdir=tmp_path) as run,
+    ):
+        raise RuntimeError("boom")
+    assert run.uri == user
+    c = client()
+    assert c.get_run(run.run_id).info.status == "FAILED"
+    location = c.get_experiment(run.experiment_id).artifact_location
+    assert DEFAULT_ARTIFACTS not in location
+
+
 def test_importing_the_modules_imports_nothing_heavy() -> None:
     code = (
         "import sys, surrogates._tracking, surrogates._plots\n"
@@ -198,7 +222,7 @@ def test_importing_the_modules_imports_nothing_heavy() -> None:
 # -- the run -------------------------------------------------------------------------------
 
 
-def test_run_params_metrics_and_epoch_history(store: Trained) -> None:
+def test_run_params_metrics_and_epoch_history(store: Logged) -> None:
     run = client().get_run(store.run_id)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "tiny"
@@ -217,9 +241,10 @@ def test_run_params_metrics_and_epoch_history(store: Trained) -> None:
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(EPOCHS))
     assert sorted(history, key=lambda m: m.step)[-1].value == pytest.approx(1.2 / EPOCHS)
     assert len(client().get_metric_history(store.run_id, "lr")) == EPOCHS
+    assert "epoch" not in metrics  # the step already says it
 
 
-def test_dataset_input_has_card_digest_and_context(store: Trained) -> None:
+def test_dataset_input_has_card_digest_and_context(store: Logged) -> None:
     inputs = client().get_run(store.run_id).inputs.dataset_inputs
     assert len(inputs) == 1
     ds = inputs[0].dataset
@@ -242,7 +267,7 @@ def test_dataset_digest_is_stable_and_follows_the_card() -> None:
     assert dataset_digest({**CARD, "digest": "given-1234"}) == "given-1234"
 
 
-def test_artifacts_include_figure_text_and_bundle(store: Trained) -> None:
+def test_artifacts_include_figure_text_and_bundle(store: Logged) -> None:
     c = client()
 
     def paths(folder: str | None = None) -> set[str]:
@@ -258,7 +283,7 @@ def test_artifacts_include_figure_text_and_bundle(store: Trained) -> None:
     assert (store.workdir / "mlartifacts" / EXPERIMENT).is_dir()
 
 
-def test_registered_version_and_its_tags(store: Trained) -> None:
+def test_registered_version_and_its_tags(store: Logged) -> None:
     assert store.version == 1
     mv = client().get_model_version(MODEL, "1")
     assert mv.run_id == store.run_id
@@ -267,7 +292,7 @@ def test_registered_version_and_its_tags(store: Trained) -> None:
     assert "gate" not in mv.tags
 
 
-def test_log_verification_adds_metrics_to_the_finished_run(store: Trained) -> None:
+def test_log_verification_adds_metrics_to_the_finished_run(store: Logged) -> None:
     log_verification(store.run_id, {"rmse.torque": 0.3, "coverage/90%": 0.91})
     run = client().get_run(store.run_id)
     assert run.info.status == "FINISHED"
@@ -278,7 +303,7 @@ def test_log_verification_adds_metrics_to_the_finished_run(store: Trained) -> No
 # -- gate and promotion --------------------------------------------------------------------
 
 
-def test_promotion_follows_the_gate(store: Trained) -> None:
+def test_promotion_follows_the_gate(store: Logged) -> None:
     import mlflow.onnx
     import onnxruntime as ort
 
@@ -296,6 +321,7 @@ def test_promotion_follows_the_gate(store: Trained) -> None:
     with pytest.raises(PromotionError) as failed:
         promote(name, v1)
     assert failed.value.failures == failures
+    assert "gate failed" in str(failed.value)
     for line in failures:
         assert line in str(failed.value)
 
@@ -303,7 +329,7 @@ def test_promotion_follows_the_gate(store: Trained) -> None:
     with pytest.raises(PromotionError, match="never verified"):
         promote(name)  # the latest version is 2, which nobody verified
     assert promote(name, v1) == 1
-    assert client().get_model_version_by_alias(name, "champion").version == "1"
+    assert int(client().get_model_version_by_alias(name, "champion").version) == 1
 
     proto = mlflow.onnx.load_model(model_uri(name))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -339,7 +365,7 @@ def _get(url: str, timeout: float = 2.0) -> int:
         return int(resp.status)
 
 
-def test_mlflow_serves_the_champion(store: Trained) -> None:
+def test_mlflow_serves_the_champion(store: Logged) -> None:
     name = "spindle_served"
     version = log_bundle(
         store.run_id, store.bundle, registered_name=name, input_example=store.example
@@ -435,8 +461,8 @@ def test_residual_histograms(kpis) -> None:  # type: ignore[no-untyped-def]
     fig.canvas.draw()
 
 
-def test_learning_curves(trained: Trained) -> None:
-    fig = _plots.learning_curves(trained.history)
+def test_learning_curves(logged: Logged) -> None:
+    fig = _plots.learning_curves(logged.history)
     assert _panels(fig) == 2  # losses + learning-rate twin axis
     assert fig.axes[0].get_yscale() == "log"
     fig.canvas.draw()

@@ -1,0 +1,115 @@
+"""The surrogate's parts against closed forms: the fused nets, conformal quantiles,
+temperature scaling, target transforms, and the config's messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from surrogates._calibrate import calibrate, conformal_quantile, fit_temperature
+from surrogates._config import load_config
+from surrogates._errors import ConfigError
+from surrogates._model import FusedEnsemble
+
+
+def test_fused_ensemble_equals_separate_nets() -> None:
+    torch.manual_seed(0)
+    m = FusedEnsemble(3, 2, members=2, per_kpi=True, hidden=[4, 5], activation="silu")
+    x = torch.randn(7, 3)
+    out = m(x)  # [M, N, K]
+    assert out.shape == (2, 7, 2)
+    for member in range(2):
+        for k in range(2):
+            g = m.group_of(member, k)
+            h = x
+            for i, (w, b) in enumerate(zip(m.weights, m.biases, strict=True)):
+                h = h @ w[g] + b[g, 0]
+                if i < 2:
+                    h = torch.nn.functional.silu(h)
+            torch.testing.assert_close(out[member, :, k], h[:, 0])
+
+
+def test_shared_ensemble_equals_separate_nets() -> None:
+    torch.manual_seed(1)
+    m = FusedEnsemble(3, 4, members=3, per_kpi=False, hidden=[6], activation="tanh")
+    x = torch.randn(5, 3)
+    out = m(x)
+    for member in range(3):
+        h = torch.tanh(x @ m.weights[0][member] + m.biases[0][member, 0])
+        torch.testing.assert_close(out[member], h @ m.weights[1][member] + m.biases[1][member, 0])
+
+
+def test_wrong_feature_count_is_refused() -> None:
+    m = FusedEnsemble(3, 1, members=1)
+    with pytest.raises(ValueError, match=r"features: expected shape \[N, 3\], got \[2, 4\]"):
+        m(torch.zeros(2, 4))
+
+
+def test_conformal_quantile_is_the_finite_sample_rank() -> None:
+    scores = np.arange(1.0, 20.0)  # 19 scores: rank ceil(20 * 0.9) = 18
+    assert conformal_quantile(scores, 0.9) == 18.0
+    assert conformal_quantile(scores, 0.95) == 19.0
+    assert conformal_quantile(np.arange(1.0, 10.0), 0.95) == float("inf")  # n too small
+
+
+def test_conformal_interval_covers_exchangeable_data() -> None:
+    rng = np.random.default_rng(0)
+    n, members = 4000, 5
+    s_true = rng.uniform(0.2, 2.0, n)  # heteroscedastic noise, seen by the spread
+    y = rng.normal(0.0, s_true)
+    z = rng.normal(0.0, 0.3 * s_true, size=(members, n))  # spread proportional to the noise
+    cal, fresh = slice(0, 2000), slice(2000, None)
+    c = calibrate(z[:, cal, None], y[cal, None], np.ones(2000, bool), 1, 0.9)
+    mu, s = z[:, fresh].mean(0), z[:, fresh].std(0)
+    half = c.q[0] * (s + c.floor[0])
+    covered = np.mean(np.abs(y[fresh] - mu) <= half)
+    assert abs(covered - 0.9) < 0.02
+
+
+def test_temperature_scaling_recovers_the_temperature() -> None:
+    rng = np.random.default_rng(2)
+    logit = rng.normal(0, 4, 20000)
+    outcome = (rng.uniform(size=logit.size) < 1 / (1 + np.exp(-logit / 2.5))).astype(float)
+    assert fit_temperature(logit, outcome) == pytest.approx(2.5, rel=0.06)
+
+
+def test_targets_kinds_and_transforms(spindle_spec) -> None:  # type: ignore[no-untyped-def]
+    from surrogates._targets import TargetMap
+
+    rng = np.random.default_rng(3)
+    n = 200
+    frame = pd.DataFrame({k: rng.uniform(1, 2, n) for k in spindle_spec.kpis})
+    frame["tool_broken_end"] = (rng.uniform(size=n) < 0.2).astype(float)
+    frame["tool_life"] = np.exp(rng.uniform(0, 8, n))  # heavy tail, positive
+    frame["energy"] = np.where(rng.uniform(size=n) < 0.2, 0.0, np.exp(rng.uniform(0, 8, n)))
+    frame["breakage_cause_end"] = np.where(frame["tool_broken_end"] > 0, 3.0, 0.0)
+    tm = TargetMap.fit(spindle_spec, frame)
+    kinds = {t.name: t for t in tm.targets}
+    assert kinds["tool_broken_end"].kind == "event"
+    assert kinds["breakage_cause_end"].kind == "constant"  # 0 wherever nothing broke
+    assert kinds["tool_life"].transform == "log" and kinds["tool_life"].shift == 0.0
+    assert kinds["energy"].transform == "log" and kinds["energy"].shift > 0
+    assert kinds["wall_error_max"].transform == "identity"
+    for name in ("tool_life", "energy", "wall_error_max"):
+        t = kinds[name]
+        y = frame[name].to_numpy()[tm.no_event(frame)]
+        np.testing.assert_allclose(t.inverse(t.forward(y)), y, rtol=1e-12, atol=1e-9)
+    # Beyond the training range the inverse is clipped, never explodes.
+    big = kinds["tool_life"].inverse(np.array([1e3]))
+    assert big[0] <= np.exp(kinds["tool_life"].high + 0.1 * 8.0) * 1.001
+
+
+def test_config_errors_name_the_field(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  members: 0\n  hiden: [3]\ntraining:\n  device: cpu\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert text.startswith(f"invalid training config {path}:")
+    assert "model.members: " in text and "greater than or equal to 1" in text
+    assert "hiden" in text and "hidden" in text  # the typo, and what was meant
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(None, ["training.epochs"])
+    assert load_config(None, ["training.epochs=7", "model.hidden=[8, 8]"]).model.hidden == [8, 8]

@@ -1,0 +1,121 @@
+"""The trained spindle surrogate against fresh FMU runs, its ONNX export and its bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from surrogates._bundle import MODEL, read_signature
+from surrogates._errors import BundleError
+
+
+@pytest.fixture(scope="module")
+def verification(trained, tmp_path_factory):  # type: ignore[no-untyped-def]
+    from surrogates._verify import verify
+
+    out = tmp_path_factory.mktemp("verify") / "fresh"
+    return verify(trained.bundle, trained.spec, n=200, seed=77, out=out, progress=False)
+
+
+def test_fresh_runs_are_a_new_design(trained, verification) -> None:  # type: ignore[no-untyped-def]
+    from physics.dataset import read_runs
+
+    train_rows = read_runs(trained.dataset).to_pandas()
+    fresh = read_runs(verification.folder).to_pandas()
+    key = ["spindle_speed", "feed_per_tooth", "axial_depth"]
+    overlap = train_rows.merge(fresh, on=key)
+    assert len(fresh) == 200 and len(overlap) == 0
+
+
+def test_surrogate_beats_stated_errors_on_fresh_fmu_runs(verification) -> None:  # type: ignore[no-untyped-def]
+    m = verification.metrics
+    # Measured with this 400-run design and small config: 0.988, 0.977, 0.959, 0.968.
+    assert m["bearing_speed_ratio"]["r2"] >= 0.97
+    assert m["spindle_load_max"]["r2"] >= 0.95
+    assert m["part_cycle_time"]["r2"] >= 0.93
+    assert m["parts_completed"]["r2"] >= 0.93
+    assert m["bearing_speed_ratio"]["nrmse"] <= 0.04
+    # Every learned KPI beats predicting its mean on runs it never saw.
+    for name, k in m.items():
+        if "r2" in k and np.isfinite(k["r2"]):
+            assert k["r2"] > 0.1, name
+    assert m["tool_broken_end"]["accuracy"] >= 0.9
+    assert m["tool_broken_end"]["auc"] >= 0.85
+
+
+def test_constant_kpi_is_reported_exactly(verification) -> None:  # type: ignore[no-untyped-def]
+    # Without a breakage the breakage cause is 0 in every run, and so is the prediction.
+    k = verification.metrics["breakage_cause_end"]
+    assert k["max_abs_error"] == 0.0 and k["coverage"] == 1.0
+
+
+def test_conformal_intervals_cover_fresh_runs(verification) -> None:  # type: ignore[no-untyped-def]
+    cover = [
+        k["coverage"]
+        for k in verification.metrics.values()
+        if "coverage" in k and np.isfinite(k["r2"])
+    ]
+    pooled = float(np.mean(cover))
+    # 95 % intervals over 22 KPIs x ~190 fresh runs: pooled coverage within sampling noise.
+    assert 0.92 <= pooled <= 0.99, pooled
+    assert min(cover) >= 0.85
+
+
+def test_onnx_matches_pytorch_on_the_test_split(trained) -> None:  # type: ignore[no-untyped-def]
+    from surrogates._export import parity, session
+
+    assert set(trained.parity) == {"mean", "std", "lower", "upper", "probability"}
+    assert max(trained.parity.values()) <= 1e-5
+    # And on rows the model never saw in any split: the verification design.
+    sess = session(str(trained.bundle / MODEL))
+    raw = trained.result.surrogate.raw(trained.result.splits["validation"])
+    assert max(parity(trained.result.surrogate, sess, raw).values()) <= 1e-5
+
+
+def test_intervals_are_ordered_and_hold_the_mean(trained) -> None:  # type: ignore[no-untyped-def]
+    p = trained.result.surrogate.predict_frame(trained.result.splits["test"])
+    assert np.all(p.lower <= p.mean + 1e-9) and np.all(p.mean <= p.upper + 1e-9)
+    assert np.all(p.std >= 0) and np.all((p.probability >= 0) & (p.probability <= 1))
+
+
+def test_bundle_round_trip(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sig = read_signature(trained.bundle)
+    spec = trained.spec
+    assert [i["name"] for i in sig["inputs"]] == [*spec.inputs, "quantity"]
+    material = next(i for i in sig["inputs"] if i["name"] == "material")
+    assert material["choices"] == spec.inputs["material"].choice_names
+    assert sig["outputs"]["probability"] == ["tool_broken_end"]
+    assert set(sig["outputs"]["mean"]) == set(spec.kpis) - {"tool_broken_end"}
+    assert sig["kpis"]["wall_error_max"]["quality"]["usl"] == 100.0
+    assert sig["spec"]["hash"] == spec.spec_hash
+    onnx_bytes = (trained.bundle / MODEL).read_bytes()
+    assert sig["bundle_hash"] == hashlib.sha256(onnx_bytes).hexdigest()
+    card = (trained.bundle / "model_card.md").read_text()
+    assert sig["bundle_hash"] in card and "tool_broken_end" in card
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(trained.bundle, copy)
+    (copy / MODEL).write_bytes(onnx_bytes[:-1] + bytes([onnx_bytes[-1] ^ 1]))
+    with pytest.raises(BundleError, match="was changed after export"):
+        read_signature(copy)
+    (copy / MODEL).unlink()
+    with pytest.raises(BundleError, match="the bundle has no model.onnx"):
+        read_signature(copy)
+
+
+def test_checkpoint_round_trip(trained) -> None:  # type: ignore[no-untyped-def]
+    from surrogates._surrogate import Surrogate
+
+    again = Surrogate.load(trained.run, trained.spec)
+    raw = trained.result.surrogate.raw(trained.result.splits["test"])
+    a = trained.result.surrogate.predict(raw)
+    b = again.predict(raw)
+    assert np.array_equal(a.mean, b.mean) and np.array_equal(a.probability, b.probability)
+    split = json.loads((trained.run / "split.json").read_text())
+    ids = [i for part in split.values() for i in part]
+    assert len(ids) == len(set(ids)) == 400  # every DOE point in exactly one split
