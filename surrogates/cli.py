@@ -137,7 +137,9 @@ def _log_training(tracker: Any, result: Any, rows: Any, config: Any) -> None:
         }
     )
     dataset_name = Path(result.surrogate.info["dataset"]["path"]).name
-    tracker.log_dataset(rows.card, rows.frame, name=dataset_name)
+    tracker.log_dataset(
+        rows.card, rows.frame, name=dataset_name, source=result.surrogate.info["dataset"]["path"]
+    )
     tracker.log_metrics(flat_metrics(result.test_metrics), prefix="test")
     test = result.splits["test"]
     if len(test):

@@ -25,3 +25,21 @@ def test_serving_imports_no_heavy_dependency() -> None:
 
 def test_the_check_itself_sees_heavy_imports() -> None:
     assert imported_after("import physics.fmu._adapter, scipy") == ["scipy"]
+
+
+def test_twin_lists_and_runs_physics_commands_without_torch() -> None:
+    """The surrogate commands come in through entry points, loaded lazily: listing them
+    (`twin --help`) and running `twin fmu ...` import neither torch nor mlflow."""
+    code = (
+        "import sys\n"
+        "from physics.cli import main\n"
+        "for args in (['--help'], ['fmu', '--help'], ['train', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('HEAVY', ' '.join(m for m in ('torch', 'mlflow', 'onnx') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "train" in out.stdout and "promote" in out.stdout and "verify" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY"
