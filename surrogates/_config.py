@@ -26,9 +26,9 @@ class _Section(BaseModel):
 class SplitConfig(_Section):
     """Shares of the DOE points held out of training; the rest trains."""
 
-    validation: float = Field(0.1, gt=0, lt=1)
-    calibration: float = Field(0.15, gt=0, lt=1)
-    test: float = Field(0.15, ge=0, lt=1)
+    validation: float = Field(default=0.1, gt=0, lt=1)
+    calibration: float = Field(default=0.15, gt=0, lt=1)
+    test: float = Field(default=0.15, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> SplitConfig:
@@ -41,7 +41,7 @@ class SplitConfig(_Section):
 class ModelConfig(_Section):
     """The deep ensemble: ``members`` MLPs; one small net per KPI or one shared net."""
 
-    members: int = Field(5, ge=1, le=64)
+    members: int = Field(default=5, ge=1, le=64)
     per_kpi: bool = True
     hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1, max_length=8)
     activation: Literal["silu", "tanh", "relu"] = "silu"
@@ -58,33 +58,35 @@ class ModelConfig(_Section):
 class TrainingConfig(_Section):
     """Optimiser, schedule and stopping."""
 
-    epochs: int = Field(300, ge=1, le=100_000)
-    batch_size: int = Field(128, ge=1, le=1_000_000)
-    learning_rate: float = Field(3e-3, gt=0, le=1)
-    weight_decay: float = Field(1e-5, ge=0, le=1)
-    patience: int = Field(40, ge=1)  # epochs without a better validation loss in any net
+    epochs: int = Field(default=300, ge=1, le=100_000)
+    batch_size: int = Field(default=128, ge=1, le=1_000_000)
+    learning_rate: float = Field(default=3e-3, gt=0, le=1)
+    weight_decay: float = Field(default=1e-5, ge=0, le=1)
+    patience: int = Field(default=40, ge=1)  # epochs without a better validation loss in any net
     bootstrap: bool = True  # each member sees a Poisson(1) resample of the rows
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto" (CUDA when present)
-    threads: int = Field(1, ge=1, le=256)  # torch CPU threads: 1 is fastest on small nets
+    threads: int = Field(default=1, ge=1, le=256)  # torch CPU threads: 1 is fastest on small nets
 
 
 class CalibrationConfig(_Section):
     """Interval level of the split-conformal calibration."""
 
-    level: float = Field(0.95, gt=0.5, lt=1)
+    level: float = Field(default=0.95, gt=0.5, lt=1)
 
 
 class TransformConfig(_Section):
     """How a KPI's values are mapped before regression (``auto``: chosen from the data)."""
 
-    heavy_tail_ratio: float = Field(20.0, gt=1)  # p99 / p1 above which a positive KPI is logged
+    heavy_tail_ratio: float = Field(
+        default=20.0, gt=1
+    )  # p99 / p1 above which a positive KPI is logged
 
 
 class Config(_Section):
     """A training configuration."""
 
     spec: str | None = None  # the twin spec, relative to the config file
-    seed: int = Field(0, ge=0)
+    seed: int = Field(default=0, ge=0)
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()

@@ -58,7 +58,9 @@ def trained(
     root = tmp_path_factory.mktemp("surrogate")
     config = load_config(None, SMALL)
     rows = load_rows(spindle_dataset, spindle_spec)  # type: ignore[arg-type]
-    result = train(rows, spindle_spec, config, root / "run", dataset=spindle_dataset, progress=False)  # type: ignore[arg-type]
+    result = train(
+        rows, spindle_spec, config, root / "run", dataset=spindle_dataset, progress=False
+    )  # type: ignore[arg-type]
     s = result.surrogate
     proto = build_onnx(s)
     parity = check_parity(s, session(proto), s.raw(result.splits["test"]))

@@ -104,7 +104,7 @@ def test_bundle_round_trip(trained, tmp_path: Path) -> None:  # type: ignore[no-
     with pytest.raises(BundleError, match="was changed after export"):
         read_signature(copy)
     (copy / MODEL).unlink()
-    with pytest.raises(BundleError, match="the bundle has no model.onnx"):
+    with pytest.raises(BundleError, match=r"the bundle has no model\.onnx"):
         read_signature(copy)
 
 
