@@ -1,0 +1,203 @@
+"""Surrogate benchmark: a model bundle's ONNX graph against the FMU, on the same work orders.
+
+    .venv/bin/python experiments/bench_surrogate.py BUNDLE [--orders 300] [--seed 4242]
+        [--json out/bench/surrogate.json]
+
+Everything is measured in one run, on this machine, and reported as ratios to a
+baseline measured in that same run (nothing is asserted about the times):
+
+- ``FMU, runner``: ``physics.study.generate`` draws ``--orders`` fresh uniform random
+  orders of the bundle's own spec and simulates them with one worker and the native
+  driver into a temporary dataset; its whole wall clock (design, pool start, runs,
+  writing) divided by the orders is the cost of an answer from the FMU;
+- ``FMU, native``: the mean of the rows' ``wall_time``, the run's own time inside the
+  worker (the FMU's compute and the KPI reduction, without the runner around it);
+- ``surrogate, batch 1``: onnxruntime on ``model.onnx`` (one intra-op thread), one
+  order per call, cycling through the ok orders: the median of at least 500 timed
+  calls after a warm-up, i.e. the latency of one answer;
+- ``surrogate, batch 1024``: the ok orders tiled to 1024 rows, the median of at least
+  20 calls divided by 1024, with one and with two intra-op threads: the throughput.
+
+Speed-ups are the FMU's time per order over the surrogate's time per order. The
+model's size and its verification figures (from signature.json, where ``twin verify``
+has put them; else the test split's, labelled so) are printed alongside, so that
+configurations can be compared on accuracy and speed across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from physics.dataset import read_runs  # noqa: E402
+from physics.runner import PoolOptions  # noqa: E402
+from physics.study import generate  # noqa: E402
+from surrogates._bundle import MODEL, bundle_spec, read_signature  # noqa: E402
+from surrogates._export import run, session  # noqa: E402
+from surrogates._features import raw_matrix  # noqa: E402
+from surrogates._verify import bundle_columns  # noqa: E402
+
+BATCH = 1024
+
+
+def fmu_orders(bundle: Path, orders: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Simulate fresh random orders with one worker; the ok rows and the FMU's figures."""
+    spec = bundle_spec(bundle)
+    with tempfile.TemporaryDirectory(prefix="bench-surrogate-") as tmp:
+        t0 = time.perf_counter()
+        result = generate(
+            spec, Path(tmp) / "orders", n=orders, method="random", seed=seed,
+            pool=PoolOptions(workers=1), progress=False,
+        )  # fmt: skip
+        wall = time.perf_counter() - t0
+        frame = read_runs(result.folder).to_pandas()
+    ok = frame.loc[frame["status"] == "ok"].reset_index(drop=True)
+    if ok.empty:
+        raise SystemExit(f"none of the {len(frame)} orders simulated ok")
+    return ok, {
+        "orders": len(frame),
+        "ok": len(ok),
+        "study_wall_s": wall,
+        "runner_per_order_s": wall / len(frame),
+        "native_per_run_s": float(ok["wall_time"].mean()),
+    }
+
+
+def median_call(sess: Any, rows: list[np.ndarray], calls: int, warmup: int) -> float:
+    """Median seconds of one ``run`` call, cycling through ``rows``."""
+    for i in range(warmup):
+        run(sess, rows[i % len(rows)])
+    times = np.empty(calls)
+    for i in range(calls):
+        x = rows[i % len(rows)]
+        t0 = time.perf_counter()
+        run(sess, x)
+        times[i] = time.perf_counter() - t0
+    return float(np.median(times))
+
+
+def surrogate_times(bundle: Path, raw: np.ndarray) -> dict[str, float]:
+    model = str(bundle / MODEL)
+    singles = [np.ascontiguousarray(raw[i : i + 1]) for i in range(len(raw))]
+    reps = -(-BATCH // len(raw))
+    batch = np.ascontiguousarray(np.tile(raw, (reps, 1))[:BATCH])
+    out = {"batch1_s": median_call(session(model, threads=1), singles, max(500, len(raw)), 50)}
+    for threads in (1, 2):
+        per_call = median_call(session(model, threads=threads), [batch], 20, 3)
+        out[f"batch{BATCH}_{threads}t_per_row_s"] = per_call / BATCH
+    return out
+
+
+def accuracy(signature: dict[str, Any]) -> dict[str, Any] | None:
+    """Median/min R² and event accuracies from the verification (else test) figures."""
+    metrics = signature.get("metrics") or {}
+    verification = metrics.get("verification")
+    source = "verification" if verification else "test"
+    kpis = verification["kpis"] if verification else metrics.get("test") or {}
+    if not kpis:
+        return None
+    r2 = {k: m["r2"] for k, m in kpis.items() if m.get("r2") is not None and np.isfinite(m["r2"])}
+    return {
+        "source": source,
+        "runs": verification.get("runs") if verification else None,
+        "r2_median": float(np.median(list(r2.values()))) if r2 else None,
+        "r2_min": min(r2.values()) if r2 else None,
+        "r2_min_kpi": min(r2, key=r2.__getitem__) if r2 else None,
+        "r2_kpis": len(r2),
+        "event_accuracy": {k: m["accuracy"] for k, m in kpis.items() if "accuracy" in m},
+        "nrmse": {k: m["nrmse"] for k, m in kpis.items() if "nrmse" in m},
+    }
+
+
+def fmt_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:8.2f} {unit}"
+    return f"{seconds / 1e-9:8.1f} ns"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path, help="model bundle folder (twin export)")
+    parser.add_argument("--orders", type=int, default=300, help="fresh random orders to simulate")
+    parser.add_argument("--seed", type=int, default=4242, help="seed of their random design")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    import onnxruntime as ort
+
+    signature = read_signature(args.bundle)
+    model = signature["model"]
+    frame, fmu = fmu_orders(args.bundle, args.orders, args.seed)
+    raw = raw_matrix(bundle_columns(signature), frame).astype(np.float32)
+    sur = surrogate_times(args.bundle, raw)
+    runner, native = fmu["runner_per_order_s"], fmu["native_per_run_s"]
+    print(
+        f"bundle {args.bundle} ({signature['name']}, {signature['bundle_hash'][:12]}); "
+        f"{os.cpu_count()} cores, onnxruntime {ort.__version__}"
+    )
+    print(
+        f"model: {model['members']} members, per_kpi {model['per_kpi']}, hidden {model['hidden']}, "
+        f"{model['parameters']:,} parameters, {model['nodes']} nodes"
+    )
+    print(
+        f"orders: {fmu['orders']} random (seed {args.seed}), {fmu['ok']} ok; "
+        f"FMU study {fmu['study_wall_s']:.2f} s wall, 1 worker\n"
+    )
+    print(f"{'':34s} {'per order':>11s}   {'speed-up vs FMU: runner':>23s} {'native':>8s}")
+    table = [
+        ("FMU, runner (1 worker, wall)", runner),
+        ("FMU, native compute (wall_time)", native),
+        ("surrogate, batch 1 (1 thread)", sur["batch1_s"]),
+        (f"surrogate, batch {BATCH} (1 thread)", sur[f"batch{BATCH}_1t_per_row_s"]),
+        (f"surrogate, batch {BATCH} (2 threads)", sur[f"batch{BATCH}_2t_per_row_s"]),
+    ]
+    speedups: dict[str, dict[str, float]] = {}
+    for label, t in table:
+        line = f"{label:34s} {fmt_time(t):>11s}"
+        if label.startswith("surrogate"):
+            speedups[label] = {"vs_runner": runner / t, "vs_native": native / t}
+            line += f"   {runner / t:22.0f}x {native / t:7.0f}x"
+        print(line)
+    acc = accuracy(signature)
+    if acc is None:
+        print("\naccuracy: no figures in signature.json")
+    else:
+        where = f"{acc['runs']} fresh runs" if acc["source"] == "verification" else "no twin verify"
+        print(f"\naccuracy ({acc['source']}; {where}):")
+        if acc["r2_kpis"]:
+            print(
+                f"  R² over {acc['r2_kpis']} KPIs: median {acc['r2_median']:.4f}, "
+                f"min {acc['r2_min']:.4f} ({acc['r2_min_kpi']})"
+            )
+        for kpi, a in acc["event_accuracy"].items():
+            print(f"  {kpi:30s} event accuracy {a:.4f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        figures = {
+            "bundle": str(args.bundle),
+            "bundle_hash": signature["bundle_hash"],
+            "cores": os.cpu_count(),
+            "onnxruntime": ort.__version__,
+            "seed": args.seed,
+            "model": {k: model[k] for k in ("members", "per_kpi", "hidden", "parameters", "nodes")},
+            "fmu": fmu,
+            "surrogate": sur,
+            "speedups": speedups,
+            "accuracy": acc,
+        }
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
