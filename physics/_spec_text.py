@@ -13,7 +13,8 @@ import keyword
 import math
 import numbers
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
@@ -303,3 +304,23 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
     return f"not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"
+
+
+def read_yaml_mapping(
+    path: Path, error: Callable[..., Exception], *, empty_ok: bool = False
+) -> dict[str, Any]:
+    """A YAML file's top-level mapping; a problem raises ``error([problem], source=path)``."""
+    try:
+        content = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error([f"cannot read the file: {exc.strerror}"], source=str(path)) from None
+    try:
+        data = yaml.load(content, Loader=UniqueKeyLoader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise error([yaml_problem(exc)], source=str(path)) from None
+    if data is None and empty_ok:
+        return {}
+    if not isinstance(data, dict):
+        problem = f"expected a mapping of sections at the top level, got {type(data).__name__}"
+        raise error([problem], source=str(path))
+    return data

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -402,15 +401,5 @@ class TwinSpec(_Section):
 def load_spec(path: str | Path) -> TwinSpec:
     """Read and validate a twin spec YAML file; problems raise SpecError naming the file."""
     path = Path(path)
-    try:
-        content = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([f"cannot read the file: {exc.strerror}"], source=str(path)) from None
-    try:
-        data = yaml.load(content, Loader=text.UniqueKeyLoader)  # a SafeLoader
-    except yaml.YAMLError as exc:
-        raise SpecError([text.yaml_problem(exc)], source=str(path)) from None
-    if not isinstance(data, dict):
-        problem = f"expected a mapping of sections at the top level, got {type(data).__name__}"
-        raise SpecError([problem], source=str(path))
+    data = text.read_yaml_mapping(path, SpecError)
     return TwinSpec.from_dict(data, source_dir=path.resolve().parent, source=str(path))

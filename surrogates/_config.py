@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from physics._spec_text import UniqueKeyLoader, problems_from_validation, yaml_problem
+from physics._spec_text import problems_from_validation, read_yaml_mapping
 from surrogates._errors import ConfigError
 
 
@@ -148,17 +148,6 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
     if path is None:
         return make_config(apply_overrides({}, overrides), source="--set")
     path = Path(path)
-    try:
-        content = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read the file: {exc.strerror}"], source=str(path)) from None
-    try:
-        data = yaml.load(content, Loader=UniqueKeyLoader) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([yaml_problem(exc)], source=str(path)) from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [f"expected a mapping of sections, got {type(data).__name__}"], source=str(path)
-        )
+    data = read_yaml_mapping(path, ConfigError, empty_ok=True)
     data = apply_overrides(data, overrides)
     return make_config(data, source_dir=path.resolve().parent, source=str(path))
