@@ -246,18 +246,27 @@ def run(sess: Any, raw: np.ndarray) -> dict[str, np.ndarray]:
 def parity(s: Surrogate, sess: Any, raw: np.ndarray) -> dict[str, float]:
     """Largest relative difference between onnxruntime and the PyTorch reference, per output.
 
-    Relative to each column's scale (its largest magnitude over the rows), so a
-    value near zero in a column of large ones is not measured against itself.
+    Relative to each KPI's scale (the largest magnitude of its mean, interval and spread
+    over the rows): std, lower and upper are in the KPI's unit, and a spread that is a
+    difference of nearly equal members is measured against the KPI, not against itself.
     """
     ref = s.predict(raw)
     got = run(sess, raw)
     out: dict[str, float] = {}
+    if ref.mean.size:
+        kpi_scale = np.max(
+            [np.abs(getattr(ref, n)).max(axis=0) for n in ("mean", "lower", "upper")], axis=0
+        )
     for name in OUTPUTS:
         if name not in got:
             continue
         want = getattr(ref, name)
-        scale = np.maximum(np.abs(want).max(axis=0), 1e-12)
-        out[name] = float(np.max(np.abs(got[name] - want) / scale)) if want.size else 0.0
+        if not want.size:
+            out[name] = 0.0
+            continue
+        own = np.abs(want).max(axis=0)
+        scale = np.maximum(own if name == "probability" else kpi_scale, 1e-12)
+        out[name] = float(np.max(np.abs(got[name] - want) / scale))
     return out
 
 
