@@ -45,6 +45,7 @@ class ModelConfig(_Section):
     per_kpi: bool = True
     hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1, max_length=8)
     activation: Literal["silu", "tanh", "relu"] = "silu"
+    linear_skip: bool = True  # a linear path beside each MLP (power laws in log space)
     derived_features: bool = True  # the spec's derived expressions as extra inputs
 
     @model_validator(mode="after")

@@ -30,3 +30,7 @@ class DataError(SurrogateError):
 
 class BundleError(SurrogateError):
     """A model bundle that is incomplete or inconsistent."""
+
+
+class ParityError(BundleError):
+    """onnxruntime and PyTorch disagree beyond the parity limit."""

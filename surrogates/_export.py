@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from surrogates._errors import BundleError
+from surrogates._errors import ParityError
 from surrogates._surrogate import Surrogate
 
 OPSET = 17
@@ -105,12 +105,15 @@ def build_onnx(s: Surrogate) -> Any:
     )
     state = model.state_dict()
     layers = len(model.weights)
+    features = h
     for i in range(layers):
         w = state[f"weights.{i}"].numpy()
         b = state[f"biases.{i}"].numpy()
         h = g.op("Add", g.op("MatMul", h, g.const(f"w{i}", w)), g.const(f"b{i}", b))
         if i < layers - 1:
             h = _activation(g, h, model.activation)
+    if model.skip is not None:
+        h = g.op("Add", h, g.op("MatMul", features, g.const("skip", state["skip"].numpy())))
     m, k = model.members, model.n_outputs
     if model.per_kpi:  # [G, N, 1] with g = m K + k  ->  [M, N, K]
         h = g.op("Reshape", h, g.const("shape", [m, k, -1], np.int64))
@@ -271,9 +274,14 @@ def parity(s: Surrogate, sess: Any, raw: np.ndarray) -> dict[str, float]:
 
 
 def check_parity(s: Surrogate, sess: Any, raw: np.ndarray, rtol: float = PARITY_RTOL) -> dict:
+    """Refuse an export whose graph disagrees with PyTorch: ``rtol`` on the predictions
+    (mean, probability); ten times that on the spread and interval bounds, which scale
+    the float32 rounding of nearly equal members by the conformal factor (a wide
+    interval of an untrained model would fail on rounding alone)."""
     diffs = parity(s, sess, raw)
-    bad = {k: v for k, v in diffs.items() if not v <= rtol}
+    limits = {k: rtol if k in ("mean", "probability") else 10 * rtol for k in diffs}
+    bad = {k: v for k, v in diffs.items() if not v <= limits[k]}
     if bad:
-        shown = ", ".join(f"{k} {v:.2e}" for k, v in bad.items())
-        raise BundleError(f"ONNX and PyTorch disagree beyond {rtol:g} relative: {shown}")
+        shown = ", ".join(f"{k} {v:.2e} (limit {limits[k]:g})" for k, v in bad.items())
+        raise ParityError(f"ONNX and PyTorch disagree beyond the parity limit: {shown}")
     return diffs

@@ -5,10 +5,11 @@ order) as one float32 row: numbers as they are, booleans as 0/1, a categorical
 input as the index of its choice. Its features are built from those inside the
 model (and inside the ONNX graph, so clients send raw inputs):
 
-* numeric inputs, logged where the DOE draws them log-uniformly;
+* numeric inputs, logged where the DOE draws them log-uniformly or they span more
+  than a decade, both raw and logged where they span 2-10x;
 * one indicator per choice of a categorical input (``material_is_steel_c45``);
 * the spec's ``derived`` expressions (cutting speed, feed rate, cycle time...),
-  logged where they are positive and span more than a decade;
+  logged by the same rule;
 
 each standardised with the training split's mean and std. Inputs and derived
 values that are constant over the training split carry no information and are
@@ -109,9 +110,17 @@ def namespace(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> di
     return names
 
 
-def _log_wanted(values: np.ndarray) -> bool:
-    lo, hi = np.quantile(values, [0.01, 0.99])
-    return bool(values.min() > 0 and hi / lo > 10.0)
+def _numeric(name: str, origin: str, values: np.ndarray, loguniform: bool) -> list[Feature]:
+    """A positive value spanning more than 2x also enters logged (power laws become
+    linear); beyond a decade, or drawn log-uniformly, only logged."""
+    if values.min() <= 0:
+        return [Feature(name, origin, False)]
+    ratio = values.max() / values.min()
+    if loguniform or ratio > 10.0:
+        return [Feature(name, origin, True)]
+    if ratio > 2.0:
+        return [Feature(name, origin, False), Feature(name, origin, True)]
+    return [Feature(name, origin, False)]
 
 
 @dataclass
@@ -141,13 +150,12 @@ class FeatureMap:
                     if np.ptp(names[name]) > 0:
                         features.append(Feature(name, "indicator", False))
             elif np.ptp(raw[:, j]) > 0:
-                log = col.name in loguniform and bool(raw[:, j].min() > 0)
-                features.append(Feature(col.name, "input", log))
+                features += _numeric(col.name, "input", raw[:, j], col.name in loguniform)
         if derived:
             for key in spec.derived_exprs:
                 values = names[key]
                 if np.all(np.isfinite(values)) and np.ptp(values) > 1e-12 * np.abs(values).max():
-                    features.append(Feature(key, "derived", _log_wanted(values)))
+                    features += _numeric(key, "derived", values, False)
         fmap = cls(columns, features, np.zeros(len(features)), np.ones(len(features)))
         unscaled = fmap._unscaled(spec, raw)
         fmap.mean = unscaled.mean(axis=0)

@@ -126,6 +126,7 @@ def train(
         per_kpi=m.per_kpi,
         hidden=m.hidden,
         activation=m.activation,
+        linear_skip=m.linear_skip,
     )
     trainer = Trainer(
         model,

@@ -1,5 +1,7 @@
 """The deep ensemble, fused: every member (and, per KPI, every small net) in one tensor.
 
+Each net is an MLP plus a linear path from its features to its output.
+
 A layer holds the weights of all G nets as one [G, fan_in, fan_out] tensor, so a
 forward pass is a few batched matrix products whatever the number of members
 and KPIs; the ONNX graph has the same shape (few nodes, fast at batch 1). With
@@ -36,12 +38,14 @@ class FusedEnsemble(nn.Module):
         per_kpi: bool = True,
         hidden: list[int] | tuple[int, ...] = (64, 64),
         activation: str = "silu",
+        linear_skip: bool = True,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation: {activation!r} is not one of {', '.join(ACTIVATIONS)}")
         self.n_features, self.n_outputs, self.members = n_features, n_outputs, members
         self.per_kpi, self.hidden, self.activation = per_kpi, list(hidden), activation
+        self.linear_skip = linear_skip
         self.groups = members * n_outputs if per_kpi else members
         widths = [n_features, *self.hidden, 1 if per_kpi else n_outputs]
         self.weights = nn.ParameterList()
@@ -53,6 +57,11 @@ class FusedEnsemble(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(self.groups, 1, fan_out)))
             nn.init.uniform_(self.weights[-1], -bound, bound)
             nn.init.uniform_(self.biases[-1], -bound, bound)
+        # A linear path from the features straight to each output: with logged inputs and
+        # targets a power law is exactly linear, and the MLP learns what is left.
+        self.skip = (
+            nn.Parameter(torch.zeros(self.groups, n_features, widths[-1])) if linear_skip else None
+        )
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments: a saved model carries them beside its weights."""
@@ -63,6 +72,7 @@ class FusedEnsemble(nn.Module):
             "per_kpi": self.per_kpi,
             "hidden": self.hidden,
             "activation": self.activation,
+            "linear_skip": self.linear_skip,
         }
 
     def group_outputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,6 +84,8 @@ class FusedEnsemble(nn.Module):
             h = torch.matmul(h, w) + b
             if i < last:
                 h = act(h)
+        if self.skip is not None:
+            h = h + torch.matmul(x, self.skip)
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,15 +34,15 @@ def _handle(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from physics.expr import ExpressionError
-        from surrogates._errors import BundleError, SurrogateError
+        from surrogates._errors import ParityError, SurrogateError
         from surrogates._tracking import PromotionError
 
         try:
             return _physics_errors(func)(*args, **kwargs)
         except PromotionError as exc:
             fail(str(exc), 1)
-        except BundleError as exc:
-            fail(str(exc), 1 if "disagree" in str(exc) else 2)
+        except ParityError as exc:
+            fail(str(exc), 1)
         except (SurrogateError, ExpressionError) as exc:
             fail(str(exc), 2)
 
