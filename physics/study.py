@@ -197,12 +197,33 @@ def generate(
     writer = DatasetWriter(out, card=card, schema=schema, chunk_size=chunk_size)
     done = writer.done_run_ids()
 
+    todo = [(run_id, point) for run_id, point in enumerate(design.points) if run_id not in done]
+    bar = Progress(
+        len(design.points), label=f"{spec.name} {method}", done=len(done), enabled=progress
+    )
+    try:
+        ran = _simulate(spec, catalogue, runner, writer, todo, bar)
+    finally:
+        # Whatever ends the loop (done, an error, Ctrl-C), what was simulated is kept.
+        card = writer.finish()
+    return StudyResult(out, card, ran=ran, skipped=len(done))
+
+
+def _simulate(
+    spec: TwinSpec,
+    catalogue: Any,
+    runner: Any,
+    writer: DatasetWriter,
+    todo: list[tuple[int, dict[str, Any]]],
+    bar: Progress,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Run ``(run_id, point)`` pairs and write every outcome as a row; returns the count."""
     tasks: list[Task] = []
     stop_times: dict[int, float] = {}
     invalid: list[tuple[int, str]] = []
-    for run_id, point in enumerate(design.points):
-        if run_id in done:
-            continue
+    points = dict(todo)
+    for run_id, point in todo:
         values = {k: v for k, v in point.items() if k != "quantity"}
         try:
             case = spec.case_from_order(values, point["quantity"], catalogue)
@@ -211,32 +232,129 @@ def generate(
             continue
         stop_times[run_id] = case.stop_time
         tasks.append(Task(run_id, case.start_values, case.stop_time))
-
     kpi_names = list(spec.kpis)
-    bar = Progress(
-        len(design.points), label=f"{spec.name} {method}", done=len(done), enabled=progress
-    )
+    extra = extra or {}
     for run_id, message in invalid:
-        writer.add(
-            result_row(
-                RunResult(run_id, "invalid", message),
-                design.points[run_id],
-                float("nan"),
-                kpi_names,
-            )
+        row = result_row(
+            RunResult(run_id, "invalid", message), points[run_id], float("nan"), kpi_names
         )
+        writer.add({**row, **extra})
         bar.update(failed=1)
+    with bar:
+        for result in runner.run(tasks):
+            row = result_row(result, points[result.run_id], stop_times[result.run_id], kpi_names)
+            writer.add({**row, **extra}, result.trajectory)
+            bar.update(failed=int(result.status != "ok"))
+    return len(tasks) + len(invalid)
+
+
+ROUND = "round"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def extend(
+    spec: TwinSpec,
+    out: str | Path,
+    points: list[dict[str, Any]],
+    *,
+    label: str,
+    seed: int = 0,
+    pool: PoolOptions | None = None,
+    chunk_size: int = 256,
+    progress: bool = True,
+) -> StudyResult:
+    """Append the runs of ``points`` to a growing dataset (adaptive sampling), one round per call.
+
+    The round's points are written to ``rounds/<label>.json`` before any run, so a killed
+    call resumes with the same points, whatever it is passed the second time; run ids
+    continue from the rounds before; every row carries its round in the ``round`` column,
+    and the card's ``doe.rounds`` lists each round with its label, seed and run ids.
+    """
+    import json
+
+    from physics.dataset import write_json_atomic
+    from physics.run import fmu_path_of, open_twin
+
+    pool = (pool or PoolOptions()).checked()
+    out = Path(out)
+    fmu_path = fmu_path_of(spec)
+    with open_twin(spec) as twin:
+        catalogue = twin.catalogue
+        fmu_info = {
+            "path": str(fmu_path),
+            "sha256": twin.sha256,
+            "guid": twin.guid,
+            "model_name": twin.name,
+            "fmi_version": twin.model_description.fmiVersion,
+        }
+    schema, described = columns_of(spec, catalogue)
+    schema[ROUND] = "int"
+    described[ROUND] = {"role": "meta", "description": "the adaptive round that proposed the run"}
+    if (out / CARD).exists():
+        card = read_card(out)
+        if card["doe"]["method"] != "adaptive":
+            raise DatasetError(
+                f"{out} holds a {card['doe']['method']} study, not an adaptive one; "
+                "use another folder"
+            )
+        mismatch = [
+            f"{name}: the folder has {a!r}, this command {b!r}"
+            for name, a, b in (
+                ("spec.hash", card["spec"]["hash"], spec.spec_hash),
+                ("fmu.sha256", card["fmu"]["sha256"], fmu_info["sha256"]),
+            )
+            if a != b
+        ]
+        if mismatch:
+            raise DatasetError(f"{out} holds a different study:\n  " + "\n  ".join(mismatch))
+    else:
+        card = {
+            "format": FORMAT,
+            "spec": {"name": spec.name, "version": spec.version, "hash": spec.spec_hash},
+            "fmu": fmu_info,
+            "fmpy_version": _fmpy_version(),
+            "doe": {"method": "adaptive", "seed": seed, "n": 0, "levels": None, "points": 0,
+                    "candidates": 0, "rejected": 0, "factors": [], "rounds": []},
+            "simulation": {
+                "step_size": spec.fmu.step_size,
+                "output_interval": spec.fmu.sampling_interval,
+                "trajectories": [],
+            },
+            "runner": {"executor": "local", "workers": pool.n_workers, "timeout": pool.timeout,
+                       "max_runs_per_worker": pool.max_runs_per_worker},
+            "columns": described,
+            "created": _now(),
+        }  # fmt: skip
+    rounds: list[dict[str, Any]] = card["doe"]["rounds"]
+    file = out / "rounds" / f"{label}.json"
+    known = next((r for r in rounds if r["label"] == label), None)
+    if known is not None and file.is_file():
+        points = json.loads(file.read_text())["points"]
+        first, index = known["first_run_id"], known["round"]
+    else:
+        first = sum(r["runs"] for r in rounds)
+        index = len(rounds)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        plain = [{k: _plain(v) for k, v in p.items()} for p in points]
+        write_json_atomic(file, {"label": label, "round": index, "first_run_id": first,
+                                 "seed": seed, "points": plain})  # fmt: skip
+        rounds.append(
+            {"round": index, "label": label, "seed": seed, "first_run_id": first,
+             "runs": len(points)}
+        )  # fmt: skip
+    total = sum(r["runs"] for r in rounds)
+    card["doe"].update(n=total, points=total, rounds=rounds)
+    runner = LocalPool(job_for(spec, fmu_path, ()), pool)
+    writer = DatasetWriter(out, card=card, schema=schema, chunk_size=chunk_size)
+    done = writer.done_run_ids()
+    todo = [(first + i, p) for i, p in enumerate(points) if first + i not in done]
+    skipped = len(points) - len(todo)
+    bar = Progress(len(points), label=f"{spec.name} {label}", done=skipped, enabled=progress)
     try:
-        with bar:
-            for result in runner.run(tasks):
-                writer.add(
-                    result_row(
-                        result, design.points[result.run_id], stop_times[result.run_id], kpi_names
-                    ),
-                    result.trajectory,
-                )
-                bar.update(failed=int(result.status != "ok"))
+        ran = _simulate(spec, catalogue, runner, writer, todo, bar, extra={ROUND: index})
     finally:
-        # Whatever ends the loop (done, an error, Ctrl-C), what was simulated is kept.
         card = writer.finish()
-    return StudyResult(out, card, ran=len(tasks) + len(invalid), skipped=len(done))
+    return StudyResult(out, card, ran=ran, skipped=skipped)

@@ -5,8 +5,8 @@ order) as one float32 row: numbers as they are, booleans as 0/1, a categorical
 input as the index of its choice. Its features are built from those inside the
 model (and inside the ONNX graph, so clients send raw inputs):
 
-* numeric inputs, logged where the DOE draws them log-uniformly or they span more
-  than a decade, both raw and logged where they span 2-10x;
+* numeric inputs, logged where the DOE draws them log-uniformly, else raw and, where
+  positive and spanning more than 2x, logged as well;
 * one indicator per choice of a categorical input (``material_is_steel_c45``);
 * the spec's ``derived`` expressions (cutting speed, feed rate, cycle time...),
   logged by the same rule;
@@ -111,14 +111,11 @@ def namespace(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> di
 
 
 def _numeric(name: str, origin: str, values: np.ndarray, loguniform: bool) -> list[Feature]:
-    """A positive value spanning more than 2x also enters logged (power laws become
-    linear); beyond a decade, or drawn log-uniformly, only logged."""
-    if values.min() <= 0:
-        return [Feature(name, origin, False)]
-    ratio = values.max() / values.min()
-    if loguniform or ratio > 10.0:
+    """A value drawn log-uniformly enters logged; any other positive value that spans
+    more than 2x enters both raw and logged (power laws become linear)."""
+    if loguniform and values.min() > 0:
         return [Feature(name, origin, True)]
-    if ratio > 2.0:
+    if values.min() > 0 and values.max() / values.min() > 2.0:
         return [Feature(name, origin, False), Feature(name, origin, True)]
     return [Feature(name, origin, False)]
 

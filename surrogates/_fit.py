@@ -63,7 +63,7 @@ def split_rows(frame: Any, config: Config) -> dict[str, Any]:
     order = np.random.default_rng(config.seed).permutation(n)
     s = config.split
     counts = [round(n * s.validation), round(n * s.calibration), round(n * s.test)]
-    if n - sum(counts) < MIN_ROWS // 2 or min(counts[:2]) < 5:
+    if n - sum(counts) < MIN_ROWS // 2 or min(counts[:2]) < 3:
         raise DataError(
             f"{n} ok rows are too few to split into train / validation / calibration / test "
             f"at {s.validation:g} / {s.calibration:g} / {s.test:g}: need at least {MIN_ROWS}"

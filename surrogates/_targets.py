@@ -7,9 +7,10 @@ Each KPI gets a kind, chosen from the training rows unless the config declares i
 * ``regression``: every other KPI, learned on the rows where no event occurred,
   because an event changes every KPI at once (the machine halts). The surrogate
   thus answers "what happens if no event occurs" beside "how likely is the event".
-  A positive KPI whose values span more than ``heavy_tail_ratio`` (p99/p1) is
-  learned as log(y + shift): shift 0 where it never reaches 0, else the 5th
-  percentile of its positive values (zero-inflated KPIs).
+  A non-negative KPI with a long right tail (p99/p1 above ``heavy_tail_ratio``,
+  skewness above 1, and more symmetric after the log) is learned as log(y + shift):
+  shift 0 where it never reaches 0, else the 5th percentile of its positive values
+  (zero-inflated KPIs).
 * ``constant``: a KPI that does not vary over the no-event training rows (for
   example the breakage cause when nothing broke). It is reported as that value.
 """
@@ -58,6 +59,11 @@ class Target:
         return np.exp(t) - self.shift if self.transform == "log" else t
 
 
+def _skew(values: np.ndarray) -> float:
+    sd = float(values.std())
+    return float(np.mean((values - values.mean()) ** 3)) / sd**3 if sd > 0 else 0.0
+
+
 def _is_event(values: np.ndarray) -> bool:
     return bool(np.isin(values, (0.0, 1.0)).all() and np.unique(values).size == 2)
 
@@ -69,12 +75,17 @@ def _regression(
     shift = 0.0
     positive = values[values > 0]
     if declared == "log" or (declared is None and values.min() >= 0 and positive.size > 10):
-        lo, hi = np.quantile(positive, [0.01, 0.99]) if positive.size else (1.0, 1.0)
-        if declared == "log" or hi / lo > heavy:
-            if values.min() <= 0 and positive.size == 0:
-                raise DataError(f"kpi_kinds.{name}: log needs positive values, all are <= 0")
-            transform = "log"
-            shift = 0.0 if values.min() > 0 else float(np.quantile(positive, 0.05))
+        if values.min() <= 0 and positive.size == 0:
+            raise DataError(f"kpi_kinds.{name}: log needs positive values, all are <= 0")
+        candidate = 0.0 if values.min() > 0 else float(np.quantile(positive, 0.05))
+        lo, hi = np.quantile(positive, [0.01, 0.99])
+        logged = np.log(values + candidate)
+        # Log where it tames a long right tail: wide, right-skewed, and more
+        # symmetric after the log (a bounded KPI that merely starts near 0 is not).
+        if declared == "log" or (
+            hi / lo > heavy and _skew(values) > 1.0 and abs(_skew(logged)) < _skew(values)
+        ):
+            transform, shift = "log", candidate
     t = np.log(values + shift) if transform == "log" else values
     std = float(t.std())
     return Target(

@@ -1,6 +1,7 @@
 """``twin train | export | verify | promote``: the surrogate stage of the ``twin`` command.
 
     twin train   --dataset DIR --out RUN [--config FILE] [--spec FILE] [--set KEY=VALUE ...]
+    twin train   --adaptive --budget N --out RUN [--initial N0] [--batch B] [--holdout H]
     twin export  RUN --out BUNDLE [--no-register]
     twin verify  BUNDLE [--n 300] [--seed 9001] [--out DIR] [--strict]
     twin promote NAME [--version V]
@@ -71,28 +72,52 @@ def _print_metrics(title: str, metrics: dict[str, dict[str, float]]) -> None:
 
 
 @click.command("train")
-@click.option("--dataset", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--dataset", type=click.Path(file_okay=False), help="Dataset folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Training YAML.")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False), help="Twin spec (YAML).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @click.option("--track/--no-track", default=True, show_default=True, help="Log to MLflow.")
+@click.option(
+    "--adaptive", is_flag=True, help="Sample where the ensemble is unsure (no --dataset)."
+)
+@click.option("--budget", type=int, help="Adaptive: training simulations at most.")
+@click.option("--initial", type=int, help="Adaptive: the first Latin hypercube [budget / 4].")
+@click.option("--batch", type=int, help="Adaptive: runs added per round [budget / 10].")
+@click.option("--holdout", default=300, show_default=True, type=int,
+              help="Adaptive: fresh runs the acceptance thresholds are checked on.")  # fmt: skip
+@click.option("--workers", default=0, show_default=True, type=int, help="Worker processes.")
 @_handle
 def train(
-    dataset: str,
+    dataset: str | None,
     out: str,
     config_path: str | None,
     spec_path: str | None,
     overrides: tuple[str, ...],
     track: bool,
+    adaptive: bool,
+    budget: int | None,
+    initial: int | None,
+    batch: int | None,
+    holdout: int,
+    workers: int,
 ) -> None:
-    """Train a calibrated deep-ensemble surrogate on a dataset of `twin data generate`."""
+    """Train a calibrated deep-ensemble surrogate on a dataset of `twin data generate`,
+    or (--adaptive) on runs it chooses itself, round by round."""
     from surrogates._config import load_config
     from surrogates._fit import load_rows
     from surrogates._fit import train as fit
 
     config = load_config(config_path, overrides)
     spec, spec_file = _spec_for(spec_path, config.spec_path())
+    if adaptive:
+        _train_adaptive(spec, spec_file, config, out, dataset, budget, initial, batch, holdout,
+                        workers)  # fmt: skip
+        dataset = str(Path(out) / "data")
+    elif dataset is None:
+        raise click.UsageError("give --dataset DIR, or --adaptive --budget N")
+    elif budget is not None or initial is not None or batch is not None:
+        raise click.UsageError("--budget, --initial and --batch go with --adaptive")
     rows = load_rows(dataset, spec)  # refuses a dataset of another spec before any work
     failed = sum(rows.failed.values())
     click.echo(
@@ -111,6 +136,12 @@ def train(
         result = fit(rows, spec, config, out, dataset=dataset, progress=_progress(),
                      on_epoch=on_epoch)  # fmt: skip
         result.surrogate.info["spec_file"] = str(spec_file.resolve())
+        if adaptive:
+            lineage = json.loads((Path(out) / "adaptive.json").read_text())
+            result.surrogate.info["adaptive"] = lineage
+            if tracker is not None:
+                tracker.log_params({"adaptive.rounds": len(lineage["rounds"]),
+                                    "adaptive.met": lineage["met"]})  # fmt: skip
         if tracker is not None:
             _log_training(tracker, result, rows, config)
             result.surrogate.info["mlflow_run_id"] = tracker.run_id
@@ -121,6 +152,40 @@ def train(
         f"features {len(result.surrogate.features.features)}; saved {out}"
     )
     _print_metrics("test split (rows without an event for regressions):", result.test_metrics)
+
+
+def _train_adaptive(
+    spec: Any,
+    spec_file: Path,
+    config: Any,
+    out: str,
+    dataset: str | None,
+    budget: int | None,
+    initial: int | None,
+    batch: int | None,
+    holdout: int,
+    workers: int,
+) -> None:
+    """The adaptive loop; the final round is then trained again below, tracked."""
+    from surrogates._adaptive import adaptive
+
+    if dataset is not None:
+        raise click.UsageError("--adaptive makes its own dataset (OUT/data): drop --dataset")
+    if budget is None or budget < 1:
+        raise click.UsageError("--adaptive needs --budget N (training simulations, N >= 1)")
+    initial = initial or max(budget // 4, 40)
+    batch = batch or max(budget // 10, 1)
+    for name, value in (("initial", initial), ("batch", batch), ("holdout", holdout)):
+        if value < 1:
+            raise click.UsageError(f"--{name}: {value} must be >= 1")
+    result = adaptive(
+        spec, config, out, budget=budget, initial=initial, batch=batch, holdout=holdout,
+        seed=config.seed, workers=workers, progress=_progress(), log=click.echo,
+    )  # fmt: skip
+    last = result.rounds[-1]
+    verdict = "met" if result.met else f"not met ({len(last.failures)} thresholds missed)"
+    click.echo(f"adaptive: {last.runs} training runs in {len(result.rounds)} rounds; "
+               f"acceptance on {holdout} held-out runs {verdict}")  # fmt: skip
 
 
 def _log_training(tracker: Any, result: Any, rows: Any, config: Any) -> None:

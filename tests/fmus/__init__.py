@@ -5,6 +5,7 @@ framework and build as ``physics/models``:
 
 - ``tank``: state events (a hysteresis valve) located exactly inside a step;
 - ``counter``: Integer and Boolean variables only;
+- ``ridge``: a static map with a narrow peak (adaptive sampling);
 - ``faulty``: a first-order lag that fails on request (error, hang, crash,
   NaN, leak) from a given time, and refuses tau < 0.001 s.
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from physics.fmu import build_model
 
 FMUS_DIR = Path(__file__).resolve().parent
-TEST_FMUS = ("tank", "counter", "faulty", "lag3")
+TEST_FMUS = ("tank", "counter", "faulty", "lag3", "ridge")
 
 
 def build_test_fmu(name: str) -> Path:
