@@ -377,6 +377,8 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
                 p.append(f"{at}.unit: time_above measures time, so the unit is 's', not {k.unit!r}")
         elif k.limit is not None:
             p.append(f"{at}.limit: only used by time_above")
+        if k.start is not None:
+            _check_start(at, k, spec, p)
     _check_quality(spec, p)
     for key, m in spec.maintenance.items():
         at = f"maintenance.{key}"
@@ -392,6 +394,17 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
         _check_bounds(at, ("min", f.min), ("max", f.max), p)
         _check_unit(at, f.unit, kpi, p)
     _check_acceptance(spec, p)
+
+
+def _check_start(at: str, k: KpiSpec, spec: TwinSpec, p: list[str]) -> None:
+    """``start`` names the state input the KPI's value starts the order from."""
+    inp = spec.inputs.get(str(k.start))
+    if inp is None:
+        p.append(f"{at}.start: {k.start!r} is not an input{suggest(str(k.start), spec.inputs)}")
+    elif inp.source != "state":
+        p.append(f"{at}.start: input {k.start!r} has source {inp.source!r}, expected 'state'")
+    elif inp.unit != k.unit:
+        p.append(f"{at}.start: input {k.start!r} is in {inp.unit!r}, the KPI in {k.unit!r}")
 
 
 def _check_quality(spec: TwinSpec, p: list[str]) -> None:

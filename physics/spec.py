@@ -205,6 +205,10 @@ class KpiSpec(_Section):
     unit: str
     role: Role
     limit: float | None = None  # time_above only
+    # The state input this KPI's value starts the order from (tool wear at the end
+    # starts from the wear at the start): surrogates learn and are gated on the
+    # increment, not on the start value passed through.
+    start: str | None = None
     description: str = ""
 
 

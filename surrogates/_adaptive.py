@@ -164,7 +164,7 @@ def adaptive(
         trained = train(rows, spec, config, out / f"round-{k:03d}", dataset=out / "data",
                         progress=False)  # fmt: skip
         s = trained.surrogate
-        metrics = score(s.predict_frame(hold), hold)
+        metrics = score(s.predict_frame(hold), hold, spec)
         failures = gate(spec, metrics)
         runs = len(rows.frame) + sum(rows.failed.values())
         result.rounds.append(Round(k, runs, failures, metrics))

@@ -41,6 +41,8 @@ def _kpi_entry(spec: TwinSpec, t: Any) -> dict[str, Any]:
         entry.update(transform=t.transform, shift=t.shift)
     if t.kind == "constant":
         entry["value"] = t.value
+    if t.start:
+        entry["start"] = t.start  # learned as the increment over this input
     for section in ("quality", "maintenance", "feasibility", "acceptance"):
         item = getattr(spec, section).get(t.name)
         if item is not None:

@@ -22,7 +22,7 @@ def _metrics_table(metrics: Mapping[str, Mapping[str, float]], units: Mapping[st
         if "accuracy" in m:
             events.append((name, m))
             continue
-        unit = units.get(name, "")
+        unit = units.get(name.removesuffix(".increment"), "")
         lines.append(
             f"| {name} | {int(m['n'])} | {100 * m['nrmse']:.2f} % | {_fmt(m['r2'])} | "
             f"{_fmt(m['rmse'])} {unit} | {_fmt(m['max_abs_error'])} {unit} | "

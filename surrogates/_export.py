@@ -183,33 +183,37 @@ def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]
             "lower": inverse(g.op("Sub", mu, half)),
             "upper": inverse(g.op("Add", mu, half)),
         }
-    if kr == len(reported):  # nothing constant to fill in
-        for name, tensor in values.items():
-            g.op("Identity", tensor, out=name)
-        return [(name, kr) for name in values]
-    # Constants: out = learned @ S + c, S scattering the learned columns into place.
-    scatter = np.zeros((kr, len(reported)), dtype=np.float32)
-    fill = np.zeros(len(reported), dtype=np.float32)
+    # Into the reported columns: out = learned @ S + c, S scattering the learned columns
+    # into place and c holding the constants; then + x @ B, the start values of the KPIs
+    # learned as increments (B picks each one's state input). Each step only if needed.
+    width = len(reported)
+    scatter = np.zeros((kr, width), dtype=np.float32)
+    fill = np.zeros(width, dtype=np.float32)
+    starts = np.zeros((len(s.features.columns), width), dtype=np.float32)
     learned = {t.name: i for i, t in enumerate(regs)}
+    columns = [c.name for c in s.features.columns]
     for j, t in enumerate(reported):
         if t.kind == "constant":
             fill[j] = t.value
         else:
             scatter[learned[t.name], j] = 1.0
-    if kr:
-        sc = g.const("scatter", scatter)
-        for name, tensor in values.items():
-            base = g.op("MatMul", tensor, sc)
-            const = g.const("fill", fill if name != "std" else np.zeros_like(fill))
-            g.op("Add", base, const, out=name)
-    else:  # every reported KPI is constant: tile the values to N rows
+        if t.start:
+            starts[columns.index(t.start), j] = 1.0
+    if not kr:  # every reported KPI is constant: a zero [N, 1] column to broadcast from
         rows = g.op("Slice", INPUT, *(g.const(n, v, np.int64) for n, v in
                     (("s0", [0]), ("s1", [1]), ("ax", [1]))))  # fmt: skip
         zero = g.op("Mul", rows, g.const("zero", [[0.0]]))
-        for name in ("mean", "std", "lower", "upper"):
-            value = fill if name != "std" else np.zeros_like(fill)
-            g.op("Add", zero, g.const("fill", value[None, :]), out=name)
-    return [(name, len(reported)) for name in ("mean", "std", "lower", "upper")]
+        values = {name: zero for name in ("mean", "std", "lower", "upper")}
+    base = g.op("MatMul", INPUT, g.const("starts", starts)) if starts.any() else None
+    for name, tensor in values.items():
+        if kr and kr != width:
+            tensor = g.op("MatMul", tensor, g.const("scatter", scatter))
+        if name != "std" and (fill.any() or not kr):
+            tensor = g.op("Add", tensor, g.const("fill", fill))
+        if name != "std" and base is not None:
+            tensor = g.op("Add", tensor, base)
+        g.op("Identity", tensor, out=name)
+    return [(name, width) for name in ("mean", "std", "lower", "upper")]
 
 
 def _event_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]]:

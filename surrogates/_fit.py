@@ -166,7 +166,7 @@ def train(
     }
     surrogate = Surrogate(spec, features, targets, model, calibration, info)
     test = splits["test"]
-    test_metrics = score(surrogate.predict_frame(test), test) if len(test) else {}
+    test_metrics = score(surrogate.predict_frame(test), test, spec) if len(test) else {}
     info["test_metrics"] = test_metrics
     surrogate.save(out)
     (out / "split.json").write_text(

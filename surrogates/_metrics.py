@@ -63,18 +63,23 @@ def event_metrics(prob: np.ndarray, outcome: np.ndarray) -> dict[str, float]:
     }
 
 
-def score(prediction: Any, frame: Any) -> dict[str, dict[str, float]]:
-    """Per-KPI metrics of a Prediction against the KPI columns of ``frame``."""
+def increment_key(name: str) -> str:
+    return f"{name}.increment"
+
+
+def score(prediction: Any, frame: Any, spec: TwinSpec | None = None) -> dict[str, dict[str, float]]:
+    """Per-KPI metrics of a Prediction against the KPI columns of ``frame``; for a KPI
+    whose spec names a ``start``, also of its increment over the order (``<kpi>.increment``)."""
     quiet = prediction.quiet_mask(frame)
     out: dict[str, dict[str, float]] = {}
     for j, name in enumerate(prediction.regression_names):
         y = frame[name].to_numpy(dtype=np.float64)[quiet]
-        out[name] = regression_metrics(
-            y,
-            prediction.mean[quiet, j],
-            prediction.lower[quiet, j],
-            prediction.upper[quiet, j],
-        )
+        pred = prediction.mean[quiet, j], prediction.lower[quiet, j], prediction.upper[quiet, j]
+        out[name] = regression_metrics(y, *pred)
+        start = spec.kpis[name].start if spec is not None else None
+        if start:
+            base = frame[start].to_numpy(dtype=np.float64)[quiet]
+            out[increment_key(name)] = regression_metrics(y - base, *(p - base for p in pred))
     for j, name in enumerate(prediction.event_names):
         y = frame[name].to_numpy(dtype=np.float64)
         out[name] = event_metrics(prediction.probability[:, j], y)
@@ -94,7 +99,9 @@ def gate(spec: TwinSpec, metrics: Mapping[str, Mapping[str, float]]) -> list[str
     """Every acceptance threshold of the spec that ``metrics`` miss, one line each."""
     failures: list[str] = []
     for name, acc in spec.acceptance.items():
-        got = metrics.get(name)
+        # A KPI that starts from a state input is judged on what the order adds.
+        key = increment_key(name) if spec.kpis[name].start else name
+        got = metrics.get(key)
         if got is None:
             failures.append(f"{name}: no verification figures")
             continue
@@ -107,7 +114,7 @@ def gate(spec: TwinSpec, metrics: Mapping[str, Mapping[str, float]]) -> list[str
             ok = value <= limit if op == "<=" else value >= limit
             if not (ok and np.isfinite(value)):
                 shown = f"{value:.4g}" + (f" {unit}" if metric in ("rmse", "mae") else "")
-                failures.append(f"{name}: {metric} {shown}, needs {op} {limit:g} ({field})")
+                failures.append(f"{key}: {metric} {shown}, needs {op} {limit:g} ({field})")
     return failures
 
 

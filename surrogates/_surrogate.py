@@ -65,6 +65,9 @@ class Surrogate:
     def event_names(self) -> list[str]:
         return [t.name for t in self.targets.of_kind("event")]
 
+    def _column(self, name: str) -> int:
+        return [c.name for c in self.features.columns].index(name)
+
     def raw(self, frame: Any) -> np.ndarray:
         """Input rows of a frame holding the spec's inputs and ``quantity``."""
         return raw_matrix(self.features.columns, frame)
@@ -83,15 +86,16 @@ class Surrogate:
         cal = self.calibration
         learned = {t.name: k for k, t in enumerate(regs)}
         for j, t in enumerate(t for t in self.targets.targets if t.kind != "event"):
+            base = raw[:, self._column(t.start)] if t.start else 0.0
             if t.kind == "constant":
-                mean[:, j] = lower[:, j] = upper[:, j] = t.value
+                mean[:, j] = lower[:, j] = upper[:, j] = t.value + base
                 std[:, j] = 0.0
                 continue
             k = learned[t.name]
             half = cal.q[k] * (s[:, k] + cal.floor[k])
-            mean[:, j] = t.inverse(mu[:, k])
-            lower[:, j] = t.inverse(mu[:, k] - half)
-            upper[:, j] = t.inverse(mu[:, k] + half)
+            mean[:, j] = t.inverse(mu[:, k]) + base
+            lower[:, j] = t.inverse(mu[:, k] - half) + base
+            upper[:, j] = t.inverse(mu[:, k] + half) + base
             _, std[:, j] = spread(t.inverse(z[:, :, k]))
         prob = event_probability(z[:, :, kr:], np.asarray(cal.temperature))
         return Prediction(self.regression_names, self.event_names, mean, std, lower, upper, prob)

@@ -11,6 +11,10 @@ Each KPI gets a kind, chosen from the training rows unless the config declares i
   skewness above 1, and more symmetric after the log) is learned as log(y + shift):
   shift 0 where it never reaches 0, else the 5th percentile of its positive values
   (zero-inflated KPIs).
+* A KPI whose spec names a ``start`` (the state input its value starts the order
+  from: tool wear at the end from tool wear at the start) is learned as its increment
+  over the order, and the start value is added back: the net never has to pass the
+  state through, and the gate judges what the order adds.
 * ``constant``: a KPI that does not vary over the no-event training rows (for
   example the breakage cause when nothing broke). It is reported as that value.
 """
@@ -18,7 +22,7 @@ Each KPI gets a kind, chosen from the training rows unless the config declares i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -46,6 +50,7 @@ class Target:
     low: float = 0.0  # transformed training range, for clipping
     high: float = 0.0
     value: float = 0.0  # a constant's value
+    start: str | None = None  # learned as the increment over this state input
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         """Original units -> standardised."""
@@ -57,6 +62,12 @@ class Target:
         margin = CLIP_MARGIN * (self.high - self.low)
         t = np.clip(z * self.std + self.mean, self.low - margin, self.high + margin)
         return np.exp(t) - self.shift if self.transform == "log" else t
+
+
+def _learned_values(frame: Any, name: str, start: str | None) -> np.ndarray:
+    """A KPI's values, or its increment over the state input it starts from."""
+    y = frame[name].to_numpy(dtype=np.float64)
+    return y - frame[start].to_numpy(dtype=np.float64) if start else y
 
 
 def _skew(values: np.ndarray) -> float:
@@ -134,13 +145,14 @@ class TargetMap:
             if name in events:
                 targets.append(Target(name, kpi.unit, kpi.role, "event"))
                 continue
-            values = frame[name].to_numpy(dtype=np.float64)[quiet]
+            values = _learned_values(frame, name, kpi.start)[quiet]
             if np.ptp(values) <= 1e-12 * max(1.0, float(np.abs(values).max())):
                 targets.append(Target(name, kpi.unit, kpi.role, "constant", value=float(values[0])))
                 continue
-            targets.append(
-                _regression(name, kpi.unit, kpi.role, values, heavy_tail_ratio, declared.get(name))
+            target = _regression(
+                name, kpi.unit, kpi.role, values, heavy_tail_ratio, declared.get(name)
             )
+            targets.append(replace(target, start=kpi.start))
         return cls(targets)
 
     def of_kind(self, kind: Kind) -> list[Target]:
@@ -162,7 +174,7 @@ class TargetMap:
         """[N, len(learned)]: standardised regressions, 0/1 events (NaN-free)."""
         cols = []
         for t in self.learned:
-            y = frame[t.name].to_numpy(dtype=np.float64)
+            y = _learned_values(frame, t.name, t.start)
             if t.kind == "regression":
                 with np.errstate(all="ignore"):
                     z = t.forward(y)

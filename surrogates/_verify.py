@@ -96,7 +96,7 @@ def verify(
     frame = frame.loc[frame["status"] == "ok"].reset_index(drop=True)
     if frame.empty:
         raise DataError(f"{out}: none of the {n} verification runs succeeded")
-    metrics = score(predict_bundle(bundle, signature, frame), frame)
+    metrics = score(predict_bundle(bundle, signature, frame), frame, spec)
     failures = gate(spec, metrics)
     signature["metrics"]["verification"] = {
         "runs": len(frame),

@@ -86,6 +86,9 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "cutting_speed",
         "feed_rate",
         "cycle_time",
+        "cut_minutes",
+        "order_cut_minutes",
+        "slenderness",
         "cutting_speed_min",
         "cutting_speed_max",
         "engagement",
@@ -368,7 +371,7 @@ def test_spec_hash_changes_with_a_bound() -> None:
             lambda d: d["kpis"]["energy"].update(colour="red"),
             [
                 "kpis.energy.colour: unknown key (allowed: variable, reduction, unit, role, "
-                "limit, description)"
+                "limit, start, description)"
             ],
             id="unknown-key",
         ),
@@ -448,6 +451,24 @@ def test_spec_hash_changes_with_a_bound() -> None:
                 "doe: input 'Feed' has no default; make it a factor or fix it",
             ],
             id="input-name",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["tool_wear_end"].update(start="tool_wer"),
+            ["kpis.tool_wear_end.start: 'tool_wer' is not an input (did you mean 'tool_wear'?)"],
+            id="start-unknown",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["tool_wear_end"].update(start="ambient_temperature"),
+            [
+                "kpis.tool_wear_end.start: input 'ambient_temperature' has source "
+                "'environment', expected 'state'"
+            ],
+            id="start-not-a-state",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["tool_wear_end"].update(start="warmup"),
+            ["kpis.tool_wear_end.start: input 'warmup' is in '1', the KPI in 'mm'"],
+            id="start-unit",
         ),
     ],
 )

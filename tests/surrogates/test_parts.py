@@ -85,6 +85,8 @@ def test_targets_kinds_and_transforms(spindle_spec) -> None:  # type: ignore[no-
     frame["tool_life"] = np.exp(rng.uniform(0, 8, n))  # heavy tail, positive
     frame["energy"] = np.where(rng.uniform(size=n) < 0.2, 0.0, np.exp(rng.uniform(0, 8, n)))
     frame["breakage_cause_end"] = np.where(frame["tool_broken_end"] > 0, 3.0, 0.0)
+    frame["tool_wear"] = rng.uniform(0, 0.25, n)  # the state tool_wear_end starts from
+    frame["tool_wear_end"] = frame["tool_wear"] + 0.1 * frame["tool_life"] / 3000
     tm = TargetMap.fit(spindle_spec, frame)
     kinds = {t.name: t for t in tm.targets}
     assert kinds["tool_broken_end"].kind == "event"
@@ -92,6 +94,12 @@ def test_targets_kinds_and_transforms(spindle_spec) -> None:  # type: ignore[no-
     assert kinds["tool_life"].transform == "log" and kinds["tool_life"].shift == 0.0
     assert kinds["energy"].transform == "log" and kinds["energy"].shift > 0
     assert kinds["wall_error_max"].transform == "identity"
+    # Learned as the increment over the order: its mean is that of the increment.
+    wear = kinds["tool_wear_end"]
+    assert wear.start == "tool_wear"
+    increment = (frame["tool_wear_end"] - frame["tool_wear"])[tm.no_event(frame)]
+    assert np.isclose(wear.mean, np.log(increment + wear.shift).mean() if wear.transform
+                      == "log" else increment.mean())  # fmt: skip
     for name in ("tool_life", "energy", "wall_error_max"):
         t = kinds[name]
         y = frame[name].to_numpy()[tm.no_event(frame)]
