@@ -66,6 +66,20 @@ def _activation(g: _Graph, h: str, kind: str) -> str:
     return g.op("Tanh" if kind == "tanh" else "Relu", h)
 
 
+def needed_derived(spec: Any, used: set[str]) -> set[str]:
+    """The derived expressions ``used`` features need, with what they are built from."""
+    exprs = spec.derived_exprs
+    out: set[str] = set()
+    todo = list(used)
+    while todo:
+        key = todo.pop()
+        if key in out or key not in exprs:
+            continue
+        out.add(key)
+        todo.extend(exprs[key].names)
+    return out
+
+
 def build_onnx(s: Surrogate) -> Any:
     """The ONNX ModelProto of a surrogate (checked by onnx.checker)."""
     import onnx
@@ -81,43 +95,41 @@ def build_onnx(s: Surrogate) -> Any:
     col_out = [f"in_{c.name}" for c in cols]
     g.nodes.append(helper.make_node("Split", [INPUT, split], col_out, name=g.name("Split"), axis=1))
     for col, tensor in zip(cols, col_out, strict=True):
-        if col.choices:
-            for i, choice in enumerate(col.choices):
-                hit = g.op("Equal", tensor, g.const("choice", [i]))
-                names[f"{col.name}_is_{choice}"] = g.op(
-                    "Cast", hit, out=f"{col.name}_is_{choice}", to=TensorProto.FLOAT
+        if col.choices:  # every indicator of a column at once: Equal, Cast, Split
+            onehot = g.op(
+                "Cast",
+                g.op("Equal", tensor, g.const("choices", [np.arange(len(col.choices))])),
+                to=TensorProto.FLOAT,
+            )
+            outs = [f"{col.name}_is_{choice}" for choice in col.choices]
+            g.nodes.append(
+                helper.make_node(
+                    "Split", [onehot, g.const("split", np.ones(len(outs)), np.int64)], outs,
+                    name=g.name("Split"), axis=1,
                 )
+            )  # fmt: skip
+            names.update({o: o for o in outs})
         else:
             names[col.name] = tensor
-    wanted = {f.name for f in fmap.features if f.origin == "derived"}
-    if wanted:
+    needed = needed_derived(s.spec, {f.name for f in fmap.features if f.origin == "derived"})
+    if needed:
         builder = OnnxExprBuilder(names, prefix="derived")
         for key, expr in s.spec.derived_exprs.items():
-            names[key] = builder.add(key, expr.text)
+            if key in needed:
+                names[key] = builder.add(key, expr.text)
         g.nodes.extend(builder.nodes)
         g.initializers.extend(builder.initializers)
-    parts = [g.op("Log", names[f.name]) if f.log else names[f.name] for f in fmap.features]
+    parts = [names[f.name] for f in fmap.features]
     feat = g.op("Concat", *parts, axis=1) if len(parts) > 1 else parts[0]
+    logged = np.array([f.log for f in fmap.features])
+    if logged.any():  # one Log for all logged features; Where keeps the others raw
+        feat = g.op("Where", g.const("logged", logged[None, :], np.bool_), g.op("Log", feat), feat)
     h = g.op(
         "Mul",
         g.op("Sub", feat, g.const("feature_mean", fmap.mean)),
         g.const("feature_scale", 1.0 / fmap.std),
     )
-    state = model.state_dict()
-    layers = len(model.weights)
-    features = h
-    for i in range(layers):
-        w = state[f"weights.{i}"].numpy()
-        b = state[f"biases.{i}"].numpy()
-        h = g.op("Add", g.op("MatMul", h, g.const(f"w{i}", w)), g.const(f"b{i}", b))
-        if i < layers - 1:
-            h = _activation(g, h, model.activation)
-    if model.skip is not None:
-        h = g.op("Add", h, g.op("MatMul", features, g.const("skip", state["skip"].numpy())))
-    m, k = model.members, model.n_outputs
-    if model.per_kpi:  # [G, N, 1] with g = m K + k  ->  [M, N, K]
-        h = g.op("Reshape", h, g.const("shape", [m, k, -1], np.int64))
-        h = g.op("Transpose", h, perm=[0, 2, 1])
+    h = _nets(g, model, h)
     outputs = _regression_outputs(g, s, h) + _event_outputs(g, s, h)
     graph = helper.make_graph(
         g.nodes,
@@ -134,6 +146,57 @@ def build_onnx(s: Surrogate) -> Any:
     )
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _nets(g: _Graph, model: Any, x: str) -> str:
+    """Every net of the fused ensemble on features x [N, F]: [M, N, K].
+
+    The first layer of all G nets is one GEMM ([F, G H]: every net reads the same
+    features), the middle layers are batched products over the nets, and a net with
+    one output ends in Mul + ReduceSum rather than G tiny products: onnxruntime runs a
+    batched MatMul of many small matrices one by one, which is what costs at batch 1.
+    """
+    st = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    layers = len(model.weights)
+    w = [st[f"weights.{i}"] for i in range(layers)]  # [G, in, out]
+    b = [st[f"biases.{i}"] for i in range(layers)]  # [G, 1, out]
+    groups, n_features = model.groups, model.n_features
+    m, k = model.members, model.n_outputs
+    width, out = w[0].shape[2], w[-1].shape[2]
+
+    def cat(a: np.ndarray) -> np.ndarray:  # [G, F, H] -> [F, G H]
+        return a.transpose(1, 0, 2).reshape(n_features, -1)
+
+    h = g.op("Add", g.op("MatMul", x, g.const("w0", cat(w[0]))), g.const("b0", b[0].reshape(-1)))
+    if layers == 1:  # no hidden layer: [N, G out]
+        y = h
+    else:
+        h = g.op("Reshape", _activation(g, h, model.activation),
+                 g.const("shape", [-1, groups, width], np.int64))  # [N, G, H]  # fmt: skip
+        if layers > 2:
+            h = g.op("Transpose", h, perm=[1, 0, 2])  # [G, N, H]
+            for i in range(1, layers - 1):
+                h = g.op("Add", g.op("MatMul", h, g.const(f"w{i}", w[i])), g.const(f"b{i}", b[i]))
+                h = _activation(g, h, model.activation)
+            h = g.op("Transpose", h, perm=[1, 0, 2])  # [N, G, H]
+        if out == 1:
+            y = g.op(
+                "ReduceSum",
+                g.op("Mul", h, g.const("w_last", w[-1][:, :, 0])),
+                g.const("axis", [-1], np.int64),
+                keepdims=0,
+            )  # [N, G]
+            y = g.op("Add", y, g.const("b_last", b[-1][:, 0, 0]))
+        else:  # shared nets, G = M: [M, N, K] by batched products, back to [N, M K]
+            y = g.op("Add", g.op("MatMul", g.op("Transpose", h, perm=[1, 0, 2]),
+                                 g.const("w_last", w[-1])), g.const("b_last", b[-1]))  # fmt: skip
+            y = g.op("Reshape", g.op("Transpose", y, perm=[1, 0, 2]),
+                     g.const("shape", [0, -1], np.int64))  # fmt: skip
+    if model.skip is not None:
+        y = g.op("Add", y, g.op("MatMul", x, g.const("skip", cat(st["skip"]))))
+    # [N, G out] -> [N, M, K] (per KPI: g = m K + k; shared: member m, output k) -> [M, N, K]
+    y = g.op("Reshape", y, g.const("shape", [-1, m, k], np.int64))
+    return g.op("Transpose", y, perm=[1, 0, 2])
 
 
 def _slice(g: _Graph, h: str, start: int, end: int) -> str:

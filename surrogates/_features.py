@@ -9,7 +9,8 @@ model (and inside the ONNX graph, so clients send raw inputs):
   positive and spanning more than 2x, logged as well;
 * one indicator per choice of a categorical input (``material_is_steel_c45``);
 * the spec's ``derived`` expressions (cutting speed, feed rate, cycle time...),
-  logged by the same rule;
+  logged by the same rule (those that depend on categorical choices alone, a
+  constant per choice, add nothing to the indicators and are left out);
 
 each standardised with the training split's mean and std. Inputs and derived
 values that are constant over the training split carry no information and are
@@ -110,6 +111,19 @@ def namespace(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> di
     return names
 
 
+def _choice_only(spec: TwinSpec, key: str) -> bool:
+    """Whether derived ``key`` depends on categorical choices alone (a constant per choice)."""
+    exprs = spec.derived_exprs
+    categorical = {k for k, inp in spec.inputs.items() if inp.kind == "categorical"}
+
+    def base(name: str) -> bool:
+        if name in exprs:
+            return all(base(n) for n in exprs[name].names)
+        return any(name.startswith(f"{c}_is_") for c in categorical)
+
+    return base(key)
+
+
 def _numeric(name: str, origin: str, values: np.ndarray, loguniform: bool) -> list[Feature]:
     """A value drawn log-uniformly enters logged; any other positive value that spans
     more than 2x enters both raw and logged (power laws become linear)."""
@@ -150,6 +164,8 @@ class FeatureMap:
                 features += _numeric(col.name, "input", raw[:, j], col.name in loguniform)
         if derived:
             for key in spec.derived_exprs:
+                if _choice_only(spec, key):  # a function of the indicators: nothing new
+                    continue
                 values = names[key]
                 if np.all(np.isfinite(values)) and np.ptp(values) > 1e-12 * np.abs(values).max():
                     features += _numeric(key, "derived", values, False)

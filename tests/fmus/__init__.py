@@ -27,3 +27,26 @@ def build_test_fmu(name: str) -> Path:
     if name not in TEST_FMUS:
         raise ValueError(f"test FMU {name!r}: expected one of {', '.join(TEST_FMUS)}")
     return build_model(FMUS_DIR / name).path
+
+
+def ridge_spec(max_rmse: float = 0.02) -> object:
+    """A twin spec of the ridge FMU: x1, x2 in [0, 1] by DOE, y as the KPI, an RMSE gate."""
+    from physics.spec import TwinSpec
+
+    unit = {"source": "order", "unit": "1", "min": 0, "max": 1}
+    return TwinSpec.from_dict(
+        {
+            "name": "ridge",
+            "version": 1,
+            "fmu": {"path": str(build_test_fmu("ridge")), "step_size": 1.0},
+            "inputs": {"x1": {"variable": "x1", **unit}, "x2": {"variable": "x2", **unit}},
+            "quantity": {"unit": "1", "min": 1, "max": 10, "integer": True},
+            "stop_time": "1.0",
+            "doe": {
+                "factors": {"x1": {"low": 0, "high": 1}, "x2": {"low": 0, "high": 1}},
+                "fixed": {"quantity": 1},
+            },
+            "kpis": {"y": {"variable": "y", "reduction": "final", "unit": "1", "role": "process"}},
+            "acceptance": {"y": {"max_rmse": max_rmse}},
+        }
+    )

@@ -24,26 +24,9 @@ THRESHOLD = 0.02  # RMSE of y; the peak is 1.0 high
 
 @pytest.fixture(scope="module")
 def ridge_spec():  # type: ignore[no-untyped-def]
-    from physics.spec import TwinSpec
-    from tests.fmus import build_test_fmu
+    from tests.fmus import ridge_spec
 
-    unit = {"source": "order", "unit": "1", "min": 0, "max": 1}
-    return TwinSpec.from_dict(
-        {
-            "name": "ridge",
-            "version": 1,
-            "fmu": {"path": str(build_test_fmu("ridge")), "step_size": 1.0},
-            "inputs": {"x1": {"variable": "x1", **unit}, "x2": {"variable": "x2", **unit}},
-            "quantity": {"unit": "1", "min": 1, "max": 10, "integer": True},
-            "stop_time": "1.0",
-            "doe": {
-                "factors": {"x1": {"low": 0, "high": 1}, "x2": {"low": 0, "high": 1}},
-                "fixed": {"quantity": 1},
-            },
-            "kpis": {"y": {"variable": "y", "reduction": "final", "unit": "1", "role": "process"}},
-            "acceptance": {"y": {"max_rmse": THRESHOLD}},
-        }
-    )
+    return ridge_spec(THRESHOLD)
 
 
 def test_adaptive_meets_the_threshold_with_fewer_runs_than_lhs(ridge_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
