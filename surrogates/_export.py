@@ -210,6 +210,8 @@ def _slice(g: _Graph, h: str, start: int, end: int) -> str:
 
 
 def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]]:
+    from onnx import helper
+
     regs = s.targets.of_kind("regression")
     reported = [t for t in s.targets.targets if t.kind != "event"]
     if not reported:
@@ -217,34 +219,39 @@ def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]
     cal = s.calibration
     kr = len(regs)
     if kr:
-        z = _slice(g, h, 0, kr)
-        mu = g.op("ReduceMean", z, axes=[0], keepdims=0)
+        z = _slice(g, h, 0, kr)  # [M, N, kr]
+        mu = g.op("ReduceMean", z, axes=[0], keepdims=1)  # [1, N, kr]
         dev = g.op("Sub", z, mu)
-        spread = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", dev, dev), axes=[0], keepdims=0))
+        spread = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", dev, dev), axes=[0], keepdims=1))
         half = g.op("Mul", g.op("Add", spread, g.const("floor", cal.floor)), g.const("q", cal.q))
-        tmean = g.const("target_mean", [t.mean for t in regs])
-        tstd = g.const("target_std", [t.std for t in regs])
-        lo = g.const("clip_low", [t.low - 0.1 * (t.high - t.low) for t in regs])
-        hi = g.const("clip_high", [t.high + 0.1 * (t.high - t.low) for t in regs])
+        # Members, mean and the interval's ends go back through the transforms at once.
+        stacked = g.op("Concat", z, mu, g.op("Sub", mu, half), g.op("Add", mu, half), axis=0)
+        t = g.op("Add", g.op("Mul", stacked, g.const("target_std", [t.std for t in regs])),
+                 g.const("target_mean", [t.mean for t in regs]))  # fmt: skip
+        t = g.op(
+            "Max",
+            g.op("Min", t, g.const("clip_high", [t.high + 0.1 * (t.high - t.low) for t in regs])),
+            g.const("clip_low", [t.low - 0.1 * (t.high - t.low) for t in regs]),
+        )
         is_log = np.array([t.transform == "log" for t in regs])
-        log_f = g.const("is_log", is_log.astype(np.float32))
-        log_b = g.const("is_log_mask", is_log, np.bool_)
-        shift = g.const("shift", [t.shift for t in regs])
-
-        def inverse(v: str) -> str:
-            t = g.op("Add", g.op("Mul", v, tstd), tmean)
-            t = g.op("Max", g.op("Min", t, hi), lo)
-            e = g.op("Sub", g.op("Exp", g.op("Mul", t, log_f)), shift)
-            return g.op("Where", log_b, e, t)
-
-        members = inverse(z)
-        mm = g.op("ReduceMean", members, axes=[0], keepdims=0)
-        md = g.op("Sub", members, mm)
-        values = {
-            "mean": inverse(mu),
-            "std": g.op("Sqrt", g.op("ReduceMean", g.op("Mul", md, md), axes=[0], keepdims=0)),
-            "lower": inverse(g.op("Sub", mu, half)),
-            "upper": inverse(g.op("Add", mu, half)),
+        shifted = g.op(
+            "Sub",
+            g.op("Exp", g.op("Mul", t, g.const("is_log", is_log.astype(np.float32)))),
+            g.const("shift", [t.shift for t in regs]),
+        )
+        back = g.op("Where", g.const("is_log_mask", is_log, np.bool_), shifted, t)
+        m = s.model.members
+        parts = [g.name("members"), g.name("mean"), g.name("lower"), g.name("upper")]
+        g.nodes.append(
+            helper.make_node("Split", [back, g.const("split", [m, 1, 1, 1], np.int64)], parts,
+                             name=g.name("Split"), axis=0)
+        )  # fmt: skip
+        md = g.op("Sub", parts[0], g.op("ReduceMean", parts[0], axes=[0], keepdims=1))
+        values = {  # [1, N, kr] each
+            "mean": parts[1],
+            "std": g.op("Sqrt", g.op("ReduceMean", g.op("Mul", md, md), axes=[0], keepdims=1)),
+            "lower": parts[2],
+            "upper": parts[3],
         }
     # Into the reported columns: out = learned @ S + c, S scattering the learned columns
     # into place and c holding the constants; then + x @ B, the start values of the KPIs
@@ -265,7 +272,7 @@ def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]
     if not kr:  # every reported KPI is constant: a zero [N, 1] column to broadcast from
         rows = g.op("Slice", INPUT, *(g.const(n, v, np.int64) for n, v in
                     (("s0", [0]), ("s1", [1]), ("ax", [1]))))  # fmt: skip
-        zero = g.op("Mul", rows, g.const("zero", [[0.0]]))
+        zero = g.op("Mul", rows, g.const("zero", [[[0.0]]]))  # [1, N, 1]
         values = {name: zero for name in ("mean", "std", "lower", "upper")}
     base = g.op("MatMul", INPUT, g.const("starts", starts)) if starts.any() else None
     for name, tensor in values.items():
@@ -275,7 +282,7 @@ def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]
             tensor = g.op("Add", tensor, g.const("fill", fill))
         if name != "std" and base is not None:
             tensor = g.op("Add", tensor, base)
-        g.op("Identity", tensor, out=name)
+        g.op("Squeeze", tensor, g.const("axis", [0], np.int64), out=name)  # [N, width]
     return [(name, width) for name in ("mean", "std", "lower", "upper")]
 
 
