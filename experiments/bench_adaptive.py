@@ -87,16 +87,16 @@ def main() -> None:
         model = train(load_rows(data, spec), spec, config, tmp / f"run-{n}", dataset=data,
                       progress=False)  # fmt: skip
         metrics = score(model.surrogate.predict_frame(hold), hold, spec)
-        rows.append({"design": "lhs", "runs": n, "missed": len(gate(spec, metrics)),
+        missed = len(gate(spec, metrics))
+        rows.append({"design": "lhs", "runs": n, "missed": missed,
                      "figure": metrics.get(first, {}), "median_r2": median_r2(metrics)})  # fmt: skip
 
     limits = spec.acceptance[first].model_dump(exclude_none=True)
     print(f"\n{spec.name}: {len(hold)} held-out fresh runs; acceptance of {first}: {limits}")
     print(f"adaptive loop: {len(result.rounds)} rounds, {seconds:.0f} s, "
           f"thresholds {'met' if result.met else 'not met'} at {runs} runs")  # fmt: skip
-    print(
-        f"{'design':10s} {'runs':>6s} {'missed':>7s} {'rmse':>10s} {'r2':>8s}  median R² of all KPIs"
-    )
+    head = f"{'design':10s} {'runs':>6s} {'missed':>7s} {'rmse':>10s} {'r2':>8s}"
+    print(f"{head}  median R² of all KPIs")
     for r in rows:
         f = r["figure"]
         rmse, r2 = f.get("rmse", float("nan")), f.get("r2", float("nan"))
