@@ -88,8 +88,11 @@ def main() -> None:
                       progress=False)  # fmt: skip
         metrics = score(model.surrogate.predict_frame(hold), hold, spec)
         missed = len(gate(spec, metrics))
-        rows.append({"design": "lhs", "runs": n, "missed": missed,
-                     "figure": metrics.get(first, {}), "median_r2": median_r2(metrics)})  # fmt: skip
+        figure = metrics.get(first, {})
+        rows.append(
+            {"design": "lhs", "runs": n, "missed": missed, "figure": figure,
+             "median_r2": median_r2(metrics)}
+        )  # fmt: skip
 
     limits = spec.acceptance[first].model_dump(exclude_none=True)
     print(f"\n{spec.name}: {len(hold)} held-out fresh runs; acceptance of {first}: {limits}")
