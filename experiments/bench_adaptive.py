@@ -20,16 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-RIDGE_CONFIG = [
-    "model.members=4",
-    "model.hidden=[64, 64]",
-    "training.epochs=1500",
-    "training.patience=300",
-    "training.batch_size=16",
-    "split.test=0.0",
-    "split.calibration=0.1",
-]
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -54,10 +44,10 @@ def main() -> None:
     from surrogates._metrics import gate, score
 
     torch.set_num_threads(1)
-    from tests.fmus import ridge_spec
+    from tests.fmus import RIDGE_TRAINING, ridge_spec
 
     spec = load_spec(args.spec) if args.spec else ridge_spec()
-    config = load_config(args.config, [] if args.config or args.spec else RIDGE_CONFIG)
+    config = load_config(args.config, [] if args.config or args.spec else RIDGE_TRAINING)
     first = next(iter(spec.acceptance))
     tmp = Path(tempfile.mkdtemp(prefix="bench-adaptive-"))
     t0 = time.monotonic()

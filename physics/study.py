@@ -100,6 +100,17 @@ def columns_of(spec: TwinSpec, catalogue: Any) -> tuple[dict[str, str], dict[str
     return schema, described
 
 
+def _fmu_info(twin: Any, fmu_path: Path) -> dict[str, Any]:
+    """What a dataset card says of its FMU."""
+    return {
+        "path": str(fmu_path),
+        "sha256": twin.sha256,
+        "guid": twin.guid,
+        "model_name": twin.name,
+        "fmi_version": twin.model_description.fmiVersion,
+    }
+
+
 def _same_study(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     checks = [
         ("spec.hash", old["spec"]["hash"], new["spec"]["hash"]),
@@ -142,13 +153,7 @@ def generate(
     fmu_path = fmu_path_of(spec)
     with open_twin(spec) as twin:  # reads the FMU once here, and checks the spec against it
         catalogue = twin.catalogue
-        fmu_info = {
-            "path": str(fmu_path),
-            "sha256": twin.sha256,
-            "guid": twin.guid,
-            "model_name": twin.name,
-            "fmi_version": twin.model_description.fmiVersion,
-        }
+        fmu_info = _fmu_info(twin, fmu_path)
         traj_outputs = (
             tuple(dict.fromkeys(k.variable for k in spec.kpis.values())) if trajectories else ()
         )
@@ -283,13 +288,7 @@ def extend(
     fmu_path = fmu_path_of(spec)
     with open_twin(spec) as twin:
         catalogue = twin.catalogue
-        fmu_info = {
-            "path": str(fmu_path),
-            "sha256": twin.sha256,
-            "guid": twin.guid,
-            "model_name": twin.name,
-            "fmi_version": twin.model_description.fmiVersion,
-        }
+        fmu_info = _fmu_info(twin, fmu_path)
     schema, described = columns_of(spec, catalogue)
     schema[ROUND] = "int"
     described[ROUND] = {"role": "meta", "description": "the adaptive round that proposed the run"}

@@ -23,6 +23,7 @@ import numpy as np
 
 from surrogates._errors import ParityError
 from surrogates._surrogate import Surrogate
+from surrogates._targets import CLIP_MARGIN
 
 OPSET = 17
 IR_VERSION = 8
@@ -226,20 +227,24 @@ def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]
         half = g.op("Mul", g.op("Add", spread, g.const("floor", cal.floor)), g.const("q", cal.q))
         # Members, mean and the interval's ends go back through the transforms at once.
         stacked = g.op("Concat", z, mu, g.op("Sub", mu, half), g.op("Add", mu, half), axis=0)
-        t = g.op("Add", g.op("Mul", stacked, g.const("target_std", [t.std for t in regs])),
+        tv = g.op("Add", g.op("Mul", stacked, g.const("target_std", [t.std for t in regs])),
                  g.const("target_mean", [t.mean for t in regs]))  # fmt: skip
-        t = g.op(
+        tv = g.op(
             "Max",
-            g.op("Min", t, g.const("clip_high", [t.high + 0.1 * (t.high - t.low) for t in regs])),
-            g.const("clip_low", [t.low - 0.1 * (t.high - t.low) for t in regs]),
+            g.op(
+                "Min",
+                tv,
+                g.const("clip_high", [t.high + CLIP_MARGIN * (t.high - t.low) for t in regs]),
+            ),
+            g.const("clip_low", [t.low - CLIP_MARGIN * (t.high - t.low) for t in regs]),
         )
         is_log = np.array([t.transform == "log" for t in regs])
         shifted = g.op(
             "Sub",
-            g.op("Exp", g.op("Mul", t, g.const("is_log", is_log.astype(np.float32)))),
+            g.op("Exp", g.op("Mul", tv, g.const("is_log", is_log.astype(np.float32)))),
             g.const("shift", [t.shift for t in regs]),
         )
-        back = g.op("Where", g.const("is_log_mask", is_log, np.bool_), shifted, t)
+        back = g.op("Where", g.const("is_log_mask", is_log, np.bool_), shifted, tv)
         m = s.model.members
         parts = [g.name("members"), g.name("mean"), g.name("lower"), g.name("upper")]
         g.nodes.append(

@@ -29,6 +29,18 @@ def build_test_fmu(name: str) -> Path:
     return build_model(FMUS_DIR / name).path
 
 
+# Training that fits the ridge's peak from a handful of runs on it (adaptive sampling).
+RIDGE_TRAINING = [
+    "model.members=4",
+    "model.hidden=[64, 64]",
+    "training.epochs=1500",
+    "training.patience=300",
+    "training.batch_size=16",
+    "split.test=0.0",
+    "split.calibration=0.1",
+]
+
+
 def ridge_spec(max_rmse: float = 0.02) -> object:
     """A twin spec of the ridge FMU: x1, x2 in [0, 1] by DOE, y as the KPI, an RMSE gate."""
     from physics.spec import TwinSpec

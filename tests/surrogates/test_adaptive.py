@@ -9,16 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Trained hard enough to fit a peak from a handful of runs on it.
-CONFIG = [
-    "model.members=4",
-    "model.hidden=[64, 64]",
-    "training.epochs=1500",
-    "training.patience=300",
-    "training.batch_size=16",
-    "split.test=0.0",
-    "split.calibration=0.1",
-]
 THRESHOLD = 0.02  # RMSE of y; the peak is 1.0 high
 
 
@@ -36,8 +26,9 @@ def test_adaptive_meets_the_threshold_with_fewer_runs_than_lhs(ridge_spec, tmp_p
     from surrogates._config import load_config
     from surrogates._fit import load_rows, train
     from surrogates._metrics import score
+    from tests.fmus import RIDGE_TRAINING
 
-    config = load_config(None, CONFIG)
+    config = load_config(None, RIDGE_TRAINING)
     result = adaptive(
         ridge_spec, config, tmp_path / "ad", budget=200, initial=40, batch=20,
         holdout=400, seed=1, progress=False, log=lambda _: None,
