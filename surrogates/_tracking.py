@@ -340,6 +340,8 @@ class TrainingRun:
         with warnings.catch_warnings():
             # A local path matches two registered source types that are the same class.
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            # The schema is only a description here; integer inputs are meant as integers.
+            warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
             dataset = from_pandas(frame, source=src, name=name, digest=dataset_digest(card))
         tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
         _client().log_inputs(
