@@ -121,3 +121,33 @@ def test_config_errors_name_the_field(tmp_path) -> None:  # type: ignore[no-unty
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(None, ["training.epochs"])
     assert load_config(None, ["training.epochs=7", "model.hidden=[8, 8]"]).model.hidden == [8, 8]
+
+
+def _fixed_model() -> FusedEnsemble:
+    """A small ensemble with weights from a formula (no RNG): the same on any machine."""
+    m = FusedEnsemble(3, 2, members=2, per_kpi=True, hidden=[4, 4], activation="silu")
+    with torch.no_grad():
+        for i, p in enumerate(m.parameters()):
+            values = 0.5 * np.sin(np.arange(p.numel()) * 0.7 + i)
+            p.copy_(torch.from_numpy(values).reshape(p.shape).float())
+    return m
+
+
+# Outputs [member, row, KPI] of _fixed_model on linspace(-1, 1, 9) as 3 rows, stored
+# when the fused layout (g = m K + k, linear skip path) was written.
+REFERENCE = [
+    [[-0.7413599, -0.3675808], [-0.1216674, -0.0232891], [0.4974748, 0.3179777]],
+    [[1.3177657, -0.1390417], [0.4107990, 0.4897700], [-0.5013632, 1.1183181]],
+]
+
+
+def test_fixed_model_reproduces_its_stored_output(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from surrogates._model import load_checkpoint, save_checkpoint
+
+    m = _fixed_model()
+    x = torch.from_numpy(np.linspace(-1, 1, 9).reshape(3, 3)).float()
+    np.testing.assert_allclose(m(x).detach().numpy(), REFERENCE, atol=2e-6)
+    save_checkpoint(m, tmp_path / "m.pt", note="kept")
+    again, extra = load_checkpoint(tmp_path / "m.pt")
+    assert extra == {"note": "kept"} and again.config() == m.config()
+    np.testing.assert_allclose(again(x).detach().numpy(), REFERENCE, atol=2e-6)
