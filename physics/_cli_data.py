@@ -130,10 +130,14 @@ def info_cmd(folder: str) -> None:
         f"sha256 {fmu['sha256'][:16]}  guid {fmu['guid']}"
     )
     click.echo(f"fmpy       {card['fmpy_version']}")
-    click.echo(
-        f"doe        {doe['method']} seed {doe['seed']}  {doe['points']} points "
-        f"({doe['candidates']} drawn, {doe['rejected']} rejected by constraints)"
-    )
+    if doe.get("rounds") is not None:  # grown round by round (adaptive sampling)
+        rounds = ", ".join(f"{r['label']} {r['runs']}" for r in doe["rounds"])
+        click.echo(f"doe        adaptive  {doe['points']} points in rounds: {rounds}")
+    else:
+        click.echo(
+            f"doe        {doe['method']} seed {doe['seed']}  {doe['points']} points "
+            f"({doe['candidates']} drawn, {doe['rejected']} rejected by constraints)"
+        )
     click.echo(
         f"simulation step {sim['step_size']} s, sampled every {sim['output_interval']} s"
         + (f", trajectories of {', '.join(sim['trajectories'])}" if sim["trajectories"] else "")

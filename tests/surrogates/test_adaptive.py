@@ -77,3 +77,17 @@ def test_extend_resumes_a_killed_round_with_its_own_points(ridge_spec, tmp_path:
     assert list(rows["x1"]) == pytest.approx([p["x1"] for p in points])
     assert list(rows["y"]) == pytest.approx(0.2 * rows["x1"] + np.exp(
         -((rows["x1"] - 0.75) ** 2 + (rows["x2"] - 0.3) ** 2) / (2 * 0.07**2)))  # fmt: skip
+
+
+def test_data_info_lists_the_rounds(ridge_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from physics.cli import main
+    from physics.study import extend
+
+    first = [{"x1": 0.2, "x2": 0.2, "quantity": 1}] * 3
+    extend(ridge_spec, tmp_path / "d", first, label="round-000", progress=False)
+    extend(ridge_spec, tmp_path / "d", first[:2], label="round-001", progress=False)
+    out = CliRunner().invoke(main, ["data", "info", str(tmp_path / "d")]).output
+    assert "doe        adaptive  5 points in rounds: round-000 3, round-001 2" in out
+    assert "runs       5 of 5, complete" in out
