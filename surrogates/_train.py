@@ -22,6 +22,7 @@ import torch
 
 from physics.progress import Progress
 from surrogates._config import TrainingConfig
+from surrogates._errors import ConfigError
 from surrogates._model import FusedEnsemble
 
 
@@ -44,9 +45,14 @@ class History:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            [f"training.device: {name!r} is not a device (expected cpu, cuda, cuda:N or auto)"]
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"training.device: {name!r} asked for, but CUDA is not available here")
+        raise ConfigError([f"training.device: {name!r} asked for, but CUDA is not available here"])
     return device
 
 

@@ -151,3 +151,15 @@ def test_fixed_model_reproduces_its_stored_output(tmp_path) -> None:  # type: ig
     again, extra = load_checkpoint(tmp_path / "m.pt")
     assert extra == {"note": "kept"} and again.config() == m.config()
     np.testing.assert_allclose(again(x).detach().numpy(), REFERENCE, atol=2e-6)
+
+
+def test_device_is_checked() -> None:
+    from surrogates._train import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match=r"training\.device: 'gpu0' is not a device"):
+        pick_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available here"):
+            pick_device("cuda")
