@@ -58,7 +58,8 @@ def model_card(sig: Mapping[str, Any]) -> str:
     kinds: dict[str, list[str]] = {}
     for name, k in sig["kpis"].items():
         label = k["kind"] + (f" ({k['transform']})" if k["kind"] == "regression" else "")
-        kinds.setdefault(label, []).append(name)
+        shown = f"{name} (its increment over {k['start']})" if k.get("start") else name
+        kinds.setdefault(label, []).append(shown)
     parts = [
         f"# Surrogate of {sig['name']} (spec v{sig['spec']['version']})",
         "",
