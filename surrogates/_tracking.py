@@ -343,10 +343,9 @@ class TrainingRun:
             # The schema is only a description here; integer inputs are meant as integers.
             warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
             dataset = from_pandas(frame, source=src, name=name, digest=dataset_digest(card))
+            entity = dataset._to_mlflow_entity()  # the schema is inferred here
         tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
-        _client().log_inputs(
-            self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)]
-        )
+        _client().log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=tags)])
 
     def log_figure(self, fig: Figure, artifact_file: str) -> None:
         """Save a matplotlib figure as a run artifact (``plots/parity.png``)."""
