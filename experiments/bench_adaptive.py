@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--holdout", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--explore", type=float, default=0.0, help="share of each batch spread out")
     ap.add_argument("--json", help="write the figures to this file")
     args = ap.parse_args()
 
@@ -53,7 +54,8 @@ def main() -> None:
     t0 = time.monotonic()
     result = adaptive(
         spec, config, tmp / "adaptive", budget=args.budget, initial=args.initial,
-        batch=args.batch, holdout=args.holdout, seed=args.seed, progress=False,
+        batch=args.batch, holdout=args.holdout, seed=args.seed, explore=args.explore,
+        progress=False,
         log=lambda line: print("  " + line),
     )  # fmt: skip
     seconds = time.monotonic() - t0

@@ -18,6 +18,10 @@ over its median, so that regions no run has seen yet get explored. The batch is 
 the best 4 x batch candidates, each next one the farthest (in standardised features)
 from those already taken, so one batch does not pile onto one spot.
 
+With ``explore`` > 0, that share of each batch is instead spread out (each next point
+the farthest from every run so far), which keeps the design space-filling where the
+disagreement sits on discontinuities that more runs do not resolve.
+
 The dataset is one folder (``physics.study.extend``): every row carries the round
 that proposed it, the card lists the rounds, and a killed run resumes where it was.
 Simulations in the held-out set are not counted in the budget; they are the same for
@@ -103,9 +107,9 @@ def acquisition(s: Surrogate, raw: np.ndarray, known: np.ndarray | None = None) 
         cand = s.features.transform(s.spec, raw)
         seen = s.features.transform(s.spec, known)
         d = np.empty(len(cand))
-        for start in range(0, len(cand), 512):
-            block = cand[start : start + 512]
-            d[start : start + 512] = np.sqrt(
+        for start in range(0, len(cand), 64):  # [64, known, F] at a time: bounded memory
+            block = cand[start : start + 64]
+            d[start : start + 64] = np.sqrt(
                 ((block[:, None, :] - seen[None, :, :]) ** 2).sum(-1).min(axis=1)
             )
         total = total * d / max(float(np.median(d)), 1e-12)
@@ -125,6 +129,23 @@ def select(score_: np.ndarray, features: np.ndarray, batch: int) -> list[int]:
     return chosen
 
 
+def spread_out(features: np.ndarray, known: np.ndarray, count: int, taken: list[int]) -> list[int]:
+    """``count`` pool indices, each the farthest from every run known or taken so far."""
+    if count <= 0:
+        return []
+    d = np.full(len(features), np.inf)
+    for ref in (known, features[taken]):
+        for start in range(0, len(ref), 32):  # [pool, 32, F] at a time: bounded memory
+            block = ref[start : start + 32]
+            d = np.minimum(d, np.sqrt(((features[:, None, :] - block[None]) ** 2).sum(-1)).min(1))
+    out: list[int] = []
+    for _ in range(min(count, len(features) - len(taken))):
+        pick = int(np.argmax(d))
+        out.append(pick)
+        d = np.minimum(d, np.linalg.norm(features - features[pick], axis=1))
+    return out
+
+
 def adaptive(
     spec: TwinSpec,
     config: Config,
@@ -137,6 +158,7 @@ def adaptive(
     seed: int = 0,
     pool_size: int = 4000,
     workers: int = 0,
+    explore: float = 0.0,
     progress: bool = True,
     log: Any = print,
 ) -> AdaptiveResult:
@@ -183,7 +205,10 @@ def adaptive(
         frame = pd.DataFrame(candidates)
         raw = s.raw(frame)
         known = s.raw(rows.frame)
-        chosen = select(acquisition(s, raw, known), s.features.transform(spec, raw), size)
+        feats = s.features.transform(spec, raw)
+        wide = round(explore * size)  # the share spent filling space, not on disagreement
+        chosen = select(acquisition(s, raw, known), feats, size - wide) if size > wide else []
+        chosen += spread_out(feats, s.features.transform(spec, known), wide, chosen)
         k += 1
         extend(spec, out / "data", [candidates[i] for i in chosen], label=f"round-{k:03d}",
                seed=seed + 1000 + k - 1, pool=pool, progress=progress)  # fmt: skip

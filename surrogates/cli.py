@@ -86,6 +86,13 @@ def _print_metrics(title: str, metrics: dict[str, dict[str, float]]) -> None:
 @click.option("--batch", type=int, help="Adaptive: runs added per round [budget / 10].")
 @click.option("--holdout", default=300, show_default=True, type=int,
               help="Adaptive: fresh runs the acceptance thresholds are checked on.")  # fmt: skip
+@click.option(
+    "--explore",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Adaptive: share of each batch spread out instead of chosen by disagreement.",
+)
 @click.option("--workers", default=0, show_default=True, type=int, help="Worker processes.")
 @_handle
 def train(
@@ -100,6 +107,7 @@ def train(
     initial: int | None,
     batch: int | None,
     holdout: int,
+    explore: float,
     workers: int,
 ) -> None:
     """Train a calibrated deep-ensemble surrogate on a dataset of `twin data generate`,
@@ -112,12 +120,12 @@ def train(
     spec, spec_file = _spec_for(spec_path, config.spec_path())
     if adaptive:
         _train_adaptive(spec, spec_file, config, out, dataset, budget, initial, batch, holdout,
-                        workers)  # fmt: skip
+                        explore, workers)  # fmt: skip
         dataset = str(Path(out) / "data")
     elif dataset is None:
         raise click.UsageError("give --dataset DIR, or --adaptive --budget N")
-    elif budget is not None or initial is not None or batch is not None:
-        raise click.UsageError("--budget, --initial and --batch go with --adaptive")
+    elif budget is not None or initial is not None or batch is not None or explore:
+        raise click.UsageError("--budget, --initial, --batch and --explore go with --adaptive")
     rows = load_rows(dataset, spec)  # refuses a dataset of another spec before any work
     failed = sum(rows.failed.values())
     click.echo(
@@ -164,6 +172,7 @@ def _train_adaptive(
     initial: int | None,
     batch: int | None,
     holdout: int,
+    explore: float,
     workers: int,
 ) -> None:
     """The adaptive loop; the final round is then trained again below, tracked."""
@@ -178,9 +187,12 @@ def _train_adaptive(
     for name, value in (("initial", initial), ("batch", batch), ("holdout", holdout)):
         if value < 1:
             raise click.UsageError(f"--{name}: {value} must be >= 1")
+    if not 0.0 <= explore <= 1.0:
+        raise click.UsageError(f"--explore: {explore} must be in [0, 1]")
     result = adaptive(
         spec, config, out, budget=budget, initial=initial, batch=batch, holdout=holdout,
-        seed=config.seed, workers=workers, progress=_progress(), log=click.echo,
+        seed=config.seed, workers=workers, explore=explore, progress=_progress(),
+        log=click.echo,
     )  # fmt: skip
     last = result.rounds[-1]
     verdict = "met" if result.met else f"not met ({len(last.failures)} thresholds missed)"
