@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from physics.spec import TwinSpec
 from surrogates._config import Config
 from surrogates._metrics import gate, score
 from surrogates._surrogate import Surrogate
+
+if TYPE_CHECKING:
+    from surrogates._fit import TrainResult
 
 
 @dataclass
@@ -54,10 +57,15 @@ class Round:
 
 @dataclass
 class AdaptiveResult:
-    surrogate: Surrogate
+    last: TrainResult  # the final round's fit, the one saved in the folder
+    rows: Any  # surrogates._fit.Rows of the final dataset
     rounds: list[Round] = field(default_factory=list)
     met: bool = False
     folder: Path = Path()
+
+    @property
+    def surrogate(self) -> Surrogate:
+        return self.last.surrogate
 
 
 def _limits(spec: TwinSpec, name: str) -> list[float]:
@@ -82,15 +90,14 @@ def acquisition(s: Surrogate, raw: np.ndarray, known: np.ndarray | None = None) 
 
     z = s.members(raw)
     regs = s.targets.of_kind("regression")
-    kr = len(regs)
     total = np.zeros(raw.shape[0])
     parts = 0
-    pred = s.predict(raw) if kr else None
+    pred = s.predict(raw, z)
     for k, t in enumerate(regs):
         _, sd = spread(z[:, :, k])
         a = sd / max(float(np.median(sd)), 1e-12)
         limits = _limits(s.spec, t.name)
-        if limits and pred is not None:
+        if limits:
             j = pred.regression_names.index(t.name)
             mean, std = pred.mean[:, j], np.maximum(pred.std[:, j], 1e-12)
             d = np.min([np.abs(mean - lim) / std for lim in limits], axis=0)
@@ -98,7 +105,7 @@ def acquisition(s: Surrogate, raw: np.ndarray, known: np.ndarray | None = None) 
         total += a
         parts += 1
     if s.targets.of_kind("event"):
-        p = s.predict(raw).probability if pred is None else pred.probability
+        p = pred.probability
         var = p * (1 - p)
         total += (var / np.maximum(np.median(var, axis=0), 1e-12)).sum(axis=1)
         parts += p.shape[1]
@@ -179,7 +186,8 @@ def adaptive(
     hold = hold.loc[hold["status"] == "ok"].reset_index(drop=True)
     first = make_design(spec, initial, method="lhs", seed=seed).points
     extend(spec, out / "data", first, label="round-000", seed=seed, pool=pool, progress=progress)
-    result = AdaptiveResult(surrogate=None, folder=out)  # type: ignore[arg-type]
+    rounds: list[Round] = []
+    met = False
     k = 0
     while True:
         rows = load_rows(out / "data", spec)
@@ -189,12 +197,11 @@ def adaptive(
         metrics = score(s.predict_frame(hold), hold, spec)
         failures = gate(spec, metrics)
         runs = len(rows.frame) + sum(rows.failed.values())
-        result.rounds.append(Round(k, runs, failures, metrics))
-        result.surrogate = s
+        rounds.append(Round(k, runs, failures, metrics))
         log(f"round {k}: {runs} runs, {len(failures)} acceptance thresholds missed on "
             f"{len(hold)} held-out runs")  # fmt: skip
         if not failures:
-            result.met = True
+            met = True
             break
         if runs >= budget:
             break
@@ -212,13 +219,12 @@ def adaptive(
         k += 1
         extend(spec, out / "data", [candidates[i] for i in chosen], label=f"round-{k:03d}",
                seed=seed + 1000 + k - 1, pool=pool, progress=progress)  # fmt: skip
-    s = result.surrogate
+    result = AdaptiveResult(trained, rows, rounds, met, out)
     s.info["adaptive"] = [
-        {"round": r.index, "runs": r.runs, "thresholds_missed": len(r.failures)}
-        for r in result.rounds
+        {"round": r.index, "runs": r.runs, "thresholds_missed": len(r.failures)} for r in rounds
     ]
     s.save(out)
-    last = out / f"round-{result.rounds[-1].index:03d}"
+    last = out / f"round-{rounds[-1].index:03d}"
     for name in ("split.json", "history.json"):
         (out / name).write_text((last / name).read_text())
     (out / "adaptive.json").write_text(

@@ -77,8 +77,9 @@ class Surrogate:
         x = self.features.transform(self.spec, raw).astype(np.float32)
         return predict_members(self.model, x)
 
-    def predict(self, raw: np.ndarray) -> Prediction:
-        z = self.members(raw)
+    def predict(self, raw: np.ndarray, members: np.ndarray | None = None) -> Prediction:
+        """Means, spreads, intervals and probabilities; ``members`` if already computed."""
+        z = self.members(raw) if members is None else members
         regs = self.targets.of_kind("regression")
         n, kr = raw.shape[0], len(regs)
         mean, std, lower, upper = (np.empty((n, len(self.regression_names))) for _ in range(4))
@@ -119,7 +120,8 @@ class Surrogate:
         return path
 
     @classmethod
-    def load(cls, folder: Path, spec: TwinSpec) -> Surrogate:
+    def load(cls, folder: Path, spec: TwinSpec | None = None) -> Surrogate:
+        """A saved surrogate; ``spec`` None: the spec file recorded at training."""
         from surrogates._errors import BundleError
 
         path = Path(folder) / CHECKPOINT
@@ -127,6 +129,12 @@ class Surrogate:
             raise BundleError(f"{folder}: no {CHECKPOINT} (not a `twin train` output folder)")
         model, data = load_checkpoint(path)
         info = data["info"]
+        if spec is None:
+            from physics.spec import load_spec
+
+            if not info.get("spec_file"):
+                raise BundleError(f"{folder}: no spec recorded; give the twin spec (--spec)")
+            spec = load_spec(info["spec_file"])
         if info.get("spec_hash") != spec.spec_hash:
             raise BundleError(
                 f"{folder} was trained on spec {info.get('spec_name')} with hash "

@@ -50,10 +50,6 @@ def _handle(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _progress() -> bool:
-    return True
-
-
 def _spec_for(spec_path: str | None, fallback: Any) -> Any:
     from physics.spec import load_spec
 
@@ -119,14 +115,15 @@ def train(
     config = load_config(config_path, overrides)
     spec, spec_file = _spec_for(spec_path, config.spec_path())
     if adaptive:
-        _train_adaptive(spec, spec_file, config, out, dataset, budget, initial, batch, holdout,
-                        explore, workers)  # fmt: skip
-        dataset = str(Path(out) / "data")
+        adapted = _train_adaptive(spec, config, out, dataset, budget, initial, batch, holdout,
+                                  explore, workers)  # fmt: skip
+        rows, dataset = adapted.rows, str(Path(out) / "data")
     elif dataset is None:
         raise click.UsageError("give --dataset DIR, or --adaptive --budget N")
     elif budget is not None or initial is not None or batch is not None or explore:
         raise click.UsageError("--budget, --initial, --batch and --explore go with --adaptive")
-    rows = load_rows(dataset, spec)  # refuses a dataset of another spec before any work
+    else:
+        rows = load_rows(dataset, spec)  # refuses a dataset of another spec before any work
     failed = sum(rows.failed.values())
     click.echo(
         f"{spec.name}: {len(rows.frame)} ok runs"
@@ -140,16 +137,18 @@ def train(
             tracker = stack.enter_context(
                 TrainingRun(spec.name, run_name=f"train {Path(out).name}")
             )
-        on_epoch = None if tracker is None else tracker.log_epoch
-        result = fit(rows, spec, config, out, dataset=dataset, progress=_progress(),
-                     on_epoch=on_epoch)  # fmt: skip
-        result.surrogate.info["spec_file"] = str(spec_file.resolve())
-        if adaptive:
-            lineage = json.loads((Path(out) / "adaptive.json").read_text())
-            result.surrogate.info["adaptive"] = lineage
+        if adaptive:  # the final round's fit is the model: tracked, not trained again
+            result = adapted.last
             if tracker is not None:
-                tracker.log_params({"adaptive.rounds": len(lineage["rounds"]),
-                                    "adaptive.met": lineage["met"]})  # fmt: skip
+                for row in result.history.epochs:
+                    tracker.log_epoch(int(row["epoch"]), row)
+                tracker.log_params({"adaptive.rounds": len(adapted.rounds),
+                                    "adaptive.met": adapted.met})  # fmt: skip
+        else:
+            on_epoch = None if tracker is None else tracker.log_epoch
+            result = fit(rows, spec, config, out, dataset=dataset, progress=True,
+                         on_epoch=on_epoch)  # fmt: skip
+        result.surrogate.info["spec_file"] = str(spec_file.resolve())
         if tracker is not None:
             _log_training(tracker, result, rows, config)
             result.surrogate.info["mlflow_run_id"] = tracker.run_id
@@ -164,7 +163,6 @@ def train(
 
 def _train_adaptive(
     spec: Any,
-    spec_file: Path,
     config: Any,
     out: str,
     dataset: str | None,
@@ -174,8 +172,8 @@ def _train_adaptive(
     holdout: int,
     explore: float,
     workers: int,
-) -> None:
-    """The adaptive loop; the final round is then trained again below, tracked."""
+) -> Any:
+    """The adaptive loop (surrogates._adaptive.AdaptiveResult); its final fit is the model."""
     from surrogates._adaptive import adaptive
 
     if dataset is not None:
@@ -191,13 +189,14 @@ def _train_adaptive(
         raise click.UsageError(f"--explore: {explore} must be in [0, 1]")
     result = adaptive(
         spec, config, out, budget=budget, initial=initial, batch=batch, holdout=holdout,
-        seed=config.seed, workers=workers, explore=explore, progress=_progress(),
+        seed=config.seed, workers=workers, explore=explore, progress=True,
         log=click.echo,
     )  # fmt: skip
     last = result.rounds[-1]
     verdict = "met" if result.met else f"not met ({len(last.failures)} thresholds missed)"
     click.echo(f"adaptive: {last.runs} training runs in {len(result.rounds)} rounds; "
                f"acceptance on {holdout} held-out runs {verdict}")  # fmt: skip
+    return result
 
 
 def _log_training(tracker: Any, result: Any, rows: Any, config: Any) -> None:
@@ -245,16 +244,16 @@ def export(run_dir: str, out: str, spec_path: str | None, register: bool) -> Non
     """Export a trained surrogate as an ONNX model bundle, checked against PyTorch."""
     from surrogates._bundle import write_bundle
     from surrogates._export import build_onnx, check_parity, session
-    from surrogates._surrogate import CHECKPOINT, Surrogate
+    from surrogates._surrogate import Surrogate
 
-    ckpt = Path(run_dir) / CHECKPOINT
-    if not ckpt.is_file():
-        raise click.UsageError(f"{run_dir}: no {CHECKPOINT} (not a `twin train` output folder)")
-    import torch
+    spec = None
+    if spec_path is not None:
+        from physics.spec import load_spec
 
-    info = torch.load(ckpt, map_location="cpu", weights_only=False)["info"]
-    spec, spec_file = _spec_for(spec_path, info.get("spec_file"))
-    s = Surrogate.load(Path(run_dir), spec)
+        spec = load_spec(spec_path)
+    s = Surrogate.load(Path(run_dir), spec)  # spec None: the one recorded at training
+    spec = s.spec
+    spec_file = Path(spec_path or s.info["spec_file"])
     proto = build_onnx(s)
     raw = _parity_rows(s, Path(run_dir))
     diffs = check_parity(s, session(proto), raw)
@@ -265,7 +264,7 @@ def export(run_dir: str, out: str, spec_path: str | None, register: bool) -> Non
     )
     click.echo("parity onnxruntime vs PyTorch (max relative): "
                + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))  # fmt: skip
-    run_id = info.get("mlflow_run_id")
+    run_id = s.info.get("mlflow_run_id")
     if register and run_id:
         from surrogates._bundle import save_signature
         from surrogates._tracking import log_bundle
@@ -315,9 +314,7 @@ def verify(
     signature = read_signature(bundle)
     spec, _ = _spec_for(spec_path, Path(bundle) / SPEC)
     folder = Path(out) if out else Path(bundle).parent / f"verify-seed{seed}-n{n}"
-    result = run_verify(
-        bundle, spec, n=n, seed=seed, out=folder, workers=workers, progress=_progress()
-    )
+    result = run_verify(bundle, spec, n=n, seed=seed, out=folder, workers=workers, progress=True)
     _print_metrics(
         f"verification: {result.runs} fresh FMU runs (random, seed {seed}) in {folder}",
         result.metrics,
