@@ -379,6 +379,11 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
             p.append(f"{at}.limit: only used by time_above")
         if k.start is not None:
             _check_start(at, k, spec, p)
+        if k.baseline is not None and k.baseline not in spec.derived:
+            p.append(
+                f"{at}.baseline: {k.baseline!r} is not a derived value"
+                f"{suggest(str(k.baseline), spec.derived)}"
+            )
     _check_quality(spec, p)
     for key, m in spec.maintenance.items():
         at = f"maintenance.{key}"

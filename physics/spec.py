@@ -209,6 +209,10 @@ class KpiSpec(_Section):
     # starts from the wear at the start): surrogates learn and are gated on the
     # increment, not on the start value passed through.
     start: str | None = None
+    # A derived value that states what the physics makes of this KPI in closed form
+    # (tool life from the Taylor law): surrogates learn only the difference, in the
+    # KPI's unit, and add the value back.
+    baseline: str | None = None
     description: str = ""
 
 

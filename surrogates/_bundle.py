@@ -40,9 +40,11 @@ def _kpi_entry(spec: TwinSpec, t: Any) -> dict[str, Any]:
     if t.kind == "regression":
         entry.update(transform=t.transform, shift=t.shift)
     if t.kind == "constant":
-        entry["value"] = t.value
+        entry.update(value=t.value, tolerance=t.tolerance)
     if t.start:
-        entry["start"] = t.start  # learned as the increment over this input
+        entry["start"] = t.start  # judged on the increment over this input
+    if t.baseline:
+        entry["baseline"] = t.baseline  # learned as the difference from this derived value
     for section in ("quality", "maintenance", "feasibility", "acceptance"):
         item = getattr(spec, section).get(t.name)
         if item is not None:

@@ -58,7 +58,14 @@ def model_card(sig: Mapping[str, Any]) -> str:
     kinds: dict[str, list[str]] = {}
     for name, k in sig["kpis"].items():
         label = k["kind"] + (f" ({k['transform']})" if k["kind"] == "regression" else "")
-        shown = f"{name} (its increment over {k['start']})" if k.get("start") else name
+        notes = [f"its increment over {k['start']}"] if k.get("start") else []
+        if k.get("baseline"):
+            notes.append(
+                f"equal to the spec's {k['baseline']} to rounding"
+                if k["kind"] == "constant"
+                else f"learned as its difference from {k['baseline']}"
+            )
+        shown = f"{name} ({'; '.join(notes)})" if notes else name
         kinds.setdefault(label, []).append(shown)
     parts = [
         f"# Surrogate of {sig['name']} (spec v{sig['spec']['version']})",

@@ -3,13 +3,15 @@ event probabilities out.
 
 Built node by node (not traced), so the graph holds exactly this and no more:
 
-    x [N, C] --Split--> one column per input
+    x [N, C] --Cast to float64, Split--> one column per input
       choice indicators (Equal + Cast), the spec's derived expressions
-      (surrogates._onnx_expr), logs, Concat, standardisation
+      (surrogates._onnx_expr), logs, Concat, standardisation, all in float64 (a
+      floor or a phase of a derived value would flip on float32 rounding), Cast
       --> fused ensemble: per layer one batched MatMul [G, in, out] + Add + activation
       --> [M, N, K]: regressions (mean, spread, conformal interval, back through each
           KPI's transform with clipping) and events (mean logit / T, Sigmoid)
-      --> mean, std, lower, upper [N, R] (constant KPIs filled in), probability [N, E]
+      --> mean, std, lower, upper [N, R] (constant KPIs filled in, start values and
+          baselines added back), probability [N, E]
 
 Opset 17 and IR version 8, which every onnxruntime of the last years loads.
 """
@@ -23,7 +25,7 @@ import numpy as np
 
 from surrogates._errors import ParityError
 from surrogates._surrogate import Surrogate
-from surrogates._targets import CLIP_MARGIN
+from surrogates._targets import CLIP_MARGIN, EXACT_RTOL
 
 OPSET = 17
 IR_VERSION = 8
@@ -94,13 +96,18 @@ def build_onnx(s: Surrogate) -> Any:
     names: dict[str, str] = {}
     split = g.const("split", np.ones(len(cols)), np.int64)
     col_out = [f"in_{c.name}" for c in cols]
-    g.nodes.append(helper.make_node("Split", [INPUT, split], col_out, name=g.name("Split"), axis=1))
+    x64 = g.op("Cast", INPUT, to=TensorProto.DOUBLE)
+    g.nodes.append(helper.make_node("Split", [x64, split], col_out, name=g.name("Split"), axis=1))
     for col, tensor in zip(cols, col_out, strict=True):
         if col.choices:  # every indicator of a column at once: Equal, Cast, Split
             onehot = g.op(
                 "Cast",
-                g.op("Equal", tensor, g.const("choices", [np.arange(len(col.choices))])),
-                to=TensorProto.FLOAT,
+                g.op(
+                    "Equal",
+                    tensor,
+                    g.const("choices", [np.arange(len(col.choices))], np.float64),
+                ),
+                to=TensorProto.DOUBLE,
             )
             outs = [f"{col.name}_is_{choice}" for choice in col.choices]
             g.nodes.append(
@@ -112,26 +119,33 @@ def build_onnx(s: Surrogate) -> Any:
             names.update({o: o for o in outs})
         else:
             names[col.name] = tensor
-    needed = needed_derived(s.spec, {f.name for f in fmap.features if f.origin == "derived"})
+    baselines = {t.baseline for t in s.targets.targets if t.baseline}
+    used = {f.name for f in fmap.features if f.origin == "derived"} | baselines
+    needed = needed_derived(s.spec, used)
     if needed:
-        builder = OnnxExprBuilder(names, prefix="derived")
+        builder = OnnxExprBuilder(names, prefix="derived", dtype=np.float64)
         for key, expr in s.spec.derived_exprs.items():
             if key in needed:
-                names[key] = builder.add(key, expr.text)
+                builder.add(key, expr.text, lazy=True)
+        names.update({key: builder.tensor(key) for key in used})
         g.nodes.extend(builder.nodes)
         g.initializers.extend(builder.initializers)
     parts = [names[f.name] for f in fmap.features]
     feat = g.op("Concat", *parts, axis=1) if len(parts) > 1 else parts[0]
     logged = np.array([f.log for f in fmap.features])
-    if logged.any():  # one Log for all logged features; Where keeps the others raw
-        feat = g.op("Where", g.const("logged", logged[None, :], np.bool_), g.op("Log", feat), feat)
+    if logged.any():  # one Log for all logged features, of values raised to their floor
+        low = fmap.low if fmap.low is not None else np.zeros(len(logged))
+        floored = g.op("Max", feat, g.const("log_floor", np.where(logged, low, -np.inf), np.float64))
+        feat = g.op(
+            "Where", g.const("logged", logged[None, :], np.bool_), g.op("Log", floored), feat
+        )
     h = g.op(
         "Mul",
-        g.op("Sub", feat, g.const("feature_mean", fmap.mean)),
-        g.const("feature_scale", 1.0 / fmap.std),
+        g.op("Sub", feat, g.const("feature_mean", fmap.mean, np.float64)),
+        g.const("feature_scale", 1.0 / fmap.std, np.float64),
     )
-    h = _nets(g, model, h)
-    outputs = _regression_outputs(g, s, h) + _event_outputs(g, s, h)
+    h = _nets(g, model, g.op("Cast", h, to=TensorProto.FLOAT))
+    outputs = _regression_outputs(g, s, h, names) + _event_outputs(g, s, h)
     graph = helper.make_graph(
         g.nodes,
         f"{s.spec.name}_surrogate",
@@ -210,8 +224,11 @@ def _slice(g: _Graph, h: str, start: int, end: int) -> str:
     )
 
 
-def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]]:
-    from onnx import helper
+def _regression_outputs(
+    g: _Graph, s: Surrogate, h: str, names: dict[str, str]
+) -> list[tuple[str, int]]:
+    """mean, std, lower, upper; ``names``: float64 tensors of inputs and derived values."""
+    from onnx import TensorProto, helper
 
     regs = s.targets.of_kind("regression")
     reported = [t for t in s.targets.targets if t.kind != "event"]
@@ -259,27 +276,41 @@ def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]
             "upper": parts[3],
         }
     # Into the reported columns: out = learned @ S + c, S scattering the learned columns
-    # into place and c holding the constants; then + x @ B, the start values of the KPIs
-    # learned as increments (B picks each one's state input). Each step only if needed.
+    # into place and c holding the constants; then + the bases (each KPI's baseline or
+    # start value) @ B, B scattering them into place; a constant's interval is its
+    # tolerance plus EXACT_RTOL of its value. Each step only if needed.
     width = len(reported)
     scatter = np.zeros((kr, width), dtype=np.float32)
     fill = np.zeros(width, dtype=np.float32)
-    starts = np.zeros((len(s.features.columns), width), dtype=np.float32)
+    tolerance = np.zeros(width, dtype=np.float32)
+    relative = np.zeros(width, dtype=np.float32)
     learned = {t.name: i for i, t in enumerate(regs)}
-    columns = [c.name for c in s.features.columns]
+    base_parts: list[str] = []
+    base_columns: list[int] = []
     for j, t in enumerate(reported):
         if t.kind == "constant":
-            fill[j] = t.value
+            fill[j], tolerance[j], relative[j] = t.value, t.tolerance, EXACT_RTOL
         else:
             scatter[learned[t.name], j] = 1.0
-        if t.start:
-            starts[columns.index(t.start), j] = 1.0
+        if t.baseline or t.start:
+            base_parts.append(names[t.baseline or str(t.start)])
+            base_columns.append(j)
     if not kr:  # every reported KPI is constant: a zero [N, 1] column to broadcast from
         rows = g.op("Slice", INPUT, *(g.const(n, v, np.int64) for n, v in
                     (("s0", [0]), ("s1", [1]), ("ax", [1]))))  # fmt: skip
         zero = g.op("Mul", rows, g.const("zero", [[[0.0]]]))  # [1, N, 1]
         values = {name: zero for name in ("mean", "std", "lower", "upper")}
-    base = g.op("MatMul", INPUT, g.const("starts", starts)) if starts.any() else None
+    base = None
+    if base_parts:
+        placed = np.zeros((len(base_parts), width))
+        placed[np.arange(len(base_parts)), base_columns] = 1.0
+        stacked_bases = g.op("Concat", *base_parts, axis=1) if len(base_parts) > 1 else base_parts[0]
+        base = g.op(
+            "Cast",
+            g.op("MatMul", stacked_bases, g.const("base_scatter", placed, np.float64)),
+            to=TensorProto.FLOAT,
+        )
+    final: dict[str, str] = {}
     for name, tensor in values.items():
         if kr and kr != width:
             tensor = g.op("MatMul", tensor, g.const("scatter", scatter))
@@ -287,6 +318,16 @@ def _regression_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]
             tensor = g.op("Add", tensor, g.const("fill", fill))
         if name != "std" and base is not None:
             tensor = g.op("Add", tensor, base)
+        final[name] = tensor
+    if relative.any():  # constants: an interval of rounding around the value
+        half = g.op(
+            "Add",
+            g.op("Mul", g.op("Abs", final["mean"]), g.const("exact_rtol", relative)),
+            g.const("tolerance", tolerance),
+        )
+        final["lower"] = g.op("Sub", final["lower"], half)
+        final["upper"] = g.op("Add", final["upper"], half)
+    for name, tensor in final.items():
         g.op("Squeeze", tensor, g.const("axis", [0], np.int64), out=name)  # [N, width]
     return [(name, width) for name in ("mean", "std", "lower", "upper")]
 

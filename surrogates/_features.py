@@ -14,7 +14,12 @@ model (and inside the ONNX graph, so clients send raw inputs):
 
 each standardised with the training split's mean and std. Inputs and derived
 values that are constant over the training split carry no information and are
-left out of the features (but stay in the input row, with their bounds).
+left out of the features (but stay in the input row, with their bounds). A logged
+feature is first raised to half its training minimum, so a value at or below zero (a
+new tool's wear of exactly 0) stays finite and near what training saw.
+
+``kpi_bases`` gives what a KPI is learned over: the derived value its spec names as
+``baseline``, else the state input it ``start``s from.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from typing import Any
 import numpy as np
 
 from physics.spec import TwinSpec
+
+
+# Logged features are raised to this share of their training minimum.
+LOG_FLOOR_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,19 @@ def _numeric(name: str, origin: str, values: np.ndarray, loguniform: bool) -> li
     return [Feature(name, origin, False)]
 
 
+def kpi_bases(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> dict[str, Any]:
+    """KPI -> the values [N] it is learned over (its ``baseline``, else its ``start``)."""
+    out: dict[str, Any] = {}
+    names: dict[str, Any] | None = None
+    for key, kpi in spec.kpis.items():
+        if kpi.baseline:
+            names = names if names is not None else namespace(spec, columns, raw)
+            out[key] = np.asarray(names[kpi.baseline], dtype=np.float64)
+        elif kpi.start:
+            out[key] = raw[:, [c.name for c in columns].index(kpi.start)]
+    return out
+
+
 @dataclass
 class FeatureMap:
     """Raw input rows -> standardised features; fitted on the training split only."""
@@ -142,6 +164,9 @@ class FeatureMap:
     features: list[Feature]
     mean: np.ndarray
     std: np.ndarray
+    # Per logged feature, half the smallest value seen in training (0 when not
+    # logged): logged values are raised to it before the log.
+    low: np.ndarray | None = None
 
     @classmethod
     def fit(cls, spec: TwinSpec, frame: Any, *, derived: bool = True) -> FeatureMap:
@@ -170,18 +195,31 @@ class FeatureMap:
                 if np.all(np.isfinite(values)) and np.ptp(values) > 1e-12 * np.abs(values).max():
                     features += _numeric(key, "derived", values, False)
         fmap = cls(columns, features, np.zeros(len(features)), np.ones(len(features)))
+        plain = fmap._values(spec, raw)
+        fmap.low = np.array(
+            [LOG_FLOOR_SHARE * plain[:, j].min() if f.log else 0.0 for j, f in enumerate(features)]
+        )
         unscaled = fmap._unscaled(spec, raw)
         fmap.mean = unscaled.mean(axis=0)
         std = unscaled.std(axis=0)
         fmap.std = np.where(std > 0, std, 1.0)
         return fmap
 
-    def _unscaled(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:
+    def _values(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:
+        """[N, F] the features' values before logs and scaling."""
         names = namespace(spec, self.columns, raw)
         out = np.empty((raw.shape[0], len(self.features)))
-        with np.errstate(all="ignore"):
-            for j, f in enumerate(self.features):
-                out[:, j] = np.log(names[f.name]) if f.log else names[f.name]
+        for j, f in enumerate(self.features):
+            out[:, j] = names[f.name]
+        return out
+
+    def _unscaled(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:
+        out = self._values(spec, raw)
+        logged = np.array([f.log for f in self.features], dtype=bool)
+        if logged.any():
+            low = self.low if self.low is not None else np.zeros(len(self.features))
+            with np.errstate(all="ignore"):
+                out[:, logged] = np.log(np.maximum(out[:, logged], low[logged]))
         return out
 
     def transform(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:
@@ -194,6 +232,7 @@ class FeatureMap:
             "features": [asdict(f) for f in self.features],
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "low": None if self.low is None else self.low.tolist(),
         }
 
     @classmethod
@@ -203,4 +242,5 @@ class FeatureMap:
             [Feature(**f) for f in data["features"]],
             np.asarray(data["mean"], dtype=np.float64),
             np.asarray(data["std"], dtype=np.float64),
+            None if data.get("low") is None else np.asarray(data["low"], dtype=np.float64),
         )

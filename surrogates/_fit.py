@@ -22,7 +22,7 @@ from physics.spec import TwinSpec
 from surrogates._calibrate import calibrate
 from surrogates._config import Config
 from surrogates._errors import DataError
-from surrogates._features import FeatureMap, raw_matrix
+from surrogates._features import FeatureMap, kpi_bases, raw_matrix
 from surrogates._metrics import score
 from surrogates._model import FusedEnsemble
 from surrogates._surrogate import Surrogate
@@ -102,11 +102,16 @@ def train(
     splits = split_rows(rows.frame, config)
     train_rows = splits["train"]
     features = FeatureMap.fit(spec, train_rows, derived=config.model.derived_features)
+
+    def bases(frame: Any) -> dict[str, Any]:
+        return kpi_bases(spec, features.columns, raw_matrix(features.columns, frame))
+
     targets = TargetMap.fit(
         spec,
         train_rows,
         heavy_tail_ratio=config.transforms.heavy_tail_ratio,
         declared=config.kpi_kinds,
+        bases=bases(train_rows),
     )
     learned = targets.learned
     if not learned:
@@ -115,7 +120,7 @@ def train(
 
     def arrays(frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = features.transform(spec, raw_matrix(features.columns, frame))
-        return x, targets.encode(frame), targets.no_event(frame).astype(np.float64)
+        return x, targets.encode(frame, bases(frame)), targets.no_event(frame).astype(np.float64)
 
     torch.manual_seed(config.seed)
     m = config.model

@@ -57,7 +57,8 @@ def event_metrics(prob: np.ndarray, outcome: np.ndarray) -> dict[str, float]:
         "n": float(outcome.size),
         "events": float((outcome > 0.5).sum()),
         "accuracy": float(hit.mean()) if outcome.size else float("nan"),
-        "mae": float(1.0 - hit.mean()) if outcome.size else float("nan"),  # error rate
+        # error rate as a count over n, so 5 misses in 500 are exactly 0.01
+        "mae": float((~hit).sum() / outcome.size) if outcome.size else float("nan"),
         "brier": float(np.mean((prob - outcome) ** 2)) if outcome.size else float("nan"),
         "auc": auc(prob, outcome),
     }

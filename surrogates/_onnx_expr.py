@@ -17,7 +17,10 @@ an infinite ``b`` gives NaN (numpy gives ``a`` or ``±inf``); a zero result may 
 its sign (onnxruntime's Where returns +0 for -0, and ``%`` gives +0 where numpy
 gives -0); and the graph computes in its dtype (float32 by default) where the
 reference computes in float64.
-onnxruntime's CPU provider has no float64 kernels for Tan, Asin, Acos and Atan.
+onnxruntime's CPU provider has no float64 kernels for Tan, Asin, Acos and Atan: in
+float64, tan is sin / cos, and the inverse functions are taken in float32 and
+polished by one Newton step in float64 (the error squares: about 1e-14; at acos and
+asin of +-1 exactly, a double root, it only halves: 4e-8 of pi is left).
 
 Only standard opset-17 operators are emitted. Purely numeric subtrees are folded
 in float64 with the reference implementation, identical nodes are emitted once
@@ -127,12 +130,14 @@ class OnnxExprBuilder:
 
     # ---- public -------------------------------------------------------------------------
 
-    def add(self, name: str, text: str, *, field: str | None = None) -> str:
+    def add(self, name: str, text: str, *, field: str | None = None, lazy: bool = False) -> str:
         """Compile ``text`` and bind ``name`` to it; return the ONNX tensor holding its value.
 
         The tensor has the inputs' shape (constants are broadcast; a scalar only when the
         builder has no tensor yet). It may be an existing tensor, e.g. an input for ``text ==
         "x"``. ``field`` names the expression in error messages (default: ``name``).
+        ``lazy``: a constant-valued expression gets no tensor (returns ""; ``tensor(name)``
+        makes one when needed), and later expressions fold it.
         Raises ExpressionError for text compile_expr refuses or names without a value.
         """
         field = name if field is None else field
@@ -150,7 +155,13 @@ class OnnxExprBuilder:
         self._values[name] = value
         if self._shape_ref is None and value.tensor is not None:
             self._shape_ref = value.tensor  # a builder without inputs gets a shape from here
+        if lazy and value.const is not None:
+            return ""
         return self._full(value)
+
+    def tensor(self, name: str) -> str:
+        """The float tensor of a bound name, in the inputs' shape."""
+        return self._full(self._values[name])
 
     # ---- emitting -----------------------------------------------------------------------
 
@@ -320,4 +331,25 @@ class OnnxExprBuilder:
         (arg,) = args
         if arg.const is not None:
             return _Value(const=_fold(FUNCTIONS[name][0], arg.const))
-        return _Value(tensor=self._emit(_UNARY_FUNCTIONS[name], [self._float(arg)]))
+        x = self._float(arg)
+        if self.dtype == np.float64 and name in ("tan", "acos", "asin", "atan"):
+            return _Value(tensor=self._trig64(name, x))
+        return _Value(tensor=self._emit(_UNARY_FUNCTIONS[name], [x]))
+
+    def _trig64(self, name: str, x: str) -> str:
+        """tan, acos, asin, atan of a float64 tensor from float64 Sin/Cos kernels."""
+        if name == "tan":
+            return self._emit("Div", [self._emit("Sin", [x]), self._emit("Cos", [x])])
+        low = self._emit("Cast", [x], to=TensorProto.FLOAT)
+        y = self._emit("Cast", [self._emit(_UNARY_FUNCTIONS[name], [low])], to=self.elem_type)
+        sin, cos = self._emit("Sin", [y]), self._emit("Cos", [y])
+        if name == "atan":  # (tan y - x) / (1 + tan^2 y) = (sin y - x cos y) cos y
+            residual = self._emit("Sub", [sin, self._emit("Mul", [x, cos])])
+            return self._emit("Sub", [y, self._emit("Mul", [residual, cos])])
+        # acos: y + (cos y - x) / sin y; asin: y - (sin y - x) / cos y; none where the
+        # slope is 0 (x = +-1, where the float32 value is already exact)
+        value, slope = (cos, sin) if name == "acos" else (sin, cos)
+        step = self._emit("Div", [self._emit("Sub", [value, x]), slope])
+        zero = self._constant(0.0)
+        step = self._emit("Where", [self._emit("Equal", [slope, zero]), zero, step])
+        return self._emit("Add" if name == "acos" else "Sub", [y, step])

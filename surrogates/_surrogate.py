@@ -15,7 +15,7 @@ import numpy as np
 
 from physics.spec import TwinSpec
 from surrogates._calibrate import Calibration, event_probability, spread
-from surrogates._features import FeatureMap, raw_matrix
+from surrogates._features import FeatureMap, kpi_bases, raw_matrix
 from surrogates._model import FusedEnsemble, load_checkpoint, save_checkpoint
 from surrogates._targets import TargetMap
 from surrogates._train import predict_members
@@ -65,9 +65,6 @@ class Surrogate:
     def event_names(self) -> list[str]:
         return [t.name for t in self.targets.of_kind("event")]
 
-    def _column(self, name: str) -> int:
-        return [c.name for c in self.features.columns].index(name)
-
     def raw(self, frame: Any) -> np.ndarray:
         """Input rows of a frame holding the spec's inputs and ``quantity``."""
         return raw_matrix(self.features.columns, frame)
@@ -86,10 +83,13 @@ class Surrogate:
         mu, s = spread(z[:, :, :kr])
         cal = self.calibration
         learned = {t.name: k for k, t in enumerate(regs)}
+        bases = kpi_bases(self.spec, self.features.columns, raw)
         for j, t in enumerate(t for t in self.targets.targets if t.kind != "event"):
-            base = raw[:, self._column(t.start)] if t.start else 0.0
+            base = bases.get(t.name, 0.0)
             if t.kind == "constant":
-                mean[:, j] = lower[:, j] = upper[:, j] = t.value + base
+                mean[:, j] = t.value + base
+                half = t.half_width(mean[:, j])
+                lower[:, j], upper[:, j] = mean[:, j] - half, mean[:, j] + half
                 std[:, j] = 0.0
                 continue
             k = learned[t.name]

@@ -15,8 +15,14 @@ Each KPI gets a kind, chosen from the training rows unless the config declares i
   from: tool wear at the end from tool wear at the start) is learned as its increment
   over the order, and the start value is added back: the net never has to pass the
   state through, and the gate judges what the order adds.
+* A KPI whose spec names a ``baseline`` (a derived value that states the physics in
+  closed form: tool life from the Taylor law) is learned as its difference from it;
+  the baseline comes before ``start``, which it already includes.
 * ``constant``: a KPI that does not vary over the no-event training rows (for
-  example the breakage cause when nothing broke). It is reported as that value.
+  example the breakage cause when nothing broke), or equals its baseline to rounding
+  (a difference within EXACT_RTOL of the KPI's values). It is reported as that value
+  (plus the baseline), with an interval of its largest deviation over the training
+  rows and EXACT_RTOL of the value (float32 rounding in the graph).
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ Kind = Literal["regression", "event", "constant"]
 # Outside the training range by this share of it, predictions are clipped: a
 # log-space extrapolation would otherwise explode on the way back.
 CLIP_MARGIN = 0.1
+# A KPI that differs from its baseline by less than this share of its own values
+# equals it (the FMU's rounding): a constant over the baseline.
+EXACT_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class Target:
     high: float = 0.0
     value: float = 0.0  # a constant's value
     start: str | None = None  # learned as the increment over this state input
+    baseline: str | None = None  # learned as the difference from this derived value
+    tolerance: float = 0.0  # a constant's largest deviation over the training rows
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         """Original units -> standardised."""
@@ -63,11 +74,15 @@ class Target:
         t = np.clip(z * self.std + self.mean, self.low - margin, self.high + margin)
         return np.exp(t) - self.shift if self.transform == "log" else t
 
+    def half_width(self, value: np.ndarray) -> np.ndarray:
+        """A constant's interval half-width around ``value`` (the KPI, baseline added)."""
+        return self.tolerance + EXACT_RTOL * np.abs(value)
 
-def _learned_values(frame: Any, name: str, start: str | None) -> np.ndarray:
-    """A KPI's values, or its increment over the state input it starts from."""
+
+def _learned_values(frame: Any, name: str, bases: Mapping[str, Any]) -> np.ndarray:
+    """A KPI's values, less its baseline or start value where it has one."""
     y = frame[name].to_numpy(dtype=np.float64)
-    return y - frame[start].to_numpy(dtype=np.float64) if start else y
+    return y - bases[name] if name in bases else y
 
 
 def _skew(values: np.ndarray) -> float:
@@ -117,7 +132,10 @@ class TargetMap:
         *,
         heavy_tail_ratio: float = 20.0,
         declared: Mapping[str, str] | None = None,
+        bases: Mapping[str, Any] | None = None,
     ) -> TargetMap:
+        """Targets from the training rows; ``bases``: ``kpi_bases`` of those rows."""
+        bases = dict(bases or {})
         declared = dict(declared or {})
         unknown = sorted(set(declared) - set(spec.kpis))
         if unknown:
@@ -145,14 +163,25 @@ class TargetMap:
             if name in events:
                 targets.append(Target(name, kpi.unit, kpi.role, "event"))
                 continue
-            values = _learned_values(frame, name, kpi.start)[quiet]
-            if np.ptp(values) <= 1e-12 * max(1.0, float(np.abs(values).max())):
-                targets.append(Target(name, kpi.unit, kpi.role, "constant", value=float(values[0])))
+            values = _learned_values(frame, name, bases)[quiet]
+            own = np.abs(frame[name].to_numpy(dtype=np.float64)[quiet]).max()
+            exact = (
+                EXACT_RTOL * own if kpi.baseline else 1e-12 * max(1.0, float(np.abs(values).max()))
+            )
+            if np.ptp(values) <= exact:
+                value = float(np.median(values))
+                targets.append(
+                    Target(
+                        name, kpi.unit, kpi.role, "constant", value=value,
+                        start=kpi.start, baseline=kpi.baseline,
+                        tolerance=float(np.abs(values - value).max()),
+                    )
+                )  # fmt: skip
                 continue
             target = _regression(
                 name, kpi.unit, kpi.role, values, heavy_tail_ratio, declared.get(name)
             )
-            targets.append(replace(target, start=kpi.start))
+            targets.append(replace(target, start=kpi.start, baseline=kpi.baseline))
         return cls(targets)
 
     def of_kind(self, kind: Kind) -> list[Target]:
@@ -170,11 +199,11 @@ class TargetMap:
             quiet &= frame[t.name].to_numpy(dtype=np.float64) < 0.5
         return quiet
 
-    def encode(self, frame: Any) -> np.ndarray:
+    def encode(self, frame: Any, bases: Mapping[str, Any] | None = None) -> np.ndarray:
         """[N, len(learned)]: standardised regressions, 0/1 events (NaN-free)."""
         cols = []
         for t in self.learned:
-            y = _learned_values(frame, t.name, t.start)
+            y = _learned_values(frame, t.name, bases or {})
             if t.kind == "regression":
                 with np.errstate(all="ignore"):
                     z = t.forward(y)

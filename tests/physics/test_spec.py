@@ -371,7 +371,7 @@ def test_spec_hash_changes_with_a_bound() -> None:
             lambda d: d["kpis"]["energy"].update(colour="red"),
             [
                 "kpis.energy.colour: unknown key (allowed: variable, reduction, unit, role, "
-                "limit, start, description)"
+                "limit, start, baseline, description)"
             ],
             id="unknown-key",
         ),
@@ -469,6 +469,14 @@ def test_spec_hash_changes_with_a_bound() -> None:
             lambda d: d["kpis"]["tool_wear_end"].update(start="warmup"),
             ["kpis.tool_wear_end.start: input 'warmup' is in '1', the KPI in 'mm'"],
             id="start-unit",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["tool_life"].update(baseline="tool_life_planed"),
+            [
+                "kpis.tool_life.baseline: 'tool_life_planed' is not a derived value "
+                "(did you mean 'tool_life_planned'?)"
+            ],
+            id="baseline-unknown",
         ),
     ],
 )

@@ -27,7 +27,10 @@ ALLOWED_OPS = {
 
 
 def run(
-    builder: OnnxExprBuilder, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, str]
+    builder: OnnxExprBuilder,
+    feeds: Mapping[str, np.ndarray],
+    outputs: Mapping[str, str],
+    elem: int = TensorProto.FLOAT,
 ) -> dict[str, np.ndarray]:
     """Run the builder's nodes on ``feeds`` (tensor -> float32 vector); ``outputs`` maps a
     label to a tensor. Returns label -> array."""
@@ -37,8 +40,8 @@ def run(
     graph = helper.make_graph(
         [*builder.nodes, *identities],
         "exprs",
-        [helper.make_tensor_value_info(t, TensorProto.FLOAT, ["N"]) for t in feeds],
-        [helper.make_tensor_value_info(f"out/{k}", TensorProto.FLOAT, ["N"]) for k in outputs],
+        [helper.make_tensor_value_info(t, elem, ["N"]) for t in feeds],
+        [helper.make_tensor_value_info(f"out/{k}", elem, ["N"]) for k in outputs],
         initializer=builder.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -76,6 +79,8 @@ def random_orders(spec: Any, n: int, rng: np.random.Generator) -> dict[str, np.n
 
 
 def test_spindle_derived_and_stop_time_match_the_spec() -> None:
+    """In float64, as the export computes them: the tool-life chain's floors and Newton
+    steps need it."""
     spec = load_spec(SPEC)
     rng = np.random.default_rng(7)
     n = 300
@@ -85,18 +90,20 @@ def test_spindle_derived_and_stop_time_match_the_spec() -> None:
     derived = spec.derived_exprs
     stop_time = spec.stop_time_expr
     raw = set().union(stop_time.names, *(e.names for e in derived.values())) - derived.keys()
-    feeds = {f"in/{k}": reference[k].astype(np.float32) for k in sorted(raw)}
+    feeds = {f"in/{k}": reference[k].astype(np.float64) for k in sorted(raw)}
 
-    builder = OnnxExprBuilder({k: f"in/{k}" for k in raw}, prefix="derived")
+    builder = OnnxExprBuilder({k: f"in/{k}" for k in raw}, prefix="derived", dtype=np.float64)
     outputs = {key: builder.add(key, expr.text) for key, expr in derived.items()}
     outputs["stop_time"] = builder.add("stop_time", stop_time.text)
     check_graph_hygiene(builder)
-    got = run(builder, feeds, outputs)
+    got = run(builder, feeds, outputs, TensorProto.DOUBLE)
 
     reference["stop_time"] = stop_time.evaluate(reference)
     for key, value in got.items():
         assert value.shape == (n,), key
-        np.testing.assert_allclose(value, reference[key], rtol=1e-5, atol=0, err_msg=key)
+        # 1e-7: acos(-1) of a full slot (ae = D) keeps 4e-8 of float32's error, where
+        # Newton's step converges only linearly; elsewhere the error is ~1e-14.
+        np.testing.assert_allclose(value, reference[key], rtol=1e-7, atol=1e-12, err_msg=key)
 
 
 # ---- every construct -----------------------------------------------------------------
@@ -303,3 +310,29 @@ def test_a_name_without_a_tensor_is_named() -> None:
 def test_dtype_must_be_floating() -> None:
     with pytest.raises(ValueError, match="floating-point"):
         OnnxExprBuilder({"x": "x"}, dtype=np.int64)
+
+
+@pytest.mark.parametrize("fn", ["tan", "acos", "asin", "atan"])
+def test_float64_inverse_trigonometry_is_float64_accurate(fn: str) -> None:
+    """onnxruntime has no float64 Tan/Acos/Asin/Atan: sin/cos, or float32 plus one Newton
+    step, must still agree with numpy to float64 precision (float32 alone: ~1e-7)."""
+    x = np.linspace(-1.0, 1.0, 2001) if fn in ("acos", "asin") else np.linspace(-1.4, 1.4, 2001)
+    builder = OnnxExprBuilder({"x": "x"}, dtype=np.float64)
+    out = builder.add("y", f"{fn}(x)")
+    graph = helper.make_graph(
+        [*builder.nodes, helper.make_node("Identity", [out], ["y"])],
+        "trig",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N"])],
+        initializer=builder.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model, full_check=True)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["y"], {"x": x})
+    want = compile_expr(f"{fn}(x)", field="t").evaluate({"x": x})
+    # acos/asin at +-1 have a double root, where Newton's step converges only linearly:
+    # ~1e-9 is left near the ends, 5e-8 at the ends themselves; 1e-12 over the rest.
+    inner = np.abs(x) < 0.99
+    np.testing.assert_allclose(got[inner], want[inner], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

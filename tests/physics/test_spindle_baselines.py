@@ -1,0 +1,66 @@
+"""The spindle spec's closed-form tool-life bookkeeping equals the FMU's.
+
+The spec states the model's Taylor tool life, the inverse of its wear curve and the
+control's tool-change rule as derived values (``kpis.<k>.baseline``); surrogates
+learn only what the FMU adds to them, so on every run without a breakage they must
+agree with the FMU to rounding. A fresh design of FMU runs is the reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physics.dataset import read_runs
+from physics.spec import load_spec
+from physics.study import generate
+
+SPEC = Path(__file__).resolve().parents[2] / "experiments" / "specs" / "spindle.yaml"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    spec = load_spec(SPEC)
+    out = tmp_path_factory.mktemp("baselines") / "d"
+    generate(spec, out, n=400, method="lhs", seed=11, progress=False)
+    frame = read_runs(out).to_pandas()
+    frame = frame[(frame["status"] == "ok") & (frame["tool_broken_end"] < 0.5)]
+    names = spec.namespace({k: frame[k].to_numpy() for k in spec.inputs}, frame["quantity"])
+    return spec, frame, names
+
+
+def test_every_baseline_equals_the_fmu_on_unbroken_runs(runs) -> None:  # type: ignore[no-untyped-def]
+    spec, frame, names = runs
+    baselines = {k: v.baseline for k, v in spec.kpis.items() if v.baseline}
+    assert sorted(baselines) == [
+        "tool_changes", "tool_cost_per_part", "tool_life", "tool_remaining_parts_end",
+        "tool_wear_end",
+    ]  # fmt: skip
+    assert len(frame) > 300
+    for kpi, derived in baselines.items():
+        y = frame[kpi].to_numpy()
+        np.testing.assert_allclose(names[derived], y, rtol=1e-8, atol=1e-9, err_msg=kpi)
+
+
+def test_the_design_exercises_tool_changes_and_worn_tools(runs) -> None:  # type: ignore[no-untyped-def]
+    """Not a trivial agreement: tools are changed, some several times, and VB varies."""
+    _, frame, _ = runs
+    changes = frame["tool_changes"].to_numpy()
+    assert (changes > 0).mean() > 0.2 and changes.max() >= 5
+    assert np.ptp(frame["tool_wear_end"].to_numpy()) > 0.2
+
+
+def test_the_wear_clock_inverts_the_wear_curve() -> None:
+    """Five Newton steps from the steady-wear line invert VB(s) to 1e-12 over 0-0.3 mm."""
+    spec = load_spec(SPEC)
+    vb = np.linspace(0.0, 0.3, 3001)
+    names = spec.namespace({"tool_wear": vb})
+    s = names["wear_clock_start"]
+    back = (
+        0.05 * (1 - np.exp(-s / 0.03)) + names["wear_b"] * s
+        + names["wear_c"] * (np.exp(s / 0.15) - 1)
+    )  # fmt: skip
+    np.testing.assert_allclose(back, vb, atol=1e-12)
+    assert s[0] == 0.0 and abs(s[-1] - 1.0) < 1e-12  # VB = 0.3 mm is one tool life
