@@ -135,7 +135,9 @@ def build_onnx(s: Surrogate) -> Any:
     logged = np.array([f.log for f in fmap.features])
     if logged.any():  # one Log for all logged features, of values raised to their floor
         low = fmap.low if fmap.low is not None else np.zeros(len(logged))
-        floored = g.op("Max", feat, g.const("log_floor", np.where(logged, low, -np.inf), np.float64))
+        floored = g.op(
+            "Max", feat, g.const("log_floor", np.where(logged, low, -np.inf), np.float64)
+        )
         feat = g.op(
             "Where", g.const("logged", logged[None, :], np.bool_), g.op("Log", floored), feat
         )
@@ -304,7 +306,9 @@ def _regression_outputs(
     if base_parts:
         placed = np.zeros((len(base_parts), width))
         placed[np.arange(len(base_parts)), base_columns] = 1.0
-        stacked_bases = g.op("Concat", *base_parts, axis=1) if len(base_parts) > 1 else base_parts[0]
+        stacked_bases = (
+            g.op("Concat", *base_parts, axis=1) if len(base_parts) > 1 else base_parts[0]
+        )
         base = g.op(
             "Cast",
             g.op("MatMul", stacked_bases, g.const("base_scatter", placed, np.float64)),

@@ -31,7 +31,6 @@ import numpy as np
 
 from physics.spec import TwinSpec
 
-
 # Logged features are raised to this share of their training minimum.
 LOG_FLOOR_SHARE = 0.5
 

@@ -136,6 +136,12 @@ class TargetMap:
     ) -> TargetMap:
         """Targets from the training rows; ``bases``: ``kpi_bases`` of those rows."""
         bases = dict(bases or {})
+        missing = [k for k, v in spec.kpis.items() if (v.baseline or v.start) and k not in bases]
+        if missing:
+            raise DataError(
+                f"bases: no values for {', '.join(missing)}, which the spec learns over a "
+                "baseline or start (give surrogates._features.kpi_bases of the rows)"
+            )
         declared = dict(declared or {})
         unknown = sorted(set(declared) - set(spec.kpis))
         if unknown:
@@ -203,6 +209,8 @@ class TargetMap:
         """[N, len(learned)]: standardised regressions, 0/1 events (NaN-free)."""
         cols = []
         for t in self.learned:
+            if (t.baseline or t.start) and t.name not in (bases or {}):
+                raise DataError(f"bases: no values for {t.name}, learned over its base")
             y = _learned_values(frame, t.name, bases or {})
             if t.kind == "regression":
                 with np.errstate(all="ignore"):

@@ -82,7 +82,7 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "tool_measure_interval": "integer",
     }
     assert {i.source for i in spec.inputs.values()} == {"order", "environment", "state"}
-    assert list(spec.derived_exprs) == [
+    assert list(spec.derived_exprs)[:18] == [
         "cutting_speed",
         "feed_rate",
         "cycle_time",
@@ -102,6 +102,15 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "power_planned",
         "power_s1",
     ]
+    # then the tool-life bookkeeping (baselines) and the features where physics is periodic
+    assert list(spec.derived_exprs)[18:21] == ["engaged_share", "life_ref", "vc_ref"]
+    assert {k: v.baseline for k, v in spec.kpis.items() if v.baseline} == {
+        "tool_wear_end": "tool_wear_planned",
+        "tool_changes": "tool_changes_planned",
+        "tool_life": "tool_life_planned",
+        "tool_remaining_parts_end": "tool_parts_left_planned",
+        "tool_cost_per_part": "tool_cost_planned",
+    }
     assert spec.inputs["spindle_speed"].domain() == "allowed range [500, 24000] rpm"
     assert spec.inputs["warmup"].variable == "warmup_fraction"
     assert spec.inputs["warmup"].domain() == "allowed range [0, 1]"

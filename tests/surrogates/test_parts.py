@@ -10,7 +10,7 @@ import torch
 
 from surrogates._calibrate import calibrate, conformal_quantile, fit_temperature
 from surrogates._config import load_config
-from surrogates._errors import ConfigError
+from surrogates._errors import ConfigError, DataError
 from surrogates._model import FusedEnsemble
 
 
@@ -87,8 +87,14 @@ def test_targets_kinds_and_transforms(spindle_spec) -> None:  # type: ignore[no-
     frame["breakage_cause_end"] = np.where(frame["tool_broken_end"] > 0, 3.0, 0.0)
     frame["tool_wear"] = rng.uniform(0, 0.25, n)  # the state tool_wear_end starts from
     frame["tool_wear_end"] = frame["tool_wear"] + 0.1 * frame["tool_life"] / 3000
-    tm = TargetMap.fit(spindle_spec, frame)
+    with pytest.raises(DataError, match="bases: no values for tool_wear_end, tool_changes, "):
+        TargetMap.fit(spindle_spec, frame)
+    # tool_wear_end over its start value; the other baselines as zeros (learned as is).
+    based = [k for k, v in spindle_spec.kpis.items() if v.baseline or v.start]
+    bases = {k: np.zeros(n) for k in based} | {"tool_wear_end": frame["tool_wear"].to_numpy()}
+    tm = TargetMap.fit(spindle_spec, frame, bases=bases)
     kinds = {t.name: t for t in tm.targets}
+    assert kinds["tool_life"].baseline == "tool_life_planned"
     assert kinds["tool_broken_end"].kind == "event"
     assert kinds["breakage_cause_end"].kind == "constant"  # 0 wherever nothing broke
     assert kinds["tool_life"].transform == "log" and kinds["tool_life"].shift == 0.0

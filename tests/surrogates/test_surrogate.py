@@ -54,6 +54,35 @@ def test_constant_kpi_is_reported_exactly(verification) -> None:  # type: ignore
     assert k["max_abs_error"] == 0.0 and k["coverage"] == 1.0
 
 
+def test_baseline_kpis_equal_the_fmu_on_fresh_runs(trained, verification) -> None:  # type: ignore[no-untyped-def]
+    """The five tool-life KPIs equal their spec baselines: reported as the baseline, with
+    an interval of rounding, they match 200 fresh FMU runs through the ONNX graph."""
+    targets = {t.name: t for t in trained.result.surrogate.targets.targets}
+    for name in ("tool_life", "tool_changes", "tool_wear_end", "tool_cost_per_part",
+                 "tool_remaining_parts_end"):  # fmt: skip
+        assert targets[name].kind == "constant" and targets[name].baseline, name
+        k = verification.metrics[name]
+        assert k["r2"] > 0.999999 and k["coverage"] >= 0.99, (name, k)
+        assert k["nrmse"] < 1e-6, (name, k)
+
+
+def test_a_new_tool_is_predicted_finite(trained) -> None:  # type: ignore[no-untyped-def]
+    """VB exactly 0 (a new tool) lies below every logged training value: the log is taken
+    of the floored value, in PyTorch and in the graph."""
+    from surrogates._export import run, session
+
+    s = trained.result.surrogate
+    raw = s.raw(trained.result.splits["test"].head(20))
+    raw[:, [c.name for c in s.features.columns].index("tool_wear")] = 0.0
+    ref = s.predict(raw)
+    got = run(session(str(trained.bundle / MODEL)), raw)
+    for name in ("mean", "lower", "upper", "probability"):
+        assert np.isfinite(getattr(ref, name)).all() and np.isfinite(got[name]).all(), name
+    np.testing.assert_allclose(got["mean"], ref.mean, rtol=1e-4, atol=1e-4)
+    wear = ref.regression_names.index("tool_wear_end")
+    assert (ref.mean[:, wear] >= 0).all()
+
+
 def test_conformal_intervals_cover_fresh_runs(verification) -> None:  # type: ignore[no-untyped-def]
     cover = [
         k["coverage"]
