@@ -133,10 +133,11 @@ def build_onnx(s: Surrogate) -> Any:
     parts = [names[f.name] for f in fmap.features]
     feat = g.op("Concat", *parts, axis=1) if len(parts) > 1 else parts[0]
     logged = np.array([f.log for f in fmap.features])
-    if logged.any():  # one Log for all logged features, of values raised to their floor
+    if logged.any():  # one Log for all logged features; <= 0 is logged as the training min
         low = fmap.low if fmap.low is not None else np.zeros(len(logged))
+        positive = g.op("Greater", feat, g.const("zero", 0.0, np.float64))
         floored = g.op(
-            "Max", feat, g.const("log_floor", np.where(logged, low, -np.inf), np.float64)
+            "Where", positive, feat, g.const("log_floor", np.where(logged, low, 1.0), np.float64)
         )
         feat = g.op(
             "Where", g.const("logged", logged[None, :], np.bool_), g.op("Log", floored), feat

@@ -15,8 +15,8 @@ model (and inside the ONNX graph, so clients send raw inputs):
 each standardised with the training split's mean and std. Inputs and derived
 values that are constant over the training split carry no information and are
 left out of the features (but stay in the input row, with their bounds). A logged
-feature is first raised to half its training minimum, so a value at or below zero (a
-new tool's wear of exactly 0) stays finite and near what training saw.
+feature of a value at or below zero (a new tool's wear of exactly 0) is taken at its
+training minimum instead, so it stays finite and within what training saw.
 
 ``kpi_bases`` gives what a KPI is learned over: the derived value its spec names as
 ``baseline``, else the state input it ``start``s from.
@@ -30,9 +30,6 @@ from typing import Any
 import numpy as np
 
 from physics.spec import TwinSpec
-
-# Logged features are raised to this share of their training minimum.
-LOG_FLOOR_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -163,8 +160,8 @@ class FeatureMap:
     features: list[Feature]
     mean: np.ndarray
     std: np.ndarray
-    # Per logged feature, half the smallest value seen in training (0 when not
-    # logged): logged values are raised to it before the log.
+    # Per logged feature, the smallest value seen in training (0 when not logged): a
+    # value at or below zero is logged as this one.
     low: np.ndarray | None = None
 
     @classmethod
@@ -195,9 +192,7 @@ class FeatureMap:
                     features += _numeric(key, "derived", values, False)
         fmap = cls(columns, features, np.zeros(len(features)), np.ones(len(features)))
         plain = fmap._values(spec, raw)
-        fmap.low = np.array(
-            [LOG_FLOOR_SHARE * plain[:, j].min() if f.log else 0.0 for j, f in enumerate(features)]
-        )
+        fmap.low = np.array([plain[:, j].min() if f.log else 0.0 for j, f in enumerate(features)])
         unscaled = fmap._unscaled(spec, raw)
         fmap.mean = unscaled.mean(axis=0)
         std = unscaled.std(axis=0)
@@ -217,8 +212,9 @@ class FeatureMap:
         logged = np.array([f.log for f in self.features], dtype=bool)
         if logged.any():
             low = self.low if self.low is not None else np.zeros(len(self.features))
+            values = out[:, logged]
             with np.errstate(all="ignore"):
-                out[:, logged] = np.log(np.maximum(out[:, logged], low[logged]))
+                out[:, logged] = np.log(np.where(values > 0, values, low[logged]))
         return out
 
     def transform(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -355,7 +356,8 @@ def test_integer_choices_map_to_their_values() -> None:
         "default": "four",
     }
     data["doe"]["factors"]["n_teeth"] = {}
-    data["derived"]["feed_rate"] = "feed_per_tooth * (2 + 2 * n_teeth_is_four) * spindle_speed"
+    teeth = "(2 + 2 * n_teeth_is_four)"
+    data["derived"] = {k: re.sub(r"\bn_teeth\b", teeth, v) for k, v in data["derived"].items()}
     spec = TwinSpec.from_dict(data)
     spec.check_against(CATALOGUE)
     case = spec.case_from_order(order(n_teeth=...), 1, CATALOGUE)
