@@ -19,3 +19,8 @@ def _private_fmu_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
         os.environ.pop("ASSET_TWIN_CACHE", None)
     else:
         os.environ["ASSET_TWIN_CACHE"] = old
+
+
+# The small trained spindle surrogate, shared by the surrogate and serving tests (one
+# training per test session).
+from tests._trained import Trained, spindle_dataset, spindle_spec, trained  # noqa: E402, F401

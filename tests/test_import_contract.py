@@ -43,3 +43,11 @@ def test_twin_lists_and_runs_physics_commands_without_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "train" in out.stdout and "promote" in out.stdout and "verify" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "HEAVY"
+
+
+def test_the_service_imports_no_heavy_dependency() -> None:
+    """The app, its routes, the store and the event delivery run on the serve extra."""
+    statement = (
+        "import serving.app, serving.api.routes, serving.cli, serving._webhooks, serving._mqtt"
+    )
+    assert imported_after(statement) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.surrogates.conftest import SMALL, SPEC
+from tests._trained import SMALL, SPEC
 
 
 @pytest.fixture()

@@ -1,0 +1,498 @@
+"""The work-order assessment: quality, maintenance, feasibility and a decision, per order.
+
+Everything the decision needs is predicted in ONE batched surrogate call: the order as
+sent; the order after each maintenance remedy (a fresh tool); the adjustment
+candidates; the order on each other machine that can run it; and the order scanned
+over its quantity for the remaining useful life. A scenario *passes* when
+
+* every quality characteristic is out of [LSL, USL] with probability at most
+  ``policy.quality.p_out_max`` (``p_out_max_critical`` for a critical one),
+* every process limit of the spec (``feasibility``) is exceeded with probability at
+  most ``policy.feasibility.p_violation_max``,
+* the tool breaks with probability at most ``policy.maintenance.p_breakage_max``,
+* and the row lies in the surrogate's training domain and meets the spec constraints.
+
+The decision, in this order: UNDECIDED (model missing, state stale, order out of the
+training domain), RELEASE (the order passes), MAINTAIN_FIRST (it passes after a
+remedy), RELEASE_WITH_ADJUSTMENT (an adjusted setting passes; the best one by the
+policy's objective), REROUTE (it passes on other machines, ranked), HOLD_FOR_REVIEW.
+Decisions are advisory: the MES decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from physics._spec_text import fmt
+from serving._models import LoadedModel
+from serving._policy import Policy
+from serving._predict import Prediction, predict_rows
+from serving._stats import p_above, p_below
+
+__all__ = [
+    "AssetView",
+    "OrderView",
+    "QualityLimit",
+    "assess",
+    "health_index",
+    "health_status",
+]
+
+NE107 = ("NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILURE")
+BREAKAGE = "tool_broken_end"
+
+
+@dataclass(frozen=True)
+class QualityLimit:
+    kpi: str
+    characteristic_id: str
+    unit: str
+    lsl: float | None
+    usl: float | None
+    target: float | None = None
+    critical: bool = False
+
+
+@dataclass
+class AssetView:
+    equipment_id: str
+    asset_type: str
+    state: dict[str, Any]
+    environment: dict[str, Any]
+    state_measured_at: datetime
+    device_health: str = "NORMAL"
+
+
+@dataclass
+class OrderView:
+    job_order_id: str
+    values: dict[str, Any]  # order inputs only (no state, no environment)
+    quantity: int | float
+    limits: list[QualityLimit]
+    start_time: datetime | None = None
+
+
+@dataclass
+class _Scenario:
+    label: str
+    rows: slice
+    meta: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---- health ------------------------------------------------------------------------------
+
+
+def health_index(state: dict[str, Any], policy: Policy) -> tuple[float, str | None]:
+    """1 - the largest share of a state limit used (0 at or past a limit), and which."""
+    worst, which = 0.0, None
+    for key, lim in policy.maintenance.state_limits.items():
+        if key in state and state[key] is not None:
+            share = float(state[key]) / lim.limit
+            if share > worst:
+                worst, which = share, key
+    return max(0.0, 1.0 - worst), which
+
+
+def health_status(state: dict[str, Any], policy: Policy, current: str = "NORMAL") -> str:
+    """NAMUR NE 107 status from the state; FAILURE and CHECK_FUNCTION, set by the MES or
+    a completion (a broken tool), stay until the MES clears them."""
+    if current in ("FAILURE", "CHECK_FUNCTION"):
+        return current
+    hi, _ = health_index(state, policy)
+    used = 1.0 - hi
+    if used >= 1.0:
+        return "OFF_SPEC"
+    if used >= policy.maintenance.maintenance_required_at:
+        return "MAINTENANCE_REQUIRED"
+    return "NORMAL"
+
+
+# ---- one scenario's checks ------------------------------------------------------------------
+
+
+def _checks(pred: Prediction, i: int, limits: list[QualityLimit], policy: Policy) -> dict[str, Any]:
+    """Quality, feasibility and maintenance of row ``i``, and whether it passes."""
+    m = pred.model
+    level = m.level
+    spec = m.spec
+    reasons: list[str] = []
+    quality = []
+    for q in limits:
+        mean, lo, up = (float(pred.column(q.kpi, w)[i]) for w in ("mean", "lower", "upper"))
+        args = (np.array([mean]), np.array([lo]), np.array([up]), level)
+        p_out = 0.0
+        if q.lsl is not None:
+            p_out += float(p_below(q.lsl, *args)[0])
+        if q.usl is not None:
+            p_out += float(p_above(q.usl, *args)[0])
+        p_out = min(1.0, p_out)
+        inside = (q.lsl is None or lo >= q.lsl) and (q.usl is None or up <= q.usl)
+        outside = (q.lsl is not None and up < q.lsl) or (q.usl is not None and lo > q.usl)
+        evaluation = "OK" if inside else "NotOK" if outside else "NotDecidable"
+        if pred.batch.violations[i]:
+            evaluation = "NotDecidable"
+        p_max = policy.quality.p_out_max_critical if q.critical else policy.quality.p_out_max
+        if p_out > p_max:
+            reasons.append(f"QUALITY_AT_RISK:{q.characteristic_id}")
+        quality.append({
+            "characteristic_id": q.characteristic_id,
+            "kpi": q.kpi,
+            "unit": q.unit,
+            "lsl": q.lsl,
+            "target": q.target,
+            "usl": q.usl,
+            "critical": q.critical,
+            "mean": mean,
+            "std": float(pred.column(q.kpi, "std")[i]),
+            "interval": {"lower": lo, "upper": up, "level": level,
+                         "method": m.signature["interval"]["method"]},
+            "p_out_of_spec": p_out,
+            "evaluation": evaluation,
+            "is_simulated": True,
+        })
+    feasibility = []
+    for name, f in spec.feasibility.items():
+        if name not in m.regression_names:
+            continue
+        mean, lo, up = (float(pred.column(name, w)[i]) for w in ("mean", "lower", "upper"))
+        args = (np.array([mean]), np.array([lo]), np.array([up]), level)
+        p = 0.0
+        if f.min is not None:
+            p += float(p_below(f.min, *args)[0])
+        if f.max is not None:
+            p += float(p_above(f.max, *args)[0])
+        ok = p <= policy.feasibility.p_violation_max
+        if not ok:
+            reasons.append(f"INFEASIBLE:{name}")
+        feasibility.append({
+            "kpi": name, "unit": f.unit, "min": f.min, "max": f.max, "mean": mean,
+            "interval": {"lower": lo, "upper": up, "level": level},
+            "p_violation": min(1.0, p), "feasible": ok, "description": f.description,
+        })
+    limits_out = []
+    for name, mt in spec.maintenance.items():
+        if name in m.event_names:
+            p = float(pred.column(name)[i])
+        elif name in m.regression_names:
+            mean, lo, up = (float(pred.column(name, w)[i]) for w in ("mean", "lower", "upper"))
+            p = float(p_above(mt.limit, np.array([mean]), np.array([lo]), np.array([up]),
+                              level)[0])
+        else:
+            continue
+        limits_out.append({"kpi": name, "limit": mt.limit, "unit": mt.unit,
+                           "action": mt.action, "p_reached": p,
+                           "description": mt.description})
+        if name == BREAKAGE and p > policy.maintenance.p_breakage_max:
+            reasons.append("TOOL_BREAKAGE_RISK")
+    violations = pred.batch.violations[i]
+    if violations:
+        reasons.insert(0, "OUT_OF_DOMAIN")
+    return {
+        "passes": not reasons,
+        "reasons": reasons,
+        "quality": quality,
+        "feasibility": feasibility,
+        "limits": limits_out,
+        "violations": violations,
+    }
+
+
+def _passing(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> np.ndarray:
+    """Which rows pass every check: the same rules as ``_checks``, for all rows at once."""
+    m = pred.model
+    level = m.level
+    ok = pred.batch.in_domain.copy()
+
+    def band(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return pred.column(name), pred.column(name, "lower"), pred.column(name, "upper")
+
+    for q in limits:
+        p = np.zeros(len(ok))
+        if q.lsl is not None:
+            p += p_below(q.lsl, *band(q.kpi), level)
+        if q.usl is not None:
+            p += p_above(q.usl, *band(q.kpi), level)
+        ok &= p <= (policy.quality.p_out_max_critical if q.critical else policy.quality.p_out_max)
+    for name, f in m.spec.feasibility.items():
+        if name not in m.regression_names:
+            continue
+        p = np.zeros(len(ok))
+        if f.min is not None:
+            p += p_below(f.min, *band(name), level)
+        if f.max is not None:
+            p += p_above(f.max, *band(name), level)
+        ok &= p <= policy.feasibility.p_violation_max
+    if BREAKAGE in m.event_names:
+        ok &= pred.column(BREAKAGE) <= policy.maintenance.p_breakage_max
+    return ok
+
+
+def _objective(pred: Prediction, i: int, policy: Policy, key: str) -> float:
+    return float(pred.column(key)[i])
+
+
+# ---- the scenarios ---------------------------------------------------------------------------
+
+
+def _row(order: OrderView, asset: AssetView, **override: Any) -> dict[str, Any]:
+    return {**order.values, **asset.environment, **asset.state, "quantity": order.quantity,
+            **override}
+
+
+def _candidates(model: LoadedModel, order: OrderView, policy: Policy) -> list[dict[str, Any]]:
+    """Adjusted settings: each adjustable parameter within its share of the order's value,
+    the spec bounds and the training domain; a seeded design, so a decision replays."""
+    adj = policy.adjustment
+    params = [k for k, p in adj.parameters.items() if p.relative > 0 and k in order.values]
+    if not params:
+        return []
+    rng = np.random.default_rng(adj.seed)
+    domain = {c["name"]: c for c in model.inputs}
+    columns = {}
+    for key in params:
+        inp = model.spec.inputs[key]
+        v = float(order.values[key])
+        r = adj.parameters[key].relative
+        lo, hi = v * (1 - r), v * (1 + r)
+        for bound in (inp.min, domain[key]["min"]):
+            lo = max(lo, bound) if bound is not None else lo
+        for bound in (inp.max, domain[key]["max"]):
+            hi = min(hi, bound) if bound is not None else hi
+        if hi < lo:
+            lo = hi = min(max(v, lo), hi)
+        # Latin hypercube on [lo, hi]: every stratum of each parameter is tried once.
+        u = (rng.permutation(adj.candidates) + rng.random(adj.candidates)) / adj.candidates
+        col = lo + u * (hi - lo)
+        columns[key] = np.round(col) if inp.kind == "integer" else col
+    return [{k: float(columns[k][j]) for k in params} for j in range(adj.candidates)]
+
+
+def assess(
+    model: LoadedModel,
+    policy: Policy,
+    asset: AssetView,
+    order: OrderView,
+    *,
+    others: list[AssetView],
+    now: datetime,
+) -> dict[str, Any]:
+    """The assessment of ``order`` on ``asset``; ``others`` are the alternate machines."""
+    spec = model.spec
+    rows: list[dict[str, Any]] = [_row(order, asset)]
+    scenarios: dict[str, _Scenario] = {"as_is": _Scenario("as_is", slice(0, 1))}
+
+    start = len(rows)
+    remedies = list(policy.maintenance.remedies.items())
+    for _, state in remedies:
+        rows.append(_row(order, asset, **state))
+    scenarios["remedies"] = _Scenario("remedies", slice(start, len(rows)),
+                                      [{"action": a, "state": s} for a, s in remedies])
+
+    start = len(rows)
+    cands = _candidates(model, order, policy)
+    rows.extend(_row(order, asset, **c) for c in cands)
+    scenarios["adjust"] = _Scenario("adjust", slice(start, len(rows)), cands)
+
+    start = len(rows)
+    for other in others:
+        rows.append(_row(order, other))
+    scenarios["reroute"] = _Scenario("reroute", slice(start, len(rows)),
+                                     [{"equipment_id": o.equipment_id} for o in others])
+
+    start = len(rows)
+    q_col = next(c for c in model.inputs if c["name"] == "quantity")
+    horizon = int(q_col["max"])
+    scan_off = policy.rul.scan_without
+    scan_override: dict[str, Any] = {scan_off: False} if scan_off in spec.inputs else {}
+    quantities = np.unique(np.linspace(max(1, int(q_col["min"])), horizon, 50).round())
+    for q in quantities:
+        rows.append(_row(order, asset, quantity=int(q), **scan_override))
+    scenarios["rul"] = _Scenario("rul", slice(start, len(rows)))
+
+    pred = predict_rows(model, rows)
+    as_is = _checks(pred, 0, order.limits, policy)
+    passing = _passing(pred, order.limits, policy)
+
+    hi, worst = health_index(asset.state, policy)
+    cycle_s = float(pred.column("part_cycle_time")[0]) if "part_cycle_time" in (
+        model.regression_names) else None
+    rul = _rul(pred, scenarios["rul"], quantities, policy, cycle_s)
+    advisories = _advisories(as_is, rul, order, now, cycle_s, policy)
+    maintenance = {
+        "health_index": hi,
+        "health_driver": worst,
+        "device_health": health_status(asset.state, policy, asset.device_health),
+        "remaining_useful_life": rul,
+        "limits": as_is["limits"],
+        "advisories": advisories,
+    }
+    base = {
+        "quality": as_is["quality"],
+        "maintenance": maintenance,
+        "feasibility": as_is["feasibility"],
+        "domain": {"in_domain": not as_is["violations"], "violations": as_is["violations"]},
+        "predicted": pred.row(0)["kpis"] | pred.row(0)["events"],
+    }
+
+    stale = now - asset.state_measured_at > timedelta(hours=policy.stale_after_hours)
+    if stale:
+        decision = _decision("UNDECIDED", ["STATE_STALE"],
+                             f"the asset state was measured {asset.state_measured_at.isoformat()}"
+                             f", more than {fmt(policy.stale_after_hours)} h ago")
+        return {**base, "decision": decision}
+    if as_is["violations"]:
+        decision = _decision("UNDECIDED", ["OUT_OF_DOMAIN"],
+                             "the order lies outside the surrogate's training domain: "
+                             + "; ".join(f"{v['field']} {v['value']!r}: {v['expected']}"
+                                         for v in as_is["violations"]))
+        return {**base, "decision": decision}
+    if as_is["passes"]:
+        codes = ["ALL_CHECKS_PASSED"] + [f"ADVISORY:{a['action']}" for a in advisories]
+        return {**base, "decision": _decision("RELEASE", codes,
+                                               "every check passes at the policy's limits")}
+
+    failing = as_is["reasons"]
+    sc = scenarios["remedies"]
+    for k, meta in zip(range(sc.rows.start, sc.rows.stop), sc.meta, strict=True):
+        if passing[k]:
+            checks = _checks(pred, k, order.limits, policy)
+            decision = _decision(
+                "MAINTAIN_FIRST", [*failing, f"REMEDY:{meta['action']}"],
+                f"{meta['action']} before the order clears {', '.join(failing)}")
+            decision["maintenance_first"] = {
+                "action": meta["action"], "state_after": meta["state"],
+                "quality": checks["quality"], "limits": checks["limits"],
+            }
+            return {**base, "decision": decision}
+
+    best = _best_adjustment(pred, scenarios["adjust"], passing, policy)
+    if best is not None:
+        k, meta = best
+        checks = _checks(pred, k, order.limits, policy)
+        obj = policy.adjustment.objective
+        before, after = _objective(pred, 0, policy, obj), _objective(pred, k, policy, obj)
+        decision = _decision(
+            "RELEASE_WITH_ADJUSTMENT", [*failing, "ADJUSTMENT_FOUND"],
+            f"the adjusted setting clears {', '.join(failing)}; of the settings that pass, "
+            f"it has the lowest {obj}")
+        decision["adjustment"] = {
+            "parameters": [
+                {"id": key, "from": order.values[key], "to": value,
+                 "unit": spec.inputs[key].unit}
+                for key, value in meta.items()
+            ],
+            "effect": {
+                "fixed": failing,
+                "objective": {"kpi": obj, "unit": spec.kpis[obj].unit,
+                              "before": before, "after": after},
+                "quality": checks["quality"],
+                "feasibility": checks["feasibility"],
+            },
+        }
+        return {**base, "decision": decision}
+
+    alternates = _alternates(pred, scenarios["reroute"], passing, order, policy)
+    if alternates:
+        decision = _decision(
+            "REROUTE", [*failing, "ALTERNATE_FOUND"],
+            f"the order passes on {len(alternates)} other machine(s), ranked by "
+            f"{policy.reroute.objective}")
+        decision["alternates"] = alternates
+        return {**base, "decision": decision}
+    return {**base, "decision": _decision(
+        "HOLD_FOR_REVIEW", [*failing, "NO_REMEDY"],
+        "no remedy, adjustment or other machine clears " + ", ".join(failing))}
+
+
+def _decision(kind: str, codes: list[str], why: str) -> dict[str, Any]:
+    return {"type": kind, "reason_codes": codes, "explanation": why, "advisory": True}
+
+
+def _best_adjustment(
+    pred: Prediction, sc: _Scenario, passing: np.ndarray, policy: Policy
+) -> tuple[int, dict[str, Any]] | None:
+    best: tuple[float, float, int, dict[str, Any]] | None = None
+    adj = policy.adjustment
+    for k, meta in zip(range(sc.rows.start, sc.rows.stop), sc.meta, strict=True):
+        if not passing[k]:
+            continue
+        key = (_objective(pred, k, policy, adj.objective),
+               _objective(pred, k, policy, adj.tie_break) if adj.tie_break else 0.0)
+        if best is None or key < best[:2]:
+            best = (*key, k, meta)
+    return None if best is None else (best[2], best[3])
+
+
+def _alternates(
+    pred: Prediction, sc: _Scenario, passing: np.ndarray, order: OrderView, policy: Policy
+) -> list[dict[str, Any]]:
+    ranked = []
+    for k, meta in zip(range(sc.rows.start, sc.rows.stop), sc.meta, strict=True):
+        if not passing[k]:
+            continue
+        checks = _checks(pred, k, order.limits, policy)
+        ranked.append({
+            "equipment_id": meta["equipment_id"],
+            "objective": {"kpi": policy.reroute.objective,
+                          "value": _objective(pred, k, policy, policy.reroute.objective)},
+            "max_p_out_of_spec": max((q["p_out_of_spec"] for q in checks["quality"]),
+                                     default=0.0),
+        })
+    ranked.sort(key=lambda a: (a["objective"]["value"], a["max_p_out_of_spec"]))
+    for rank, a in enumerate(ranked, 1):
+        a["rank"] = rank
+    return ranked
+
+
+def _rul(pred: Prediction, sc: _Scenario, quantities: np.ndarray, policy: Policy,
+         cycle_s: float | None) -> dict[str, Any]:
+    """Parts until a maintenance limit, as quantiles of P(limit reached by q parts)."""
+    m = pred.model
+    level = m.level
+    rows = np.arange(sc.rows.start, sc.rows.stop)
+    p_any = np.zeros(len(rows))
+    for name in policy.rul.limits:
+        if name in m.event_names:
+            p = pred.column(name)[rows]
+        elif name in m.regression_names:
+            limit = m.spec.maintenance[name].limit
+            p = p_above(limit, pred.column(name)[rows], pred.column(name, "lower")[rows],
+                        pred.column(name, "upper")[rows], level)
+        else:
+            continue
+        p_any = 1.0 - (1.0 - p_any) * (1.0 - np.asarray(p))  # either limit
+    p_by = np.maximum.accumulate(p_any)  # reached by q parts cannot fall with q
+    out: dict[str, Any] = {"unit": "parts", "horizon": int(quantities[-1]),
+                           "method": "surrogate scanned over the quantity, "
+                                     f"{len(quantities)} points"}
+    for pct in (10, 50, 90):
+        hit = np.flatnonzero(p_by >= pct / 100)
+        parts = int(quantities[hit[0]]) if hit.size else None
+        out[f"p{pct}"] = parts
+        if cycle_s is not None:
+            out[f"p{pct}_hours"] = None if parts is None else parts * cycle_s / 3600
+    return out
+
+
+def _advisories(checks: dict[str, Any], rul: dict[str, Any], order: OrderView, now: datetime,
+                cycle_s: float | None, policy: Policy) -> list[dict[str, Any]]:
+    out = []
+    for lim in checks["limits"]:
+        if lim["p_reached"] < policy.maintenance.p_advisory:
+            continue
+        due_parts = rul["p10"] if lim["kpi"] in policy.rul.limits else None
+        start = order.start_time or now
+        due_by = None
+        if due_parts is not None and cycle_s is not None:
+            due_by = (start + timedelta(seconds=due_parts * cycle_s)).isoformat()
+        out.append({
+            "action": lim["action"], "kpi": lim["kpi"], "p_reached": lim["p_reached"],
+            "due_in_parts": due_parts, "due_by": due_by,
+            "reason": f"{lim['kpi']} reaches {fmt(lim['limit'])} {lim['unit']} during the "
+                      f"order with probability {lim['p_reached']:.2f}: {lim['description']}",
+        })
+    return out

@@ -1,0 +1,138 @@
+"""A completed work order advances the asset's state and feeds the residual checks.
+
+The end state is the surrogate's prediction at the parts actually made: a state input
+takes the predicted end value of the KPI that ``start``s from it (tool wear), a
+``<state>_order`` KPI adds its increment (bearing damage), the policy sets what a run
+leaves behind (a warm spindle); maintenance done and measured values replace them.
+Residuals (measured - predicted) are stored per characteristic; drift is flagged when
+more of the recent ones fall outside their intervals than the level allows (one-sided
+binomial test).
+"""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from serving._errors import BadRequest, FieldError
+from serving._models import LoadedModel
+from serving._policy import Policy
+from serving._predict import predict_rows
+from serving._schemas import CompletionIn
+from serving.store._tables import Residual
+
+__all__ = ["binomial_tail", "end_state", "residuals"]
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return float(sum(comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+
+
+def end_state(
+    model: LoadedModel, policy: Policy, row: dict[str, Any], body: CompletionIn
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The state after the order, and the prediction row at the parts made (or None)."""
+    spec = model.spec
+    before = {k: row[k] for k, i in spec.inputs.items() if i.source == "state"}
+    after = dict(before)
+    predicted = None
+    if body.parts_made > 0:
+        q = spec.quantity
+        parts = min(max(body.parts_made, q.min), q.max)
+        pred = predict_rows(model, [{**row, "quantity": parts}])
+        predicted = pred.row(0)
+        for key in before:
+            for name, kpi in spec.kpis.items():
+                if kpi.start == key and name in model.regression_names:
+                    after[key] = float(pred.column(name)[0])
+            inc = f"{key}_order"
+            if inc in model.regression_names:
+                after[key] = before[key] + max(0.0, float(pred.column(inc)[0]))
+        after.update(policy.completion.set_after_run)
+    actions = list(body.maintenance_done) + (["replace_tool"] if body.tool_changed else [])
+    for action in actions:
+        remedy = policy.maintenance.remedies.get(action)
+        if remedy is None:
+            raise BadRequest("unknown maintenance action", [FieldError(
+                "maintenance_done", action,
+                "one of " + ", ".join(policy.maintenance.remedies))])
+        after.update(remedy)
+    for key, value in body.measured_state.items():
+        inp = spec.inputs.get(key)
+        if inp is None or inp.source != "state":
+            raise BadRequest("unknown state input", [FieldError(
+                f"measured_state.{key}", value, "a state input: " + ", ".join(before))])
+        try:
+            after[key] = inp.coerce(value)
+        except ValueError as exc:
+            raise BadRequest("measured state out of range", [FieldError(
+                f"measured_state.{key}", value, str(exc))]) from None
+    for key, value in after.items():  # predicted values stay within what the spec allows
+        inp = spec.inputs[key]
+        lo = inp.min if inp.min is not None else value
+        hi = inp.max if inp.max is not None else value
+        after[key] = min(max(float(value), lo), hi)
+    return after, predicted
+
+
+def residuals(
+    session: Session, model: LoadedModel, policy: Policy, body: CompletionIn,
+    predicted: dict[str, Any] | None, job_order_id: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Store residuals of the measured characteristics; return them and any new drift."""
+    spec = model.spec
+    by_char = {q.characteristic_id: (k, q) for k, q in spec.quality.items()}
+    out, drift = [], []
+    for n, m in enumerate(body.measured_quality):
+        if m.characteristic_id not in by_char:
+            raise BadRequest("unknown characteristic", [FieldError(
+                f"measured_quality[{n}].characteristic_id", m.characteristic_id,
+                "one of " + ", ".join(by_char))])
+        kpi, qs = by_char[m.characteristic_id]
+        if m.unit is not None and m.unit != qs.unit:
+            raise BadRequest("wrong unit", [FieldError(
+                f"measured_quality[{n}].unit", m.unit, repr(qs.unit))])
+        if predicted is None:
+            continue
+        p = predicted["kpis"][kpi]
+        inside = p["lower"] <= m.value <= p["upper"]
+        session.add(Residual(
+            job_order_id=job_order_id, equipment_id=body.equipment_id,
+            asset_type=spec.name, characteristic_id=m.characteristic_id, kpi=kpi,
+            predicted=p["mean"], lower=p["lower"], upper=p["upper"], level=model.level,
+            measured=m.value, inside=inside))
+        session.flush()
+        out.append({"characteristic_id": m.characteristic_id, "kpi": kpi,
+                    "measured": m.value, "predicted": p["mean"],
+                    "residual": m.value - p["mean"],
+                    "interval": {"lower": p["lower"], "upper": p["upper"],
+                                 "level": model.level}, "inside": inside})
+        now, was = _drift(session, spec.name, kpi, model.level, policy)
+        if now is not None and now["drift"] and not (was and was["drift"]):
+            drift.append({"kpi": kpi, "characteristic_id": m.characteristic_id, **now})
+    return out, drift
+
+
+def _drift(session: Session, asset_type: str, kpi: str, level: float,
+           policy: Policy) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The drift test over the latest window, and over the window before the newest."""
+    c = policy.completion
+    rows = session.scalars(
+        select(Residual.inside).where(Residual.asset_type == asset_type, Residual.kpi == kpi)
+        .order_by(Residual.id.desc()).limit(c.drift_window + 1)).all()
+
+    def test(inside: list[bool]) -> dict[str, Any] | None:
+        n = len(inside)
+        if n < c.drift_min_count:
+            return None
+        misses = sum(1 for x in inside if not x)
+        p_value = binomial_tail(misses, n, 1 - level)
+        return {"n": n, "outside": misses, "expected_share": 1 - level,
+                "p_value": p_value, "drift": p_value < c.drift_p_value}
+
+    inside = [bool(x) for x in rows]
+    return test(inside[: c.drift_window]), test(inside[1 : c.drift_window + 1])

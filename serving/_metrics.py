@@ -1,0 +1,34 @@
+"""Prometheus metrics of one process (several workers: one series per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("twin_http_requests_total", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "twin_http_request_seconds", "Request latency", ["route"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.predictions = Counter("twin_predictions_total", "Rows predicted", ["model"],
+                                   registry=self.registry)
+        self.out_of_domain = Counter("twin_out_of_domain_total",
+                                     "Rows outside the training domain", ["model"],
+                                     registry=self.registry)
+        self.decisions = Counter("twin_decisions_total", "Decisions issued", ["type"],
+                                 registry=self.registry)
+        self.backlog = Gauge("twin_webhook_backlog", "Webhook deliveries pending",
+                             registry=self.registry)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

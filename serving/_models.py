@@ -1,0 +1,274 @@
+"""Model bundles as the service holds them: one onnxruntime session per model, loaded once.
+
+A source is a bundle folder (``signature.json``, ``model.onnx``, ``spec.yaml``) or a
+registry alias ``models:/<name>@<alias>``, whose version's ``bundle/`` artifacts are
+downloaded into a cache folder first (mlflow is imported only then, so a folder-only
+deployment runs without it). The model file's sha256 must equal the signature's
+``bundle_hash``: a bundle changed after export is refused.
+
+``ModelSet`` holds the loaded models. A reload builds the new session beside the old
+one and swaps a reference: requests in flight finish on the model they started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from physics.spec import TwinSpec, load_spec
+from serving._errors import ModelLoadError, NotFound
+
+__all__ = ["LoadedModel", "ModelSet", "load_model"]
+
+FORMAT = "asset-twin-bundle/1"
+
+
+@dataclass
+class LoadedModel:
+    """A bundle with its session; ``run`` answers raw float32 rows."""
+
+    name: str
+    source: str
+    version: str  # registry version, or "folder"
+    folder: Path
+    signature: dict[str, Any]
+    spec: TwinSpec
+    session: Any  # onnxruntime.InferenceSession
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def bundle_hash(self) -> str:
+        return str(self.signature["bundle_hash"])
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return list(self.signature["inputs"])
+
+    @property
+    def regression_names(self) -> list[str]:
+        return list(self.signature["outputs"].get("mean", []))
+
+    @property
+    def event_names(self) -> list[str]:
+        return list(self.signature["outputs"].get("probability", []))
+
+    @property
+    def level(self) -> float:
+        return float(self.signature["interval"]["level"])
+
+    @property
+    def schema_key(self) -> str:
+        """What the request schema is derived from: a reload must keep it."""
+        cols = [(c["name"], c["kind"], c.get("unit"), c.get("choices")) for c in self.inputs]
+        return hashlib.sha256(json.dumps(cols).encode()).hexdigest()
+
+    def run(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the graph for rows [N, inputs] (float32)."""
+        names = [o.name for o in self.session.get_outputs()]
+        values = self.session.run(names, {self.signature["model"]["input"]: raw})
+        return dict(zip(names, values, strict=True))
+
+    def describe(self) -> dict[str, Any]:
+        sig = self.signature
+        return {
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "bundle_hash": self.bundle_hash,
+            "spec": sig["spec"],
+            "loaded_at": self.loaded_at.isoformat(),
+            "inputs": [_input_text(self.spec, c) for c in self.inputs],
+            "outputs": {
+                name: {
+                    "unit": k["unit"],
+                    "role": k["role"],
+                    "kind": k["kind"],
+                    "description": self.spec.kpis[name].description,
+                }
+                for name, k in sig["kpis"].items()
+            },
+            "interval": {"level": self.level, "method": sig["interval"]["method"]},
+            "constraints": sig["constraints"],
+            "metrics": {
+                "verification": sig["metrics"].get("verification"),
+                "gate": sig.get("gate"),
+            },
+            "dataset": sig.get("dataset"),
+        }
+
+
+def _input_text(spec: TwinSpec, column: dict[str, Any]) -> dict[str, Any]:
+    name = column["name"]
+    out = {
+        "name": name,
+        "kind": column["kind"],
+        "unit": column.get("unit"),
+        "source": column.get("source"),
+    }
+    if name == "quantity":
+        out.update(
+            description=spec.quantity.description or "planned quantity",
+            min=spec.quantity.min,
+            max=spec.quantity.max,
+        )
+    else:
+        inp = spec.inputs[name]
+        out.update(description=inp.description, min=inp.min, max=inp.max, default=inp.default)
+    if column.get("choices"):
+        out["choices"] = column["choices"]
+        lo, hi = int(column["min"]), int(column["max"])
+        out["training_domain"] = {"choices": column["choices"][lo : hi + 1]}
+    else:
+        out["training_domain"] = {"min": column["min"], "max": column["max"]}
+    return out
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # Small models on a web server: one thread per request, no spinning between calls
+    # (spinning threads burn the cores the HTTP workers need).
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def read_bundle(folder: Path) -> dict[str, Any]:
+    """The signature of a bundle folder, checked against its model file."""
+    path = folder / "signature.json"
+    if not path.is_file():
+        raise ModelLoadError(f"{folder}: not a model bundle (no signature.json)")
+    try:
+        signature: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from None
+    if signature.get("format") != FORMAT:
+        raise ModelLoadError(
+            f"{path}: format {signature.get('format')!r}, expected {FORMAT!r}"
+        )
+    model = folder / signature["model"]["file"]
+    if not model.is_file() or not (folder / signature["spec"]["file"]).is_file():
+        raise ModelLoadError(f"{folder}: the bundle lacks its model or spec file")
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    if digest != signature["bundle_hash"]:
+        raise ModelLoadError(
+            f"{model}: sha256 {digest[:12]}, the signature says "
+            f"{signature['bundle_hash'][:12]}: the bundle was changed after export"
+        )
+    return signature
+
+
+def _from_registry(uri: str, cache: Path, tracking_uri: str | None) -> tuple[Path, str]:
+    """Download the bundle of ``models:/<name>@<alias>`` (or ``/<version>``)."""
+    try:
+        import mlflow
+        from mlflow import MlflowClient
+    except ImportError:
+        raise ModelLoadError(
+            f"{uri}: registry sources need mlflow (pip install mlflow-skinny); "
+            "or serve the bundle folder"
+        ) from None
+    ref = uri.removeprefix("models:/")
+    name, sep, alias = ref.partition("@")
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient()
+    try:
+        if sep:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, number = ref.partition("/")
+            mv = client.get_model_version(name, number)
+    except Exception as exc:  # MlflowException: unknown name or alias
+        raise ModelLoadError(f"{uri}: not in the registry ({exc})") from None
+    target = cache / f"{name}-v{mv.version}"
+    if not (target / "bundle" / "signature.json").is_file():
+        target.mkdir(parents=True, exist_ok=True)
+        client.download_artifacts(str(mv.run_id), "bundle", str(target))
+    return target / "bundle", str(mv.version)
+
+
+def load_model(
+    source: str, *, threads: int = 1, cache: Path = Path(".twin-models"),
+    tracking_uri: str | None = None,
+) -> LoadedModel:
+    """Load one model source; ModelLoadError says what is wrong with it."""
+    if source.startswith("models:/"):
+        folder, version = _from_registry(source, cache, tracking_uri)
+    else:
+        folder, version = Path(source), "folder"
+        if not folder.is_dir():
+            raise ModelLoadError(f"{source}: no such bundle folder")
+    signature = read_bundle(folder)
+    try:
+        spec = load_spec(folder / signature["spec"]["file"])
+    except ValueError as exc:
+        raise ModelLoadError(f"{folder}: its spec does not load: {exc}") from None
+    if spec.spec_hash != signature["spec"]["hash"]:
+        raise ModelLoadError(f"{folder}: spec.yaml does not match the hash in the signature")
+    session = _session(folder / signature["model"]["file"], threads)
+    return LoadedModel(
+        name=signature["name"], source=source, version=version, folder=folder,
+        signature=signature, spec=spec, session=session,
+    )
+
+
+class ModelSet:
+    """The models a process serves, by name; swapped whole on reload."""
+
+    def __init__(self, models: list[LoadedModel] | None = None) -> None:
+        self._models = {m.name: m for m in models or []}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def get(self, name: str) -> LoadedModel:
+        model = self._models.get(name)
+        if model is None:
+            raise NotFound(
+                f"no model {name!r} is loaded; loaded: {', '.join(self.names()) or 'none'}"
+            )
+        return model
+
+    def find(self, name: str) -> LoadedModel | None:
+        return self._models.get(name)
+
+    def all(self) -> list[LoadedModel]:
+        return [self._models[n] for n in self.names()]
+
+    def put(self, model: LoadedModel) -> LoadedModel | None:
+        """Serve ``model`` from now on; returns the one it replaces."""
+        with self._lock:
+            old = self._models.get(model.name)
+            models = dict(self._models)
+            models[model.name] = model
+            self._models = models  # one reference swap: readers never see a half state
+        return old
+
+
+def peek_spec(
+    source: str, *, cache: Path = Path(".twin-models"), tracking_uri: str | None = None
+) -> TwinSpec:
+    """The twin spec of a source, without building its session (request schemas)."""
+    if source.startswith("models:/"):
+        folder, _ = _from_registry(source, cache, tracking_uri)
+    else:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ModelLoadError(f"{source}: no such bundle folder")
+    signature = read_bundle(folder)
+    return load_spec(folder / signature["spec"]["file"])

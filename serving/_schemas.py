@@ -1,0 +1,181 @@
+"""Request schemas: the MES data model (ISA-95 job orders, assets, completions) and, per
+served model, the raw prediction row derived from its twin spec.
+
+A row's fields are the spec's inputs with their units, bounds, choices, defaults and
+descriptions, so the OpenAPI document says what each parameter means and nothing is
+declared twice. Bounds here are the spec's (what the asset can physically take: a
+value outside is a 422); the narrower training domain is checked per row and
+reported as ``in_domain`` with the violated bounds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from physics._spec_text import fmt
+from physics.spec import InputSpec, TwinSpec
+
+__all__ = [
+    "AssetIn",
+    "CompletionIn",
+    "JobOrderIn",
+    "JobOrderParameter",
+    "MeasuredQuality",
+    "QualitySpecIn",
+    "WebhookIn",
+    "predict_request_model",
+]
+
+NE107 = Literal["NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILURE"]
+Scalar = float | bool | str
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _describe(key: str, inp: InputSpec) -> str:
+    parts = [inp.description or key]
+    if inp.unit and inp.unit != "1":
+        parts.append(f"unit {inp.unit}")
+    if inp.choices is not None:
+        parts.append("one of " + ", ".join(inp.choice_names))
+    elif inp.min is not None or inp.max is not None:
+        parts.append(f"range [{fmt(inp.min)}, {fmt(inp.max)}]")
+    if inp.default is not None:
+        parts.append(f"default {inp.default}")
+    return "; ".join(parts)
+
+
+def parameter_catalogue(specs: list[TwinSpec]) -> str:
+    """Markdown list of every order parameter of the served specs, for the OpenAPI text."""
+    lines = []
+    for spec in specs:
+        lines.append(f"**{spec.name}** (spec version {spec.version}):")
+        for key, inp in spec.inputs.items():
+            lines.append(f"- `{key}` ({inp.source}): {_describe(key, inp)}")
+        q = spec.quantity
+        lines.append(f"- `planned_quantity`: {q.unit}, range [{fmt(q.min)}, {fmt(q.max)}]")
+    return "\n".join(lines)
+
+
+class JobOrderParameter(_In):
+    id: str = Field(description="Input id of the twin spec (see the list above)")
+    value: Scalar
+    unit: str | None = Field(None, description="Must equal the spec's unit when given")
+
+
+class QualitySpecIn(_In):
+    characteristic_id: str
+    lsl: float | None = None
+    target: float | None = None
+    usl: float | None = None
+    unit: str | None = None
+    critical: bool = False
+
+
+class JobOrderIn(_In):
+    """An ISA-95 job order, as the MES sends it for assessment."""
+
+    operations_request_id: str | None = None
+    segment_id: str | None = None
+    equipment_id: str = Field(min_length=1, max_length=128)
+    material_requirements: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    job_order_parameters: list[JobOrderParameter] = Field(max_length=200)
+    planned_quantity: float = Field(gt=0)
+    start_time: datetime | None = None
+    priority: int | None = None
+    quality_specs: list[QualitySpecIn] = Field(
+        default_factory=list, max_length=100,
+        description="Limits per characteristic; they override the spec's defaults",
+    )
+    execution_mode: Literal["Production", "Test", "Simulation"] = "Production"
+
+
+class AssetIn(_In):
+    """A machine: which twin spec it runs, its external ids and its current state."""
+
+    asset_type: str = Field(min_length=1, max_length=128, description="Twin spec name")
+    description: str = Field("", max_length=1000)
+    external_ids: dict[str, str] = Field(
+        default_factory=dict, description="e.g. cmms_tag, aas_id", max_length=20
+    )
+    state: dict[str, float] = Field(
+        default_factory=dict, description="State inputs of the spec (tool_wear, ...)"
+    )
+    state_measured_at: datetime | None = Field(
+        None, description="When the state was measured (default: now)"
+    )
+    environment: dict[str, float] = Field(
+        default_factory=dict, description="Environment inputs (ambient_temperature, ...)"
+    )
+    device_health: NE107 | None = Field(
+        None, description="Set CHECK_FUNCTION or FAILURE by hand; NORMAL clears them"
+    )
+
+
+class MeasuredQuality(_In):
+    characteristic_id: str
+    value: float
+    unit: str | None = None
+
+
+class CompletionIn(_In):
+    """What happened on the shop floor when the order ended."""
+
+    equipment_id: str = Field(min_length=1, max_length=128)
+    parts_made: int = Field(ge=0)
+    measured_quality: list[MeasuredQuality] = Field(default_factory=list, max_length=100)
+    tool_changed: bool = Field(False, description="A new tool was mounted after the order")
+    tool_broken: bool = Field(False, description="The tool broke during the order")
+    maintenance_done: list[str] = Field(
+        default_factory=list, description="Actions done after the order (replace_tool, ...)"
+    )
+    measured_state: dict[str, float] = Field(
+        default_factory=dict, description="Measured state inputs (tool_wear from a probe)"
+    )
+    finished_at: datetime | None = None
+
+
+class WebhookIn(_In):
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    event_types: list[str] = Field(default_factory=list, description="Empty: every type")
+
+
+def _row_field(key: str, inp: InputSpec) -> tuple[Any, Any]:
+    extra: dict[str, Any] = {"x-unit": inp.unit, "x-source": inp.source}
+    kw: dict[str, Any] = {"description": _describe(key, inp), "json_schema_extra": extra}
+    if inp.kind == "categorical":
+        typ: Any = Literal[tuple(inp.choice_names)]
+    elif inp.kind == "boolean":
+        typ = bool
+    else:
+        typ = int if inp.kind == "integer" else float
+        if inp.min is not None:
+            kw["ge"] = inp.min
+        if inp.max is not None:
+            kw["le"] = inp.max
+    default = ... if inp.default is None else inp.default
+    return typ, Field(default, **kw)
+
+
+def predict_request_model(spec: TwinSpec, max_batch: int) -> type[BaseModel]:
+    """The body of ``POST /v1/models/{spec.name}/predict``."""
+    fields: dict[str, Any] = {key: _row_field(key, inp) for key, inp in spec.inputs.items()}
+    q = spec.quantity
+    fields["quantity"] = (
+        int if q.integer else float,
+        Field(..., ge=q.min, le=q.max, description=f"Planned quantity [{q.unit}]",
+              json_schema_extra={"x-unit": q.unit}),
+    )
+    title = "".join(p.capitalize() for p in spec.name.split("_"))
+    row = create_model(f"{title}Row", __config__=ConfigDict(extra="forbid",
+                                                           allow_inf_nan=False), **fields)
+    return create_model(
+        f"{title}PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        rows=(list[row], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
+    )

@@ -1,0 +1,442 @@
+"""The HTTP routes: health, models and raw predictions, assets, work orders, events.
+
+Routes are thin: they check credentials and the body, call the assessment and the
+store, and write the audit record and the events in the same transaction as the
+change they report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+
+from physics.spec import TwinSpec
+from serving._assess import AssetView, OrderView, assess, health_index, health_status
+from serving._auth import DEV_CALLER, Caller
+from serving._completion import end_state, residuals
+from serving._errors import BadRequest, Conflict, FieldError, NotFound
+from serving._orders import check_asset_values, order_values, quality_limits
+from serving._predict import predict_rows
+from serving._schemas import AssetIn, CompletionIn, JobOrderIn, predict_request_model
+from serving._settings import Settings
+from serving.store._assets import lock_asset
+from serving.store._audit import append_audit
+from serving.store._outbox import (
+    ASSET_UPDATED,
+    DECISION_ISSUED,
+    DRIFT_DETECTED,
+    THRESHOLD_CROSSED,
+    emit,
+    events_after,
+)
+from serving.store._tables import Assessment, Asset, Completion, IdempotencyRecord
+
+__all__ = ["include"]
+
+
+def _ctx(request: Request) -> Any:
+    return request.app.state.ctx
+
+
+def _caller(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Caller:
+    ctx = _ctx(request)
+    if ctx.settings.dev_mode:
+        return DEV_CALLER
+    token = x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    caller: Caller = ctx.keys.check(token)
+    return caller
+
+
+def scope(name: str) -> Any:
+    def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+        caller.require(name)
+        return caller
+
+    return Depends(check)
+
+
+PredictCaller = Annotated[Caller, scope("predict")]
+OrdersCaller = Annotated[Caller, scope("work-orders")]
+AdminCaller = Annotated[Caller, scope("admin")]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _body_hash(body: Any) -> str:
+    data = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _replay(session: Any, caller: Caller, key: str | None, request: Request,
+            body: Any) -> JSONResponse | None:
+    """The stored answer of an earlier request with this key, or None to go on."""
+    if key is None:
+        return None
+    row = session.get(IdempotencyRecord, (caller.name, key))
+    if row is None:
+        return None
+    if row.request_hash != _body_hash(body) or row.path != request.url.path:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was used for another request "
+            f"({row.method} {row.path}) with another body",
+            [FieldError("Idempotency-Key", key, "a new key for a new request")],
+        )
+    return JSONResponse(row.response, status_code=row.status_code,
+                        headers={"Idempotency-Replayed": "true"})
+
+
+def _remember(session: Any, caller: Caller, key: str | None, request: Request, body: Any,
+              status: int, response: dict[str, Any]) -> None:
+    if key is not None:
+        session.add(IdempotencyRecord(
+            caller=caller.name, key=key, method=request.method, path=request.url.path,
+            request_hash=_body_hash(body), status_code=status, response=response))
+
+
+def _asset_view(row: Asset) -> AssetView:
+    return AssetView(row.equipment_id, row.asset_type, dict(row.state),
+                     dict(row.capabilities.get("environment", {})),
+                     _aware(row.state_measured_at), row.device_health)
+
+
+def _asset_out(row: Asset) -> dict[str, Any]:
+    return {
+        "equipment_id": row.equipment_id,
+        "asset_type": row.asset_type,
+        "description": row.description,
+        "external_ids": row.external_ids,
+        "state": row.state,
+        "state_measured_at": _aware(row.state_measured_at).isoformat(),
+        "environment": row.capabilities.get("environment", {}),
+        "device_health": row.device_health,
+        "health_index": row.health_index,
+        "parts_made": row.parts_made,
+        "advisories": row.capabilities.get("advisories", []),
+        "revision": row.revision,
+    }
+
+
+def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
+    r = APIRouter()
+
+    @r.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @r.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        ctx = _ctx(request)
+        checks: dict[str, Any] = {"models": ctx.models.names()}
+        try:
+            ctx.store.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # any driver error means not ready
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        ready = checks["database"] == "ok" and bool(checks["models"] or not settings.models)
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    @r.get("/metrics", tags=["health"])
+    def metrics(request: Request) -> Response:
+        ctx = _ctx(request)
+        from serving._webhooks import backlog
+
+        try:
+            with ctx.store.session(readonly=True) as s:
+                ctx.metrics.backlog.set(backlog(s))
+        except Exception:  # the metrics page must render while the database is down
+            pass
+        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @r.get("/v1/models", tags=["models"])
+    def models(request: Request, caller: PredictCaller) -> dict[str, Any]:
+        return {"models": [m.describe() for m in _ctx(request).models.all()]}
+
+    @r.get("/v1/models/{name}", tags=["models"])
+    def model(name: str, request: Request, caller: PredictCaller) -> dict[str, Any]:
+        described: dict[str, Any] = _ctx(request).models.get(name).describe()
+        return described
+
+    for spec in specs:
+        _predict_route(r, spec, settings)
+
+    @r.put("/v1/assets/{equipment_id}", tags=["assets"])
+    def put_asset(equipment_id: str, body: AssetIn, request: Request,
+                  caller: OrdersCaller) -> dict[str, Any]:
+        ctx = _ctx(request)
+        model = ctx.models.find(body.asset_type)
+        if model is None:
+            raise NotFound(
+                f"no model serves asset type {body.asset_type!r}",
+                [FieldError("asset_type", body.asset_type,
+                            "one of " + (", ".join(ctx.models.names()) or "(none loaded)"))])
+        spec = model.spec
+        state = check_asset_values(spec, body.state, "state", path="state")
+        env = check_asset_values(spec, body.environment, "environment", path="environment")
+        now = _now()
+        with ctx.store.session() as s:
+            row = s.get(Asset, equipment_id, with_for_update=True)
+            created = row is None
+            if row is None:
+                row = Asset(equipment_id=equipment_id, asset_type=body.asset_type,
+                            state_measured_at=now, capabilities={}, revision=0)
+                s.add(row)
+            row.asset_type = body.asset_type
+            row.description = body.description
+            row.external_ids = body.external_ids
+            row.state = state
+            row.state_measured_at = body.state_measured_at or now
+            row.capabilities = {**row.capabilities, "environment": env}
+            current = body.device_health or (row.device_health if not created else "NORMAL")
+            if body.device_health == "NORMAL":
+                current = "NORMAL"
+            row.device_health = health_status(state, ctx.policy, current)
+            row.health_index = health_index(state, ctx.policy)[0]
+            row.revision = (row.revision or 0) + 1
+            row.updated_at = now
+            s.flush()
+            out = _asset_out(row)
+            append_audit(s, kind="asset", subject=f"asset/{equipment_id}",
+                         caller=caller.name, inputs=body.model_dump(mode="json"),
+                         outputs=out)
+            emit(s, type=ASSET_UPDATED, subject=f"asset/{equipment_id}", data=out,
+                 source=settings.event_source)
+        return out
+
+    @r.get("/v1/assets/{equipment_id}", tags=["assets"])
+    def get_asset(equipment_id: str, request: Request, caller: OrdersCaller) -> dict[str, Any]:
+        with _ctx(request).store.session(readonly=True) as s:
+            row = s.get(Asset, equipment_id)
+            if row is None:
+                raise NotFound(f"no asset {equipment_id!r} is registered",
+                               [FieldError("equipment_id", equipment_id, "a registered asset")])
+            return _asset_out(row)
+
+    @r.get("/v1/assets", tags=["assets"])
+    def list_assets(request: Request, caller: OrdersCaller) -> dict[str, Any]:
+        with _ctx(request).store.session(readonly=True) as s:
+            rows = s.scalars(select(Asset).order_by(Asset.equipment_id)).all()
+            return {"assets": [_asset_out(a) for a in rows]}
+
+    @r.post("/v1/work-orders/{job_order_id}/assessment", tags=["work orders"])
+    def assessment(job_order_id: str, body: JobOrderIn, request: Request,
+                   caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
+        ctx = _ctx(request)
+        with ctx.store.session() as s:
+            replay = _replay(s, caller, idempotency_key, request, body)
+            if replay is not None:
+                return replay
+            row = s.get(Asset, body.equipment_id)
+            if row is None:
+                raise NotFound(f"no asset {body.equipment_id!r} is registered",
+                               [FieldError("equipment_id", body.equipment_id,
+                                           "a registered asset (PUT /v1/assets/{id})")])
+            asset = _asset_view(row)
+            others = [
+                _asset_view(a) for a in s.scalars(
+                    select(Asset).where(Asset.asset_type == asset.asset_type,
+                                        Asset.equipment_id != asset.equipment_id)
+                    .order_by(Asset.equipment_id)).all()
+                if a.device_health not in ("FAILURE", "CHECK_FUNCTION")
+            ]
+        model = ctx.models.find(asset.asset_type)
+        now = _now()
+        head: dict[str, Any] = {
+            "job_order_id": job_order_id,
+            "equipment_id": body.equipment_id,
+            "execution_mode": body.execution_mode,
+            "assessed_at": now.isoformat(),
+            "policy": ctx.policy.ref(),
+        }
+        if model is None:
+            result: dict[str, Any] = {"decision": {
+                "type": "UNDECIDED", "reason_codes": ["MODEL_MISSING"], "advisory": True,
+                "explanation": f"no model serves asset type {asset.asset_type!r}"}}
+            head["model"] = None
+        else:
+            values, quantity = order_values(model.spec, body.job_order_parameters,
+                                            body.planned_quantity, path="job_order_parameters")
+            limits = quality_limits(model.spec, body.quality_specs)
+            order = OrderView(job_order_id, values, quantity, limits,
+                              _aware(body.start_time) if body.start_time else None)
+            result = assess(model, ctx.policy, asset, order, others=others, now=now)
+            head["model"] = {"name": model.name, "version": model.version,
+                             "bundle_hash": model.bundle_hash}
+        response = {**head, **result}
+        kind = response["decision"]["type"]
+        ctx.metrics.decisions.labels(kind).inc()
+        with ctx.store.session() as s:
+            replay = _replay(s, caller, idempotency_key, request, body)
+            if replay is not None:  # a twin request won the race
+                return replay
+            s.add(Assessment(
+                job_order_id=job_order_id, equipment_id=body.equipment_id, decision=kind,
+                request=body.model_dump(mode="json"), response=response,
+                model_version=head["model"] and head["model"]["version"],
+                bundle_hash=head["model"] and head["model"]["bundle_hash"],
+                policy_version=ctx.policy.version))
+            append_audit(
+                s, kind="assessment", subject=f"work-order/{job_order_id}",
+                caller=caller.name, inputs=body.model_dump(mode="json"),
+                outputs={"decision": response["decision"]},
+                idempotency_key=idempotency_key,
+                model_version=head["model"] and head["model"]["version"],
+                bundle_hash=head["model"] and head["model"]["bundle_hash"],
+                policy_version=ctx.policy.version)
+            emit(s, type=DECISION_ISSUED, subject=f"work-order/{job_order_id}",
+                 data={"job_order_id": job_order_id, "equipment_id": body.equipment_id,
+                       "decision": response["decision"], "model": head["model"],
+                       "policy": head["policy"]},
+                 source=settings.event_source)
+            _remember(s, caller, idempotency_key, request, body, 200, response)
+        return response
+
+    @r.post("/v1/work-orders/{job_order_id}/completion", tags=["work orders"])
+    def completion(job_order_id: str, body: CompletionIn, request: Request,
+                   caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
+        ctx = _ctx(request)
+        with ctx.store.session() as s:
+            replay = _replay(s, caller, idempotency_key, request, body)
+            if replay is not None:
+                return replay
+            # The asset row stays locked until the transaction ends: two completions for
+            # one machine advance its state one after the other.
+            row = lock_asset(s, body.equipment_id)
+            if row is None:
+                raise NotFound(f"no asset {body.equipment_id!r} is registered",
+                               [FieldError("equipment_id", body.equipment_id,
+                                           "a registered asset")])
+            if s.get(Completion, job_order_id) is not None:
+                raise Conflict(f"work order {job_order_id!r} is already completed",
+                               [FieldError("job_order_id", job_order_id,
+                                           "an order not completed yet")])
+            last = s.scalars(select(Assessment).where(
+                Assessment.job_order_id == job_order_id).order_by(Assessment.id.desc())
+                .limit(1)).first()
+            if last is None:
+                raise Conflict(f"work order {job_order_id!r} was never assessed",
+                               [FieldError("job_order_id", job_order_id,
+                                           "an assessed order (POST .../assessment first)")])
+            model = ctx.models.get(row.asset_type)
+            order = JobOrderIn.model_validate(last.request)
+            values, _ = order_values(model.spec, order.job_order_parameters,
+                                     order.planned_quantity, path="job_order_parameters")
+            asset = _asset_view(row)
+            full = {**values, **asset.environment, **asset.state}
+            before = dict(row.state)
+            after, predicted = end_state(model, ctx.policy, full, body)
+            found, drift = residuals(s, model, ctx.policy, body, predicted, job_order_id)
+            old_health = row.device_health
+            current = "FAILURE" if body.tool_broken and not (
+                body.tool_changed or "replace_tool" in body.maintenance_done) else (
+                "NORMAL" if old_health == "FAILURE" else old_health)
+            row.state = after
+            row.state_measured_at = body.finished_at or _now()
+            row.parts_made = (row.parts_made or 0) + body.parts_made
+            row.device_health = health_status(after, ctx.policy, current)
+            row.health_index = health_index(after, ctx.policy)[0]
+            row.revision = (row.revision or 0) + 1
+            row.updated_at = _now()
+            response = {
+                "job_order_id": job_order_id, "equipment_id": body.equipment_id,
+                "state_before": before, "state_after": after,
+                "device_health": row.device_health, "health_index": row.health_index,
+                "residuals": found, "drift": drift,
+                "model": {"name": model.name, "version": model.version,
+                          "bundle_hash": model.bundle_hash},
+            }
+            s.add(Completion(job_order_id=job_order_id, equipment_id=body.equipment_id,
+                             request=body.model_dump(mode="json"), response=response,
+                             state_before=before, state_after=after))
+            append_audit(s, kind="completion", subject=f"work-order/{job_order_id}",
+                         caller=caller.name, inputs=body.model_dump(mode="json"),
+                         outputs=response, idempotency_key=idempotency_key,
+                         model_version=model.version, bundle_hash=model.bundle_hash,
+                         policy_version=ctx.policy.version)
+            subject = f"asset/{body.equipment_id}"
+            if row.device_health != old_health:
+                emit(s, type=THRESHOLD_CROSSED, subject=subject, source=settings.event_source,
+                     data={"equipment_id": body.equipment_id, "from": old_health,
+                           "to": row.device_health, "health_index": row.health_index,
+                           "state": after})
+            for d in drift:
+                emit(s, type=DRIFT_DETECTED, subject=f"model/{model.name}",
+                     source=settings.event_source, data={"model": model.name, **d})
+            _remember(s, caller, idempotency_key, request, body, 200, response)
+        return response
+
+    @r.get("/v1/work-orders/{job_order_id}", tags=["work orders"])
+    def work_order(job_order_id: str, request: Request, caller: OrdersCaller) -> Any:
+        with _ctx(request).store.session(readonly=True) as s:
+            rows = s.scalars(select(Assessment).where(Assessment.job_order_id == job_order_id)
+                             .order_by(Assessment.id)).all()
+            done = s.get(Completion, job_order_id)
+            if not rows and done is None:
+                raise NotFound(f"no work order {job_order_id!r} was assessed",
+                               [FieldError("job_order_id", job_order_id, "an assessed order")])
+            return {
+                "job_order_id": job_order_id,
+                "assessments": [{"id": a.id, "created_at": _aware(a.created_at).isoformat(),
+                                 "request": a.request, "response": a.response} for a in rows],
+                "completion": None if done is None else {"request": done.request,
+                                                         "response": done.response},
+            }
+
+    @r.get("/v1/events", tags=["events"])
+    def events(request: Request, caller: OrdersCaller,
+               after_seq: Annotated[int, Query(ge=0)] = 0,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        with _ctx(request).store.session(readonly=True) as s:
+            rows = events_after(s, after_seq, limit=limit)
+            return {"events": [e.envelope for e in rows],
+                    "last_seq": rows[-1].seq if rows else after_seq}
+
+    app.include_router(r)
+
+
+def _predict_route(r: APIRouter, spec: TwinSpec, settings: Settings) -> None:
+    body_model = predict_request_model(spec, settings.max_batch)
+    name = spec.name
+
+    def predict(body: body_model, request: Request,  # type: ignore[valid-type]
+                caller: PredictCaller) -> dict[str, Any]:
+        ctx = _ctx(request)
+        model = ctx.models.get(name)
+        rows = [row.model_dump() for row in body.rows]  # type: ignore[attr-defined]
+        pred = predict_rows(model, rows)
+        out = [pred.row(i) for i in range(len(rows))]
+        ctx.metrics.predictions.labels(name).inc(len(rows))
+        bad = sum(1 for o in out if not o["in_domain"])
+        if bad:
+            ctx.metrics.out_of_domain.labels(name).inc(bad)
+        return {
+            "model": {"name": name, "version": model.version,
+                      "bundle_hash": model.bundle_hash},
+            "interval": {"level": model.level,
+                         "method": model.signature["interval"]["method"]},
+            "rows": out,
+        }
+
+    predict.__annotations__["body"] = body_model  # a class built at run time
+    r.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"],
+                    tags=["models"], summary=f"Raw predictions of {name}",
+                    description=spec.description)
+    _ = BadRequest  # raised by the helpers above

@@ -1,0 +1,188 @@
+"""The FastAPI application of the MES decision service, built by ``create_app``.
+
+Settings come in one typed object; the store, the decision policy and the model
+sessions are opened once in the lifespan and live in ``app.state.ctx``. Errors are RFC
+9457 problems; a body above the configured limit is refused before it is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving._auth import KeyChecker
+from serving._errors import FieldError, ServingError, problem
+from serving._metrics import Metrics
+from serving._models import LoadedModel, ModelSet, load_model, peek_spec
+from serving._policy import Policy, load_policy
+from serving._schemas import parameter_catalogue
+from serving._settings import Settings
+from serving.store._db import Store, open_store
+
+__all__ = ["Context", "create_app"]
+
+log = logging.getLogger("asset_twin.serving")
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    policy: Policy
+    models: ModelSet
+    keys: KeyChecker
+    metrics: Metrics
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _problem_response(status: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+class BodyLimit:
+    """Refuses bodies above ``limit`` bytes (Content-Length or counted while streaming)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _too_large(self.limit, scope, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(self.limit, scope, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, scope: Scope, send: Send) -> None:
+    body = problem(413, "payload-too-large", "The request is too large",
+                   f"the body is larger than {limit} bytes", instance=scope.get("path"))
+    await _problem_response(413, body)(scope, _empty, send)
+
+
+async def _empty() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from ``TWIN_*`` environment variables)."""
+    settings = settings or Settings.from_env()
+    specs = [peek_spec(s, cache=settings.model_cache,
+                       tracking_uri=settings.mlflow_tracking_uri) for s in settings.models]
+    policy = load_policy(settings.policy)
+    for spec in specs:
+        problems = policy.check_against(spec)
+        if problems:
+            raise ValueError(f"policy {settings.policy} does not fit spec {spec.name}:\n  "
+                             + "\n  ".join(problems))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(settings.database_url)
+        loaded: list[LoadedModel] = [
+            load_model(s, threads=settings.ort_threads, cache=settings.model_cache,
+                       tracking_uri=settings.mlflow_tracking_uri)
+            for s in settings.models
+        ]
+        ctx = Context(settings, store, policy, ModelSet(loaded),
+                      KeyChecker(store.session, settings.key_cache_s), Metrics())
+        app.state.ctx = ctx
+        if settings.dev_mode:
+            log.warning("dev mode: authentication is OFF; every caller has every scope")
+        log.info("serving %s on %s", ", ".join(ctx.models.names()) or "no model",
+                 store)
+        try:
+            yield
+        finally:
+            store.close()
+
+    description = (
+        "Decisions per work order for the MES: quality, maintenance, feasibility, and "
+        "RELEASE / RELEASE_WITH_ADJUSTMENT / HOLD_FOR_REVIEW / MAINTAIN_FIRST / REROUTE / "
+        "UNDECIDED, from ML surrogates of physics models. Advisory only.\n\n"
+        "Job order parameters by asset type:\n\n" + parameter_catalogue(specs)
+    )
+    app = FastAPI(title="asset-twin", version="0.1.0", description=description,
+                  lifespan=lifespan)
+
+    @app.exception_handler(ServingError)
+    async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
+        return _problem_response(exc.status, problem(
+            exc.status, exc.code, exc.title, exc.detail, instance=request.url.path,
+            errors=exc.errors))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in exc.errors():
+            loc = [str(p) for p in e["loc"]]
+            if loc and loc[0] in ("body", "query", "path", "header"):
+                loc = loc[1:] if loc[0] == "body" else loc
+            errors.append(FieldError(".".join(loc) or "body", e.get("input"), e["msg"]))
+        return _problem_response(422, problem(
+            422, "invalid-request", "The request is not valid",
+            f"{len(errors)} field(s) are not valid", instance=request.url.path,
+            errors=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return _problem_response(exc.status_code, problem(
+            exc.status_code, code, str(exc.detail), str(exc.detail),
+            instance=request.url.path))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return _problem_response(500, problem(
+            500, "internal-error", "Internal error",
+            "the service failed on this request; the error is logged",
+            instance=request.url.path))
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Any) -> Any:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        ctx = getattr(request.app.state, "ctx", None)
+        if ctx is not None:
+            ctx.metrics.observe(request.method, path, response.status_code,
+                                time.perf_counter() - start)
+        return response
+
+    from serving.api import routes
+
+    routes.include(app, specs, settings)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

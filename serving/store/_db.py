@@ -1,0 +1,238 @@
+"""Opening the database: one engine per process, configured for several writers.
+
+The service runs as several uvicorn workers, each with its own engine. On SQLite they
+share one file, so every connection uses WAL (readers do not block the writer), waits up
+to 30 s for a lock instead of failing, and starts each transaction with
+``BEGIN IMMEDIATE``: the write lock is taken at the start, so two workers serialize at
+BEGIN rather than both reading and then one failing with "database is locked" when it
+tries to write. pysqlite's own implicit transaction handling is switched off for that,
+and SQLAlchemy's ``begin`` event emits the BEGIN itself. On PostgreSQL the rows that
+must not race (counters, assets) are locked with ``SELECT ... FOR UPDATE`` by the
+modules that use them.
+
+The schema is owned by the Alembic migrations in ``serving/store/migrations``;
+``open_store`` brings the database to the latest revision unless told not to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["DEFAULT_URL", "Store", "StoreError", "downgrade", "open_store", "upgrade"]
+
+DEFAULT_URL = "sqlite:///twin.db"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+EXPECTED_URL = (
+    "sqlite:///path/to/twin.db, or postgresql://user:password@host:5432/dbname "
+    "(postgresql+psycopg:// is the same)"
+)
+# Any constant will do: it only has to be the same in every process that migrates.
+_MIGRATION_LOCK = 0x7477696E  # "twin"
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class StoreError(ValueError):
+    """A value the store cannot use: which field, the value (secrets masked), and what
+    was expected instead."""
+
+    def __init__(self, field: str, value: Any, expected: str) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{field}: expected {expected}, got {value!r}")
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with its password replaced by ``***``, also when it does not parse."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _parse(url: str | URL) -> URL:
+    """Validate the URL and rewrite ``postgresql://`` to the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError("database url", mask_url(url), EXPECTED_URL) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise StoreError("database url", mask_url(parsed), "the sqlite driver pysqlite")
+        database = parsed.database or ""
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            raise StoreError(
+                "database url",
+                mask_url(parsed),
+                "a SQLite file such as sqlite:///twin.db (an in-memory database is private "
+                "to one connection, so workers and threads would not share it)",
+            )
+        folder = Path(database).expanduser().resolve().parent
+        if not parsed.query.get("uri") and not folder.is_dir():
+            raise StoreError(
+                "database url", mask_url(parsed), f"a file in an existing folder ({folder})"
+            )
+        return parsed
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "psycopg"):
+            raise StoreError(
+                "database url",
+                mask_url(parsed),
+                f"the psycopg 3 driver (postgresql+psycopg://), not {driver!r}",
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    raise StoreError("database url", mask_url(parsed), EXPECTED_URL)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # None switches off pysqlite's implicit BEGIN/COMMIT; _sqlite_on_begin takes over.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL with synchronous=NORMAL is durable against application crashes and
+        # consistent after power loss; FULL would fsync on every commit.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = "DEFERRED" if conn.get_execution_options().get("twin_readonly") else "IMMEDIATE"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _make_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_pre_ping=True,
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=30,
+        pool_recycle=1800,  # below common idle-connection timeouts of proxies
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10},
+    )
+
+
+class Store:
+    """The database of one process: an engine and the sessions made from it.
+
+    Build it with ``open_store``; one per process, shared by all requests.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._readonly = sessionmaker(
+            engine.execution_options(**_readonly_options(engine)), expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> Dialect:
+        name = self.engine.dialect.name
+        return "sqlite" if name == "sqlite" else "postgresql"
+
+    @contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """A session inside one transaction: committed when the block ends, rolled back
+        when it raises.
+
+        ``readonly=True`` is for reports that span many queries (``verify_chain``): one
+        consistent snapshot, and on SQLite no write lock, so it does not hold up writers.
+        """
+        factory = self._readonly if readonly else self._sessions
+        with factory() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached; for health checks.
+
+        Takes no write lock on SQLite, so a busy writer cannot make it hang.
+        """
+        with self.engine.connect().execution_options(twin_readonly=True) as conn:
+            conn.execute(text("SELECT 1"))
+            conn.rollback()
+
+    def close(self) -> None:
+        """Close every pooled connection; the store is not usable afterwards."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({mask_url(self.engine.url)!r})"
+
+
+def _readonly_options(engine: Engine) -> dict[str, Any]:
+    if engine.dialect.name == "sqlite":
+        return {"twin_readonly": True}  # a deferred BEGIN is already one WAL snapshot
+    return {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+
+
+def open_store(url: str = DEFAULT_URL, *, migrate: bool = True) -> Store:
+    """Open the database at ``url`` and, with ``migrate``, bring its schema to the latest
+    migration (safe when several workers start at once)."""
+    engine = _make_engine(_parse(url))
+    if migrate:
+        try:
+            upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+    return Store(engine)
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _run_alembic(url_or_engine: str | Engine, action: str, revision: str) -> None:
+    from alembic import command
+
+    engine = url_or_engine if isinstance(url_or_engine, Engine) else None
+    if engine is None:
+        engine = _make_engine(_parse(str(url_or_engine)))
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Workers that start together migrate one after the other; SQLite's
+                # BEGIN IMMEDIATE already does the same.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            getattr(command, action)(_alembic_config(conn), revision)
+    finally:
+        if not isinstance(url_or_engine, Engine):
+            engine.dispose()
+
+
+def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
+    """Run ``alembic upgrade`` on the database, in one transaction."""
+    _run_alembic(url_or_engine, "upgrade", revision)
+
+
+def downgrade(url_or_engine: str | Engine, revision: str = "base") -> None:
+    """Run ``alembic downgrade``; ``base`` drops every table the migrations made."""
+    _run_alembic(url_or_engine, "downgrade", revision)
