@@ -10,6 +10,12 @@ and SQLAlchemy's ``begin`` event emits the BEGIN itself. On PostgreSQL the rows 
 must not race (counters, assets) are locked with ``SELECT ... FOR UPDATE`` by the
 modules that use them.
 
+Counters (``lock_counter``) are the one place where numbers are handed out: the audit
+chain head and each event subject's sequence. A counter row stays locked until the
+caller's transaction ends, so the numbers are gapless and unique, and a rollback gives
+its number back. The first use of a subject creates the row with
+insert-on-conflict-do-nothing, so two first uses at once cannot both insert it.
+
 The schema is owned by the Alembic migrations in ``serving/store/migrations``;
 ``open_store`` brings the database to the latest revision unless told not to.
 """
@@ -22,12 +28,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["DEFAULT_URL", "Store", "StoreError", "downgrade", "open_store", "upgrade"]
+from serving.store._tables import SubjectCounter
+
+__all__ = [
+    "AUDIT_SUBJECT",
+    "DEFAULT_URL",
+    "Store",
+    "StoreError",
+    "downgrade",
+    "lock_counter",
+    "open_store",
+    "set_counter",
+    "text_limit",
+    "upgrade",
+]
 
 DEFAULT_URL = "sqlite:///twin.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -39,6 +59,7 @@ EXPECTED_URL = (
 _MIGRATION_LOCK = 0x7477696E  # "twin"
 
 Dialect = Literal["sqlite", "postgresql"]
+AUDIT_SUBJECT = "audit"  # the counters row that holds the audit chain head
 
 
 class StoreError(ValueError):
@@ -57,6 +78,14 @@ def mask_url(url: str | URL) -> str:
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def text_limit(column: Any) -> int:
+    """The length of a ``String(n)`` column, checked here because SQLite does not."""
+    length = getattr(column.type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"column {column.name!r} has no length, it is {column.type!r}")
+    return length
 
 
 def _parse(url: str | URL) -> URL:
@@ -236,3 +265,48 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
 def downgrade(url_or_engine: str | Engine, revision: str = "base") -> None:
     """Run ``alembic downgrade``; ``base`` drops every table the migrations made."""
     _run_alembic(url_or_engine, "downgrade", revision)
+
+
+def lock_counter(session: Session, subject: str) -> tuple[int, str]:
+    """Lock the counter row of ``subject`` (creating it at 0) until the transaction
+    ends, and return its ``(last_seq, last_hash)``.
+
+    ``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has no row locks and needs none, as
+    every write transaction holds the database's write lock from ``BEGIN IMMEDIATE``.
+    """
+    row = _select_counter(session, subject)
+    if row is None:
+        insert: Any = (
+            postgresql.insert(SubjectCounter)
+            if session.get_bind().dialect.name == "postgresql"
+            else sqlite.insert(SubjectCounter)
+        )
+        session.execute(
+            insert.values(subject=subject, last_seq=0, last_hash="").on_conflict_do_nothing(
+                index_elements=["subject"]
+            )
+        )
+        row = _select_counter(session, subject)
+        if row is None:  # pragma: no cover - the insert above guarantees the row
+            raise RuntimeError(f"counter row {subject!r} missing right after its insert")
+    return int(row[0]), str(row[1])
+
+
+def set_counter(session: Session, subject: str, last_seq: int, last_hash: str = "") -> None:
+    """Store the new head of a counter that ``lock_counter`` locked in this transaction."""
+    session.execute(
+        update(SubjectCounter)
+        .where(SubjectCounter.subject == subject)
+        .values(last_seq=last_seq, last_hash=last_hash)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _select_counter(session: Session, subject: str) -> Any:
+    # Columns, not the ORM object: a counter loaded earlier in this session would come
+    # back from the identity map with the numbers it had then.
+    return session.execute(
+        select(SubjectCounter.last_seq, SubjectCounter.last_hash)
+        .where(SubjectCounter.subject == subject)
+        .with_for_update()
+    ).first()

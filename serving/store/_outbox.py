@@ -1,20 +1,47 @@
-"""The transactional outbox: events written with the change they report, as CloudEvents
-1.0 envelopes with per-subject sequence numbers; deliveries queued for the webhooks."""
+"""The transactional outbox: events are rows written in the transaction of the change
+they report, so the MES never hears of a change that was rolled back, and never misses
+one that was committed. Webhook and MQTT senders read the rows afterwards.
+
+Each event is a CloudEvents 1.0 envelope in structured mode. Two extension attributes
+order it (extension names are lowercase letters and digits, as the spec requires):
+
+- ``sequence`` (the CloudEvents sequence extension): the event's number within its
+  subject, 1, 2, 3... without gaps, as a zero-padded decimal string, because the
+  extension compares sequence values as strings;
+- ``twinseq``: the event's position among all events (the table's ``seq``), the cursor
+  of ``events_after`` and of the replay endpoint.
+
+The per-subject number comes from a ``counters`` row (``event:<subject>``) locked until
+the transaction ends. In a transaction that also appends an audit record, append the
+audit record first: then every transaction takes the audit lock before any event lock,
+and two of them can never wait on each other.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serving.store._tables import Delivery, Event, SubjectCounter, Webhook
+from serving.store._audit import json_object
+from serving.store._db import StoreError, lock_counter, set_counter, text_limit
+from serving.store._tables import Delivery, Event, Webhook, utcnow
 
 __all__ = [
-    "ADVISORY_CLEARED", "ADVISORY_RAISED", "ASSET_UPDATED", "DECISION_ISSUED",
-    "DRIFT_DETECTED", "MODEL_ACTIVATED", "THRESHOLD_CROSSED", "emit", "events_after",
+    "ADVISORY_CLEARED",
+    "ADVISORY_RAISED",
+    "ASSET_UPDATED",
+    "DECISION_ISSUED",
+    "DRIFT_DETECTED",
+    "EVENT_TYPES",
+    "MODEL_ACTIVATED",
+    "THRESHOLD_CROSSED",
+    "emit",
+    "events_after",
 ]
 
 DECISION_ISSUED = "io.assettwin.decision.issued"
@@ -24,38 +51,102 @@ THRESHOLD_CROSSED = "io.assettwin.asset.threshold_crossed"
 DRIFT_DETECTED = "io.assettwin.drift.detected"
 MODEL_ACTIVATED = "io.assettwin.model.activated"
 ASSET_UPDATED = "io.assettwin.asset.updated"
+EVENT_TYPES = (
+    DECISION_ISSUED,
+    ADVISORY_RAISED,
+    ADVISORY_CLEARED,
+    THRESHOLD_CROSSED,
+    DRIFT_DETECTED,
+    MODEL_ACTIVATED,
+    ASSET_UPDATED,
+)
+
+_COUNTER_PREFIX = "event:"  # keeps event subjects apart from the audit chain's counter
+# The counter row's key is the prefix and the subject, in a column as wide as the subject.
+_SUBJECT_MAX = text_limit(Event.__table__.c.subject) - len(_COUNTER_PREFIX)
+_TYPE_MAX = text_limit(Event.__table__.c.type)
+_SEQUENCE_DIGITS = 19  # a BIGINT has at most 19 digits: every value sorts as text too
 
 
-def emit(session: Session, *, type: str, subject: str, data: dict[str, Any],
-         source: str = "/asset-twin", time: datetime | None = None) -> Event:
-    counter = session.get(SubjectCounter, f"event:{subject}", with_for_update=True)
-    if counter is None:
-        counter = SubjectCounter(subject=f"event:{subject}", last_seq=0, last_hash="")
-        session.add(counter)
-        session.flush()
-    counter.last_seq += 1
-    at = time or datetime.now(UTC)
-    envelope = {
-        "specversion": "1.0", "id": uuid.uuid4().hex, "source": source, "type": type,
-        "subject": subject, "time": at.isoformat(), "datacontenttype": "application/json",
-        "sequence": str(counter.last_seq), "data": data,
+def emit(
+    session: Session,
+    *,
+    type: str,
+    subject: str,
+    data: Mapping[str, Any],
+    source: str = "/asset-twin",
+    time: datetime | None = None,
+) -> Event:
+    """Write one event, and one pending delivery per active webhook that wants its type,
+    in the caller's transaction."""
+    # Other types are allowed (the constants are ours, not a closed list of the spec).
+    if not isinstance(type, str) or not type or len(type) > _TYPE_MAX:
+        raise StoreError("type", type, f"a non-empty string of at most {_TYPE_MAX}")
+    if not isinstance(subject, str) or not subject or len(subject) > _SUBJECT_MAX:
+        raise StoreError("subject", subject, f"a non-empty string of at most {_SUBJECT_MAX}")
+    if not isinstance(source, str) or not source:
+        raise StoreError("source", source, "a non-empty URI reference such as /asset-twin")
+    clean_data = json_object("data", data)  # PostgreSQL refuses NaN; say so here, clearly
+    if time is None:
+        time = utcnow()
+    elif not isinstance(time, datetime) or time.tzinfo is None:
+        raise StoreError("time", time, "a timezone-aware datetime")
+    time = time.astimezone(UTC)
+
+    counter = _COUNTER_PREFIX + subject
+    last, _ = lock_counter(session, counter)
+    number = last + 1
+    set_counter(session, counter, number)
+    envelope: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": uuid.uuid4().hex,
+        "source": source,
+        "type": type,
+        "subject": subject,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "datacontenttype": "application/json",
+        "sequence": f"{number:0{_SEQUENCE_DIGITS}d}",
+        "data": clean_data,
     }
-    event = Event(id=envelope["id"], type=type, subject=subject,
-                  subject_seq=counter.last_seq, time=at, envelope=envelope)
+    event = Event(
+        id=envelope["id"],
+        type=type,
+        subject=subject,
+        subject_seq=number,
+        time=time,
+        envelope=envelope,
+        mqtt_published=False,
+    )
     session.add(event)
-    session.flush()
+    session.flush()  # the global seq is the table's autoincrement
     event.envelope = {**envelope, "twinseq": event.seq}
-    for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True))).all():
+
+    hooks = session.scalars(select(Webhook).where(Webhook.active.is_(True)).order_by(Webhook.id))
+    for hook in hooks:
         if not hook.event_types or type in hook.event_types:
-            session.add(Delivery(webhook_id=hook.id, event_seq=event.seq))
+            session.add(Delivery(webhook_id=hook.id, event_seq=event.seq, status="pending"))
+    session.flush()
     return event
 
 
-def events_after(session: Session, after_seq: int, *, limit: int = 100,
-                 types: list[str] | None = None, subject: str | None = None) -> list[Event]:
-    q = select(Event).where(Event.seq > after_seq)
-    if types:
-        q = q.where(Event.type.in_(types))
-    if subject:
-        q = q.where(Event.subject == subject)
-    return list(session.scalars(q.order_by(Event.seq).limit(limit)).all())
+def events_after(
+    session: Session,
+    after_seq: int,
+    *,
+    limit: int = 100,
+    types: Iterable[str] | None = None,
+    subject: str | None = None,
+) -> list[Event]:
+    """Events with ``seq`` above ``after_seq``, oldest first, at most ``limit``; pass the
+    last one's ``seq`` to get the next page."""
+    if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+        raise StoreError("after_seq", after_seq, "an integer >= 0")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise StoreError("limit", limit, "an integer >= 1")
+    query = select(Event).where(Event.seq > after_seq)
+    if types is not None:
+        wanted = [types] if isinstance(types, str) else list(types)
+        query = query.where(Event.type.in_(wanted))
+    if subject is not None:
+        query = query.where(Event.subject == subject)
+    return list(session.scalars(query.order_by(Event.seq).limit(limit)))

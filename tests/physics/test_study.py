@@ -246,7 +246,7 @@ def test_trajectories_are_stored_on_the_sampling_grid(spec, tmp_path: Path) -> N
         (["--n", "5", "--workers", "-2"], "error: workers: -2 must be >= 0 (0 = one per core)"),
         (
             ["--n", "5", "--doe", "grid"],
-            "error: levels: 3 levels over 19 factors make 573,956,280 grid points, more than "
+            "error: levels: 3 levels over 20 factors make 1,721,868,840 grid points, more than "
             "1,000,000; use fewer levels or another method",
         ),
     ],
