@@ -65,28 +65,4 @@ def create(name: str, scopes: tuple[str, ...], database_url: str | None) -> None
     click.echo(token)
 
 
-@click.group()
-def audit() -> None:
-    """The audit trail."""
-
-
-@audit.command("verify")
-@click.option("--db", "database_url", help="SQLAlchemy URL (default TWIN_DATABASE_URL).")
-def verify(database_url: str | None) -> None:
-    """Check the hash chain; name the first broken record."""
-    from serving._settings import Settings
-    from serving.store._audit import verify_chain
-    from serving.store._db import open_store
-
-    settings = Settings.from_env(database_url=database_url)
-    store = open_store(settings.database_url)
-    try:
-        with store.session(readonly=True) as s:
-            report = verify_chain(s)
-    finally:
-        store.close()
-    if report.ok:
-        click.echo(f"audit chain OK: {report.records} records")
-        return
-    click.echo(f"audit chain BROKEN at record {report.first_broken}: {report.reason}")
-    raise SystemExit(1)
+from serving._cli_audit import audit  # noqa: E402  (the store's own command group)

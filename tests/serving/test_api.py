@@ -288,6 +288,8 @@ def test_events_replay_in_order_and_the_audit_chain_detects_tampering(
     from serving.cli import audit
 
     orders = service["orders"]
+    assert orders.post("/v1/work-orders/WO-EV/assessment",
+                       json=job_order("M-01")).status_code == 200
     first = orders.get("/v1/events", params={"after_seq": 0, "limit": 1000}).json()["events"]
     seqs = [e["twinseq"] for e in first]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
