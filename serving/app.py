@@ -7,6 +7,7 @@ sessions are opened once in the lifespan and live in ``app.state.ctx``. Errors a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -121,9 +122,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("dev mode: authentication is OFF; every caller has every scope")
         log.info("serving %s on %s", ", ".join(ctx.models.names()) or "no model",
                  store)
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        closers: list[Any] = []
+        if settings.webhooks:
+            from serving._webhooks import Dispatcher, run_dispatcher
+
+            dispatcher = Dispatcher(store.session)
+            closers.append(dispatcher)
+            tasks.append(asyncio.create_task(run_dispatcher(dispatcher, stop)))
+        if settings.mqtt_url:
+            from urllib.parse import urlparse
+
+            from serving._mqtt import MqttPublisher, run_mqtt
+
+            broker = urlparse(settings.mqtt_url)
+            publisher = MqttPublisher(broker.hostname or "127.0.0.1", broker.port or 1883)
+            closers.append(publisher)
+            tasks.append(asyncio.create_task(run_mqtt(publisher, store.session, stop)))
         try:
             yield
         finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for c in closers:
+                c.close()
             store.close()
 
     description = (

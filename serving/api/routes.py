@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from serving._completion import end_state, residuals
 from serving._errors import BadRequest, Conflict, FieldError, NotFound
 from serving._orders import check_asset_values, order_values, quality_limits
 from serving._predict import predict_rows
-from serving._schemas import AssetIn, CompletionIn, JobOrderIn, predict_request_model
+from serving._schemas import AssetIn, CompletionIn, JobOrderIn, WebhookIn, predict_request_model
 from serving._settings import Settings
 from serving.store._assets import lock_asset
 from serving.store._audit import append_audit
@@ -35,7 +36,7 @@ from serving.store._outbox import (
     emit,
     events_after,
 )
-from serving.store._tables import Assessment, Asset, Completion, IdempotencyRecord
+from serving.store._tables import Assessment, Asset, Completion, IdempotencyRecord, Webhook
 
 __all__ = ["include"]
 
@@ -408,6 +409,27 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
             rows = events_after(s, after_seq, limit=limit)
             return {"events": [e.envelope for e in rows],
                     "last_seq": rows[-1].seq if rows else after_seq}
+
+    @r.post("/v1/webhooks", tags=["events"], status_code=201)
+    def add_webhook(body: WebhookIn, request: Request, caller: AdminCaller) -> dict[str, Any]:
+        from serving._webhooks import new_secret
+
+        hook = Webhook(id=uuid.uuid4().hex[:16], url=body.url, secret=new_secret(),
+                       event_types=body.event_types, active=True)
+        with _ctx(request).store.session() as s:
+            s.add(hook)
+            append_audit(s, kind="webhook", subject=f"webhook/{hook.id}", caller=caller.name,
+                         inputs=body.model_dump(mode="json"), outputs={"id": hook.id})
+        # The secret is shown once: the receiver verifies signatures with it.
+        return {"id": hook.id, "url": hook.url, "event_types": hook.event_types,
+                "secret": hook.secret}
+
+    @r.get("/v1/webhooks", tags=["events"])
+    def list_webhooks(request: Request, caller: AdminCaller) -> dict[str, Any]:
+        with _ctx(request).store.session(readonly=True) as s:
+            hooks = s.scalars(select(Webhook).order_by(Webhook.created_at)).all()
+            return {"webhooks": [{"id": h.id, "url": h.url, "event_types": h.event_types,
+                                  "active": h.active} for h in hooks]}
 
     app.include_router(r)
 

@@ -5,6 +5,7 @@ SQLite and PostgreSQL), events and the audit chain."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -142,8 +143,8 @@ def test_predict_matches_the_pytorch_surrogate_and_flags_the_domain(
     r = service["predict"].post("/v1/models/milling_spindle/predict", json={"rows": rows})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model"]["bundle_hash"] == service["trained"].bundle.joinpath(
-        "signature.json").read_text().split('"bundle_hash": "')[1][:64]
+    signature = json.loads((service["trained"].bundle / "signature.json").read_text())
+    assert body["model"]["bundle_hash"] == signature["bundle_hash"]
     import pandas as pd
 
     ref = s.predict(s.raw(pd.DataFrame(rows)))
@@ -345,3 +346,47 @@ def test_concurrent_completions_on_one_machine_lose_no_update(
             state = d["state_after"]["bearing_damage"]
         assert asset["state"]["bearing_damage"] == pytest.approx(state)
         assert asset["revision"] == 1 + n
+
+
+def test_a_registered_webhook_receives_the_signed_decision(service: dict[str, Any]) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from serving._webhooks import verify
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        admin = service["admin"]
+        assert service["orders"].post("/v1/webhooks", json={"url": "http://x"}).status_code == 403
+        hook = admin.post("/v1/webhooks", json={
+            "url": f"http://127.0.0.1:{receiver.server_port}/events",
+            "event_types": ["io.assettwin.decision.issued"]}).json()
+        assert hook["secret"].startswith("whsec_")
+        r = service["orders"].post("/v1/work-orders/WO-HOOK/assessment", json=job_order("M-01"))
+        decision = r.json()["decision"]
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (headers, body), *_ = got
+        verify(hook["secret"], headers, body)  # raises if the signature is wrong
+        event = json.loads(body)
+        assert headers["content-type"] == "application/cloudevents+json"
+        assert event["type"] == "io.assettwin.decision.issued"
+        assert event["subject"] == "work-order/WO-HOOK"
+        assert event["data"]["decision"] == decision
+        listed = admin.get("/v1/webhooks").json()["webhooks"]
+        assert [h["id"] for h in listed] == [hook["id"]] and "secret" not in listed[0]
+    finally:
+        receiver.shutdown()
