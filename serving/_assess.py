@@ -231,7 +231,7 @@ def _passing(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> np
     return ok
 
 
-def _objective(pred: Prediction, i: int, policy: Policy, key: str) -> float:
+def _objective(pred: Prediction, i: int, key: str) -> float:
     return float(pred.column(key)[i])
 
 
@@ -374,7 +374,7 @@ def assess(
         k, meta = best
         checks = _checks(pred, k, order.limits, policy)
         obj = policy.adjustment.objective
-        before, after = _objective(pred, 0, policy, obj), _objective(pred, k, policy, obj)
+        before, after = _objective(pred, 0, obj), _objective(pred, k, obj)
         decision = _decision(
             "RELEASE_WITH_ADJUSTMENT", [*failing, "ADJUSTMENT_FOUND"],
             f"the adjusted setting clears {', '.join(failing)}; of the settings that pass, "
@@ -420,8 +420,8 @@ def _best_adjustment(
     for k, meta in zip(range(sc.rows.start, sc.rows.stop), sc.meta, strict=True):
         if not passing[k]:
             continue
-        key = (_objective(pred, k, policy, adj.objective),
-               _objective(pred, k, policy, adj.tie_break) if adj.tie_break else 0.0)
+        key = (_objective(pred, k, adj.objective),
+               _objective(pred, k, adj.tie_break) if adj.tie_break else 0.0)
         if best is None or key < best[:2]:
             best = (*key, k, meta)
     return None if best is None else (best[2], best[3])
@@ -438,7 +438,7 @@ def _alternates(
         ranked.append({
             "equipment_id": meta["equipment_id"],
             "objective": {"kpi": policy.reroute.objective,
-                          "value": _objective(pred, k, policy, policy.reroute.objective)},
+                          "value": _objective(pred, k, policy.reroute.objective)},
             "max_p_out_of_spec": max((q["p_out_of_spec"] for q in checks["quality"]),
                                      default=0.0),
         })

@@ -17,6 +17,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,14 @@ class LoadedModel:
         cols = [(c["name"], c["kind"], c.get("unit"), c.get("choices")) for c in self.inputs]
         return hashlib.sha256(json.dumps(cols).encode()).hexdigest()
 
+    @cached_property
+    def _io(self) -> tuple[list[str], str]:
+        return [o.name for o in self.session.get_outputs()], self.signature["model"]["input"]
+
     def run(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of the graph for rows [N, inputs] (float32)."""
-        names = [o.name for o in self.session.get_outputs()]
-        values = self.session.run(names, {self.signature["model"]["input"]: raw})
-        return dict(zip(names, values, strict=True))
+        names, input_name = self._io
+        return dict(zip(names, self.session.run(names, {input_name: raw}), strict=True))
 
     def describe(self) -> dict[str, Any]:
         sig = self.signature

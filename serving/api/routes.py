@@ -21,7 +21,7 @@ from physics.spec import TwinSpec
 from serving._assess import AssetView, OrderView, assess, health_index, health_status
 from serving._auth import DEV_CALLER, Caller
 from serving._completion import end_state, residuals
-from serving._errors import BadRequest, Conflict, FieldError, NotFound
+from serving._errors import Conflict, FieldError, NotFound
 from serving._orders import check_asset_values, order_values, quality_limits
 from serving._predict import predict_rows
 from serving._schemas import AssetIn, CompletionIn, JobOrderIn, WebhookIn, predict_request_model
@@ -111,6 +111,12 @@ def _remember(session: Any, caller: Caller, key: str | None, request: Request, b
         session.add(IdempotencyRecord(
             caller=caller.name, key=key, method=request.method, path=request.url.path,
             request_hash=_body_hash(body), status_code=status, response=response))
+
+
+def _no_asset(equipment_id: str) -> NotFound:
+    return NotFound(f"no asset {equipment_id!r} is registered",
+                    [FieldError("equipment_id", equipment_id,
+                                "a registered asset (PUT /v1/assets/{equipment_id})")])
 
 
 def _asset_view(row: Asset) -> AssetView:
@@ -227,8 +233,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
         with _ctx(request).store.session(readonly=True) as s:
             row = s.get(Asset, equipment_id)
             if row is None:
-                raise NotFound(f"no asset {equipment_id!r} is registered",
-                               [FieldError("equipment_id", equipment_id, "a registered asset")])
+                raise _no_asset(equipment_id)
             return _asset_out(row)
 
     @r.get("/v1/assets", tags=["assets"])
@@ -247,9 +252,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
                 return replay
             row = s.get(Asset, body.equipment_id)
             if row is None:
-                raise NotFound(f"no asset {body.equipment_id!r} is registered",
-                               [FieldError("equipment_id", body.equipment_id,
-                                           "a registered asset (PUT /v1/assets/{id})")])
+                raise _no_asset(body.equipment_id)
             asset = _asset_view(row)
             others = [
                 _asset_view(a) for a in s.scalars(
@@ -322,9 +325,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
             # one machine advance its state one after the other.
             row = lock_asset(s, body.equipment_id)
             if row is None:
-                raise NotFound(f"no asset {body.equipment_id!r} is registered",
-                               [FieldError("equipment_id", body.equipment_id,
-                                           "a registered asset")])
+                raise _no_asset(body.equipment_id)
             if s.get(Completion, job_order_id) is not None:
                 raise Conflict(f"work order {job_order_id!r} is already completed",
                                [FieldError("job_order_id", job_order_id,
@@ -461,4 +462,3 @@ def _predict_route(r: APIRouter, spec: TwinSpec, settings: Settings) -> None:
     r.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"],
                     tags=["models"], summary=f"Raw predictions of {name}",
                     description=spec.description)
-    _ = BadRequest  # raised by the helpers above

@@ -101,3 +101,11 @@ def store(store_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def db(store: Store) -> Iterator[object]:
+    """The store's session factory and dialect, for the event-delivery tests."""
+    from tests.serving._db import Db
+
+    yield Db(session=store.session, dialect=store.engine.dialect.name)

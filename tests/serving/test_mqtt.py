@@ -5,7 +5,6 @@ Each test uses its own random topic prefix so parallel runs do not see each othe
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import queue
@@ -13,21 +12,17 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
 from serving import _mqtt
 from serving._mqtt import MqttError, MqttPublisher, run_mqtt, topic_for
-from serving._webhooks import SessionFactory
-from serving.store._tables import Base, Delivery, Event, Webhook
+from serving.store._tables import Event
+from tests.serving._db import Db, emit
 
 BROKER = ("127.0.0.1", 1883)
 WAIT_S = 5.0
@@ -46,82 +41,6 @@ def _require(host: str, port: int, what: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{what} on {host}:{port} is required when CI is set")
         pytest.skip(f"no {what} on {host}:{port}")
-
-
-@dataclass
-class Db:
-    session: SessionFactory
-    dialect: str
-
-
-@pytest.fixture
-def db(request: pytest.FixtureRequest, store_url: str) -> Iterator[Db]:
-    """The service's tables on ``store_url`` (a SQLite file, a PostgreSQL schema).
-
-    Uses the project's ``store`` fixture (migrated by ``open_store``) once
-    ``serving.store`` provides it; until then the tables are created directly.
-    """
-    if not hasattr(importlib.import_module("serving.store"), "open_store"):
-        engine = create_engine(store_url)
-        Base.metadata.create_all(engine)
-
-        @contextmanager
-        def session() -> Iterator[Session]:
-            with Session(engine, expire_on_commit=False) as s, s.begin():
-                yield s
-
-        yield Db(session=session, dialect=engine.dialect.name)
-        engine.dispose()
-        return
-    store = request.getfixturevalue("store")
-    yield Db(session=store.session, dialect=store.engine.dialect.name)
-
-
-def _emit_rows(session: Session, *, type: str, subject: str, data: dict[str, Any]) -> None:
-    """The outbox's rows written by hand, for as long as ``serving.store._outbox`` is
-    missing, and for subjects the outbox may refuse."""
-    n = session.scalar(select(func.count()).select_from(Event).where(Event.subject == subject))
-    at = datetime.now(UTC)
-    envelope = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/asset-twin/test",
-        "type": type,
-        "subject": subject,
-        "subjectseq": (n or 0) + 1,
-        "time": at.isoformat(),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    event = Event(
-        id=envelope["id"],
-        type=type,
-        subject=subject,
-        subject_seq=envelope["subjectseq"],
-        time=at,
-        envelope=envelope,
-    )
-    session.add(event)
-    session.flush()
-    for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True))):
-        if not hook.event_types or type in hook.event_types:
-            session.add(Delivery(webhook_id=hook.id, event_seq=event.seq))
-
-
-def emit(
-    db: Db, type_: str, subject: str, data: dict[str, Any], *, by_hand: bool = False
-) -> dict[str, Any]:
-    """Emit through the outbox (``serving.store._outbox.emit``); return the envelope."""
-    try:
-        from serving.store._outbox import emit as outbox_emit
-    except ImportError:
-        outbox_emit = _emit_rows
-    with db.session() as s:
-        (_emit_rows if by_hand else outbox_emit)(s, type=type_, subject=subject, data=data)
-        s.flush()
-        envelope = s.scalar(select(Event.envelope).order_by(Event.seq.desc()).limit(1))
-    assert isinstance(envelope, dict)
-    return envelope
 
 
 @dataclass
@@ -167,7 +86,7 @@ def test_publishes_every_event_in_order_then_nothing(db: Db, subscriber: Subscri
         emit(db, "decision.issued", "asset/M-01", {"n": 1}),
         emit(db, "advisory.raised", "asset/M-01", {"n": 2}),
         emit(db, "model.activated", "model/press-fit", {"n": 3}),
-        emit(db, "decision.issued", "line+1/#cell", {"n": 4}, by_hand=True),
+        emit(db, "decision.issued", "line+1/#cell", {"n": 4}),
         emit(db, "decision.issued", "asset/M-01", {"n": 5, "text": "Prüfung"}),
     ]
     with MqttPublisher(*BROKER, topic_prefix=subscriber.prefix) as publisher:

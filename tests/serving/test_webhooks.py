@@ -8,14 +8,12 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import importlib
 import json
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,14 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from serving._webhooks import (
     CONTENT_TYPE,
     DeliveryStats,
     Dispatcher,
-    SessionFactory,
     SignatureError,
     backlog,
     new_secret,
@@ -38,7 +34,8 @@ from serving._webhooks import (
     sign,
     verify,
 )
-from serving.store._tables import Base, Delivery, Event, Webhook
+from serving.store._tables import Delivery, Webhook
+from tests.serving._db import Db, emit
 
 # --- signing ---------------------------------------------------------------------------
 
@@ -129,85 +126,6 @@ def test_verify_names_a_missing_or_bad_header() -> None:
 def test_sign_refuses_a_secret_that_is_not_base64() -> None:
     with pytest.raises(ValueError, match="invalid base64"):
         sign("whsec_not*base64", MSG_ID, TS, BODY)
-
-
-# --- a database with the service's tables -----------------------------------------------
-
-
-@dataclass
-class Db:
-    session: SessionFactory
-    dialect: str
-
-
-@pytest.fixture
-def db(request: pytest.FixtureRequest, store_url: str) -> Iterator[Db]:
-    """The service's tables on ``store_url`` (a SQLite file, a PostgreSQL schema).
-
-    Uses the project's ``store`` fixture (migrated by ``open_store``) once
-    ``serving.store`` provides it; until then the tables are created directly.
-    """
-    if not hasattr(importlib.import_module("serving.store"), "open_store"):
-        engine = create_engine(store_url)
-        Base.metadata.create_all(engine)
-
-        @contextmanager
-        def session() -> Iterator[Session]:
-            with Session(engine, expire_on_commit=False) as s, s.begin():
-                yield s
-
-        yield Db(session=session, dialect=engine.dialect.name)
-        engine.dispose()
-        return
-    store = request.getfixturevalue("store")
-    yield Db(session=store.session, dialect=store.engine.dialect.name)
-
-
-def _emit_rows(session: Session, *, type: str, subject: str, data: dict[str, Any]) -> None:
-    """The outbox's rows written by hand, for as long as ``serving.store._outbox`` is
-    missing, and for subjects the outbox may refuse."""
-    n = session.scalar(select(func.count()).select_from(Event).where(Event.subject == subject))
-    at = datetime.now(UTC)
-    envelope = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/asset-twin/test",
-        "type": type,
-        "subject": subject,
-        "subjectseq": (n or 0) + 1,
-        "time": at.isoformat(),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    event = Event(
-        id=envelope["id"],
-        type=type,
-        subject=subject,
-        subject_seq=envelope["subjectseq"],
-        time=at,
-        envelope=envelope,
-    )
-    session.add(event)
-    session.flush()
-    for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True))):
-        if not hook.event_types or type in hook.event_types:
-            session.add(Delivery(webhook_id=hook.id, event_seq=event.seq))
-
-
-def emit(
-    db: Db, type_: str, subject: str, data: dict[str, Any], *, by_hand: bool = False
-) -> dict[str, Any]:
-    """Emit through the outbox (``serving.store._outbox.emit``); return the envelope."""
-    try:
-        from serving.store._outbox import emit as outbox_emit
-    except ImportError:
-        outbox_emit = _emit_rows
-    with db.session() as s:
-        (_emit_rows if by_hand else outbox_emit)(s, type=type_, subject=subject, data=data)
-        s.flush()
-        envelope = s.scalar(select(Event.envelope).order_by(Event.seq.desc()).limit(1))
-    assert isinstance(envelope, dict)
-    return envelope
 
 
 def add_webhook(db: Db, url: str, event_types: list[str] | None = None) -> tuple[str, str]:
