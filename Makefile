@@ -33,6 +33,8 @@ demo: setup
 	$(BIN)/twin export $(OUT)/surrogate --out $(OUT)/bundle
 	$(BIN)/twin verify $(OUT)/bundle --n 500 --seed 9001
 	$(BIN)/twin promote milling_spindle || echo "not promoted: the gate above lists what it misses"
+	$(BIN)/twin mes simulate --serve $(OUT)/bundle --db sqlite:///$(OUT)/twin.db \
+		--json $(OUT)/shift.json
 
 test: setup
 	$(BIN)/python -m pytest

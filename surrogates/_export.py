@@ -377,7 +377,12 @@ def parity(s: Surrogate, sess: Any, raw: np.ndarray) -> dict[str, float]:
     Relative to each KPI's scale (the largest magnitude of its mean, interval and spread
     over the rows): std, lower and upper are in the KPI's unit, and a spread that is a
     difference of nearly equal members is measured against the KPI, not against itself.
+
+    Both sides see the rows as the graph does, rounded to float32: the spec's integer
+    steps (tools per order: floor(1 / wear per part)) flip where float64 and float32
+    inputs straddle one, which is a difference of inputs, not of the two computations.
     """
+    raw = np.asarray(raw, dtype=np.float32).astype(np.float64)
     ref = s.predict(raw)
     got = run(sess, raw)
     out: dict[str, float] = {}

@@ -54,9 +54,47 @@ class Feature:
     log: bool
 
 
+# A seen extreme within this many mean sample spacings of the DOE's declared bound
+# stands for the bound (see ``design_bounds``).
+REACH_SPACINGS = 10.0
+
+
+def design_bounds(spec: TwinSpec, key: str, low: float, high: float, n: int) -> tuple[float, float]:
+    """The training domain of a numeric column: the seen range ``[low, high]`` of ``n``
+    rows, widened to the DOE's declared bound at each end the rows reach.
+
+    A space-filling or random design of n rows leaves a gap of about span / n between
+    its extreme samples and the bounds it draws from (the chance that a uniform sample
+    leaves a gap over k spacings is about exp(-k)); a state such as a warm spindle
+    (warm-up 1, the bound) lies in the design, not outside it. An end the rows stop
+    short of by more than ``REACH_SPACINGS`` spacings (a dataset drawn over a narrower
+    range than the spec declares) keeps its seen value. Spacings are measured in log
+    space for a log-uniform factor.
+    """
+    factor = spec.doe.factors.get(key) if spec.doe is not None else None
+    if factor is None or factor.distribution not in ("uniform", "loguniform") or n < 2:
+        return low, high
+    _, dlow, dhigh = spec.factor_domain(key)
+    dlow = dlow if factor.low is None else factor.low
+    dhigh = dhigh if factor.high is None else factor.high
+    if dlow is None or dhigh is None or not dlow <= low <= high <= dhigh:
+        return low, high
+    log = factor.distribution == "loguniform" and dlow > 0
+
+    def at(v: float) -> float:
+        return float(np.log(v)) if log else v
+
+    reach = REACH_SPACINGS * (at(dhigh) - at(dlow)) / n
+    new_low = float(dlow) if at(low) - at(dlow) <= reach else low
+    new_high = float(dhigh) if at(dhigh) - at(high) <= reach else high
+    return new_low, new_high
+
+
 def input_columns(spec: TwinSpec, frame: Any) -> list[InputColumn]:
-    """The input row of ``spec`` with the bounds seen in ``frame`` (the training rows)."""
+    """The input row of ``spec`` with the training domain of ``frame`` (the training
+    rows): the choices seen, and numeric ranges by ``design_bounds``."""
     columns: list[InputColumn] = []
+    n = len(frame)
     for key, inp in spec.inputs.items():
         if inp.kind == "categorical":
             choices = tuple(inp.choice_names)
@@ -66,19 +104,17 @@ def input_columns(spec: TwinSpec, frame: Any) -> list[InputColumn]:
             )
             continue
         values = frame[key].to_numpy(dtype=np.float64)
-        columns.append(
-            InputColumn(
-                key, inp.kind, inp.unit, float(values.min()), float(values.max()), (), inp.source
-            )
-        )
+        low, high = design_bounds(spec, key, float(values.min()), float(values.max()), n)
+        columns.append(InputColumn(key, inp.kind, inp.unit, low, high, (), inp.source))
     q = frame["quantity"].to_numpy(dtype=np.float64)
+    low, high = design_bounds(spec, "quantity", float(q.min()), float(q.max()), n)
     columns.append(
         InputColumn(
             "quantity",
             "integer" if spec.quantity.integer else "real",
             spec.quantity.unit,
-            float(q.min()),
-            float(q.max()),
+            low,
+            high,
             (),
             "quantity",
         )

@@ -169,3 +169,21 @@ def test_device_is_checked() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available here"):
             pick_device("cuda")
+
+
+def test_training_domain_reaches_the_design_bounds_its_rows_reach(spindle_spec) -> None:  # type: ignore[no-untyped-def]
+    from surrogates._features import design_bounds
+
+    s = spindle_spec
+    # warmup is drawn uniformly on [0, 1]: 10,000 rows reaching 3e-4 of each end stand
+    # for the whole design (10 spacings: 1e-3); a warm spindle (1.0) is in the domain.
+    assert design_bounds(s, "warmup", 3e-4, 1 - 3e-4, 10_000) == (0.0, 1.0)
+    assert design_bounds(s, "warmup", 3e-4, 0.9, 10_000) == (0.0, 0.9)
+    assert design_bounds(s, "warmup", 2e-3, 1.0, 10_000) == (2e-3, 1.0)
+    # spindle_speed is log-uniform on [800, 24000]: spacings in log space (10 of 1,000
+    # rows: ln(30) / 100 = 0.034); 805 rpm is 0.006 in, 1000 rpm 0.22.
+    assert design_bounds(s, "spindle_speed", 805.0, 23_900.0, 1_000) == (800.0, 24_000.0)
+    assert design_bounds(s, "spindle_speed", 1_000.0, 23_900.0, 1_000) == (1_000.0, 24_000.0)
+    # Not a factor (held fixed by the DOE), and rows outside the declared range: as seen.
+    assert design_bounds(s, "coolant_temperature", 20.0, 20.0, 1_000) == (20.0, 20.0)
+    assert design_bounds(s, "warmup", 3e-4, 1.5, 10_000) == (3e-4, 1.5)

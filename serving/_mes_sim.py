@@ -1,0 +1,504 @@
+"""`twin mes simulate`: an MES playing a shift against a running service, over HTTP.
+
+The shift file names the machines (their state, environment, external ids) and the job
+orders. The simulated MES registers the machines, then, order by order, asks for an
+assessment and acts on the decision as a shop would:
+
+* RELEASE: the order runs on the machine;
+* RELEASE_WITH_ADJUSTMENT: the MES takes the proposed setting and asks again;
+* MAINTAIN_FIRST: the maintenance is done (the CMMS reports the state after it with
+  ``PUT /v1/assets``) and the MES asks again;
+* REROUTE: the MES moves the order to the first-ranked machine and asks again;
+* HOLD_FOR_REVIEW, UNDECIDED: the order waits for a person; nothing runs.
+
+A released order runs on the FMU of the twin spec (the physics stands in for the shop
+floor), from the machine's state as the service holds it; the completion reports the
+parts made, the measured quality per characteristic, a broken tool, and the tool's
+measured wear where the machine has a tool probe. The MES replaces the tool after an
+order whose decision advised it or that broke the tool.
+
+Only this module imports the physics (fmpy); the service never does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["Shift", "load_shift", "mes", "play"]
+
+DEFAULT_SHIFT = Path("experiments/mes/shift.yaml")
+DEFAULT_SPEC = Path("experiments/specs/spindle.yaml")
+FOLLOW = {"RELEASE_WITH_ADJUSTMENT", "MAINTAIN_FIRST", "REROUTE"}
+MAX_ASKS = 4  # an order is assessed at most this often before the MES gives up
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MachineIn(_Strict):
+    equipment_id: str = Field(min_length=1)
+    description: str = ""
+    external_ids: dict[str, str] = Field(default_factory=dict)
+    state: dict[str, float] = Field(default_factory=dict)
+    environment: dict[str, float] = Field(default_factory=dict)
+    tool_probe: bool = False
+    state_age_hours: float = Field(0.0, ge=0)
+
+
+class OrderIn(_Strict):
+    job_order_id: str = Field(min_length=1)
+    equipment_id: str = Field(min_length=1)
+    note: str = ""
+    planned_quantity: float = Field(gt=0)
+    parameters: dict[str, float | bool | str]
+    quality_specs: list[dict[str, Any]] = Field(default_factory=list)
+    execution_mode: str = "Production"
+
+
+class Shift(_Strict):
+    asset_type: str
+    machines: list[MachineIn] = Field(min_length=1)
+    orders: list[OrderIn] = Field(min_length=1)
+
+
+class SimError(Exception):
+    """What the simulation cannot go on with: exit 2, one clear line."""
+
+
+def load_shift(path: Path) -> Shift:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SimError(f"--shift: {path} does not exist") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SimError(f"--shift: {path} is not a YAML file ({exc})") from None
+    try:
+        shift = Shift.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                 for e in exc.errors()]
+        raise SimError(f"{path}: not a valid shift:\n  " + "\n  ".join(lines)) from None
+    known = {m.equipment_id for m in shift.machines}
+    for n, o in enumerate(shift.orders):
+        if o.equipment_id not in known:
+            raise SimError(f"{path}: orders.{n}.equipment_id: {o.equipment_id!r} is not one "
+                           f"of the shift's machines ({', '.join(sorted(known))})")
+    return shift
+
+
+class Api:
+    """The service as the MES sees it; a non-2xx answer raises SimError with the problem."""
+
+    def __init__(self, url: str, api_key: str | None, timeout: float = 30.0) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.url = url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
+        import httpx
+
+        try:
+            resp = self._http.request(method, path, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise SimError(f"{method} {self.url}{path}: {exc}") from None
+        if resp.status_code >= 300:
+            try:
+                p = resp.json()
+                detail = p.get("detail", "")
+                errs = "; ".join(f"{e.get('field')}={e.get('value')!r}: {e.get('expected')}"
+                                 for e in p.get("errors", []))
+                text = f"{p.get('title', '')}: {detail}" + (f" ({errs})" if errs else "")
+            except ValueError:
+                text = resp.text[:300]
+            raise SimError(f"{method} {path}: {resp.status_code} {text}")
+        out: dict[str, Any] = resp.json()
+        return out
+
+
+@dataclass
+class Outcome:
+    """One order of the shift: every decision asked for it, and what ran."""
+
+    order: OrderIn
+    steps: list[dict[str, Any]] = field(default_factory=list)  # decision per assessment
+    actions: list[str] = field(default_factory=list)
+    ran_on: str | None = None
+    kpis: dict[str, float] | None = None
+    completion: dict[str, Any] | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.steps[-1]
+
+
+def _order_body(order: OrderIn, equipment_id: str, params: dict[str, Any],
+                start: datetime) -> dict[str, Any]:
+    return {
+        "equipment_id": equipment_id,
+        "job_order_parameters": [{"id": k, "value": v} for k, v in params.items()],
+        "planned_quantity": order.planned_quantity,
+        "quality_specs": order.quality_specs,
+        "execution_mode": order.execution_mode,
+        "start_time": start.isoformat(),
+    }
+
+
+def register(api: Api, shift: Shift, now: datetime) -> None:
+    for m in shift.machines:
+        api.call("PUT", f"/v1/assets/{m.equipment_id}", {
+            "asset_type": shift.asset_type, "description": m.description,
+            "external_ids": m.external_ids, "state": m.state, "environment": m.environment,
+            "state_measured_at": (now - timedelta(hours=m.state_age_hours)).isoformat(),
+            "device_health": "NORMAL",
+        })
+
+
+def _put_state(api: Api, equipment_id: str, state: dict[str, float], now: datetime) -> None:
+    """The CMMS reports the machine after maintenance: the same asset, a new state."""
+    a = api.call("GET", f"/v1/assets/{equipment_id}")
+    api.call("PUT", f"/v1/assets/{equipment_id}", {
+        "asset_type": a["asset_type"], "description": a["description"],
+        "external_ids": a["external_ids"], "state": {**a["state"], **state},
+        "environment": a["environment"], "state_measured_at": now.isoformat(),
+        "device_health": "NORMAL",
+    })
+
+
+Runner = Callable[[dict[str, Any], float], dict[str, float]]
+Chars = tuple[str, str, str | None]  # quality KPI, characteristic id, unit
+
+
+def play_order(api: Api, order: OrderIn, job_id: str, run: Runner, chars: list[Chars],
+               probes: set[str], clock: datetime) -> Outcome:
+    out = Outcome(order)
+    params: dict[str, Any] = dict(order.parameters)
+    machine = order.equipment_id
+    for ask in range(MAX_ASKS):
+        resp = api.call("POST", f"/v1/work-orders/{job_id}/assessment",
+                        _order_body(order, machine, params, clock),
+                        headers={"Idempotency-Key": f"{job_id}-{ask}"})
+        d = resp["decision"]
+        out.steps.append({"equipment_id": machine, **d,
+                          "advisories": resp.get("maintenance", {}).get("advisories", [])})
+        kind = d["type"]
+        if kind not in FOLLOW or ask == MAX_ASKS - 1:
+            break
+        if kind == "RELEASE_WITH_ADJUSTMENT":
+            change = {p["id"]: p["to"] for p in d["adjustment"]["parameters"]}
+            params.update(change)
+            out.actions.append("adjust " + ", ".join(
+                f"{p['id']} {_num(p['from'])}->{_num(p['to'])}"
+                for p in d["adjustment"]["parameters"]))
+        elif kind == "MAINTAIN_FIRST":
+            mf = d["maintenance_first"]
+            _put_state(api, machine, mf["state_after"], clock)
+            out.actions.append(f"{mf['action']} on {machine}")
+        else:  # REROUTE
+            machine = d["alternates"][0]["equipment_id"]
+            out.actions.append(f"reroute to {machine}")
+    if out.final["type"] != "RELEASE" and out.final["type"] not in (
+            "RELEASE_WITH_ADJUSTMENT",):
+        out.actions.append("held for a person" if out.final["type"] in (
+            "HOLD_FOR_REVIEW", "UNDECIDED") else "gave up")
+        return out
+    if out.final["type"] == "RELEASE_WITH_ADJUSTMENT":  # last ask: take it as proposed
+        params.update({p["id"]: p["to"] for p in out.final["adjustment"]["parameters"]})
+    asset = api.call("GET", f"/v1/assets/{machine}")
+    values = {**params, **asset["environment"], **asset["state"]}
+    kpis = run(values, order.planned_quantity)
+    out.ran_on, out.kpis = machine, kpis
+    broken = kpis.get("tool_broken_end", 0.0) > 0.5
+    advised = any(a["action"] == "replace_tool" for a in out.final["advisories"])
+    body: dict[str, Any] = {
+        "equipment_id": machine,
+        "parts_made": round(kpis.get("parts_completed", order.planned_quantity)),
+        "measured_quality": [
+            {"characteristic_id": c, "value": kpis[kpi], "unit": unit}
+            for kpi, c, unit in chars if kpi in kpis],
+        "tool_broken": broken,
+        "tool_changed": broken or advised,
+        "finished_at": clock.isoformat(),
+    }
+    if machine in probes and not body["tool_changed"] and "tool_wear_end" in kpis:
+        body["measured_state"] = {"tool_wear": min(1.0, kpis["tool_wear_end"])}
+    out.completion = api.call("POST", f"/v1/work-orders/{job_id}/completion", body,
+                              headers={"Idempotency-Key": f"{job_id}-done"})
+    if broken:
+        out.actions.append("tool broke")
+    if body["tool_changed"]:
+        out.actions.append("tool replaced after the order")
+    return out
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def play(api: Api, shift: Shift, run: Runner, chars: list[Chars], *, prefix: str,
+         echo: Callable[[str], None] = print) -> list[Outcome]:
+    """Register the machines and play every order; print one line per order as it ends."""
+    now = datetime.now(UTC)
+    register(api, shift, now)
+    probes = {m.equipment_id for m in shift.machines if m.tool_probe}
+    outcomes = []
+    echo(_row(("order", "machine", "material", "qty", "decision", "then", "reasons")))
+    for n, order in enumerate(shift.orders):
+        o = play_order(api, order, f"{prefix}{order.job_order_id}", run, chars, probes,
+                       now + timedelta(minutes=30 * n))
+        outcomes.append(o)
+        echo(_order_line(o))
+    return outcomes
+
+
+WIDTHS = (8, 8, 17, 4, 24, 24)
+
+
+def _row(cells: tuple[str, ...], widths: tuple[int, ...] = WIDTHS) -> str:
+    """Cells padded to ``widths``; the cells past them as they are."""
+    parts = [c.ljust(w) for c, w in zip(cells, widths, strict=False)]
+    return "  ".join(parts + list(cells[len(widths):])).rstrip()
+
+
+def _order_line(o: Outcome) -> str:
+    first, final = o.steps[0], o.final
+    chain = " > ".join(s["type"] for s in o.steps[1:])
+    reasons = ", ".join(c for c in first["reason_codes"])
+    return _row((o.order.job_order_id, o.order.equipment_id,
+                 str(o.order.parameters.get("material", "")), _num(o.order.planned_quantity),
+                 first["type"], chain or ("-" if final["type"] != "RELEASE" else "run"),
+                 reasons))
+
+
+def report(outcomes: list[Outcome], assets: list[dict[str, Any]], events: dict[str, int],
+           echo: Callable[[str], None] = print) -> None:
+    echo("")
+    echo("What the MES did, and what the shop floor (the FMU) measured:")
+    for o in outcomes:
+        acts = "; ".join(o.actions) or "-"
+        line = f"  {o.order.job_order_id}: {acts}"
+        if o.kpis is not None and o.completion is not None:
+            meas = ", ".join(
+                f"{r['characteristic_id']} {r['measured']:.3g} (pred {r['predicted']:.3g}, "
+                f"{'in' if r['inside'] else 'OUT of'} interval)"
+                for r in o.completion["residuals"])
+            line += (f"; ran on {o.ran_on}: {int(o.kpis.get('parts_completed', 0))} "
+                     f"parts; {meas}")
+        echo(line)
+        why = o.final.get("explanation", "")
+        if o.final["type"] != "RELEASE" or len(o.steps) == 1:
+            echo(f"      why: {why}")
+    echo("")
+    echo("Asset states at the end of the shift:")
+    head = ("machine", "health", "index", "VB mm", "bearing", "parts", "advisories")
+    w = (8, 20, 5, 6, 7, 5)
+    echo("  " + _row(head, w))
+    for a in assets:
+        adv = ", ".join(sorted({x["action"] for x in a.get("advisories", [])})) or "-"
+        st = a["state"]
+        echo("  " + _row((a["equipment_id"], a["device_health"], f"{a['health_index']:.2f}",
+                          f"{st.get('tool_wear', float('nan')):.3f}",
+                          f"{st.get('bearing_damage', float('nan')):.3f}",
+                          str(a["parts_made"]), adv), w))
+    echo("")
+    echo("Events emitted: " + ", ".join(f"{k} {v}" for k, v in sorted(events.items())))
+
+
+def _fmu_runner(spec_path: Path) -> tuple[Runner, Callable[[], None], Any]:
+    try:
+        from physics.run import open_twin, simulate_order
+        from physics.spec import load_spec
+    except ImportError as exc:
+        raise SimError(f"the shop floor is the FMU: install the sim extra ({exc})") from None
+    spec = load_spec(spec_path)
+    fmu = open_twin(spec)
+
+    def run(values: dict[str, Any], quantity: float) -> dict[str, float]:
+        known = {k: v for k, v in values.items() if k in spec.inputs}
+        result = simulate_order(spec, fmu, known, quantity, outputs=[])
+        return {k: float(v) for k, v in result.kpis.items()}
+
+    return run, fmu.close, spec
+
+
+def _count_events(api: Api, since: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    after = since
+    while True:
+        page = api.call("GET", f"/v1/events?after_seq={after}&limit=1000")
+        for e in page["events"]:
+            kind = e["type"].removeprefix("io.assettwin.")
+            counts[kind] = counts.get(kind, 0) + 1
+        if not page["events"]:
+            return counts
+        after = page["last_seq"]
+
+
+@click.group()
+def mes() -> None:
+    """Play an MES against a running service."""
+
+
+@mes.command("simulate")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True,
+              help="Base URL of the running service.")
+@click.option("--api-key", envvar="TWIN_API_KEY",
+              help="Key with the work-orders and predict scopes (default TWIN_API_KEY; "
+                   "none for a --dev service).")
+@click.option("--shift", "shift_path", type=click.Path(path_type=Path), default=DEFAULT_SHIFT,
+              show_default=True, help="Machines and job orders of the shift.")
+@click.option("--spec", "spec_path", type=click.Path(path_type=Path), default=DEFAULT_SPEC,
+              show_default=True, help="Twin spec whose FMU stands in for the shop floor.")
+@click.option("--prefix", default=None,
+              help="Prefix of the job order ids (default: the time, so reruns never clash).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path),
+              help="Also write every assessment step and completion to this file.")
+@click.option("--wait", default=0.0, show_default=True,
+              help="Seconds to wait for GET /readyz before starting.")
+@click.option("--serve", "serve_model",
+              help="Start `twin serve --dev` with this model (bundle folder or "
+                   "models:/<name>@<alias>) on a free port, play against it, stop it.")
+@click.option("--db", "database_url", help="Store of the server --serve starts.")
+def simulate(url: str, api_key: str | None, shift_path: Path, spec_path: Path,
+             prefix: str | None, json_out: Path | None, wait: float,
+             serve_model: str | None, database_url: str | None) -> None:
+    """Play a shift of job orders against the service at --url and print the decisions."""
+    server = None
+    try:
+        shift = load_shift(shift_path)
+        if serve_model is not None:
+            server, url = _start_server(serve_model, database_url)
+            wait = max(wait, 120.0)
+        api = Api(url, api_key)
+        try:
+            _ready(api, wait)
+            served = api.call("GET", f"/v1/models/{shift.asset_type}")
+            run, close, spec = _fmu_runner(spec_path)
+            try:
+                if spec.spec_hash != served["spec"]["hash"]:
+                    raise SimError(
+                        f"--spec: {spec_path} has hash {spec.spec_hash[:12]}, the service "
+                        f"serves {shift.asset_type} from spec hash "
+                        f"{served['spec']['hash'][:12]}: give the spec the model was "
+                        "trained on")
+                start_seq = _last_seq(api)
+                click.echo(f"MES shift against {url}: {len(shift.machines)} machines, "
+                           f"{len(shift.orders)} orders, model {served['name']} "
+                           f"version {served['version']} ({served['bundle_hash'][:12]})")
+                tag = prefix if prefix is not None else datetime.now(UTC).strftime(
+                    "S%Y%m%dT%H%M%S-")
+                chars = [(k, q.characteristic_id, q.unit) for k, q in spec.quality.items()]
+                outcomes = play(api, shift, run, chars, prefix=tag, echo=click.echo)
+            finally:
+                close()
+            assets = [api.call("GET", f"/v1/assets/{m.equipment_id}") for m in shift.machines]
+            report(outcomes, assets, _count_events(api, start_seq), echo=click.echo)
+        finally:
+            api.close()
+    except SimError as exc:
+        click.echo(f"error: {exc}", err=True)
+        if server is not None:
+            click.echo(server.log_tail(), err=True)
+        sys.exit(2)
+    finally:
+        if server is not None:
+            server.stop()
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = json_out.with_suffix(json_out.suffix + ".tmp")
+        tmp.write_text(json.dumps([{
+            "job_order_id": o.order.job_order_id, "steps": o.steps, "actions": o.actions,
+            "ran_on": o.ran_on, "kpis": o.kpis, "completion": o.completion,
+        } for o in outcomes], indent=1), encoding="utf-8")
+        os.replace(tmp, json_out)
+
+
+def _last_seq(api: Api) -> int:
+    after = 0
+    while True:
+        page = api.call("GET", f"/v1/events?after_seq={after}&limit=1000")
+        if not page["events"]:
+            return after
+        after = page["last_seq"]
+
+
+def _ready(api: Api, wait: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            r = api._http.get("/readyz")
+            if r.status_code == 200:
+                return
+            why = f"{r.status_code} {r.text[:200]}"
+        except httpx.HTTPError as exc:
+            why = str(exc)
+        if time.monotonic() >= deadline:
+            raise SimError(f"the service at {api.url} is not ready: {why}")
+        time.sleep(0.25)
+
+
+class _Server:
+    """A `twin serve` child process in its own process group, stopped on exit."""
+
+    def __init__(self, proc: Any, log: Path) -> None:
+        self.proc, self.log = proc, log
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except Exception:  # subprocess.TimeoutExpired: it would not stop
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def log_tail(self) -> str:
+        try:
+            return "server log (last lines):\n" + "\n".join(
+                self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:])
+        except OSError:
+            return ""
+
+
+def _start_server(model: str, database_url: str | None) -> tuple[_Server, str]:
+    import socket
+    import subprocess
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    twin = Path(sys.executable).with_name("twin")
+    cmd = [str(twin) if twin.exists() else "twin", "serve", "--dev", "--model", model,
+           "--port", str(port)]
+    if database_url:
+        cmd += ["--db", database_url]
+    log = Path(tempfile.mkstemp(prefix="twin-serve-", suffix=".log")[1])
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    click.echo(f"started {' '.join(cmd)} (pid {proc.pid}, log {log})")
+    return _Server(proc, log), f"http://127.0.0.1:{port}"
