@@ -261,7 +261,8 @@ def play(api: Api, shift: Shift, run: Runner, chars: list[Chars], *, prefix: str
     register(api, shift, now)
     probes = {m.equipment_id for m in shift.machines if m.tool_probe}
     outcomes = []
-    echo(_row(("order", "machine", "material", "qty", "decision", "then", "reasons")))
+    echo(_row(("order", "machine", "material", "qty", "decision", "then", "ran on",
+               "reasons")))
     for n, order in enumerate(shift.orders):
         o = play_order(api, order, f"{prefix}{order.job_order_id}", run, chars, probes,
                        now + timedelta(minutes=30 * n))
@@ -270,7 +271,7 @@ def play(api: Api, shift: Shift, run: Runner, chars: list[Chars], *, prefix: str
     return outcomes
 
 
-WIDTHS = (8, 8, 17, 4, 24, 24)
+WIDTHS = (7, 8, 16, 3, 23, 16, 7)
 
 
 def _row(cells: tuple[str, ...], widths: tuple[int, ...] = WIDTHS) -> str:
@@ -280,33 +281,35 @@ def _row(cells: tuple[str, ...], widths: tuple[int, ...] = WIDTHS) -> str:
 
 
 def _order_line(o: Outcome) -> str:
-    first, final = o.steps[0], o.final
+    first = o.steps[0]
     chain = " > ".join(s["type"] for s in o.steps[1:])
-    reasons = ", ".join(c for c in first["reason_codes"])
     return _row((o.order.job_order_id, o.order.equipment_id,
                  str(o.order.parameters.get("material", "")), _num(o.order.planned_quantity),
-                 first["type"], chain or ("-" if final["type"] != "RELEASE" else "run"),
-                 reasons))
+                 first["type"], chain or "-", o.ran_on or "held",
+                 ", ".join(first["reason_codes"])))
 
 
 def report(outcomes: list[Outcome], assets: list[dict[str, Any]], events: dict[str, int],
-           echo: Callable[[str], None] = print) -> None:
+           units: dict[str, str], echo: Callable[[str], None] = print) -> None:
+    """The story of each order, the machines at the end and the events the shift raised."""
     echo("")
-    echo("What the MES did, and what the shop floor (the FMU) measured:")
+    echo("Why, what the MES did, and what the shop floor (the FMU) measured:")
     for o in outcomes:
-        acts = "; ".join(o.actions) or "-"
-        line = f"  {o.order.job_order_id}: {acts}"
+        echo(f"  {o.order.job_order_id}  {o.order.note}".rstrip())
+        for n, step in enumerate(o.steps):
+            echo(f"      {step['equipment_id']} {step['type']}: {step['explanation']}")
+            if n < len(o.steps) - 1 and n < len(o.actions):
+                echo(f"      -> {o.actions[n]}")
         if o.kpis is not None and o.completion is not None:
             meas = ", ".join(
-                f"{r['characteristic_id']} {r['measured']:.3g} (pred {r['predicted']:.3g}, "
-                f"{'in' if r['inside'] else 'OUT of'} interval)"
+                f"{r['characteristic_id']} {r['measured']:.3g} {units.get(r['kpi'], '')} "
+                f"(predicted {r['predicted']:.3g}, "
+                f"{'inside' if r['inside'] else 'OUTSIDE'} its interval)"
                 for r in o.completion["residuals"])
-            line += (f"; ran on {o.ran_on}: {int(o.kpis.get('parts_completed', 0))} "
-                     f"parts; {meas}")
-        echo(line)
-        why = o.final.get("explanation", "")
-        if o.final["type"] != "RELEASE" or len(o.steps) == 1:
-            echo(f"      why: {why}")
+            echo(f"      ran on {o.ran_on}: {int(o.kpis.get('parts_completed', 0))} parts; "
+                 f"measured {meas}")
+        for extra in o.actions[len(o.steps) - 1:]:
+            echo(f"      -> {extra}")
     echo("")
     echo("Asset states at the end of the shift:")
     head = ("machine", "health", "index", "VB mm", "bearing", "parts", "advisories")
@@ -411,7 +414,8 @@ def simulate(url: str, api_key: str | None, shift_path: Path, spec_path: Path,
             finally:
                 close()
             assets = [api.call("GET", f"/v1/assets/{m.equipment_id}") for m in shift.machines]
-            report(outcomes, assets, _count_events(api, start_seq), echo=click.echo)
+            units = {k: q.unit or "" for k, q in spec.quality.items()}
+            report(outcomes, assets, _count_events(api, start_seq), units, echo=click.echo)
         finally:
             api.close()
     except SimError as exc:

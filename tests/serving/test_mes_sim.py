@@ -50,6 +50,7 @@ def test_every_order_of_the_shift_gets_a_decision_and_a_line(played: dict[str, A
         first = by_id[wo]["steps"][0]
         assert first["type"] in DECISIONS
         assert line.split()[4] == first["type"]  # the table shows the first decision
+        assert f" {by_id[wo]['ran_on'] or 'held'} " in line
         assert all(s["advisory"] is True for s in by_id[wo]["steps"])
     assert "Asset states at the end of the shift:" in out
     # The machine whose state is 60 h old cannot be trusted: nothing runs on it.
