@@ -8,6 +8,8 @@ deployment runs without it). The model file's sha256 must equal the signature's
 
 ``ModelSet`` holds the loaded models. A reload builds the new session beside the old
 one and swaps a reference: requests in flight finish on the model they started with.
+The request schemas are derived from the specs at start-up, so a replacement must keep
+the ``schema_key`` of the model first served under its name (``ModelSet.schema_key``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ import numpy as np
 from physics.spec import TwinSpec, load_spec
 from serving._errors import ModelLoadError, NotFound
 
-__all__ = ["LoadedModel", "ModelSet", "load_model"]
+__all__ = ["LoadedModel", "ModelNotFound", "ModelSet", "load_model", "pinned_source"]
 
 FORMAT = "asset-twin-bundle/1"
+
+
+class ModelNotFound(ModelLoadError):
+    """The source names nothing: no such bundle folder, or not in the registry."""
 
 
 @dataclass
@@ -197,7 +203,7 @@ def _from_registry(uri: str, cache: Path, tracking_uri: str | None) -> tuple[Pat
             name, _, number = ref.partition("/")
             mv = client.get_model_version(name, number)
     except Exception as exc:  # MlflowException: unknown name or alias
-        raise ModelLoadError(f"{uri}: not in the registry ({exc})") from None
+        raise ModelNotFound(f"{uri}: not in the registry ({exc})") from None
     target = cache / f"{name}-v{mv.version}"
     if not (target / "bundle" / "signature.json").is_file():
         target.mkdir(parents=True, exist_ok=True)
@@ -209,13 +215,25 @@ def load_model(
     source: str, *, threads: int = 1, cache: Path = Path(".twin-models"),
     tracking_uri: str | None = None,
 ) -> LoadedModel:
-    """Load one model source; ModelLoadError says what is wrong with it."""
+    """Load one model source; ModelLoadError says what is wrong with it (ModelNotFound
+    when the source names nothing)."""
+    try:
+        return _load(source, threads, cache, tracking_uri)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # An unreadable file, a path the OS refuses, a signature without its keys.
+        raise ModelLoadError(f"{source}: cannot be read as a model bundle "
+                             f"({type(exc).__name__}: {exc})") from None
+
+
+def _load(source: str, threads: int, cache: Path, tracking_uri: str | None) -> LoadedModel:
     if source.startswith("models:/"):
         folder, version = _from_registry(source, cache, tracking_uri)
     else:
         folder, version = Path(source), "folder"
         if not folder.is_dir():
-            raise ModelLoadError(f"{source}: no such bundle folder")
+            raise ModelNotFound(f"{source}: no such bundle folder")
     signature = read_bundle(folder)
     try:
         spec = load_spec(folder / signature["spec"]["file"])
@@ -223,11 +241,23 @@ def load_model(
         raise ModelLoadError(f"{folder}: its spec does not load: {exc}") from None
     if spec.spec_hash != signature["spec"]["hash"]:
         raise ModelLoadError(f"{folder}: spec.yaml does not match the hash in the signature")
-    session = _session(folder / signature["model"]["file"], threads)
+    try:
+        session = _session(folder / signature["model"]["file"], threads)
+    except Exception as exc:  # onnxruntime's own errors: not a graph it can run
+        raise ModelLoadError(f"{folder}: onnxruntime cannot load the model ({exc})") from None
     return LoadedModel(
         name=signature["name"], source=source, version=version, folder=folder,
         signature=signature, spec=spec, session=session,
     )
+
+
+def pinned_source(source: str, version: str) -> str:
+    """The source of exactly ``version``: ``models:/<name>@<alias>`` becomes
+    ``models:/<name>/<version>``; a folder stays itself."""
+    if not source.startswith("models:/") or version == "folder":
+        return source
+    name = source.removeprefix("models:/").partition("@")[0].partition("/")[0]
+    return f"models:/{name}/{version}"
 
 
 class ModelSet:
@@ -235,7 +265,13 @@ class ModelSet:
 
     def __init__(self, models: list[LoadedModel] | None = None) -> None:
         self._models = {m.name: m for m in models or []}
+        # The request schemas were derived from these: what every replacement must keep.
+        self._schema_keys = {m.name: m.schema_key for m in models or []}
         self._lock = threading.Lock()
+
+    def schema_key(self, name: str) -> str | None:
+        """The schema key of the model first served under ``name`` (None: never served)."""
+        return self._schema_keys.get(name)
 
     def names(self) -> list[str]:
         return sorted(self._models)
@@ -260,6 +296,7 @@ class ModelSet:
             old = self._models.get(model.name)
             models = dict(self._models)
             models[model.name] = model
+            self._schema_keys.setdefault(model.name, model.schema_key)
             self._models = models  # one reference swap: readers never see a half state
         return old
 

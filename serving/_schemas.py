@@ -25,6 +25,7 @@ __all__ = [
     "JobOrderParameter",
     "MeasuredQuality",
     "QualitySpecIn",
+    "ReloadIn",
     "WebhookIn",
     "predict_request_model",
 ]
@@ -143,6 +144,16 @@ class CompletionIn(_In):
 class WebhookIn(_In):
     url: str = Field(pattern=r"^https?://", max_length=2048)
     event_types: list[str] = Field(default_factory=list, description="Empty: every type")
+
+
+class ReloadIn(_In):
+    """Which bundle to serve a model from; without ``source``, its current source again
+    (a registry alias is resolved anew, so a newly promoted version is picked up)."""
+
+    source: str | None = Field(
+        None, min_length=1, max_length=2048,
+        description="Bundle folder or models:/<name>@<alias> (default: the current source)",
+    )
 
 
 def _row_field(key: str, inp: InputSpec) -> tuple[Any, Any]:

@@ -2,7 +2,8 @@
 
 Settings come in one typed object; the store, the decision policy and the model
 sessions are opened once in the lifespan and live in ``app.state.ctx``. Errors are RFC
-9457 problems; a body above the configured limit is refused before it is read.
+9457 problems; a body above the configured limit is refused before it is read. A
+background task follows the model activations of other workers (``serving._activation``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving._activation import Activations, run_model_poll
 from serving._auth import KeyChecker
 from serving._errors import FieldError, ServingError, problem
 from serving._metrics import Metrics
@@ -44,6 +46,7 @@ class Context:
     models: ModelSet
     keys: KeyChecker
     metrics: Metrics
+    activations: Activations
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,8 +118,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        tracking_uri=settings.mlflow_tracking_uri)
             for s in settings.models
         ]
-        ctx = Context(settings, store, policy, ModelSet(loaded),
-                      KeyChecker(store.session, settings.key_cache_s), Metrics())
+        models = ModelSet(loaded)
+        activations = Activations(models, store, settings, policy)
+        try:  # a worker started after a reload serves what its siblings serve
+            await asyncio.to_thread(activations.sync)
+        except Exception:
+            log.exception("reading the model activations failed; serving the configured models")
+        ctx = Context(settings, store, policy, models,
+                      KeyChecker(store.session, settings.key_cache_s), Metrics(), activations)
         app.state.ctx = ctx
         if settings.dev_mode:
             log.warning("dev mode: authentication is OFF; every caller has every scope")
@@ -125,6 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         closers: list[Any] = []
+        if settings.models:
+            tasks.append(asyncio.create_task(
+                run_model_poll(activations, stop, settings.model_poll_s)))
         if settings.webhooks:
             from serving._webhooks import Dispatcher, run_dispatcher
 

@@ -24,11 +24,20 @@ from serving._completion import end_state, residuals
 from serving._errors import Conflict, FieldError, NotFound
 from serving._orders import check_asset_values, order_values, quality_limits
 from serving._predict import predict_rows
-from serving._schemas import AssetIn, CompletionIn, JobOrderIn, WebhookIn, predict_request_model
+from serving._schemas import (
+    AssetIn,
+    CompletionIn,
+    JobOrderIn,
+    ReloadIn,
+    WebhookIn,
+    predict_request_model,
+)
 from serving._settings import Settings
 from serving.store._assets import lock_asset
 from serving.store._audit import append_audit
 from serving.store._outbox import (
+    ADVISORY_CLEARED,
+    ADVISORY_RAISED,
     ASSET_UPDATED,
     DECISION_ISSUED,
     DRIFT_DETECTED,
@@ -142,6 +151,66 @@ def _asset_out(row: Asset) -> dict[str, Any]:
     }
 
 
+# The prediction of an advisory, refreshed while it stays raised.
+_ESTIMATE = ("due_by", "due_in_parts", "p_reached", "reason")
+
+
+def _update_advisories(
+    row: Asset, *, predicted: list[dict[str, Any]] | None, done: set[str],
+    job_order_id: str, now: datetime,
+) -> dict[str, list[dict[str, Any]]]:
+    """Bring the asset's advisories (one per maintenance limit, ``kpi``) up to date, on
+    the locked asset row; returns the ones raised and cleared, for ``_emit_advisories``.
+
+    ``predicted``: the advisories of an assessment of ``job_order_id``; they replace the
+    asset's (new ones are raised, missing ones cleared, kept ones get the new estimate),
+    None leaves them as they are. ``done``: maintenance actions a completion reports;
+    advisories asking for one of them are cleared.
+    """
+    current = {a["kpi"]: a for a in row.capabilities.get("advisories", [])}
+    wanted = None if predicted is None else {a["kpi"]: a for a in predicted}
+    raised: list[dict[str, Any]] = []
+    cleared: list[dict[str, Any]] = []
+    kept: dict[str, dict[str, Any]] = {}
+    for kpi, a in current.items():
+        if a["action"] in done:
+            cleared.append({**a, "cleared_because": "maintenance_done"})
+        elif wanted is not None and kpi not in wanted:
+            cleared.append({**a, "cleared_because": "not_predicted"})
+        else:
+            fresh = (wanted or {}).get(kpi)
+            kept[kpi] = a if fresh is None else {**a, **{k: fresh.get(k) for k in _ESTIMATE}}
+    for kpi, a in (wanted or {}).items():
+        if kpi not in current and a["action"] not in done:
+            new = {"kpi": kpi, "action": a["action"], **{k: a.get(k) for k in _ESTIMATE},
+                   "job_order_id": job_order_id, "raised_at": now.isoformat()}
+            raised.append(new)
+            kept[kpi] = new
+    if list(kept.values()) != list(current.values()):
+        row.capabilities = {**row.capabilities, "advisories": list(kept.values())}
+    return {"raised": raised, "cleared": cleared}
+
+
+def _emit_advisories(s: Any, row: Asset, changes: dict[str, list[dict[str, Any]]],
+                     job_order_id: str, source: str) -> None:
+    """``advisory.cleared`` and ``advisory.raised`` for ``changes``, subject asset/<id>;
+    after the transaction's audit record (the lock order of ``serving.store._outbox``)."""
+    subject = f"asset/{row.equipment_id}"
+    for a in changes["cleared"]:
+        emit(s, type=ADVISORY_CLEARED, subject=subject, source=source, data={
+            "equipment_id": row.equipment_id, "job_order_id": job_order_id,
+            "action": a["action"], "kpi": a["kpi"], "raised_by": a.get("job_order_id"),
+            "raised_at": a.get("raised_at"), "cleared_because": a["cleared_because"]})
+    for a in changes["raised"]:
+        emit(s, type=ADVISORY_RAISED, subject=subject, source=source,
+             data={"equipment_id": row.equipment_id, **a})
+
+
+def _advisory_summary(changes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {k: [{"kpi": a["kpi"], "action": a["action"]} for a in v]
+            for k, v in changes.items()}
+
+
 def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
     r = APIRouter()
 
@@ -181,6 +250,17 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
     def model(name: str, request: Request, caller: PredictCaller) -> dict[str, Any]:
         described: dict[str, Any] = _ctx(request).models.get(name).describe()
         return described
+
+    @r.post("/v1/models/{name}/reload", tags=["models"])
+    def reload(name: str, request: Request, caller: AdminCaller,
+               body: ReloadIn | None = None) -> dict[str, Any]:
+        """Serve a new bundle (or the current source again) without dropping requests in
+        flight; recorded as an activation, an audit record and a model.activated event,
+        and followed by every worker. The same bundle again is allowed and recorded
+        (``changed: false``)."""
+        source = body.source if body is not None else None
+        out: dict[str, Any] = _ctx(request).activations.reload(name, source, caller.name)
+        return out
 
     for spec in specs:
         _predict_route(r, spec, settings)
@@ -291,6 +371,22 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
             replay = _replay(s, caller, idempotency_key, request, body)
             if replay is not None:  # a twin request won the race
                 return replay
+            # The asset keeps the advisories of its latest assessment (a what-if in
+            # Simulation mode leaves them alone).
+            changes: dict[str, list[dict[str, Any]]] = {"raised": [], "cleared": []}
+            locked = None
+            if "maintenance" in response and body.execution_mode != "Simulation":
+                locked = lock_asset(s, body.equipment_id)
+            if locked is not None:
+                changes = _update_advisories(
+                    locked, predicted=response["maintenance"]["advisories"], done=set(),
+                    job_order_id=job_order_id, now=now)
+                if changes["raised"] or changes["cleared"]:
+                    locked.revision = (locked.revision or 0) + 1
+                    locked.updated_at = now
+            outputs: dict[str, Any] = {"decision": response["decision"]}
+            if changes["raised"] or changes["cleared"]:
+                outputs["advisories"] = _advisory_summary(changes)
             s.add(Assessment(
                 job_order_id=job_order_id, equipment_id=body.equipment_id, decision=kind,
                 request=body.model_dump(mode="json"), response=response,
@@ -300,8 +396,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
             append_audit(
                 s, kind="assessment", subject=f"work-order/{job_order_id}",
                 caller=caller.name, inputs=body.model_dump(mode="json"),
-                outputs={"decision": response["decision"]},
-                idempotency_key=idempotency_key,
+                outputs=outputs, idempotency_key=idempotency_key,
                 model_version=head["model"] and head["model"]["version"],
                 bundle_hash=head["model"] and head["model"]["bundle_hash"],
                 policy_version=ctx.policy.version)
@@ -310,6 +405,8 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
                        "decision": response["decision"], "model": head["model"],
                        "policy": head["policy"]},
                  source=settings.event_source)
+            if locked is not None:
+                _emit_advisories(s, locked, changes, job_order_id, settings.event_source)
             _remember(s, caller, idempotency_key, request, body, 200, response)
         return response
 
@@ -350,6 +447,9 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
             current = "FAILURE" if body.tool_broken and not (
                 body.tool_changed or "replace_tool" in body.maintenance_done) else (
                 "NORMAL" if old_health == "FAILURE" else old_health)
+            done = set(body.maintenance_done) | ({"replace_tool"} if body.tool_changed else set())
+            changes = _update_advisories(row, predicted=None, done=done,
+                                         job_order_id=job_order_id, now=_now())
             row.state = after
             row.state_measured_at = body.finished_at or _now()
             row.parts_made = (row.parts_made or 0) + body.parts_made
@@ -362,6 +462,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
                 "state_before": before, "state_after": after,
                 "device_health": row.device_health, "health_index": row.health_index,
                 "residuals": found, "drift": drift,
+                "advisories_cleared": _advisory_summary(changes)["cleared"],
                 "model": {"name": model.name, "version": model.version,
                           "bundle_hash": model.bundle_hash},
             }
@@ -382,6 +483,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
             for d in drift:
                 emit(s, type=DRIFT_DETECTED, subject=f"model/{model.name}",
                      source=settings.event_source, data={"model": model.name, **d})
+            _emit_advisories(s, row, changes, job_order_id, settings.event_source)
             _remember(s, caller, idempotency_key, request, body, 200, response)
         return response
 

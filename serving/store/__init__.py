@@ -6,6 +6,7 @@ Open it once per process with ``open_store(url)``; each request works in
 ``lock_asset`` take the locks that keep concurrent workers from racing.
 """
 
+from serving.store._activations import last_activation_id, latest_activation, record_activation
 from serving.store._assets import lock_asset
 from serving.store._audit import (
     ChainReport,
@@ -75,8 +76,11 @@ __all__ = [
     "canonical_json",
     "emit",
     "events_after",
+    "last_activation_id",
+    "latest_activation",
     "lock_asset",
     "open_store",
+    "record_activation",
     "record_hash",
     "upgrade",
     "verify_chain",

@@ -20,6 +20,8 @@ import httpx
 import numpy as np
 import pytest
 
+from physics._spec_text import fmt
+
 ORDER = {
     "material": "steel_c45", "finished_surface": "wall", "spindle_speed": 5300.0,
     "feed_per_tooth": 0.08, "axial_depth": 2.0, "radial_width": 3.0, "tool_diameter": 12.0,
@@ -159,7 +161,7 @@ def test_predict_matches_the_pytorch_surrogate_and_flags_the_domain(
     (v,) = [v for v in body["rows"][3]["violations"] if v["field"] == "tool_wear"]
     col = next(c for c in s.features.columns if c.name == "tool_wear")
     assert v["value"] == 0.9 and col.high < 0.26
-    assert v["expected"] == f"within the training domain [{col.low!r}, {col.high!r}] mm"
+    assert v["expected"] == f"within the training domain [{fmt(col.low)}, {fmt(col.high)}] mm"
 
 
 def test_bad_input_is_a_problem_naming_field_value_and_expectation(

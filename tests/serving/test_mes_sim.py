@@ -4,6 +4,7 @@ the service's stored state and events."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def test_every_order_of_the_shift_gets_a_decision_and_a_line(played: dict[str, A
 def test_the_mes_follows_each_remedy_before_it_runs(played: dict[str, Any]) -> None:
     for o in played["steps"]:
         steps = o["steps"]
-        for prev, nxt in zip(steps, steps[1:], strict=False):
+        for prev, nxt in itertools.pairwise(steps):
             assert prev["type"] in ("RELEASE_WITH_ADJUSTMENT", "MAINTAIN_FIRST", "REROUTE")
             if prev["type"] == "REROUTE":
                 assert nxt["equipment_id"] == prev["alternates"][0]["equipment_id"]
