@@ -10,7 +10,10 @@ Evaluation is vectorised: names may be bound to floats or numpy arrays, ``if``
 follows ``np.where`` and ``and``/``or`` are element-wise, so a DOE can check a
 whole sample matrix at once. Booleans count as 1.0 / 0.0. Floating-point
 trouble (division by zero, log of a negative) gives inf/nan rather than an
-exception; callers check the result where it matters.
+exception; callers check the result where it matters. Each expression is also
+compiled for a single row of Python floats (``Expr.evaluate_row``), which a service
+checking one request's row uses: it gives the same numbers without numpy's per-call
+cost.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,13 +68,11 @@ FUNCTIONS: dict[str, tuple[Callable[..., Value], int, int | None]] = {
 }
 CONSTANTS: dict[str, float] = {"pi": float(np.pi)}
 
+# dtype float64: booleans count as 1.0 / 0.0 (numpy alone adds two bools as a logical or).
 _BINARY: dict[type[ast.operator], Callable[[Value, Value], Value]] = {
-    ast.Add: np.add,
-    ast.Sub: np.subtract,
-    ast.Mult: np.multiply,
-    ast.Div: np.true_divide,
-    ast.Pow: np.power,
-    ast.Mod: np.mod,
+    op: functools.partial(fn, dtype=np.float64)
+    for op, fn in ((ast.Add, np.add), (ast.Sub, np.subtract), (ast.Mult, np.multiply),
+                   (ast.Div, np.true_divide), (ast.Pow, np.power), (ast.Mod, np.mod))
 }
 _COMPARE: dict[type[ast.cmpop], Callable[[Value, Value], Value]] = {
     ast.Lt: np.less,
@@ -79,6 +82,70 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Value, Value], Value]] = {
     ast.Eq: np.equal,
     ast.NotEq: np.not_equal,
 }
+
+
+def _nan_aware(pick: Callable[..., float]) -> Callable[..., Value]:
+    """min / max on floats that propagate NaN as np.minimum / np.maximum do."""
+    return lambda *args: math.nan if any(a != a for a in args) else pick(args)
+
+
+def _scalar_floor(x: Value) -> Value:
+    return float(math.floor(x))
+
+
+def _scalar_ceil(x: Value) -> Value:
+    return float(math.ceil(x))
+
+
+@dataclass(frozen=True)
+class _Backend:
+    """How the compiled tree computes: on numpy arrays (vectorised, inf/nan on trouble)
+    or on Python floats (one row at a time, fast; raises on trouble, and
+    ``Expr.evaluate_row`` then asks the numpy tree, so the answers are the same)."""
+
+    load: Callable[[Value], Value]
+    binary: Mapping[type[ast.operator], Callable[[Value, Value], Value]]
+    compare: Mapping[type[ast.cmpop], Callable[[Value, Value], Value]]
+    functions: Mapping[str, Callable[..., Value]]
+    negative: Callable[[Value], Value]
+    logical_not: Callable[[Value], Value]
+    logical_and: Callable[[Value, Value], Value]
+    logical_or: Callable[[Value, Value], Value]
+    ifexp: Callable[[_Node, _Node, _Node], _Node]
+
+
+_NUMPY = _Backend(
+    load=lambda v: np.asarray(v, dtype=np.float64),
+    binary=_BINARY,
+    compare=_COMPARE,
+    functions={name: fn for name, (fn, _, _) in FUNCTIONS.items()},
+    negative=np.negative,
+    logical_not=np.logical_not,
+    logical_and=np.logical_and,
+    logical_or=np.logical_or,
+    ifexp=lambda test, body, orelse: lambda values: np.where(
+        test(values), body(values), orelse(values)),
+)
+_SCALAR = _Backend(
+    load=float,
+    binary={ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+            ast.Div: operator.truediv, ast.Pow: math.pow, ast.Mod: operator.mod},
+    compare={ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+             ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne},
+    functions={"min": _nan_aware(min), "max": _nan_aware(max), "abs": abs,
+               "sqrt": math.sqrt, "exp": math.exp, "log": math.log, "sin": math.sin,
+               "cos": math.cos, "tan": math.tan, "acos": math.acos, "asin": math.asin,
+               "atan": math.atan, "floor": _scalar_floor, "ceil": _scalar_ceil},
+    negative=operator.neg,
+    logical_not=operator.not_,
+    logical_and=lambda a, b: bool(a) and bool(b),
+    logical_or=lambda a, b: bool(a) or bool(b),
+    ifexp=lambda test, body, orelse: lambda values: (
+        body(values) if test(values) else orelse(values)),
+)
+# Python floats raise where numpy returns inf or nan: division or modulo by zero,
+# log(0), sqrt(-1), overflow in exp or **, and complex results.
+_SCALAR_TROUBLE = (ArithmeticError, ValueError, TypeError)
 _OPERATOR_TEXT: dict[type[ast.AST], str] = {
     ast.FloorDiv: "//",
     ast.MatMult: "@",
@@ -124,6 +191,15 @@ class Expr:
     field: str
     names: frozenset[str]
     _root: _Node = dataclasses.field(repr=False, compare=False)
+    _row: _Node = dataclasses.field(repr=False, compare=False)
+
+    def evaluate_row(self, values: Mapping[str, float]) -> float:
+        """The value for one row of float names: ``float(evaluate(values))``, computed
+        on Python floats (tens of times faster than numpy on a single row)."""
+        try:
+            return float(self._row(values))
+        except (*_SCALAR_TROUBLE, KeyError):  # numpy's inf/nan, or its error message
+            return float(self.evaluate(values))
 
     def evaluate(self, values: Mapping[str, ArrayLike]) -> float | NDArray[np.float64]:
         """Value for scalar names, or an array when any name is bound to an array."""
@@ -148,15 +224,16 @@ def compile_expr(text: str, *, field: str) -> Expr:
             f"{field}: {text!r} is not a valid expression ({exc.msg}{where})"
         ) from None
     names: set[str] = set()
-    root = _Compiler(text, field, names).visit(tree.body)
-    return Expr(text=text, field=field, names=frozenset(names), _root=root)
+    root = _Compiler(text, field, names, _NUMPY).visit(tree.body)
+    row = _Compiler(text, field, set(), _SCALAR).visit(tree.body)
+    return Expr(text=text, field=field, names=frozenset(names), _root=root, _row=row)
 
 
 class _Compiler:
     """Turns an ast node into a closure, rejecting whatever is not in the language."""
 
-    def __init__(self, text: str, field: str, names: set[str]) -> None:
-        self.text, self.field, self.names = text, field, names
+    def __init__(self, text: str, field: str, names: set[str], backend: _Backend) -> None:
+        self.text, self.field, self.names, self.b = text, field, names, backend
 
     def fail(self, problem: str) -> ExpressionError:
         return ExpressionError(f"{self.field}: {self.text!r} {problem}")
@@ -190,10 +267,11 @@ class _Compiler:
         if name in FUNCTIONS:
             raise self.fail(f"uses the function {name!r} without calling it")
         self.names.add(name)
-        return lambda values: np.asarray(values[name], dtype=np.float64)
+        load = self.b.load
+        return lambda values: load(values[name])
 
     def visit_BinOp(self, node: ast.BinOp) -> _Node:
-        op = _BINARY.get(type(node.op))
+        op = self.b.binary.get(type(node.op))
         if op is None:
             raise self.refuse(f"the operator '{_OPERATOR_TEXT.get(type(node.op), '?')}'")
         left, right = self.visit(node.left), self.visit(node.right)
@@ -202,38 +280,41 @@ class _Compiler:
     def visit_UnaryOp(self, node: ast.UnaryOp) -> _Node:
         operand = self.visit(node.operand)
         if isinstance(node.op, ast.USub):
-            return lambda values: np.negative(operand(values))
+            negative = self.b.negative
+            return lambda values: negative(operand(values))
         if isinstance(node.op, ast.UAdd):
             return operand
         if isinstance(node.op, ast.Not):
-            return lambda values: np.logical_not(operand(values))
+            logical_not = self.b.logical_not
+            return lambda values: logical_not(operand(values))
         raise self.refuse(f"the operator '{_OPERATOR_TEXT.get(type(node.op), '?')}'")
 
     def visit_BoolOp(self, node: ast.BoolOp) -> _Node:
-        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        combine = self.b.logical_and if isinstance(node.op, ast.And) else self.b.logical_or
         parts = [self.visit(v) for v in node.values]
         return lambda values: functools.reduce(combine, (p(values) for p in parts))
 
     def visit_Compare(self, node: ast.Compare) -> _Node:
         ops = []
         for op in node.ops:
-            fn = _COMPARE.get(type(op))
+            fn = self.b.compare.get(type(op))
             if fn is None:
                 raise self.refuse(f"the comparison '{_OPERATOR_TEXT.get(type(op), '?')}'")
             ops.append(fn)
         operands = [self.visit(node.left), *(self.visit(c) for c in node.comparators)]
+        both = self.b.logical_and
 
         def compare(values: Mapping[str, Value]) -> Value:
             # a < b < c means (a < b) and (b < c), each operand evaluated once.
             evaluated = [o(values) for o in operands]
             pairs = (fn(a, b) for fn, a, b in zip(ops, evaluated, evaluated[1:], strict=False))
-            return functools.reduce(np.logical_and, pairs)
+            return functools.reduce(both, pairs)
 
         return compare
 
     def visit_IfExp(self, node: ast.IfExp) -> _Node:
         test, body, orelse = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
-        return lambda values: np.where(test(values), body(values), orelse(values))
+        return self.b.ifexp(test, body, orelse)
 
     def visit_Call(self, node: ast.Call) -> _Node:
         if not isinstance(node.func, ast.Name):
@@ -245,7 +326,8 @@ class _Compiler:
         if node.keywords:
             raise self.refuse("keyword arguments")
         args = [self.visit(a) for a in node.args]
-        fn, least, most = FUNCTIONS[name]
+        _, least, most = FUNCTIONS[name]
+        fn = self.b.functions[name]
         count = len(node.args)
         if count < least or (most is not None and count > most):
             wanted = str(least) if least == most else f"at least {least}"

@@ -369,6 +369,23 @@ class TwinSpec(_Section):
                 names[key] = expr.evaluate(names)
         return names
 
+    def row_namespace(self, row: Mapping[str, Any]) -> dict[str, float]:
+        """``namespace`` of one twin-level row (every input and ``quantity`` given), as
+        Python floats computed by ``Expr.evaluate_row``: the same values, without numpy's
+        per-call cost, for a service checking one request at a time."""
+        names: dict[str, float] = {}
+        for key, spec in self.inputs.items():
+            value = row[key]
+            if spec.kind == "categorical":
+                for choice in spec.choice_names:
+                    names[f"{key}_is_{choice}"] = 1.0 if value == choice else 0.0
+            else:
+                names[key] = float(value)
+        names["quantity"] = float(row["quantity"])
+        for key, expr in self._derived.items():
+            names[key] = expr.evaluate_row(names)
+        return names
+
     def constraints_mask(self, values: Mapping[str, Any], quantity: Any = None) -> Any:
         """Where every constraint holds: a bool for scalars, a bool array for arrays."""
         names = self.namespace(values, quantity)

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from serving._errors import BadRequest, FieldError, Forbidden, Unauthorized
 from serving.store._tables import ApiKey
 
-__all__ = ["SCOPES", "Caller", "KeyChecker", "create_key", "revoke_key"]
+__all__ = ["DEV_CALLER", "SCOPES", "Caller", "KeyChecker", "create_key", "presented_token",
+           "revoke_key"]
 
 SCOPES = ("predict", "work-orders", "admin")
 PREFIX = "twk_"
@@ -43,6 +44,13 @@ class Caller:
 
 
 DEV_CALLER = Caller("dev-mode", frozenset(SCOPES))
+
+
+def presented_token(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request presents: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return x_api_key
 
 
 def _digest(secret: str) -> str:

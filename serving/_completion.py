@@ -24,12 +24,22 @@ from serving._predict import predict_rows
 from serving._schemas import CompletionIn
 from serving.store._tables import Residual
 
-__all__ = ["binomial_tail", "end_state", "residuals"]
+__all__ = ["binomial_tail", "end_state", "maintenance_actions", "residuals"]
 
 
 def binomial_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p)."""
     return float(sum(comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+
+
+def maintenance_actions(model: LoadedModel, policy: Policy) -> list[str]:
+    """The actions a completion may report done: the policy's remedies (which set the
+    state) and every action an advisory can ask for (the spec's maintenance limits, the
+    policy's state limits), so that the MES can clear each advisory it followed."""
+    actions = [*policy.maintenance.remedies,
+               *(m.action for m in model.spec.maintenance.values()),
+               *(lim.action for lim in policy.maintenance.state_limits.values())]
+    return list(dict.fromkeys(actions))
 
 
 def end_state(
@@ -54,13 +64,12 @@ def end_state(
                 after[key] = before[key] + max(0.0, float(pred.column(inc)[0]))
         after.update(policy.completion.set_after_run)
     actions = list(body.maintenance_done) + (["replace_tool"] if body.tool_changed else [])
+    known = maintenance_actions(model, policy)
     for action in actions:
-        remedy = policy.maintenance.remedies.get(action)
-        if remedy is None:
+        if action not in known:
             raise BadRequest("unknown maintenance action", [FieldError(
-                "maintenance_done", action,
-                "one of " + ", ".join(policy.maintenance.remedies))])
-        after.update(remedy)
+                "maintenance_done", action, "one of " + ", ".join(known))])
+        after.update(policy.maintenance.remedies.get(action, {}))
     for key, value in body.measured_state.items():
         inp = spec.inputs.get(key)
         if inp is None or inp.source != "state":

@@ -75,36 +75,71 @@ class Prediction:
         }
 
 
-def encode(model: LoadedModel, rows: list[dict[str, Any]]) -> Batch:
-    """The input matrix of ``rows`` (already checked against the spec) and violations."""
-    cols = model.inputs
-    n = len(rows)
-    raw = np.empty((n, len(cols)), dtype=np.float64)
-    violations: list[list[dict[str, Any]]] = [[] for _ in range(n)]
-    for j, col in enumerate(cols):
-        name = col["name"]
-        choices = col.get("choices")
+@dataclass(frozen=True)
+class _Layout:
+    """A model's input columns, worked out once: categorical lookups, and the numeric
+    columns' training bounds (with the slack) as arrays for one vectorised check."""
+
+    categorical: list[tuple[int, str, dict[str, int], int, int, list[str]]]
+    numeric: list[tuple[int, str]]
+    low: np.ndarray
+    high: np.ndarray
+    expected: list[str]
+
+
+def _layout(model: LoadedModel) -> _Layout:
+    cached: _Layout | None = model.__dict__.get("_predict_layout")
+    if cached is not None:
+        return cached
+    categorical, numeric, low, high, expected = [], [], [], [], []
+    for j, col in enumerate(model.inputs):
+        name, choices = col["name"], col.get("choices")
         if choices:
-            index = {c: i for i, c in enumerate(choices)}
-            raw[:, j] = [index[r[name]] for r in rows]
-            lo, hi = int(col["min"]), int(col["max"])
-            for i in np.flatnonzero((raw[:, j] < lo) | (raw[:, j] > hi)):
-                violations[i].append({
-                    "field": name, "value": rows[i][name],
-                    "expected": "one of the trained choices " + ", ".join(choices[lo : hi + 1]),
-                })
+            categorical.append((j, name, {c: i for i, c in enumerate(choices)},
+                                int(col["min"]), int(col["max"]), list(choices)))
             continue
-        raw[:, j] = [float(r[name]) for r in rows]
         flo, fhi = float(col["min"]), float(col["max"])
         slack = _SLACK * max(abs(flo), abs(fhi), 1e-12)
         unit = f" {col['unit']}" if col.get("unit") and col["unit"] != "1" else ""
-        for i in np.flatnonzero((raw[:, j] < flo - slack) | (raw[:, j] > fhi + slack)):
+        numeric.append((j, name))
+        low.append(flo - slack)
+        high.append(fhi + slack)
+        expected.append(f"within the training domain [{fmt(flo)}, {fmt(fhi)}]{unit}")
+    layout = _Layout(categorical, numeric, np.array(low), np.array(high), expected)
+    model.__dict__["_predict_layout"] = layout
+    return layout
+
+
+def encode(model: LoadedModel, rows: list[dict[str, Any]]) -> Batch:
+    """The input matrix of ``rows`` (already checked against the spec) and violations."""
+    layout = _layout(model)
+    n = len(rows)
+    raw = np.empty((n, len(layout.categorical) + len(layout.numeric)), dtype=np.float64)
+    violations: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    for j, name, index, lo, hi, choices in layout.categorical:
+        raw[:, j] = [index[r[name]] for r in rows]
+        for i in np.flatnonzero((raw[:, j] < lo) | (raw[:, j] > hi)):
             violations[i].append({
                 "field": name, "value": rows[i][name],
-                "expected": f"within the training domain [{fmt(flo)}, {fmt(fhi)}]{unit}",
+                "expected": "one of the trained choices " + ", ".join(choices[lo : hi + 1]),
             })
+    cols = [j for j, _ in layout.numeric]
+    raw[:, cols] = [[float(r[name]) for _, name in layout.numeric] for r in rows]
+    values = raw[:, cols]
+    outside = (values < layout.low) | (values > layout.high)
+    if outside.any():
+        for i, k in zip(*np.nonzero(outside), strict=True):
+            name = layout.numeric[k][1]
+            violations[i].append({"field": name, "value": rows[i][name],
+                                  "expected": layout.expected[k]})
     _check_constraints(model, rows, violations)
     return Batch(rows, raw.astype(np.float32), violations)
+
+
+# Up to this many rows the constraints are checked row by row on Python floats (about
+# 40 us a row for the spindle's 74 derived values); above it numpy's vectorised
+# evaluation (about 3 ms whatever the batch) is the cheaper one.
+ROW_BY_ROW = 16
 
 
 def _check_constraints(
@@ -113,14 +148,23 @@ def _check_constraints(
     spec = model.spec
     if not spec.constraints:
         return
+    pairs = list(zip(spec.constraints, spec.constraint_exprs, strict=True))
+    if len(rows) <= ROW_BY_ROW:
+        for i, r in enumerate(rows):
+            names = spec.row_namespace(r)
+            for c, expr in pairs:
+                if expr.evaluate_row(names) == 0.0:
+                    violations[i].append(
+                        {"field": "constraint", "value": c.expr, "expected": c.message})
+        return
     values = {k: np.array([r[k] for r in rows]) for k in spec.inputs}
     quantity = np.array([float(r["quantity"]) for r in rows])
     with np.errstate(all="ignore"):
         names = spec.namespace(values, quantity)
-        for c, expr in zip(spec.constraints, spec.constraint_exprs, strict=True):
+        for c, expr in pairs:
             ok = np.broadcast_to(np.asarray(expr.evaluate(names)) != 0.0, (len(rows),))
-            for i in np.flatnonzero(~ok):
-                violations[i].append(
+            for j in np.flatnonzero(~ok):
+                violations[j].append(
                     {"field": "constraint", "value": c.expr, "expected": c.message}
                 )
 

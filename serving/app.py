@@ -2,7 +2,8 @@
 
 Settings come in one typed object; the store, the decision policy and the model
 sessions are opened once in the lifespan and live in ``app.state.ctx``. Errors are RFC
-9457 problems; a body above the configured limit is refused before it is read. A
+9457 problems; a body above the configured limit is refused before it is read; plain
+predict requests are answered in front of the framework (``serving._fastpath``). A
 background task follows the model activations of other workers (``serving._activation``).
 """
 
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving._activation import Activations, run_model_poll
 from serving._auth import KeyChecker
 from serving._errors import FieldError, ServingError, problem
+from serving._fastpath import FastPredict
 from serving._metrics import Metrics
 from serving._models import LoadedModel, ModelSet, load_model, peek_spec
 from serving._policy import Policy, load_policy
@@ -82,6 +84,35 @@ class BodyLimit:
             await self.app(scope, counted, send)
         except _TooLarge:
             await _too_large(self.limit, scope, send)
+
+
+class Measure:
+    """Counts every request by method, route template and status, with its latency."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            ctx = getattr(self.state, "ctx", None)
+            if ctx is not None:  # the router put the matched route into the scope
+                path = getattr(scope.get("route"), "path", "unmatched")
+                ctx.metrics.observe(scope["method"], path, status,
+                                    time.perf_counter() - start)
 
 
 class _TooLarge(Exception):
@@ -204,20 +235,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "the service failed on this request; the error is logged",
             instance=request.url.path))
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Any) -> Any:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        ctx = getattr(request.app.state, "ctx", None)
-        if ctx is not None:
-            ctx.metrics.observe(request.method, path, response.status_code,
-                                time.perf_counter() - start)
-        return response
-
     from serving.api import routes
 
-    routes.include(app, specs, settings)
+    fast = routes.include(app, specs, settings)
+    # Outermost last: the body limit, then the predict fast path, then the metrics.
+    app.add_middleware(Measure, state=app.state)
+    app.add_middleware(FastPredict, state=app.state, routes=fast)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -13,17 +13,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
 from physics.spec import TwinSpec
 from serving._assess import AssetView, OrderView, assess, health_index, health_status
-from serving._auth import DEV_CALLER, Caller
+from serving._auth import DEV_CALLER, Caller, presented_token
 from serving._completion import end_state, residuals
 from serving._errors import Conflict, FieldError, NotFound
+from serving._fastpath import predict_answer
 from serving._orders import check_asset_values, order_values, quality_limits
-from serving._predict import predict_rows
 from serving._schemas import (
     AssetIn,
     CompletionIn,
@@ -62,10 +63,7 @@ def _caller(
     ctx = _ctx(request)
     if ctx.settings.dev_mode:
         return DEV_CALLER
-    token = x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
-    caller: Caller = ctx.keys.check(token)
+    caller: Caller = ctx.keys.check(presented_token(authorization, x_api_key))
     return caller
 
 
@@ -211,7 +209,10 @@ def _advisory_summary(changes: dict[str, list[dict[str, Any]]]) -> dict[str, Any
             for k, v in changes.items()}
 
 
-def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
+def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
+            ) -> dict[str, tuple[str, Any]]:
+    """Add every route to ``app``; returns the predict routes (path: model name and
+    request model) for ``serving._fastpath.FastPredict``."""
     r = APIRouter()
 
     @r.get("/healthz", tags=["health"])
@@ -262,8 +263,10 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
         out: dict[str, Any] = _ctx(request).activations.reload(name, source, caller.name)
         return out
 
+    fast: dict[str, tuple[str, Any]] = {}
     for spec in specs:
-        _predict_route(r, spec, settings)
+        path, body_model = _predict_route(r, spec, settings)
+        fast[path] = (spec.name, body_model)
 
     @r.put("/v1/assets/{equipment_id}", tags=["assets"])
     def put_asset(equipment_id: str, body: AssetIn, request: Request,
@@ -372,10 +375,13 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
             if replay is not None:  # a twin request won the race
                 return replay
             # The asset keeps the advisories of its latest assessment (a what-if in
-            # Simulation mode leaves them alone).
+            # Simulation mode leaves them alone, and so does an UNDECIDED one: numbers
+            # out of the training domain or from a stale state are no grounds to raise
+            # or clear an advisory).
             changes: dict[str, list[dict[str, Any]]] = {"raised": [], "cleared": []}
             locked = None
-            if "maintenance" in response and body.execution_mode != "Simulation":
+            if ("maintenance" in response and body.execution_mode != "Simulation"
+                    and kind != "UNDECIDED"):
                 locked = lock_asset(s, body.equipment_id)
             if locked is not None:
                 changes = _update_advisories(
@@ -535,32 +541,24 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings) -> None:
                                   "active": h.active} for h in hooks]}
 
     app.include_router(r)
+    return fast
 
 
-def _predict_route(r: APIRouter, spec: TwinSpec, settings: Settings) -> None:
+def _predict_route(r: APIRouter, spec: TwinSpec, settings: Settings) -> tuple[str, Any]:
+    """Add the predict route of ``spec``; its path and request model (for ``FastPredict``,
+    which answers the plain requests of this route before FastAPI sees them)."""
     body_model = predict_request_model(spec, settings.max_batch)
     name = spec.name
 
     def predict(body: body_model, request: Request,  # type: ignore[valid-type]
-                caller: PredictCaller) -> dict[str, Any]:
-        ctx = _ctx(request)
-        model = ctx.models.get(name)
+                caller: PredictCaller) -> Any:
         rows = [row.model_dump() for row in body.rows]  # type: ignore[attr-defined]
-        pred = predict_rows(model, rows)
-        out = [pred.row(i) for i in range(len(rows))]
-        ctx.metrics.predictions.labels(name).inc(len(rows))
-        bad = sum(1 for o in out if not o["in_domain"])
-        if bad:
-            ctx.metrics.out_of_domain.labels(name).inc(bad)
-        return {
-            "model": {"name": name, "version": model.version,
-                      "bundle_hash": model.bundle_hash},
-            "interval": {"level": model.level,
-                         "method": model.signature["interval"]["method"]},
-            "rows": out,
-        }
+        out = predict_answer(_ctx(request), name, rows)
+        return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY),
+                        media_type="application/json")
 
     predict.__annotations__["body"] = body_model  # a class built at run time
     r.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"],
                     tags=["models"], summary=f"Raw predictions of {name}",
                     description=spec.description)
+    return f"/v1/models/{name}/predict", body_model

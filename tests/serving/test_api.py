@@ -164,6 +164,33 @@ def test_predict_matches_the_pytorch_surrogate_and_flags_the_domain(
     assert v["expected"] == f"within the training domain [{fmt(col.low)}, {fmt(col.high)}] mm"
 
 
+def test_the_predict_fast_path_answers_as_the_fastapi_route_does(
+    service: dict[str, Any],
+) -> None:
+    """A plain request is answered in front of the framework (serving._fastpath); one
+    with a query string goes through the FastAPI route. Same rows, same answer, with
+    1 row (row-by-row constraint check) and 40 rows (vectorised, in a worker thread)."""
+    base = {**ORDER, **STATE, "ambient_temperature": 22.0, "coolant_temperature": 20.0,
+            "replace_worn_tool": True, "tool_measure_interval": 0}
+    rows = [{**base, "quantity": 5 + i, "spindle_speed": 4000.0 + 50 * i,
+             "radial_width": 3.0 if i % 7 else 20.0}  # some rows break a constraint
+            for i in range(40)]
+    expected = [i % 7 != 0 for i in range(40)]
+    for part in (slice(7, 8), slice(0, 40)):
+        batch = rows[part]
+        path = "/v1/models/milling_spindle/predict"
+        fast = service["predict"].post(path, json={"rows": batch})
+        slow = service["predict"].post(path + "?via=route", json={"rows": batch})
+        assert fast.status_code == slow.status_code == 200
+        assert fast.headers["content-type"] == slow.headers["content-type"]
+        assert fast.json() == slow.json()
+        flags = [r["in_domain"] for r in fast.json()["rows"]]
+        assert flags == expected[part]
+    broken = fast.json()["rows"][7]["violations"]
+    assert {"field": "constraint", "value": "radial_width <= tool_diameter",
+            "expected": "radial width of cut cannot exceed the tool diameter"} in broken
+
+
 def test_bad_input_is_a_problem_naming_field_value_and_expectation(
     service: dict[str, Any],
 ) -> None:

@@ -1,0 +1,359 @@
+"""Serving benchmark: the MES decision service against ``mlflow models serve``, same load.
+
+    .venv/bin/python experiments/bench_serving.py [BUNDLE] [--requests 20000]
+        [--concurrency 16] [--json out/bench/serving.json] [--no-mlflow]
+
+BUNDLE defaults to ``out/demo/bundle`` (``make demo`` writes it). Everything runs on
+127.0.0.1 in this one run, with wrk (Debian's package) as the load generator:
+
+- ``twin serve`` (uvicorn, one worker, API-key authentication on, a SQLite store in a
+  temporary folder) with three machines registered;
+- ``predict``: ``POST /v1/models/<name>/predict`` with one row (a work order of the
+  bundle's own DOE centre), i.e. one surrogate answer with its domain check;
+- ``assessment``: ``POST /v1/work-orders/<id>/assessment``, a new job order id per
+  request, on a machine with two others registered, so that every answer runs the
+  remedies, the adjustment search, the rerouting over the other machines and the RUL
+  scan in one batched surrogate call, and writes its assessment, audit record and
+  decision event to the store; at ``--concurrency`` connections (throughput) and on
+  one connection (the latency an MES sees when it asks per work order);
+- ``mlflow models serve`` (``--env-manager local``, one worker) on the same
+  ``model.onnx`` saved as an MLflow ONNX model, answering the same row's input tensor.
+
+Each target gets about ``--requests`` requests at ``--concurrency`` connections from
+one wrk thread (wrk runs for a time: a 2 s warm-up measures the rate, the timed run lasts
+as long as the requests take at that rate, and its Lua script caps the count at twice
+the target). The server is pinned to CPU 0 and wrk to
+CPU 1 where the machine has two, so the load generator does not starve the server.
+Nothing is asserted: the script prints p50, p99, throughput and errors, the ratio of
+``predict`` to ``mlflow models serve``, and PASS / MISS against the issue's targets
+(predict >= 5x mlflow's throughput with p99 < 5 ms; assessment p99 < 20 ms; no errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# Caps the requests a wrk thread sends and prints the figures as JSON.
+# A request() function gives each assessment its own job order id (``{n}`` in the path).
+LUA = r"""
+local limit, sent, got = 0, 0, 0
+local path_tpl, body, key
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  limit = tonumber(args[1])
+  local f = assert(io.open(args[2], "rb"))
+  body = f:read("*a")
+  f:close()
+  path_tpl = args[3]
+  key = args[4]
+end
+
+function request()
+  sent = sent + 1
+  local path = string.gsub(path_tpl, "{n}", id .. "-" .. sent)
+  local headers = {["Content-Type"] = "application/json"}
+  if key ~= "" then headers["X-API-Key"] = key end
+  return wrk.format("POST", path, headers, body)
+end
+
+function response(status, headers, resp)
+  got = got + 1
+  if got >= limit then wrk.thread:stop() end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, ' ..
+    '"p99_us": %d, "max_us": %d, "mean_us": %.1f, "connect": %d, "read": %d, ' ..
+    '"write": %d, "status": %d, "timeout": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean, e.connect, e.read, e.write,
+    e.status, e.timeout))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpus() -> tuple[list[str], list[str]]:
+    """taskset prefixes for the server and for wrk (empty on a one-CPU machine)."""
+    if shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
+        return [], []
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    return ["taskset", "-c", str(first)], ["taskset", "-c", str(second)]
+
+
+class Server:
+    """A server process on a free port, its output in a log file, stopped on exit."""
+
+    def __init__(self, argv: list[str], port: int, log: Path, ready: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.port, self.log, self.ready = port, log, ready
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait(self, timeout: float = 120.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited ({self.proc.returncode}):\n"
+                                   + self.tail())
+            try:
+                if httpx.get(self.url + self.ready, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the server was not ready after {timeout:.0f} s:\n" + self.tail())
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wrk(url: str, path: str, body: bytes, key: str, *, seconds: int, concurrency: int,
+        tmp: Path, pin: list[str], cap: int = 0) -> dict[str, Any]:
+    """wrk's figures for POSTs of ``body`` to ``path`` ({n}: a counter) for ``seconds``;
+    each connection's thread stops issuing at ``cap`` requests (0: no cap)."""
+    script = tmp / "bench.lua"
+    script.write_text(LUA, encoding="utf-8")
+    body_file = tmp / "body.json"
+    body_file.write_bytes(body)
+    argv = [*pin, "wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s",
+            "-s", str(script), url, "--", str(cap or 10**9), str(body_file), path, key]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    r: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+    r["errors"] = sum(r[k] for k in ("connect", "read", "write", "status", "timeout"))
+    r["throughput"] = r["requests"] / (r["duration_us"] / 1e6)
+    r["capped"] = bool(cap) and r["requests"] >= cap
+    return r
+
+
+def bounded(url: str, path: str, body: bytes, key: str, *, requests: int,
+            concurrency: int, tmp: Path, pin: list[str]) -> dict[str, Any]:
+    """About ``requests`` requests: a 2 s warm-up measures the rate, and the timed run
+    lasts as long as ``requests`` take at that rate (wrk counts time, not requests; its
+    Lua script caps the count at twice the target, so the load stays bounded)."""
+    warm = wrk(url, path, body, key, seconds=2, concurrency=concurrency, tmp=tmp, pin=pin)
+    seconds = int(min(120, max(2, round(requests / max(warm["throughput"], 1.0)))))
+    return wrk(url, path, body, key, seconds=seconds, concurrency=concurrency, tmp=tmp,
+               pin=pin, cap=2 * requests)
+
+
+def setup_service(url: str, key: str, spec: Any, shift_path: Path, order_id: str,
+                  ) -> dict[str, bytes]:
+    """Register the shift's first three machines; the bodies for predict (the order's
+    row on its machine) and assessment (the order)."""
+    from serving._mes_sim import Api, _order_body, load_shift, register
+
+    shift = load_shift(shift_path)
+    if shift.asset_type != spec.name:
+        raise SystemExit(f"{shift_path}: asset_type {shift.asset_type!r}, but the bundle is "
+                         f"{spec.name!r}")
+    machines = shift.machines[:3]
+    order = next((o for o in shift.orders if o.job_order_id == order_id), None)
+    if order is None or order.equipment_id not in {m.equipment_id for m in machines}:
+        raise SystemExit(f"--order {order_id!r}: expected an order of {shift_path} on one "
+                         f"of {', '.join(m.equipment_id for m in machines)}")
+    machine = next(m for m in machines if m.equipment_id == order.equipment_id)
+    now = datetime.now(UTC)
+    api = Api(url, key)
+    try:
+        register(api, shift.model_copy(update={"machines": machines}), now)
+        body = _order_body(order, machine.equipment_id, order.parameters, now)
+        decision = api.call("POST", "/v1/work-orders/BENCH-CHECK/assessment", body)["decision"]
+        row = {k: inp.default for k, inp in spec.inputs.items() if inp.default is not None}
+        row.update({**order.parameters, **machine.state, **machine.environment,
+                    "quantity": order.planned_quantity})
+        api.call("POST", f"/v1/models/{spec.name}/predict", {"rows": [row]})
+    finally:
+        api.close()
+    print(f"{order_id} on {machine.equipment_id} (others: "
+          f"{', '.join(m.equipment_id for m in machines if m is not machine)}): "
+          f"{decision['type']} ({', '.join(decision.get('reason_codes', [])) or 'no codes'})")
+    return {"predict": json.dumps({"rows": [row]}).encode(),
+            "assessment": json.dumps(body).encode()}
+
+
+def mlflow_model(bundle: Path, row: dict[str, Any], tmp: Path) -> tuple[Path, bytes]:
+    """``model.onnx`` saved as an MLflow ONNX model; the body of the same row."""
+    import mlflow.onnx
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from mlflow.models import infer_signature
+
+    from serving._models import load_model
+    from serving._predict import encode
+
+    loaded = load_model(str(bundle))
+    model_file = loaded.folder / loaded.signature["model"]["file"]
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = encode(loaded, [row]).raw
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(names, {name: x}), strict=True))
+    target = tmp / "mlflow-model"
+    mlflow.onnx.save_model(onnx.load(str(model_file)), str(target),
+                           signature=infer_signature({name: x}, outputs))
+    body = json.dumps({"inputs": {name: np.asarray(x).tolist()}}).encode()
+    return target, body
+
+
+def fmt_row(name: str, r: dict[str, Any]) -> str:
+    return (f"{name:<28} {r['requests']:>8} {r['errors']:>6} {r['throughput']:>9.0f} "
+            f"{r['p50_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} {r['max_us'] / 1000:>8.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", nargs="?", type=Path, default=ROOT / "out" / "demo" / "bundle")
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--shift", type=Path, default=ROOT / "experiments" / "mes" / "shift.yaml",
+                    help="machines and orders: the first three machines are registered")
+    ap.add_argument("--order", default="WO-102", help="the shift's order to assess")
+    ap.add_argument("--json", type=Path, default=ROOT / "out" / "bench" / "serving.json")
+    ap.add_argument("--no-mlflow", action="store_true",
+                    help="skip mlflow models serve (no ratio is printed)")
+    a = ap.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    if not (a.bundle / "signature.json").is_file():
+        print(f"{a.bundle}: not a model bundle (run `make demo`, or name a bundle folder)",
+              file=sys.stderr)
+        return 2
+    if not 1 <= a.requests <= 1_000_000 or not 1 <= a.concurrency <= 256:
+        print("--requests must be in [1, 1000000] and --concurrency in [1, 256]",
+              file=sys.stderr)
+        return 2
+
+    sys.path.insert(0, str(ROOT))
+    from serving._models import peek_spec
+
+    spec = peek_spec(str(a.bundle))
+    server_pin, wrk_pin = cpus()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as t:
+        tmp = Path(t)
+        db = f"sqlite:///{tmp / 'twin.db'}"
+        key = subprocess.run(
+            [str(BIN / "twin"), "keys", "create", "--name", "bench", "--db", db,
+             "--scope", "predict", "--scope", "work-orders", "--scope", "admin"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        port = free_port()
+        env = {"OMP_NUM_THREADS": "1"}
+        with Server([*server_pin, str(BIN / "twin"), "serve", "--model", str(a.bundle),
+                     "--db", db, "--port", str(port)], port, tmp / "twin.log",
+                    "/readyz", env) as twin:
+            twin.wait()
+            bodies = setup_service(twin.url, key, spec, a.shift, a.order)
+            load = {"requests": a.requests, "concurrency": a.concurrency, "tmp": tmp,
+                    "pin": wrk_pin}
+            assess_path = "/v1/work-orders/BENCH-{n}/assessment"
+            for name, path, body, conc in (
+                    ("predict", f"/v1/models/{spec.name}/predict", bodies["predict"],
+                     a.concurrency),
+                    ("assessment", assess_path, bodies["assessment"], a.concurrency),
+                    ("assessment, 1 connection", assess_path, bodies["assessment"], 1)):
+                results[name] = bounded(twin.url, path, body, key,
+                                        **{**load, "concurrency": conc})
+                print(fmt_row(name, results[name]), flush=True)
+        if not a.no_mlflow:
+            model_dir, body = mlflow_model(a.bundle, json.loads(bodies["predict"])
+                                           ["rows"][0], tmp)
+            port = free_port()
+            with Server([*server_pin, str(BIN / "mlflow"), "models", "serve", "-m",
+                         str(model_dir), "--env-manager", "local", "-h", "127.0.0.1",
+                         "-p", str(port), "-w", "1"], port, tmp / "mlflow.log", "/ping",
+                        {**env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+                        ) as ml:
+                ml.wait()
+                results["mlflow models serve"] = bounded(ml.url, "/invocations", body, "",
+                                                         **load)
+
+    print()
+    print(f"bundle {a.bundle} ({spec.name}); {a.requests} requests at concurrency "
+          f"{a.concurrency}, wrk -t1{' pinned to its own CPU' if wrk_pin else ''}")
+    print(f"{'target':<28} {'requests':>8} {'errors':>6} {'req/s':>9} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'max ms':>8}")
+    for name, r in results.items():
+        print(fmt_row(name, r))
+    checks: list[tuple[str, bool]] = []
+    p, s, one = (results[k] for k in ("predict", "assessment", "assessment, 1 connection"))
+    if "mlflow models serve" in results:
+        ratio = p["throughput"] / results["mlflow models serve"]["throughput"]
+        results["ratio_predict_to_mlflow"] = ratio
+        checks.append((f"predict throughput {ratio:.1f}x mlflow models serve (>= 5x)",
+                       ratio >= 5))
+    checks.append((f"predict p99 {p['p99_us'] / 1000:.2f} ms (< 5 ms)", p["p99_us"] < 5000))
+    checks.append((f"assessment p99 {s['p99_us'] / 1000:.2f} ms at concurrency "
+                   f"{a.concurrency} (< 20 ms)", s["p99_us"] < 20000))
+    checks.append((f"assessment p99 {one['p99_us'] / 1000:.2f} ms on one connection (< 20 ms)",
+                   one["p99_us"] < 20000))
+    errors = sum(r["errors"] for k, r in results.items() if isinstance(r, dict))
+    checks.append((f"errors: {errors} (none)", errors == 0))
+    for text, ok in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {text}")
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    a.json.write_text(json.dumps({"bundle": str(a.bundle), "requests": a.requests,
+                                  "concurrency": a.concurrency, "results": results,
+                                  "checks": [{"check": t, "pass": ok} for t, ok in checks]},
+                                 indent=2) + "\n", encoding="utf-8")
+    print(f"figures written to {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
