@@ -283,6 +283,7 @@ class TwinSpec(_Section):
     _stop_time: Expr = PrivateAttr()
     _derived: dict[str, Expr] = PrivateAttr(default_factory=dict)  # in evaluation order
     _constraints: list[Expr] = PrivateAttr(default_factory=list)
+    _constraint_derived: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("stop_time", mode="before")
     @classmethod
@@ -296,6 +297,12 @@ class TwinSpec(_Section):
     def _check_structure(self) -> TwinSpec:
         compiled = checks.check_structure(self)  # raises text.Problems
         self._stop_time, self._derived, self._constraints = compiled
+        # The derived values the constraints need, directly or through other ones.
+        need: set[str] = set().union(*(e.names for e in self._constraints))
+        for key in reversed(list(self._derived)):  # a derived value needs earlier ones
+            if key in need:
+                need |= self._derived[key].names
+        self._constraint_derived = [k for k in self._derived if k in need]
         return self
 
     @classmethod
@@ -369,10 +376,12 @@ class TwinSpec(_Section):
                 names[key] = expr.evaluate(names)
         return names
 
-    def row_namespace(self, row: Mapping[str, Any]) -> dict[str, float]:
+    def row_namespace(self, row: Mapping[str, Any], *, constraints_only: bool = False,
+                      ) -> dict[str, float]:
         """``namespace`` of one twin-level row (every input and ``quantity`` given), as
         Python floats computed by ``Expr.evaluate_row``: the same values, without numpy's
-        per-call cost, for a service checking one request at a time."""
+        per-call cost, for a service checking one request at a time.
+        ``constraints_only``: only the derived values the constraints need."""
         names: dict[str, float] = {}
         for key, spec in self.inputs.items():
             value = row[key]
@@ -382,8 +391,9 @@ class TwinSpec(_Section):
             else:
                 names[key] = float(value)
         names["quantity"] = float(row["quantity"])
-        for key, expr in self._derived.items():
-            names[key] = expr.evaluate_row(names)
+        derived = self._constraint_derived if constraints_only else self._derived
+        for key in derived:
+            names[key] = self._derived[key].evaluate_row(names)
         return names
 
     def constraints_mask(self, values: Mapping[str, Any], quantity: Any = None) -> Any:

@@ -1,5 +1,7 @@
 """Request schemas: the MES data model (ISA-95 job orders, assets, completions) and, per
-served model, the raw prediction row derived from its twin spec.
+served model, the raw prediction row derived from its twin spec; and the answer of the
+predict route (``PredictOut``), whose parts the other answers reuse
+(``serving._responses``).
 
 A row's fields are the spec's inputs with their units, bounds, choices, defaults and
 descriptions, so the OpenAPI document says what each parameter means and nothing is
@@ -21,9 +23,15 @@ from physics.spec import InputSpec, TwinSpec
 __all__ = [
     "AssetIn",
     "CompletionIn",
+    "DomainViolation",
+    "EventPrediction",
     "JobOrderIn",
     "JobOrderParameter",
+    "KpiPrediction",
     "MeasuredQuality",
+    "ModelRef",
+    "PredictOut",
+    "PredictRowOut",
     "QualitySpecIn",
     "ReloadIn",
     "WebhookIn",
@@ -36,6 +44,13 @@ Scalar = float | bool | str
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Out(BaseModel):
+    """An answer's part: every key it may carry is declared (``additionalProperties:
+    false`` in the OpenAPI document), so the document is the whole contract."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _describe(key: str, inp: InputSpec) -> str:
@@ -190,3 +205,59 @@ def predict_request_model(spec: TwinSpec, max_batch: int) -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid"),
         rows=(list[row], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
     )
+
+
+# ---- the answer of POST /v1/models/{name}/predict (its parts serve the other answers) ----
+
+
+class ModelRef(_Out):
+    """The model an answer came from."""
+
+    name: str
+    version: str = Field(description="Registry version, or 'folder' for a bundle folder")
+    bundle_hash: str = Field(description="sha256 of the model file")
+
+
+class KpiPrediction(_Out):
+    """One regression KPI of one row: the ensemble mean, its spread and the calibrated
+    interval (at the model's interval level)."""
+
+    unit: str
+    mean: float
+    std: float
+    lower: float
+    upper: float
+
+
+class EventPrediction(_Out):
+    """One event KPI of one row (the tool breaks during the order, ...)."""
+
+    probability: float = Field(description="Probability that the event happens")
+
+
+class DomainViolation(_Out):
+    """A bound of the training domain, or a spec constraint, that a row violates."""
+
+    field: str = Field(description="The input, or 'constraint' for a spec constraint")
+    value: Any = Field(description="The row's value, or the constraint's expression")
+    expected: str
+
+
+class PredictInterval(_Out):
+    level: float = Field(description="Two-sided level of every interval, e.g. 0.95")
+    method: str
+
+
+class PredictRowOut(_Out):
+    in_domain: bool = Field(description="False: the numbers are extrapolated; see violations")
+    violations: list[DomainViolation]
+    kpis: dict[str, KpiPrediction] = Field(description="Per regression KPI of the spec")
+    events: dict[str, EventPrediction] = Field(description="Per event KPI of the spec")
+
+
+class PredictOut(_Out):
+    """The answer of ``POST /v1/models/{name}/predict``: one entry per row sent, in order."""
+
+    model: ModelRef
+    interval: PredictInterval
+    rows: list[PredictRowOut]

@@ -30,6 +30,7 @@ from serving._fastpath import FastPredict
 from serving._metrics import Metrics
 from serving._models import LoadedModel, ModelSet, load_model, peek_spec
 from serving._policy import Policy, load_policy
+from serving._responses import problem_media
 from serving._schemas import parameter_catalogue
 from serving._settings import Settings
 from serving.store._db import Store, open_store
@@ -238,6 +239,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from serving.api import routes
 
     fast = routes.include(app, specs, settings)
+    app.openapi = problem_media(app.openapi)  # type: ignore[method-assign]
     # Outermost last: the body limit, then the predict fast path, then the metrics.
     app.add_middleware(Measure, state=app.state)
     app.add_middleware(FastPredict, state=app.state, routes=fast)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 
 from physics.spec import TwinSpec
@@ -25,6 +25,22 @@ from serving._completion import end_state, residuals
 from serving._errors import Conflict, FieldError, NotFound
 from serving._fastpath import predict_answer
 from serving._orders import check_asset_values, order_values, quality_limits
+from serving._responses import (
+    AssessmentOut,
+    AssetList,
+    AssetOut,
+    CompletionOut,
+    EventList,
+    HealthOut,
+    ModelList,
+    ModelOut,
+    ReadyOut,
+    ReloadOut,
+    WebhookCreated,
+    WebhookList,
+    WorkOrderOut,
+    answers,
+)
 from serving._schemas import (
     AssetIn,
     CompletionIn,
@@ -79,6 +95,13 @@ PredictCaller = Annotated[Caller, scope("predict")]
 OrdersCaller = Annotated[Caller, scope("work-orders")]
 AdminCaller = Annotated[Caller, scope("admin")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
+
+
+def _json(body: Any) -> Response:
+    """A JSON answer encoded by orjson (FastAPI's own encoder walks a big assessment
+    several times slower); the same JSON for the dicts these routes build."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY
+                                 | orjson.OPT_NON_STR_KEYS), media_type="application/json")
 
 
 def _now() -> datetime:
@@ -215,11 +238,12 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
     request model) for ``serving._fastpath.FastPredict``."""
     r = APIRouter()
 
-    @r.get("/healthz", tags=["health"])
+    @r.get("/healthz", tags=["health"], response_model=HealthOut)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @r.get("/readyz", tags=["health"])
+    @r.get("/readyz", tags=["health"], response_model=ReadyOut,
+           responses={503: {"model": ReadyOut, "description": "Not ready"}})
     def readyz(request: Request) -> JSONResponse:
         ctx = _ctx(request)
         checks: dict[str, Any] = {"models": ctx.models.names()}
@@ -231,7 +255,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
         ready = checks["database"] == "ok" and bool(checks["models"] or not settings.models)
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
-    @r.get("/metrics", tags=["health"])
+    @r.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics(request: Request) -> Response:
         ctx = _ctx(request)
         from serving._webhooks import backlog
@@ -243,16 +267,17 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
             pass
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @r.get("/v1/models", tags=["models"])
+    @r.get("/v1/models", tags=["models"], **answers(ModelList, 401, 403, 422))
     def models(request: Request, caller: PredictCaller) -> dict[str, Any]:
         return {"models": [m.describe() for m in _ctx(request).models.all()]}
 
-    @r.get("/v1/models/{name}", tags=["models"])
+    @r.get("/v1/models/{name}", tags=["models"], **answers(ModelOut, 401, 403, 404, 422))
     def model(name: str, request: Request, caller: PredictCaller) -> dict[str, Any]:
         described: dict[str, Any] = _ctx(request).models.get(name).describe()
         return described
 
-    @r.post("/v1/models/{name}/reload", tags=["models"])
+    @r.post("/v1/models/{name}/reload", tags=["models"],
+            **answers(ReloadOut, 401, 403, 404, 409, 413, 422))
     def reload(name: str, request: Request, caller: AdminCaller,
                body: ReloadIn | None = None) -> dict[str, Any]:
         """Serve a new bundle (or the current source again) without dropping requests in
@@ -268,7 +293,8 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
         path, body_model = _predict_route(r, spec, settings)
         fast[path] = (spec.name, body_model)
 
-    @r.put("/v1/assets/{equipment_id}", tags=["assets"])
+    @r.put("/v1/assets/{equipment_id}", tags=["assets"],
+           **answers(AssetOut, 401, 403, 404, 413, 422))
     def put_asset(equipment_id: str, body: AssetIn, request: Request,
                   caller: OrdersCaller) -> dict[str, Any]:
         ctx = _ctx(request)
@@ -311,7 +337,8 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
                  source=settings.event_source)
         return out
 
-    @r.get("/v1/assets/{equipment_id}", tags=["assets"])
+    @r.get("/v1/assets/{equipment_id}", tags=["assets"],
+           **answers(AssetOut, 401, 403, 404, 422))
     def get_asset(equipment_id: str, request: Request, caller: OrdersCaller) -> dict[str, Any]:
         with _ctx(request).store.session(readonly=True) as s:
             row = s.get(Asset, equipment_id)
@@ -319,13 +346,14 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
                 raise _no_asset(equipment_id)
             return _asset_out(row)
 
-    @r.get("/v1/assets", tags=["assets"])
+    @r.get("/v1/assets", tags=["assets"], **answers(AssetList, 401, 403, 422))
     def list_assets(request: Request, caller: OrdersCaller) -> dict[str, Any]:
         with _ctx(request).store.session(readonly=True) as s:
             rows = s.scalars(select(Asset).order_by(Asset.equipment_id)).all()
             return {"assets": [_asset_out(a) for a in rows]}
 
-    @r.post("/v1/work-orders/{job_order_id}/assessment", tags=["work orders"])
+    @r.post("/v1/work-orders/{job_order_id}/assessment", tags=["work orders"],
+            **answers(AssessmentOut, 401, 403, 404, 409, 413, 422))
     def assessment(job_order_id: str, body: JobOrderIn, request: Request,
                    caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
         ctx = _ctx(request)
@@ -414,9 +442,10 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
             if locked is not None:
                 _emit_advisories(s, locked, changes, job_order_id, settings.event_source)
             _remember(s, caller, idempotency_key, request, body, 200, response)
-        return response
+        return _json(response)
 
-    @r.post("/v1/work-orders/{job_order_id}/completion", tags=["work orders"])
+    @r.post("/v1/work-orders/{job_order_id}/completion", tags=["work orders"],
+            **answers(CompletionOut, 401, 403, 404, 409, 413, 422))
     def completion(job_order_id: str, body: CompletionIn, request: Request,
                    caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
         ctx = _ctx(request)
@@ -491,9 +520,10 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
                      source=settings.event_source, data={"model": model.name, **d})
             _emit_advisories(s, row, changes, job_order_id, settings.event_source)
             _remember(s, caller, idempotency_key, request, body, 200, response)
-        return response
+        return _json(response)
 
-    @r.get("/v1/work-orders/{job_order_id}", tags=["work orders"])
+    @r.get("/v1/work-orders/{job_order_id}", tags=["work orders"],
+           **answers(WorkOrderOut, 401, 403, 404, 422))
     def work_order(job_order_id: str, request: Request, caller: OrdersCaller) -> Any:
         with _ctx(request).store.session(readonly=True) as s:
             rows = s.scalars(select(Assessment).where(Assessment.job_order_id == job_order_id)
@@ -510,7 +540,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
                                                          "response": done.response},
             }
 
-    @r.get("/v1/events", tags=["events"])
+    @r.get("/v1/events", tags=["events"], **answers(EventList, 401, 403, 422))
     def events(request: Request, caller: OrdersCaller,
                after_seq: Annotated[int, Query(ge=0)] = 0,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
@@ -519,7 +549,8 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
             return {"events": [e.envelope for e in rows],
                     "last_seq": rows[-1].seq if rows else after_seq}
 
-    @r.post("/v1/webhooks", tags=["events"], status_code=201)
+    @r.post("/v1/webhooks", tags=["events"], status_code=201,
+            **answers(WebhookCreated, 401, 403, 413, 422))
     def add_webhook(body: WebhookIn, request: Request, caller: AdminCaller) -> dict[str, Any]:
         from serving._webhooks import new_secret
 
@@ -533,7 +564,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
         return {"id": hook.id, "url": hook.url, "event_types": hook.event_types,
                 "secret": hook.secret}
 
-    @r.get("/v1/webhooks", tags=["events"])
+    @r.get("/v1/webhooks", tags=["events"], **answers(WebhookList, 401, 403, 422))
     def list_webhooks(request: Request, caller: AdminCaller) -> dict[str, Any]:
         with _ctx(request).store.session(readonly=True) as s:
             hooks = s.scalars(select(Webhook).order_by(Webhook.created_at)).all()
@@ -553,9 +584,7 @@ def _predict_route(r: APIRouter, spec: TwinSpec, settings: Settings) -> tuple[st
     def predict(body: body_model, request: Request,  # type: ignore[valid-type]
                 caller: PredictCaller) -> Any:
         rows = [row.model_dump() for row in body.rows]  # type: ignore[attr-defined]
-        out = predict_answer(_ctx(request), name, rows)
-        return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY),
-                        media_type="application/json")
+        return _json(predict_answer(_ctx(request), name, rows))
 
     predict.__annotations__["body"] = body_model  # a class built at run time
     r.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"],

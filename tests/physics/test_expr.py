@@ -200,8 +200,13 @@ def test_the_spindle_row_namespace_equals_the_vectorised_one(spindle_spec: objec
         for key in spec.derived_exprs:
             np.testing.assert_allclose(names[key], np.broadcast_to(vec[key], (n,))[i],
                                        rtol=1e-12, err_msg=key)
-        got = [e.evaluate_row(names) for e in spec.constraint_exprs]
-        np.testing.assert_array_equal(got, [c[i] for c in constraints])
+        want = [c[i] for c in constraints]
+        np.testing.assert_array_equal([e.evaluate_row(names) for e in spec.constraint_exprs],
+                                      want)
+        few = spec.row_namespace(row, constraints_only=True)
+        assert len(few) < len(names)
+        np.testing.assert_array_equal([e.evaluate_row(few) for e in spec.constraint_exprs],
+                                      want)
 
 
 def test_booleans_add_as_numbers_in_both_trees() -> None:
