@@ -5,8 +5,10 @@ The routes build their answers as plain dicts (``serving._assess``, ``serving.ap
 and declare these models as ``response_model`` with ``response_model_exclude_unset``:
 FastAPI checks each answer against its model and writes exactly the keys the route
 built, so the wire format is the route's, and an answer that drifts from its schema
-fails loudly in the tests instead of surprising an integrator. Every model forbids
-undeclared keys (``additionalProperties: false``).
+fails loudly in the tests instead of surprising an integrator. The assessment and the
+completion send their answers already encoded (orjson), past FastAPI's check: for them
+the model documents, and ``tests/serving/test_schemathesis.py`` holds every answer to
+it. Every model forbids undeclared keys (``additionalProperties: false``).
 
 A key that is left out when it does not apply (an adjustment on a RELEASE, the quality
 of an order no model serves) is declared with ``absent``: not required, never null.
@@ -93,6 +95,7 @@ class Problem(_Out):
 
 
 _PROBLEM_TEXT = {
+    400: "The body cannot be parsed (not JSON in UTF-8)",
     401: "No or unknown credentials",
     403: "The credentials lack the route's scope",
     404: "Not found",

@@ -95,6 +95,7 @@ PredictCaller = Annotated[Caller, scope("predict")]
 OrdersCaller = Annotated[Caller, scope("work-orders")]
 AdminCaller = Annotated[Caller, scope("admin")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
+MAX_SEQ = 2**63 - 1  # event numbers are BIGINTs: a larger cursor is no cursor
 
 
 def _json(body: Any) -> Response:
@@ -277,7 +278,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
         return described
 
     @r.post("/v1/models/{name}/reload", tags=["models"],
-            **answers(ReloadOut, 401, 403, 404, 409, 413, 422))
+            **answers(ReloadOut, 400, 401, 403, 404, 409, 413, 422))
     def reload(name: str, request: Request, caller: AdminCaller,
                body: ReloadIn | None = None) -> dict[str, Any]:
         """Serve a new bundle (or the current source again) without dropping requests in
@@ -294,7 +295,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
         fast[path] = (spec.name, body_model)
 
     @r.put("/v1/assets/{equipment_id}", tags=["assets"],
-           **answers(AssetOut, 401, 403, 404, 413, 422))
+           **answers(AssetOut, 400, 401, 403, 404, 413, 422))
     def put_asset(equipment_id: str, body: AssetIn, request: Request,
                   caller: OrdersCaller) -> dict[str, Any]:
         ctx = _ctx(request)
@@ -353,7 +354,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
             return {"assets": [_asset_out(a) for a in rows]}
 
     @r.post("/v1/work-orders/{job_order_id}/assessment", tags=["work orders"],
-            **answers(AssessmentOut, 401, 403, 404, 409, 413, 422))
+            **answers(AssessmentOut, 400, 401, 403, 404, 409, 413, 422))
     def assessment(job_order_id: str, body: JobOrderIn, request: Request,
                    caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
         ctx = _ctx(request)
@@ -445,7 +446,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
         return _json(response)
 
     @r.post("/v1/work-orders/{job_order_id}/completion", tags=["work orders"],
-            **answers(CompletionOut, 401, 403, 404, 409, 413, 422))
+            **answers(CompletionOut, 400, 401, 403, 404, 409, 413, 422))
     def completion(job_order_id: str, body: CompletionIn, request: Request,
                    caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
         ctx = _ctx(request)
@@ -542,7 +543,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
 
     @r.get("/v1/events", tags=["events"], **answers(EventList, 401, 403, 422))
     def events(request: Request, caller: OrdersCaller,
-               after_seq: Annotated[int, Query(ge=0)] = 0,
+               after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         with _ctx(request).store.session(readonly=True) as s:
             rows = events_after(s, after_seq, limit=limit)
@@ -550,7 +551,7 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
                     "last_seq": rows[-1].seq if rows else after_seq}
 
     @r.post("/v1/webhooks", tags=["events"], status_code=201,
-            **answers(WebhookCreated, 401, 403, 413, 422))
+            **answers(WebhookCreated, 400, 401, 403, 413, 422))
     def add_webhook(body: WebhookIn, request: Request, caller: AdminCaller) -> dict[str, Any]:
         from serving._webhooks import new_secret
 
