@@ -223,16 +223,20 @@ class KpiPrediction(_Out):
     interval (at the model's interval level)."""
 
     unit: str
-    mean: float
-    std: float
-    lower: float
-    upper: float
+    # null where the graph gives no finite number (met far outside the training
+    # domain, on rows flagged in_domain false).
+    mean: float | None
+    std: float | None
+    lower: float | None
+    upper: float | None
 
 
 class EventPrediction(_Out):
     """One event KPI of one row (the tool breaks during the order, ...)."""
 
-    probability: float = Field(description="Probability that the event happens")
+    probability: float | None = Field(
+        description="Probability that the event happens (null where the graph gives no "
+                    "finite number)")
 
 
 class DomainViolation(_Out):

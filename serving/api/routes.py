@@ -45,6 +45,7 @@ from serving._schemas import (
     AssetIn,
     CompletionIn,
     JobOrderIn,
+    PredictOut,
     ReloadIn,
     WebhookIn,
     predict_request_model,
@@ -588,7 +589,9 @@ def _predict_route(r: APIRouter, spec: TwinSpec, settings: Settings) -> tuple[st
         return _json(predict_answer(_ctx(request), name, rows))
 
     predict.__annotations__["body"] = body_model  # a class built at run time
+    # The handler sends its own JSON (as the fast path does): the model documents it.
     r.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"],
                     tags=["models"], summary=f"Raw predictions of {name}",
-                    description=spec.description)
+                    description=spec.description,
+                    **answers(PredictOut, 400, 401, 403, 404, 413, 422))
     return f"/v1/models/{name}/predict", body_model
