@@ -6,7 +6,6 @@ SQLite and PostgreSQL), events and the audit chain."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -44,35 +43,14 @@ def job_order(equipment: str, quantity: int = 30, **override: Any) -> dict[str, 
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def running(bundle: Path, db_url: str, *, dev: bool = False) -> Iterator[str]:
-    import uvicorn
-
+    """The service for one bundle and store on 127.0.0.1 (``tests.serving._server``)."""
     from serving._settings import Settings
-    from serving.app import create_app
+    from tests.serving._server import serving
 
-    settings = Settings(database_url=db_url, models=[str(bundle)], dev_mode=dev)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(Settings(database_url=db_url, models=[str(bundle)], dev_mode=dev)) as url:
+        yield url
 
 
 def make_key(db_url: str, *scopes: str) -> str:
