@@ -107,6 +107,8 @@ def generate_cmd(
         progress=not no_progress,
         executor=dask_executor,
     )
+    for line in result.repairs:
+        click.secho(f"warning: {line}", fg="yellow", err=True)
     c = result.card["counts"]
     click.echo(
         f"{result.folder}: {c['rows']} rows ({c['ok']} ok, {c['failed']} failed); "
@@ -119,9 +121,10 @@ def generate_cmd(
 @handle_errors
 def info_cmd(folder: str) -> None:
     """Describe a dataset: study, FMU, DOE, counts, columns, failures."""
-    from physics.dataset import chunk_files, read_card, read_runs
+    from physics.dataset import QUARANTINE, RUNS, check_folder, lock_holder, read_card
 
     card = read_card(folder)
+    found = check_folder(folder, card)
     spec, fmu, doe, sim = card["spec"], card["fmu"], card["doe"], card["simulation"]
     click.echo(f"dataset    {Path(folder).resolve()}")
     click.echo(f"spec       {spec['name']} v{spec['version']}  hash {spec['hash'][:16]}")
@@ -142,19 +145,34 @@ def info_cmd(folder: str) -> None:
         f"simulation step {sim['step_size']} s, sampled every {sim['output_interval']} s"
         + (f", trajectories of {', '.join(sim['trajectories'])}" if sim["trajectories"] else "")
     )
-    counts = card.get("counts", {})
-    state = "complete" if card.get("complete") else "INCOMPLETE (run the same command to resume)"
-    click.echo(f"runs       {counts.get('rows', 0)} of {doe['points']}, {state}")
+    counts: Counter[str] = Counter()
+    for entry in found.good:
+        counts.update(entry.get("status", {}))
+    writer = lock_holder(folder)
+    if writer is not None:
+        state = f"being written now (pid {writer})"
+    elif found.rows >= doe["points"]:
+        state = "complete"
+    else:
+        state = "INCOMPLETE (run the same command to resume)"
+    click.echo(f"runs       {found.rows} of {doe['points']} on disk, {state}")
     click.echo(
         "           "
         + "  ".join(
-            f"{s} {counts.get(s, 0)}" for s in ("ok", "error", "nan", "timeout", "crash", "invalid")
+            f"{s} {counts[s]}" for s in ("ok", "error", "nan", "timeout", "crash", "invalid")
         )
     )
     click.echo(
-        f"files      {len(chunk_files(folder))} Parquet chunks, updated {card.get('updated')}"
+        f"files      {len(found.good)} Parquet chunks in {RUNS}/, updated {card.get('updated')}"
     )
-    table = read_runs(folder)
+    for line in found.problems():
+        click.secho(f"damaged    {line}", fg="yellow")
+    if found.damaged or found.unlisted:
+        click.echo(
+            "           the same `twin data generate` command moves these to "
+            f"{QUARANTINE}/ and simulates their runs again; the rows below leave them out"
+        )
+    table = _read_good(Path(folder), found.good)
     click.echo(f"\n{'column':28s} {'role':12s} {'unit':8s} {'bounds':>22s}  observed")
     for name, col in card["columns"].items():
         if col["role"] == "meta":
@@ -180,6 +198,15 @@ def info_cmd(folder: str) -> None:
             click.echo("\nfailures (most common first)")
             for (status, message), count in Counter(failed).most_common(5):
                 click.echo(f"  {count:5d} x {status}: {message[:110]}")
+
+
+def _read_good(folder: Path, entries: list[dict[str, Any]]) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not entries:
+        return pa.table({"run_id": pa.array([], pa.int64())})
+    return pa.concat_tables([pq.read_table(folder / e["name"]) for e in entries])
 
 
 def _observed(table: Any, name: str, col: dict[str, Any]) -> str:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from physics.dataset import (
-    CARD,
     FORMAT,
     DatasetError,
+    DatasetFolder,
     DatasetWriter,
     _now,
-    read_card,
+    dataset_path,
     result_row,
 )
 from physics.progress import Progress
@@ -37,6 +37,7 @@ class StudyResult:
     card: dict[str, Any]
     ran: int  # runs simulated by this call (not those resumed from disk)
     skipped: int  # runs already on disk
+    repairs: tuple[str, ...] = ()  # what resuming moved to the quarantine, and why
 
 
 def _fmpy_version() -> str:
@@ -118,6 +119,13 @@ def _same_study(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
     for key in ("method", "seed", "n", "levels"):
         checks.append((f"doe.{key}", old["doe"].get(key), new["doe"].get(key)))
+    checks.append(
+        (
+            "simulation.trajectories",
+            old["simulation"].get("trajectories"),
+            new["simulation"].get("trajectories"),
+        )
+    )
     return [f"{name}: the folder has {a!r}, this command {b!r}" for name, a, b in checks if a != b]
 
 
@@ -148,7 +156,7 @@ def generate(
     from physics.run import fmu_path_of, open_twin
 
     pool = (pool or PoolOptions()).checked()
-    out = Path(out)
+    out = dataset_path(out)
     design = make_design(spec, n, method=method, seed=seed, levels=levels)
     fmu_path = fmu_path_of(spec)
     with open_twin(spec) as twin:  # reads the FMU once here, and checks the spec against it
@@ -187,31 +195,29 @@ def generate(
         "columns": described,
         "created": _now(),
     }
-    if (out / CARD).exists():
-        old = read_card(out)
-        mismatch = _same_study(old, card)
-        if mismatch:
-            raise DatasetError(
-                f"{out} holds a different study; use another --out folder:\n  "
-                + "\n  ".join(mismatch)
-            )
-        card["created"] = old.get("created", card["created"])
     # Connect to the executor before anything is written: a bad address changes nothing.
     job = job_for(spec, fmu_path, traj_outputs)
     runner = LocalPool(job, pool) if executor is None else executor(job, pool)
-    writer = DatasetWriter(out, card=card, schema=schema, chunk_size=chunk_size)
-    done = writer.done_run_ids()
-
-    todo = [(run_id, point) for run_id, point in enumerate(design.points) if run_id not in done]
-    bar = Progress(
-        len(design.points), label=f"{spec.name} {method}", done=len(done), enabled=progress
-    )
-    try:
-        ran = _simulate(spec, catalogue, runner, writer, todo, bar)
-    finally:
-        # Whatever ends the loop (done, an error, Ctrl-C), what was simulated is kept.
-        card = writer.finish()
-    return StudyResult(out, card, ran=ran, skipped=len(done))
+    with DatasetFolder(out) as folder:
+        if folder.old_card is not None:
+            mismatch = _same_study(folder.old_card, card)
+            if mismatch:
+                raise DatasetError(
+                    f"{out} holds a different study; use another --out folder:\n  "
+                    + "\n  ".join(mismatch)
+                )
+        writer = folder.writer(card, schema, chunk_size=chunk_size)
+        done = writer.done_run_ids()
+        todo = [(run_id, point) for run_id, point in enumerate(design.points) if run_id not in done]
+        bar = Progress(
+            len(design.points), label=f"{spec.name} {method}", done=len(done), enabled=progress
+        )
+        try:
+            ran = _simulate(spec, catalogue, runner, writer, todo, bar)
+        finally:
+            # Whatever ends the loop (done, an error, Ctrl-C), what was simulated is kept.
+            card = writer.finish()
+    return StudyResult(out, card, ran=ran, skipped=len(done), repairs=tuple(folder.repairs))
 
 
 def _simulate(
@@ -284,7 +290,7 @@ def extend(
     from physics.run import fmu_path_of, open_twin
 
     pool = (pool or PoolOptions()).checked()
-    out = Path(out)
+    out = dataset_path(out)
     fmu_path = fmu_path_of(spec)
     with open_twin(spec) as twin:
         catalogue = twin.catalogue
@@ -292,68 +298,69 @@ def extend(
     schema, described = columns_of(spec, catalogue)
     schema[ROUND] = "int"
     described[ROUND] = {"role": "meta", "description": "the adaptive round that proposed the run"}
-    if (out / CARD).exists():
-        card = read_card(out)
-        if card["doe"]["method"] != "adaptive":
-            raise DatasetError(
-                f"{out} holds a {card['doe']['method']} study, not an adaptive one; "
-                "use another folder"
-            )
-        mismatch = [
-            f"{name}: the folder has {a!r}, this command {b!r}"
-            for name, a, b in (
-                ("spec.hash", card["spec"]["hash"], spec.spec_hash),
-                ("fmu.sha256", card["fmu"]["sha256"], fmu_info["sha256"]),
-            )
-            if a != b
-        ]
-        if mismatch:
-            raise DatasetError(f"{out} holds a different study:\n  " + "\n  ".join(mismatch))
-    else:
-        card = {
-            "format": FORMAT,
-            "spec": {"name": spec.name, "version": spec.version, "hash": spec.spec_hash},
-            "fmu": fmu_info,
-            "fmpy_version": _fmpy_version(),
-            "doe": {"method": "adaptive", "seed": seed, "n": 0, "levels": None, "points": 0,
-                    "candidates": 0, "rejected": 0, "factors": [], "rounds": []},
-            "simulation": {
-                "step_size": spec.fmu.step_size,
-                "output_interval": spec.fmu.sampling_interval,
-                "trajectories": [],
-            },
-            "runner": {"executor": "local", "workers": pool.n_workers, "timeout": pool.timeout,
-                       "max_runs_per_worker": pool.max_runs_per_worker},
-            "columns": described,
-            "created": _now(),
-        }  # fmt: skip
-    rounds: list[dict[str, Any]] = card["doe"]["rounds"]
-    file = out / "rounds" / f"{label}.json"
-    known = next((r for r in rounds if r["label"] == label), None)
-    if known is not None and file.is_file():
-        points = json.loads(file.read_text())["points"]
-        first, index = known["first_run_id"], known["round"]
-    else:
-        first = sum(r["runs"] for r in rounds)
-        index = len(rounds)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        plain = [{k: _plain(v) for k, v in p.items()} for p in points]
-        write_json_atomic(file, {"label": label, "round": index, "first_run_id": first,
-                                 "seed": seed, "points": plain})  # fmt: skip
-        rounds.append(
-            {"round": index, "label": label, "seed": seed, "first_run_id": first,
-             "runs": len(points)}
-        )  # fmt: skip
-    total = sum(r["runs"] for r in rounds)
-    card["doe"].update(n=total, points=total, rounds=rounds)
-    runner = LocalPool(job_for(spec, fmu_path, ()), pool)
-    writer = DatasetWriter(out, card=card, schema=schema, chunk_size=chunk_size)
-    done = writer.done_run_ids()
-    todo = [(first + i, p) for i, p in enumerate(points) if first + i not in done]
-    skipped = len(points) - len(todo)
-    bar = Progress(len(points), label=f"{spec.name} {label}", done=skipped, enabled=progress)
-    try:
-        ran = _simulate(spec, catalogue, runner, writer, todo, bar, extra={ROUND: index})
-    finally:
-        card = writer.finish()
-    return StudyResult(out, card, ran=ran, skipped=skipped)
+    with DatasetFolder(out) as folder:
+        if folder.old_card is not None:
+            card = folder.old_card
+            if card["doe"]["method"] != "adaptive":
+                raise DatasetError(
+                    f"{out} holds a {card['doe']['method']} study, not an adaptive one; "
+                    "use another folder"
+                )
+            mismatch = [
+                f"{name}: the folder has {a!r}, this command {b!r}"
+                for name, a, b in (
+                    ("spec.hash", card["spec"]["hash"], spec.spec_hash),
+                    ("fmu.sha256", card["fmu"]["sha256"], fmu_info["sha256"]),
+                )
+                if a != b
+            ]
+            if mismatch:
+                raise DatasetError(f"{out} holds a different study:\n  " + "\n  ".join(mismatch))
+        else:
+            card = {
+                "format": FORMAT,
+                "spec": {"name": spec.name, "version": spec.version, "hash": spec.spec_hash},
+                "fmu": fmu_info,
+                "fmpy_version": _fmpy_version(),
+                "doe": {"method": "adaptive", "seed": seed, "n": 0, "levels": None, "points": 0,
+                        "candidates": 0, "rejected": 0, "factors": [], "rounds": []},
+                "simulation": {
+                    "step_size": spec.fmu.step_size,
+                    "output_interval": spec.fmu.sampling_interval,
+                    "trajectories": [],
+                },
+                "runner": {"executor": "local", "workers": pool.n_workers, "timeout": pool.timeout,
+                           "max_runs_per_worker": pool.max_runs_per_worker},
+                "columns": described,
+                "created": _now(),
+            }  # fmt: skip
+        rounds: list[dict[str, Any]] = card["doe"]["rounds"]
+        file = out / "rounds" / f"{label}.json"
+        known = next((r for r in rounds if r["label"] == label), None)
+        if known is not None and file.is_file():
+            points = json.loads(file.read_text())["points"]
+            first, index = known["first_run_id"], known["round"]
+        else:
+            first = sum(r["runs"] for r in rounds)
+            index = len(rounds)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            plain = [{k: _plain(v) for k, v in p.items()} for p in points]
+            write_json_atomic(file, {"label": label, "round": index, "first_run_id": first,
+                                     "seed": seed, "points": plain})  # fmt: skip
+            rounds.append(
+                {"round": index, "label": label, "seed": seed, "first_run_id": first,
+                 "runs": len(points)}
+            )  # fmt: skip
+        total = sum(r["runs"] for r in rounds)
+        card["doe"].update(n=total, points=total, rounds=rounds)
+        runner = LocalPool(job_for(spec, fmu_path, ()), pool)
+        writer = folder.writer(card, schema, chunk_size=chunk_size)
+        done = writer.done_run_ids()
+        todo = [(first + i, p) for i, p in enumerate(points) if first + i not in done]
+        skipped = len(points) - len(todo)
+        bar = Progress(len(points), label=f"{spec.name} {label}", done=skipped, enabled=progress)
+        try:
+            ran = _simulate(spec, catalogue, runner, writer, todo, bar, extra={ROUND: index})
+        finally:
+            card = writer.finish()
+    return StudyResult(out, card, ran=ran, skipped=skipped, repairs=tuple(folder.repairs))

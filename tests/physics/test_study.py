@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from physics.dataset import DatasetError, chunk_files, read_card, read_runs
+from physics.dataset import DatasetError, read_card, read_runs
 from physics.run import open_twin, simulate_order
 from physics.runner import PoolOptions
 from physics.spec import load_spec
@@ -51,8 +51,18 @@ def test_generate_writes_every_run_with_kpis_equal_to_the_fmu(spec, tmp_path: Pa
     data = rows(out)
     assert data["run_id"] == list(range(24))
     assert set(data["status"]) == {"ok"}
-    assert len(chunk_files(out)) == 5  # 24 rows in chunks of 5
     card = read_card(out)
+    # 24 rows in chunks of 5, each listed with its rows and checksum
+    assert [e["rows"] for e in card["chunks"]] == [5, 5, 5, 5, 4]
+    assert sorted(e["name"] for e in card["chunks"]) == sorted(
+        f"runs/{p.name}" for p in (out / "runs").glob("*.parquet")
+    )
+    # One line in pandas reads the same rows (the card beside the chunks is not in the way).
+    import pandas as pd
+
+    frame = pd.read_parquet(out / "runs").sort_values("run_id", ignore_index=True)
+    assert frame["run_id"].tolist() == data["run_id"]
+    assert frame["energy"].tolist() == data["energy"]
     assert card["counts"]["rows"] == 24 and card["counts"]["ok"] == 24 and card["complete"]
     assert card["spec"]["hash"] == spec.spec_hash
     with open_twin(spec) as twin:
@@ -120,13 +130,19 @@ def test_kill_9_loses_at_most_the_chunk_in_flight(spec, tmp_path: Path) -> None:
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     deadline = time.monotonic() + 60
-    while len(chunk_files(out)) < 3 and time.monotonic() < deadline:
+    while len(list(out.glob("runs/*.parquet"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole group: parent and its workers
     proc.wait()
     before = rows(out)["run_id"]
     assert 12 <= len(before) < N_KILL and len(before) % 4 == 0  # whole chunks only
     assert json.loads((out / "dataset.json").read_text()).get("complete") is not True
+    # data info counts what is on disk, not what the killed process last said.
+    info = subprocess.run([str(TWIN), "data", "info", str(out)], capture_output=True, text=True)
+    assert (
+        f"runs       {len(before)} of {N_KILL} on disk, INCOMPLETE (run the same command to resume)"
+        in info.stdout.splitlines()
+    ), info.stdout + info.stderr
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     after = rows(out)
@@ -176,7 +192,7 @@ def test_data_info_describes_the_dataset(spec, tmp_path: Path) -> None:
     assert info.returncode == 0, info.stderr
     lines = info.stdout.splitlines()
     assert lines[1].startswith(f"spec       milling_spindle v4  hash {spec.spec_hash[:16]}")
-    assert "runs       5 of 5, complete" in lines
+    assert "runs       5 of 5 on disk, complete" in lines
     assert "           ok 5  error 0  nan 0  timeout 0  crash 0  invalid 0" in lines
     speed = next(x for x in lines if x.startswith("spindle_speed "))
     assert speed.split()[:4] == ["spindle_speed", "input", "rpm", "[500,"]
@@ -219,11 +235,15 @@ def test_trajectories_are_stored_on_the_sampling_grid(spec, tmp_path: Path) -> N
     generate(
         spec, out, n=4, method="random", seed=9, progress=False, trajectories=True, chunk_size=3
     )
-    traj = sorted(out.glob("traj-*.parquet"))
-    assert [p.name for p in traj] == ["traj-000000.parquet", "traj-000001.parquet"]
+    card = read_card(out)
+    traj = [out / e["trajectories"]["name"] for e in card["chunks"]]
+    # Beside each runs chunk, by the same name: one pair per chunk of 3 runs.
+    assert [p.relative_to(out).as_posix() for p in traj] == [
+        e["name"].replace("runs/", "trajectories/") for e in card["chunks"]
+    ]
+    assert len(traj) == 2
     table = pq.read_table(traj[0])
     assert table.column("run_id").to_pylist() == [0, 1, 2]
-    card = read_card(out)
     assert card["simulation"]["trajectories"] == list(
         dict.fromkeys(k.variable for k in spec.kpis.values())
     )

@@ -68,7 +68,7 @@ def test_extend_resumes_a_killed_round_with_its_own_points(ridge_spec, tmp_path:
     points = [{"x1": 0.1 * i, "x2": 0.5, "quantity": 1} for i in range(6)]
     extend(ridge_spec, tmp_path / "d", points, label="round-000", progress=False, chunk_size=2)
     # A kill after the first chunk: drop the later chunks, as if they never landed.
-    for chunk in sorted((tmp_path / "d").glob("runs-*.parquet"))[1:]:
+    for chunk in sorted((tmp_path / "d" / "runs").glob("*.parquet"))[1:]:
         chunk.unlink()
     other = [{"x1": 0.9, "x2": 0.9, "quantity": 1}] * 6
     again = extend(ridge_spec, tmp_path / "d", other, label="round-000", progress=False)
@@ -90,4 +90,4 @@ def test_data_info_lists_the_rounds(ridge_spec, tmp_path: Path) -> None:  # type
     extend(ridge_spec, tmp_path / "d", first[:2], label="round-001", progress=False)
     out = CliRunner().invoke(main, ["data", "info", str(tmp_path / "d")]).output
     assert "doe        adaptive  5 points in rounds: round-000 3, round-001 2" in out
-    assert "runs       5 of 5, complete" in out
+    assert "runs       5 of 5 on disk, complete" in out
