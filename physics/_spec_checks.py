@@ -6,6 +6,7 @@ Each check appends ``<field.path>: <problem>`` lines, so one pass reports everyt
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
     from physics.spec import FactorSpec, InputSpec, KpiSpec, TwinSpec
     from physics.variables import Catalogue, VariableInfo
 
+# The most communication steps one run may take: a step size this far below the stop
+# time is a typo (and a step count past 2^63 would wrap around in the driver).
+MAX_STEPS = 100_000_000
 _CHOICE = re.compile(r"[A-Za-z0-9_]+\Z")
 _CRITERIA = ("max_rmse", "max_mae", "max_rel_error", "min_r2", "min_coverage")
 # Time integrals with a unit name of their own; any other unit u integrates to "u.s".
@@ -64,11 +68,21 @@ def _check_fmu(spec: TwinSpec, p: list[str]) -> None:
         p.append(f"fmu.model: {problem}")
     if f.step_size <= 0:
         p.append(f"fmu.step_size: {fmt(f.step_size)} must be positive")
-    elif f.output_interval is not None and f.output_interval < f.step_size:
-        p.append(
-            f"fmu.output_interval: {fmt(f.output_interval)} is below the step size "
-            f"{fmt(f.step_size)}"
-        )
+    elif f.output_interval is not None:
+        ratio = f.output_interval / f.step_size
+        if f.output_interval < f.step_size:
+            p.append(
+                f"fmu.output_interval: {fmt(f.output_interval)} is below the step size "
+                f"{fmt(f.step_size)}"
+            )
+        elif abs(ratio - round(ratio)) > 1e-9 * ratio:
+            # Samples are taken after whole steps: any other interval would be a grid the
+            # dataset card does not state.
+            p.append(
+                f"fmu.output_interval: {fmt(f.output_interval)} is not a whole multiple of "
+                f"the step size {fmt(f.step_size)} (it is {ratio:.6g} steps); expected e.g. "
+                f"{fmt(max(1, round(ratio)) * f.step_size)}"
+            )
 
 
 def _check_input(at: str, key: str, inp: InputSpec, p: list[str]) -> None:
@@ -197,6 +211,20 @@ def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Ex
         return expr
 
     stop = checked(spec.stop_time, "stop_time")
+    if stop is not None and not stop.names and spec.fmu.step_size > 0:  # a fixed stop time
+        try:
+            value = float(stop.evaluate({}))
+        except (ArithmeticError, ValueError):
+            value = float("nan")
+        if not (math.isfinite(value) and value > 0):
+            p.append(
+                f"stop_time: {spec.stop_time!r} gives {fmt(value)} s; expected a positive time"
+            )
+        elif (steps := value / spec.fmu.step_size) > MAX_STEPS:
+            p.append(
+                f"stop_time: {fmt(value)} s is {steps:.3g} steps of fmu.step_size "
+                f"{fmt(spec.fmu.step_size)} s, more than {MAX_STEPS:.0e}; use a larger step size"
+            )
     derived = {
         k: e for k, text in spec.derived.items() if (e := checked(text, f"derived.{k}")) is not None
     }

@@ -225,6 +225,12 @@ def lock_holder(folder: str | Path) -> int | None:
         os.close(fd)
 
 
+def check_chunk_size(chunk_size: int) -> int:
+    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise DatasetError(f"--chunk-size: {chunk_size}; expected 1 to {MAX_CHUNK_SIZE:,} rows")
+    return chunk_size
+
+
 def dataset_path(folder: str | Path) -> Path:
     """``--out`` as a Path; an empty one (which would mean the current folder) is refused."""
     if isinstance(folder, str) and folder.strip() == "":
@@ -369,8 +375,7 @@ class DatasetWriter:
         chunks: list[dict[str, Any]],
         chunk_size: int = 256,
     ) -> None:
-        if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
-            raise DatasetError(f"--chunk-size: {chunk_size}; expected 1 to {MAX_CHUNK_SIZE} rows")
+        check_chunk_size(chunk_size)
         self.folder = owner.folder
         self.schema = dict(schema)
         self.chunk_size = chunk_size

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CANDIDATES_PER_POINT",
     "MAX_GRID_POINTS",
+    "MAX_POINTS",
     "METHODS",
     "Design",
     "DoeError",
@@ -56,6 +57,9 @@ __all__ = [
 
 METHODS = ("lhs", "sobol", "halton", "grid", "random")
 MAX_GRID_POINTS = 1_000_000
+# A design is held in memory with its candidates (up to 50 per point): 1e6 points of 20
+# factors already need several GB, so larger studies are split into several datasets.
+MAX_POINTS = 1_000_000
 MAX_CANDIDATES_PER_POINT = 50  # a box this empty needs tighter factor ranges, not more draws
 # A small design (or a small stratum) may always draw this many: with a few points the
 # acceptance rate is estimated from a handful of draws and 50 per point is a coin toss.
@@ -107,6 +111,12 @@ def make_design(
     if method not in METHODS:
         raise DoeError(f"method: {fmt(method)} is not one of {', '.join(METHODS)}", field="method")
     n = _whole(n, "n", 1)
+    if n > MAX_POINTS:
+        raise DoeError(
+            f"n: {n:,} points is more than {MAX_POINTS:,}; split the study into several "
+            "datasets (different seeds)",
+            field="n",
+        )
     seed = _whole(seed, "seed", 0)
     if levels is not None:
         if not _is_whole(levels):
@@ -177,6 +187,14 @@ class _Factor:
             right = b - np.sqrt((1.0 - u) * (b - a) * (b - f.mode))
             return np.where(u < c, left, right)
         return a + u * (b - a)
+
+    def level_count(self, count: int) -> int:
+        """How many values ``levels(count)`` gives at most, without making them."""
+        if self.kind in ("boolean", "categorical"):
+            return len(self.choices)
+        if self.kind == "integer":
+            return min(count, int(self.high - self.low) + 1)
+        return count
 
     def levels(self, count: int) -> np.ndarray:
         """Grid values: ``count`` equally spaced in the factor's scale, or every choice."""
@@ -416,15 +434,18 @@ def _engine(cls: Any, d: int, seed: int, **options: Any) -> Any:
 def _grid(
     spec: TwinSpec, factors: list[_Factor], fixed: dict[str, Any], seed: int, levels: int
 ) -> Design:
-    values = [f.levels(levels) for f in factors]
-    shape = tuple(len(v) for v in values)
-    count = math.prod(shape)  # Python ints: no overflow before the check
+    # Sized before any value is made: a huge --levels is refused, not allocated.
+    count = math.prod(f.level_count(levels) for f in factors)  # Python ints: no overflow
     if count > MAX_GRID_POINTS:
         raise DoeError(
-            f"levels: {levels} levels over {len(factors)} factors make {count:,} grid points, "
+            f"levels: {levels} levels over {len(factors)} factors make "
+            f"{f'{count:,}' if count < 10**12 else f'about {float(count):.3g}'} grid points, "
             f"more than {MAX_GRID_POINTS:,}; use fewer levels or another method",
             field="levels",
         )
+    values = [f.levels(levels) for f in factors]
+    shape = tuple(len(v) for v in values)
+    count = math.prod(shape)
     index = np.unravel_index(np.arange(count), shape)  # last factor varies fastest
     columns = {f.key: v[i] for f, v, i in zip(factors, values, index, strict=True)}
     mask = _mask(spec, {**fixed, **columns}, count)

@@ -40,6 +40,10 @@ class PoolOptionsError(ValueError):
 
 
 STATUSES = ("ok", "error", "nan", "timeout", "crash", "invalid")
+# Bounds of PoolOptions: a worker is a process with its own FMU instance (a few MB to
+# GB each); a run that may take longer than a day needs a batch system, not a watchdog.
+MAX_WORKERS = 256
+MAX_TIMEOUT = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -237,8 +241,12 @@ class PoolOptions:
         problems = []
         if self.workers < 0:
             problems.append(f"workers: {self.workers} must be >= 0 (0 = one per core)")
+        elif self.workers > MAX_WORKERS:
+            problems.append(f"workers: {self.workers} is more than {MAX_WORKERS} processes")
         if not self.timeout > 0:
             problems.append(f"timeout: {self.timeout} must be > 0 seconds")
+        elif not self.timeout <= MAX_TIMEOUT:
+            problems.append(f"timeout: {self.timeout} must be at most {MAX_TIMEOUT:g} seconds")
         if self.max_runs_per_worker < 1:
             problems.append(f"max_runs_per_worker: {self.max_runs_per_worker} must be >= 1")
         if self.prefetch < 1:

@@ -20,6 +20,7 @@ from physics.dataset import (
     DatasetFolder,
     DatasetWriter,
     _now,
+    check_chunk_size,
     dataset_path,
     result_row,
 )
@@ -157,6 +158,7 @@ def generate(
 
     pool = (pool or PoolOptions()).checked()
     out = dataset_path(out)
+    check_chunk_size(chunk_size)
     design = make_design(spec, n, method=method, seed=seed, levels=levels)
     fmu_path = fmu_path_of(spec)
     with open_twin(spec) as twin:  # reads the FMU once here, and checks the spec against it
@@ -291,6 +293,7 @@ def extend(
 
     pool = (pool or PoolOptions()).checked()
     out = dataset_path(out)
+    check_chunk_size(chunk_size)
     fmu_path = fmu_path_of(spec)
     with open_twin(spec) as twin:
         catalogue = twin.catalogue

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from physics._spec_checks import MAX_STEPS
 from physics._spec_text import fmt, suggest
 from physics.spec import InputSpec, SpecError
 from physics.variables import Catalogue, VariableInfo
@@ -98,6 +99,11 @@ def resolve_order(spec: TwinSpec, values: Mapping[str, Any], quantity: Any) -> R
         problems.append(
             f"stop_time: {spec.stop_time!r} gives {fmt(stop_time)} s; "
             "it must be positive and finite"
+        )
+    elif (steps := stop_time / spec.fmu.step_size) > MAX_STEPS:
+        problems.append(
+            f"stop_time: {fmt(stop_time)} s is {steps:.3g} steps of fmu.step_size "
+            f"{fmt(spec.fmu.step_size)} s, more than {MAX_STEPS:.0e}; use a larger step size"
         )
     if problems:
         raise OrderError(problems)

@@ -230,7 +230,14 @@ EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const in
         rc = RUN_ERROR;
         goto done;
     }
-    long n_steps = (long)ceil(stop_time / step - 1e-9);
+    double steps = stop_time / step;
+    if (!(steps <= 1e15)) { /* past this a long step counter loses steps: fail, never truncate */
+        snprintf(err, errlen, "%g steps of %g s up to %g s are too many", steps, step, stop_time);
+        *fail_function = FAIL_SETUP;
+        rc = RUN_ERROR;
+        goto done;
+    }
+    long n_steps = (long)ceil(steps - 1e-9);
     if (n_steps < 1) n_steps = 1;
     *fail_function = FAIL_RESET;
     if (d->needs_reset && d->reset(d->c) > fmi2Warning) goto fmi_error;

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from physics._spec_checks import MAX_STEPS
 from physics.fmu._errors import SimulationError
 from physics.variables import VariableInfo, catalogue_from_model_description
 
@@ -302,6 +303,11 @@ class Fmu:
             if self.variable(name).causality != "input":
                 raise ValueError(f"inputs.{name}: not an input of {self.name}")
 
+        if not stop_time / step_size <= MAX_STEPS:
+            raise ValueError(
+                f"step_size: {step_size} up to stop time {stop_time} is "
+                f"{stop_time / step_size:.3g} steps, more than {MAX_STEPS:.0e}"
+            )
         n_steps = max(1, math.ceil(stop_time / step_size - 1e-9))
         n_samples = (n_steps - 1) // every + 2
         time = np.empty(n_samples)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from physics._spec_checks import MAX_STEPS
 from physics.fmu._adapter import Fmu
 from physics.fmu._build import build_driver, fmi_platform
 from physics.fmu._errors import SimulationError
@@ -150,7 +151,14 @@ class NativeFmu:
         ordered, vrs, counts = self._outputs(names)
         index = {n: i for i, n in enumerate(ordered)}
         start = [(self.fmu.variable(k), v) for k, v in start_values.items()]
-        n_steps = max(1, math.ceil(stop_time / step_size - 1e-9))
+        steps = stop_time / step_size
+        if not (math.isfinite(steps) and steps <= MAX_STEPS):  # refused at load; never truncated
+            raise SimulationError(
+                f"stop time {stop_time:g} s at step size {step_size:g} s is {steps:.3g} steps, "
+                f"more than {MAX_STEPS:.0e}",
+                time=0.0,
+            )
+        n_steps = max(1, math.ceil(steps - 1e-9))
         max_samples = (n_steps - 1) // every + 2 if trajectory else 0
         samples = (C.c_double * (max_samples * (len(ordered) + 1)))() if trajectory else None
         kpi_value = (C.c_double * max(1, len(kpis)))()

@@ -131,6 +131,12 @@ def test_failures_carry_the_function_time_and_message() -> None:
             )
         assert info.value.kind == "nan"
         assert str(info.value) == "faulty: output y is nan at t = 2"
+        # A step count past the cap fails loudly (it once ran one step and said ok).
+        with pytest.raises(SimulationError) as info:
+            native.run({"u": 2.0}, 3.0, step_size=1e-300, output_interval=1e-300, kpis=kpis)
+        assert str(info.value) == (
+            "stop time 3 s at step size 1e-300 s is 3e+300 steps, more than 1e+08"
+        )
         # After the failures the driver runs a healthy case again.
         ok = native.run({"u": 2.0}, 3.0, step_size=0.1, output_interval=0.5, kpis=kpis)
         assert ok.kpis[0] == pytest.approx(2.0 * (1 - np.exp(-3.0)), rel=1e-12)

@@ -435,6 +435,27 @@ def test_spec_hash_changes_with_a_bound() -> None:
             id="fmu",
         ),
         pytest.param(
+            lambda d: d["fmu"].update(output_interval=2.5),
+            [
+                "fmu.output_interval: 2.5 is not a whole multiple of the step size 1 (it is 2.5 "
+                "steps); expected e.g. 2"
+            ],
+            id="output-interval-not-a-multiple",
+        ),
+        pytest.param(
+            lambda d: d.update(stop_time=3600) or d["fmu"].update(step_size=1e-9, output_interval=None),
+            [
+                "stop_time: 3600 s is 3.6e+12 steps of fmu.step_size 1e-09 s, more than 1e+08; "
+                "use a larger step size"
+            ],
+            id="absurd-step-count",
+        ),
+        pytest.param(
+            lambda d: d.update(stop_time="1e308 * 10"),
+            ["stop_time: '1e308 * 10' gives inf s; expected a positive time"],
+            id="fixed-stop-time-infinite",
+        ),
+        pytest.param(
             lambda d: d["inputs"]["coolant_on"].update(variable="coolant_temperature"),
             [
                 "inputs.coolant_temperature.variable: 'coolant_temperature' is already set by "

@@ -269,6 +269,25 @@ def test_trajectories_are_stored_on_the_sampling_grid(spec, tmp_path: Path) -> N
             "error: levels: 3 levels over 20 factors make 1,721,868,840 grid points, more than "
             "1,000,000; use fewer levels or another method",
         ),
+        # Sized before anything is allocated (this grid once took 23.5 GB, then a kill).
+        (
+            ["--n", "5", "--doe", "grid", "--levels", "100000000"],
+            "error: levels: 100000000 levels over 20 factors make about 2e+116 grid points, "
+            "more than 1,000,000; use fewer levels or another method",
+        ),
+        (
+            ["--n", "2000000"],
+            "error: n: 2,000,000 points is more than 1,000,000; split the study into several "
+            "datasets (different seeds)",
+        ),
+        (["--n", "5", "--workers", "100000"], "error: workers: 100000 is more than 256 processes"),
+        (["--n", "5", "--timeout", "inf"], "error: timeout: inf must be at most 86400 seconds"),
+        (["--n", "5", "--timeout", "nan"], "error: timeout: nan must be > 0 seconds"),
+        (["--n", "5", "--chunk-size", "0"], "error: --chunk-size: 0; expected 1 to 100,000 rows"),
+        (
+            ["--n", "5", "--chunk-size", "1000000"],
+            "error: --chunk-size: 1000000; expected 1 to 100,000 rows",
+        ),
     ],
 )
 def test_bad_generate_options_are_refused_and_write_nothing(
