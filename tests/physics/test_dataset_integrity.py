@@ -179,7 +179,9 @@ def test_resume_quarantines_damaged_and_unlisted_chunks_and_reruns_them(
     assert moved == sorted(
         [f"runs__{Path(c['name']).name}" for c in chunks[:2]] + ["runs__000009-0123abcd.parquet"]
     )
-    assert run(generate_args(spec_file, out))[1].endswith("simulated 0 now, 12 were already on disk\n")
+    assert run(generate_args(spec_file, out))[1].endswith(
+        "simulated 0 now, 12 were already on disk\n"
+    )
 
 
 @pytest.mark.parametrize("damage", ["missing", "not-json", "not-utf8"])
@@ -223,13 +225,17 @@ def test_switching_trajectories_on_mid_study_is_refused(spec_file: Path, tmp_pat
     }
 
 
-def test_card_lists_each_chunk_with_rows_status_and_checksum(spec_file: Path, tmp_path: Path) -> None:
+def test_card_lists_each_chunk_with_rows_status_and_checksum(
+    spec_file: Path, tmp_path: Path
+) -> None:
     import hashlib
 
     out = tmp_path / "ds"
     assert run(generate_args(spec_file, out, "--n", "4"))[0] == 0
     card = json.loads((out / "dataset.json").read_text())
-    assert [(c["rows"], c["first_run_id"], c["last_run_id"], c["status"]) for c in card["chunks"]] == [
+    assert [
+        (c["rows"], c["first_run_id"], c["last_run_id"], c["status"]) for c in card["chunks"]
+    ] == [
         (3, 0, 2, {"ok": 3}),
         (1, 3, 3, {"ok": 1}),
     ]

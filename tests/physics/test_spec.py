@@ -443,7 +443,9 @@ def test_spec_hash_changes_with_a_bound() -> None:
             id="output-interval-not-a-multiple",
         ),
         pytest.param(
-            lambda d: d.update(stop_time=3600) or d["fmu"].update(step_size=1e-9, output_interval=None),
+            lambda d: (
+                d.update(stop_time=3600) or d["fmu"].update(step_size=1e-9, output_interval=None)
+            ),
             [
                 "stop_time: 3600 s is 3.6e+12 steps of fmu.step_size 1e-09 s, more than 1e+08; "
                 "use a larger step size"
