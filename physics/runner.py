@@ -44,6 +44,9 @@ STATUSES = ("ok", "error", "nan", "timeout", "crash", "invalid")
 # GB each); a run that may take longer than a day needs a batch system, not a watchdog.
 MAX_WORKERS = 256
 MAX_TIMEOUT = 86_400.0
+# A worker's first message: its FMU is open and it takes runs (--timeout counts from here).
+READY = "ready"
+STARTUP_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ def worker_main(fd: int) -> None:
     conn = Connection(fd)
     job: SimulationJob = conn.recv()
     fmu, native = open_engine(job)
+    conn.send(READY)  # the parent's watchdog starts now, not while the FMU was opened
     try:
         while True:
             try:
@@ -219,9 +223,15 @@ class _Worker:
     started: float = 0.0  # when the head task started (its result's predecessor arrived)
     runs: int = 0
     retiring: bool = False  # recycled: gets no new tasks, stops once drained
+    # Until the worker says READY (its FMU is open) no run is timed; STARTUP_TIMEOUT
+    # bounds a start-up that hangs.
+    ready: bool = False
+    spawned: float = field(default_factory=time.monotonic)
 
     @property
     def deadline(self) -> float:
+        if not self.ready:
+            return self.spawned + STARTUP_TIMEOUT
         return self.started + self.timeout if self.inflight else math.inf
 
     timeout: float = math.inf
@@ -332,6 +342,9 @@ class LocalPool:
                         try:
                             while w.inflight and w.conn.poll():
                                 result = w.conn.recv()
+                                if result == READY:
+                                    w.ready, w.started = True, time.monotonic()
+                                    continue
                                 w.inflight.popleft()
                                 w.started = time.monotonic()
                                 w.runs += 1
@@ -349,12 +362,14 @@ class LocalPool:
                             w.retiring = True
                     elif time.monotonic() >= w.deadline:
                         head = w.inflight[0]
-                        yield RunResult(
-                            head.run_id,
-                            "timeout",
-                            f"no answer within {self.options.timeout:g} s; worker killed",
-                            wall_time=self.options.timeout,
-                        )
+                        if w.ready:
+                            why = f"no answer within {self.options.timeout:g} s; worker killed"
+                        else:
+                            why = (
+                                f"the worker did not open the FMU within {STARTUP_TIMEOUT:g} s; "
+                                "worker killed"
+                            )
+                        yield RunResult(head.run_id, "timeout", why, wall_time=self.options.timeout)
                         workers[i] = self._replace(w, pending)
         finally:
             for w in workers:

@@ -119,6 +119,18 @@ def test_workers_are_recycled_after_max_runs(tmp_path: Path) -> None:
     assert pool.recycled == 2  # after runs 3 and 6
 
 
+def test_the_watchdog_times_runs_not_worker_start_up() -> None:
+    # A worker takes longer than 0.2 s to start Python and open the FMU; the runs take
+    # milliseconds. Only the hang (fault 2) times out, here and on the replaced workers.
+    pool = LocalPool(lag_job(build_test_fmu("faulty")), PoolOptions(workers=2, timeout=0.2))
+    tasks = [Task(i, {"u": 1.0, "fault": 2 if i == 3 else 0, "fault_time": 0.5}, 2.0)
+             for i in range(8)]  # fmt: skip
+    results = sorted(pool.run(tasks), key=lambda r: r.run_id)
+    assert [r.status for r in results] == ["ok"] * 3 + ["timeout"] + ["ok"] * 4
+    assert results[3].message == "no answer within 0.2 s; worker killed"
+    assert pool.replaced == 1
+
+
 def test_a_leaking_fmu_is_recycled_by_memory(tmp_path: Path) -> None:
     # fault 5 leaks 1 MiB per step: 10 s at 0.1 s is 100 MiB per run, from about 45 MiB.
     # With one run queued at a time the check acts after every run.
