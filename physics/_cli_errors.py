@@ -6,6 +6,7 @@ dataset folder, options), reported before any work is done.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -28,19 +29,23 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from physics.dataset import DatasetError
         from physics.doe import DoeError
-        from physics.fmu import BuildError, SimulationError
+        from physics.fmu import BuildError, FmuFileError, SimulationError
         from physics.runner import PoolOptionsError
         from physics.spec import SpecError
         from physics.workorder import OrderError
 
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:  # the reader stopped early (| head): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except (
             SpecError,
             OrderError,
             DoeError,
             DatasetError,
             PoolOptionsError,
+            FmuFileError,
             FileNotFoundError,
             ConnectionError,
         ) as exc:

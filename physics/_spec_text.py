@@ -314,6 +314,12 @@ def read_yaml_mapping(
         content = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise error([f"cannot read the file: {exc.strerror}"], source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        bad = f"byte 0x{exc.object[exc.start]:02x}"
+        raise error(
+            [f"line {line}: {bad} is not UTF-8; save the file as UTF-8"], source=str(path)
+        ) from None
     try:
         data = yaml.load(content, Loader=UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:

@@ -32,10 +32,12 @@ def fmu_path_of(spec: TwinSpec) -> Path:
 
 
 def open_twin(spec: TwinSpec) -> Fmu:
-    """Open the spec's FMU and check the spec against its variables."""
+    """Open the spec's FMU, check the spec against its variables and that its binary
+    loads here (FmuFileError otherwise)."""
     fmu = Fmu(fmu_path_of(spec))
     try:
         spec.check_against(fmu.catalogue)
+        fmu.check_runnable()
     except Exception:
         fmu.close()
         raise

@@ -9,13 +9,14 @@ from physics.fmu._build import (
     cache_dir,
     fmu_for_model,
 )
-from physics.fmu._errors import BuildError, FmuError, SimulationError
+from physics.fmu._errors import BuildError, FmuError, FmuFileError, SimulationError
 
 __all__ = [
     "BuildError",
     "BuiltFmu",
     "Fmu",
     "FmuError",
+    "FmuFileError",
     "Profile",
     "SimulationError",
     "Trajectories",

@@ -12,6 +12,8 @@ import contextlib
 import csv
 import hashlib
 import math
+import os
+import re
 import shutil
 import tempfile
 from collections import deque
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from physics._spec_checks import MAX_STEPS
-from physics.fmu._errors import SimulationError
+from physics.fmu._errors import FmuFileError, SimulationError
 from physics.variables import VariableInfo, catalogue_from_model_description
 
 # A piecewise-linear input profile: times (s) and values.
@@ -161,6 +163,69 @@ def _release_callbacks(sink: deque[str]) -> None:
     _CALLBACKS.pop(id(sink), None)
 
 
+_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+MAX_UNZIPPED_BYTES = 4 << 30  # an FMU larger than this unzipped is refused (zip bombs)
+MAX_MEMBERS = 100_000
+
+
+def read_description(path: Path) -> Any:
+    """The model description of an FMU file, checked for what this runner needs.
+
+    FmuFileError names the file and the problem: not a zip, an unsafe or oversized
+    archive, no or invalid modelDescription.xml, an FMI version other than 2.0 / 3.0,
+    no co-simulation interface, a modelIdentifier that is not a C identifier (it
+    names the library to load: one with "../" would load a file outside the FMU).
+    """
+    import zipfile
+
+    import fmpy
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FmuFileError(f"{path}: not an FMU (not a zip archive: {exc})") from None
+    if len(members) > MAX_MEMBERS:
+        raise FmuFileError(
+            f"{path}: {len(members):,} files in the archive, more than {MAX_MEMBERS:,}"
+        )
+    size = sum(m.file_size for m in members)
+    if size > MAX_UNZIPPED_BYTES:
+        raise FmuFileError(
+            f"{path}: {size / 2**30:.1f} GiB unzipped, more than {MAX_UNZIPPED_BYTES / 2**30:g} GiB"
+        )
+    for m in members:
+        parts = Path(m.filename).parts
+        if m.filename.startswith(("/", "\\")) or ".." in parts:
+            raise FmuFileError(f"{path}: the archive member {m.filename!r} points outside the FMU")
+    if "modelDescription.xml" not in {m.filename for m in members}:
+        raise FmuFileError(f"{path}: not an FMU (no modelDescription.xml in the archive)")
+    from xml.etree import ElementTree
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            root = ElementTree.fromstring(archive.read("modelDescription.xml"))
+    except ElementTree.ParseError as exc:
+        raise FmuFileError(f"{path}: modelDescription.xml is not valid XML ({exc})") from None
+    version = root.get("fmiVersion")
+    if version != "2.0" and not str(version).startswith("3."):
+        raise FmuFileError(f"{path}: FMI {version} is not supported (FMI 2.0 and 3.0 are)")
+    try:
+        md = fmpy.read_model_description(str(path))
+    except Exception as exc:  # fmpy's schema validation: one line per problem
+        detail = "; ".join(line.strip(" -") for line in str(exc).splitlines() if line.strip())
+        raise FmuFileError(f"{path}: modelDescription.xml is not valid ({detail})") from None
+    if md.coSimulation is None:
+        raise FmuFileError(
+            f"{path}: no co-simulation interface (model exchange only); export it with "
+            "co-simulation from its tool"
+        )
+    mid = md.coSimulation.modelIdentifier
+    if not _C_IDENTIFIER.match(mid or ""):
+        raise FmuFileError(f"{path}: modelIdentifier {mid!r} is not a C identifier")
+    return md
+
+
 class Fmu:
     """One FMI 2.0 co-simulation FMU, ready to run many times.
 
@@ -175,16 +240,9 @@ class Fmu:
         if not self.path.is_file():
             raise FileNotFoundError(f"FMU not found: {self.path}")
         self.sha256 = file_sha256(self.path)
-        self.model_description = fmpy.read_model_description(str(self.path))
+        self.model_description = read_description(self.path)
         md = self.model_description
-        if md.fmiVersion not in ("2.0",) and not md.fmiVersion.startswith("3."):
-            raise SimulationError(
-                f"{self.path.name}: FMI {md.fmiVersion} is not supported (FMI 2.0 and 3.0 are)",
-                fmu=self.path.name,
-            )
         self.fmi3 = md.fmiVersion.startswith("3.")
-        if md.coSimulation is None:
-            raise SimulationError(f"{self.path.name}: not a co-simulation FMU", fmu=self.path.name)
         self.name = md.modelName
         self.guid = md.guid
         self.catalogue: dict[str, VariableInfo] = catalogue_from_model_description(md)
@@ -196,6 +254,36 @@ class Fmu:
         self._log: deque[str] = deque(maxlen=50)
 
     # -- lifecycle ----------------------------------------------------------------
+
+    def binary(self) -> Path:
+        """The shared library this platform loads (it may not exist)."""
+        import fmpy
+
+        platform = fmpy.platform_tuple if self.fmi3 else fmpy.platform
+        mid = self.model_description.coSimulation.modelIdentifier
+        return self._dir / "binaries" / platform / f"{mid}{fmpy.sharedLibraryExtension}"
+
+    def check_runnable(self) -> None:
+        """Load the binary and instantiate once: FmuFileError when that is impossible, so a
+        study refuses the FMU before any run rather than write a row of errors per run."""
+        lib = self.binary()
+        if not lib.is_file():
+            found = sorted(p.name for p in (self._dir / "binaries").glob("*") if p.is_dir())
+            raise FmuFileError(
+                f"{self.path}: no binary for this platform ({lib.relative_to(self._dir)}); "
+                f"it has {'binaries for ' + ', '.join(found) if found else 'no binaries'}"
+            )
+        cwd = os.getcwd()
+        try:
+            self._instance()
+        except Exception as exc:
+            # fmpy changes into the binary's folder to load it and, when loading fails,
+            # stays there: go back, or every later path is resolved against that folder.
+            os.chdir(cwd)
+            raise FmuFileError(
+                f"{self.path}: its binary {lib.relative_to(self._dir)} does not load or "
+                f"instantiate ({type(exc).__name__}: {exc})"
+            ) from None
 
     def _instance(self) -> Any:
         if self._slave is None:

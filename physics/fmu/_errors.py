@@ -2,6 +2,7 @@
 
 FmuError
 ├── BuildError       a model table or its C code could not be turned into an FMU
+├── FmuFileError     a file that is not an FMU this runner can use (bad input)
 └── SimulationError  an FMI call failed or returned a non-finite value
 """
 
@@ -14,6 +15,12 @@ class FmuError(Exception):
 
 class BuildError(FmuError):
     """A model could not be built; the message names the model and the cause."""
+
+
+class FmuFileError(FmuError):
+    """Not an FMU that can be run here: not a zip, no or invalid modelDescription.xml,
+    an FMI version or kind not supported, an unsafe archive, no binary for this platform
+    or one that does not load. The message names the file and what is wrong."""
 
 
 class SimulationError(FmuError):
