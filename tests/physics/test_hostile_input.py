@@ -18,7 +18,7 @@ from tests.fmus import build_test_fmu
 
 MD = "modelDescription.xml"
 IDENT, EVIL = re.compile(r'modelIdentifier="\w+"'), 'modelIdentifier="../../evil"'
-OUTSIDE = ("../outside.txt", b"x")
+OUTSIDE, SRC = ("../outside.txt", b"x"), "sources/ridge.c"
 
 
 def ridge_spec_data(fmu: Path) -> dict:
@@ -79,7 +79,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], str]] = {
         "{fmu}: modelIdentifier '../../evil' is not a C identifier",
     ),
     "member-outside": (
-        lambda src, dst: rewrite(src, dst, lambda n, d: OUTSIDE if n.endswith("e.c") else (n, d)),
+        lambda src, dst: rewrite(src, dst, lambda n, d: OUTSIDE if n == SRC else (n, d)),
         "{fmu}: the archive member '../outside.txt' points outside the FMU",
     ),
     "no-binary-here": (
