@@ -63,6 +63,12 @@ def data() -> None:
     help="Where the runs execute.",
 )
 @click.option("--address", help="Dask scheduler address (tcp://host:port) for --executor dask.")
+@click.option(
+    "--retry",
+    default="",
+    metavar="STATUSES",
+    help="Simulate the rows with these statuses again (e.g. timeout,crash); the rest stay.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress output.")
 @handle_errors
 def generate_cmd(
@@ -78,6 +84,7 @@ def generate_cmd(
     trajectories: bool,
     executor: str,
     address: str | None,
+    retry: str,
     no_progress: bool,
 ) -> None:
     """Simulate the spec's DOE into a dataset folder (Parquet chunks + dataset.json)."""
@@ -106,9 +113,12 @@ def generate_cmd(
         trajectories=trajectories,
         progress=not no_progress,
         executor=dask_executor,
+        retry=tuple(s.strip() for s in retry.split(",") if s.strip()),
     )
     for line in result.repairs:
         click.secho(f"warning: {line}", fg="yellow", err=True)
+    if result.retried:
+        click.echo(f"{result.retried} failed rows taken out to run again (--retry {retry})")
     c = result.card["counts"]
     click.echo(
         f"{result.folder}: {c['rows']} rows ({c['ok']} ok, {c['failed']} failed); "

@@ -397,6 +397,52 @@ class DatasetWriter:
             done.update(table.column("run_id").to_pylist())
         return done
 
+    def drop_runs(self, statuses: Iterable[str]) -> int:
+        """Take the rows with these statuses out of the dataset, so they run again.
+
+        Each chunk holding such rows is rewritten without them under a new name; the
+        manifest then lists the new chunk instead of the old one, and only then is the
+        old file deleted (a kill in between leaves it unlisted: the next resume moves it
+        to the quarantine). Returns how many rows were taken out.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        wanted = set(statuses)
+        dropped = 0
+        for i, entry in enumerate(list(self.card["chunks"])):
+            counts = entry.get("status", {})
+            if not any(counts.get(s) for s in wanted):
+                continue
+            table = pq.read_table(self.folder / entry["name"])
+            keep = pc.invert(pc.is_in(table.column("status"), pa.array(sorted(wanted))))
+            kept = table.filter(keep)
+            stem = f"{self._next:06d}-{secrets.token_hex(4)}.parquet"
+            self._next += 1
+            new: dict[str, Any] = {"name": f"{RUNS}/{stem}", "rows": kept.num_rows}
+            old_files = [entry["name"]]
+            if entry.get(TRAJECTORIES):
+                traj = pq.read_table(self.folder / entry[TRAJECTORIES]["name"])
+                ids = pa.array(kept.column("run_id").to_pylist(), pa.int64())
+                self._write(
+                    traj.filter(pc.is_in(traj.column("run_id"), ids)), f"{TRAJECTORIES}/{stem}"
+                )
+                new[TRAJECTORIES] = _file_entry(self.folder, f"{TRAJECTORIES}/{stem}")
+                old_files.append(entry[TRAJECTORIES]["name"])
+            ids = kept.column("run_id").to_pylist()
+            new.update(first_run_id=min(ids, default=-1), last_run_id=max(ids, default=-1))
+            status = kept.column("status").to_pylist()
+            new["status"] = {s: status.count(s) for s in STATUSES if s in status}
+            self._write(kept, new["name"])
+            new.update(_file_entry(self.folder, new["name"]))
+            self.card["chunks"][i] = new
+            self._update_card()
+            for name in old_files:
+                (self.folder / name).unlink()
+            dropped += table.num_rows - kept.num_rows
+        return dropped
+
     def add(self, row: dict[str, Any], trajectory: Mapping[str, Any] | None = None) -> None:
         self._rows.append(row)
         if trajectory is not None:

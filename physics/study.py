@@ -29,6 +29,8 @@ from physics.runner import KpiDef, LocalPool, PoolOptions, RunResult, Simulation
 from physics.spec import TwinSpec
 from physics.workorder import OrderError
 
+# Failures a longer timeout or a fixed FMU may cure; "invalid" rows are the design's own.
+RETRYABLE = ("error", "nan", "timeout", "crash")
 _TYPES = {"real": "float", "integer": "int", "boolean": "bool", "categorical": "str"}
 
 
@@ -39,6 +41,7 @@ class StudyResult:
     ran: int  # runs simulated by this call (not those resumed from disk)
     skipped: int  # runs already on disk
     repairs: tuple[str, ...] = ()  # what resuming moved to the quarantine, and why
+    retried: int = 0  # failed rows taken out to run again (--retry)
 
 
 def _fmpy_version() -> str:
@@ -151,8 +154,18 @@ def generate(
     trajectories: bool = False,
     progress: bool = True,
     executor: Callable[[SimulationJob, PoolOptions], Any] | None = None,
+    retry: tuple[str, ...] = (),
 ) -> StudyResult:
-    """Simulate the spec's DOE into ``out``; resume if ``out`` holds this study already."""
+    """Simulate the spec's DOE into ``out``; resume if ``out`` holds this study already.
+
+    ``retry``: statuses (of RETRYABLE) whose rows are simulated again; the others stay.
+    """
+    bad = [s for s in retry if s not in RETRYABLE]
+    if bad:
+        raise DatasetError(
+            f"--retry: {', '.join(map(repr, bad))} cannot be retried; expected some of "
+            f"{', '.join(RETRYABLE)}"
+        )
     from physics.doe import make_design
     from physics.run import fmu_path_of, open_twin
 
@@ -209,6 +222,7 @@ def generate(
                     + "\n  ".join(mismatch)
                 )
         writer = folder.writer(card, schema, chunk_size=chunk_size)
+        retried = writer.drop_runs(retry) if retry else 0
         done = writer.done_run_ids()
         todo = [(run_id, point) for run_id, point in enumerate(design.points) if run_id not in done]
         bar = Progress(
@@ -219,7 +233,9 @@ def generate(
         finally:
             # Whatever ends the loop (done, an error, Ctrl-C), what was simulated is kept.
             card = writer.finish()
-    return StudyResult(out, card, ran=ran, skipped=len(done), repairs=tuple(folder.repairs))
+    return StudyResult(
+        out, card, ran=ran, skipped=len(done), repairs=tuple(folder.repairs), retried=retried
+    )
 
 
 def _simulate(

@@ -150,3 +150,47 @@ def test_bad_pool_options_are_refused() -> None:
         r"timeout: 0 must be > 0 seconds$",
     ):
         PoolOptions(workers=-1, timeout=0).checked()
+
+
+def test_retry_reruns_only_the_failed_rows_named(tmp_path: Path) -> None:
+    spec = faulty_spec(build_test_fmu("faulty"))
+    out = tmp_path / "ds"
+    options = dict(n=1, method="grid", levels=5, progress=False, chunk_size=4)
+    generate(spec, out, pool=PoolOptions(workers=2, timeout=1.0), **options)  # type: ignore[arg-type]
+    before = read_runs(out).to_pylist()
+    untouched = [c for c in read_card(out)["chunks"] if not {"timeout", "crash"} & set(c["status"])]
+    again = generate(
+        spec,
+        out,
+        pool=PoolOptions(workers=2, timeout=0.5),
+        retry=("timeout", "crash"),
+        **options,  # type: ignore[arg-type]
+    )
+    after = read_runs(out).to_pylist()
+    retried = [r for r in before if r["status"] in ("timeout", "crash")]
+    assert again.retried == len(retried) == again.ran and again.ran > 0
+    assert [r["run_id"] for r in after] == [r["run_id"] for r in before]  # each run once
+    for old, new in zip(before, after, strict=True):
+        assert new["status"] == old["status"]  # the faults are still there, and nothing else
+        if old["status"] in ("timeout", "crash"):
+            assert new["wall_time"] != old["wall_time"]  # simulated again
+            if old["status"] == "timeout":
+                assert new["message"] == "no answer within 0.5 s; worker killed"
+        else:
+            assert repr(new) == repr(old)  # kept as it was (repr: NaN equals NaN)
+    chunks = read_card(out)["chunks"]
+    assert all(c in chunks for c in untouched)  # chunks without such rows are not rewritten
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(
+        Path(c["name"]).name for c in chunks
+    )
+
+
+def test_retry_of_a_status_that_cannot_be_retried_is_refused(tmp_path: Path) -> None:
+    from physics.dataset import DatasetError
+
+    with pytest.raises(DatasetError) as info:
+        generate(faulty_spec(build_test_fmu("faulty")), tmp_path / "d", n=2, retry=("ok",))
+    assert str(info.value) == (
+        "--retry: 'ok' cannot be retried; expected some of error, nan, timeout, crash"
+    )
+    assert not (tmp_path / "d").exists()
