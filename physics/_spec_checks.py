@@ -533,6 +533,10 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
                 "parameter and input variables can be set"
             )
             continue
+        if var.shape or var.type in ("Binary", "Clock"):
+            what = _array_text(var) if var.shape else f"{var.name!r} is a {var.type} variable"
+            p.append(f"{at}.variable: {what}; twin inputs set one number")
+            continue
         p.extend(_type_problems(at, inp, var))
         if inp.kind in ("real", "integer"):
             unit = None if inp.unit in (None, "", "1") else inp.unit
@@ -554,8 +558,10 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
                 f"{at}.variable: {k.variable!r} is not a variable of the FMU"
                 f"{suggest(k.variable, catalogue)}"
             )
-        elif var.type == "String":
-            p.append(f"{at}.variable: {var.name!r} is a String variable; KPIs need numbers")
+        elif var.shape:
+            p.append(f"{at}.variable: {_array_text(var)}; a KPI reduces one number per sample")
+        elif not var.scalar_number:
+            p.append(f"{at}.variable: {var.name!r} is a {var.type} variable; KPIs need numbers")
         elif k.reduction == "integral":
             expected = integral_units(var.unit)
             if k.unit not in expected:
@@ -566,6 +572,11 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
         elif k.reduction != "time_above" and var.unit is not None and k.unit != var.unit:
             p.append(f"{at}.unit: {k.unit!r} differs from the FMU variable's unit {var.unit!r}")
     return p
+
+
+def _array_text(var: VariableInfo) -> str:
+    dims = "x".join(str(d) for d in var.shape)
+    return f"{var.name!r} is an array variable ({dims} {var.type}); arrays are not supported"
 
 
 def integral_units(unit: str | None) -> list[str]:

@@ -120,7 +120,9 @@ def fmu_info(target: str) -> None:
         groups: dict[str, list[Any]] = {}
         for v in f.catalogue.values():
             groups.setdefault(v.causality, []).append(v)
-        for causality in ("input", "parameter", "calculatedParameter", "output", "local"):
+        causalities = ("input", "structuralParameter", "parameter", "calculatedParameter",
+                       "output", "local")  # fmt: skip
+        for causality in causalities:
             rows = groups.get(causality, [])
             if not rows:
                 continue
@@ -129,16 +131,27 @@ def fmu_info(target: str) -> None:
                 if v.items:
                     rng = "{" + ", ".join(v.items) + "}"
                 elif v.min is not None or v.max is not None:
-                    rng = f"[{_num(v.min)}, {_num(v.max)}]"
+                    rng = f"[{_num(v.min, '..')}, {_num(v.max, '..')}]"
                 else:
                     rng = ""
-                start = "" if v.start is None else f"= {_num(v.start)}"
-                click.echo(f"  {v.name:30s} {v.type:11s} {v.unit or '':8s} {start:14s} {rng}")
+                start = ""
+                if v.start is not None:  # an enumeration's start by its item's name
+                    names = {value: name for name, value in v.items.items()}
+                    start = (
+                        f"= {names.get(int(v.start), _num(v.start)) if names else _num(v.start)}"
+                    )
+                vtype = v.type + (f"[{'x'.join(map(str, v.shape))}]" if v.shape else "")
+                note = "" if v.scalar_number or v.shape else "  (not sampled)"
+                if v.shape:
+                    note = "  (array: not supported)"
+                click.echo(
+                    f"  {v.name:30s} {vtype:11s} {v.unit or '':8s} {start:14s} {rng}{note}".rstrip()
+                )
 
 
-def _num(x: Any) -> str:
+def _num(x: Any, missing: str = "") -> str:
     if x is None:
-        return "-inf"
+        return missing
     if isinstance(x, bool):
         return str(x).lower()
     return f"{x:g}" if isinstance(x, float) else str(x)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-VariableType = Literal["Real", "Integer", "Boolean", "Enumeration", "String"]
+VariableType = Literal["Real", "Integer", "Boolean", "Enumeration", "String", "Binary", "Clock"]
 Causality = Literal[
     "parameter",
     "calculatedParameter",
@@ -40,6 +40,14 @@ class VariableInfo:
     description: str = ""
     # Enumeration items, name -> value, for type "Enumeration".
     items: Mapping[str, int] = field(default_factory=dict)
+    # FMI 3 arrays: the size of each dimension (a number, or the structural parameter
+    # that sets it); () for a scalar. Arrays are listed, never read as one number.
+    shape: tuple[int | str, ...] = ()
+
+    @property
+    def scalar_number(self) -> bool:
+        """Whether a run can read this variable as one number (a KPI's variable)."""
+        return not self.shape and self.type not in ("String", "Binary", "Clock")
 
     @property
     def settable(self) -> bool:
@@ -81,6 +89,7 @@ def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
     out: dict[str, VariableInfo] = {}
     for v in md.modelVariables:
         vtype = _FMI3_TYPES.get(v.type, v.type)
+        shape = tuple(_dimension(d) for d in (getattr(v, "dimensions", None) or []))
         declared = v.declaredType
         items = {}
         if declared is not None and getattr(declared, "items", None):
@@ -97,11 +106,12 @@ def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
             causality=v.causality,
             variability=v.variability or _default_variability(vtype, v.causality),
             unit=unit,
-            start=_parse_start(v.start, vtype),
+            start=_parse_start(v.start, vtype, shape),
             min=lo,
             max=hi,
             description=v.description or "",
             items=items,
+            shape=shape,
         )
     return out
 
@@ -131,9 +141,20 @@ def _as_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _parse_start(value: Any, vtype: str) -> float | bool | str | None:
+def _dimension(d: Any) -> int | str:
+    if getattr(d, "start", None) is not None:
+        return int(d.start)
+    ref = getattr(d, "variable", None)
+    return str(getattr(ref, "name", ref)) if ref is not None else "?"
+
+
+def _parse_start(
+    value: Any, vtype: str, shape: tuple[int | str, ...] = ()
+) -> float | bool | str | None:
     if value is None:
         return None
+    if shape or vtype in ("Binary", "Clock"):
+        return str(value)  # an array's values, or hex bytes: shown, never set as a number
     if vtype == "Boolean":
         return str(value).lower() in ("true", "1")
     if vtype == "String":

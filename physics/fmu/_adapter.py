@@ -353,7 +353,13 @@ class Fmu:
             setter(vrs, [convert(x) for x in vals])
 
     def default_outputs(self) -> list[str]:
-        return [v.name for v in self.model_description.modelVariables if v.causality == "output"]
+        """The outputs a run samples unless told otherwise: scalar numbers only (a String,
+        Binary or array output is listed by ``fmu info`` but not sampled)."""
+        return [
+            name
+            for name, v in self.catalogue.items()
+            if v.causality == "output" and v.scalar_number
+        ]
 
     # -- running ------------------------------------------------------------------
 

@@ -149,3 +149,87 @@ def test_an_unwritable_out_is_refused(tmp_path: Path) -> None:
     )
     assert (result.exit_code, result.stderr) == (2, expected)
     shutil.rmtree(tmp_path / "ro", ignore_errors=True)
+
+
+def lag3_with_binary_array_and_string(tmp_path: Path) -> Path:
+    """lag3 (FMI 3.0) with a Binary, a 3x3 array and a String parameter added to its
+    description: variables the spec never names, which once crashed every command."""
+    extra = (
+        '<Binary name="blob" valueReference="20" causality="parameter" variability="fixed">'
+        '<Start value="666f6f"/></Binary>'
+        '<Float64 name="R" valueReference="21" causality="parameter" variability="fixed" '
+        'start="1 0 0 0 1 0 0 0 1"><Dimension start="3"/><Dimension start="3"/></Float64>'
+        '<String name="label" valueReference="22" causality="parameter" variability="fixed">'
+        '<Start value="abc"/></String></ModelVariables>'
+    )
+    fmu = tmp_path / "lag3x.fmu"
+    rewrite(build_test_fmu("lag3"), fmu, _md(lambda x: x.replace("</ModelVariables>", extra)))
+    return fmu
+
+
+def lag3_spec(fmu: Path, kpi_variable: str = "y") -> dict:
+    return {
+        "name": "lag3x",
+        "version": 1,
+        "fmu": {"path": str(fmu), "step_size": 0.1, "output_interval": 0.5},
+        "inputs": {"u": {"variable": "u", "source": "order", "unit": "1", "min": -2, "max": 2}},
+        "quantity": {"unit": "1", "min": 1, "max": 2},
+        "stop_time": "2.0",
+        "doe": {"factors": {"u": {}}, "fixed": {"quantity": 1}},
+        "kpis": {
+            "k": {"variable": kpi_variable, "reduction": "final", "unit": "1", "role": "process"}
+        },
+    }
+
+
+def test_binary_array_and_string_variables_are_listed_and_never_read(tmp_path: Path) -> None:
+    import math
+
+    from physics.dataset import read_runs
+
+    fmu = lag3_with_binary_array_and_string(tmp_path)
+    info = CliRunner().invoke(main, ["fmu", "info", str(fmu)])
+    assert info.exit_code == 0, info.output
+    lines = info.stdout.splitlines()
+    assert "  R                              Real[3x3]            = 1 0 0 0 1 0 0 0 1   " \
+        "(array: not supported)" in lines  # fmt: skip
+    assert any(
+        x.startswith("  blob ") and x.endswith("= 666f6f         (not sampled)") for x in lines
+    )
+    assert any(x.startswith("  tol ") and x.endswith("[0, ..]") for x in lines)  # no max: not -inf
+    assert any(x.startswith("  settle_rule ") and "= absolute " in x for x in lines)
+    # A study on y runs; y(2) of the lag from 0 with tau = 1 is u (1 - exp(-2)).
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(lag3_spec(fmu)))
+    out = tmp_path / "ds"
+    args = ["data", "generate", "--spec", str(spec), "--n", "3", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = read_runs(out).to_pylist()
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    for r in rows:
+        assert r["k"] == pytest.approx(r["u"] * (1 - math.exp(-2.0)), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("variable", "problem"),
+    [
+        ("R", "'R' is an array variable (3x3 Real); arrays are not supported; a KPI reduces "
+              "one number per sample"),
+        ("blob", "'blob' is a Binary variable; KPIs need numbers"),
+        ("label", "'label' is a String variable; KPIs need numbers"),
+    ],
+)  # fmt: skip
+def test_a_kpi_on_an_array_binary_or_string_is_refused_by_name(
+    tmp_path: Path, variable: str, problem: str
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(lag3_spec(lag3_with_binary_array_and_string(tmp_path), variable))
+    )
+    out = tmp_path / "ds"
+    args = ["data", "generate", "--spec", str(spec), "--n", "3", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: invalid twin spec lag3x:\n  kpis.k.variable: {problem}\n"
+    assert not out.exists()
