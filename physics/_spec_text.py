@@ -264,6 +264,8 @@ def canonical(spec: TwinSpec) -> Any:
         del data["feasibility"]
     if spec.doe is not None and spec.doe.stratify is None:
         del data["doe"]["stratify"]
+    if spec.fmu.start_time is None:
+        del data["fmu"]["start_time"]
     return _as_floats(data)
 
 

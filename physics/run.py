@@ -10,7 +10,7 @@ from typing import Any
 from physics.fmu import Fmu, Trajectories, fmu_for_model
 from physics.kpi import compute_kpis
 from physics.spec import TwinSpec
-from physics.workorder import SimulationCase
+from physics.workorder import OrderError, SimulationCase
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,19 @@ def open_twin(spec: TwinSpec) -> Fmu:
     return fmu
 
 
+def start_time_of(spec: TwinSpec, fmu: Fmu) -> float:
+    """Where the spec's runs start: ``fmu.start_time``, else the FMU's default experiment's."""
+    if spec.fmu.start_time is not None:
+        return spec.fmu.start_time
+    exp = fmu.model_description.defaultExperiment
+    return float(exp.startTime) if exp is not None and exp.startTime is not None else 0.0
+
+
+def stop_before_start(spec: TwinSpec, stop: float, start: float) -> str:
+    source = "fmu.start_time" if spec.fmu.start_time is not None else "the FMU's default experiment"
+    return f"stop_time: {stop:g} s is not after the start time {start:g} s ({source})"
+
+
 def kpi_variables(spec: TwinSpec) -> list[str]:
     return list(dict.fromkeys(k.variable for k in spec.kpis.values()))
 
@@ -58,6 +71,9 @@ def simulate_order(
 ) -> OrderRun:
     """Validate a work order against the spec, run it, and reduce the KPIs."""
     case = spec.case_from_order(values, quantity, fmu.catalogue)
+    start = start_time_of(spec, fmu)
+    if not case.stop_time > start:
+        raise OrderError([stop_before_start(spec, case.stop_time, start)])
     wanted = outputs if outputs is not None else fmu.default_outputs()
     names = list(dict.fromkeys([*wanted, *kpi_variables(spec)]))
     traj = fmu.simulate(
@@ -66,5 +82,6 @@ def simulate_order(
         step_size=spec.fmu.step_size,
         output_interval=spec.fmu.sampling_interval,
         outputs=names,
+        start_time=start,
     )
     return OrderRun(case=case, trajectories=traj, kpis=compute_kpis(spec, traj.as_dict()))

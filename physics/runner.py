@@ -69,6 +69,9 @@ class SimulationJob:
     # "native": step and reduce in C (FMI 2.0 with a binary for this platform, else
     # falls back to fmpy); "fmpy": fmpy's Python stepping loop, the reference.
     engine: str = "native"
+    # Where every run starts [s]: the spec's fmu.start_time, else the FMU's default
+    # experiment's; a task's stop_time is absolute, after it.
+    start_time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def _run_one(fmu: Any, native: Any, job: SimulationJob, task: Task) -> RunResult
                 output_interval=job.output_interval,
                 kpis=[(k.variable, k.reduction, k.limit) for k in job.kpis],
                 trajectory=job.trajectory_outputs,
+                start_time=job.start_time,
             )
             kpis = {k.name: v for k, v in zip(job.kpis, run.kpis, strict=True)}
             if job.trajectory_outputs:
@@ -119,6 +123,7 @@ def _run_one(fmu: Any, native: Any, job: SimulationJob, task: Task) -> RunResult
                 step_size=job.step_size,
                 output_interval=job.output_interval,
                 outputs=names,
+                start_time=job.start_time,
             )
             kpis = {
                 k.name: reduce(k.reduction, traj.time, traj[k.variable], k.limit) for k in job.kpis

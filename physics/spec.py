@@ -99,6 +99,9 @@ class FmuSpec(_Section):
     path: str | None = None
     step_size: float
     output_interval: float | None = None
+    # Where runs start [s]; None: the FMU's default experiment's start time (else 0).
+    # ``stop_time`` is absolute, as in FMI: a run covers [start_time, stop_time].
+    start_time: float | None = None
 
     @property
     def sampling_interval(self) -> float:
@@ -376,8 +379,12 @@ class TwinSpec(_Section):
                 names[key] = expr.evaluate(names)
         return names
 
-    def row_namespace(self, row: Mapping[str, Any], *, constraints_only: bool = False,
-                      ) -> dict[str, float]:
+    def row_namespace(
+        self,
+        row: Mapping[str, Any],
+        *,
+        constraints_only: bool = False,
+    ) -> dict[str, float]:
         """``namespace`` of one twin-level row (every input and ``quantity`` given), as
         Python floats computed by ``Expr.evaluate_row``: the same values, without numpy's
         per-call cost, for a service checking one request at a time.

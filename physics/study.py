@@ -133,11 +133,18 @@ def _same_study(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{name}: the folder has {a!r}, this command {b!r}" for name, a, b in checks if a != b]
 
 
-def job_for(spec: TwinSpec, fmu_path: Path, trajectories: tuple[str, ...]) -> SimulationJob:
+def job_for(
+    spec: TwinSpec, fmu_path: Path, trajectories: tuple[str, ...], start_time: float = 0.0
+) -> SimulationJob:
     """What every run of the spec's study shares."""
     kpis = tuple(KpiDef(name, k.variable, k.reduction, k.limit) for name, k in spec.kpis.items())
     return SimulationJob(
-        str(fmu_path), spec.fmu.step_size, spec.fmu.sampling_interval, kpis, trajectories
+        str(fmu_path),
+        spec.fmu.step_size,
+        spec.fmu.sampling_interval,
+        kpis,
+        trajectories,
+        start_time=start_time,
     )
 
 
@@ -167,7 +174,7 @@ def generate(
             f"{', '.join(RETRYABLE)}"
         )
     from physics.doe import make_design
-    from physics.run import fmu_path_of, open_twin
+    from physics.run import fmu_path_of, open_twin, start_time_of
 
     pool = (pool or PoolOptions()).checked()
     out = dataset_path(out)
@@ -177,6 +184,7 @@ def generate(
     with open_twin(spec) as twin:  # reads the FMU once here, and checks the spec against it
         catalogue = twin.catalogue
         fmu_info = _fmu_info(twin, fmu_path)
+        start_time = start_time_of(spec, twin)
         traj_outputs = (
             tuple(dict.fromkeys(k.variable for k in spec.kpis.values())) if trajectories else ()
         )
@@ -197,6 +205,7 @@ def generate(
             "factors": list(design.factors),
         },
         "simulation": {
+            "start_time": start_time,
             "step_size": spec.fmu.step_size,
             "output_interval": spec.fmu.sampling_interval,
             "trajectories": list(traj_outputs),
@@ -211,7 +220,7 @@ def generate(
         "created": _now(),
     }
     # Connect to the executor before anything is written: a bad address changes nothing.
-    job = job_for(spec, fmu_path, traj_outputs)
+    job = job_for(spec, fmu_path, traj_outputs, start_time)
     runner = LocalPool(job, pool) if executor is None else executor(job, pool)
     with DatasetFolder(out) as folder:
         if folder.old_card is not None:
@@ -229,7 +238,7 @@ def generate(
             len(design.points), label=f"{spec.name} {method}", done=len(done), enabled=progress
         )
         try:
-            ran = _simulate(spec, catalogue, runner, writer, todo, bar)
+            ran = _simulate(spec, catalogue, runner, writer, todo, bar, start_time=start_time)
         finally:
             # Whatever ends the loop (done, an error, Ctrl-C), what was simulated is kept.
             card = writer.finish()
@@ -246,8 +255,11 @@ def _simulate(
     todo: list[tuple[int, dict[str, Any]]],
     bar: Progress,
     extra: dict[str, Any] | None = None,
+    start_time: float = 0.0,
 ) -> int:
     """Run ``(run_id, point)`` pairs and write every outcome as a row; returns the count."""
+    from physics.run import stop_before_start
+
     tasks: list[Task] = []
     stop_times: dict[int, float] = {}
     invalid: list[tuple[int, str]] = []
@@ -256,6 +268,8 @@ def _simulate(
         values = {k: v for k, v in point.items() if k != "quantity"}
         try:
             case = spec.case_from_order(values, point["quantity"], catalogue)
+            if not case.stop_time > start_time:
+                raise OrderError([stop_before_start(spec, case.stop_time, start_time)])
         except OrderError as exc:
             invalid.append((run_id, "; ".join(exc.problems)))
             continue
@@ -305,7 +319,7 @@ def extend(
     import json
 
     from physics.dataset import write_json_atomic
-    from physics.run import fmu_path_of, open_twin
+    from physics.run import fmu_path_of, open_twin, start_time_of
 
     pool = (pool or PoolOptions()).checked()
     out = dataset_path(out)
@@ -314,6 +328,7 @@ def extend(
     with open_twin(spec) as twin:
         catalogue = twin.catalogue
         fmu_info = _fmu_info(twin, fmu_path)
+        start_time = start_time_of(spec, twin)
     schema, described = columns_of(spec, catalogue)
     schema[ROUND] = "int"
     described[ROUND] = {"role": "meta", "description": "the adaptive round that proposed the run"}
@@ -344,7 +359,8 @@ def extend(
                 "doe": {"method": "adaptive", "seed": seed, "n": 0, "levels": None, "points": 0,
                         "candidates": 0, "rejected": 0, "factors": [], "rounds": []},
                 "simulation": {
-                    "step_size": spec.fmu.step_size,
+                    "start_time": start_time,
+            "step_size": spec.fmu.step_size,
                     "output_interval": spec.fmu.sampling_interval,
                     "trajectories": [],
                 },
@@ -372,14 +388,23 @@ def extend(
             )  # fmt: skip
         total = sum(r["runs"] for r in rounds)
         card["doe"].update(n=total, points=total, rounds=rounds)
-        runner = LocalPool(job_for(spec, fmu_path, ()), pool)
+        runner = LocalPool(job_for(spec, fmu_path, (), start_time), pool)
         writer = folder.writer(card, schema, chunk_size=chunk_size)
         done = writer.done_run_ids()
         todo = [(first + i, p) for i, p in enumerate(points) if first + i not in done]
         skipped = len(points) - len(todo)
         bar = Progress(len(points), label=f"{spec.name} {label}", done=skipped, enabled=progress)
         try:
-            ran = _simulate(spec, catalogue, runner, writer, todo, bar, extra={ROUND: index})
+            ran = _simulate(
+                spec,
+                catalogue,
+                runner,
+                writer,
+                todo,
+                bar,
+                extra={ROUND: index},
+                start_time=start_time,
+            )
         finally:
             card = writer.finish()
     return StudyResult(out, card, ran=ran, skipped=skipped, repairs=tuple(folder.repairs))

@@ -209,7 +209,8 @@ static fmi2Status sample(Driver *d, size_t n_real, const unsigned *real_vr, size
  * or RUN_NAN (*fail_output, *fail_time).
  */
 EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const int *start_kind,
-                   const double *start_val, double stop_time, double step, long every,
+                   const double *start_val, double start_time, double stop_time, double step,
+                   long every,
                    size_t n_real, const unsigned *real_vr, size_t n_int, const unsigned *int_vr,
                    size_t n_bool, const unsigned *bool_vr, size_t n_kpi, const int *kpi_out,
                    const int *kpi_red, const double *kpi_limit, double *kpi_value,
@@ -222,7 +223,7 @@ EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const in
     fmi2Boolean *bbuf = (fmi2Boolean *)calloc(n_bool + 1, sizeof(fmi2Boolean));
     Acc *acc = (Acc *)calloc(n_kpi + 1, sizeof(Acc));
     int rc = RUN_OK;
-    double t = 0.0, in_step = 0.0;
+    double t = start_time, in_step = 0.0;
     size_t k = 0;
     d->log[0] = '\0';
     if (!y || !ibuf || !bbuf || !acc) {
@@ -230,7 +231,7 @@ EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const in
         rc = RUN_ERROR;
         goto done;
     }
-    double steps = stop_time / step;
+    double steps = (stop_time - start_time) / step;
     if (!(steps <= 1e15)) { /* past this a long step counter loses steps: fail, never truncate */
         snprintf(err, errlen, "%g steps of %g s up to %g s are too many", steps, step, stop_time);
         *fail_function = FAIL_SETUP;
@@ -243,7 +244,8 @@ EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const in
     if (d->needs_reset && d->reset(d->c) > fmi2Warning) goto fmi_error;
     d->needs_reset = 1;
     *fail_function = FAIL_SETUP;
-    if (d->setup_experiment(d->c, fmi2False, 0.0, 0.0, fmi2True, stop_time) > fmi2Warning)
+    t = start_time;
+    if (d->setup_experiment(d->c, fmi2False, 0.0, start_time, fmi2True, stop_time) > fmi2Warning)
         goto fmi_error;
     *fail_function = FAIL_ENTER;
     if (d->enter_init(d->c) > fmi2Warning) goto fmi_error;
@@ -253,7 +255,7 @@ EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const in
     if (d->exit_init(d->c) > fmi2Warning) goto fmi_error;
     for (long i = -1; i < n_steps; i++) {
         if (i >= 0) {
-            t = (double)i * step;
+            t = start_time + (double)i * step;
             double h = (i == n_steps - 1) ? fmin(step, stop_time - t) : step;
             double t0 = now();
             fmi2Status s = d->do_step(d->c, t, h, fmi2True);

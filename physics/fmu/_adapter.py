@@ -372,14 +372,19 @@ class Fmu:
         output_interval: float | None = None,
         outputs: Sequence[str] | None = None,
         inputs: Mapping[str, Profile] | None = None,
+        start_time: float = 0.0,
     ) -> Trajectories:
-        """Run from t = 0 to ``stop_time`` and sample ``outputs`` every ``output_interval``.
+        """Run from ``start_time`` to ``stop_time`` and sample ``outputs`` every
+        ``output_interval``.
 
         ``start_values`` are set during initialization; ``inputs`` are
         piecewise-linear profiles set before each communication step.
         """
-        if not (stop_time > 0 and math.isfinite(stop_time)):
-            raise ValueError(f"stop_time: {stop_time} must be a finite number > 0")
+        if not (stop_time > start_time and math.isfinite(stop_time)):
+            raise ValueError(
+                f"stop_time: {stop_time} must be a finite number after the start time {start_time}"
+            )
+        span = stop_time - start_time
         if not step_size > 0:
             raise ValueError(f"step_size: {step_size} must be > 0")
         interval = output_interval or step_size
@@ -397,12 +402,12 @@ class Fmu:
             if self.variable(name).causality != "input":
                 raise ValueError(f"inputs.{name}: not an input of {self.name}")
 
-        if not stop_time / step_size <= MAX_STEPS:
+        if not span / step_size <= MAX_STEPS:
             raise ValueError(
                 f"step_size: {step_size} up to stop time {stop_time} is "
-                f"{stop_time / step_size:.3g} steps, more than {MAX_STEPS:.0e}"
+                f"{span / step_size:.3g} steps, more than {MAX_STEPS:.0e}"
             )
-        n_steps = max(1, math.ceil(stop_time / step_size - 1e-9))
+        n_steps = max(1, math.ceil(span / step_size - 1e-9))
         n_samples = (n_steps - 1) // every + 2
         time = np.empty(n_samples)
         data = np.empty((len(names), n_samples))
@@ -410,26 +415,26 @@ class Fmu:
 
         slave = self._instance()
         self._log.clear()
-        t = 0.0
+        t = start_time
         try:
             if not self._fresh:
                 slave.reset()
             self._fresh = False
             if self.fmi3:
-                slave.enterInitializationMode(startTime=0.0, stopTime=stop_time)
+                slave.enterInitializationMode(startTime=start_time, stopTime=stop_time)
             else:
-                slave.setupExperiment(startTime=0.0, stopTime=stop_time)
+                slave.setupExperiment(startTime=start_time, stopTime=stop_time)
                 slave.enterInitializationMode()
             initial = dict(start_values)
-            initial.update({k: float(np.interp(0.0, *p)) for k, p in profiles.items()})
+            initial.update({k: float(np.interp(start_time, *p)) for k, p in profiles.items()})
             self._set(slave, initial)
             slave.exitInitializationMode()
             k = 0
             self._sample(slave, readers, data[:, k])
             time[k] = t
             for i in range(n_steps):
-                h = min(step_size, stop_time - i * step_size) if i == n_steps - 1 else step_size
-                t = i * step_size
+                t = start_time + i * step_size
+                h = min(step_size, stop_time - t) if i == n_steps - 1 else step_size
                 if profiles:
                     self._set(slave, {n: float(np.interp(t, *p)) for n, p in profiles.items()})
                 answer = slave.doStep(currentCommunicationPoint=t, communicationStepSize=h)

@@ -93,6 +93,7 @@ class NativeFmu:
         self._resources = (fmu._dir / "resources").as_uri()
         self._handle: Any = None
         self._plans: dict[tuple[str, ...], Any] = {}
+        _library()  # built (once, cached) and loaded now, not inside the first timed run
 
     def _open(self) -> Any:
         if self._handle is None:
@@ -144,19 +145,21 @@ class NativeFmu:
         output_interval: float,
         kpis: Sequence[tuple[str, str, float | None]],
         trajectory: Sequence[str] = (),
+        start_time: float = 0.0,
     ) -> NativeRun:
-        """One run; ``kpis`` are (variable, reduction, limit). Raises SimulationError."""
+        """One run from ``start_time`` to ``stop_time``; ``kpis`` are (variable, reduction,
+        limit). Raises SimulationError."""
         every = round(output_interval / step_size)
         names = tuple(dict.fromkeys([*(k[0] for k in kpis), *trajectory]))
         ordered, vrs, counts = self._outputs(names)
         index = {n: i for i, n in enumerate(ordered)}
         start = [(self.fmu.variable(k), v) for k, v in start_values.items()]
-        steps = stop_time / step_size
+        steps = (stop_time - start_time) / step_size
         if not (math.isfinite(steps) and steps <= MAX_STEPS):  # refused at load; never truncated
             raise SimulationError(
                 f"stop time {stop_time:g} s at step size {step_size:g} s is {steps:.3g} steps, "
                 f"more than {MAX_STEPS:.0e}",
-                time=0.0,
+                time=start_time,
             )
         n_steps = max(1, math.ceil(steps - 1e-9))
         max_samples = (n_steps - 1) // every + 2 if trajectory else 0
@@ -171,6 +174,7 @@ class NativeFmu:
             _array(C.c_uint, [v.valueReference for v, _ in start]),
             _array(C.c_int, [_KINDS[v.type] for v, _ in start]),
             _array(C.c_double, [float(x) for _, x in start]),
+            C.c_double(start_time),
             C.c_double(stop_time),
             C.c_double(step_size),
             C.c_long(every),

@@ -194,3 +194,38 @@ def test_retry_of_a_status_that_cannot_be_retried_is_refused(tmp_path: Path) -> 
         "--retry: 'ok' cannot be retried; expected some of error, nan, timeout, crash"
     )
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("engine", ["native", "fmpy"])
+def test_runs_start_at_the_start_time(engine: str) -> None:
+    # From y_start = 0 at t0 = 2 to 5: y = u (1 - exp(-(5 - 2) / tau)), tau = 1.
+    job = SimulationJob(
+        str(build_test_fmu("faulty")), 0.1, 0.5, (KpiDef("y_end", "y", "final"),
+                                                   KpiDef("y_int", "y", "integral")),
+        ("y",), engine=engine, start_time=2.0,
+    )  # fmt: skip
+    [result] = LocalPool(job, PoolOptions(workers=1)).run([Task(0, {"u": 1.5}, 5.0)])
+    assert result.status == "ok", result.message
+    assert result.kpis["y_end"] == pytest.approx(1.5 * (1 - math.exp(-3.0)), rel=1e-12)
+    assert result.trajectory is not None
+    assert result.trajectory["time"][0] == 2.0 and result.trajectory["time"][-1] == 5.0
+    # The trapezoid over the 0.5 s grid of u (3 - (1 - exp(-3))): to the grid's accuracy.
+    assert result.kpis["y_int"] == pytest.approx(1.5 * (3.0 - (1 - math.exp(-3.0))), rel=2e-2)
+
+
+def test_a_study_starts_at_fmu_start_time_and_refuses_stops_before_it(tmp_path: Path) -> None:
+    data = faulty_spec(build_test_fmu("faulty")).model_dump(exclude_none=True)
+    data["fmu"]["start_time"] = 2.0
+    data["doe"]["fixed"] = {"quantity": 3, "fault": 0}
+    data["doe"]["factors"] = {"u": {"low": -2, "high": 2}}
+    # quantity 3 s from the start; one fixed point below is refused as it ends before t0.
+    data["stop_time"] = "quantity + 2 - 3 * (u <= -1.9)"
+    spec = TwinSpec.from_dict(data)
+    out = tmp_path / "ds"
+    generate(spec, out, n=1, method="grid", levels=5, progress=False)
+    rows = read_runs(out).to_pylist()
+    assert read_card(out)["simulation"]["start_time"] == 2.0
+    assert [r["status"] for r in rows] == ["invalid"] + ["ok"] * 4
+    assert rows[0]["message"] == "stop_time: 2 s is not after the start time 2 s (fmu.start_time)"
+    for r in rows[1:]:
+        assert r["y_end"] == pytest.approx(r["u"] * (1 - math.exp(-3.0)), rel=1e-12)
