@@ -233,3 +233,32 @@ def test_a_kpi_on_an_array_binary_or_string_is_refused_by_name(
     assert result.exit_code == 2
     assert result.stderr == f"error: invalid twin spec lag3x:\n  kpis.k.variable: {problem}\n"
     assert not out.exists()
+
+
+def test_the_readme_bring_your_own_fmu_example_runs(tmp_path: Path) -> None:
+    import math
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "experiments" / "byo" / "lag3.yaml", tmp_path / "lag3.yaml")
+    shutil.copy(build_test_fmu("lag3"), tmp_path / "lag3.fmu")
+    out = tmp_path / "out"
+    args = [
+        "data",
+        "generate",
+        "--spec",
+        str(tmp_path / "lag3.yaml"),
+        "--n",
+        "8",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out / "runs")
+    assert len(rows) == 8 and set(rows["status"]) == {"ok"}
+    # y(3 s) from y_start = 0: u (1 - exp(-3 / tau)); 30 steps of 0.1 s, one count each.
+    expected = rows["u"] * (1 - (-3.0 / rows["tau"]).map(math.exp))
+    assert rows["y_end"].tolist() == pytest.approx(expected.tolist(), rel=1e-12)
+    assert rows["steps"].tolist() == [30.0] * 8
