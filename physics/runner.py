@@ -72,6 +72,9 @@ class SimulationJob:
     # Where every run starts [s]: the spec's fmu.start_time, else the FMU's default
     # experiment's; a task's stop_time is absolute, after it.
     start_time: float = 0.0
+    # The FMU unpacked once for the study (physics.fmu.unpack_once); None: each worker
+    # extracts its own copy.
+    unpacked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def open_engine(job: SimulationJob) -> tuple[Any, Any]:
     from physics.fmu import Fmu
     from physics.fmu._native import NativeFmu, native_binary_exists
 
-    fmu = Fmu(job.fmu_path)
+    fmu = Fmu(job.fmu_path, unpacked=job.unpacked)
     native = NativeFmu(fmu) if job.engine == "native" and native_binary_exists(fmu) else None
     return fmu, native
 

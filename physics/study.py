@@ -134,9 +134,16 @@ def _same_study(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def job_for(
-    spec: TwinSpec, fmu_path: Path, trajectories: tuple[str, ...], start_time: float = 0.0
+    spec: TwinSpec,
+    fmu_path: Path,
+    trajectories: tuple[str, ...],
+    start_time: float = 0.0,
+    sha256: str | None = None,
 ) -> SimulationJob:
-    """What every run of the spec's study shares."""
+    """What every run of the spec's study shares; with the FMU's ``sha256``, the FMU is
+    unpacked once into the cache for all workers."""
+    from physics.fmu._adapter import unpack_once
+
     kpis = tuple(KpiDef(name, k.variable, k.reduction, k.limit) for name, k in spec.kpis.items())
     return SimulationJob(
         str(fmu_path),
@@ -145,6 +152,7 @@ def job_for(
         kpis,
         trajectories,
         start_time=start_time,
+        unpacked=None if sha256 is None else str(unpack_once(fmu_path, sha256)),
     )
 
 
@@ -220,7 +228,7 @@ def generate(
         "created": _now(),
     }
     # Connect to the executor before anything is written: a bad address changes nothing.
-    job = job_for(spec, fmu_path, traj_outputs, start_time)
+    job = job_for(spec, fmu_path, traj_outputs, start_time, fmu_info["sha256"])
     runner = LocalPool(job, pool) if executor is None else executor(job, pool)
     with DatasetFolder(out) as folder:
         if folder.old_card is not None:
@@ -388,7 +396,7 @@ def extend(
             )  # fmt: skip
         total = sum(r["runs"] for r in rounds)
         card["doe"].update(n=total, points=total, rounds=rounds)
-        runner = LocalPool(job_for(spec, fmu_path, (), start_time), pool)
+        runner = LocalPool(job_for(spec, fmu_path, (), start_time, fmu_info["sha256"]), pool)
         writer = folder.writer(card, schema, chunk_size=chunk_size)
         done = writer.done_run_ids()
         todo = [(first + i, p) for i, p in enumerate(points) if first + i not in done]

@@ -226,6 +226,37 @@ def read_description(path: Path) -> Any:
     return md
 
 
+_UNPACKED = ".unpacked"  # written last: the folder holds the whole FMU
+
+
+def unpack_once(path: str | Path, sha256: str) -> Path:
+    """The FMU extracted into the cache (``<cache>/unpacked/<sha256>``), once for every
+    process of every study that runs it: workers do not extract their own copies (and a
+    killed worker leaves nothing behind). Extracted to a temporary sibling and renamed,
+    so a folder is either complete or absent. Call after ``read_description`` checked the
+    archive's size and member names."""
+    import fmpy
+
+    from physics.fmu._build import cache_dir
+
+    target = cache_dir().parent / "unpacked" / sha256[:32]
+    if (target / _UNPACKED).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        fmpy.extract(str(path), str(tmp))
+        (tmp / _UNPACKED).write_text(f"{path}\n")
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process got there first: use its copy
+            if not (target / _UNPACKED).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 class Fmu:
     """One FMI 2.0 co-simulation FMU, ready to run many times.
 
@@ -233,7 +264,9 @@ class Fmu:
     ...     traj = fmu.simulate({"spindle_speed": 6000.0}, stop_time=600.0, step_size=1.0)
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, unpacked: str | Path | None = None) -> None:
+        """``unpacked``: a folder ``unpack_once`` filled with this FMU, shared by the
+        workers of a study and left in place on close; else a private temporary copy."""
         import fmpy
 
         self.path = Path(path)
@@ -247,8 +280,12 @@ class Fmu:
         self.guid = md.guid
         self.catalogue: dict[str, VariableInfo] = catalogue_from_model_description(md)
         self._vars = {v.name: v for v in md.modelVariables}
-        self._dir = Path(tempfile.mkdtemp(prefix=f"twin-{self.path.stem}-"))
-        fmpy.extract(str(self.path), str(self._dir))
+        self._owns_dir = not (unpacked is not None and (Path(unpacked) / _UNPACKED).is_file())
+        if self._owns_dir:  # (a Dask worker on another machine has no shared copy)
+            self._dir = Path(tempfile.mkdtemp(prefix=f"twin-{self.path.stem}-"))
+            fmpy.extract(str(self.path), str(self._dir))
+        else:
+            self._dir = Path(unpacked)  # type: ignore[arg-type]
         self._slave: Any = None
         self._fresh = True
         self._log: deque[str] = deque(maxlen=50)
@@ -319,7 +356,8 @@ class Fmu:
             self._slave.freeInstance()
             self._slave = None
         _release_callbacks(self._log)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._owns_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> Fmu:
         return self
@@ -328,7 +366,7 @@ class Fmu:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_dir", None) is not None and self._dir.exists():
+        if getattr(self, "_owns_dir", False) and self._dir.exists():
             shutil.rmtree(self._dir, ignore_errors=True)
 
     # -- values -----------------------------------------------------------------

@@ -229,3 +229,24 @@ def test_a_study_starts_at_fmu_start_time_and_refuses_stops_before_it(tmp_path: 
     assert rows[0]["message"] == "stop_time: 2 s is not after the start time 2 s (fmu.start_time)"
     for r in rows[1:]:
         assert r["y_end"] == pytest.approx(r["u"] * (1 - math.exp(-3.0)), rel=1e-12)
+
+
+def test_a_study_unpacks_its_fmu_once_and_crashed_workers_leave_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from physics.fmu import cache_dir, file_sha256
+
+    fmu = build_test_fmu("faulty")
+    spec = faulty_spec(fmu)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the workers would extract copies
+    # Faults 0..4 by values of u: one in five runs segfaults and kills its worker mid-run.
+    generate(spec, tmp_path / "ds", n=1, method="grid", levels=5, progress=False,
+             pool=PoolOptions(workers=2, timeout=1.0))  # fmt: skip
+    statuses = read_runs(tmp_path / "ds").column("status").to_pylist()
+    assert statuses.count("crash") == statuses.count("ok") > 0
+    assert list(scratch.iterdir()) == []  # no worker made its own copy
+    unpacked = cache_dir().parent / "unpacked" / file_sha256(fmu)[:32]
+    assert (unpacked / ".unpacked").is_file()
+    assert (unpacked / "binaries" / "linux64" / "faulty.so").is_file()
