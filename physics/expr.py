@@ -212,20 +212,30 @@ class Expr:
         return float(out) if out.ndim == 0 else out
 
 
+# Longer expressions are not formulas but data (or an attack on the parser's stack).
+MAX_CHARS = 2_000
+
+
 def compile_expr(text: str, *, field: str) -> Expr:
     """Parse and check ``text``; ``field`` names where it came from, for error messages."""
     if not isinstance(text, str):
         raise ExpressionError(f"{field}: expected an expression as text, got {text!r}")
+    if len(text) > MAX_CHARS:
+        raise ExpressionError(
+            f"{field}: an expression of {len(text):,} characters; expected at most {MAX_CHARS:,}"
+        )
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        names: set[str] = set()
+        root = _Compiler(text, field, names, _NUMPY).visit(tree.body)
+        row = _Compiler(text, field, set(), _SCALAR).visit(tree.body)
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
         raise ExpressionError(
             f"{field}: {text!r} is not a valid expression ({exc.msg}{where})"
         ) from None
-    names: set[str] = set()
-    root = _Compiler(text, field, names, _NUMPY).visit(tree.body)
-    row = _Compiler(text, field, set(), _SCALAR).visit(tree.body)
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"{field}: {text[:40]!r}... is nested too deeply") from None
     return Expr(text=text, field=field, names=frozenset(names), _root=root, _row=row)
 
 
@@ -253,7 +263,10 @@ class _Compiler:
         value = node.value
         # bool is an int subclass; True/False stay allowed as 1/0.
         if isinstance(value, int | float):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                raise self.fail("holds a number too large for a float") from None
             return lambda _values: number
         if isinstance(value, str):
             raise self.refuse(f"the string {value!r}")

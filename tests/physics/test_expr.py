@@ -215,3 +215,18 @@ def test_booleans_add_as_numbers_in_both_trees() -> None:
     assert expr.evaluate_row({"a": 1.0, "b": 1.0}) == 2.0
     np.testing.assert_array_equal(expr.evaluate({"a": np.array([1.0, 2.0]), "b": 1.0}),
                                   [2.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1" * 2001, "f: an expression of 2,001 characters; expected at most 2,000"),
+        ("-" * 1500 + "1", "f: '" + "-" * 40 + "'... is nested too deeply"),
+        ("+".join(["x"] * 900), "f: '" + "x+" * 20 + "'... is nested too deeply"),
+        ("1" * 400 + " * x", f"f: {'1' * 400 + ' * x'!r} holds a number too large for a float"),
+    ],
+)
+def test_hostile_expressions_are_refused_not_crashed_on(text: str, message: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        compile_expr(text, field="f")
+    assert str(info.value) == message
