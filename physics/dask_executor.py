@@ -8,6 +8,7 @@ amortise Dask's per-task cost over several runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -33,6 +34,8 @@ class DaskRunner:
         self.batch_size = batch_size
         try:
             self.client = Client(address, timeout=10)
+        except ValueError as exc:  # distributed's own parse of a malformed address
+            raise ConnectionError(f"--address {address!r}: {exc}") from None
         except OSError as exc:
             raise ConnectionError(
                 f"--address {address}: no Dask scheduler answers there ({exc})"
@@ -54,8 +57,18 @@ class DaskRunner:
             self.client.close()
 
 
+_ADDRESS = re.compile(r"^(tcp|tls|ucx)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+
+
 def dask_executor_for(
     address: str, *, batch_size: int = 16
 ) -> Callable[[SimulationJob, PoolOptions], Any]:
-    """A factory ``generate(..., executor=...)`` calls with the job and options."""
+    """A factory ``generate(..., executor=...)`` calls with the job and options; a
+    malformed address is refused here, before anything is started or written."""
+    match = _ADDRESS.match(address)
+    if match is None or not 1 <= int(match.group("port")) <= 65535:
+        raise ConnectionError(
+            f"--address {address!r}: expected SCHEME://HOST:PORT (e.g. tcp://127.0.0.1:8786), "
+            "port 1 to 65535"
+        )
     return lambda job, options: DaskRunner(job, options, address, batch_size=batch_size)

@@ -112,9 +112,13 @@ def load_order(path: str | Path, spec: TwinSpec) -> WorkOrder:
     """Read a work order from a YAML or JSON file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise OrderError([f"{path}: cannot be read ({exc.strerror})"]) from None
+    except UnicodeDecodeError as exc:
+        raise OrderError(
+            [f"{path}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8"]
+        ) from None
     except yaml.YAMLError as exc:
         raise OrderError([f"{path}: not valid YAML/JSON: {exc}"]) from None
     if not isinstance(data, Mapping):

@@ -288,6 +288,20 @@ def test_trajectories_are_stored_on_the_sampling_grid(spec, tmp_path: Path) -> N
             ["--n", "5", "--chunk-size", "1000000"],
             "error: --chunk-size: 1000000; expected 1 to 100,000 rows",
         ),
+        (
+            ["--n", "5", "--executor", "dask", "--address", "tcp://[::1"],
+            "error: --address 'tcp://[::1': expected SCHEME://HOST:PORT (e.g. "
+            "tcp://127.0.0.1:8786), port 1 to 65535",
+        ),
+        (
+            ["--n", "5", "--executor", "dask", "--address", "tcp://127.0.0.1:99999"],
+            "error: --address 'tcp://127.0.0.1:99999': expected SCHEME://HOST:PORT (e.g. "
+            "tcp://127.0.0.1:8786), port 1 to 65535",
+        ),
+        (
+            ["--n", "5", "--retry", "ok"],
+            "error: --retry: 'ok' cannot be retried; expected some of error, nan, timeout, crash",
+        ),
     ],
 )
 def test_bad_generate_options_are_refused_and_write_nothing(
