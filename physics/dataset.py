@@ -99,7 +99,33 @@ def _card_problem(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     missing = [k for k in ("spec", "fmu", "doe", "simulation", "columns") if k not in card]
     if missing:
         return None, f"lacks {', '.join(missing)}"
+    chunks = card.get("chunks", [])
+    if not isinstance(chunks, list):
+        return None, "has a manifest ('chunks') that is not a list"
+    for i, entry in enumerate(chunks):
+        if problem := _entry_problem(entry):
+            return None, f"has a damaged manifest entry chunks[{i}]: {problem}"
     return card, None
+
+
+def _entry_problem(entry: Any, sub: str = RUNS) -> str | None:
+    """Why a manifest entry cannot be trusted (its name must be one of our chunk names:
+    a forged "../" name would make a resume move a file outside the dataset)."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    name = entry.get("name")
+    if not (
+        isinstance(name, str) and name.startswith(f"{sub}/") and _CHUNK.match(name[len(sub) + 1 :])
+    ):
+        return f"name {name!r} is not {sub}/<number>-<token>.parquet"
+    if not (isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str)):
+        return f"{name}: no size or sha256"
+    if sub == RUNS:
+        if not isinstance(entry.get("rows"), int) or not isinstance(entry.get("status", {}), dict):
+            return f"{name}: no row count"
+        if entry.get(TRAJECTORIES) is not None:
+            return _entry_problem(entry[TRAJECTORIES], TRAJECTORIES)
+    return None
 
 
 def read_card(folder: str | Path) -> dict[str, Any]:

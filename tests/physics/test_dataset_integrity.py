@@ -242,3 +242,25 @@ def test_card_lists_each_chunk_with_rows_status_and_checksum(
     for c in card["chunks"]:
         blob = (out / c["name"]).read_bytes()
         assert (c["size"], c["sha256"]) == (len(blob), hashlib.sha256(blob).hexdigest())
+
+
+def test_a_forged_manifest_name_never_moves_a_file_outside_the_dataset(
+    spec_file: Path, tmp_path: Path, reference: dict[int, float]
+) -> None:
+    out = tmp_path / "ds"
+    assert run(generate_args(spec_file, out))[0] == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not the dataset's")
+    card = json.loads((out / "dataset.json").read_text())
+    card["chunks"][0]["name"] = "../victim.txt"
+    (out / "dataset.json").write_text(json.dumps(card))
+    code, _, err = run(["data", "info", str(out)])
+    assert (code, err) == (
+        2,
+        f"error: {out / 'dataset.json'} has a damaged manifest entry chunks[0]: name "
+        "'../victim.txt' is not runs/<number>-<token>.parquet\n",
+    )
+    code, _, err = run(generate_args(spec_file, out))
+    assert code == 0, err
+    assert victim.read_text() == "not the dataset's"
+    assert_complete(out, reference)
