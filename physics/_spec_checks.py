@@ -7,10 +7,9 @@ Each check appends ``<field.path>: <problem>`` lines, so one pass reports everyt
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING
 
-from physics._spec_text import Problems, fmt, name_problem, suggest
+from physics._spec_text import Problems, fmt, indicator, name_problem, suggest
 from physics.expr import Expr, ExpressionError, compile_expr
 
 if TYPE_CHECKING:
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 # The most communication steps one run may take: a step size this far below the stop
 # time is a typo (and a step count past 2^63 would wrap around in the driver).
 MAX_STEPS = 100_000_000
-_CHOICE = re.compile(r"[A-Za-z0-9_]+\Z")
 _CRITERIA = ("max_rmse", "max_mae", "max_rel_error", "min_r2", "min_coverage")
 # Time integrals with a unit name of their own; any other unit u integrates to "u.s".
 _INTEGRAL_UNITS = {"W": "J", "kW": "kJ", "MW": "MJ"}
@@ -133,11 +131,21 @@ def _choices_ok(at: str, inp: InputSpec, p: list[str]) -> bool:
     names = inp.choice_names
     if not names:
         p.append(f"{at}.choices: empty")
+    seen: dict[str, str] = {}
     for i, name in enumerate(names):
-        if not _CHOICE.match(name):
-            p.append(f"{at}.choices: {name!r} is not a valid choice name (letters, digits and _)")
+        if not name.strip() or name != name.strip() or not name.isprintable():
+            p.append(
+                f"{at}.choices: {name!r} is not a valid choice name (printable text, without "
+                "leading or trailing spaces)"
+            )
         if name in names[:i]:
             p.append(f"{at}.choices: {name!r} is listed twice")
+        elif (ind := indicator("x", name)) in seen:
+            p.append(
+                f"{at}.choices: {seen[ind]!r} and {name!r} share the indicator name "
+                f"{indicator(at.split('.')[-1], name)!r}; rename one"
+            )
+        seen.setdefault(ind, name)
     if isinstance(inp.choices, dict):
         by_value: dict[int, str] = {}
         for name, value in inp.choices.items():
@@ -171,7 +179,7 @@ def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Ex
     for key, inp in spec.inputs.items():
         if inp.kind == "categorical":
             categorical[key] = inp
-            names = [f"{key}_is_{c}" for c in inp.choice_names]
+            names = [indicator(key, c) for c in inp.choice_names]
         else:
             names = [key]
         for name in names:
@@ -195,7 +203,8 @@ def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Ex
             if name in categorical:
                 first = categorical[name].choice_names[0] if categorical[name].choice_names else "x"
                 p.append(
-                    f"{field}: {name!r} is categorical; use its indicators, e.g. {name}_is_{first}"
+                    f"{field}: {name!r} is categorical; use its indicators, e.g. "
+                    f"{indicator(name, first)}"
                 )
             elif owner := next((c for c in categorical if name.startswith(f"{c}_is_")), None):
                 choice = name[len(owner) + 4 :]

@@ -308,6 +308,13 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"
 
 
+def indicator(key: str, choice: str) -> str:
+    """The expression name that is 1.0 when input ``key`` has ``choice``, else 0.0:
+    ``material_is_steel_c45``. Characters a name cannot hold (an enumeration item such
+    as "Steel C45" may have spaces) become "_": ``material_is_Steel_C45``."""
+    return f"{key}_is_{re.sub(r'[^0-9A-Za-z_]', '_', choice)}"
+
+
 def read_yaml_mapping(
     path: Path, error: Callable[..., Exception], *, empty_ok: bool = False
 ) -> dict[str, Any]:

@@ -369,7 +369,7 @@ class TwinSpec(_Section):
             value = np.asarray(values[key])
             if spec.kind == "categorical":
                 for choice in spec.choice_names:
-                    names[f"{key}_is_{choice}"] = (value == choice).astype(np.float64)
+                    names[text.indicator(key, choice)] = (value == choice).astype(np.float64)
             else:
                 names[key] = value.astype(np.float64)
         if quantity is not None:
@@ -394,7 +394,7 @@ class TwinSpec(_Section):
             value = row[key]
             if spec.kind == "categorical":
                 for choice in spec.choice_names:
-                    names[f"{key}_is_{choice}"] = 1.0 if value == choice else 0.0
+                    names[text.indicator(key, choice)] = 1.0 if value == choice else 0.0
             else:
                 names[key] = float(value)
         names["quantity"] = float(row["quantity"])

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from physics._spec_text import indicator
 from surrogates._errors import ParityError
 from surrogates._surrogate import Surrogate
 from surrogates._targets import CLIP_MARGIN, EXACT_RTOL
@@ -109,7 +110,7 @@ def build_onnx(s: Surrogate) -> Any:
                 ),
                 to=TensorProto.DOUBLE,
             )
-            outs = [f"{col.name}_is_{choice}" for choice in col.choices]
+            outs = [indicator(col.name, choice) for choice in col.choices]
             g.nodes.append(
                 helper.make_node(
                     "Split", [onehot, g.const("split", np.ones(len(outs)), np.int64)], outs,

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from physics._spec_text import indicator
 from physics.spec import TwinSpec
 
 
@@ -141,7 +142,7 @@ def namespace(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> di
     for j, col in enumerate(columns):
         if col.choices:
             for i, choice in enumerate(col.choices):
-                names[f"{col.name}_is_{choice}"] = (raw[:, j] == i).astype(np.float64)
+                names[indicator(col.name, choice)] = (raw[:, j] == i).astype(np.float64)
         else:
             names[col.name] = raw[:, j]
     with np.errstate(all="ignore"):
@@ -214,7 +215,7 @@ class FeatureMap:
         for j, col in enumerate(columns):
             if col.choices:
                 for choice in col.choices:
-                    name = f"{col.name}_is_{choice}"
+                    name = indicator(col.name, choice)
                     if np.ptp(names[name]) > 0:
                         features.append(Feature(name, "indicator", False))
             elif np.ptp(raw[:, j]) > 0:

@@ -262,3 +262,31 @@ def test_the_readme_bring_your_own_fmu_example_runs(tmp_path: Path) -> None:
     expected = rows["u"] * (1 - (-3.0 / rows["tau"]).map(math.exp))
     assert rows["y_end"].tolist() == pytest.approx(expected.tolist(), rel=1e-12)
     assert rows["steps"].tolist() == [30.0] * 8
+
+
+def test_enumeration_items_with_spaces_can_be_chosen(tmp_path: Path) -> None:
+    from physics.dataset import read_runs
+
+    fmu = tmp_path / "lag3s.fmu"
+    rename = _md(lambda x: x.replace('<Item name="relative"', '<Item name="relative to u"'))
+    rewrite(build_test_fmu("lag3"), fmu, rename)
+    data = lag3_spec(fmu, "settled")
+    data["inputs"].update(
+        settle_rule={"variable": "settle_rule", "source": "order",
+                     "choices": ["absolute", "relative to u"]},
+        tol={"variable": "tol", "source": "order", "unit": "1", "min": 0, "max": 1},
+    )  # fmt: skip
+    data["doe"] = {"factors": {"settle_rule": {}}, "fixed": {"quantity": 1, "u": 2.0, "tol": 0.6}}
+    # The indicator of the spaced item is a name like any other: settle_rule_is_relative_to_u.
+    data["stop_time"] = "1.0 + 0.0 * settle_rule_is_relative_to_u"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "ds"
+    args = ["data", "generate", "--spec", str(spec), "--doe", "grid", "--n", "1", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = {r["settle_rule"]: r for r in read_runs(out).to_pylist()}
+    # |y - u| = 2 exp(-1) = 0.74 at t = 1: outside the absolute band 0.6, inside the
+    # relative one 0.6 |u| = 1.2: the item set really is the one chosen.
+    assert (rows["absolute"]["k"], rows["relative to u"]["k"]) == (0.0, 1.0)
+    assert {r["status"] for r in rows.values()} == {"ok"}
