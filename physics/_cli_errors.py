@@ -52,5 +52,12 @@ def handle_errors(func: F) -> F:
             fail(str(exc), 2)
         except (BuildError, SimulationError) as exc:
             fail(str(exc), 1)
+        except OSError as exc:  # a full disk, a file over a size limit, a vanished folder
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(
+                f"{where}{exc.strerror or exc}; what was written before is kept (the same "
+                "command resumes)",
+                1,
+            )
 
     return wrapper  # type: ignore[return-value]

@@ -68,8 +68,20 @@ def _now() -> str:
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    with _naming(path):
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Any:
+    """An OSError while writing ``path`` names it (a write on a full disk names nothing)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def _json_default(value: Any) -> Any:
@@ -521,10 +533,11 @@ class DatasetWriter:
         final = self.folder / name
         final.parent.mkdir(exist_ok=True)
         tmp = final.with_name(f".{final.name}.tmp")
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        with _naming(final):
+            pq.write_table(table, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
 
     def _update_card(self, **updates: Any) -> None:
         totals = {s: 0 for s in STATUSES}

@@ -264,3 +264,28 @@ def test_a_forged_manifest_name_never_moves_a_file_outside_the_dataset(
     assert code == 0, err
     assert victim.read_text() == "not the dataset's"
     assert_complete(out, reference)
+
+
+def test_a_full_disk_is_one_clear_error_and_the_same_command_resumes(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    import resource
+    import signal
+
+    def small_files() -> None:  # no file this process writes grows past 60 kB: a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    out, n = tmp_path / "ds", 600  # 300 chunks of 2: the card outgrows 60 kB on the way
+    cmd = [str(TWIN), *generate_args(spec_file, out, "--n", str(n), "--chunk-size", "2")]
+    full = subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    assert full.returncode == 1, full.stderr
+    assert full.stderr.startswith(f"error: {out / 'dataset.json'}: File too large; ")
+    assert full.stderr.endswith("what was written before is kept (the same command resumes)\n")
+    assert len(full.stderr.splitlines()) == 1  # no traceback
+    kept = read_card(out)["counts"]["rows"]
+    assert 0 < kept < n
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(f"simulated {n - kept} now, {kept} were already on disk\n")
+    assert read_runs(out).column("run_id").to_pylist() == list(range(n))
