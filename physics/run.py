@@ -76,12 +76,14 @@ def simulate_order(
         raise OrderError([stop_before_start(spec, case.stop_time, start)])
     wanted = outputs if outputs is not None else fmu.default_outputs()
     names = list(dict.fromkeys([*wanted, *kpi_variables(spec)]))
-    traj = fmu.simulate(
+    # KPIs reduce every communication step; the trajectories keep the output grid.
+    steps = fmu.simulate(
         case.start_values,
         case.stop_time,
         step_size=spec.fmu.step_size,
-        output_interval=spec.fmu.sampling_interval,
+        output_interval=spec.fmu.step_size,
         outputs=names,
         start_time=start,
     )
-    return OrderRun(case=case, trajectories=traj, kpis=compute_kpis(spec, traj.as_dict()))
+    traj = steps.every(round(spec.fmu.sampling_interval / spec.fmu.step_size))
+    return OrderRun(case=case, trajectories=traj, kpis=compute_kpis(spec, steps.as_dict()))

@@ -120,11 +120,13 @@ def _run_one(fmu: Any, native: Any, job: SimulationJob, task: Task) -> RunResult
                 trajectory = {"time": run.time, **(run.samples or {})}
         else:
             names = list(dict.fromkeys([*(k.variable for k in job.kpis), *job.trajectory_outputs]))
+            # KPIs reduce every communication step (a peak between output samples counts);
+            # the trajectory keeps the output grid.
             traj = fmu.simulate(
                 task.start_values,
                 task.stop_time,
                 step_size=job.step_size,
-                output_interval=job.output_interval,
+                output_interval=job.step_size,
                 outputs=names,
                 start_time=job.start_time,
             )
@@ -132,7 +134,8 @@ def _run_one(fmu: Any, native: Any, job: SimulationJob, task: Task) -> RunResult
                 k.name: reduce(k.reduction, traj.time, traj[k.variable], k.limit) for k in job.kpis
             }
             if job.trajectory_outputs:
-                trajectory = {"time": traj.time, **{n: traj[n] for n in job.trajectory_outputs}}
+                grid = traj.every(round(job.output_interval / job.step_size))
+                trajectory = {"time": grid.time, **{n: grid[n] for n in job.trajectory_outputs}}
     except SimulationError as exc:
         status = "nan" if exc.kind == "nan" else "error"
         return RunResult(task.run_id, status, str(exc), wall_time=time.perf_counter() - t0)

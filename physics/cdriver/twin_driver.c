@@ -264,9 +264,10 @@ EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const in
                 *fail_function = FAIL_STEP;
                 goto fmi_error;
             }
-            if (!((i + 1) % every == 0 || i == n_steps - 1)) continue;
             t = t + h;
         }
+        /* KPIs reduce every communication step; samples are kept on the output grid. */
+        int on_grid = i < 0 || (i + 1) % every == 0 || i == n_steps - 1;
         if (sample(d, n_real, real_vr, n_int, int_vr, n_bool, bool_vr, y, ibuf, bbuf) >
             fmi2Warning) {
             *fail_function = FAIL_GET;
@@ -284,6 +285,7 @@ EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const in
         for (size_t j = 0; j < n_kpi; j++) {
             acc_add(&acc[j], t, y[kpi_out[j]], kpi_limit[j]);
         }
+        if (!on_grid) continue;
         if (samples != NULL && k < max_samples) {
             samples[k * (n_out + 1)] = t;
             memcpy(&samples[k * (n_out + 1) + 1], y, n_out * sizeof(double));

@@ -49,6 +49,17 @@ class Trajectories:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {"time": self.time, **self.values}
 
+    def every(self, k: int) -> Trajectories:
+        """Every k-th sample and the last: a run sampled at every step, on its output grid
+        (the samples after k, 2k, ... steps and after the final, possibly shorter, one)."""
+        n = len(self.time)
+        index = list(range(0, n, k))
+        if index[-1] != n - 1:
+            index.append(n - 1)
+        return Trajectories(
+            self.time[index], {name: v[index] for name, v in self.values.items()}, self.units
+        )
+
     def to_csv(self, path: str | Path) -> None:
         """Write one row per sample; the header carries the units: ``name [unit]``."""
         names = list(self.values)
