@@ -2,7 +2,8 @@
 
     .venv/bin/python experiments/bench_datagen.py [--quick] [--json out/bench/datagen.json]
 
-For each FMU (the spindle, and a small first-order lag) and each run length
+For each FMU (the spindle, a small first-order lag, and the same lag as an FMI 3.0 FMU,
+which the runner steps with fmpy's loop: no native column) and each run length
 (100 and 1,000 communication steps), on the same DOE points, it measures:
 
 - ``simulate_fmu``: ``fmpy.simulate_fmu`` called per point, what users write today;
@@ -68,8 +69,34 @@ def lag_points(n: int) -> tuple[Path, list[dict[str, Any]], list[tuple[str, str,
     return build_test_fmu("faulty"), starts, [("y", "final", None), ("y", "max", None)]
 
 
+def lag3_points(n: int) -> tuple[Path, list[dict[str, Any]], list[tuple[str, str, Any]]]:
+    """The same lag as an FMI 3.0 FMU: the runner takes fmpy's loop for it."""
+    from tests.fmus import build_test_fmu
+
+    _, starts, kpis = lag_points(n)
+    return build_test_fmu("lag3"), starts, kpis
+
+
 def per_run(seconds: float, runs: int) -> float:
     return seconds / runs
+
+
+def native_loop(
+    path: Path, starts: list[dict[str, Any]], stop: float, step: float, kpis: list[Any]
+) -> tuple[float, float]:
+    """Seconds per run of our C driver called in this process, and the time in the FMU."""
+    with Fmu(path) as fmu:
+        native = NativeFmu(fmu)
+        native.run(starts[0], stop, step_size=step, output_interval=step, kpis=kpis)  # warm
+        in_step = 0.0
+        t0 = time.perf_counter()
+        for sv in starts:
+            in_step += native.run(
+                sv, stop, step_size=step, output_interval=step, kpis=kpis
+            ).step_seconds
+        seconds = per_run(time.perf_counter() - t0, len(starts))
+        native.close()
+    return seconds, in_step
 
 
 def bench_case(
@@ -99,18 +126,15 @@ def bench_case(
             output=outputs,
         )
     t_fmpy = per_run(time.perf_counter() - t0, n_fmpy)
-    # The native loop in this process: the limit.
+    # The native loop in this process: the limit (FMI 2.0 only; FMI 3.0 runs take
+    # fmpy's loop in the runner, and the overheads are then against zero).
+    t_native, in_step = 0.0, 0.0
     with Fmu(path) as fmu:
-        native = NativeFmu(fmu)
-        native.run(starts[0], stop, step_size=step, output_interval=step, kpis=kpis)  # warm
-        in_step = 0.0
-        t0 = time.perf_counter()
-        for sv in starts:
-            in_step += native.run(
-                sv, stop, step_size=step, output_interval=step, kpis=kpis
-            ).step_seconds
-        t_native = per_run(time.perf_counter() - t0, n)
-        native.close()
+        fmi3 = fmu.fmi3
+    if not fmi3:
+        t_native, in_step = native_loop(path, starts, stop, step, kpis)
+    t_native = max(t_native, 1e-12)
+
     # Our runner, one worker and all cores: the time to the first answer (starting
     # the workers: a new interpreter, imports, FMU extraction) is reported apart
     # from the steady state that follows, which is what each further run costs.
@@ -141,7 +165,8 @@ def bench_case(
         "runs": n,
         "fmpy_runs": n_fmpy,
         "simulate_fmu_runs_per_s": 1 / t_fmpy,
-        "native_runs_per_s": 1 / t_native,
+        "fmi": "3.0" if fmi3 else "2.0",
+        "native_runs_per_s": None if fmi3 else 1 / t_native,
         "runner_1_runs_per_s": 1 / walls[1],
         f"runner_{workers}_runs_per_s": 1 / walls[workers],
         "fmu_share_of_native_loop": in_step / (t_native * n),
@@ -153,6 +178,10 @@ def bench_case(
     }
 
 
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
@@ -162,7 +191,7 @@ def main() -> None:
     n, n_fmpy = (200, 20) if args.quick else (2000, 60)
     print(f"machine: {workers} cores; runs per case: {n} (simulate_fmu: {n_fmpy})\n")
     rows = []
-    for name, points in (("spindle", spindle_points), ("lag", lag_points)):
+    for name, points in (("spindle", spindle_points), ("lag", lag_points), ("lag3", lag3_points)):
         path, starts, kpis = points(n)
         for steps in (100, 1000):
             rows.append(
@@ -188,7 +217,7 @@ def main() -> None:
         print(
             f"{r['fmu']:8s} {r['steps']:5d} {r['simulate_fmu_runs_per_s']:12.1f} "
             f"{r['runner_1_runs_per_s']:10.1f} {r[f'runner_{workers}_runs_per_s']:10.1f} "
-            f"{r['native_runs_per_s']:9.1f}   {r['simulate_fmu_overhead_ms']:15.3f} ms "
+            f"{_or_dash(r['native_runs_per_s']):>9s}   {r['simulate_fmu_overhead_ms']:15.3f} ms "
             f"{r['runner_overhead_ms']:5.3f} ms {r['overhead_ratio']:6.3f} "
             f"{100 * r['fmu_share_of_native_loop']:6.1f}% {r['scaling']:6.2f}x "
             f"{r['runner_startup_s']:5.2f}s"

@@ -23,6 +23,8 @@ The schema is owned by the Alembic migrations in ``serving/store/migrations``;
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,8 +130,19 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Switching a new file to WAL takes an exclusive lock, and SQLite answers "database
+        # is locked" at once (no busy wait) while another connection is doing the same:
+        # workers starting together retry for up to the busy timeout.
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         cursor.execute("PRAGMA foreign_keys=ON")
         # WAL with synchronous=NORMAL is durable against application crashes and
         # consistent after power loss; FULL would fsync on every commit.
