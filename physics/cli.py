@@ -101,52 +101,57 @@ def fmu_build(models: tuple[str, ...], force: bool) -> None:
 @_handle_errors
 def fmu_info(target: str) -> None:
     """Describe an FMU: identity, experiment and variables with units and ranges."""
-    from physics.fmu import Fmu
+    from physics.fmu import file_sha256
+    from physics.fmu._adapter import read_description
+    from physics.variables import catalogue_from_model_description
 
-    with Fmu(_resolve(target)) as f:
-        md = f.model_description
-        click.echo(f"model      {md.modelName}  (FMI {md.fmiVersion} co-simulation)")
-        click.echo(f"file       {f.path}")
-        click.echo(f"sha256     {f.sha256}")
-        click.echo(f"guid       {md.guid}")
-        click.echo(f"generator  {md.generationTool}")
-        if md.description:
-            click.echo(f"about      {md.description}")
-        exp = md.defaultExperiment
-        if exp is not None:
+    path = _resolve(target)
+    md = read_description(path, co_simulation=False)  # a model-exchange FMU is described too
+    catalogue = catalogue_from_model_description(md)
+    kinds = [k for k, i in (("co-simulation", md.coSimulation),
+                            ("model exchange", md.modelExchange)) if i is not None]  # fmt: skip
+    click.echo(f"model      {md.modelName}  (FMI {md.fmiVersion} {' and '.join(kinds)})")
+    if md.coSimulation is None:
+        click.echo("           model exchange only: studies need a co-simulation export")
+    click.echo(f"file       {path}")
+    click.echo(f"sha256     {file_sha256(path)}")
+    click.echo(f"guid       {md.guid}")
+    click.echo(f"generator  {md.generationTool}")
+    if md.description:
+        click.echo(f"about      {md.description}")
+    exp = md.defaultExperiment
+    if exp is not None:
+        click.echo(
+            f"experiment start {exp.startTime} s, stop {exp.stopTime} s, step {exp.stepSize} s"
+        )
+    groups: dict[str, list[Any]] = {}
+    for v in catalogue.values():
+        groups.setdefault(v.causality, []).append(v)
+    causalities = ("input", "structuralParameter", "parameter", "calculatedParameter",
+                   "output", "local")  # fmt: skip
+    for causality in causalities:
+        rows = groups.get(causality, [])
+        if not rows:
+            continue
+        click.echo(f"\n{causality} ({len(rows)})")
+        for v in rows:
+            if v.items:
+                rng = "{" + ", ".join(v.items) + "}"
+            elif v.min is not None or v.max is not None:
+                rng = f"[{_num(v.min, '..')}, {_num(v.max, '..')}]"
+            else:
+                rng = ""
+            start = ""
+            if v.start is not None:  # an enumeration's start by its item's name
+                names = {value: name for name, value in v.items.items()}
+                start = f"= {names.get(int(v.start), _num(v.start)) if names else _num(v.start)}"
+            vtype = v.type + (f"[{'x'.join(map(str, v.shape))}]" if v.shape else "")
+            note = "" if v.scalar_number or v.shape else "  (not sampled)"
+            if v.shape:
+                note = "  (array: not supported)"
             click.echo(
-                f"experiment start {exp.startTime} s, stop {exp.stopTime} s, step {exp.stepSize} s"
+                f"  {v.name:30s} {vtype:11s} {v.unit or '':8s} {start:14s} {rng}{note}".rstrip()
             )
-        groups: dict[str, list[Any]] = {}
-        for v in f.catalogue.values():
-            groups.setdefault(v.causality, []).append(v)
-        causalities = ("input", "structuralParameter", "parameter", "calculatedParameter",
-                       "output", "local")  # fmt: skip
-        for causality in causalities:
-            rows = groups.get(causality, [])
-            if not rows:
-                continue
-            click.echo(f"\n{causality} ({len(rows)})")
-            for v in rows:
-                if v.items:
-                    rng = "{" + ", ".join(v.items) + "}"
-                elif v.min is not None or v.max is not None:
-                    rng = f"[{_num(v.min, '..')}, {_num(v.max, '..')}]"
-                else:
-                    rng = ""
-                start = ""
-                if v.start is not None:  # an enumeration's start by its item's name
-                    names = {value: name for name, value in v.items.items()}
-                    start = (
-                        f"= {names.get(int(v.start), _num(v.start)) if names else _num(v.start)}"
-                    )
-                vtype = v.type + (f"[{'x'.join(map(str, v.shape))}]" if v.shape else "")
-                note = "" if v.scalar_number or v.shape else "  (not sampled)"
-                if v.shape:
-                    note = "  (array: not supported)"
-                click.echo(
-                    f"  {v.name:30s} {vtype:11s} {v.unit or '':8s} {start:14s} {rng}{note}".rstrip()
-                )
 
 
 def _num(x: Any, missing: str = "") -> str:

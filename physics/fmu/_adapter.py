@@ -179,13 +179,14 @@ MAX_UNZIPPED_BYTES = 4 << 30  # an FMU larger than this unzipped is refused (zip
 MAX_MEMBERS = 100_000
 
 
-def read_description(path: Path) -> Any:
+def read_description(path: Path, *, co_simulation: bool = True) -> Any:
     """The model description of an FMU file, checked for what this runner needs.
 
     FmuFileError names the file and the problem: not a zip, an unsafe or oversized
     archive, no or invalid modelDescription.xml, an FMI version other than 2.0 / 3.0,
-    no co-simulation interface, a modelIdentifier that is not a C identifier (it
-    names the library to load: one with "../" would load a file outside the FMU).
+    no co-simulation interface (unless ``co_simulation`` is False: describing a
+    model-exchange FMU), a modelIdentifier that is not a C identifier (it names the
+    library to load: one with "../" would load a file outside the FMU).
     """
     import zipfile
 
@@ -226,14 +227,15 @@ def read_description(path: Path) -> Any:
     except Exception as exc:  # fmpy's schema validation: one line per problem
         detail = "; ".join(line.strip(" -") for line in str(exc).splitlines() if line.strip())
         raise FmuFileError(f"{path}: modelDescription.xml is not valid ({detail})") from None
-    if md.coSimulation is None:
+    if md.coSimulation is None and co_simulation:
         raise FmuFileError(
             f"{path}: no co-simulation interface (model exchange only); export it with "
             "co-simulation from its tool"
         )
-    mid = md.coSimulation.modelIdentifier
-    if not _C_IDENTIFIER.match(mid or ""):
-        raise FmuFileError(f"{path}: modelIdentifier {mid!r} is not a C identifier")
+    for interface in (md.coSimulation, md.modelExchange):
+        mid = None if interface is None else interface.modelIdentifier
+        if interface is not None and not _C_IDENTIFIER.match(mid or ""):
+            raise FmuFileError(f"{path}: modelIdentifier {mid!r} is not a C identifier")
     return md
 
 

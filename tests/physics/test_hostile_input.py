@@ -290,3 +290,31 @@ def test_enumeration_items_with_spaces_can_be_chosen(tmp_path: Path) -> None:
     # relative one 0.6 |u| = 1.2: the item set really is the one chosen.
     assert (rows["absolute"]["k"], rows["relative to u"]["k"]) == (0.0, 1.0)
     assert {r["status"] for r in rows.values()} == {"ok"}
+
+
+def test_a_model_exchange_fmu_is_described_and_a_study_on_it_refused(tmp_path: Path) -> None:
+    fmu = tmp_path / "ridge_me.fmu"
+    to_me = re.compile(r"<CoSimulation .*?</CoSimulation>", re.S)
+    rewrite(
+        build_test_fmu("ridge"),
+        fmu,
+        _md(lambda x: to_me.sub('<ModelExchange modelIdentifier="ridge"/>', x)),
+    )
+    info = CliRunner().invoke(main, ["fmu", "info", str(fmu)])
+    assert info.exit_code == 0, info.output
+    assert info.stdout.splitlines()[:2] == [
+        "model      ridge  (FMI 2.0 model exchange)",
+        "           model exchange only: studies need a co-simulation export",
+    ]
+    assert any(line.startswith("  x1 ") for line in info.stdout.splitlines())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(ridge_spec_data(fmu)))
+    out = tmp_path / "out"
+    args = ["data", "generate", "--spec", str(spec), "--n", "4", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: {fmu}: no co-simulation interface (model exchange only); export it with "
+        "co-simulation from its tool\n",
+    )
+    assert not out.exists()
