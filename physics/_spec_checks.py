@@ -539,7 +539,7 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
         if not var.settable:
             p.append(
                 f"{at}.variable: {var.name!r} has causality {var.causality}; only "
-                "parameter and input variables can be set"
+                'parameter and input variables, and those with initial="exact", can be set'
             )
             continue
         if var.shape or var.type in ("Binary", "Clock"):

@@ -43,6 +43,7 @@ class VariableInfo:
     # FMI 3 arrays: the size of each dimension (a number, or the structural parameter
     # that sets it); () for a scalar. Arrays are listed, never read as one number.
     shape: tuple[int | str, ...] = ()
+    initial: str | None = None  # FMI's "exact", "approx" or "calculated"; None: not given
 
     @property
     def scalar_number(self) -> bool:
@@ -51,8 +52,12 @@ class VariableInfo:
 
     @property
     def settable(self) -> bool:
-        """Whether a run can give this variable a value (start value or input)."""
-        return self.causality in ("parameter", "input", "structuralParameter")
+        """Whether a run can give this variable a value: a parameter or input, or a
+        variable with initial="exact" such as a state's start value (FMI 2.0 and 3.0
+        allow setting those in initialization mode, where runs set their start values)."""
+        if self.causality in ("parameter", "input", "structuralParameter"):
+            return True
+        return self.initial == "exact" and self.variability != "constant"
 
 
 Catalogue = Mapping[str, VariableInfo]
@@ -112,6 +117,7 @@ def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
             description=v.description or "",
             items=items,
             shape=shape,
+            initial=getattr(v, "initial", None),
         )
     return out
 

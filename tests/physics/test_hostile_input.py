@@ -318,3 +318,34 @@ def test_a_model_exchange_fmu_is_described_and_a_study_on_it_refused(tmp_path: P
         "co-simulation from its tool\n",
     )
     assert not out.exists()
+
+
+def test_a_variable_with_initial_exact_can_be_set(tmp_path: Path) -> None:
+    import math
+
+    from physics.dataset import read_runs
+
+    # y_start declared as FMI declares a state's start value: a local with initial="exact".
+    fmu = tmp_path / "lag3_state.fmu"
+    old = 'causality="parameter" variability="fixed" description="y at the start time"'
+    new = 'causality="local" variability="continuous" initial="exact" description="y at t0"'
+    rewrite(build_test_fmu("lag3"), fmu, _md(lambda x: x.replace(old, new)))
+    info = CliRunner().invoke(main, ["fmu", "info", str(fmu)]).stdout
+    assert "\nlocal (1)\n  y_start " in info  # no longer a parameter
+    data = lag3_spec(fmu)
+    data["inputs"]["y0"] = {
+        "variable": "y_start",
+        "source": "state",
+        "unit": "1",
+        "min": -1,
+        "max": 1,
+    }
+    data["doe"]["factors"]["y0"] = {}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "ds"
+    args = ["data", "generate", "--spec", str(spec), "--n", "4", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for r in read_runs(out).to_pylist():  # y(2) = u + (y0 - u) exp(-2), tau = 1
+        assert r["k"] == pytest.approx(r["u"] + (r["y0"] - r["u"]) * math.exp(-2.0), rel=1e-12)

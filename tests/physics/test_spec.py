@@ -660,7 +660,8 @@ def test_spec_problems_from_a_file_name_the_file(tmp_path: Path) -> None:
             lambda d: d["inputs"]["spindle_speed"].update(variable="cutting_speed"),
             [
                 "inputs.spindle_speed.variable: 'cutting_speed' has causality "
-                "calculatedParameter; only parameter and input variables can be set"
+                "calculatedParameter; only parameter and input variables, and those with "
+                'initial="exact", can be set'
             ],
             id="not-settable",
         ),
