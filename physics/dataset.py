@@ -56,6 +56,9 @@ _CHUNK = re.compile(r"^(\d{6,})-[0-9a-f]{8}\.parquet$")
 _TMP = re.compile(r"^\.\d{6,}-[0-9a-f]{8}\.parquet\.tmp$")
 META_COLUMNS = ("run_id", "status", "message", "wall_time", "stop_time")
 MAX_CHUNK_SIZE = 100_000  # rows per chunk: a chunk is held in memory until written
+# Trajectories held before a chunk is written early (fewer rows): long runs stream to
+# disk instead of growing the parent process.
+MAX_BUFFER_BYTES = 256 << 20
 
 
 class DatasetError(ValueError):
@@ -419,6 +422,7 @@ class DatasetWriter:
         self.chunk_size = chunk_size
         self._rows: list[dict[str, Any]] = []
         self._traj: list[dict[str, Any]] = []
+        self._traj_bytes = 0
         self.card = card
         self.card["chunks"] = chunks
         seqs = [int(m.group(1)) for e in chunks if (m := _CHUNK.match(Path(e["name"]).name))]
@@ -484,13 +488,10 @@ class DatasetWriter:
     def add(self, row: dict[str, Any], trajectory: Mapping[str, Any] | None = None) -> None:
         self._rows.append(row)
         if trajectory is not None:
-            self._traj.append(
-                {
-                    "run_id": row["run_id"],
-                    **{k: np.asarray(v, dtype=float) for k, v in trajectory.items()},
-                }
-            )
-        if len(self._rows) >= self.chunk_size:
+            arrays = {k: np.asarray(v, dtype=float) for k, v in trajectory.items()}
+            self._traj.append({"run_id": row["run_id"], **arrays})
+            self._traj_bytes += sum(a.nbytes for a in arrays.values())
+        if len(self._rows) >= self.chunk_size or self._traj_bytes >= MAX_BUFFER_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -525,6 +526,7 @@ class DatasetWriter:
         self._next += 1
         self._rows.clear()
         self._traj.clear()
+        self._traj_bytes = 0
         self._update_card()
 
     def _write(self, table: Any, name: str) -> None:

@@ -29,6 +29,9 @@ from physics.runner import KpiDef, LocalPool, PoolOptions, RunResult, Simulation
 from physics.spec import TwinSpec
 from physics.workorder import OrderError
 
+# One run's trajectories are sent whole from its worker: at most this many values
+# (160 MB); longer runs need a coarser output grid.
+MAX_TRAJECTORY_VALUES = 20_000_000
 # Failures a longer timeout or a fixed FMU may cure; "invalid" rows are the design's own.
 RETRYABLE = ("error", "nan", "timeout", "crash")
 _TYPES = {"real": "float", "integer": "int", "boolean": "bool", "categorical": "str"}
@@ -246,7 +249,16 @@ def generate(
             len(design.points), label=f"{spec.name} {method}", done=len(done), enabled=progress
         )
         try:
-            ran = _simulate(spec, catalogue, runner, writer, todo, bar, start_time=start_time)
+            ran = _simulate(
+                spec,
+                catalogue,
+                runner,
+                writer,
+                todo,
+                bar,
+                start_time=start_time,
+                traj_columns=len(traj_outputs),
+            )
         finally:
             # Whatever ends the loop (done, an error, Ctrl-C), what was simulated is kept.
             card = writer.finish()
@@ -264,6 +276,7 @@ def _simulate(
     bar: Progress,
     extra: dict[str, Any] | None = None,
     start_time: float = 0.0,
+    traj_columns: int = 0,
 ) -> int:
     """Run ``(run_id, point)`` pairs and write every outcome as a row; returns the count."""
     from physics.run import stop_before_start
@@ -278,6 +291,15 @@ def _simulate(
             case = spec.case_from_order(values, point["quantity"], catalogue)
             if not case.stop_time > start_time:
                 raise OrderError([stop_before_start(spec, case.stop_time, start_time)])
+            if traj_columns:
+                samples = (case.stop_time - start_time) / spec.fmu.sampling_interval + 2
+                if samples * (traj_columns + 1) > MAX_TRAJECTORY_VALUES:
+                    raise OrderError([
+                        f"--trajectories: {samples:,.0f} samples of {traj_columns} variables "
+                        f"up to stop_time {case.stop_time:g} s are more than "
+                        f"{MAX_TRAJECTORY_VALUES:,} values per run; use a longer "
+                        "fmu.output_interval or no --trajectories"
+                    ])  # fmt: skip
         except OrderError as exc:
             invalid.append((run_id, "; ".join(exc.problems)))
             continue

@@ -289,3 +289,30 @@ def test_a_full_disk_is_one_clear_error_and_the_same_command_resumes(
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith(f"simulated {n - kept} now, {kept} were already on disk\n")
     assert read_runs(out).column("run_id").to_pylist() == list(range(n))
+
+
+def test_trajectories_stream_to_disk_and_an_oversized_run_is_refused(
+    spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import physics.dataset
+    import physics.study
+    from physics.spec import load_spec
+    from physics.study import generate
+
+    spec = load_spec(spec_file)
+    # Past the buffer bound a chunk is written early: here after every run.
+    monkeypatch.setattr(physics.dataset, "MAX_BUFFER_BYTES", 1)
+    out = tmp_path / "ds"
+    generate(spec, out, n=4, method="sobol", progress=False, trajectories=True, chunk_size=100)
+    assert [c["rows"] for c in read_card(out)["chunks"]] == [1, 1, 1, 1]
+    # A run whose trajectories would exceed the per-run bound is an invalid row, not a
+    # worker that sends gigabytes.
+    monkeypatch.setattr(physics.study, "MAX_TRAJECTORY_VALUES", 5)
+    big = tmp_path / "big"
+    generate(spec, big, n=2, method="sobol", progress=False, trajectories=True)
+    rows = read_runs(big).to_pylist()
+    assert [r["status"] for r in rows] == ["invalid", "invalid"]
+    assert rows[0]["message"] == (
+        "--trajectories: 3 samples of 1 variables up to stop_time 1 s are more than 5 values "
+        "per run; use a longer fmu.output_interval or no --trajectories"
+    )
