@@ -226,6 +226,8 @@ def fmu_simulate(
     order = load_order(order_path, spec) if order_path else WorkOrder(values={}, quantity=None)
     values = {**order.values, **parse_assignments(assignments)}
     qty = quantity if quantity is not None else order.quantity
+    if qty is None and not _uses_quantity(spec):  # a fixed horizon: any quantity will do
+        qty = spec.quantity.min
     with open_twin(spec) as twin:
         # The order is checked in full before the run: nothing is written for a bad one.
         result = simulate_order(spec, twin, values, qty)
@@ -235,7 +237,7 @@ def fmu_simulate(
     if plot_path:
         from physics.plot import plot_run
 
-        title = f"{spec.name}: {order.job_order_id or 'work order'}, {result.case.quantity} parts"
+        title = f"{spec.name}: {order.job_order_id or 'work order'}, {_amount(spec, result.case)}"
         plot_run(result.trajectories, spec, plot_path, title=title, kpis=None)
     if as_json:
         click.echo(
@@ -263,11 +265,25 @@ def fmu_simulate(
             click.echo(f"{label}: {path}", err=as_json)
 
 
+def _uses_quantity(spec: Any) -> bool:
+    """Whether the stop time, a derived value or a constraint depends on the quantity."""
+    exprs = [spec.stop_time_expr, *spec.derived_exprs.values(), *spec.constraint_exprs]
+    return any("quantity" in e.names for e in exprs)
+
+
+def _amount(spec: Any, case: Any) -> str:
+    """The order's quantity in its unit ("30 parts"), or none for a fixed horizon."""
+    if not _uses_quantity(spec):
+        return "fixed horizon"
+    unit = spec.quantity.unit
+    return f"{case.quantity:g} {unit}" if unit not in ("", "1") else f"quantity {case.quantity:g}"
+
+
 def _print_result(spec: Any, order: Any, result: Any) -> None:
     case = result.case
     who = order.job_order_id or "work order"
     click.echo(
-        f"{spec.name} | {who} | {case.quantity} parts | simulated {case.stop_time:.1f} s "
+        f"{spec.name} | {who} | {_amount(spec, case)} | simulated {case.stop_time:.1f} s "
         f"({case.stop_time / 3600:.2f} h)"
     )
     click.echo(f"{'KPI':28s} {'value':>12s} {'unit':8s} {'role':12s} check")

@@ -349,3 +349,25 @@ def test_a_variable_with_initial_exact_can_be_set(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for r in read_runs(out).to_pylist():  # y(2) = u + (y0 - u) exp(-2), tau = 1
         assert r["k"] == pytest.approx(r["u"] + (r["y0"] - r["u"]) * math.exp(-2.0), rel=1e-12)
+
+
+def test_simulate_needs_no_quantity_for_a_fixed_horizon_and_prints_its_unit(
+    tmp_path: Path,
+) -> None:
+    import math
+
+    data = lag3_spec(build_test_fmu("lag3"))  # stop_time "2.0": a fixed horizon
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["fmu", "simulate", "--spec", str(spec), "--set", "u=1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "lag3x | work order | fixed horizon | simulated 2.0 s (0.00 h)"
+    assert float(lines[2].split()[1]) == pytest.approx(1 - math.exp(-2.0), rel=1e-4)
+    # A horizon from the quantity prints the quantity in its unit, not in "parts".
+    data["quantity"]["unit"], data["stop_time"] = "s", "quantity"
+    spec.write_text(yaml.safe_dump(data))
+    args = ["fmu", "simulate", "--spec", str(spec), "--set", "u=1", "--quantity", "1.5"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "lag3x | work order | 1.5 s | simulated 1.5 s (0.00 h)"
