@@ -225,7 +225,8 @@ def read_description(path: Path, *, co_simulation: bool = True) -> Any:
     try:
         md = fmpy.read_model_description(str(path))
     except Exception as exc:  # fmpy's schema validation: one line per problem
-        detail = "; ".join(line.strip(" -") for line in str(exc).splitlines() if line.strip())
+        lines = (line.strip(" -").rstrip(":") for line in str(exc).splitlines())
+        detail = "; ".join(line for line in lines if line)
         raise FmuFileError(f"{path}: modelDescription.xml is not valid ({detail})") from None
     if md.coSimulation is None and co_simulation:
         raise FmuFileError(

@@ -7,7 +7,9 @@ framework and build as ``physics/models``:
 - ``counter``: Integer and Boolean variables only;
 - ``ridge``: a static map with a narrow peak (adaptive sampling);
 - ``faulty``: a first-order lag that fails on request (error, hang, crash,
-  NaN, leak) from a given time, and refuses tau < 0.001 s.
+  NaN, leak) from a given time, and refuses tau < 0.001 s;
+- ``pythonfmu/Ramp.py``: from a second exporter, PythonFMU (its CLI builds it in
+  ``tests/physics/test_hostile_input.py``): a ramp with a closed form.
 
 Their closed-form references live in ``tests/physics/test_test_fmus.py``.
 """

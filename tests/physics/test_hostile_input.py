@@ -371,3 +371,37 @@ def test_simulate_needs_no_quantity_for_a_fixed_horizon_and_prints_its_unit(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "lag3x | work order | 1.5 s | simulated 1.5 s (0.00 h)"
+
+
+@pytest.fixture(scope="module")
+def ramp_fmu(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fmus/pythonfmu/Ramp.py built by PythonFMU's own CLI."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("pythonfmu")
+    source = Path(__file__).resolve().parents[1] / "fmus" / "pythonfmu" / "Ramp.py"
+    exe = Path(sys.executable).with_name("pythonfmu")
+    subprocess.run([str(exe), "build", "-f", str(source), "-d", str(out)], check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    return out / "Ramp.fmu"
+
+
+@pytest.mark.parametrize("engine", ["native", "fmpy"])
+def test_an_fmu_from_pythonfmu_runs_to_its_closed_form(ramp_fmu: Path, engine: str) -> None:
+    from physics.runner import KpiDef, LocalPool, PoolOptions, SimulationJob, Task
+
+    job = SimulationJob(
+        str(ramp_fmu), 0.1, 0.5,
+        (KpiDef("y_end", "y", "final"), KpiDef("y_int", "y", "integral"),
+         KpiDef("steps", "cycles", "final")),
+        ("y",), engine=engine,
+    )  # fmt: skip
+    tasks = [Task(i, {"k": k}, 2.0) for i, k in enumerate([0.5, 1.0, 3.0])]
+    results = sorted(LocalPool(job, PoolOptions(workers=1)).run(tasks), key=lambda r: r.run_id)
+    for r, k in zip(results, [0.5, 1.0, 3.0], strict=True):
+        assert r.status == "ok", r.message
+        assert r.kpis["y_end"] == pytest.approx(2.0 * k, rel=1e-12)
+        assert r.kpis["y_int"] == pytest.approx(k * 2.0**2 / 2, rel=1e-12)
+        assert r.kpis["steps"] == 20
+        assert r.trajectory is not None and len(r.trajectory["time"]) == 5  # 0, 0.5 .. 2
