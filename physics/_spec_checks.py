@@ -35,8 +35,6 @@ def check_structure(spec: TwinSpec) -> tuple[Expr, dict[str, Expr], list[Expr]]:
     if spec.version < 1:
         p.append(f"version: {spec.version} must be at least 1")
     _check_fmu(spec, p)
-    if not spec.inputs:
-        p.append("inputs: empty; a twin needs at least one input")
     seen: dict[str, str] = {}
     for key, inp in spec.inputs.items():
         _check_input(f"inputs.{key}", key, inp, p)

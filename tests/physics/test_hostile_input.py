@@ -405,3 +405,23 @@ def test_an_fmu_from_pythonfmu_runs_to_its_closed_form(ramp_fmu: Path, engine: s
         assert r.kpis["y_int"] == pytest.approx(k * 2.0**2 / 2, rel=1e-12)
         assert r.kpis["steps"] == 20
         assert r.trajectory is not None and len(r.trajectory["time"]) == 5  # 0, 0.5 .. 2
+
+
+def test_a_twin_with_nothing_to_set_studies_its_horizon(tmp_path: Path) -> None:
+    import math
+
+    from physics.dataset import read_runs
+
+    data = lag3_spec(build_test_fmu("lag3"))
+    data["inputs"] = {}  # the FMU's own start values: u = 1, tau = 1, y_start = 0
+    data["quantity"] = {"unit": "s", "min": 1, "max": 5}
+    data["stop_time"] = "quantity"
+    data["doe"] = {"factors": {"quantity": {}}}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "ds"
+    args = ["data", "generate", "--spec", str(spec), "--n", "5", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for r in read_runs(out).to_pylist():
+        assert r["k"] == pytest.approx(1 - math.exp(-r["quantity"]), rel=1e-12)
