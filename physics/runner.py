@@ -66,7 +66,7 @@ class SimulationJob:
     output_interval: float
     kpis: tuple[KpiDef, ...]
     trajectory_outputs: tuple[str, ...] = ()
-    # "native": step and reduce in C (FMI 2.0 with a binary for this platform, else
+    # "native": step and reduce in C (FMI 2.0 or 3.0 with a binary for this platform, else
     # falls back to fmpy); "fmpy": fmpy's Python stepping loop, the reference.
     engine: str = "native"
     # Where every run starts [s]: the spec's fmu.start_time, else the FMU's default
@@ -105,7 +105,8 @@ def _run_one(fmu: Any, native: Any, job: SimulationJob, task: Task) -> RunResult
     kpis: dict[str, float]
     trajectory = None
     try:
-        if native is not None:
+        outputs = [*(k.variable for k in job.kpis), *job.trajectory_outputs]
+        if native is not None and native.handles(task.start_values, outputs):
             run = native.run(
                 task.start_values,
                 task.stop_time,

@@ -1,7 +1,8 @@
 /*
- * asset-twin native driver: runs any FMI 2.0 co-simulation FMU binary through
- * its function pointers and reduces the outputs as they are sampled, so a run
- * costs one call from Python instead of one per step.
+ * asset-twin native driver: runs any FMI 2.0 or 3.0 co-simulation FMU binary
+ * through its function pointers and reduces the outputs at every step, so a run
+ * costs one call from Python instead of one per step. The calls that differ
+ * between the two standards go through the drv_* wrappers below.
  *
  * Sampling follows physics/fmu/_adapter.py exactly: communication points
  * t_i = i * step, the last step shortened to land on the stop time, a sample
@@ -18,10 +19,12 @@
 #include <time.h>
 
 #include "fmi2Functions.h"
+#include "fmi3Functions.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
-enum { KIND_REAL = 0, KIND_INTEGER = 1, KIND_BOOLEAN = 2 };
+/* FMI 3: Float64, Int32, Boolean; KIND_INT64 for Int64 and Enumeration start values. */
+enum { KIND_REAL = 0, KIND_INTEGER = 1, KIND_BOOLEAN = 2, KIND_INT64 = 3 };
 enum { RED_FINAL, RED_MAX, RED_MIN, RED_MAX_ABS, RED_MEAN, RED_INTEGRAL, RED_TIME_ABOVE };
 enum { RUN_OK = 0, RUN_ERROR = 1, RUN_NAN = 2 };
 /* Which call failed; the order matches _FUNCTIONS in physics/fmu/_native.py. */
@@ -45,6 +48,21 @@ typedef struct {
     fmi2DoStepTYPE *do_step;
     fmi2Component c;
     fmi2CallbackFunctions callbacks;
+    int fmi3; /* which of the two sets of pointers is used */
+    fmi3InstantiateCoSimulationTYPE *instantiate3;
+    fmi3FreeInstanceTYPE *free_instance3;
+    fmi3EnterInitializationModeTYPE *enter_init3;
+    fmi3ExitInitializationModeTYPE *exit_init3;
+    fmi3ResetTYPE *reset3;
+    fmi3SetFloat64TYPE *set_f64;
+    fmi3SetInt32TYPE *set_i32;
+    fmi3SetInt64TYPE *set_i64;
+    fmi3SetBooleanTYPE *set_bool3;
+    fmi3GetFloat64TYPE *get_f64;
+    fmi3GetInt32TYPE *get_i32;
+    fmi3GetBooleanTYPE *get_bool3;
+    fmi3DoStepTYPE *do_step3;
+    fmi3Instance c3;
     int needs_reset;
     char log[1024]; /* the FMU's last warning or error message */
 } Driver;
@@ -59,6 +77,14 @@ static void logger(fmi2ComponentEnvironment env, fmi2String instance, fmi2Status
     va_start(ap, message);
     vsnprintf(d->log, sizeof d->log, message, ap);
     va_end(ap);
+}
+
+static void logger3(fmi3InstanceEnvironment env, fmi3Status status, fmi3String category,
+                    fmi3String message) {
+    (void)category;
+    Driver *d = (Driver *)env;
+    if (d == NULL || status == fmi3OK || message == NULL) return;
+    snprintf(d->log, sizeof d->log, "%s", message);
 }
 
 static void *alloc_memory(size_t n, size_t size) { return calloc(n, size); }
@@ -80,12 +106,14 @@ static double now(void) {
 EXPORT void twd_close(Driver *d) {
     if (d == NULL) return;
     if (d->c != NULL && d->free_instance != NULL) d->free_instance(d->c);
+    if (d->c3 != NULL && d->free_instance3 != NULL) d->free_instance3(d->c3);
     if (d->lib != NULL) dlclose(d->lib);
     free(d);
 }
 
+/* resource: the resources folder as a file URI (FMI 2.0) or a path ending in / (3.0). */
 EXPORT Driver *twd_open(const char *library, const char *guid, const char *instance,
-                        const char *resource_uri, char *err, size_t errlen) {
+                        const char *resource, int fmi3, char *err, size_t errlen) {
     Driver *d = (Driver *)calloc(1, sizeof(Driver));
     if (d == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -96,6 +124,31 @@ EXPORT Driver *twd_open(const char *library, const char *guid, const char *insta
         snprintf(err, errlen, "cannot load %s: %s", library, dlerror());
         free(d);
         return NULL;
+    }
+    d->fmi3 = fmi3;
+    if (fmi3) {
+        LOAD(instantiate3, fmi3InstantiateCoSimulation)
+        LOAD(free_instance3, fmi3FreeInstance)
+        LOAD(enter_init3, fmi3EnterInitializationMode)
+        LOAD(exit_init3, fmi3ExitInitializationMode)
+        LOAD(reset3, fmi3Reset)
+        LOAD(set_f64, fmi3SetFloat64)
+        LOAD(set_i32, fmi3SetInt32)
+        LOAD(set_i64, fmi3SetInt64)
+        LOAD(set_bool3, fmi3SetBoolean)
+        LOAD(get_f64, fmi3GetFloat64)
+        LOAD(get_i32, fmi3GetInt32)
+        LOAD(get_bool3, fmi3GetBoolean)
+        LOAD(do_step3, fmi3DoStep)
+        d->c3 = d->instantiate3(instance, guid, resource, fmi3False, fmi3False, fmi3False,
+                                fmi3False, NULL, 0, d, logger3, NULL);
+        if (d->c3 == NULL) {
+            snprintf(err, errlen, "fmi3InstantiateCoSimulation failed%s%s", d->log[0] ? ": " : "",
+                     d->log);
+            twd_close(d);
+            return NULL;
+        }
+        return d;
     }
     LOAD(instantiate, fmi2Instantiate)
     LOAD(free_instance, fmi2FreeInstance)
@@ -115,7 +168,7 @@ EXPORT Driver *twd_open(const char *library, const char *guid, const char *insta
     d->callbacks.allocateMemory = alloc_memory;
     d->callbacks.freeMemory = free;
     d->callbacks.componentEnvironment = d;
-    d->c = d->instantiate(instance, fmi2CoSimulation, guid, resource_uri, &d->callbacks,
+    d->c = d->instantiate(instance, fmi2CoSimulation, guid, resource, &d->callbacks,
                           fmi2False, fmi2False);
     if (d->c == NULL) {
         snprintf(err, errlen, "fmi2Instantiate failed%s%s", d->log[0] ? ": " : "", d->log);
@@ -165,36 +218,90 @@ static double acc_value(const Acc *a, int red) {
     }
 }
 
-static fmi2Status set_start(Driver *d, size_t n, const unsigned *vr, const int *kind,
-                            const double *val) {
+/* The calls that differ between FMI 2.0 and 3.0; statuses compare alike (OK 0, Warning 1,
+ * Discard 2, Error 3, Fatal 4). */
+static int drv_reset(Driver *d) { return d->fmi3 ? (int)d->reset3(d->c3) : (int)d->reset(d->c); }
+
+static int drv_enter_init(Driver *d, double start, double stop) {
+    if (d->fmi3) return (int)d->enter_init3(d->c3, fmi3False, 0.0, start, fmi3True, stop);
+    int s = (int)d->setup_experiment(d->c, fmi2False, 0.0, start, fmi2True, stop);
+    return s > fmi2Warning ? s : (int)d->enter_init(d->c);
+}
+
+static int drv_exit_init(Driver *d) {
+    return d->fmi3 ? (int)d->exit_init3(d->c3) : (int)d->exit_init(d->c);
+}
+
+/* One step; *terminate is set when an FMI 3.0 FMU asks to stop. */
+static int drv_do_step(Driver *d, double t, double h, int *terminate) {
+    if (!d->fmi3) return (int)d->do_step(d->c, t, h, fmi2True);
+    fmi3Boolean event = fmi3False, stop = fmi3False, early = fmi3False;
+    fmi3Float64 last = t;
+    int s = (int)d->do_step3(d->c3, t, h, fmi3True, &event, &stop, &early, &last);
+    *terminate = stop ? 1 : 0;
+    return s;
+}
+
+static int set_start(Driver *d, size_t n, const unsigned *vr, const int *kind,
+                     const double *val) {
     for (size_t i = 0; i < n; i++) {
-        fmi2ValueReference r = vr[i];
-        fmi2Status s;
-        if (kind[i] == KIND_REAL) {
-            fmi2Real x = val[i];
-            s = d->set_real(d->c, &r, 1, &x);
-        } else if (kind[i] == KIND_INTEGER) {
-            fmi2Integer x = (fmi2Integer)val[i];
-            s = d->set_integer(d->c, &r, 1, &x);
+        int s;
+        if (d->fmi3) {
+            fmi3ValueReference r = vr[i];
+            if (kind[i] == KIND_REAL) {
+                fmi3Float64 x = val[i];
+                s = (int)d->set_f64(d->c3, &r, 1, &x, 1);
+            } else if (kind[i] == KIND_INTEGER) {
+                fmi3Int32 x = (fmi3Int32)val[i];
+                s = (int)d->set_i32(d->c3, &r, 1, &x, 1);
+            } else if (kind[i] == KIND_INT64) {
+                fmi3Int64 x = (fmi3Int64)val[i];
+                s = (int)d->set_i64(d->c3, &r, 1, &x, 1);
+            } else {
+                fmi3Boolean x = val[i] != 0.0;
+                s = (int)d->set_bool3(d->c3, &r, 1, &x, 1);
+            }
         } else {
-            fmi2Boolean x = val[i] != 0.0 ? fmi2True : fmi2False;
-            s = d->set_boolean(d->c, &r, 1, &x);
+            fmi2ValueReference r = vr[i];
+            if (kind[i] == KIND_REAL) {
+                fmi2Real x = val[i];
+                s = (int)d->set_real(d->c, &r, 1, &x);
+            } else if (kind[i] == KIND_INTEGER) {
+                fmi2Integer x = (fmi2Integer)val[i];
+                s = (int)d->set_integer(d->c, &r, 1, &x);
+            } else {
+                fmi2Boolean x = val[i] != 0.0 ? fmi2True : fmi2False;
+                s = (int)d->set_boolean(d->c, &r, 1, &x);
+            }
         }
         if (s > fmi2Warning) return s;
     }
     return fmi2OK;
 }
 
-/* Read the outputs into y (as doubles), grouped by kind with one call each. */
-static fmi2Status sample(Driver *d, size_t n_real, const unsigned *real_vr, size_t n_int,
-                         const unsigned *int_vr, size_t n_bool, const unsigned *bool_vr,
-                         double *y, fmi2Integer *ibuf, fmi2Boolean *bbuf) {
-    fmi2Status s = fmi2OK;
-    if (n_real) s = d->get_real(d->c, real_vr, n_real, y);
+/* Read the outputs into y (as doubles), grouped by kind with one call each. ibuf and
+ * bbuf are scratch space for n_int integers and n_bool booleans of either standard. */
+static int sample(Driver *d, size_t n_real, const unsigned *real_vr, size_t n_int,
+                  const unsigned *int_vr, size_t n_bool, const unsigned *bool_vr, double *y,
+                  fmi2Integer *ibuf, fmi2Boolean *bbuf) {
+    int s = fmi2OK;
+    if (d->fmi3) {
+        fmi3Boolean *b3 = (fmi3Boolean *)bbuf; /* fmi3Boolean (bool) is no wider than int */
+        if (n_real) s = (int)d->get_f64(d->c3, real_vr, n_real, y, n_real);
+        if (s > fmi2Warning) return s;
+        if (n_int) s = (int)d->get_i32(d->c3, int_vr, n_int, (fmi3Int32 *)ibuf, n_int);
+        if (s > fmi2Warning) return s;
+        if (n_bool) s = (int)d->get_bool3(d->c3, bool_vr, n_bool, b3, n_bool);
+        if (s > fmi2Warning) return s;
+        for (size_t i = 0; i < n_int; i++) y[n_real + i] = (double)((fmi3Int32 *)ibuf)[i];
+        for (size_t i = 0; i < n_bool; i++) y[n_real + n_int + i] = b3[i] ? 1.0 : 0.0;
+        return fmi2OK;
+    }
+    if (n_real) s = (int)d->get_real(d->c, real_vr, n_real, y);
     if (s > fmi2Warning) return s;
-    if (n_int) s = d->get_integer(d->c, int_vr, n_int, ibuf);
+    if (n_int) s = (int)d->get_integer(d->c, int_vr, n_int, ibuf);
     if (s > fmi2Warning) return s;
-    if (n_bool) s = d->get_boolean(d->c, bool_vr, n_bool, bbuf);
+    if (n_bool) s = (int)d->get_boolean(d->c, bool_vr, n_bool, bbuf);
     if (s > fmi2Warning) return s;
     for (size_t i = 0; i < n_int; i++) y[n_real + i] = (double)ibuf[i];
     for (size_t i = 0; i < n_bool; i++) y[n_real + n_int + i] = bbuf[i] ? 1.0 : 0.0;
@@ -241,27 +348,27 @@ EXPORT int twd_run(Driver *d, size_t n_start, const unsigned *start_vr, const in
     long n_steps = (long)ceil(steps - 1e-9);
     if (n_steps < 1) n_steps = 1;
     *fail_function = FAIL_RESET;
-    if (d->needs_reset && d->reset(d->c) > fmi2Warning) goto fmi_error;
+    if (d->needs_reset && drv_reset(d) > fmi2Warning) goto fmi_error;
     d->needs_reset = 1;
     *fail_function = FAIL_SETUP;
     t = start_time;
-    if (d->setup_experiment(d->c, fmi2False, 0.0, start_time, fmi2True, stop_time) > fmi2Warning)
-        goto fmi_error;
-    *fail_function = FAIL_ENTER;
-    if (d->enter_init(d->c) > fmi2Warning) goto fmi_error;
+    if (drv_enter_init(d, start_time, stop_time) > fmi2Warning) goto fmi_error;
     *fail_function = FAIL_SET;
     if (set_start(d, n_start, start_vr, start_kind, start_val) > fmi2Warning) goto fmi_error;
     *fail_function = FAIL_EXIT;
-    if (d->exit_init(d->c) > fmi2Warning) goto fmi_error;
+    if (drv_exit_init(d) > fmi2Warning) goto fmi_error;
     for (long i = -1; i < n_steps; i++) {
         if (i >= 0) {
             t = start_time + (double)i * step;
             double h = (i == n_steps - 1) ? fmin(step, stop_time - t) : step;
             double t0 = now();
-            fmi2Status s = d->do_step(d->c, t, h, fmi2True);
+            int terminate = 0;
+            int s = drv_do_step(d, t, h, &terminate);
             in_step += now() - t0;
-            if (s > fmi2Warning) {
+            if (s > fmi2Warning || terminate) {
                 *fail_function = FAIL_STEP;
+                if (terminate && !d->log[0])
+                    snprintf(d->log, sizeof d->log, "the FMU asked to terminate at t = %g", t + h);
                 goto fmi_error;
             }
             t = t + h;

@@ -19,10 +19,12 @@ import numpy as np
 
 from physics._spec_checks import MAX_STEPS
 from physics.fmu._adapter import Fmu
-from physics.fmu._build import build_driver, fmi_platform
+from physics.fmu._build import build_driver, fmi3_platform, fmi_platform
 from physics.fmu._errors import SimulationError
 
 _KINDS = {"Real": 0, "Integer": 1, "Enumeration": 1, "Boolean": 2}
+# FMI 3.0 types the driver reads and sets (kind 3: Int64, set only, for enumerations).
+_KINDS3 = {"Float64": 0, "Int32": 1, "Boolean": 2, "Enumeration": 3, "Int64": 3}
 _REDUCTIONS = {
     "final": 0,
     "max": 1,
@@ -55,6 +57,7 @@ def _library() -> Any:
             C.c_char_p,
             C.c_char_p,
             C.c_char_p,
+            C.c_int,
             C.c_char_p,
             C.c_size_t,
         ]
@@ -82,18 +85,29 @@ class NativeFmu:
 
     def __init__(self, fmu: Fmu) -> None:
         md = fmu.model_description
-        if not md.fmiVersion.startswith("2."):
-            raise SimulationError(
-                f"{fmu.name}: the native driver handles FMI 2.0 only", fmu=fmu.name
-            )
         self.fmu = fmu
+        self.fmi3 = fmu.fmi3
+        self._kinds = _KINDS3 if self.fmi3 else _KINDS
         ident = md.coSimulation.modelIdentifier
         suffix = {"darwin64": ".dylib", "win64": ".dll"}.get(fmi_platform(), ".so")
-        self._binary = fmu._dir / "binaries" / fmi_platform() / (ident + suffix)
-        self._resources = (fmu._dir / "resources").as_uri()
+        platform = fmi3_platform() if self.fmi3 else fmi_platform()
+        self._binary = fmu._dir / "binaries" / platform / (ident + suffix)
+        # FMI 3.0 passes the resources folder as a path ending in a separator, 2.0 as a URI.
+        resources = fmu._dir / "resources"
+        self._resources = f"{resources}/" if self.fmi3 else resources.as_uri()
         self._handle: Any = None
         self._plans: dict[tuple[str, ...], Any] = {}
+        self._handles: dict[tuple[tuple[str, ...], tuple[str, ...]], bool] = {}
         _library()  # built (once, cached) and loaded now, not inside the first timed run
+
+    def handles(self, start_values: Mapping[str, Any], outputs: Sequence[str] = ()) -> bool:
+        """Whether this run's variables have types the driver sets and reads (always for
+        FMI 2.0); the runner takes fmpy's loop for the others."""
+        key = (tuple(start_values), tuple(outputs))
+        known = self._handles.get(key)
+        if known is None:
+            known = self._handles[key] = native_handles(self.fmu, list(outputs), list(start_values))
+        return known
 
     def _open(self) -> Any:
         if self._handle is None:
@@ -103,6 +117,7 @@ class NativeFmu:
                 self.fmu.guid.encode(),
                 self.fmu.name.encode(),
                 self._resources.encode(),
+                int(self.fmi3),
                 err,
                 len(err),
             )
@@ -110,7 +125,7 @@ class NativeFmu:
                 raise SimulationError(
                     f"{self.fmu.name}: {err.value.decode()}",
                     fmu=self.fmu.name,
-                    function="fmi2Instantiate",
+                    function="fmi3InstantiateCoSimulation" if self.fmi3 else "fmi2Instantiate",
                 )
             self._handle = handle
         return self._handle
@@ -126,7 +141,7 @@ class NativeFmu:
         if plan is None:
             by_kind: dict[int, list[str]] = {0: [], 1: [], 2: []}
             for n in names:
-                by_kind[_KINDS[self.fmu.variable(n).type]].append(n)
+                by_kind[self._kinds[self.fmu.variable(n).type]].append(n)
             ordered = by_kind[0] + by_kind[1] + by_kind[2]
             vrs = [
                 _array(C.c_uint, [self.fmu.variable(n).valueReference for n in by_kind[k]])
@@ -172,7 +187,7 @@ class NativeFmu:
             C.c_void_p(self._open()),
             C.c_size_t(len(start)),
             _array(C.c_uint, [v.valueReference for v, _ in start]),
-            _array(C.c_int, [_KINDS[v.type] for v, _ in start]),
+            _array(C.c_int, [self._kinds[v.type] for v, _ in start]),
             _array(C.c_double, [float(x) for _, x in start]),
             C.c_double(start_time),
             C.c_double(stop_time),
@@ -202,6 +217,8 @@ class NativeFmu:
         name = self.fmu.name
         if rc == 1:
             function = _FUNCTIONS[fail_function.value]
+            if self.fmi3:  # the same step of the run, by its FMI 3.0 name
+                function = _FMI3_NAMES.get(function, function.replace("fmi2", "fmi3"))
             self.close()  # the instance may be unusable: the next run instantiates anew
             raise SimulationError(
                 f"{name} in {function} at t = {fail_time.value:g}: "
@@ -228,12 +245,26 @@ class NativeFmu:
         return result
 
 
+_FMI3_NAMES = {"fmi2SetupExperiment": "fmi3EnterInitializationMode"}
+
+
 def native_binary_exists(fmu: Fmu) -> bool:
     md = fmu.model_description
-    if not md.fmiVersion.startswith("2.") or md.coSimulation is None:
+    if md.coSimulation is None:
         return False
     ident = md.coSimulation.modelIdentifier
+    platform = fmi3_platform() if fmu.fmi3 else fmi_platform()
     return any(
-        (Path(fmu._dir) / "binaries" / fmi_platform() / (ident + s)).is_file()
+        (Path(fmu._dir) / "binaries" / platform / (ident + s)).is_file()
         for s in (".so", ".dylib", ".dll")
+    )
+
+
+def native_handles(fmu: Fmu, outputs: Sequence[str], inputs: Sequence[str]) -> bool:
+    """Whether the driver can read these outputs and set these inputs (FMI 3.0: Float64,
+    Int32 and Boolean outputs; those and Int64 / Enumeration inputs; FMI 2.0: all)."""
+    if not fmu.fmi3:
+        return True
+    return all(fmu.variable(n).type in ("Float64", "Int32", "Boolean") for n in outputs) and all(
+        fmu.variable(n).type in _KINDS3 for n in inputs
     )

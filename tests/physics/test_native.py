@@ -165,3 +165,17 @@ def test_runner_engines_agree() -> None:
         assert a.status == b.status == "ok"
         assert a.kpis == pytest.approx(b.kpis, rel=1e-12)
         np.testing.assert_array_equal(a.trajectory["tool_wear"], b.trajectory["tool_wear"])
+
+
+def test_fmi3_runs_match_the_fmpy_path() -> None:
+    # lag3: Float64, Int32 and Boolean outputs, an Enumeration (Int64) and Int32 parameter.
+    with Fmu(build_test_fmu("lag3")) as fmu:
+        native = NativeFmu(fmu)
+        start = {"u": 2.0, "tau": 0.5, "y_start": -1.0, "increment": 3, "settle_rule": 2,
+                 "tol": 0.04}  # fmt: skip
+        for stop, step, interval in ((3.0, 0.1, 0.5), (2.05, 0.1, 0.1)):
+            check_against_fmpy(
+                fmu, native, start, stop, step, interval, ["y", "steps_taken", "settled"],
+                {"y": 1.0, "steps_taken": 10.0, "settled": 0.5},
+            )  # fmt: skip
+        native.close()
