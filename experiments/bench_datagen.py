@@ -2,8 +2,8 @@
 
     .venv/bin/python experiments/bench_datagen.py [--quick] [--json out/bench/datagen.json]
 
-For each FMU (the spindle, a small first-order lag, and the same lag as an FMI 3.0 FMU,
-which the runner steps with fmpy's loop: no native column) and each run length
+For each FMU (the spindle, a small first-order lag, and the same lag as an FMI 3.0 FMU)
+and each run length
 (100 and 1,000 communication steps), on the same DOE points, it measures:
 
 - ``simulate_fmu``: ``fmpy.simulate_fmu`` called per point, what users write today;
@@ -70,7 +70,7 @@ def lag_points(n: int) -> tuple[Path, list[dict[str, Any]], list[tuple[str, str,
 
 
 def lag3_points(n: int) -> tuple[Path, list[dict[str, Any]], list[tuple[str, str, Any]]]:
-    """The same lag as an FMI 3.0 FMU: the runner takes fmpy's loop for it."""
+    """The same lag as an FMI 3.0 FMU (the native driver steps both standards)."""
     from tests.fmus import build_test_fmu
 
     _, starts, kpis = lag_points(n)
@@ -126,14 +126,10 @@ def bench_case(
             output=outputs,
         )
     t_fmpy = per_run(time.perf_counter() - t0, n_fmpy)
-    # The native loop in this process: the limit (FMI 2.0 only; FMI 3.0 runs take
-    # fmpy's loop in the runner, and the overheads are then against zero).
-    t_native, in_step = 0.0, 0.0
+    # The native loop in this process: the limit.
+    t_native, in_step = native_loop(path, starts, stop, step, kpis)
     with Fmu(path) as fmu:
         fmi3 = fmu.fmi3
-    if not fmi3:
-        t_native, in_step = native_loop(path, starts, stop, step, kpis)
-    t_native = max(t_native, 1e-12)
 
     # Our runner, one worker and all cores: the time to the first answer (starting
     # the workers: a new interpreter, imports, FMU extraction) is reported apart
@@ -166,7 +162,7 @@ def bench_case(
         "fmpy_runs": n_fmpy,
         "simulate_fmu_runs_per_s": 1 / t_fmpy,
         "fmi": "3.0" if fmi3 else "2.0",
-        "native_runs_per_s": None if fmi3 else 1 / t_native,
+        "native_runs_per_s": 1 / t_native,
         "runner_1_runs_per_s": 1 / walls[1],
         f"runner_{workers}_runs_per_s": 1 / walls[workers],
         "fmu_share_of_native_loop": in_step / (t_native * n),
@@ -176,10 +172,6 @@ def bench_case(
         "scaling": walls[1] / walls[workers],
         "runner_startup_s": startup[1],
     }
-
-
-def _or_dash(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def main() -> None:
@@ -217,7 +209,7 @@ def main() -> None:
         print(
             f"{r['fmu']:8s} {r['steps']:5d} {r['simulate_fmu_runs_per_s']:12.1f} "
             f"{r['runner_1_runs_per_s']:10.1f} {r[f'runner_{workers}_runs_per_s']:10.1f} "
-            f"{_or_dash(r['native_runs_per_s']):>9s}   {r['simulate_fmu_overhead_ms']:15.3f} ms "
+            f"{r['native_runs_per_s']:9.1f}   {r['simulate_fmu_overhead_ms']:15.3f} ms "
             f"{r['runner_overhead_ms']:5.3f} ms {r['overhead_ratio']:6.3f} "
             f"{100 * r['fmu_share_of_native_loop']:6.1f}% {r['scaling']:6.2f}x "
             f"{r['runner_startup_s']:5.2f}s"
