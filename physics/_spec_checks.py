@@ -157,6 +157,8 @@ def _choices_ok(at: str, inp: InputSpec, p: list[str]) -> bool:
 
 def _check_quantity(spec: TwinSpec, p: list[str]) -> None:
     q = spec.quantity
+    if q is None:
+        return
     if not q.unit.strip():
         p.append("quantity.unit: missing")
     if q.min <= 0:
@@ -172,7 +174,7 @@ def _check_quantity(spec: TwinSpec, p: list[str]) -> None:
 
 
 def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Expr], list[Expr]]:
-    available: dict[str, str] = {"quantity": "the quantity"}
+    available: dict[str, str] = {"quantity": "the quantity"} if spec.quantity else {}
     categorical: dict[str, InputSpec] = {}
     for key, inp in spec.inputs.items():
         if inp.kind == "categorical":
@@ -212,7 +214,8 @@ def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Ex
                 )
             else:
                 hint = suggest(name, available) or (
-                    "; expressions can use inputs, derived values and quantity"
+                    "; expressions can use inputs, derived values"
+                    + (" and quantity" if spec.quantity else " (the spec declares no quantity)")
                 )
                 p.append(f"{field}: unknown name {name!r}{hint}")
         return expr
@@ -274,7 +277,7 @@ def _derived_order(derived: dict[str, Expr], p: list[str]) -> list[str]:
 def _check_doe(spec: TwinSpec, p: list[str]) -> None:
     assert spec.doe is not None
     factors, fixed = spec.doe.factors, spec.doe.fixed
-    known = [*spec.inputs, "quantity"]
+    known = [*spec.inputs, *(["quantity"] if spec.quantity else [])]
     for key, factor in factors.items():
         if key not in known:
             p.append(f"doe.factors.{key}: not an input{suggest(key, known)}")
@@ -288,13 +291,17 @@ def _check_doe(spec: TwinSpec, p: list[str]) -> None:
         if key in factors:
             p.append(f"{at}: also a factor; keep one of the two")
         try:
-            spec.quantity.coerce(value) if key == "quantity" else spec.inputs[key].coerce(value)
+            if key == "quantity":
+                assert spec.quantity is not None  # "quantity" is known only with one
+                spec.quantity.coerce(value)
+            else:
+                spec.inputs[key].coerce(value)
         except ValueError as exc:
             p.append(f"{at}: {exc}")
     for key, inp in spec.inputs.items():
         if inp.default is None and key not in factors and key not in fixed:
             p.append(f"doe: input {key!r} has no default; make it a factor or fix it")
-    if "quantity" not in factors and "quantity" not in fixed:
+    if spec.quantity is not None and "quantity" not in factors and "quantity" not in fixed:
         p.append("doe: quantity sets the stop time; make it a factor or fix it")
     if spec.doe.stratify is not None:
         _check_stratify(spec, p)

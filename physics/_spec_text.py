@@ -255,7 +255,7 @@ def canonical(spec: TwinSpec) -> Any:
             data["inputs"][key]["default"] = inp.coerce(inp.default)
     if spec.doe is not None:
         data["doe"]["fixed"] = {
-            k: spec.quantity.coerce(v) if k == "quantity" else spec.inputs[k].coerce(v)
+            k: spec.require_quantity().coerce(v) if k == "quantity" else spec.inputs[k].coerce(v)
             for k, v in spec.doe.fixed.items()
         }
     # Fields added later are left out while unused, so a spec that does not use them
@@ -266,6 +266,8 @@ def canonical(spec: TwinSpec) -> Any:
         del data["doe"]["stratify"]
     if spec.fmu.start_time is None:
         del data["fmu"]["start_time"]
+    if spec.quantity is None:
+        del data["quantity"]
     return _as_floats(data)
 
 

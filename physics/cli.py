@@ -226,8 +226,8 @@ def fmu_simulate(
     order = load_order(order_path, spec) if order_path else WorkOrder(values={}, quantity=None)
     values = {**order.values, **parse_assignments(assignments)}
     qty = quantity if quantity is not None else order.quantity
-    if qty is None and not _uses_quantity(spec):  # a fixed horizon: any quantity will do
-        qty = spec.quantity.min
+    if qty is None and spec.quantity is not None and not _uses_quantity(spec):
+        qty = spec.quantity.min  # a fixed horizon: any quantity will do
     with open_twin(spec) as twin:
         # The order is checked in full before the run: nothing is written for a bad one.
         result = simulate_order(spec, twin, values, qty)
@@ -273,7 +273,7 @@ def _uses_quantity(spec: Any) -> bool:
 
 def _amount(spec: Any, case: Any) -> str:
     """The order's quantity in its unit ("30 parts"), or none for a fixed horizon."""
-    if not _uses_quantity(spec):
+    if spec.quantity is None or not _uses_quantity(spec):
         return "fixed horizon"
     unit = spec.quantity.unit
     return f"{case.quantity:g} {unit}" if unit not in ("", "1") else f"quantity {case.quantity:g}"

@@ -220,7 +220,7 @@ def _factors(spec: TwinSpec) -> list[_Factor]:
             field="doe.factors",
         )
     factors = []
-    for key in [*spec.inputs, "quantity"]:  # spec order, so the column order never shifts
+    for key in _keys(spec):  # spec order, so the column order never shifts
         if key not in declared:
             continue
         f = declared[key]
@@ -248,7 +248,7 @@ def _fixed_values(spec: TwinSpec) -> dict[str, Any]:
             out[key] = inp.coerce(doe.fixed[key])
         elif key not in doe.factors:
             out[key] = inp.coerce(inp.default)  # the spec checks make sure there is one
-    if "quantity" in doe.fixed:
+    if "quantity" in doe.fixed and spec.quantity is not None:
         out["quantity"] = spec.quantity.coerce(doe.fixed["quantity"])
     return out
 
@@ -496,8 +496,13 @@ def _points(
 ) -> list[dict[str, Any]]:
     """One dict per row in spec order; ``tolist`` turns numpy scalars into plain ones."""
     lists = {k: v.tolist() for k, v in columns.items()}
-    order = [*spec.inputs, "quantity"]
+    order = _keys(spec)
     return [{k: lists[k][i] if k in lists else fixed[k] for k in order} for i in range(size)]
+
+
+def _keys(spec: TwinSpec) -> list[str]:
+    """What a design sets, in spec order: every input, and the quantity if there is one."""
+    return [*spec.inputs, *(["quantity"] if spec.quantity is not None else [])]
 
 
 def _is_whole(value: Any) -> bool:

@@ -271,7 +271,9 @@ class TwinSpec(_Section):
     description: str = ""
     fmu: FmuSpec
     inputs: dict[str, InputSpec]
-    quantity: QuantitySpec
+    # None: the twin has no work-order quantity (a study of a fixed horizon, say); then
+    # expressions cannot use ``quantity`` and datasets have no quantity column.
+    quantity: QuantitySpec | None = None
     stop_time: str
     derived: dict[str, str] = {}
     constraints: list[ConstraintSpec] = []
@@ -323,6 +325,16 @@ class TwinSpec(_Section):
             raise SpecError(text.problems_from_validation(exc, cls), source=source) from None
         spec._source_dir = None if source_dir is None else Path(source_dir)
         return spec
+
+    def require_quantity(self) -> QuantitySpec:
+        """The work-order quantity, for the stages that need one (surrogates and serving
+        learn and answer per work order); SpecError when the spec declares none."""
+        if self.quantity is None:
+            raise SpecError(
+                ["quantity: missing; surrogates and the MES service need a work-order quantity"],
+                source=self.name,
+            )
+        return self.quantity
 
     @property
     def source_dir(self) -> Path | None:
@@ -397,7 +409,8 @@ class TwinSpec(_Section):
                     names[text.indicator(key, choice)] = 1.0 if value == choice else 0.0
             else:
                 names[key] = float(value)
-        names["quantity"] = float(row["quantity"])
+        if self.quantity is not None:
+            names["quantity"] = float(row["quantity"])
         derived = self._constraint_derived if constraints_only else self._derived
         for key in derived:
             names[key] = self._derived[key].evaluate_row(names)
@@ -415,6 +428,7 @@ class TwinSpec(_Section):
         """Kind and bounds of something a DOE can vary: an input id or ``quantity``."""
         if key == "quantity":
             q = self.quantity
+            assert q is not None  # the spec checks refuse a quantity factor without one
             return ("integer" if q.integer else "real"), q.min, q.max
         inp = self.inputs[key]
         return inp.kind, inp.min, inp.max

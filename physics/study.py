@@ -88,14 +88,15 @@ def columns_of(spec: TwinSpec, catalogue: Any) -> tuple[dict[str, str], dict[str
         if inp.kind == "categorical":
             entry["choices"] = inp.choice_names
         described[key] = entry
-    schema["quantity"] = "int" if spec.quantity.integer else "float"
-    described["quantity"] = {
-        "role": "input",
-        "source": "order",
-        "unit": spec.quantity.unit,
-        "min": spec.quantity.min,
-        "max": spec.quantity.max,
-    }
+    if spec.quantity is not None:
+        schema["quantity"] = "int" if spec.quantity.integer else "float"
+        described["quantity"] = {
+            "role": "input",
+            "source": "order",
+            "unit": spec.quantity.unit,
+            "min": spec.quantity.min,
+            "max": spec.quantity.max,
+        }
     for name, kpi in spec.kpis.items():
         schema[name] = "float"
         described[name] = {
@@ -288,7 +289,7 @@ def _simulate(
     for run_id, point in todo:
         values = {k: v for k, v in point.items() if k != "quantity"}
         try:
-            case = spec.case_from_order(values, point["quantity"], catalogue)
+            case = spec.case_from_order(values, point.get("quantity"), catalogue)
             if not case.stop_time > start_time:
                 raise OrderError([stop_before_start(spec, case.stop_time, start_time)])
             if traj_columns:

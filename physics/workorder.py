@@ -38,7 +38,7 @@ class ResolvedOrder(NamedTuple):
     """A valid work order at twin level: every input has a value, defaults filled in."""
 
     values: dict[str, Any]
-    quantity: int | float
+    quantity: int | float | None
     stop_time: float
 
 
@@ -55,7 +55,7 @@ class SimulationCase:
     stop_time: float
     inputs: dict[str, FmuValue]
     values: dict[str, Any]
-    quantity: int | float
+    quantity: int | float | None
 
 
 def resolve_order(spec: TwinSpec, values: Mapping[str, Any], quantity: Any) -> ResolvedOrder:
@@ -78,7 +78,11 @@ def resolve_order(spec: TwinSpec, values: Mapping[str, Any], quantity: Any) -> R
         except ValueError as exc:
             problems.append(f"{key}: {exc}")
     q = spec.quantity
-    if quantity is None:
+    count = None
+    if q is None:
+        if quantity is not None:
+            problems.append(f"quantity: {quantity!r} given, but this twin has no quantity")
+    elif quantity is None:
         problems.append(
             f"quantity: missing (required, allowed range [{fmt(q.min)}, {fmt(q.max)}] {q.unit})"
         )

@@ -51,7 +51,7 @@ def end_state(
     after = dict(before)
     predicted = None
     if body.parts_made > 0:
-        q = spec.quantity
+        q = spec.require_quantity()
         parts = min(max(body.parts_made, q.min), q.max)
         pred = predict_rows(model, [{**row, "quantity": parts}])
         predicted = pred.row(0)

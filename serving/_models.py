@@ -124,9 +124,9 @@ def _input_text(spec: TwinSpec, column: dict[str, Any]) -> dict[str, Any]:
     }
     if name == "quantity":
         out.update(
-            description=spec.quantity.description or "planned quantity",
-            min=spec.quantity.min,
-            max=spec.quantity.max,
+            description=spec.require_quantity().description or "planned quantity",
+            min=spec.require_quantity().min,
+            max=spec.require_quantity().max,
         )
     else:
         inp = spec.inputs[name]

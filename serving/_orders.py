@@ -62,7 +62,7 @@ def order_values(
             else:
                 values[key] = inp.coerce(inp.default)
     try:
-        count = spec.quantity.coerce(quantity)
+        count = spec.require_quantity().coerce(quantity)
     except ValueError as exc:
         errors.append(FieldError("planned_quantity", quantity, str(exc)))
         count = 0

@@ -73,7 +73,7 @@ def parameter_catalogue(specs: list[TwinSpec]) -> str:
         lines.append(f"**{spec.name}** (spec version {spec.version}):")
         for key, inp in spec.inputs.items():
             lines.append(f"- `{key}` ({inp.source}): {_describe(key, inp)}")
-        q = spec.quantity
+        q = spec.require_quantity()
         lines.append(f"- `planned_quantity`: {q.unit}, range [{fmt(q.min)}, {fmt(q.max)}]")
     return "\n".join(lines)
 
@@ -191,7 +191,7 @@ def _row_field(key: str, inp: InputSpec) -> tuple[Any, Any]:
 def predict_request_model(spec: TwinSpec, max_batch: int) -> type[BaseModel]:
     """The body of ``POST /v1/models/{spec.name}/predict``."""
     fields: dict[str, Any] = {key: _row_field(key, inp) for key, inp in spec.inputs.items()}
-    q = spec.quantity
+    q = spec.require_quantity()
     fields["quantity"] = (
         int if q.integer else float,
         Field(..., ge=q.min, le=q.max, description=f"Planned quantity [{q.unit}]",

@@ -112,8 +112,8 @@ def input_columns(spec: TwinSpec, frame: Any) -> list[InputColumn]:
     columns.append(
         InputColumn(
             "quantity",
-            "integer" if spec.quantity.integer else "real",
-            spec.quantity.unit,
+            "integer" if spec.require_quantity().integer else "real",
+            spec.require_quantity().unit,
             low,
             high,
             (),

@@ -425,3 +425,42 @@ def test_a_twin_with_nothing_to_set_studies_its_horizon(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for r in read_runs(out).to_pylist():
         assert r["k"] == pytest.approx(1 - math.exp(-r["quantity"]), rel=1e-12)
+
+
+def test_a_twin_without_a_quantity_studies_a_fixed_horizon(tmp_path: Path) -> None:
+    import math
+
+    from physics.dataset import read_runs
+    from physics.spec import SpecError, TwinSpec
+
+    data = lag3_spec(build_test_fmu("lag3"))
+    del data["quantity"]
+    data["doe"] = {"factors": {"u": {}}}  # nothing to fix: there is no quantity
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "ds"
+    args = ["data", "generate", "--spec", str(spec), "--n", "4", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = read_runs(out).to_pylist()
+    assert "quantity" not in rows[0]  # no column for what the twin does not have
+    for r in rows:
+        assert r["k"] == pytest.approx(r["u"] * (1 - math.exp(-2.0)), rel=1e-12)
+    simulate = ["fmu", "simulate", "--spec", str(spec), "--set", "u=1"]
+    result = CliRunner().invoke(main, [*simulate, "--quantity", "3"])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: invalid work order:\n  quantity: '3' given, but this twin has no quantity\n",
+    )
+    # Expressions cannot use a quantity that is not there; the later stages say they need one.
+    with pytest.raises(SpecError) as info:
+        TwinSpec.from_dict({**data, "stop_time": "2 * quantity"})
+    assert info.value.problems == [
+        "stop_time: unknown name 'quantity'; expressions can use inputs, derived values "
+        "(the spec declares no quantity)"
+    ]
+    with pytest.raises(SpecError) as info:
+        TwinSpec.from_dict(data).require_quantity()
+    assert info.value.problems == [
+        "quantity: missing; surrogates and the MES service need a work-order quantity"
+    ]
