@@ -175,6 +175,7 @@ def _check_quantity(spec: TwinSpec, p: list[str]) -> None:
 
 def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Expr], list[Expr]]:
     available: dict[str, str] = {"quantity": "the quantity"} if spec.quantity else {}
+    available["default_stop_time"] = "the FMU's default stop time"
     categorical: dict[str, InputSpec] = {}
     for key, inp in spec.inputs.items():
         if inp.kind == "categorical":

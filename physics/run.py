@@ -37,6 +37,7 @@ def open_twin(spec: TwinSpec) -> Fmu:
     fmu = Fmu(fmu_path_of(spec))
     try:
         spec.check_against(fmu.catalogue)
+        spec.bind_default_experiment(fmu.model_description)
         fmu.check_runnable()
     except Exception:
         fmu.close()

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from physics.workorder import ResolvedOrder, SimulationCase
 
 __all__ = [
+    "DEFAULT_STOP",
     "AcceptanceSpec",
     "ConstraintSpec",
     "DoeSpec",
@@ -69,6 +70,9 @@ __all__ = [
     "TwinSpec",
     "load_spec",
 ]
+
+# The expression name of the FMU's default experiment stop time (the default stop_time).
+DEFAULT_STOP = "default_stop_time"
 
 Role = Literal["quality", "maintenance", "process"]
 Source = Literal["order", "environment", "state"]
@@ -274,7 +278,9 @@ class TwinSpec(_Section):
     # None: the twin has no work-order quantity (a study of a fixed horizon, say); then
     # expressions cannot use ``quantity`` and datasets have no quantity column.
     quantity: QuantitySpec | None = None
-    stop_time: str
+    # Absolute [s]; left out: the FMU's default experiment's (DEFAULT_STOP, bound when the
+    # FMU is opened), which any expression may also use.
+    stop_time: str = "default_stop_time"
     derived: dict[str, str] = {}
     constraints: list[ConstraintSpec] = []
     doe: DoeSpec | None = None
@@ -286,6 +292,7 @@ class TwinSpec(_Section):
 
     _source_dir: Path | None = PrivateAttr(default=None)
     _stop_time: Expr = PrivateAttr()
+    _default_stop: float | None = PrivateAttr(default=None)
     _derived: dict[str, Expr] = PrivateAttr(default_factory=dict)  # in evaluation order
     _constraints: list[Expr] = PrivateAttr(default_factory=list)
     _constraint_derived: list[str] = PrivateAttr(default_factory=list)
@@ -325,6 +332,17 @@ class TwinSpec(_Section):
             raise SpecError(text.problems_from_validation(exc, cls), source=source) from None
         spec._source_dir = None if source_dir is None else Path(source_dir)
         return spec
+
+    def bind_default_experiment(self, model_description: Any) -> None:
+        """Take the FMU's default experiment stop time as ``default_stop_time``."""
+        exp = model_description.defaultExperiment
+        stop = None if exp is None else exp.stopTime
+        self._default_stop = None if stop is None else float(stop)
+
+    @property
+    def default_stop(self) -> float | None:
+        """The FMU's default stop time, once ``bind_default_experiment`` read it."""
+        return self._default_stop
 
     def require_quantity(self) -> QuantitySpec:
         """The work-order quantity, for the stages that need one (surrogates and serving
@@ -386,6 +404,8 @@ class TwinSpec(_Section):
                 names[key] = value.astype(np.float64)
         if quantity is not None:
             names["quantity"] = np.asarray(quantity, dtype=np.float64)
+        if self._default_stop is not None:
+            names[DEFAULT_STOP] = np.asarray(self._default_stop)
         for key, expr in self._derived.items():
             if expr.names <= names.keys():
                 names[key] = expr.evaluate(names)

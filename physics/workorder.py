@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from physics._spec_checks import MAX_STEPS
 from physics._spec_text import fmt, suggest
-from physics.spec import InputSpec, SpecError
+from physics.spec import DEFAULT_STOP, InputSpec, SpecError
 from physics.variables import Catalogue, VariableInfo
 
 if TYPE_CHECKING:
@@ -98,6 +98,12 @@ def resolve_order(spec: TwinSpec, values: Mapping[str, Any], quantity: Any) -> R
     for constraint, expr in zip(spec.constraints, spec.constraint_exprs, strict=True):
         if expr.evaluate(names) == 0.0:
             problems.append(f"constraint: {constraint.message} ({constraint.expr})")
+    if DEFAULT_STOP in spec.stop_time_expr.names and spec.default_stop is None:
+        problems.append(
+            f"stop_time: {spec.stop_time!r} needs the FMU's default experiment stop time, "
+            "which the FMU does not give (or was not read); write the stop time in the spec"
+        )
+        raise OrderError(problems)
     stop_time = float(spec.stop_time_expr.evaluate(names))
     if not (math.isfinite(stop_time) and stop_time > 0):
         problems.append(

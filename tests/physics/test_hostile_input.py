@@ -464,3 +464,37 @@ def test_a_twin_without_a_quantity_studies_a_fixed_horizon(tmp_path: Path) -> No
     assert info.value.problems == [
         "quantity: missing; surrogates and the MES service need a work-order quantity"
     ]
+
+
+def test_the_stop_time_defaults_to_the_fmus_default_experiment(tmp_path: Path) -> None:
+    import math
+
+    data = lag3_spec(build_test_fmu("lag3"))  # lag3's default experiment: 0 to 10 s
+    del data["quantity"], data["stop_time"]
+    data["doe"] = {"factors": {"u": {}}}
+    spec = tmp_path / "spec.yaml"
+    for stop_time, horizon in ((None, 10.0), ("default_stop_time / 5", 2.0)):
+        if stop_time is not None:
+            data["stop_time"] = stop_time
+        spec.write_text(yaml.safe_dump(data))
+        result = CliRunner().invoke(main, ["fmu", "simulate", "--spec", str(spec), "--set", "u=1"])
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert (
+            lines[0] == f"lag3x | work order | fixed horizon | simulated {horizon:.1f} s (0.00 h)"
+        )
+        assert float(lines[2].split()[1]) == pytest.approx(1 - math.exp(-horizon), rel=1e-4)
+    # An FMU without a default stop time: the order says what to write instead.
+    bare = tmp_path / "bare.fmu"
+    no_exp = re.compile(r"<DefaultExperiment[^>]*/>")
+    rewrite(build_test_fmu("lag3"), bare, _md(lambda x: no_exp.sub("", x)))
+    del data["stop_time"]
+    data["fmu"]["path"] = str(bare)
+    spec.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["fmu", "simulate", "--spec", str(spec), "--set", "u=1"])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: invalid work order:\n  stop_time: 'default_stop_time' needs the FMU's default "
+        "experiment stop time, which the FMU does not give (or was not read); write the stop "
+        "time in the spec\n",
+    )
