@@ -131,7 +131,14 @@ def generate_cmd(
 @handle_errors
 def info_cmd(folder: str) -> None:
     """Describe a dataset: study, FMU, DOE, counts, columns, failures."""
-    from physics.dataset import QUARANTINE, RUNS, check_folder, lock_holder, read_card
+    from physics.dataset import (
+        QUARANTINE,
+        RUNS,
+        check_folder,
+        lock_holder,
+        read_card,
+        read_entries,
+    )
 
     card = read_card(folder)
     found = check_folder(folder, card)
@@ -182,7 +189,7 @@ def info_cmd(folder: str) -> None:
             "           the same `twin data generate` command moves these to "
             f"{QUARANTINE}/ and simulates their runs again; the rows below leave them out"
         )
-    table = _read_good(Path(folder), found.good)
+    table = read_entries(Path(folder), found.good)
     click.echo(f"\n{'column':28s} {'role':12s} {'unit':8s} {'bounds':>22s}  observed")
     for name, col in card["columns"].items():
         if col["role"] == "meta":
@@ -208,15 +215,6 @@ def info_cmd(folder: str) -> None:
             click.echo("\nfailures (most common first)")
             for (status, message), count in Counter(failed).most_common(5):
                 click.echo(f"  {count:5d} x {status}: {message[:110]}")
-
-
-def _read_good(folder: Path, entries: list[dict[str, Any]]) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not entries:
-        return pa.table({"run_id": pa.array([], pa.int64())})
-    return pa.concat_tables([pq.read_table(folder / e["name"]) for e in entries])
 
 
 def _observed(table: Any, name: str, col: dict[str, Any]) -> str:

@@ -227,24 +227,29 @@ def check_folder(folder: str | Path, card: Mapping[str, Any]) -> FolderCheck:
 def read_runs(folder: str | Path, columns: list[str] | None = None) -> Any:
     """All rows of a dataset as one pyarrow Table in run_id order, every chunk checked
     against the manifest first (a damaged one raises DatasetError naming it)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     folder = Path(folder)
-    card = read_card(folder)
-    entries = card.get("chunks", [])
+    entries = read_card(folder).get("chunks", [])
     for entry in entries:
         if why := _damage(folder, entry):
             raise DatasetError(
                 f"{folder / entry['name']} {why}; the same `twin data generate` command "
                 "moves it aside and simulates its runs again"
             )
-    if not entries:
+    return read_entries(folder, entries, columns)
+
+
+def read_entries(
+    folder: Path, entries: Iterable[Mapping[str, Any]], columns: list[str] | None = None
+) -> Any:
+    """The rows of these manifest entries as one pyarrow Table in run_id order (unchecked)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(folder / e["name"], columns=columns) for e in entries]
+    if not tables:
         return pa.table({"run_id": pa.array([], pa.int64())})
-    table = pa.concat_tables([pq.read_table(folder / e["name"], columns=columns) for e in entries])
-    if "run_id" in table.column_names:
-        table = table.sort_by("run_id")
-    return table
+    table = pa.concat_tables(tables)
+    return table.sort_by("run_id") if "run_id" in table.column_names else table
 
 
 def lock_holder(folder: str | Path) -> int | None:
@@ -431,13 +436,8 @@ class DatasetWriter:
 
     def done_run_ids(self) -> set[int]:
         """Run ids of the listed chunks, each read from its file."""
-        import pyarrow.parquet as pq
-
-        done: set[int] = set()
-        for entry in self.card["chunks"]:
-            table = pq.read_table(self.folder / entry["name"], columns=["run_id"])
-            done.update(table.column("run_id").to_pylist())
-        return done
+        table = read_entries(self.folder, self.card["chunks"], ["run_id"])
+        return set(table.column("run_id").to_pylist())
 
     def drop_runs(self, statuses: Iterable[str]) -> int:
         """Take the rows with these statuses out of the dataset, so they run again.
@@ -460,25 +460,13 @@ class DatasetWriter:
             table = pq.read_table(self.folder / entry["name"])
             keep = pc.invert(pc.is_in(table.column("status"), pa.array(sorted(wanted))))
             kept = table.filter(keep)
-            stem = f"{self._next:06d}-{secrets.token_hex(4)}.parquet"
-            self._next += 1
-            new: dict[str, Any] = {"name": f"{RUNS}/{stem}", "rows": kept.num_rows}
             old_files = [entry["name"]]
+            traj = None
             if entry.get(TRAJECTORIES):
                 traj = pq.read_table(self.folder / entry[TRAJECTORIES]["name"])
-                ids = pa.array(kept.column("run_id").to_pylist(), pa.int64())
-                self._write(
-                    traj.filter(pc.is_in(traj.column("run_id"), ids)), f"{TRAJECTORIES}/{stem}"
-                )
-                new[TRAJECTORIES] = _file_entry(self.folder, f"{TRAJECTORIES}/{stem}")
+                traj = traj.filter(pc.is_in(traj.column("run_id"), kept.column("run_id")))
                 old_files.append(entry[TRAJECTORIES]["name"])
-            ids = kept.column("run_id").to_pylist()
-            new.update(first_run_id=min(ids, default=-1), last_run_id=max(ids, default=-1))
-            status = kept.column("status").to_pylist()
-            new["status"] = {s: status.count(s) for s in STATUSES if s in status}
-            self._write(kept, new["name"])
-            new.update(_file_entry(self.folder, new["name"]))
-            self.card["chunks"][i] = new
+            self.card["chunks"][i] = self._land(kept, traj)
             self._update_card()
             for name in old_files:
                 (self.folder / name).unlink()
@@ -504,12 +492,7 @@ class DatasetWriter:
             name: pa.array([r.get(name) for r in self._rows], type=types[kind])
             for name, kind in self.schema.items()
         }
-        stem = f"{self._next:06d}-{secrets.token_hex(4)}.parquet"
-        entry: dict[str, Any] = {"name": f"{RUNS}/{stem}", "rows": len(self._rows)}
-        ids = [int(r["run_id"]) for r in self._rows]
-        entry.update(first_run_id=min(ids), last_run_id=max(ids))
-        status = [str(r.get("status")) for r in self._rows]
-        entry["status"] = {s: status.count(s) for s in STATUSES if s in status}
+        traj = None
         if self._traj:
             traj_cols = {"run_id": pa.array([t["run_id"] for t in self._traj], pa.int64())}
             for key in self._traj[0]:
@@ -517,17 +500,36 @@ class DatasetWriter:
                     traj_cols[key] = pa.array(
                         [t[key] for t in self._traj], type=pa.list_(pa.float64())
                     )
-            self._write(pa.table(traj_cols), f"{TRAJECTORIES}/{stem}")
-            entry[TRAJECTORIES] = _file_entry(self.folder, f"{TRAJECTORIES}/{stem}")
-        # The runs chunk lands last, then the manifest lists it: that marks its runs done.
-        self._write(pa.table(columns), entry["name"])
-        entry.update(_file_entry(self.folder, entry["name"]))
-        self.card["chunks"].append(entry)
-        self._next += 1
+            traj = pa.table(traj_cols)
+        self.card["chunks"].append(self._land(pa.table(columns), traj))
         self._rows.clear()
         self._traj.clear()
         self._traj_bytes = 0
         self._update_card()
+
+    def _land(self, runs: Any, trajectories: Any | None) -> dict[str, Any]:
+        """Write a runs chunk (and its trajectories) under a new name; its manifest entry.
+
+        The trajectories land first and the runs chunk last; the caller then lists the
+        entry in the card, which is what marks these runs as done.
+        """
+        stem = f"{self._next:06d}-{secrets.token_hex(4)}.parquet"
+        self._next += 1
+        ids = runs.column("run_id").to_pylist()
+        status = runs.column("status").to_pylist()
+        entry: dict[str, Any] = {
+            "name": f"{RUNS}/{stem}",
+            "rows": runs.num_rows,
+            "first_run_id": min(ids, default=-1),
+            "last_run_id": max(ids, default=-1),
+            "status": {s: status.count(s) for s in STATUSES if s in status},
+        }
+        if trajectories is not None:
+            self._write(trajectories, f"{TRAJECTORIES}/{stem}")
+            entry[TRAJECTORIES] = _file_entry(self.folder, f"{TRAJECTORIES}/{stem}")
+        self._write(runs, entry["name"])
+        entry.update(_file_entry(self.folder, entry["name"]))
+        return entry
 
     def _write(self, table: Any, name: str) -> None:
         import pyarrow.parquet as pq

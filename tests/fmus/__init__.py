@@ -17,6 +17,7 @@ Their closed-form references live in ``tests/physics/test_test_fmus.py``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from physics.fmu import build_model
 
@@ -43,24 +44,25 @@ RIDGE_TRAINING = [
 ]
 
 
+def ridge_spec_data(fmu: Path | None = None) -> dict[str, Any]:
+    """A twin spec of the ridge FMU as plain data: x1, x2 in [0, 1] by DOE, y as the KPI."""
+    unit = {"source": "order", "unit": "1", "min": 0, "max": 1}
+    return {
+        "name": "ridge",
+        "version": 1,
+        "fmu": {"path": str(fmu or build_test_fmu("ridge")), "step_size": 1.0},
+        "inputs": {"x1": {"variable": "x1", **unit}, "x2": {"variable": "x2", **unit}},
+        "quantity": {"unit": "1", "min": 1, "max": 10, "integer": True},
+        "stop_time": "1.0",
+        "doe": {"factors": {"x1": {}, "x2": {}}, "fixed": {"quantity": 1}},
+        "kpis": {"y": {"variable": "y", "reduction": "final", "unit": "1", "role": "process"}},
+    }
+
+
 def ridge_spec(max_rmse: float = 0.02) -> object:
-    """A twin spec of the ridge FMU: x1, x2 in [0, 1] by DOE, y as the KPI, an RMSE gate."""
+    """The ridge spec with an RMSE gate on y (adaptive sampling)."""
     from physics.spec import TwinSpec
 
-    unit = {"source": "order", "unit": "1", "min": 0, "max": 1}
-    return TwinSpec.from_dict(
-        {
-            "name": "ridge",
-            "version": 1,
-            "fmu": {"path": str(build_test_fmu("ridge")), "step_size": 1.0},
-            "inputs": {"x1": {"variable": "x1", **unit}, "x2": {"variable": "x2", **unit}},
-            "quantity": {"unit": "1", "min": 1, "max": 10, "integer": True},
-            "stop_time": "1.0",
-            "doe": {
-                "factors": {"x1": {"low": 0, "high": 1}, "x2": {"low": 0, "high": 1}},
-                "fixed": {"quantity": 1},
-            },
-            "kpis": {"y": {"variable": "y", "reduction": "final", "unit": "1", "role": "process"}},
-            "acceptance": {"y": {"max_rmse": max_rmse}},
-        }
-    )
+    data = ridge_spec_data()
+    data["doe"]["factors"] = {"x1": {"low": 0, "high": 1}, "x2": {"low": 0, "high": 1}}
+    return TwinSpec.from_dict({**data, "acceptance": {"y": {"max_rmse": max_rmse}}})

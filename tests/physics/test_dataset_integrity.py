@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from physics.cli import main
 from physics.dataset import DatasetFolder, read_card, read_runs
 from physics.spec import TwinSpec
-from tests.fmus import build_test_fmu
+from tests.fmus import ridge_spec_data
 
 TWIN = Path(sys.executable).with_name("twin")
 N = 12
@@ -26,17 +26,7 @@ N = 12
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ridge FMU (a static map: fast runs) as a spec file for the CLI."""
-    unit = {"source": "order", "unit": "1", "min": 0, "max": 1}
-    data = {
-        "name": "ridge",
-        "version": 1,
-        "fmu": {"path": str(build_test_fmu("ridge")), "step_size": 1.0},
-        "inputs": {"x1": {"variable": "x1", **unit}, "x2": {"variable": "x2", **unit}},
-        "quantity": {"unit": "1", "min": 1, "max": 10, "integer": True},
-        "stop_time": "1.0",
-        "doe": {"factors": {"x1": {}, "x2": {}}, "fixed": {"quantity": 1}},
-        "kpis": {"y": {"variable": "y", "reduction": "final", "unit": "1", "role": "process"}},
-    }
+    data = ridge_spec_data()
     TwinSpec.from_dict(data)  # valid
     path = tmp_path_factory.mktemp("spec") / "ridge.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -8,31 +8,27 @@ import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from physics.cli import main
-from tests.fmus import build_test_fmu
+from tests.fmus import build_test_fmu, ridge_spec_data
 
 MD = "modelDescription.xml"
 IDENT, EVIL = re.compile(r'modelIdentifier="\w+"'), 'modelIdentifier="../../evil"'
 OUTSIDE, SRC = ("../outside.txt", b"x"), "sources/ridge.c"
 
 
-def ridge_spec_data(fmu: Path) -> dict:
-    unit = {"source": "order", "unit": "1", "min": 0, "max": 1}
-    return {
-        "name": "ridge",
-        "version": 1,
-        "fmu": {"path": str(fmu), "step_size": 1.0},
-        "inputs": {"x1": {"variable": "x1", **unit}, "x2": {"variable": "x2", **unit}},
-        "quantity": {"unit": "1", "min": 1, "max": 10, "integer": True},
-        "stop_time": "1.0",
-        "doe": {"factors": {"x1": {}, "x2": {}}, "fixed": {"quantity": 1}},
-        "kpis": {"y": {"variable": "y", "reduction": "final", "unit": "1", "role": "process"}},
-    }
+def generate_from(tmp_path: Path, data: dict, *, n: int, out: str = "ds") -> tuple[Any, Path]:
+    """Write ``data`` as a spec file and run ``twin data generate`` on it into ``out``."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    folder = tmp_path / out
+    args = ["data", "generate", "--spec", str(spec), "--n", str(n), "--out", str(folder)]
+    return CliRunner().invoke(main, [*args, "--no-progress"]), folder
 
 
 def rewrite(src: Path, dst: Path, change: Callable[[str, bytes], tuple[str, bytes] | None]) -> None:
@@ -98,13 +94,7 @@ def test_a_malformed_fmu_is_refused_before_any_work(case: str, tmp_path: Path) -
     make, message = CASES[case]
     fmu = tmp_path / "ridge.fmu"
     make(build_test_fmu("ridge"), fmu)
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(ridge_spec_data(fmu)))
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        main,
-        ["data", "generate", "--spec", str(spec), "--n", "4", "--out", str(out), "--no-progress"],
-    )
+    result, out = generate_from(tmp_path, ridge_spec_data(fmu), n=4, out="out")
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: " + message.format(fmu=fmu)), result.stderr
     assert len(result.stderr.splitlines()) == 1
@@ -199,11 +189,7 @@ def test_binary_array_and_string_variables_are_listed_and_never_read(tmp_path: P
     assert any(x.startswith("  tol ") and x.endswith("[0, ..]") for x in lines)  # no max: not -inf
     assert any(x.startswith("  settle_rule ") and "= absolute " in x for x in lines)
     # A study on y runs; y(2) of the lag from 0 with tau = 1 is u (1 - exp(-2)).
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(lag3_spec(fmu)))
-    out = tmp_path / "ds"
-    args = ["data", "generate", "--spec", str(spec), "--n", "3", "--out", str(out), "--no-progress"]
-    result = CliRunner().invoke(main, args)
+    result, out = generate_from(tmp_path, lag3_spec(fmu), n=3, out="ds")
     assert result.exit_code == 0, result.output
     rows = read_runs(out).to_pylist()
     assert [r["status"] for r in rows] == ["ok"] * 3
@@ -223,13 +209,8 @@ def test_binary_array_and_string_variables_are_listed_and_never_read(tmp_path: P
 def test_a_kpi_on_an_array_binary_or_string_is_refused_by_name(
     tmp_path: Path, variable: str, problem: str
 ) -> None:
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        yaml.safe_dump(lag3_spec(lag3_with_binary_array_and_string(tmp_path), variable))
-    )
-    out = tmp_path / "ds"
-    args = ["data", "generate", "--spec", str(spec), "--n", "3", "--out", str(out), "--no-progress"]
-    result = CliRunner().invoke(main, args)
+    data = lag3_spec(lag3_with_binary_array_and_string(tmp_path), variable)
+    result, out = generate_from(tmp_path, data, n=3)
     assert result.exit_code == 2
     assert result.stderr == f"error: invalid twin spec lag3x:\n  kpis.k.variable: {problem}\n"
     assert not out.exists()
@@ -307,11 +288,7 @@ def test_a_model_exchange_fmu_is_described_and_a_study_on_it_refused(tmp_path: P
         "           model exchange only: studies need a co-simulation export",
     ]
     assert any(line.startswith("  x1 ") for line in info.stdout.splitlines())
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(ridge_spec_data(fmu)))
-    out = tmp_path / "out"
-    args = ["data", "generate", "--spec", str(spec), "--n", "4", "--out", str(out), "--no-progress"]
-    result = CliRunner().invoke(main, args)
+    result, out = generate_from(tmp_path, ridge_spec_data(fmu), n=4, out="out")
     assert (result.exit_code, result.stderr) == (
         2,
         f"error: {fmu}: no co-simulation interface (model exchange only); export it with "
@@ -341,11 +318,7 @@ def test_a_variable_with_initial_exact_can_be_set(tmp_path: Path) -> None:
         "max": 1,
     }
     data["doe"]["factors"]["y0"] = {}
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(data))
-    out = tmp_path / "ds"
-    args = ["data", "generate", "--spec", str(spec), "--n", "4", "--out", str(out), "--no-progress"]
-    result = CliRunner().invoke(main, args)
+    result, out = generate_from(tmp_path, data, n=4, out="ds")
     assert result.exit_code == 0, result.output
     for r in read_runs(out).to_pylist():  # y(2) = u + (y0 - u) exp(-2), tau = 1
         assert r["k"] == pytest.approx(r["u"] + (r["y0"] - r["u"]) * math.exp(-2.0), rel=1e-12)
@@ -417,11 +390,7 @@ def test_a_twin_with_nothing_to_set_studies_its_horizon(tmp_path: Path) -> None:
     data["quantity"] = {"unit": "s", "min": 1, "max": 5}
     data["stop_time"] = "quantity"
     data["doe"] = {"factors": {"quantity": {}}}
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(data))
-    out = tmp_path / "ds"
-    args = ["data", "generate", "--spec", str(spec), "--n", "5", "--out", str(out), "--no-progress"]
-    result = CliRunner().invoke(main, args)
+    result, out = generate_from(tmp_path, data, n=5, out="ds")
     assert result.exit_code == 0, result.output
     for r in read_runs(out).to_pylist():
         assert r["k"] == pytest.approx(1 - math.exp(-r["quantity"]), rel=1e-12)
@@ -436,17 +405,13 @@ def test_a_twin_without_a_quantity_studies_a_fixed_horizon(tmp_path: Path) -> No
     data = lag3_spec(build_test_fmu("lag3"))
     del data["quantity"]
     data["doe"] = {"factors": {"u": {}}}  # nothing to fix: there is no quantity
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(data))
-    out = tmp_path / "ds"
-    args = ["data", "generate", "--spec", str(spec), "--n", "4", "--out", str(out), "--no-progress"]
-    result = CliRunner().invoke(main, args)
+    result, out = generate_from(tmp_path, data, n=4, out="ds")
     assert result.exit_code == 0, result.output
     rows = read_runs(out).to_pylist()
     assert "quantity" not in rows[0]  # no column for what the twin does not have
     for r in rows:
         assert r["k"] == pytest.approx(r["u"] * (1 - math.exp(-2.0)), rel=1e-12)
-    simulate = ["fmu", "simulate", "--spec", str(spec), "--set", "u=1"]
+    simulate = ["fmu", "simulate", "--spec", str(tmp_path / "spec.yaml"), "--set", "u=1"]
     result = CliRunner().invoke(main, [*simulate, "--quantity", "3"])
     assert (result.exit_code, result.stderr) == (
         2,
