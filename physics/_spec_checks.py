@@ -62,6 +62,8 @@ def _check_fmu(spec: TwinSpec, p: list[str]) -> None:
         p.append("fmu: give model or path, not both")
     if f.model is not None and (problem := name_problem(f.model, reserved=False)):
         p.append(f"fmu.model: {problem}")
+    if f.tolerance is not None and not 0 < f.tolerance < 1:
+        p.append(f"fmu.tolerance: {fmt(f.tolerance)} must be in (0, 1), e.g. 1e-6")
     if f.step_size <= 0:
         p.append(f"fmu.step_size: {fmt(f.step_size)} must be positive")
     elif f.output_interval is not None:

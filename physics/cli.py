@@ -106,13 +106,23 @@ def fmu_info(target: str) -> None:
     from physics.variables import catalogue_from_model_description
 
     path = _resolve(target)
-    md = read_description(path, co_simulation=False)  # a model-exchange FMU is described too
+    md = read_description(path)
     catalogue = catalogue_from_model_description(md)
     kinds = [k for k, i in (("co-simulation", md.coSimulation),
                             ("model exchange", md.modelExchange)) if i is not None]  # fmt: skip
     click.echo(f"model      {md.modelName}  (FMI {md.fmiVersion} {' and '.join(kinds)})")
-    if md.coSimulation is None:
-        click.echo("           model exchange only: studies need a co-simulation export")
+    if md.modelExchange is not None:
+        how = (
+            "runs through CVode with fmu.interface: model_exchange"
+            if md.coSimulation is not None
+            else "model exchange only: runs through CVode"
+        )
+        if md.fmiVersion.startswith("3."):
+            how = "FMI 3.0 model exchange is not supported yet: studies need co-simulation"
+        click.echo(
+            f"           {how} (continuous states: {md.numberOfContinuousStates}, "
+            f"event indicators: {md.numberOfEventIndicators})"
+        )
     click.echo(f"file       {path}")
     click.echo(f"sha256     {file_sha256(path)}")
     click.echo(f"guid       {md.guid}")

@@ -9,7 +9,7 @@ from typing import Any
 
 from physics.fmu import Fmu, Trajectories, fmu_for_model
 from physics.kpi import compute_kpis
-from physics.spec import TwinSpec
+from physics.spec import SpecError, TwinSpec
 from physics.workorder import OrderError, SimulationCase
 
 
@@ -34,8 +34,16 @@ def fmu_path_of(spec: TwinSpec) -> Path:
 def open_twin(spec: TwinSpec) -> Fmu:
     """Open the spec's FMU, check the spec against its variables and that its binary
     loads here (FmuFileError otherwise)."""
-    fmu = Fmu(fmu_path_of(spec))
+    fmu = Fmu(fmu_path_of(spec), interface=spec.fmu.interface, tolerance=spec.fmu.tolerance)
     try:
+        if spec.fmu.tolerance is not None and not fmu.model_exchange:
+            raise SpecError(
+                [
+                    f"fmu.tolerance: {spec.fmu.tolerance:g} is for model exchange, and this "
+                    "twin runs the FMU's co-simulation interface; set fmu.interface: "
+                    "model_exchange or leave the tolerance out"
+                ]
+            )
         spec.check_against(fmu.catalogue)
         spec.bind_default_experiment(fmu.model_description)
         fmu.check_runnable()

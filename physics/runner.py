@@ -75,6 +75,10 @@ class SimulationJob:
     # The FMU unpacked once for the study (physics.fmu.unpack_once); None: each worker
     # extracts its own copy.
     unpacked: str | None = None
+    # The FMI interface ("co_simulation" / "model_exchange") and, for model exchange,
+    # CVode's relative tolerance (physics.fmu.Fmu).
+    interface: str | None = None
+    tolerance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def open_engine(job: SimulationJob) -> tuple[Any, Any]:
     from physics.fmu import Fmu
     from physics.fmu._native import NativeFmu, native_binary_exists
 
-    fmu = Fmu(job.fmu_path, unpacked=job.unpacked)
+    fmu = Fmu(job.fmu_path, unpacked=job.unpacked, interface=job.interface, tolerance=job.tolerance)
     native = NativeFmu(fmu) if job.engine == "native" and native_binary_exists(fmu) else None
     return fmu, native
 

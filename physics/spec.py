@@ -106,6 +106,11 @@ class FmuSpec(_Section):
     # Where runs start [s]; None: the FMU's default experiment's start time (else 0).
     # ``stop_time`` is absolute, as in FMI: a run covers [start_time, stop_time].
     start_time: float | None = None
+    # Which FMI interface runs: None takes co-simulation when the FMU has it (its
+    # exporter's solver), else model exchange (integrated here by CVode).
+    interface: Literal["co_simulation", "model_exchange"] | None = None
+    # Model exchange: CVode's relative tolerance (physics.fmu DEFAULT_TOLERANCE if None).
+    tolerance: float | None = None
 
     @property
     def sampling_interval(self) -> float:

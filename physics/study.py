@@ -117,6 +117,7 @@ def _fmu_info(twin: Any, fmu_path: Path) -> dict[str, Any]:
         "guid": twin.guid,
         "model_name": twin.name,
         "fmi_version": twin.model_description.fmiVersion,
+        "interface": twin.interface,
     }
 
 
@@ -143,6 +144,7 @@ def job_for(
     trajectories: tuple[str, ...],
     start_time: float = 0.0,
     sha256: str | None = None,
+    interface: str | None = None,
 ) -> SimulationJob:
     """What every run of the spec's study shares; with the FMU's ``sha256``, the FMU is
     unpacked once into the cache for all workers."""
@@ -157,6 +159,8 @@ def job_for(
         trajectories,
         start_time=start_time,
         unpacked=None if sha256 is None else str(unpack_once(fmu_path, sha256)),
+        interface=interface or spec.fmu.interface,
+        tolerance=spec.fmu.tolerance,
     )
 
 
@@ -232,7 +236,9 @@ def generate(
         "created": _now(),
     }
     # Connect to the executor before anything is written: a bad address changes nothing.
-    job = job_for(spec, fmu_path, traj_outputs, start_time, fmu_info["sha256"])
+    job = job_for(
+        spec, fmu_path, traj_outputs, start_time, fmu_info["sha256"], fmu_info["interface"]
+    )
     runner = LocalPool(job, pool) if executor is None else executor(job, pool)
     with DatasetFolder(out) as folder:
         if folder.old_card is not None:
@@ -419,7 +425,10 @@ def extend(
             )  # fmt: skip
         total = sum(r["runs"] for r in rounds)
         card["doe"].update(n=total, points=total, rounds=rounds)
-        runner = LocalPool(job_for(spec, fmu_path, (), start_time, fmu_info["sha256"]), pool)
+        runner = LocalPool(
+            job_for(spec, fmu_path, (), start_time, fmu_info["sha256"], fmu_info["interface"]),
+            pool,
+        )
         writer = folder.writer(card, schema, chunk_size=chunk_size)
         done = writer.done_run_ids()
         todo = [(first + i, p) for i, p in enumerate(points) if first + i not in done]

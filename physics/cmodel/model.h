@@ -63,4 +63,24 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len);
 /* Advance the run from s->time by h > 0 (the framework updates s->time). */
 ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len);
 
+#ifdef MODEL_EXCHANGE
+/* Model exchange (a table with a model_exchange section; FMI 2.0). The
+ * solver owns the continuous states (STATE_VRS, written straight into s->v)
+ * and the time; the model computes the rest from them:
+ *
+ * model_derivatives: the derivative variables (DERIVATIVE_VRS) and any other
+ *   variable that depends on the states, at s->time. Called before every read
+ *   after the solver moved the states or the time.
+ * model_event_indicators: z[0..N_EVENT_INDICATORS); an event happens where
+ *   one of them changes sign.
+ * model_event_update: at an event (and once after initialization), switch
+ *   discrete variables and, if it must, reset states; set *states_changed when
+ *   it wrote a state, so the solver restarts from the new values.
+ *
+ * model_do_step still serves the co-simulation interface of the same FMU. */
+ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len);
+void model_event_indicators(const ModelState *s, double z[]);
+ModelStatus model_event_update(ModelState *s, int *states_changed, char *msg, size_t msg_len);
+#endif
+
 #endif

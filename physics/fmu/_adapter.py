@@ -179,14 +179,14 @@ MAX_UNZIPPED_BYTES = 4 << 30  # an FMU larger than this unzipped is refused (zip
 MAX_MEMBERS = 100_000
 
 
-def read_description(path: Path, *, co_simulation: bool = True) -> Any:
+def read_description(path: Path) -> Any:
     """The model description of an FMU file, checked for what this runner needs.
 
     FmuFileError names the file and the problem: not a zip, an unsafe or oversized
     archive, no or invalid modelDescription.xml, an FMI version other than 2.0 / 3.0,
-    no co-simulation interface (unless ``co_simulation`` is False: describing a
-    model-exchange FMU), a modelIdentifier that is not a C identifier (it names the
-    library to load: one with "../" would load a file outside the FMU).
+    neither a co-simulation nor a model-exchange interface, a modelIdentifier that is
+    not a C identifier (it names the library to load: one with "../" would load a file
+    outside the FMU).
     """
     import zipfile
 
@@ -228,16 +228,54 @@ def read_description(path: Path, *, co_simulation: bool = True) -> Any:
         lines = (line.strip(" -").rstrip(":") for line in str(exc).splitlines())
         detail = "; ".join(line for line in lines if line)
         raise FmuFileError(f"{path}: modelDescription.xml is not valid ({detail})") from None
-    if md.coSimulation is None and co_simulation:
-        raise FmuFileError(
-            f"{path}: no co-simulation interface (model exchange only); export it with "
-            "co-simulation from its tool"
-        )
+    if md.coSimulation is None and md.modelExchange is None:
+        raise FmuFileError(f"{path}: neither a co-simulation nor a model-exchange interface")
     for interface in (md.coSimulation, md.modelExchange):
         mid = None if interface is None else interface.modelIdentifier
         if interface is not None and not _C_IDENTIFIER.match(mid or ""):
             raise FmuFileError(f"{path}: modelIdentifier {mid!r} is not a C identifier")
     return md
+
+
+# The two FMI interfaces, as a spec names them (fmu.interface).
+INTERFACES = ("co_simulation", "model_exchange")
+# Model exchange: CVode's relative tolerance unless the spec sets fmu.tolerance.
+DEFAULT_TOLERANCE = 1e-6
+# Model exchange: events in one communication step beyond this are a chattering model.
+MAX_EVENTS_PER_STEP = 10_000
+
+
+def pick_interface(md: Any, wanted: str | None, path: Path) -> str:
+    """The interface a run uses: ``wanted``, else co-simulation when the FMU has it (its
+    exporter's own solver), else model exchange (integrated here by CVode). FmuFileError
+    when the FMU lacks the one wanted, or for FMI 3.0 model exchange (not yet)."""
+    have = [
+        name
+        for name, interface in zip(INTERFACES, (md.coSimulation, md.modelExchange), strict=True)
+        if interface is not None
+    ]
+    if wanted is not None and wanted not in INTERFACES:
+        raise ValueError(f"fmu.interface: {wanted!r} is not one of {', '.join(INTERFACES)}")
+    chosen = wanted or have[0]
+    if chosen not in have:
+        raise FmuFileError(
+            f"{path}: no {chosen.replace('_', '-')} interface (fmu.interface); it has "
+            f"{' and '.join(h.replace('_', '-') for h in have)}"
+        )
+    if chosen == "model_exchange" and md.fmiVersion.startswith("3."):
+        raise FmuFileError(
+            f"{path}: FMI 3.0 model exchange is not supported yet (FMI 2.0 model exchange "
+            "and FMI 2.0 / 3.0 co-simulation are); export it with co-simulation"
+        )
+    return chosen
+
+
+class _NoInput:
+    """fmpy's CVodeSolver applies inputs at each root-function call; the runner sets its
+    inputs itself, at communication points."""
+
+    def apply(self, time: float, continuous: bool = True, discrete: bool = True) -> None:
+        pass
 
 
 _UNPACKED = ".unpacked"  # written last: the folder holds the whole FMU
@@ -272,15 +310,26 @@ def unpack_once(path: str | Path, sha256: str) -> Path:
 
 
 class Fmu:
-    """One FMI 2.0 co-simulation FMU, ready to run many times.
+    """One FMI 2.0 / 3.0 FMU, ready to run many times: co-simulation (the FMU steps
+    itself) or FMI 2.0 model exchange (CVode integrates it, events located by root
+    finding).
 
     >>> with Fmu("spindle.fmu") as fmu:
     ...     traj = fmu.simulate({"spindle_speed": 6000.0}, stop_time=600.0, step_size=1.0)
     """
 
-    def __init__(self, path: str | Path, *, unpacked: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        unpacked: str | Path | None = None,
+        interface: str | None = None,
+        tolerance: float | None = None,
+    ) -> None:
         """``unpacked``: a folder ``unpack_once`` filled with this FMU, shared by the
-        workers of a study and left in place on close; else a private temporary copy."""
+        workers of a study and left in place on close; else a private temporary copy.
+        ``interface``: "co_simulation" or "model_exchange" (``pick_interface``);
+        ``tolerance``: CVode's relative tolerance for model exchange."""
         import fmpy
 
         self.path = Path(path)
@@ -289,6 +338,9 @@ class Fmu:
         self.sha256 = file_sha256(self.path)
         self.model_description = read_description(self.path)
         md = self.model_description
+        self.interface = pick_interface(md, interface, self.path)
+        self.model_exchange = self.interface == "model_exchange"
+        self.tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
         self.fmi3 = md.fmiVersion.startswith("3.")
         self.name = md.modelName
         self.guid = md.guid
@@ -311,8 +363,14 @@ class Fmu:
         import fmpy
 
         platform = fmpy.platform_tuple if self.fmi3 else fmpy.platform
-        mid = self.model_description.coSimulation.modelIdentifier
-        return self._dir / "binaries" / platform / f"{mid}{fmpy.sharedLibraryExtension}"
+        return self._dir / "binaries" / platform / f"{self.identifier}{fmpy.sharedLibraryExtension}"
+
+    @property
+    def identifier(self) -> str:
+        """The modelIdentifier (the library's name) of the interface in use."""
+        md = self.model_description
+        interface = md.modelExchange if self.model_exchange else md.coSimulation
+        return str(interface.modelIdentifier)
 
     def check_runnable(self) -> None:
         """Load the binary and instantiate once: FmuFileError when that is impossible, so a
@@ -342,10 +400,15 @@ class Fmu:
             args = dict(
                 guid=md.guid,
                 unzipDirectory=str(self._dir),
-                modelIdentifier=md.coSimulation.modelIdentifier,
+                modelIdentifier=self.identifier,
                 instanceName=self.name,
             )
-            if self.fmi3:
+            if self.model_exchange:
+                from fmpy.fmi2 import FMU2Model
+
+                slave = FMU2Model(**args)
+                slave.instantiate(callbacks=_callbacks_for(self._log))
+            elif self.fmi3:
                 from fmpy.fmi3 import FMU3Slave
 
                 slave = FMU3Slave(**args)
@@ -467,45 +530,20 @@ class Fmu:
 
         slave = self._instance()
         self._log.clear()
-        t = start_time
+        clock = [start_time]  # the model time reached, for error messages
         try:
             if not self._fresh:
                 slave.reset()
             self._fresh = False
-            if self.fmi3:
-                slave.enterInitializationMode(startTime=start_time, stopTime=stop_time)
-            else:
-                slave.setupExperiment(startTime=start_time, stopTime=stop_time)
-                slave.enterInitializationMode()
             initial = dict(start_values)
             initial.update({k: float(np.interp(start_time, *p)) for k, p in profiles.items()})
-            self._set(slave, initial)
-            slave.exitInitializationMode()
-            k = 0
-            self._sample(slave, readers, data[:, k])
-            time[k] = t
-            for i in range(n_steps):
-                t = start_time + i * step_size
-                h = min(step_size, stop_time - t) if i == n_steps - 1 else step_size
-                if profiles:
-                    self._set(slave, {n: float(np.interp(t, *p)) for n, p in profiles.items()})
-                answer = slave.doStep(currentCommunicationPoint=t, communicationStepSize=h)
-                if self.fmi3 and answer[1]:  # terminateSimulation
-                    raise SimulationError(
-                        f"{self.name}: the FMU asked to terminate at t = {t + h:g}",
-                        fmu=self.name,
-                        function="fmi3DoStep",
-                        time=t + h,
-                        log=tuple(self._log),
-                    )
-                if (i + 1) % every == 0 or i == n_steps - 1:
-                    k += 1
-                    self._sample(slave, readers, data[:, k])
-                    time[k] = t + h
+            run = self._run_me if self.model_exchange else self._run_cs
+            k = run(slave, initial, profiles, start_time, stop_time, step_size, n_steps, every,
+                    readers, time, data, clock)  # fmt: skip
         except SimulationError:
             raise
         except Exception as exc:
-            raise self._error(exc, t) from exc
+            raise self._error(exc, clock[0]) from exc
         time, data = time[: k + 1], data[:, : k + 1]
         bad = ~np.isfinite(data)
         if bad.any():
@@ -529,6 +567,169 @@ class Fmu:
                 values[v.name] = column
         units = {v.name: self.catalogue[v.name].unit for v in out_vars}
         return Trajectories(time=time, values=values, units=units)
+
+    def _run_cs(
+        self,
+        slave: Any,
+        initial: dict[str, Any],
+        profiles: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        start_time: float,
+        stop_time: float,
+        step_size: float,
+        n_steps: int,
+        every: int,
+        readers: list[tuple[str, list[int], list[int]]],
+        time: np.ndarray,
+        data: np.ndarray,
+        clock: list[float],
+    ) -> int:
+        """Co-simulation: one doStep per communication step; the index of the last sample."""
+        if self.fmi3:
+            slave.enterInitializationMode(startTime=start_time, stopTime=stop_time)
+        else:
+            slave.setupExperiment(startTime=start_time, stopTime=stop_time)
+            slave.enterInitializationMode()
+        self._set(slave, initial)
+        slave.exitInitializationMode()
+        k = 0
+        self._sample(slave, readers, data[:, k])
+        time[k] = start_time
+        for i in range(n_steps):
+            t = clock[0] = start_time + i * step_size
+            h = min(step_size, stop_time - t) if i == n_steps - 1 else step_size
+            if profiles:
+                self._set(slave, {n: float(np.interp(t, *p)) for n, p in profiles.items()})
+            answer = slave.doStep(currentCommunicationPoint=t, communicationStepSize=h)
+            if self.fmi3 and answer[1]:  # terminateSimulation
+                raise self._terminated("fmi3DoStep", t + h)
+            if (i + 1) % every == 0 or i == n_steps - 1:
+                k += 1
+                self._sample(slave, readers, data[:, k])
+                time[k] = t + h
+        return k
+
+    def _run_me(
+        self,
+        model: Any,
+        initial: dict[str, Any],
+        profiles: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        start_time: float,
+        stop_time: float,
+        step_size: float,
+        n_steps: int,
+        every: int,
+        readers: list[tuple[str, list[int], list[int]]],
+        time: np.ndarray,
+        data: np.ndarray,
+        clock: list[float],
+    ) -> int:
+        """FMI 2.0 model exchange: CVode (BDF, fmpy's SUNDIALS build) integrates from one
+        communication point to the next, stopping at time events and at the roots of the
+        event indicators (state events) to let the FMU update its discrete states; the
+        index of the last sample. Inputs change at communication points (as in
+        co-simulation), and the solver restarts there."""
+        from physics.fmu._cvode import Cvode, NonFiniteDerivative
+
+        md = self.model_description
+        model.setupExperiment(tolerance=self.tolerance, startTime=start_time, stopTime=stop_time)
+        model.enterInitializationMode()
+        self._set(model, initial)
+        model.exitInitializationMode()
+        next_event = self._event_iteration(model, start_time)
+        model.enterContinuousTimeMode()
+        completed = bool(md.modelExchange.needsCompletedIntegratorStep)
+        k = 0
+        self._sample(model, readers, data[:, k])
+        time[k] = start_time
+        t = start_time
+        solver = Cvode(
+            model,
+            md.numberOfContinuousStates,
+            md.numberOfEventIndicators,
+            start_time,
+            relative_tolerance=self.tolerance,
+            # One internal step never spans more than a communication step, so the root
+            # finder sees every sign change of an indicator on the output grid's scale.
+            max_step=step_size,
+        )
+        with solver:
+            for i in range(n_steps):
+                t_end = stop_time if i == n_steps - 1 else start_time + (i + 1) * step_size
+                if profiles and i > 0:
+                    self._set(model, {n: float(np.interp(t, *p)) for n, p in profiles.items()})
+                    solver.reset(t)
+                events = 0
+                while t < t_end:
+                    try:
+                        t, state_event = solver.step(min(t_end, next_event))
+                    except NonFiniteDerivative as exc:
+                        state = md.derivatives[exc.index].variable.derivative.name
+                        raise SimulationError(
+                            f"{self.name}: the derivative of {state} is {exc.value} at "
+                            f"t = {exc.t:g}",
+                            kind="nan",
+                            fmu=self.name,
+                            function="fmi2GetDerivatives",
+                            time=exc.t,
+                            log=tuple(self._log),
+                        ) from None
+                    except BaseException:
+                        clock[0] = solver.last_t
+                        raise
+                    clock[0] = t
+                    step_event, terminate = (
+                        model.completedIntegratorStep() if completed else (False, False)
+                    )
+                    if terminate:
+                        raise self._terminated("fmi2CompletedIntegratorStep", t)
+                    if not (state_event or step_event or t >= next_event):
+                        continue
+                    events += 1
+                    if events > MAX_EVENTS_PER_STEP:
+                        raise SimulationError(
+                            f"{self.name}: more than {MAX_EVENTS_PER_STEP:,} events in the "
+                            f"step ending at t = {t_end:g} (a chattering model)",
+                            fmu=self.name,
+                            time=t,
+                            log=tuple(self._log),
+                        )
+                    model.enterEventMode()
+                    next_event = self._event_iteration(model, t)
+                    model.enterContinuousTimeMode()
+                    solver.reset(t)
+                if (i + 1) % every == 0 or i == n_steps - 1:
+                    k += 1
+                    self._sample(model, readers, data[:, k])
+                    time[k] = t
+        return k
+
+    def _event_iteration(self, model: Any, t: float) -> float:
+        """Update discrete states until the FMU needs no more; the next time event (inf
+        when none). A request to terminate is an error naming the time."""
+        needed, next_time = True, math.inf
+        for _ in range(MAX_EVENTS_PER_STEP):
+            needed, terminate, _, _, defined, when = model.newDiscreteStates()
+            if terminate:
+                raise self._terminated("fmi2NewDiscreteStates", t)
+            next_time = float(when) if defined else math.inf
+            if not needed:
+                return next_time
+        raise SimulationError(
+            f"{self.name}: the event iteration at t = {t:g} did not converge in "
+            f"{MAX_EVENTS_PER_STEP:,} rounds",
+            fmu=self.name,
+            time=t,
+            log=tuple(self._log),
+        )
+
+    def _terminated(self, function: str, t: float) -> SimulationError:
+        return SimulationError(
+            f"{self.name}: the FMU asked to terminate at t = {t:g}",
+            fmu=self.name,
+            function=function,
+            time=t,
+            log=tuple(self._log),
+        )
 
     def _readers(self, out_vars: list[Any]) -> list[tuple[str, list[int], list[int]]]:
         """Group outputs by type: one FMI get call per type per sample."""

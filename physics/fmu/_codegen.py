@@ -85,6 +85,8 @@ class Variable:
     min: float | None = None
     max: float | None = None
     declared_type: str | None = None
+    # Model exchange: the continuous state this variable is the time derivative of.
+    derivative_of: str | None = None
 
 
 @dataclass
@@ -99,6 +101,15 @@ class ModelTable:
     tables: dict[str, Any]
     variables: list[Variable] = field(default_factory=list)
     fmi_version: str = "2.0"
+    # Whether the FMU also offers FMI 2.0 model exchange (the model then provides
+    # model_derivatives, model_event_indicators and model_event_update; see model.h).
+    model_exchange: bool = False
+    event_indicators: int = 0
+
+    def states(self) -> list[tuple[Variable, Variable]]:
+        """(state, derivative) pairs of a model-exchange table, in table order."""
+        by_name = {v.name: v for v in self.variables}
+        return [(by_name[v.derivative_of], v) for v in self.variables if v.derivative_of]
 
 
 def load_table(path: Path) -> ModelTable:
@@ -201,8 +212,10 @@ def load_table(path: Path) -> ModelTable:
                 min=lo,
                 max=hi,
                 declared_type=declared,
+                derivative_of=row.get("derivative_of"),
             )
         )
+    model_exchange, event_indicators = _model_exchange(raw, variables, where, fmi_version)
     if fmi_version == "3.0" and FMI3_TIME_NAME in seen:
         raise BuildError(
             f"{where}: variables.{FMI3_TIME_NAME}: the name is reserved for the independent "
@@ -239,7 +252,58 @@ def load_table(path: Path) -> ModelTable:
         tables=tables,
         variables=variables,
         fmi_version=fmi_version,
+        model_exchange=model_exchange,
+        event_indicators=event_indicators,
     )
+
+
+def _model_exchange(
+    raw: dict[str, Any], variables: list[Variable], where: str, fmi_version: str
+) -> tuple[bool, int]:
+    """The table's ``model_exchange`` section and ``derivative_of`` fields, checked:
+    (whether the FMU offers model exchange, its number of event indicators)."""
+    section = raw.get("model_exchange")
+    derivatives = [v for v in variables if v.derivative_of is not None]
+    if section is None:
+        if derivatives:
+            raise BuildError(
+                f"{where}: variables.{derivatives[0].name}.derivative_of: only a table with "
+                "a model_exchange section declares derivatives"
+            )
+        return False, 0
+    if fmi_version != "2.0":
+        raise BuildError(
+            f"{where}: model_exchange: FMI {fmi_version} builds are co-simulation only "
+            "(model exchange is built for FMI 2.0)"
+        )
+    if section is True:
+        section = {}
+    if not isinstance(section, dict) or set(section) - {"event_indicators"}:
+        raise BuildError(
+            f"{where}: model_exchange: {section!r} must be true or a mapping with event_indicators"
+        )
+    count = section.get("event_indicators", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1000:
+        raise BuildError(
+            f"{where}: model_exchange.event_indicators: {count!r} must be an integer in [0, 1000]"
+        )
+    by_name = {v.name: v for v in variables}
+    states: set[str] = set()
+    for der in derivatives:
+        at = f"{where}: variables.{der.name}"
+        state = by_name.get(str(der.derivative_of))
+        if state is None:
+            raise BuildError(f"{at}.derivative_of: {der.derivative_of!r} is not a variable")
+        for v, role in ((der, "derivative"), (state, "state")):
+            if v.type != "Real" or v.causality not in ("output", "local"):
+                raise BuildError(
+                    f"{at}.derivative_of: the {role} {v.name} must be a Real output or "
+                    f"local (it is a {v.type} {v.causality})"
+                )
+        if state.name in states:
+            raise BuildError(f"{at}.derivative_of: {state.name} has two derivatives")
+        states.add(state.name)
+    return True, count
 
 
 def _c_number(value: Any) -> str:
@@ -286,7 +350,21 @@ def render_header(model: ModelTable) -> str:
             f'    {{"{v.name}", {_TYPES[v.type]}, {_CAUSALITIES[v.causality]}, '
             f"{_c_number(v.start)}, {lo}, {hi}}},"
         )
-    lines += ["};", "", "#endif", ""]
+    lines += ["};", ""]
+    if model.model_exchange:
+        pairs = model.states()
+        # C has no empty arrays: a model without states gets one unused entry.
+        state_vrs = ", ".join(str(s.vr) for s, _ in pairs) or "0"
+        derivative_vrs = ", ".join(str(d.vr) for _, d in pairs) or "0"
+        lines += [
+            "#define MODEL_EXCHANGE 1",
+            f"#define N_STATES {len(pairs)}",
+            f"#define N_EVENT_INDICATORS {model.event_indicators}",
+            f"static const unsigned int STATE_VRS[] = {{{state_vrs}}};",
+            f"static const unsigned int DERIVATIVE_VRS[] = {{{derivative_vrs}}};",
+            "",
+        ]
+    lines += ["#endif", ""]
     return "\n".join(lines)
 
 
@@ -346,13 +424,27 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
         f'<fmiModelDescription fmiVersion="2.0" modelName={a(model.name)} guid={a(model.guid)}'
         f" description={a(model.description)} author={a(model.author)}"
         f" version={a(model.version)} generationTool={a(tool)}"
-        ' variableNamingConvention="flat" numberOfEventIndicators="0">',
-        f"  <CoSimulation modelIdentifier={a(model.name)}"
-        ' canHandleVariableCommunicationStepSize="true" canGetAndSetFMUstate="true"'
-        ' canSerializeFMUstate="true" canNotUseMemoryManagementFunctions="true">',
+        ' variableNamingConvention="flat"'
+        f' numberOfEventIndicators="{model.event_indicators}">',
+    ]
+    sources = [
         "    <SourceFiles>",
         *[f"      <File name={a(name)}/>" for name in source_files],
         "    </SourceFiles>",
+    ]
+    if model.model_exchange:
+        out += [
+            f"  <ModelExchange modelIdentifier={a(model.name)}"
+            ' completedIntegratorStepNotNeeded="true" canGetAndSetFMUstate="true"'
+            ' canSerializeFMUstate="true" canNotUseMemoryManagementFunctions="true">',
+            *sources,
+            "  </ModelExchange>",
+        ]
+    out += [
+        f"  <CoSimulation modelIdentifier={a(model.name)}"
+        ' canHandleVariableCommunicationStepSize="true" canGetAndSetFMUstate="true"'
+        ' canSerializeFMUstate="true" canNotUseMemoryManagementFunctions="true">',
+        *sources,
         "  </CoSimulation>",
     ]
     out += _unit_definitions({v.unit for v in model.variables if v.unit})
@@ -370,6 +462,8 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
             out.append("    </SimpleType>")
         out.append("  </TypeDefinitions>")
     out += _log_categories_and_default_experiment(model)
+    # Indices in ModelStructure and derivative="" are 1-based positions in ModelVariables.
+    positions = {v.name: v.vr + 1 for v in model.variables}
     out.append("  <ModelVariables>")
     for v in model.variables:
         out.append(
@@ -382,6 +476,8 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
             var_attrs.append(f"declaredType={a(v.declared_type)}")
         if v.unit:
             var_attrs.append(f"unit={a(v.unit)}")
+        if v.derivative_of:
+            var_attrs.append(f'derivative="{positions[v.derivative_of]}"')
         # Integer and Enumeration attributes are xs:int in the schema.
         num = (lambda x: str(int(x))) if v.type in ("Integer", "Enumeration") else _xml_number
         if v.start is not None:
@@ -396,16 +492,25 @@ def render_model_description(model: ModelTable, source_files: list[str], tool: s
         out.append(f"      <{v.type} {' '.join(var_attrs)}/>".replace(" />", "/>"))
         out.append("    </ScalarVariable>")
     out.append("  </ModelVariables>")
-    # Indices in ModelStructure are 1-based positions in ModelVariables.
     outputs = [v.vr + 1 for v in model.variables if v.causality == "output"]
-    initial = [
+    pairs = model.states()
+    derivatives = sorted(d.vr + 1 for _, d in pairs)
+    # Calculated during initialization: outputs, calculated parameters and, for model
+    # exchange, every derivative and every state that is not an output already.
+    calculated = {
         v.vr + 1 for v in model.variables if v.causality in ("output", "calculatedParameter")
-    ]
+    }
+    calculated |= set(derivatives) | {s.vr + 1 for s, _ in pairs}
+    initial = sorted(calculated)
     out.append("  <ModelStructure>")
     if outputs:
         out.append("    <Outputs>")
         out += [f'      <Unknown index="{i}"/>' for i in outputs]
         out.append("    </Outputs>")
+    if derivatives:
+        out.append("    <Derivatives>")
+        out += [f'      <Unknown index="{i}"/>' for i in derivatives]
+        out.append("    </Derivatives>")
     if initial:
         out.append("    <InitialUnknowns>")
         out += [f'      <Unknown index="{i}"/>' for i in initial]

@@ -249,8 +249,10 @@ _FMI3_NAMES = {"fmi2SetupExperiment": "fmi3EnterInitializationMode"}
 
 
 def native_binary_exists(fmu: Fmu) -> bool:
+    """Whether the native driver can step this FMU: co-simulation (model exchange runs
+    through CVode in ``Fmu.simulate``) with a binary for this platform."""
     md = fmu.model_description
-    if md.coSimulation is None:
+    if fmu.model_exchange:
         return False
     ident = md.coSimulation.modelIdentifier
     platform = fmi3_platform() if fmu.fmi3 else fmi_platform()

@@ -82,3 +82,43 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
     V(y) = V(u) + (V(y) - V(u)) * exp(-h / V(tau));
     return MODEL_OK;
 }
+
+/* ---- model exchange -------------------------------------------------------------
+ * The same lag for an ODE solver, y' = (u - y) / tau, with the faults acting
+ * in the derivative from fault_time on: an error status, a hang, a crash, and
+ * a NaN derivative (the solver then fails); no leak. */
+
+ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len) {
+    V(der_y) = (V(u) - V(y)) / V(tau);
+    if (!fault_due(s, s->time)) return MODEL_OK;
+    switch ((int)V(fault)) {
+    case STEP_ERROR:
+        snprintf(msg, msg_len, "injected error at t=%g s (fault_time = %g s)", s->time,
+                 V(fault_time));
+        return MODEL_ERROR;
+    case HANG:
+        while (hanging) {
+        }
+        break;
+    case CRASH:
+        raise(SIGSEGV);
+        break;
+    case NAN_OUTPUT:
+        V(der_y) = NAN;
+        break;
+    }
+    return MODEL_OK;
+}
+
+void model_event_indicators(const ModelState *s, double z[]) {
+    (void)s;
+    (void)z;
+}
+
+ModelStatus model_event_update(ModelState *s, int *states_changed, char *msg, size_t msg_len) {
+    (void)s;
+    (void)states_changed;
+    (void)msg;
+    (void)msg_len;
+    return MODEL_OK;
+}

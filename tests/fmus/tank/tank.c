@@ -87,3 +87,40 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
     advance(s, h);
     return MODEL_OK;
 }
+
+/* ---- model exchange -------------------------------------------------------------
+ * The same tank for an ODE solver: the level is the one continuous state, and
+ * the valve switches where the one event indicator, the distance to the
+ * threshold that switches the valve in its present state, reaches zero. The
+ * solver locates that root; the co-simulation step above computes it. */
+
+ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len) {
+    (void)msg;
+    (void)msg_len;
+    V(der_level) = level_rate(s, V(valve_open) != 0.0);
+    return MODEL_OK;
+}
+
+void model_event_indicators(const ModelState *s, double z[]) {
+    if (V(valve_open) != 0.0)
+        z[0] = V(level) - V(level_low);
+    else if (may_open(s))
+        z[0] = V(level_high) - V(level);
+    else
+        z[0] = 1.0; /* locked shut: nothing left to switch */
+}
+
+ModelStatus model_event_update(ModelState *s, int *states_changed, char *msg, size_t msg_len) {
+    (void)msg;
+    (void)msg_len;
+    double z;
+    model_event_indicators(s, &z);
+    /* The solver stops at the root to within its tolerance, on either side. */
+    if (z > 1e-9 * (V(level_high) - V(level_low))) return MODEL_OK;
+    int open = V(valve_open) != 0.0;
+    V(level) = open ? V(level_low) : V(level_high);
+    V(valve_open) = open ? 0.0 : 1.0;
+    V(switches) += 1.0;
+    *states_changed = 1;
+    return MODEL_OK;
+}
