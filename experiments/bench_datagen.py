@@ -2,13 +2,15 @@
 
     .venv/bin/python experiments/bench_datagen.py [--quick] [--json out/bench/datagen.json]
 
-For each FMU (the spindle, a small first-order lag, and the same lag as an FMI 3.0 FMU)
-and each run length
+For each FMU (the spindle, a small first-order lag, the same lag as an FMI 3.0 FMU, and
+the lag through its FMI 2.0 model-exchange interface, "lag ME") and each run length
 (100 and 1,000 communication steps), on the same DOE points, it measures:
 
-- ``simulate_fmu``: ``fmpy.simulate_fmu`` called per point, what users write today;
+- ``simulate_fmu``: ``fmpy.simulate_fmu`` called per point, what users write today
+  (with ``fmi_type="ModelExchange"`` for the ME rows: fmpy's CVode loop);
 - ``native loop``: our C driver called in this process, run after run: the time
-  inside the FMU plus a few microseconds, i.e. the limit;
+  inside the FMU plus a few microseconds, i.e. the limit; for the ME rows,
+  ``Fmu.simulate`` (CVode) in this process instead;
 - ``runner x1`` / ``runner xN``: our runner (worker processes, watchdog, KPI
   reduction) with one worker and with one per core, in steady state; the one-off
   start of the workers is reported on its own.
@@ -99,6 +101,22 @@ def native_loop(
     return seconds, in_step
 
 
+def cvode_loop(
+    path: Path, starts: list[dict[str, Any]], stop: float, step: float, kpis: list[Any]
+) -> tuple[float, float]:
+    """Model exchange: seconds per run of Fmu.simulate (CVode) called in this process,
+    run after run (the limit for the runner), and that same time as the time in the FMU
+    and the solver."""
+    outputs = list(dict.fromkeys(k[0] for k in kpis))
+    with Fmu(path, interface="model_exchange") as fmu:
+        fmu.simulate(starts[0], stop, step_size=step, outputs=outputs)  # warm
+        t0 = time.perf_counter()
+        for sv in starts:
+            fmu.simulate(sv, stop, step_size=step, outputs=outputs)
+        seconds = time.perf_counter() - t0
+    return per_run(seconds, len(starts)), seconds
+
+
 def bench_case(
     name: str,
     path: Path,
@@ -108,12 +126,14 @@ def bench_case(
     step: float,
     n_fmpy: int,
     workers: int,
+    interface: str = "co_simulation",
 ) -> dict[str, Any]:
     import fmpy
 
     stop = steps * step
     outputs = list(dict.fromkeys(k[0] for k in kpis))
     n = len(starts)
+    me = interface == "model_exchange"
     # fmpy.simulate_fmu per point, as a user would call it (subset: it is slow).
     t0 = time.perf_counter()
     for sv in starts[:n_fmpy]:
@@ -121,13 +141,15 @@ def bench_case(
             str(path),
             start_values=sv,
             stop_time=stop,
-            step_size=step,
+            step_size=None if me else step,
             output_interval=step,
             output=outputs,
+            fmi_type="ModelExchange" if me else "CoSimulation",
+            record_events=False,
         )
     t_fmpy = per_run(time.perf_counter() - t0, n_fmpy)
-    # The native loop in this process: the limit.
-    t_native, in_step = native_loop(path, starts, stop, step, kpis)
+    # The loop in this process, the limit: our C driver, or CVode for model exchange.
+    t_native, in_step = (cvode_loop if me else native_loop)(path, starts, stop, step, kpis)
     with Fmu(path) as fmu:
         fmi3 = fmu.fmi3
 
@@ -139,6 +161,7 @@ def bench_case(
         step,
         step,
         tuple(KpiDef(f"k{i}", v, r, lim) for i, (v, r, lim) in enumerate(kpis)),
+        interface=interface,
     )
     tasks = [Task(i, sv, stop) for i, sv in enumerate(starts)]
     walls, startup = {}, {}
@@ -156,7 +179,8 @@ def bench_case(
     over_fmpy = t_fmpy - t_native
     over_runner = walls[1] - t_native
     return {
-        "fmu": name,
+        "fmu": name + (" ME" if me else ""),
+        "interface": interface,
         "steps": steps,
         "runs": n,
         "fmpy_runs": n_fmpy,
@@ -183,7 +207,14 @@ def main() -> None:
     n, n_fmpy = (200, 20) if args.quick else (2000, 60)
     print(f"machine: {workers} cores; runs per case: {n} (simulate_fmu: {n_fmpy})\n")
     rows = []
-    for name, points in (("spindle", spindle_points), ("lag", lag_points), ("lag3", lag3_points)):
+    cases = (
+        ("spindle", spindle_points, "co_simulation"),
+        ("lag", lag_points, "co_simulation"),
+        ("lag3", lag3_points, "co_simulation"),
+        # The same lag through its model-exchange interface: CVode in Python callbacks.
+        ("lag", lag_points, "model_exchange"),
+    )
+    for name, points, interface in cases:
         path, starts, kpis = points(n)
         for steps in (100, 1000):
             rows.append(
@@ -196,18 +227,19 @@ def main() -> None:
                     1.0 if name == "spindle" else 0.01,
                     n_fmpy,
                     workers,
+                    interface,
                 )
             )
     head = (
-        f"{'FMU':8s} {'steps':>5s} {'simulate_fmu':>12s} {'runner x1':>10s} "
+        f"{'FMU':10s} {'steps':>5s} {'simulate_fmu':>12s} {'runner x1':>10s} "
         f"{'runner x' + str(workers):>10s} {'native':>9s}   {'overhead/run: fmpy':>18s} "
         f"{'runner':>8s} {'ratio':>6s} {'in FMU':>7s} {'scaling':>7s} {'start':>6s}"
     )
     print(head)
-    print(f"{'':8s} {'':5s} {'runs/s':>12s} {'runs/s':>10s} {'runs/s':>10s} {'runs/s':>9s}")
+    print(f"{'':10s} {'':5s} {'runs/s':>12s} {'runs/s':>10s} {'runs/s':>10s} {'runs/s':>9s}")
     for r in rows:
         print(
-            f"{r['fmu']:8s} {r['steps']:5d} {r['simulate_fmu_runs_per_s']:12.1f} "
+            f"{r['fmu']:10s} {r['steps']:5d} {r['simulate_fmu_runs_per_s']:12.1f} "
             f"{r['runner_1_runs_per_s']:10.1f} {r[f'runner_{workers}_runs_per_s']:10.1f} "
             f"{r['native_runs_per_s']:9.1f}   {r['simulate_fmu_overhead_ms']:15.3f} ms "
             f"{r['runner_overhead_ms']:5.3f} ms {r['overhead_ratio']:6.3f} "

@@ -648,9 +648,9 @@ class Fmu:
             md.numberOfEventIndicators,
             start_time,
             relative_tolerance=self.tolerance,
-            # One internal step never spans more than a communication step, so the root
-            # finder sees every sign change of an indicator on the output grid's scale.
-            max_step=step_size,
+            # As fmpy bounds it: a fiftieth of the run (a communication step at least),
+            # so a long run's root finder still checks the indicators along the way.
+            max_step=max(step_size, (stop_time - start_time) / 50),
         )
         with solver:
             for i in range(n_steps):
