@@ -117,8 +117,6 @@ def fmu_info(target: str) -> None:
             if md.coSimulation is not None
             else "model exchange only: runs through CVode"
         )
-        if md.fmiVersion.startswith("3."):
-            how = "FMI 3.0 model exchange is not supported yet: studies need co-simulation"
         click.echo(
             f"           {how} (continuous states: {md.numberOfContinuousStates}, "
             f"event indicators: {md.numberOfEventIndicators})"

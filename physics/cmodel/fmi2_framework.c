@@ -20,8 +20,6 @@ typedef struct {
     char *instance_name;
     fmi2CallbackLogger logger;
     fmi2ComponentEnvironment env;
-    int model_exchange; /* instantiated as fmi2ModelExchange */
-    int dirty;          /* model exchange: states, time or inputs moved since model_derivatives */
 } Instance;
 
 static const StateFormat STATE_FORMAT = {"ATWINST1", ""};
@@ -106,9 +104,8 @@ fmi2Component fmi2Instantiate(fmi2String instanceName, fmi2Type fmuType, fmi2Str
     strcpy(inst->instance_name, name);
     inst->logger = logger;
     inst->env = env;
-    inst->model_exchange = fmuType == fmi2ModelExchange;
-    inst->dirty = 1;
     core_init(&inst->core, log_to_fmi2, check_vr, loggingOn);
+    inst->core.model_exchange = fmuType == fmi2ModelExchange;
     return inst;
 }
 
@@ -149,10 +146,8 @@ fmi2Status fmi2ExitInitializationMode(fmi2Component c) {
     if (core->mode != MODE_INITIALIZATION)
         return FAIL(c, "fmi2ExitInitializationMode", "not in initialization mode");
     /* Model exchange continues in event mode (the importer calls fmi2NewDiscreteStates). */
-    Instance *inst = (Instance *)c;
-    inst->dirty = 1;
     return to_fmi2(core_exit_initialization(core, "fmi2ExitInitializationMode",
-                                            inst->model_exchange ? MODE_EVENT : MODE_STEP));
+                                            core->model_exchange ? MODE_EVENT : MODE_STEP));
 }
 
 fmi2Status fmi2Terminate(fmi2Component c) {
@@ -164,12 +159,8 @@ fmi2Status fmi2Terminate(fmi2Component c) {
 fmi2Status fmi2Reset(fmi2Component c) {
     if (c == NULL) return fmi2Error;
     core_reset(core_of(c));
-    ((Instance *)c)->dirty = 1;
     return fmi2OK;
 }
-
-/* Model exchange: bring derived variables up to date before they are read. */
-static ModelStatus refresh(fmi2Component c, const char *function);
 
 /* ---- variable access ------------------------------------------------------ */
 
@@ -187,14 +178,12 @@ static void store_boolean(void *v, size_t i, double x) {
 #define DEFINE_GET_SET(Suffix, CType, VT, load, store)                                         \
     fmi2Status fmi2Get##Suffix(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,    \
                                CType value[]) {                                              \
-        if (refresh(c, "fmi2Get" #Suffix) != MODEL_OK) return fmi2Error;                     \
+        if (core_refresh(core_of(c), "fmi2Get" #Suffix) != MODEL_OK) return fmi2Error;       \
         return to_fmi2(core_get(core_of(c), "fmi2Get" #Suffix, VT, vr, nvr, value, store));   \
     }                                                                                        \
     fmi2Status fmi2Set##Suffix(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,    \
                                const CType value[]) {                                        \
-        ModelStatus st = core_set(core_of(c), "fmi2Set" #Suffix, VT, vr, nvr, value, load);  \
-        if (c != NULL && st == MODEL_OK) ((Instance *)c)->dirty = 1;                          \
-        return to_fmi2(st);                                                                  \
+        return to_fmi2(core_set(core_of(c), "fmi2Set" #Suffix, VT, vr, nvr, value, load));    \
     }
 
 DEFINE_GET_SET(Real, fmi2Real, VT_REAL, load_real, store_real)
@@ -224,7 +213,6 @@ fmi2Status fmi2GetFMUstate(fmi2Component c, fmi2FMUstate *FMUstate) {
 }
 
 fmi2Status fmi2SetFMUstate(fmi2Component c, fmi2FMUstate FMUstate) {
-    if (c != NULL) ((Instance *)c)->dirty = 1;
     return to_fmi2(core_set_state(core_of(c), "fmi2SetFMUstate", FMUstate));
 }
 
@@ -289,7 +277,7 @@ fmi2Status fmi2DoStep(fmi2Component c, fmi2Real currentCommunicationPoint,
     (void)noSetFMUStatePriorToCurrentPoint;
     Core *core = core_of(c);
     if (core == NULL) return fmi2Error;
-    if (((Instance *)c)->model_exchange)
+    if (core->model_exchange)
         return FAIL(c, "fmi2DoStep", "this instance was instantiated for model exchange");
     if (core->mode != MODE_STEP)
         return FAIL(c, "fmi2DoStep", "not in step mode (initialization not finished, or an error)");
@@ -329,79 +317,22 @@ fmi2Status fmi2GetStringStatus(fmi2Component c, const fmi2StatusKind s, fmi2Stri
     return FAIL(c, "fmi2GetStringStatus", "unsupported status kind");
 }
 
-/* ---- model exchange ------------------------------------------------------------ */
+/* ---- model exchange (the core's, in FMI 2.0 types) ------------------------------ */
 
-#ifndef MODEL_EXCHANGE
-
-static ModelStatus refresh(fmi2Component c, const char *function) {
-    (void)c;
-    (void)function;
-    return MODEL_OK;
-}
-
-#else
-
-/* In continuous-time mode the core's MODE_STEP stands for it: parameters are
- * fixed there and in event mode, exactly as the core checks for co-simulation. */
-#define MODE_CONTINUOUS MODE_STEP
-
-static ModelStatus refresh(fmi2Component c, const char *function) {
-    Instance *inst = (Instance *)c;
-    if (inst == NULL) return MODEL_ERROR;
-    if (!inst->model_exchange || !inst->dirty) return MODEL_OK;
-    Mode mode = inst->core.mode;
-    if (mode != MODE_EVENT && mode != MODE_CONTINUOUS) return MODEL_OK;
-    char msg[800] = "";
-    ModelStatus st = model_derivatives(&inst->core.s, msg, sizeof msg);
-    if (st >= MODEL_DISCARD) {
-        inst->core.mode = MODE_ERROR;
-        return core_fail(&inst->core, function, "at t=%g: %s", inst->core.s.time,
-                         msg[0] ? msg : "model_derivatives failed");
-    }
-    inst->dirty = 0;
-    return MODEL_OK;
-}
-
-/* MODEL_OK when c is a model-exchange instance in one of the two modes given. */
-static ModelStatus check_me(fmi2Component c, const char *function, Mode a, Mode b) {
-    Instance *inst = (Instance *)c;
-    if (inst == NULL) return MODEL_ERROR;
-    if (!inst->model_exchange)
-        return core_fail(&inst->core, function, "this instance was instantiated for co-simulation");
-    if (inst->core.mode != a && inst->core.mode != b)
-        return core_fail(&inst->core, function, "not allowed in this mode (%d)",
-                         (int)inst->core.mode);
-    return MODEL_OK;
-}
-
-static ModelStatus check_count(fmi2Component c, const char *function, size_t n, size_t expected,
-                               const char *what) {
-    if (n != expected)
-        return core_fail(core_of(c), function, "%zu %s asked for; this model has %zu", n, what,
-                         expected);
-    return MODEL_OK;
-}
+#ifdef MODEL_EXCHANGE
 
 fmi2Status fmi2EnterEventMode(fmi2Component c) {
-    if (check_me(c, "fmi2EnterEventMode", MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK)
+    if (core_me_check(core_of(c), "fmi2EnterEventMode", MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK)
         return fmi2Error;
     core_of(c)->mode = MODE_EVENT;
     return fmi2OK;
 }
 
 fmi2Status fmi2NewDiscreteStates(fmi2Component c, fmi2EventInfo *info) {
-    if (check_me(c, "fmi2NewDiscreteStates", MODE_EVENT, MODE_EVENT) != MODEL_OK || info == NULL)
-        return fmi2Error;
-    Instance *inst = (Instance *)c;
-    char msg[800] = "";
+    if (info == NULL) return FAIL(c, "fmi2NewDiscreteStates", "eventInfo is NULL");
     int states_changed = 0;
-    ModelStatus st = model_event_update(&inst->core.s, &states_changed, msg, sizeof msg);
-    inst->dirty = 1;
-    if (st >= MODEL_DISCARD) {
-        inst->core.mode = MODE_ERROR;
-        return FAIL(c, "fmi2NewDiscreteStates", "at t=%g: %s", inst->core.s.time,
-                    msg[0] ? msg : "model_event_update failed");
-    }
+    ModelStatus st = core_event_update(core_of(c), "fmi2NewDiscreteStates", &states_changed);
+    if (st >= MODEL_DISCARD) return to_fmi2(st);
     info->newDiscreteStatesNeeded = fmi2False;
     info->terminateSimulation = fmi2False;
     info->nominalsOfContinuousStatesChanged = fmi2False;
@@ -412,7 +343,8 @@ fmi2Status fmi2NewDiscreteStates(fmi2Component c, fmi2EventInfo *info) {
 }
 
 fmi2Status fmi2EnterContinuousTimeMode(fmi2Component c) {
-    if (check_me(c, "fmi2EnterContinuousTimeMode", MODE_EVENT, MODE_EVENT) != MODEL_OK)
+    if (core_me_check(core_of(c), "fmi2EnterContinuousTimeMode", MODE_EVENT, MODE_EVENT) !=
+        MODEL_OK)
         return fmi2Error;
     core_of(c)->mode = MODE_CONTINUOUS;
     return fmi2OK;
@@ -422,7 +354,8 @@ fmi2Status fmi2CompletedIntegratorStep(fmi2Component c, fmi2Boolean noSetFMUStat
                                        fmi2Boolean *enterEventMode,
                                        fmi2Boolean *terminateSimulation) {
     (void)noSetFMUStatePriorToCurrentPoint;
-    if (check_me(c, "fmi2CompletedIntegratorStep", MODE_CONTINUOUS, MODE_CONTINUOUS) != MODEL_OK)
+    if (core_me_check(core_of(c), "fmi2CompletedIntegratorStep", MODE_CONTINUOUS,
+                      MODE_CONTINUOUS) != MODEL_OK)
         return fmi2Error;
     if (enterEventMode) *enterEventMode = fmi2False;
     if (terminateSimulation) *terminateSimulation = fmi2False;
@@ -430,63 +363,32 @@ fmi2Status fmi2CompletedIntegratorStep(fmi2Component c, fmi2Boolean noSetFMUStat
 }
 
 fmi2Status fmi2SetTime(fmi2Component c, fmi2Real time) {
-    Instance *inst = (Instance *)c;
-    if (inst == NULL) return fmi2Error;
-    if (!inst->model_exchange)
-        return FAIL(c, "fmi2SetTime", "this instance was instantiated for co-simulation");
-    inst->core.s.time = time;
-    inst->dirty = 1;
+    if (core_me_check(core_of(c), "fmi2SetTime", MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK)
+        return fmi2Error;
+    core_set_time(core_of(c), time);
     return fmi2OK;
 }
 
 fmi2Status fmi2SetContinuousStates(fmi2Component c, const fmi2Real x[], size_t nx) {
-    if (check_me(c, "fmi2SetContinuousStates", MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK ||
-        check_count(c, "fmi2SetContinuousStates", nx, N_STATES, "states") != MODEL_OK)
-        return fmi2Error;
-    if (nx > 0 && x == NULL) return fmi2Error;
-    Instance *inst = (Instance *)c;
-    for (size_t i = 0; i < nx; i++) inst->core.s.v[STATE_VRS[i]] = x[i];
-    inst->dirty = 1;
-    return fmi2OK;
+    return to_fmi2(core_set_states(core_of(c), "fmi2SetContinuousStates", x, nx));
 }
 
 fmi2Status fmi2GetContinuousStates(fmi2Component c, fmi2Real x[], size_t nx) {
-    if (check_me(c, "fmi2GetContinuousStates", MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK ||
-        check_count(c, "fmi2GetContinuousStates", nx, N_STATES, "states") != MODEL_OK)
-        return fmi2Error;
-    if (nx > 0 && x == NULL) return fmi2Error;
-    for (size_t i = 0; i < nx; i++) x[i] = core_of(c)->s.v[STATE_VRS[i]];
-    return fmi2OK;
+    return to_fmi2(core_get_states(core_of(c), "fmi2GetContinuousStates", x, nx));
 }
 
 fmi2Status fmi2GetNominalsOfContinuousStates(fmi2Component c, fmi2Real x_nominal[], size_t nx) {
-    if (c == NULL || (nx > 0 && x_nominal == NULL)) return fmi2Error;
-    if (check_count(c, "fmi2GetNominalsOfContinuousStates", nx, N_STATES, "states") != MODEL_OK)
-        return fmi2Error;
-    for (size_t i = 0; i < nx; i++) x_nominal[i] = 1.0;
-    return fmi2OK;
+    return to_fmi2(core_get_nominals(core_of(c), "fmi2GetNominalsOfContinuousStates", x_nominal,
+                                     nx));
 }
 
 fmi2Status fmi2GetDerivatives(fmi2Component c, fmi2Real derivatives[], size_t nx) {
-    if (check_me(c, "fmi2GetDerivatives", MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK ||
-        check_count(c, "fmi2GetDerivatives", nx, N_STATES, "derivatives") != MODEL_OK)
-        return fmi2Error;
-    if (nx > 0 && derivatives == NULL) return fmi2Error;
-    if (refresh(c, "fmi2GetDerivatives") != MODEL_OK) return fmi2Error;
-    for (size_t i = 0; i < nx; i++) derivatives[i] = core_of(c)->s.v[DERIVATIVE_VRS[i]];
-    return fmi2OK;
+    return to_fmi2(core_get_derivatives(core_of(c), "fmi2GetDerivatives", derivatives, nx));
 }
 
 fmi2Status fmi2GetEventIndicators(fmi2Component c, fmi2Real eventIndicators[], size_t ni) {
-    if (check_me(c, "fmi2GetEventIndicators", MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK ||
-        check_count(c, "fmi2GetEventIndicators", ni, N_EVENT_INDICATORS, "event indicators") !=
-            MODEL_OK)
-        return fmi2Error;
-    if (ni == 0) return fmi2OK;
-    if (eventIndicators == NULL) return fmi2Error;
-    if (refresh(c, "fmi2GetEventIndicators") != MODEL_OK) return fmi2Error;
-    model_event_indicators(&core_of(c)->s, eventIndicators);
-    return fmi2OK;
+    return to_fmi2(
+        core_get_event_indicators(core_of(c), "fmi2GetEventIndicators", eventIndicators, ni));
 }
 
 #endif

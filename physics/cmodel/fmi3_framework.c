@@ -12,9 +12,11 @@
  * variable time that FMI 3.0 requires has the next one, N_VARS.
  *
  * Event mode is supported because it is trivial here: these models have no
- * events, so fmi3UpdateDiscreteStates has nothing to update. Everything else
- * (model exchange, scheduled execution, clocks, other types, derivatives)
- * returns fmi3Error with a message naming the function.
+ * events in co-simulation, so fmi3UpdateDiscreteStates has nothing to update.
+ * A table with a model_exchange section (MODEL_EXCHANGE) gets FMI 3.0 model
+ * exchange from the core as well, as fmi2_framework.c does. Everything else
+ * (scheduled execution, clocks, other types, derivatives) returns fmi3Error
+ * with a message naming the function.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +100,16 @@ fmi3Status fmi3SetDebugLogging(fmi3Instance instance, fmi3Boolean loggingOn, siz
     return fmi3OK;
 }
 
+static Instance *new_instance(fmi3InstanceEnvironment env, fmi3LogMessageCallback logger,
+                              fmi3Boolean logging_on) {
+    Instance *inst = (Instance *)calloc(1, sizeof(Instance));
+    if (inst == NULL) return NULL;
+    inst->logger = logger;
+    inst->env = env;
+    core_init(&inst->core, log_to_fmi3, check_vr, logging_on);
+    return inst;
+}
+
 fmi3Instance fmi3InstantiateCoSimulation(
     fmi3String instanceName, fmi3String instantiationToken, fmi3String resourcePath,
     fmi3Boolean visible, fmi3Boolean loggingOn, fmi3Boolean eventModeUsed,
@@ -128,12 +140,8 @@ fmi3Instance fmi3InstantiateCoSimulation(
              nRequiredIntermediateVariables);
         return NULL;
     }
-    Instance *inst = (Instance *)calloc(1, sizeof(Instance));
-    if (inst == NULL) return NULL;
-    inst->logger = logMessage;
-    inst->env = instanceEnvironment;
-    inst->event_mode_used = eventModeUsed ? 1 : 0;
-    core_init(&inst->core, log_to_fmi3, check_vr, loggingOn);
+    Instance *inst = new_instance(instanceEnvironment, logMessage, loggingOn);
+    if (inst != NULL) inst->event_mode_used = eventModeUsed ? 1 : 0;
     return inst;
 }
 
@@ -143,12 +151,29 @@ fmi3Instance fmi3InstantiateModelExchange(fmi3String instanceName,
                                           fmi3Boolean loggingOn,
                                           fmi3InstanceEnvironment instanceEnvironment,
                                           fmi3LogMessageCallback logMessage) {
-    (void)instanceName; (void)instantiationToken; (void)resourcePath; (void)visible;
-    (void)loggingOn;
+    (void)instanceName; (void)resourcePath; (void)visible;
+#ifdef MODEL_EXCHANGE
+    Instance probe;
+    memset(&probe, 0, sizeof probe);
+    probe.logger = logMessage;
+    probe.env = instanceEnvironment;
+    probe.core.log = log_to_fmi3;
+    if (instantiationToken == NULL || strcmp(instantiationToken, MODEL_GUID) != 0) {
+        FAIL(&probe, "fmi3InstantiateModelExchange",
+             "instantiation token %s does not match this binary's %s",
+             instantiationToken ? instantiationToken : "(null)", MODEL_GUID);
+        return NULL;
+    }
+    Instance *inst = new_instance(instanceEnvironment, logMessage, loggingOn);
+    if (inst != NULL) inst->core.model_exchange = 1;
+    return inst;
+#else
+    (void)instantiationToken; (void)loggingOn;
     if (logMessage)
         logMessage(instanceEnvironment, fmi3Error, "logStatusError",
                    "fmi3InstantiateModelExchange: not supported (co-simulation only)");
     return NULL;
+#endif
 }
 
 fmi3Instance fmi3InstantiateScheduledExecution(
@@ -191,13 +216,21 @@ fmi3Status fmi3ExitInitializationMode(fmi3Instance instance) {
     if (inst == NULL) return fmi3Error;
     if (inst->core.mode != MODE_INITIALIZATION)
         return FAIL(instance, "fmi3ExitInitializationMode", "not in initialization mode");
+    /* Model exchange continues in event mode, as co-simulation with event mode does. */
+    int event_mode = inst->event_mode_used || inst->core.model_exchange;
     return to_fmi3(core_exit_initialization(&inst->core, "fmi3ExitInitializationMode",
-                                            inst->event_mode_used ? MODE_EVENT : MODE_STEP));
+                                            event_mode ? MODE_EVENT : MODE_STEP));
 }
 
 fmi3Status fmi3EnterEventMode(fmi3Instance instance) {
     Instance *inst = (Instance *)instance;
     if (inst == NULL) return fmi3Error;
+    if (inst->core.model_exchange) {
+        if (inst->core.mode != MODE_CONTINUOUS && inst->core.mode != MODE_EVENT)
+            return FAIL(instance, "fmi3EnterEventMode", "not in continuous-time or event mode");
+        inst->core.mode = MODE_EVENT;
+        return fmi3OK;
+    }
     if (!inst->event_mode_used)
         return FAIL(instance, "fmi3EnterEventMode", "instantiated with eventModeUsed = false");
     if (inst->core.mode != MODE_STEP)
@@ -216,11 +249,19 @@ fmi3Status fmi3UpdateDiscreteStates(fmi3Instance instance, fmi3Boolean *discrete
     if (core == NULL) return fmi3Error;
     if (core->mode != MODE_EVENT)
         return FAIL(instance, "fmi3UpdateDiscreteStates", "not in event mode");
-    /* No discrete states and no time events: nothing to update, ever. */
+    int states_changed = 0;
+#ifdef MODEL_EXCHANGE
+    if (core->model_exchange) {
+        ModelStatus st = core_event_update(core, "fmi3UpdateDiscreteStates", &states_changed);
+        if (st >= MODEL_DISCARD) return to_fmi3(st);
+    }
+#endif
+    /* Co-simulation: no discrete states and no time events, nothing to update, ever. */
     if (discreteStatesNeedUpdate) *discreteStatesNeedUpdate = fmi3False;
     if (terminateSimulation) *terminateSimulation = fmi3False;
     if (nominalsOfContinuousStatesChanged) *nominalsOfContinuousStatesChanged = fmi3False;
-    if (valuesOfContinuousStatesChanged) *valuesOfContinuousStatesChanged = fmi3False;
+    if (valuesOfContinuousStatesChanged)
+        *valuesOfContinuousStatesChanged = states_changed ? fmi3True : fmi3False;
     if (nextEventTimeDefined) *nextEventTimeDefined = fmi3False;
     if (nextEventTime) *nextEventTime = 0.0;
     return fmi3OK;
@@ -229,6 +270,9 @@ fmi3Status fmi3UpdateDiscreteStates(fmi3Instance instance, fmi3Boolean *discrete
 fmi3Status fmi3EnterStepMode(fmi3Instance instance) {
     Core *core = core_of(instance);
     if (core == NULL) return fmi3Error;
+    if (core->model_exchange)
+        return FAIL(instance, "fmi3EnterStepMode", "this instance was instantiated for model "
+                    "exchange");
     if (core->mode != MODE_EVENT) return FAIL(instance, "fmi3EnterStepMode", "not in event mode");
     core->mode = MODE_STEP;
     return fmi3OK;
@@ -262,9 +306,10 @@ static fmi3Status check_counts(fmi3Instance instance, const char *function,
 
 fmi3Status fmi3GetFloat64(fmi3Instance instance, const fmi3ValueReference valueReferences[],
                           size_t nValueReferences, fmi3Float64 values[], size_t nValues) {
-    const Core *core = core_of(instance);
+    Core *core = core_of(instance);
     if (check_counts(instance, "fmi3GetFloat64", valueReferences, nValueReferences, values,
-                     nValues) != fmi3OK)
+                     nValues) != fmi3OK ||
+        core_refresh(core, "fmi3GetFloat64") != MODEL_OK)
         return fmi3Error;
     for (size_t i = 0; i < nValueReferences; i++) {
         if (valueReferences[i] == VR_TIME) {
@@ -303,7 +348,8 @@ static void store_boolean(void *v, size_t i, double x) {
     fmi3Status fmi3Get##Suffix(fmi3Instance instance, const fmi3ValueReference vr[], size_t nvr, \
                                CType values[], size_t nValues) {                             \
         const char *function = "fmi3Get" #Suffix;                                            \
-        if (check_counts(instance, function, vr, nvr, values, nValues) != fmi3OK)            \
+        if (check_counts(instance, function, vr, nvr, values, nValues) != fmi3OK ||          \
+            core_refresh(core_of(instance), function) != MODEL_OK)                           \
             return fmi3Error;                                                                \
         return to_fmi3(core_get(core_of(instance), function, KIND, vr, nvr, values, store)); \
     }
@@ -418,6 +464,8 @@ fmi3Status fmi3DoStep(fmi3Instance instance, fmi3Float64 currentCommunicationPoi
     if (terminateSimulation) *terminateSimulation = fmi3False;
     if (earlyReturn) *earlyReturn = fmi3False;
     if (lastSuccessfulTime) *lastSuccessfulTime = core->s.time;
+    if (core->model_exchange)
+        return FAIL(instance, "fmi3DoStep", "this instance was instantiated for model exchange");
     if (core->mode != MODE_STEP)
         return FAIL(instance, "fmi3DoStep", "not in step mode (initialization not finished, event "
                     "mode, or an error)");
@@ -547,7 +595,81 @@ fmi3Status fmi3EvaluateDiscreteStates(fmi3Instance instance) {
     return not_supported(instance, "fmi3EvaluateDiscreteStates");
 }
 
-/* Model exchange */
+/* Model exchange (the core's, in FMI 3.0 types; not supported without MODEL_EXCHANGE) */
+
+#ifdef MODEL_EXCHANGE
+
+fmi3Status fmi3EnterContinuousTimeMode(fmi3Instance instance) {
+    if (core_me_check(core_of(instance), "fmi3EnterContinuousTimeMode", MODE_EVENT,
+                      MODE_EVENT) != MODEL_OK)
+        return fmi3Error;
+    core_of(instance)->mode = MODE_CONTINUOUS;
+    return fmi3OK;
+}
+
+fmi3Status fmi3CompletedIntegratorStep(fmi3Instance instance,
+                                       fmi3Boolean noSetFMUStatePriorToCurrentPoint,
+                                       fmi3Boolean *enterEventMode,
+                                       fmi3Boolean *terminateSimulation) {
+    (void)noSetFMUStatePriorToCurrentPoint;
+    if (core_me_check(core_of(instance), "fmi3CompletedIntegratorStep", MODE_CONTINUOUS,
+                      MODE_CONTINUOUS) != MODEL_OK)
+        return fmi3Error;
+    if (enterEventMode) *enterEventMode = fmi3False;
+    if (terminateSimulation) *terminateSimulation = fmi3False;
+    return fmi3OK;
+}
+
+fmi3Status fmi3SetTime(fmi3Instance instance, fmi3Float64 time) {
+    if (core_me_check(core_of(instance), "fmi3SetTime", MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK)
+        return fmi3Error;
+    core_set_time(core_of(instance), time);
+    return fmi3OK;
+}
+
+fmi3Status fmi3SetContinuousStates(fmi3Instance instance, const fmi3Float64 continuousStates[],
+                                   size_t nContinuousStates) {
+    return to_fmi3(core_set_states(core_of(instance), "fmi3SetContinuousStates",
+                                   continuousStates, nContinuousStates));
+}
+
+fmi3Status fmi3GetContinuousStateDerivatives(fmi3Instance instance, fmi3Float64 derivatives[],
+                                             size_t nContinuousStates) {
+    return to_fmi3(core_get_derivatives(core_of(instance), "fmi3GetContinuousStateDerivatives",
+                                        derivatives, nContinuousStates));
+}
+
+fmi3Status fmi3GetEventIndicators(fmi3Instance instance, fmi3Float64 eventIndicators[],
+                                  size_t nEventIndicators) {
+    return to_fmi3(core_get_event_indicators(core_of(instance), "fmi3GetEventIndicators",
+                                             eventIndicators, nEventIndicators));
+}
+
+fmi3Status fmi3GetContinuousStates(fmi3Instance instance, fmi3Float64 continuousStates[],
+                                   size_t nContinuousStates) {
+    return to_fmi3(core_get_states(core_of(instance), "fmi3GetContinuousStates",
+                                   continuousStates, nContinuousStates));
+}
+
+fmi3Status fmi3GetNominalsOfContinuousStates(fmi3Instance instance, fmi3Float64 nominals[],
+                                             size_t nContinuousStates) {
+    return to_fmi3(core_get_nominals(core_of(instance), "fmi3GetNominalsOfContinuousStates",
+                                     nominals, nContinuousStates));
+}
+
+fmi3Status fmi3GetNumberOfEventIndicators(fmi3Instance instance, size_t *nEventIndicators) {
+    if (instance == NULL || nEventIndicators == NULL) return fmi3Error;
+    *nEventIndicators = N_EVENT_INDICATORS;
+    return fmi3OK;
+}
+
+fmi3Status fmi3GetNumberOfContinuousStates(fmi3Instance instance, size_t *nContinuousStates) {
+    if (instance == NULL || nContinuousStates == NULL) return fmi3Error;
+    *nContinuousStates = N_STATES;
+    return fmi3OK;
+}
+
+#else
 
 fmi3Status fmi3EnterContinuousTimeMode(fmi3Instance instance) {
     return not_supported(instance, "fmi3EnterContinuousTimeMode");
@@ -605,6 +727,8 @@ fmi3Status fmi3GetNumberOfContinuousStates(fmi3Instance instance, size_t *nConti
     (void)nContinuousStates;
     return not_supported(instance, "fmi3GetNumberOfContinuousStates");
 }
+
+#endif
 
 /* Scheduled execution */
 

@@ -43,6 +43,7 @@ void core_reset(Core *c) {
     c->mode = MODE_INSTANTIATED;
     c->stop_time_defined = 0;
     c->stop_time = 0.0;
+    c->dirty = 1;
 }
 
 /* ---- logging ----------------------------------------------------------------- */
@@ -80,6 +81,7 @@ ModelStatus core_exit_initialization(Core *c, const char *function, Mode next) {
     if (st == MODEL_WARNING)
         core_log(c, MODEL_WARNING, "logStatusWarning", "%s: %s", function, msg);
     c->mode = next;
+    c->dirty = 1;
     return st;
 }
 
@@ -149,8 +151,119 @@ ModelStatus core_set(Core *c, const char *function, int type, const unsigned int
             return MODEL_ERROR;
     }
     for (size_t i = 0; i < n; i++) c->s.v[vr[i]] = load(values, i);
+    c->dirty = 1;
     return MODEL_OK;
 }
+
+/* ---- model exchange ---------------------------------------------------------------- */
+
+#ifndef MODEL_EXCHANGE
+
+ModelStatus core_refresh(Core *c, const char *function) {
+    (void)function;
+    return c == NULL ? MODEL_ERROR : MODEL_OK;
+}
+
+#else
+
+ModelStatus core_refresh(Core *c, const char *function) {
+    if (c == NULL) return MODEL_ERROR;
+    if (!c->model_exchange || !c->dirty) return MODEL_OK;
+    if (c->mode != MODE_EVENT && c->mode != MODE_CONTINUOUS) return MODEL_OK;
+    char msg[800] = "";
+    ModelStatus st = model_derivatives(&c->s, msg, sizeof msg);
+    if (st >= MODEL_DISCARD) {
+        c->mode = MODE_ERROR;
+        return core_fail(c, function, "at t=%g: %s", c->s.time,
+                         msg[0] ? msg : "model_derivatives failed");
+    }
+    c->dirty = 0;
+    return MODEL_OK;
+}
+
+ModelStatus core_me_check(const Core *c, const char *function, Mode a, Mode b) {
+    if (c == NULL) return MODEL_ERROR;
+    if (!c->model_exchange)
+        return core_fail(c, function, "this instance was instantiated for co-simulation");
+    if (c->mode != a && c->mode != b) {
+        static const char *const names[] = {"instantiated", "initialization", "continuous-time",
+                                            "terminated",   "error",          "event"};
+        return core_fail(c, function, "not allowed in %s mode", names[c->mode]);
+    }
+    return MODEL_OK;
+}
+
+ModelStatus core_event_update(Core *c, const char *function, int *states_changed) {
+    if (core_me_check(c, function, MODE_EVENT, MODE_EVENT) != MODEL_OK) return MODEL_ERROR;
+    char msg[800] = "";
+    *states_changed = 0;
+    ModelStatus st = model_event_update(&c->s, states_changed, msg, sizeof msg);
+    c->dirty = 1;
+    if (st >= MODEL_DISCARD) {
+        c->mode = MODE_ERROR;
+        return core_fail(c, function, "at t=%g: %s", c->s.time,
+                         msg[0] ? msg : "model_event_update failed");
+    }
+    return st;
+}
+
+void core_set_time(Core *c, double t) {
+    c->s.time = t;
+    c->dirty = 1;
+}
+
+static ModelStatus check_count(const Core *c, const char *function, size_t n, size_t expected,
+                               const char *what, const void *array) {
+    if (n != expected)
+        return core_fail(c, function, "%zu %s asked for; this model has %zu", n, what, expected);
+    if (n > 0 && array == NULL) return core_fail(c, function, "the %s array is NULL", what);
+    return MODEL_OK;
+}
+
+/* The modes the state and derivative functions are called in. */
+#define CHECK_ME(c, function, n, expected, what, array)                                       \
+    do {                                                                                     \
+        if (core_me_check(c, function, MODE_CONTINUOUS, MODE_EVENT) != MODEL_OK ||           \
+            check_count(c, function, n, expected, what, array) != MODEL_OK)                   \
+            return MODEL_ERROR;                                                              \
+    } while (0)
+
+ModelStatus core_set_states(Core *c, const char *function, const double x[], size_t n) {
+    CHECK_ME(c, function, n, N_STATES, "states", x);
+    for (size_t i = 0; i < n; i++) c->s.v[STATE_VRS[i]] = x[i];
+    c->dirty = 1;
+    return MODEL_OK;
+}
+
+ModelStatus core_get_states(const Core *c, const char *function, double x[], size_t n) {
+    CHECK_ME(c, function, n, N_STATES, "states", x);
+    for (size_t i = 0; i < n; i++) x[i] = c->s.v[STATE_VRS[i]];
+    return MODEL_OK;
+}
+
+ModelStatus core_get_nominals(const Core *c, const char *function, double x[], size_t n) {
+    if (c == NULL) return MODEL_ERROR;
+    if (check_count(c, function, n, N_STATES, "states", x) != MODEL_OK) return MODEL_ERROR;
+    for (size_t i = 0; i < n; i++) x[i] = 1.0;
+    return MODEL_OK;
+}
+
+ModelStatus core_get_derivatives(Core *c, const char *function, double dx[], size_t n) {
+    CHECK_ME(c, function, n, N_STATES, "derivatives", dx);
+    if (core_refresh(c, function) != MODEL_OK) return MODEL_ERROR;
+    for (size_t i = 0; i < n; i++) dx[i] = c->s.v[DERIVATIVE_VRS[i]];
+    return MODEL_OK;
+}
+
+ModelStatus core_get_event_indicators(Core *c, const char *function, double z[], size_t n) {
+    CHECK_ME(c, function, n, N_EVENT_INDICATORS, "event indicators", z);
+    if (n == 0) return MODEL_OK;
+    if (core_refresh(c, function) != MODEL_OK) return MODEL_ERROR;
+    model_event_indicators(&c->s, z);
+    return MODEL_OK;
+}
+
+#endif
 
 /* ---- FMU state ------------------------------------------------------------------ */
 
@@ -173,6 +286,7 @@ ModelStatus core_set_state(Core *c, const char *function, const void *state) {
     const SavedState *saved = (const SavedState *)state;
     c->s = saved->s;
     c->mode = saved->mode;
+    c->dirty = 1;
     return MODEL_OK;
 }
 

@@ -60,7 +60,13 @@ struct Core {
     double stop_time;
     CoreLogger log;
     CoreCheckVr check_vr;
+    int model_exchange; /* instantiated for model exchange (MODEL_EXCHANGE builds) */
+    int dirty;          /* model exchange: states, time or inputs moved since model_derivatives */
 };
+
+/* Model exchange's continuous-time mode: the core's step mode stands for it, so
+ * parameters are fixed there and in event mode, as for co-simulation. */
+#define MODE_CONTINUOUS MODE_STEP
 
 /* How one FMI version marks its serialized states. */
 typedef struct {
@@ -107,6 +113,31 @@ ModelStatus core_get(const Core *c, const char *function, int type, const unsign
  * type, settable in this mode, not NaN, within [min, max]. */
 ModelStatus core_set(Core *c, const char *function, int type, const unsigned int vr[], size_t n,
                      const void *values, CoreLoad load);
+
+/* ---- model exchange ---------------------------------------------------------------- */
+
+/* Before a read: model_derivatives() when the states, the time or an input moved
+ * since it last ran (model exchange in event or continuous-time mode); a no-op for
+ * co-simulation instances and for builds without MODEL_EXCHANGE. */
+ModelStatus core_refresh(Core *c, const char *function);
+
+#ifdef MODEL_EXCHANGE
+/* MODEL_OK when c is a model-exchange instance in mode a or b, else core_fail(). */
+ModelStatus core_me_check(const Core *c, const char *function, Mode a, Mode b);
+
+/* model_event_update() in event mode; *states_changed when it wrote a state. */
+ModelStatus core_event_update(Core *c, const char *function, int *states_changed);
+
+void core_set_time(Core *c, double t);
+
+/* The continuous states (STATE_VRS order), their nominals (1), their derivatives
+ * (DERIVATIVE_VRS) and the event indicators: n must be the model's count. */
+ModelStatus core_set_states(Core *c, const char *function, const double x[], size_t n);
+ModelStatus core_get_states(const Core *c, const char *function, double x[], size_t n);
+ModelStatus core_get_nominals(const Core *c, const char *function, double x[], size_t n);
+ModelStatus core_get_derivatives(Core *c, const char *function, double dx[], size_t n);
+ModelStatus core_get_event_indicators(Core *c, const char *function, double z[], size_t n);
+#endif
 
 /* ---- FMU state ------------------------------------------------------------------ */
 

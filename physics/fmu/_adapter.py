@@ -248,7 +248,7 @@ MAX_EVENTS_PER_STEP = 10_000
 def pick_interface(md: Any, wanted: str | None, path: Path) -> str:
     """The interface a run uses: ``wanted``, else co-simulation when the FMU has it (its
     exporter's own solver), else model exchange (integrated here by CVode). FmuFileError
-    when the FMU lacks the one wanted, or for FMI 3.0 model exchange (not yet)."""
+    when the FMU lacks the one wanted."""
     have = [
         name
         for name, interface in zip(INTERFACES, (md.coSimulation, md.modelExchange), strict=True)
@@ -261,11 +261,6 @@ def pick_interface(md: Any, wanted: str | None, path: Path) -> str:
         raise FmuFileError(
             f"{path}: no {chosen.replace('_', '-')} interface (fmu.interface); it has "
             f"{' and '.join(h.replace('_', '-') for h in have)}"
-        )
-    if chosen == "model_exchange" and md.fmiVersion.startswith("3."):
-        raise FmuFileError(
-            f"{path}: FMI 3.0 model exchange is not supported yet (FMI 2.0 model exchange "
-            "and FMI 2.0 / 3.0 co-simulation are); export it with co-simulation"
         )
     return chosen
 
@@ -403,7 +398,12 @@ class Fmu:
                 modelIdentifier=self.identifier,
                 instanceName=self.name,
             )
-            if self.model_exchange:
+            if self.model_exchange and self.fmi3:
+                from fmpy.fmi3 import FMU3Model
+
+                slave = FMU3Model(**args)
+                slave.instantiate(logMessage=self._log_fmi3)
+            elif self.model_exchange:
                 from fmpy.fmi2 import FMU2Model
 
                 slave = FMU2Model(**args)
@@ -623,7 +623,7 @@ class Fmu:
         data: np.ndarray,
         clock: list[float],
     ) -> int:
-        """FMI 2.0 model exchange: CVode (BDF, fmpy's SUNDIALS build) integrates from one
+        """Model exchange (FMI 2.0 or 3.0): CVode (BDF, fmpy's SUNDIALS build) integrates from one
         communication point to the next, stopping at time events and at the roots of the
         event indicators (state events) to let the FMU update its discrete states; the
         index of the last sample. Inputs change at communication points (as in
@@ -631,8 +631,17 @@ class Fmu:
         from physics.fmu._cvode import Cvode, NonFiniteDerivative
 
         md = self.model_description
-        model.setupExperiment(tolerance=self.tolerance, startTime=start_time, stopTime=stop_time)
-        model.enterInitializationMode()
+        v = "fmi3" if self.fmi3 else "fmi2"  # function names in messages
+        derivatives_name = "GetContinuousStateDerivatives" if self.fmi3 else "GetDerivatives"
+        if self.fmi3:
+            model.enterInitializationMode(
+                tolerance=self.tolerance, startTime=start_time, stopTime=stop_time
+            )
+        else:
+            model.setupExperiment(
+                tolerance=self.tolerance, startTime=start_time, stopTime=stop_time
+            )
+            model.enterInitializationMode()
         self._set(model, initial)
         model.exitInitializationMode()
         next_event = self._event_iteration(model, start_time)
@@ -669,7 +678,7 @@ class Fmu:
                             f"t = {exc.t:g}",
                             kind="nan",
                             fmu=self.name,
-                            function="fmi2GetDerivatives",
+                            function=v + derivatives_name,
                             time=exc.t,
                             log=tuple(self._log),
                         ) from None
@@ -681,7 +690,7 @@ class Fmu:
                         model.completedIntegratorStep() if completed else (False, False)
                     )
                     if terminate:
-                        raise self._terminated("fmi2CompletedIntegratorStep", t)
+                        raise self._terminated(v + "CompletedIntegratorStep", t)
                     if not (state_event or step_event or t >= next_event):
                         continue
                     events += 1
@@ -707,10 +716,12 @@ class Fmu:
         """Update discrete states until the FMU needs no more; the next time event (inf
         when none). A request to terminate is an error naming the time."""
         needed, next_time = True, math.inf
+        update = model.updateDiscreteStates if self.fmi3 else model.newDiscreteStates
         for _ in range(MAX_EVENTS_PER_STEP):
-            needed, terminate, _, _, defined, when = model.newDiscreteStates()
+            needed, terminate, _, _, defined, when = update()
             if terminate:
-                raise self._terminated("fmi2NewDiscreteStates", t)
+                name = "fmi3UpdateDiscreteStates" if self.fmi3 else "fmi2NewDiscreteStates"
+                raise self._terminated(name, t)
             next_time = float(when) if defined else math.inf
             if not needed:
                 return next_time

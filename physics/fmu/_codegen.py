@@ -271,11 +271,6 @@ def _model_exchange(
                 "a model_exchange section declares derivatives"
             )
         return False, 0
-    if fmi_version != "2.0":
-        raise BuildError(
-            f"{where}: model_exchange: FMI {fmi_version} builds are co-simulation only "
-            "(model exchange is built for FMI 2.0)"
-        )
     if section is True:
         section = {}
     if not isinstance(section, dict) or set(section) - {"event_indicators"}:
@@ -286,6 +281,12 @@ def _model_exchange(
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1000:
         raise BuildError(
             f"{where}: model_exchange.event_indicators: {count!r} must be an integer in [0, 1000]"
+        )
+    if count and fmi_version != "2.0":
+        # FMI 3.0 lists each event indicator as a variable (<EventIndicator>): not yet.
+        raise BuildError(
+            f"{where}: model_exchange.event_indicators: {count} in an FMI {fmi_version} "
+            "table; FMI 3.0 model-exchange builds have no event indicators yet"
         )
     by_name = {v.name: v for v in variables}
     states: set[str] = set()
@@ -544,7 +545,7 @@ def render_header_fmi3(model: ModelTable) -> str:
     return "\n".join(lines)
 
 
-def _fmi3_variable(v: Variable) -> str:
+def _fmi3_variable(v: Variable, vrs: dict[str, int]) -> str:
     a = quoteattr
     tag = "Boolean" if v.type == "Boolean" else _FMI3_TYPES[v.type]
     attrs = [
@@ -558,6 +559,8 @@ def _fmi3_variable(v: Variable) -> str:
         attrs.append(f"declaredType={a(v.declared_type)}")
     if v.unit:
         attrs.append(f"unit={a(v.unit)}")
+    if v.derivative_of:  # FMI 3.0 names the state by its value reference
+        attrs.append(f'derivative="{vrs[v.derivative_of]}"')
     # Float64 attributes are xs:double, Int32 xs:int, Enumeration xs:long.
     num = (lambda x: _xml_number(float(x))) if tag == "Float64" else (lambda x: str(int(x)))
     if v.start is not None:
@@ -573,7 +576,8 @@ def _fmi3_variable(v: Variable) -> str:
 
 
 def render_model_description_fmi3(model: ModelTable, source_files: list[str], tool: str) -> str:
-    """modelDescription.xml for FMI 3.0 co-simulation.
+    """modelDescription.xml for FMI 3.0 co-simulation (and model exchange, when the
+    table has a model_exchange section).
 
     Value references are the table's, as in FMI 2.0. The independent variable
     ``time`` that FMI 3.0 requires comes last, with the next free value
@@ -593,6 +597,13 @@ def render_model_description_fmi3(model: ModelTable, source_files: list[str], to
         ' canHandleVariableCommunicationStepSize="true" canGetAndSetFMUState="true"'
         ' canSerializeFMUState="true" hasEventMode="true"/>',
     ]
+    if model.model_exchange:
+        out.insert(
+            -1,
+            f"  <ModelExchange modelIdentifier={a(model.name)}"
+            ' needsCompletedIntegratorStep="false" canGetAndSetFMUState="true"'
+            ' canSerializeFMUState="true"/>',
+        )
     out += _unit_definitions({v.unit for v in model.variables if v.unit} | {"s"})
     if model.enumerations:
         out.append("  <TypeDefinitions>")
@@ -607,7 +618,8 @@ def render_model_description_fmi3(model: ModelTable, source_files: list[str], to
         out.append("  </TypeDefinitions>")
     out += _log_categories_and_default_experiment(model)
     out.append("  <ModelVariables>")
-    out += [_fmi3_variable(v) for v in model.variables]
+    vrs = {v.name: v.vr for v in model.variables}
+    out += [_fmi3_variable(v, vrs) for v in model.variables]
     out.append(
         f'    <Float64 name="{FMI3_TIME_NAME}" valueReference="{time_vr}"'
         ' causality="independent" variability="continuous"'
@@ -618,11 +630,11 @@ def render_model_description_fmi3(model: ModelTable, source_files: list[str], to
     out += [
         f'    <Output valueReference="{v.vr}"/>' for v in model.variables if v.causality == "output"
     ]
-    out += [
-        f'    <InitialUnknown valueReference="{v.vr}"/>'
-        for v in model.variables
-        if v.causality in ("output", "calculatedParameter")
-    ]
+    pairs = model.states()
+    out += [f'    <ContinuousStateDerivative valueReference="{d.vr}"/>' for _, d in pairs]
+    calculated = {v.vr for v in model.variables if v.causality in ("output", "calculatedParameter")}
+    calculated |= {d.vr for _, d in pairs} | {s.vr for s, _ in pairs}
+    out += [f'    <InitialUnknown valueReference="{vr}"/>' for vr in sorted(calculated)]
     out.append("  </ModelStructure>")
     out.append("</fmiModelDescription>")
     return "\n".join(out) + "\n"

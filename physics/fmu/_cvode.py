@@ -1,4 +1,4 @@
-"""CVode over an FMI 2.0 model-exchange instance, through the SUNDIALS 7 libraries
+"""CVode over an FMI 2.0 or 3.0 model-exchange instance, through the SUNDIALS 7 libraries
 that fmpy ships (``fmpy.sundials``: ctypes bindings, loaded on first use).
 
 fmpy's own ``CVodeSolver`` is not used: an exception inside its right-hand side is
@@ -104,6 +104,11 @@ class Cvode:
         cv, st, nv = lib.cv, lib.st, lib.nv
         self._lib = lib
         self.model = model
+        # FMI 3.0 names it getContinuousStateDerivatives, FMI 2.0 getDerivatives.
+        self._derivatives = (
+            model.getContinuousStateDerivatives if hasattr(model, "getContinuousStateDerivatives")
+            else model.getDerivatives
+        )  # fmt: skip
         self.discrete = nx == 0  # one dummy state, constant, so roots are still found
         self.nx, self.nz = (1 if self.discrete else nx), nz
         self.rtol = relative_tolerance
@@ -157,7 +162,7 @@ class Cvode:
             else:
                 nv = self._lib.nv
                 self.model.setContinuousStates(nv.NV_DATA_S(y), self.nx)
-                self.model.getDerivatives(nv.NV_DATA_S(ydot), self.nx)
+                self._derivatives(nv.NV_DATA_S(ydot), self.nx)
                 dx = np.ctypeslib.as_array(nv.NV_DATA_S(ydot), (self.nx,))
                 if not np.isfinite(dx).all():
                     index = int(np.flatnonzero(~np.isfinite(dx))[0])

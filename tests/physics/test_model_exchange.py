@@ -26,7 +26,7 @@ from physics.cli import main
 from physics.dataset import read_card, read_runs
 from physics.fmu import Fmu
 from physics.fmu._codegen import load_table
-from physics.fmu._errors import BuildError, FmuFileError
+from physics.fmu._errors import BuildError
 from physics.runner import PoolOptions
 from physics.study import generate
 from tests.fmus import build_test_fmu
@@ -34,7 +34,7 @@ from tests.physics.test_hostile_input import _md, generate_from, rewrite
 from tests.physics.test_runner import FAULT_STATUS, faulty_spec
 from tests.physics.test_test_fmus import Tank, tank_reference
 
-CO_SIMULATION = re.compile(r"\s*<CoSimulation .*?</CoSimulation>", re.S)
+CO_SIMULATION = re.compile(r"\s*<CoSimulation\b[^>]*?/>|\s*<CoSimulation\b.*?</CoSimulation>", re.S)
 
 
 def model_exchange_only(src: Path, dst: Path) -> Path:
@@ -209,18 +209,37 @@ def test_fmu_simulate_runs_model_exchange(tmp_path: Path) -> None:
         assert level == pytest.approx(tank_reference(c, t)[0], abs=1e-8)
 
 
-def test_fmi3_model_exchange_is_refused_by_name(tmp_path: Path) -> None:
-    fmu = tmp_path / "lag3_me.fmu"
-    rename = re.compile(r"<CoSimulation\b[^>]*?/>|<CoSimulation\b.*?</CoSimulation>", re.S)
-    me = '<ModelExchange modelIdentifier="lag3"/>'
-    rewrite(build_test_fmu("lag3"), fmu, _md(lambda x: rename.sub(me, x, count=1)))
+def test_fmi3_model_exchange_runs_to_the_closed_form_and_the_co_simulation(
+    tmp_path: Path,
+) -> None:
+    path = build_test_fmu("lag3")
+    md = fmpy.read_model_description(str(path))
+    assert (md.fmiVersion, md.modelExchange.modelIdentifier) == ("3.0", "lag3")
+    assert (md.numberOfContinuousStates, md.numberOfEventIndicators) == (1, 0)
+    values = {"tau": 2.0, "u": 1.5, "tol": 0.02}
+    with Fmu(path) as cs, Fmu(path, interface="model_exchange", tolerance=1e-10) as me:
+        a = cs.simulate(values, 10.0, step_size=0.1)
+        b = me.simulate(values, 10.0, step_size=0.1)
+    exact = 1.5 * (1 - np.exp(-b.time / 2.0))
+    assert np.max(np.abs(b["y"] - exact)) < 1e-8
+    np.testing.assert_allclose(b["y"], a["y"], atol=1e-8)
+    # settled follows y in both; steps_taken counts steps, which model exchange has none of.
+    assert b["settled"].tolist() == a["settled"].tolist() and b["settled"][-1]
+    assert b["steps_taken"].max() == 0 and a["steps_taken"][-1] == 100
+    # A model-exchange-only copy runs a study through CVode by default.
+    fmu = model_exchange_only(path, tmp_path / "lag3_me.fmu")
     info = CliRunner().invoke(main, ["fmu", "info", str(fmu)])
-    assert info.stdout.splitlines()[1] == (
-        "           FMI 3.0 model exchange is not supported yet: studies need co-simulation "
-        "(continuous states: 0, event indicators: 0)"
-    )
-    with pytest.raises(FmuFileError, match=r"FMI 3\.0 model exchange is not supported yet"):
-        Fmu(fmu)
+    assert info.stdout.splitlines()[:2] == [
+        "model      lag3  (FMI 3.0 model exchange)",
+        "           model exchange only: runs through CVode "
+        "(continuous states: 1, event indicators: 0)",
+    ]
+    data = yaml.safe_load((Path(__file__).parents[2] / "experiments/byo/lag3.yaml").read_text())
+    data["fmu"]["path"] = str(fmu)
+    result, out = generate_from(tmp_path, data, n=5)
+    assert result.exit_code == 0, result.output
+    assert read_card(out)["fmu"]["interface"] == "model_exchange"
+    assert {r["status"] for r in read_runs(out).to_pylist()} == {"ok"}
 
 
 @pytest.mark.parametrize(
@@ -230,8 +249,8 @@ def test_fmi3_model_exchange_is_refused_by_name(tmp_path: Path) -> None:
          "variables.der_level.derivative_of: only a table with a model_exchange section "
          "declares derivatives"),
         (lambda t: t.update(fmi_version="3.0"),
-         "model_exchange: FMI 3.0 builds are co-simulation only (model exchange is built "
-         "for FMI 2.0)"),
+         "model_exchange.event_indicators: 1 in an FMI 3.0 table; FMI 3.0 model-exchange "
+         "builds have no event indicators yet"),
         (lambda t: t["model_exchange"].update(event_indicators=-1),
          "model_exchange.event_indicators: -1 must be an integer in [0, 1000]"),
         (lambda t: t["variables"][-1].update(derivative_of="area"),

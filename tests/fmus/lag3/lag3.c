@@ -31,3 +31,28 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
     V(settled) = settled(s);
     return MODEL_OK;
 }
+
+/* ---- model exchange (FMI 3.0) ---------------------------------------------------
+ * The same lag for an ODE solver: y' = (u - y) / tau; settled follows y. There are
+ * no steps, so steps_taken stays 0. No events. */
+
+ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len) {
+    (void)msg;
+    (void)msg_len;
+    V(der_y) = (V(u) - V(y)) / V(tau);
+    V(settled) = settled(s);
+    return MODEL_OK;
+}
+
+void model_event_indicators(const ModelState *s, double z[]) {
+    (void)s;
+    (void)z;
+}
+
+ModelStatus model_event_update(ModelState *s, int *states_changed, char *msg, size_t msg_len) {
+    (void)s;
+    (void)states_changed;
+    (void)msg;
+    (void)msg_len;
+    return MODEL_OK;
+}
