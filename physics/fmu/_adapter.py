@@ -306,7 +306,7 @@ def unpack_once(path: str | Path, sha256: str) -> Path:
 
 class Fmu:
     """One FMI 2.0 / 3.0 FMU, ready to run many times: co-simulation (the FMU steps
-    itself) or FMI 2.0 model exchange (CVode integrates it, events located by root
+    itself) or model exchange (CVode integrates it, events located by root
     finding).
 
     >>> with Fmu("spindle.fmu") as fmu:

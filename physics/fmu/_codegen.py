@@ -101,7 +101,7 @@ class ModelTable:
     tables: dict[str, Any]
     variables: list[Variable] = field(default_factory=list)
     fmi_version: str = "2.0"
-    # Whether the FMU also offers FMI 2.0 model exchange (the model then provides
+    # Whether the FMU also offers model exchange (the model then provides
     # model_derivatives, model_event_indicators and model_event_update; see model.h).
     model_exchange: bool = False
     event_indicators: int = 0

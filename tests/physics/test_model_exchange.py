@@ -1,7 +1,8 @@
 """Model-exchange FMUs run through CVode behind the same runner, watchdog and dataset.
 
-The tank and the faulty lag are built with both FMI 2.0 interfaces from one binary
-(``model_exchange`` in their model.yaml): their model-exchange runs are checked
+The tank and the faulty lag (FMI 2.0) and lag3 (FMI 3.0) are built with both
+interfaces in one binary (``model_exchange`` in their model.yaml): their model-exchange
+runs are checked
 against the closed forms of tests/physics/test_test_fmus.py and against the same
 FMU's co-simulation interface; a copy with the co-simulation interface removed is
 what a Modelica tool exports by default.
