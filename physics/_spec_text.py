@@ -264,8 +264,9 @@ def canonical(spec: TwinSpec) -> Any:
         del data["feasibility"]
     if spec.doe is not None and spec.doe.stratify is None:
         del data["doe"]["stratify"]
-    if spec.fmu.start_time is None:
-        del data["fmu"]["start_time"]
+    for key in ("start_time", "interface", "tolerance"):
+        if getattr(spec.fmu, key) is None:
+            del data["fmu"][key]
     if spec.quantity is None:
         del data["quantity"]
     return _as_floats(data)

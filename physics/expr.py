@@ -2,7 +2,7 @@
 
 Stop times, derived quantities and constraints are written as Python-looking
 expressions, parsed with :mod:`ast` and compiled to a tree of numpy closures;
-nothing is ever passed to ``eval``. Allowed: numbers, names, ``+ - * / ** %``,
+no text is ever passed to ``eval``. Allowed: numbers, names, ``+ - * / ** %``,
 unary ``-``/``+``, comparisons (chained), ``and``/``or``/``not``, ``a if c
 else b``, the constant ``pi`` and calls to the functions in :data:`FUNCTIONS`.
 
@@ -13,7 +13,9 @@ trouble (division by zero, log of a negative) gives inf/nan rather than an
 exception; callers check the result where it matters. Each expression is also
 compiled for a single row of Python floats (``Expr.evaluate_row``), which a service
 checking one request's row uses: it gives the same numbers without numpy's per-call
-cost.
+cost. That form is Python bytecode compiled from a syntax tree built here out of the
+checked one: only the allowed constructs, names read from the row's dict by string
+key, functions from a fixed table, no builtins; no text of the spec is ever compiled.
 """
 
 from __future__ import annotations
@@ -71,8 +73,14 @@ CONSTANTS: dict[str, float] = {"pi": float(np.pi)}
 # dtype float64: booleans count as 1.0 / 0.0 (numpy alone adds two bools as a logical or).
 _BINARY: dict[type[ast.operator], Callable[[Value, Value], Value]] = {
     op: functools.partial(fn, dtype=np.float64)
-    for op, fn in ((ast.Add, np.add), (ast.Sub, np.subtract), (ast.Mult, np.multiply),
-                   (ast.Div, np.true_divide), (ast.Pow, np.power), (ast.Mod, np.mod))
+    for op, fn in (
+        (ast.Add, np.add),
+        (ast.Sub, np.subtract),
+        (ast.Mult, np.multiply),
+        (ast.Div, np.true_divide),
+        (ast.Pow, np.power),
+        (ast.Mod, np.mod),
+    )
 }
 _COMPARE: dict[type[ast.cmpop], Callable[[Value, Value], Value]] = {
     ast.Lt: np.less,
@@ -123,25 +131,51 @@ _NUMPY = _Backend(
     logical_not=np.logical_not,
     logical_and=np.logical_and,
     logical_or=np.logical_or,
-    ifexp=lambda test, body, orelse: lambda values: np.where(
-        test(values), body(values), orelse(values)),
+    ifexp=lambda test, body, orelse: (
+        lambda values: np.where(test(values), body(values), orelse(values))
+    ),
 )
 _SCALAR = _Backend(
     load=float,
-    binary={ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-            ast.Div: operator.truediv, ast.Pow: math.pow, ast.Mod: operator.mod},
-    compare={ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-             ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne},
-    functions={"min": _nan_aware(min), "max": _nan_aware(max), "abs": abs,
-               "sqrt": math.sqrt, "exp": math.exp, "log": math.log, "sin": math.sin,
-               "cos": math.cos, "tan": math.tan, "acos": math.acos, "asin": math.asin,
-               "atan": math.atan, "floor": _scalar_floor, "ceil": _scalar_ceil},
+    binary={
+        ast.Add: operator.add,
+        ast.Sub: operator.sub,
+        ast.Mult: operator.mul,
+        ast.Div: operator.truediv,
+        ast.Pow: math.pow,
+        ast.Mod: operator.mod,
+    },
+    compare={
+        ast.Lt: operator.lt,
+        ast.LtE: operator.le,
+        ast.Gt: operator.gt,
+        ast.GtE: operator.ge,
+        ast.Eq: operator.eq,
+        ast.NotEq: operator.ne,
+    },
+    functions={
+        "min": _nan_aware(min),
+        "max": _nan_aware(max),
+        "abs": abs,
+        "sqrt": math.sqrt,
+        "exp": math.exp,
+        "log": math.log,
+        "sin": math.sin,
+        "cos": math.cos,
+        "tan": math.tan,
+        "acos": math.acos,
+        "asin": math.asin,
+        "atan": math.atan,
+        "floor": _scalar_floor,
+        "ceil": _scalar_ceil,
+    },
     negative=operator.neg,
     logical_not=operator.not_,
     logical_and=lambda a, b: bool(a) and bool(b),
     logical_or=lambda a, b: bool(a) or bool(b),
-    ifexp=lambda test, body, orelse: lambda values: (
-        body(values) if test(values) else orelse(values)),
+    ifexp=lambda test, body, orelse: (
+        lambda values: body(values) if test(values) else orelse(values)
+    ),
 )
 # Python floats raise where numpy returns inf or nan: division or modulo by zero,
 # log(0), sqrt(-1), overflow in exp or **, and complex results.
@@ -228,7 +262,9 @@ def compile_expr(text: str, *, field: str) -> Expr:
         tree = ast.parse(text.strip(), mode="eval")
         names: set[str] = set()
         root = _Compiler(text, field, names, _NUMPY).visit(tree.body)
-        row = _Compiler(text, field, set(), _SCALAR).visit(tree.body)
+        row = _row_function(tree.body, field) or _Compiler(text, field, set(), _SCALAR).visit(
+            tree.body
+        )
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
         raise ExpressionError(
@@ -237,6 +273,72 @@ def compile_expr(text: str, *, field: str) -> Expr:
     except (RecursionError, MemoryError):
         raise ExpressionError(f"{field}: {text[:40]!r}... is nested too deeply") from None
     return Expr(text=text, field=field, names=frozenset(names), _root=root, _row=row)
+
+
+# What the compiled row form may call: the scalar backend's functions and float().
+_ROW_GLOBALS: dict[str, Any] = {
+    "__builtins__": {},
+    "_float": float,
+    "_bool": bool,
+    "_pow": math.pow,
+    **{f"_fn_{name}": fn for name, fn in _SCALAR.functions.items()},
+}
+_ROW_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Mod)
+
+
+def _row_function(body: ast.AST, field: str) -> _Node | None:
+    """The expression (checked already: the numpy tree compiled) as bytecode on one row
+    of floats, ``lambda v: ...``, with the scalar backend's semantics: names read as
+    ``float(v[name])``, ``**`` as math.pow, booleans as bool. None when Python's compiler
+    refuses the tree (nesting deeper than it allows): the closure tree serves then."""
+
+    def name(n: str) -> ast.expr:
+        return ast.Name(id=n, ctx=ast.Load())
+
+    def call(fn: str, *args: ast.expr) -> ast.expr:
+        return ast.Call(func=name(fn), args=list(args), keywords=[])
+
+    def build(node: ast.AST) -> ast.expr:
+        if isinstance(node, ast.Constant):
+            return ast.Constant(value=float(node.value))  # type: ignore[arg-type]
+        if isinstance(node, ast.Name):
+            if node.id in CONSTANTS:
+                return ast.Constant(value=CONSTANTS[node.id])
+            row = ast.Subscript(value=name("v"), slice=ast.Constant(value=node.id),
+                                ctx=ast.Load())  # fmt: skip
+            return call("_float", row)
+        if isinstance(node, ast.BinOp):
+            left, right = build(node.left), build(node.right)
+            if isinstance(node.op, ast.Pow):
+                return call("_pow", left, right)
+            assert isinstance(node.op, _ROW_OPERATORS)
+            return ast.BinOp(left=left, op=type(node.op)(), right=right)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.UAdd):
+                return build(node.operand)
+            return ast.UnaryOp(op=type(node.op)(), operand=build(node.operand))
+        if isinstance(node, ast.BoolOp):
+            return ast.BoolOp(op=type(node.op)(), values=[call("_bool", build(v))
+                                                          for v in node.values])  # fmt: skip
+        if isinstance(node, ast.Compare):
+            return ast.Compare(left=build(node.left), ops=[type(o)() for o in node.ops],
+                               comparators=[build(c) for c in node.comparators])  # fmt: skip
+        if isinstance(node, ast.IfExp):
+            return ast.IfExp(test=build(node.test), body=build(node.body),
+                             orelse=build(node.orelse))  # fmt: skip
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            return call(f"_fn_{node.func.id}", *(build(a) for a in node.args))
+        raise AssertionError(f"{type(node).__name__} passed the checks")  # pragma: no cover
+
+    arguments = ast.arguments(posonlyargs=[], args=[ast.arg(arg="v")], kwonlyargs=[],
+                              kw_defaults=[], defaults=[])  # fmt: skip
+    tree = ast.Expression(body=ast.Lambda(args=arguments, body=build(body)))
+    try:
+        code = compile(ast.fix_missing_locations(tree), f"<{field}>", "eval")
+    except (RecursionError, MemoryError, SyntaxError, ValueError):
+        return None
+    function: _Node = eval(code, dict(_ROW_GLOBALS))  # the code object built just above
+    return function
 
 
 class _Compiler:

@@ -301,6 +301,7 @@ class TwinSpec(_Section):
     _derived: dict[str, Expr] = PrivateAttr(default_factory=dict)  # in evaluation order
     _constraints: list[Expr] = PrivateAttr(default_factory=list)
     _constraint_derived: list[str] = PrivateAttr(default_factory=list)
+    _row_plan: Any = PrivateAttr(default=None)  # row_namespace's work, worked out once
 
     @field_validator("stop_time", mode="before")
     @classmethod
@@ -426,20 +427,34 @@ class TwinSpec(_Section):
         Python floats computed by ``Expr.evaluate_row``: the same values, without numpy's
         per-call cost, for a service checking one request at a time.
         ``constraints_only``: only the derived values the constraints need."""
-        names: dict[str, float] = {}
-        for key, spec in self.inputs.items():
+        plan = self._row_plan
+        if plan is None:
+            plan = self._row_plan = self._plan_rows()
+        numeric, categorical, quantity, every, for_constraints = plan
+        names: dict[str, float] = {key: float(row[key]) for key in numeric}
+        for key, indicators in categorical:
             value = row[key]
-            if spec.kind == "categorical":
-                for choice in spec.choice_names:
-                    names[text.indicator(key, choice)] = 1.0 if value == choice else 0.0
-            else:
-                names[key] = float(value)
-        if self.quantity is not None:
+            for name, choice in indicators:
+                names[name] = 1.0 if value == choice else 0.0
+        if quantity:
             names["quantity"] = float(row["quantity"])
-        derived = self._constraint_derived if constraints_only else self._derived
-        for key in derived:
-            names[key] = self._derived[key].evaluate_row(names)
+        for key, expr in for_constraints if constraints_only else every:
+            names[key] = expr.evaluate_row(names)
         return names
+
+    def _plan_rows(self) -> tuple[Any, ...]:
+        """What ``row_namespace`` does for every row, looked up once (pydantic's private
+        attributes and properties cost microseconds each on a per-request path)."""
+        numeric = [k for k, inp in self.inputs.items() if inp.kind != "categorical"]
+        categorical = [
+            (k, [(text.indicator(k, c), c) for c in inp.choice_names])
+            for k, inp in self.inputs.items()
+            if inp.kind == "categorical"
+        ]
+        derived = self._derived
+        every = list(derived.items())
+        for_constraints = [(k, derived[k]) for k in self._constraint_derived]
+        return numeric, categorical, self.quantity is not None, every, for_constraints
 
     def constraints_mask(self, values: Mapping[str, Any], quantity: Any = None) -> Any:
         """Where every constraint holds: a bool for scalars, a bool array for arrays."""

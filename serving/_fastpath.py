@@ -12,8 +12,15 @@ validate, a model that is not loaded. The errors a client sees are therefore the
 the route raises, and the answer is built by the same function, ``predict_answer``, and
 encoded with orjson. Request metrics are counted under the route's path either way.
 
-Batches above ``INLINE_ROWS`` rows run in a worker thread, so that a big batch does not
-hold the event loop while other requests wait.
+Requests that arrive together share one model call (dynamic batching, as inference
+servers do): a plain request's rows join the model's pending batch, which runs once the
+event loop has taken in every request that is ready, at most ``MAX_BATCH_ROWS`` rows at
+a time; each request then gets its own rows' answer, the same numbers as alone (the
+graph is row-wise; the tests check it). When the shared call fails (a model unloaded
+under it, a row it cannot encode), every request of the batch goes on to the FastAPI
+route alone and gets its own answer or problem. Batches above ``INLINE_ROWS`` rows run
+alone in a worker thread, so that a big batch does not hold the event loop while other
+requests wait.
 """
 
 from __future__ import annotations
@@ -28,11 +35,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving._auth import DEV_CALLER, presented_token
 from serving._errors import ServingError
-from serving._predict import predict_rows
+from serving._predict import Prediction, predict_rows
 
 __all__ = ["FastPredict", "predict_answer"]
 
 INLINE_ROWS = 32
+MAX_BATCH_ROWS = 256
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -41,9 +49,14 @@ def predict_answer(ctx: Any, name: str, rows: list[dict[str, Any]]) -> dict[str,
     in the metrics: per row the KPIs with mean, std and interval, the event
     probabilities, the in-domain flag and the violated bounds or constraints."""
     model = ctx.models.get(name)
-    pred = predict_rows(model, rows)
-    out = [pred.row(i) for i in range(len(rows))]
-    ctx.metrics.predictions.labels(name).inc(len(rows))
+    return _answer_of(ctx, name, model, predict_rows(model, rows), 0, len(rows))
+
+
+def _answer_of(ctx: Any, name: str, model: Any, pred: Prediction, start: int, count: int
+               ) -> dict[str, Any]:
+    """The answer for rows ``start`` to ``start + count`` of a prediction."""
+    out = [pred.row(i) for i in range(start, start + count)]
+    ctx.metrics.predictions.labels(name).inc(count)
     bad = sum(1 for o in out if not o["in_domain"])
     if bad:
         ctx.metrics.out_of_domain.labels(name).inc(bad)
@@ -52,6 +65,47 @@ def predict_answer(ctx: Any, name: str, rows: list[dict[str, Any]]) -> dict[str,
         "interval": {"level": model.level, "method": model.signature["interval"]["method"]},
         "rows": out,
     }
+
+
+class _Batch:
+    """The pending rows of one model's concurrent requests, run as one model call on the
+    event loop's next turn (or at once when ``MAX_BATCH_ROWS`` are waiting)."""
+
+    def __init__(self, ctx: Any, name: str) -> None:
+        self.ctx, self.name = ctx, name
+        self.waiting: list[tuple[list[dict[str, Any]], asyncio.Future[dict[str, Any]]]] = []
+        self.rows = 0
+
+    async def answer(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if not self.waiting:
+            loop.call_soon(self.run)
+        self.waiting.append((rows, future))
+        self.rows += len(rows)
+        if self.rows >= MAX_BATCH_ROWS:
+            self.run()
+        return await future
+
+    def run(self) -> None:
+        waiting, self.waiting, self.rows = self.waiting, [], 0
+        if not waiting:  # run early by a full batch; this turn's call finds it empty
+            return
+        try:
+            model = self.ctx.models.get(self.name)
+            batch = [row for rows, _ in waiting for row in rows]
+            pred = predict_rows(model, batch)
+            self.ctx.metrics.batch_rows.labels(self.name).observe(len(batch))
+            start = 0
+            for rows, future in waiting:
+                if not future.done():  # (a request whose client left is cancelled)
+                    future.set_result(
+                        _answer_of(self.ctx, self.name, model, pred, start, len(rows)))
+                start += len(rows)
+        except Exception as exc:  # each request then asks the route alone
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
 
 
 class FastPredict:
@@ -65,6 +119,7 @@ class FastPredict:
                  ) -> None:
         self.app, self.state = app, state
         self.routes = {path.encode(): v for path, v in routes.items()}
+        self._batches: dict[tuple[int, str], _Batch] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(scope.get("raw_path") or b"") if scope["type"] == "http" else None
@@ -100,10 +155,20 @@ class FastPredict:
             if len(rows) > INLINE_ROWS:
                 out = await asyncio.to_thread(predict_answer, ctx, name, rows)
             else:
-                out = predict_answer(ctx, name, rows)
+                out = await self._batch(ctx, name).answer(rows)
             return orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
         except (ServingError, ValidationError, ValueError, TypeError, KeyError):
             return None
+        except Exception:  # a batch that failed for a reason of its own: the route decides
+            return None
+
+    def _batch(self, ctx: Any, name: str) -> _Batch:
+        """The model's batch in this service context (a new context, a new batch)."""
+        key = (id(ctx), name)
+        batch = self._batches.get(key)
+        if batch is None or batch.ctx is not ctx:
+            batch = self._batches[key] = _Batch(ctx, name)
+        return batch
 
 
 def _text(value: bytes | None) -> str | None:

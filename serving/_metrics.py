@@ -18,6 +18,11 @@ class Metrics:
         )
         self.predictions = Counter("twin_predictions_total", "Rows predicted", ["model"],
                                    registry=self.registry)
+        self.batch_rows = Histogram(
+            "twin_model_batch_rows", "Rows per model call of the predict route's shared "
+            "batches (its count is the number of model calls)", ["model"],
+            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
         self.out_of_domain = Counter("twin_out_of_domain_total",
                                      "Rows outside the training domain", ["model"],
                                      registry=self.registry)
