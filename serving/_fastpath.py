@@ -41,6 +41,9 @@ __all__ = ["FastPredict", "predict_answer"]
 
 INLINE_ROWS = 32
 MAX_BATCH_ROWS = 256
+# Loop turns a batch waits for more requests before it runs (each a few microseconds;
+# on the demo bundle at 16 connections: 0 turns 2,580 req/s, 2 turns 2,830, 4 turns 3,030).
+DEFER_TURNS = 4
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -80,12 +83,20 @@ class _Batch:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         if not self.waiting:
-            loop.call_soon(self.run)
+            loop.call_soon(self._after, DEFER_TURNS)
         self.waiting.append((rows, future))
         self.rows += len(rows)
         if self.rows >= MAX_BATCH_ROWS:
             self.run()
         return await future
+
+    def _after(self, turns: int) -> None:
+        """Run once the loop has gone round ``turns`` more times: requests whose bytes
+        arrived meanwhile are read (one turn) and reach the batch (the next)."""
+        if turns > 0 and self.waiting:
+            asyncio.get_running_loop().call_soon(self._after, turns - 1)
+        else:
+            self.run()
 
     def run(self) -> None:
         waiting, self.waiting, self.rows = self.waiting, [], 0

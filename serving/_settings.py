@@ -41,6 +41,11 @@ class Settings(BaseModel):
     webhooks: bool = Field(True, description="Deliver events to registered webhooks")
     mqtt_url: str | None = Field(None, description="mqtt://host:port to publish events to")
     event_source: str = Field("/asset-twin", description="CloudEvents source attribute")
+    opentelemetry: bool = Field(
+        False, description="FastAPI's OpenTelemetry spans, metrics and logs, for a deployment "
+        "that configures an OpenTelemetry SDK (off: the service's own /metrics only, and no "
+        "per-request check for a provider)",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

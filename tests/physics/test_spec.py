@@ -792,3 +792,17 @@ def test_the_spec_imports_nothing_heavy() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_fmu_fields_left_out_keep_the_spec_hash() -> None:
+    """Fields added to fmu: later (start_time, interface, tolerance) are left out of the
+    hash while unset, so specs written before them keep their hash (and their datasets and
+    bundles stay valid); set, they change it."""
+    from physics._spec_text import canonical
+
+    spec = load_spec(SPEC)
+    assert {"start_time", "interface", "tolerance"}.isdisjoint(canonical(spec)["fmu"])
+    data = yaml.safe_load(SPEC.read_text())
+    assert TwinSpec.from_dict(data).spec_hash == spec.spec_hash
+    data["fmu"]["interface"] = "co_simulation"
+    assert TwinSpec.from_dict(data).spec_hash != spec.spec_hash
