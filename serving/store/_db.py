@@ -161,7 +161,9 @@ def _make_engine(url: URL) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False},
-            pool_pre_ping=True,
+            # No pre-ping: a connection to a local file does not go stale, and the ping
+            # was a sixth of an assessment's time in the store.
+            pool_pre_ping=False,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
