@@ -271,3 +271,22 @@ def test_a_bad_model_exchange_table_is_refused_by_field(
     with pytest.raises(BuildError) as info:
         load_table(path)
     assert str(info.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("interface", ["co_simulation", "model_exchange"])
+def test_an_input_profile_is_held_between_communication_points(interface: str) -> None:
+    # d follows a ramp, set at each communication point and held over the step: y obeys
+    # y' = (u + d_i - y) / tau on step i, whose exact solution the recursion below gives.
+    path = build_test_fmu("faulty")
+    step, tau, u = 0.25, 0.8, 1.0
+    profile = {"d": ([0.0, 2.0, 4.0], [0.0, 1.0, -0.5])}
+    with Fmu(path, interface=interface, tolerance=1e-10 if interface != "co_simulation"
+             else None) as lag:  # fmt: skip
+        traj = lag.simulate({"tau": tau, "u": u}, 4.0, step_size=step, inputs=profile)
+    y, expected = 0.0, [0.0]
+    for t in traj.time[:-1]:
+        target = u + float(np.interp(t, *profile["d"]))
+        y = target + (y - target) * math.exp(-step / tau)
+        expected.append(y)
+    np.testing.assert_allclose(traj["y"], expected, rtol=0,
+                               atol=1e-12 if interface == "co_simulation" else 1e-8)  # fmt: skip

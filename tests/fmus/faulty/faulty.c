@@ -78,18 +78,19 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
         }
         }
     }
-    /* Exact over any h: the input is constant. */
-    V(y) = V(u) + (V(y) - V(u)) * exp(-h / V(tau));
+    /* Exact over any h: u and the input d are constant over the step. */
+    double target = V(u) + V(d);
+    V(y) = target + (V(y) - target) * exp(-h / V(tau));
     return MODEL_OK;
 }
 
 /* ---- model exchange -------------------------------------------------------------
- * The same lag for an ODE solver, y' = (u - y) / tau, with the faults acting
+ * The same lag for an ODE solver, y' = (u + d - y) / tau, with the faults acting
  * in the derivative from fault_time on: an error status, a hang, a crash, and
  * a NaN derivative (the solver then fails); no leak. */
 
 ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len) {
-    V(der_y) = (V(u) - V(y)) / V(tau);
+    V(der_y) = (V(u) + V(d) - V(y)) / V(tau);
     if (!fault_due(s, s->time)) return MODEL_OK;
     switch ((int)V(fault)) {
     case STEP_ERROR:
