@@ -64,7 +64,7 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len);
 ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len);
 
 #ifdef MODEL_EXCHANGE
-/* Model exchange (a table with a model_exchange section; FMI 2.0). The
+/* Model exchange (a table with a model_exchange section; FMI 2.0 or 3.0). The
  * solver owns the continuous states (STATE_VRS, written straight into s->v)
  * and the time; the model computes the rest from them:
  *
