@@ -143,13 +143,15 @@ def job_for(
     fmu_path: Path,
     trajectories: tuple[str, ...],
     start_time: float = 0.0,
-    sha256: str | None = None,
-    interface: str | None = None,
+    fmu_info: dict[str, Any] | None = None,
 ) -> SimulationJob:
-    """What every run of the spec's study shares; with the FMU's ``sha256``, the FMU is
-    unpacked once into the cache for all workers."""
+    """What every run of the spec's study shares. With the card's ``fmu_info``
+    (``_fmu_info``), the FMU is unpacked once into the cache for all workers and runs
+    through the interface the card records."""
     from physics.fmu._adapter import unpack_once
 
+    sha256 = None if fmu_info is None else fmu_info["sha256"]
+    interface = spec.fmu.interface if fmu_info is None else fmu_info["interface"]
     kpis = tuple(KpiDef(name, k.variable, k.reduction, k.limit) for name, k in spec.kpis.items())
     return SimulationJob(
         str(fmu_path),
@@ -159,7 +161,7 @@ def job_for(
         trajectories,
         start_time=start_time,
         unpacked=None if sha256 is None else str(unpack_once(fmu_path, sha256)),
-        interface=interface or spec.fmu.interface,
+        interface=interface,
         tolerance=spec.fmu.tolerance,
     )
 
@@ -236,9 +238,7 @@ def generate(
         "created": _now(),
     }
     # Connect to the executor before anything is written: a bad address changes nothing.
-    job = job_for(
-        spec, fmu_path, traj_outputs, start_time, fmu_info["sha256"], fmu_info["interface"]
-    )
+    job = job_for(spec, fmu_path, traj_outputs, start_time, fmu_info)
     runner = LocalPool(job, pool) if executor is None else executor(job, pool)
     with DatasetFolder(out) as folder:
         if folder.old_card is not None:
@@ -426,7 +426,7 @@ def extend(
         total = sum(r["runs"] for r in rounds)
         card["doe"].update(n=total, points=total, rounds=rounds)
         runner = LocalPool(
-            job_for(spec, fmu_path, (), start_time, fmu_info["sha256"], fmu_info["interface"]),
+            job_for(spec, fmu_path, (), start_time, fmu_info),
             pool,
         )
         writer = folder.writer(card, schema, chunk_size=chunk_size)

@@ -130,7 +130,7 @@ class FastPredict:
                  ) -> None:
         self.app, self.state = app, state
         self.routes = {path.encode(): v for path, v in routes.items()}
-        self._batches: dict[tuple[int, str], _Batch] = {}
+        self._batches: dict[str, _Batch] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(scope.get("raw_path") or b"") if scope["type"] == "http" else None
@@ -175,10 +175,9 @@ class FastPredict:
 
     def _batch(self, ctx: Any, name: str) -> _Batch:
         """The model's batch in this service context (a new context, a new batch)."""
-        key = (id(ctx), name)
-        batch = self._batches.get(key)
+        batch = self._batches.get(name)
         if batch is None or batch.ctx is not ctx:
-            batch = self._batches[key] = _Batch(ctx, name)
+            batch = self._batches[name] = _Batch(ctx, name)
         return batch
 
 

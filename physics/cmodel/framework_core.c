@@ -197,7 +197,11 @@ ModelStatus core_event_update(Core *c, const char *function, int *states_changed
     if (core_me_check(c, function, MODE_EVENT, MODE_EVENT) != MODEL_OK) return MODEL_ERROR;
     char msg[800] = "";
     *states_changed = 0;
+#if N_EVENT_INDICATORS > 0
     ModelStatus st = model_event_update(&c->s, states_changed, msg, sizeof msg);
+#else
+    ModelStatus st = MODEL_OK; /* no indicators: nothing happens at an event */
+#endif
     c->dirty = 1;
     if (st >= MODEL_DISCARD) {
         c->mode = MODE_ERROR;
@@ -257,9 +261,10 @@ ModelStatus core_get_derivatives(Core *c, const char *function, double dx[], siz
 
 ModelStatus core_get_event_indicators(Core *c, const char *function, double z[], size_t n) {
     CHECK_ME(c, function, n, N_EVENT_INDICATORS, "event indicators", z);
-    if (n == 0) return MODEL_OK;
+#if N_EVENT_INDICATORS > 0
     if (core_refresh(c, function) != MODEL_OK) return MODEL_ERROR;
     model_event_indicators(&c->s, z);
+#endif
     return MODEL_OK;
 }
 

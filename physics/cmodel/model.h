@@ -71,6 +71,7 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len);
  * model_derivatives: the derivative variables (DERIVATIVE_VRS) and any other
  *   variable that depends on the states, at s->time. Called before every read
  *   after the solver moved the states or the time.
+ * Only a table with event indicators (N_EVENT_INDICATORS > 0) provides these two:
  * model_event_indicators: z[0..N_EVENT_INDICATORS); an event happens where
  *   one of them changes sign.
  * model_event_update: at an event (and once after initialization), switch
@@ -79,8 +80,10 @@ ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len);
  *
  * model_do_step still serves the co-simulation interface of the same FMU. */
 ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len);
+#if N_EVENT_INDICATORS > 0
 void model_event_indicators(const ModelState *s, double z[]);
 ModelStatus model_event_update(ModelState *s, int *states_changed, char *msg, size_t msg_len);
+#endif
 #endif
 
 #endif

@@ -304,6 +304,24 @@ def unpack_once(path: str | Path, sha256: str) -> Path:
     return target
 
 
+@dataclass
+class _Run:
+    """One run as ``Fmu.simulate`` lays it out for the interface's loop: what to set and
+    when, where the samples go, and ``t``, the model time reached (for error messages)."""
+
+    initial: dict[str, Any]
+    profiles: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    start_time: float
+    stop_time: float
+    step_size: float
+    n_steps: int
+    every: int  # communication steps per sample
+    readers: list[tuple[str, list[int], list[int]]]
+    time: np.ndarray
+    data: np.ndarray
+    t: float
+
+
 class Fmu:
     """One FMI 2.0 / 3.0 FMU, ready to run many times: co-simulation (the FMU steps
     itself) or model exchange (CVode integrates it, events located by root
@@ -530,20 +548,19 @@ class Fmu:
 
         slave = self._instance()
         self._log.clear()
-        clock = [start_time]  # the model time reached, for error messages
+        initial = dict(start_values)
+        initial.update({k: float(np.interp(start_time, *p)) for k, p in profiles.items()})
+        run = _Run(initial, profiles, start_time, stop_time, step_size, n_steps, every,
+                   readers, time, data, t=start_time)  # fmt: skip
         try:
             if not self._fresh:
                 slave.reset()
             self._fresh = False
-            initial = dict(start_values)
-            initial.update({k: float(np.interp(start_time, *p)) for k, p in profiles.items()})
-            run = self._run_me if self.model_exchange else self._run_cs
-            k = run(slave, initial, profiles, start_time, stop_time, step_size, n_steps, every,
-                    readers, time, data, clock)  # fmt: skip
+            k = (self._run_me if self.model_exchange else self._run_cs)(slave, run)
         except SimulationError:
             raise
         except Exception as exc:
-            raise self._error(exc, clock[0]) from exc
+            raise self._error(exc, run.t) from exc
         time, data = time[: k + 1], data[:, : k + 1]
         bad = ~np.isfinite(data)
         if bad.any():
@@ -568,67 +585,44 @@ class Fmu:
         units = {v.name: self.catalogue[v.name].unit for v in out_vars}
         return Trajectories(time=time, values=values, units=units)
 
-    def _run_cs(
-        self,
-        slave: Any,
-        initial: dict[str, Any],
-        profiles: Mapping[str, tuple[np.ndarray, np.ndarray]],
-        start_time: float,
-        stop_time: float,
-        step_size: float,
-        n_steps: int,
-        every: int,
-        readers: list[tuple[str, list[int], list[int]]],
-        time: np.ndarray,
-        data: np.ndarray,
-        clock: list[float],
-    ) -> int:
+    def _run_cs(self, slave: Any, run: _Run) -> int:
         """Co-simulation: one doStep per communication step; the index of the last sample."""
+        start_time, stop_time, step_size = run.start_time, run.stop_time, run.step_size
+        time, data, readers, profiles = run.time, run.data, run.readers, run.profiles
         if self.fmi3:
             slave.enterInitializationMode(startTime=start_time, stopTime=stop_time)
         else:
             slave.setupExperiment(startTime=start_time, stopTime=stop_time)
             slave.enterInitializationMode()
-        self._set(slave, initial)
+        self._set(slave, run.initial)
         slave.exitInitializationMode()
         k = 0
         self._sample(slave, readers, data[:, k])
         time[k] = start_time
-        for i in range(n_steps):
-            t = clock[0] = start_time + i * step_size
-            h = min(step_size, stop_time - t) if i == n_steps - 1 else step_size
+        for i in range(run.n_steps):
+            t = run.t = start_time + i * step_size
+            h = min(step_size, stop_time - t) if i == run.n_steps - 1 else step_size
             if profiles:
                 self._set(slave, {n: float(np.interp(t, *p)) for n, p in profiles.items()})
             answer = slave.doStep(currentCommunicationPoint=t, communicationStepSize=h)
             if self.fmi3 and answer[1]:  # terminateSimulation
                 raise self._terminated("fmi3DoStep", t + h)
-            if (i + 1) % every == 0 or i == n_steps - 1:
+            if (i + 1) % run.every == 0 or i == run.n_steps - 1:
                 k += 1
                 self._sample(slave, readers, data[:, k])
                 time[k] = t + h
         return k
 
-    def _run_me(
-        self,
-        model: Any,
-        initial: dict[str, Any],
-        profiles: Mapping[str, tuple[np.ndarray, np.ndarray]],
-        start_time: float,
-        stop_time: float,
-        step_size: float,
-        n_steps: int,
-        every: int,
-        readers: list[tuple[str, list[int], list[int]]],
-        time: np.ndarray,
-        data: np.ndarray,
-        clock: list[float],
-    ) -> int:
+    def _run_me(self, model: Any, run: _Run) -> int:
         """Model exchange (FMI 2.0 or 3.0): CVode (BDF, fmpy's SUNDIALS build) integrates from one
         communication point to the next, stopping at time events and at the roots of the
         event indicators (state events) to let the FMU update its discrete states; the
         index of the last sample. Inputs change at communication points (as in
         co-simulation), and the solver restarts there."""
         from physics.fmu._cvode import Cvode, NonFiniteDerivative
+
+        start_time, stop_time, step_size = run.start_time, run.stop_time, run.step_size
+        time, data, readers, profiles = run.time, run.data, run.readers, run.profiles
 
         md = self.model_description
         v = "fmi3" if self.fmi3 else "fmi2"  # function names in messages
@@ -642,7 +636,7 @@ class Fmu:
                 tolerance=self.tolerance, startTime=start_time, stopTime=stop_time
             )
             model.enterInitializationMode()
-        self._set(model, initial)
+        self._set(model, run.initial)
         model.exitInitializationMode()
         next_event = self._event_iteration(model, start_time)
         model.enterContinuousTimeMode()
@@ -662,8 +656,8 @@ class Fmu:
             max_step=max(step_size, (stop_time - start_time) / 50),
         )
         with solver:
-            for i in range(n_steps):
-                t_end = stop_time if i == n_steps - 1 else start_time + (i + 1) * step_size
+            for i in range(run.n_steps):
+                t_end = stop_time if i == run.n_steps - 1 else start_time + (i + 1) * step_size
                 if profiles and i > 0:
                     self._set(model, {n: float(np.interp(t, *p)) for n, p in profiles.items()})
                     solver.reset(t)
@@ -683,9 +677,9 @@ class Fmu:
                             log=tuple(self._log),
                         ) from None
                     except BaseException:
-                        clock[0] = solver.last_t
+                        run.t = solver.last_t
                         raise
-                    clock[0] = t
+                    run.t = t
                     step_event, terminate = (
                         model.completedIntegratorStep() if completed else (False, False)
                     )
@@ -706,7 +700,7 @@ class Fmu:
                     next_event = self._event_iteration(model, t)
                     model.enterContinuousTimeMode()
                     solver.reset(t)
-                if (i + 1) % every == 0 or i == n_steps - 1:
+                if (i + 1) % run.every == 0 or i == run.n_steps - 1:
                     k += 1
                     self._sample(model, readers, data[:, k])
                     time[k] = t

@@ -46,52 +46,11 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     return MODEL_OK;
 }
 
-ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
-    double t_end = s->time + h;
-    if (fault_due(s, t_end)) {
-        switch ((int)V(fault)) {
-        case STEP_ERROR:
-            snprintf(msg, msg_len, "injected error at t=%g s (fault_time = %g s)", s->time,
-                     V(fault_time));
-            return MODEL_ERROR;
-        case HANG:
-            while (hanging) {
-            }
-            break;
-        case CRASH:
-            raise(SIGSEGV);
-            break;
-        case NAN_OUTPUT:
-            V(y) = NAN;
-            return MODEL_OK;
-        case LEAK: {
-            void **block = malloc(LEAK_BYTES);
-            if (block == NULL) {
-                snprintf(msg, msg_len, "out of memory after leaking as asked");
-                return MODEL_ERROR;
-            }
-            /* Touch every page so the leak shows in the resident set size. */
-            memset(block, 0xA5, LEAK_BYTES);
-            block[0] = leaked_blocks;
-            leaked_blocks = block;
-            break;
-        }
-        }
-    }
-    /* Exact over any h: u and the input d are constant over the step. */
-    double target = V(u) + V(d);
-    V(y) = target + (V(y) - target) * exp(-h / V(tau));
-    return MODEL_OK;
-}
-
-/* ---- model exchange -------------------------------------------------------------
- * The same lag for an ODE solver, y' = (u + d - y) / tau, with the faults acting
- * in the derivative from fault_time on: an error status, a hang, a crash, and
- * a NaN derivative (the solver then fails); no leak. */
-
-ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len) {
-    V(der_y) = (V(u) + V(d) - V(y)) / V(tau);
-    if (!fault_due(s, s->time)) return MODEL_OK;
+/* The fault due at time t, if any: an error status, a hang, a crash, NaN written into
+ * *nan_into, or (allow_leak) 1 MiB more leaked. MODEL_OK when the run may go on. */
+static ModelStatus inject_fault(ModelState *s, double t, double *nan_into, int allow_leak,
+                                char *msg, size_t msg_len) {
+    if (!fault_due(s, t)) return MODEL_OK;
     switch ((int)V(fault)) {
     case STEP_ERROR:
         snprintf(msg, msg_len, "injected error at t=%g s (fault_time = %g s)", s->time,
@@ -105,21 +64,40 @@ ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len) {
         raise(SIGSEGV);
         break;
     case NAN_OUTPUT:
-        V(der_y) = NAN;
+        *nan_into = NAN;
         break;
+    case LEAK: {
+        if (!allow_leak) break;
+        void **block = malloc(LEAK_BYTES);
+        if (block == NULL) {
+            snprintf(msg, msg_len, "out of memory after leaking as asked");
+            return MODEL_ERROR;
+        }
+        /* Touch every page so the leak shows in the resident set size. */
+        memset(block, 0xA5, LEAK_BYTES);
+        block[0] = leaked_blocks;
+        leaked_blocks = block;
+        break;
+    }
     }
     return MODEL_OK;
 }
 
-void model_event_indicators(const ModelState *s, double z[]) {
-    (void)s;
-    (void)z;
+ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len) {
+    ModelStatus st = inject_fault(s, s->time + h, &V(y), 1, msg, msg_len);
+    if (st != MODEL_OK) return st;
+    /* Exact over any h: u and the input d are constant over the step (a NaN y stays NaN). */
+    double target = V(u) + V(d);
+    V(y) = target + (V(y) - target) * exp(-h / V(tau));
+    return MODEL_OK;
 }
 
-ModelStatus model_event_update(ModelState *s, int *states_changed, char *msg, size_t msg_len) {
-    (void)s;
-    (void)states_changed;
-    (void)msg;
-    (void)msg_len;
-    return MODEL_OK;
+/* ---- model exchange -------------------------------------------------------------
+ * The same lag for an ODE solver, y' = (u + d - y) / tau, with the faults acting
+ * in the derivative from fault_time on: an error status, a hang, a crash, and
+ * a NaN derivative (the solver then fails); no leak. */
+
+ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len) {
+    V(der_y) = (V(u) + V(d) - V(y)) / V(tau);
+    return inject_fault(s, s->time, &V(der_y), 0, msg, msg_len);
 }

@@ -43,16 +43,3 @@ ModelStatus model_derivatives(ModelState *s, char *msg, size_t msg_len) {
     V(settled) = settled(s);
     return MODEL_OK;
 }
-
-void model_event_indicators(const ModelState *s, double z[]) {
-    (void)s;
-    (void)z;
-}
-
-ModelStatus model_event_update(ModelState *s, int *states_changed, char *msg, size_t msg_len) {
-    (void)s;
-    (void)states_changed;
-    (void)msg;
-    (void)msg_len;
-    return MODEL_OK;
-}
