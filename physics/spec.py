@@ -301,6 +301,7 @@ class TwinSpec(_Section):
     _derived: dict[str, Expr] = PrivateAttr(default_factory=dict)  # in evaluation order
     _constraints: list[Expr] = PrivateAttr(default_factory=list)
     _constraint_derived: list[str] = PrivateAttr(default_factory=list)
+    _constraint_inputs: tuple[str, ...] = PrivateAttr(default=())
     _row_plan: Any = PrivateAttr(default=None)  # row_namespace's work, worked out once
 
     @field_validator("stop_time", mode="before")
@@ -321,6 +322,11 @@ class TwinSpec(_Section):
             if key in need:
                 need |= self._derived[key].names
         self._constraint_derived = [k for k in self._derived if k in need]
+        self._constraint_inputs = tuple(
+            k for k, inp in self.inputs.items()
+            if (k in need if inp.kind != "categorical"
+                else any(text.indicator(k, c) in need for c in inp.choice_names))
+        ) + (("quantity",) if "quantity" in need else ())
         return self
 
     @classmethod
@@ -393,10 +399,19 @@ class TwinSpec(_Section):
     def constraint_exprs(self) -> list[Expr]:
         return list(self._constraints)
 
-    def namespace(self, values: Mapping[str, Any], quantity: Any = None) -> dict[str, Any]:
+    @property
+    def constraint_inputs(self) -> tuple[str, ...]:
+        """The inputs (and ``quantity``) the constraints read, directly or through derived
+        values: rows equal in these meet the same constraints."""
+        return self._constraint_inputs
+
+    def namespace(
+        self, values: Mapping[str, Any], quantity: Any = None, *, constraints_only: bool = False
+    ) -> dict[str, Any]:
         """Names for expressions from twin-level values (scalars or equal-length arrays).
 
-        Derived values are added where everything they need is present.
+        Derived values are added where everything they need is present;
+        ``constraints_only``: only the ones the constraints need.
         """
         names: dict[str, Any] = {}
         for key, spec in self.inputs.items():
@@ -412,7 +427,9 @@ class TwinSpec(_Section):
             names["quantity"] = np.asarray(quantity, dtype=np.float64)
         if self._default_stop is not None:
             names[DEFAULT_STOP] = np.asarray(self._default_stop)
-        for key, expr in self._derived.items():
+        derived = self._derived
+        for key in self._constraint_derived if constraints_only else derived:
+            expr = derived[key]
             if expr.names <= names.keys():
                 names[key] = expr.evaluate(names)
         return names

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "specs" / "spindle.yaml"
@@ -18,6 +20,23 @@ SMALL = [
     "training.patience=30",
     "training.batch_size=64",
 ]
+
+
+def random_inputs(spec: Any, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """``n`` random values of every input of ``spec`` within its DOE bounds."""
+    values: dict[str, np.ndarray] = {}
+    for key, inp in spec.inputs.items():
+        if inp.kind == "categorical":
+            values[key] = rng.choice(inp.choice_names, n)
+        elif inp.kind == "boolean":
+            values[key] = rng.random(n) < 0.5
+        else:
+            _, lo, hi = spec.factor_domain(key)
+            lo = 0.0 if lo is None else lo
+            hi = lo + 10.0 if hi is None else hi
+            x = rng.uniform(lo, hi, n)
+            values[key] = np.round(x) if inp.kind == "integer" else x
+    return values
 
 
 @dataclass

@@ -359,7 +359,9 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
     def assessment(job_order_id: str, body: JobOrderIn, request: Request,
                    caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
         ctx = _ctx(request)
-        with ctx.store.session() as s:
+        # Reads only (the answer is stored by the second transaction, which looks for a
+        # replay again): no write lock while the surrogate runs.
+        with ctx.store.session(readonly=True) as s:
             replay = _replay(s, caller, idempotency_key, request, body)
             if replay is not None:
                 return replay

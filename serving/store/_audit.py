@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from serving.store._db import AUDIT_SUBJECT, StoreError, lock_counter, set_counter, text_limit
-from serving.store._tables import AuditRecord, SubjectCounter, utcnow
+from serving.store._tables import AuditRecord, SubjectCounter, table_of, utcnow
 
 __all__ = [
     "GENESIS_HASH",
@@ -49,7 +49,9 @@ __all__ = [
 ]
 
 GENESIS_HASH = ""  # prev_hash of record 1 (and last_hash of a fresh counter)
-_TABLE = AuditRecord.__table__
+_TABLE = table_of(AuditRecord)
+_COLUMNS = tuple(c.name for c in _TABLE.columns)
+_INSERT = insert(_TABLE)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ def append_audit(
     policy_version: str | None = None,
     at: datetime | None = None,
 ) -> AuditRecord:
-    """Append the next record to the chain, in the caller's transaction.
+    """Append the next record to the chain, in the caller's transaction; returns it as
+    written (an ``AuditRecord`` not attached to the session).
 
     It commits with what it records or not at all; a rollback gives its seq back.
     """
@@ -146,9 +149,10 @@ def append_audit(
         prev_hash=prev_hash,
     )
     record.hash = record_hash(prev_hash, audit_fields(record))
-    session.add(record)
+    # A Core insert on the session's connection: the record is written at once, in the
+    # caller's transaction, without a trip through the ORM's unit of work.
+    session.connection().execute(_INSERT, {c: getattr(record, c) for c in _COLUMNS})
     set_counter(session, AUDIT_SUBJECT, record.seq, record.hash)
-    session.flush()
     return record
 
 

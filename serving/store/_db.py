@@ -24,19 +24,20 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from serving.store._tables import SubjectCounter
+from serving.store._tables import SubjectCounter, table_of
 
 __all__ = [
     "AUDIT_SUBJECT",
@@ -45,6 +46,7 @@ __all__ = [
     "StoreError",
     "downgrade",
     "lock_counter",
+    "next_seq",
     "open_store",
     "set_counter",
     "text_limit",
@@ -187,6 +189,12 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite lets one writer in at a time, and a connection that finds the lock
+        # taken polls for it (sleeps of up to 100 ms in its busy handler), so under load
+        # the requests of one process would queue behind sleeps rather than behind each
+        # other: here they wait on a lock that hands over the moment it is released.
+        # Other processes (uvicorn workers) still meet at SQLite's own lock.
+        self._writer = _WriterLock() if engine.dialect.name == "sqlite" else None
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._readonly = sessionmaker(
             engine.execution_options(**_readonly_options(engine)), expire_on_commit=False
@@ -205,8 +213,12 @@ class Store:
         ``readonly=True`` is for reports that span many queries (``verify_chain``): one
         consistent snapshot, and on SQLite no write lock, so it does not hold up writers.
         """
-        factory = self._readonly if readonly else self._sessions
-        with factory() as session, session.begin():
+        if readonly or self._writer is None:
+            factory = self._readonly if readonly else self._sessions
+            with factory() as session, session.begin():
+                yield session
+            return
+        with self._writer, self._sessions() as session, session.begin():
             yield session
 
     def ping(self) -> None:
@@ -224,6 +236,32 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({mask_url(self.engine.url)!r})"
+
+
+class _WriterLock:
+    """The write lock of one process's SQLite sessions, with an error rather than a
+    deadlock when a thread asks for it twice (a write session opened inside another
+    would wait for itself)."""
+
+    TIMEOUT_S = 30.0  # as SQLite's busy timeout
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        if self._owner == me:
+            raise RuntimeError("a write session was opened inside another one on the same "
+                               "thread; SQLite has one writer, so it would wait for itself")
+        if not self._lock.acquire(timeout=self.TIMEOUT_S):
+            raise sqlite3.OperationalError(
+                f"database is locked: no write turn within {self.TIMEOUT_S:.0f} s")
+        self._owner = me
+
+    def __exit__(self, *exc: object) -> None:
+        self._owner = None
+        self._lock.release()
 
 
 def _readonly_options(engine: Engine) -> dict[str, Any]:
@@ -282,6 +320,42 @@ def downgrade(url_or_engine: str | Engine, revision: str = "base") -> None:
     _run_alembic(url_or_engine, "downgrade", revision)
 
 
+# The counter statements, built once: they run several times in every write transaction,
+# straight on the session's connection (the ORM's unit of work has nothing to add here).
+_COUNTERS = table_of(SubjectCounter)
+_SELECT_COUNTER = (
+    select(_COUNTERS.c.last_seq, _COUNTERS.c.last_hash)
+    .where(_COUNTERS.c.subject == bindparam("key"))
+    .with_for_update()
+)
+_SET_COUNTER = (
+    update(_COUNTERS)
+    .where(_COUNTERS.c.subject == bindparam("key"))
+    .values(last_seq=bindparam("seq"), last_hash=bindparam("head"))
+)
+_NEXT_SEQ = (
+    update(_COUNTERS)
+    .where(_COUNTERS.c.subject == bindparam("key"))
+    .values(last_seq=_COUNTERS.c.last_seq + 1)
+    .returning(_COUNTERS.c.last_seq)
+)
+
+
+def _create_counter(session: Session, subject: str) -> None:
+    """The counter row of ``subject`` at 0, unless it exists (also when another
+    transaction creates it at the same moment)."""
+    insert: Any = (
+        postgresql.insert(_COUNTERS)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert(_COUNTERS)
+    )
+    session.connection().execute(
+        insert.values(subject=subject, last_seq=0, last_hash="").on_conflict_do_nothing(
+            index_elements=["subject"]
+        )
+    )
+
+
 def lock_counter(session: Session, subject: str) -> tuple[int, str]:
     """Lock the counter row of ``subject`` (creating it at 0) until the transaction
     ends, and return its ``(last_seq, last_hash)``.
@@ -289,39 +363,32 @@ def lock_counter(session: Session, subject: str) -> tuple[int, str]:
     ``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has no row locks and needs none, as
     every write transaction holds the database's write lock from ``BEGIN IMMEDIATE``.
     """
-    row = _select_counter(session, subject)
+    conn = session.connection()
+    row = conn.execute(_SELECT_COUNTER, {"key": subject}).first()
     if row is None:
-        insert: Any = (
-            postgresql.insert(SubjectCounter)
-            if session.get_bind().dialect.name == "postgresql"
-            else sqlite.insert(SubjectCounter)
-        )
-        session.execute(
-            insert.values(subject=subject, last_seq=0, last_hash="").on_conflict_do_nothing(
-                index_elements=["subject"]
-            )
-        )
-        row = _select_counter(session, subject)
+        _create_counter(session, subject)
+        row = conn.execute(_SELECT_COUNTER, {"key": subject}).first()
         if row is None:  # pragma: no cover - the insert above guarantees the row
             raise RuntimeError(f"counter row {subject!r} missing right after its insert")
     return int(row[0]), str(row[1])
 
 
+def next_seq(session: Session, subject: str) -> int:
+    """The next number of ``subject``'s counter (1 on first use), its row locked until
+    the transaction ends: one ``UPDATE ... RETURNING``, which locks the row as
+    ``lock_counter`` does, when only the number is needed."""
+    conn = session.connection()
+    number = conn.execute(_NEXT_SEQ, {"key": subject}).scalar()
+    if number is None:
+        _create_counter(session, subject)
+        number = conn.execute(_NEXT_SEQ, {"key": subject}).scalar()
+        if number is None:  # pragma: no cover - the insert above guarantees the row
+            raise RuntimeError(f"counter row {subject!r} missing right after its insert")
+    return int(number)
+
+
 def set_counter(session: Session, subject: str, last_seq: int, last_hash: str = "") -> None:
     """Store the new head of a counter that ``lock_counter`` locked in this transaction."""
-    session.execute(
-        update(SubjectCounter)
-        .where(SubjectCounter.subject == subject)
-        .values(last_seq=last_seq, last_hash=last_hash)
-        .execution_options(synchronize_session=False)
+    session.connection().execute(
+        _SET_COUNTER, {"key": subject, "seq": last_seq, "head": last_hash}
     )
-
-
-def _select_counter(session: Session, subject: str) -> Any:
-    # Columns, not the ORM object: a counter loaded earlier in this session would come
-    # back from the identity map with the numbers it had then.
-    return session.execute(
-        select(SubjectCounter.last_seq, SubjectCounter.last_hash)
-        .where(SubjectCounter.subject == subject)
-        .with_for_update()
-    ).first()

@@ -24,12 +24,12 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from serving.store._audit import json_object
-from serving.store._db import StoreError, lock_counter, set_counter, text_limit
-from serving.store._tables import Delivery, Event, Webhook, utcnow
+from serving.store._db import StoreError, next_seq, text_limit
+from serving.store._tables import Delivery, Event, Webhook, table_of, utcnow
 
 __all__ = [
     "ADVISORY_CLEARED",
@@ -61,11 +61,23 @@ EVENT_TYPES = (
     ASSET_UPDATED,
 )
 
+_EVENTS = table_of(Event)
+_HOOKS = table_of(Webhook)
 _COUNTER_PREFIX = "event:"  # keeps event subjects apart from the audit chain's counter
 # The counter row's key is the prefix and the subject, in a column as wide as the subject.
-_SUBJECT_MAX = text_limit(Event.__table__.c.subject) - len(_COUNTER_PREFIX)
-_TYPE_MAX = text_limit(Event.__table__.c.type)
+_SUBJECT_MAX = text_limit(_EVENTS.c.subject) - len(_COUNTER_PREFIX)
+_TYPE_MAX = text_limit(_EVENTS.c.type)
 _SEQUENCE_DIGITS = 19  # a BIGINT has at most 19 digits: every value sorts as text too
+_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.seq)
+_SET_ENVELOPE = (
+    update(_EVENTS).where(_EVENTS.c.seq == bindparam("at")).values(envelope=bindparam("full"))
+)
+_ACTIVE_HOOKS = (
+    select(_HOOKS.c.id, _HOOKS.c.event_types)
+    .where(_HOOKS.c.active.is_(True))
+    .order_by(_HOOKS.c.id)
+)
+_INSERT_DELIVERY = insert(table_of(Delivery))
 
 
 def emit(
@@ -78,7 +90,8 @@ def emit(
     time: datetime | None = None,
 ) -> Event:
     """Write one event, and one pending delivery per active webhook that wants its type,
-    in the caller's transaction."""
+    in the caller's transaction; returns it as written (an ``Event`` not attached to the
+    session)."""
     # Other types are allowed (the constants are ours, not a closed list of the spec).
     if not isinstance(type, str) or not type or len(type) > _TYPE_MAX:
         raise StoreError("type", type, f"a non-empty string of at most {_TYPE_MAX}")
@@ -93,10 +106,7 @@ def emit(
         raise StoreError("time", time, "a timezone-aware datetime")
     time = time.astimezone(UTC)
 
-    counter = _COUNTER_PREFIX + subject
-    last, _ = lock_counter(session, counter)
-    number = last + 1
-    set_counter(session, counter, number)
+    number = next_seq(session, _COUNTER_PREFIX + subject)
     envelope: dict[str, Any] = {
         "specversion": "1.0",
         "id": uuid.uuid4().hex,
@@ -108,25 +118,24 @@ def emit(
         "sequence": f"{number:0{_SEQUENCE_DIGITS}d}",
         "data": clean_data,
     }
-    event = Event(
-        id=envelope["id"],
-        type=type,
-        subject=subject,
-        subject_seq=number,
-        time=time,
-        envelope=envelope,
-        mqtt_published=False,
-    )
-    session.add(event)
-    session.flush()  # the global seq is the table's autoincrement
-    event.envelope = {**envelope, "twinseq": event.seq}
-
-    hooks = session.scalars(select(Webhook).where(Webhook.active.is_(True)).order_by(Webhook.id))
-    for hook in hooks:
-        if not hook.event_types or type in hook.event_types:
-            session.add(Delivery(webhook_id=hook.id, event_seq=event.seq, status="pending"))
-    session.flush()
-    return event
+    # Core statements on the session's connection (the ORM's unit of work costs more
+    # than the writes): the row, its global seq (the table's autoincrement) read back,
+    # and the envelope completed with it.
+    conn = session.connection()
+    seq = conn.execute(_INSERT_EVENT, {
+        "id": envelope["id"], "type": type, "subject": subject, "subject_seq": number,
+        "time": time, "envelope": envelope, "mqtt_published": False}).scalar_one()
+    envelope = {**envelope, "twinseq": seq}
+    conn.execute(_SET_ENVELOPE, {"at": seq, "full": envelope})
+    deliveries = [
+        {"webhook_id": hook_id, "event_seq": seq, "status": "pending"}
+        for hook_id, types in conn.execute(_ACTIVE_HOOKS)
+        if not types or type in types
+    ]
+    if deliveries:
+        conn.execute(_INSERT_DELIVERY, deliveries)
+    return Event(seq=seq, id=envelope["id"], type=type, subject=subject, subject_seq=number,
+                 time=time, envelope=envelope, mqtt_published=False)
 
 
 def events_after(

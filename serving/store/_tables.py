@@ -9,7 +9,7 @@ nothing calls ``metadata.create_all`` outside tests of the migrations themselves
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Residual",
     "SubjectCounter",
     "Webhook",
+    "table_of",
     "utcnow",
 ]
 
@@ -66,6 +68,11 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table behind a mapped class, for statements built once at import."""
+    return cast(Table, model.__table__)
 
 
 class Asset(Base):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from physics.expr import ExpressionError, compile_expr
+from tests._trained import random_inputs
 
 
 def ev(text: str, **values: float) -> float:
@@ -169,6 +171,36 @@ def test_a_missing_name_in_a_row_names_it() -> None:
         compile_expr("a + b", field="f").evaluate_row({"a": 1.0})
 
 
+def test_the_spindle_constraints_read_only_their_inputs(spindle_spec: object) -> None:
+    """Redrawing every input outside ``constraint_inputs`` (and the quantity) leaves
+    each constraint of 200 random rows as it was, while the inputs it names do move
+    them; the constraints-only namespace gives the same constraint values."""
+    from physics.spec import TwinSpec
+
+    spec = spindle_spec
+    assert isinstance(spec, TwinSpec)
+    keys = spec.constraint_inputs
+    assert {"material", "spindle_speed", "tool_diameter"} <= set(keys)
+    assert not {"quantity", "tool_wear", "bearing_damage", "ambient_temperature"} & set(keys)
+    rng = np.random.default_rng(11)
+    n = 200
+    values = random_inputs(spec, rng, n)
+    other = random_inputs(spec, rng, n)
+    quantity = rng.integers(1, 100, n).astype(float)
+
+    def constraints(v: dict[str, np.ndarray], q: np.ndarray, **kw: Any) -> np.ndarray:
+        names = spec.namespace(v, q, **kw)
+        return np.array([np.broadcast_to(e.evaluate(names), (n,)) for e in spec.constraint_exprs])
+
+    base = constraints(values, quantity)
+    assert 0 < base.sum() < base.size  # some rows fail a constraint, some pass
+    kept = {k: values[k] if k in keys else other[k] for k in spec.inputs}
+    np.testing.assert_array_equal(constraints(kept, quantity[::-1].copy()), base)
+    np.testing.assert_array_equal(constraints(values, quantity, constraints_only=True), base)
+    moved = {k: other[k] if k in keys else values[k] for k in spec.inputs}
+    assert (constraints(moved, quantity) != base).any()
+
+
 def test_the_spindle_row_namespace_equals_the_vectorised_one(spindle_spec: object) -> None:
     """Every derived value and constraint of the spindle spec, row by row, against the
     vectorised namespace over 200 random rows of its own DOE bounds."""
@@ -178,18 +210,7 @@ def test_the_spindle_row_namespace_equals_the_vectorised_one(spindle_spec: objec
     assert isinstance(spec, TwinSpec)
     rng = np.random.default_rng(7)
     n = 200
-    values: dict[str, np.ndarray] = {}
-    for key, inp in spec.inputs.items():
-        if inp.kind == "categorical":
-            values[key] = rng.choice(inp.choice_names, n)
-        elif inp.kind == "boolean":
-            values[key] = rng.random(n) < 0.5
-        else:
-            _, lo, hi = spec.factor_domain(key)
-            lo = 0.0 if lo is None else lo
-            hi = lo + 10.0 if hi is None else hi
-            x = rng.uniform(lo, hi, n)
-            values[key] = np.round(x) if inp.kind == "integer" else x
+    values = random_inputs(spec, rng, n)
     quantity = rng.integers(1, 100, n).astype(float)
     vec = spec.namespace(values, quantity)
     constraints = [np.broadcast_to(e.evaluate(vec), (n,)) for e in spec.constraint_exprs]
