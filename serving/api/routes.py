@@ -425,15 +425,16 @@ def include(app: FastAPI, specs: list[TwinSpec], settings: Settings,
             outputs: dict[str, Any] = {"decision": response["decision"]}
             if changes["raised"] or changes["cleared"]:
                 outputs["advisories"] = _advisory_summary(changes)
+            sent = body.model_dump(mode="json")
             s.add(Assessment(
                 job_order_id=job_order_id, equipment_id=body.equipment_id, decision=kind,
-                request=body.model_dump(mode="json"), response=response,
+                request=sent, response=response,
                 model_version=head["model"] and head["model"]["version"],
                 bundle_hash=head["model"] and head["model"]["bundle_hash"],
                 policy_version=ctx.policy.version))
             append_audit(
                 s, kind="assessment", subject=f"work-order/{job_order_id}",
-                caller=caller.name, inputs=body.model_dump(mode="json"),
+                caller=caller.name, inputs=sent,
                 outputs=outputs, idempotency_key=idempotency_key,
                 model_version=head["model"] and head["model"]["version"],
                 bundle_hash=head["model"] and head["model"]["bundle_hash"],
