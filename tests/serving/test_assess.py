@@ -1,0 +1,167 @@
+"""The assessment's surrogate calls, in process on the small trained spindle surrogate:
+an order that passes costs one batched call (the order and its scan over the
+quantity); one that fails costs a second with every alternative; and each number of a
+decision is the one the surrogate gives that row on its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.serving.test_api import ORDER, STATE
+
+ENV = {"ambient_temperature": 22.0}
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def model(trained: Any) -> Any:
+    from serving._models import load_model
+
+    return load_model(str(trained.bundle))
+
+
+@pytest.fixture()
+def calls(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The row count of every surrogate call (the real session answers them)."""
+    seen: list[int] = []
+    run = type(model).run
+
+    def counted(self: Any, raw: np.ndarray) -> dict[str, np.ndarray]:
+        seen.append(raw.shape[0])
+        return run(self, raw)
+
+    monkeypatch.setattr(type(model), "run", counted)
+    return seen
+
+
+def _policy(**maintenance: Any) -> Any:
+    from serving._policy import load_policy
+    from serving._settings import DEFAULT_POLICY
+
+    p = load_policy(DEFAULT_POLICY)
+    if maintenance:
+        p = p.model_copy(update={"maintenance": p.maintenance.model_copy(update=maintenance)})
+    return p
+
+
+def _asset(eq: str, **state: float) -> Any:
+    """A machine measured an hour ago, with a fresh tool unless ``state`` says otherwise
+    (at STATE's 0.04 mm of wear the small surrogate already fears a breakage)."""
+    from serving._assess import AssetView
+
+    return AssetView(eq, "milling_spindle", {**STATE, "tool_wear": 0.0, **state}, ENV,
+                     NOW - timedelta(hours=1))
+
+
+def _order(model: Any, limits: list[Any]) -> Any:
+    from serving._assess import OrderView
+    from serving._orders import order_values
+    from serving._schemas import JobOrderParameter
+
+    params = [JobOrderParameter(id=k, value=v) for k, v in ORDER.items()]
+    values, quantity = order_values(model.spec, params, 30, path="job_order_parameters")
+    return OrderView("WO-T1", values, quantity, limits)
+
+
+def _unreachable(model: Any) -> Any:
+    """A limit no row can meet: the order fails it, and so does every alternative."""
+    from serving._assess import QualityLimit
+
+    kpi, q = next(iter(model.spec.quality.items()))
+    return QualityLimit(kpi, q.characteristic_id, q.unit, None, -1e9)
+
+
+def _rul_rows(model: Any) -> int:
+    q = next(c for c in model.inputs if c["name"] == "quantity")
+    return len(np.unique(np.linspace(max(1, int(q["min"])), int(q["max"]), 50).round()))
+
+
+def test_an_order_that_passes_costs_one_call_of_the_order_and_its_scan(
+        model: Any, calls: list[int]) -> None:
+    from serving._assess import assess
+
+    out = assess(model, _policy(), _asset("M1"), _order(model, []),
+                 others=[_asset("M2"), _asset("M3")], now=NOW)
+    assert out["decision"]["type"] == "RELEASE", out["decision"]
+    assert calls == [1 + _rul_rows(model)]
+
+
+def test_an_order_that_fails_costs_a_second_call_of_every_alternative(
+        model: Any, calls: list[int]) -> None:
+    from serving._assess import assess
+
+    policy = _policy()
+    limit = _unreachable(model)
+    out = assess(model, policy, _asset("M1"), _order(model, [limit]),
+                 others=[_asset("M2"), _asset("M3")], now=NOW)
+    assert out["decision"]["reason_codes"] == [
+        f"QUALITY_AT_RISK:{limit.characteristic_id}", "NO_REMEDY"]
+    assert out["decision"]["type"] == "HOLD_FOR_REVIEW"
+    alternatives = len(policy.maintenance.remedies) + policy.adjustment.candidates + 2
+    assert calls == [1 + _rul_rows(model), alternatives]
+
+
+def test_with_no_alternative_to_try_a_failing_order_is_held_after_one_call(
+        model: Any, calls: list[int]) -> None:
+    from serving._assess import assess
+
+    policy = _policy(remedies={})
+    policy = policy.model_copy(update={
+        "adjustment": policy.adjustment.model_copy(update={"parameters": {}})})
+    out = assess(model, policy, _asset("M1"), _order(model, [_unreachable(model)]),
+                 others=[], now=NOW)
+    assert out["decision"]["type"] == "HOLD_FOR_REVIEW"
+    assert out["decision"]["explanation"].startswith("no remedy, adjustment or other machine")
+    assert calls == [1 + _rul_rows(model)]
+
+
+def test_a_remedy_is_the_surrogate_s_answer_for_its_row_alone(model: Any) -> None:
+    """A worn tool, and a limit the worn tool's interval crosses and the fresh tool's
+    does not: MAINTAIN_FIRST, and the numbers of the remedy and of the order as sent are
+    bit for bit what the surrogate gives each row by itself."""
+    from serving._assess import QualityLimit, _row, assess
+    from serving._predict import predict_rows
+    from serving._stats import p_above, p_below
+
+    policy = _policy()
+    worn = _asset("M1", tool_wear=0.24)
+    order = _order(model, [])
+    fresh = predict_rows(model, [_row(order, worn, **policy.maintenance.remedies["replace_tool"])])
+    as_is = predict_rows(model, [_row(order, worn)])
+
+    def p_out(pred: Any, kpi: str, usl: float | None, lsl: float | None) -> float:
+        args = (pred.column(kpi)[:1], pred.column(kpi, "lower")[:1],
+                pred.column(kpi, "upper")[:1], model.level)
+        if usl is not None:
+            return float(p_above(usl, *args)[0])
+        return float(p_below(lsl, *args)[0])
+
+    def between() -> QualityLimit | None:
+        """A limit the worn tool breaks at the policy's p_out_max and the fresh one meets,
+        with a factor of two on either side."""
+        p_max = policy.quality.p_out_max
+        for kpi, q in model.spec.quality.items():
+            ends = [float(pred.column(kpi, w)[0]) for pred in (fresh, as_is)
+                    for w in ("lower", "upper")]
+            for x in np.linspace(min(ends), max(ends), 401):
+                for usl, lsl in ((x, None), (None, x)):
+                    if (p_out(fresh, kpi, usl, lsl) <= p_max / 2
+                            and p_out(as_is, kpi, usl, lsl) > 2 * p_max):
+                        return QualityLimit(kpi, q.characteristic_id, q.unit, lsl, usl)
+        return None
+
+    limit = between()
+    assert limit is not None, "the worn and the fresh tool predict the same bands"
+    order.limits.append(limit)
+    out = assess(model, policy, worn, order, others=[], now=NOW)
+    decision = out["decision"]
+    assert decision["type"] == "MAINTAIN_FIRST", decision
+    got = decision["maintenance_first"]["quality"][0]
+    assert (got["mean"], got["interval"]["lower"], got["interval"]["upper"]) == (
+        float(fresh.column(limit.kpi)[0]), float(fresh.column(limit.kpi, "lower")[0]),
+        float(fresh.column(limit.kpi, "upper")[0]))
+    assert out["quality"][0]["mean"] == float(as_is.column(limit.kpi)[0])
