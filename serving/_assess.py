@@ -115,33 +115,85 @@ def health_status(state: dict[str, Any], policy: Policy, current: str = "NORMAL"
     return "NORMAL"
 
 
-# ---- one scenario's checks ------------------------------------------------------------------
+# ---- the checks -------------------------------------------------------------------------------
 
 
-def _checks(pred: Prediction, i: int, limits: list[QualityLimit], policy: Policy) -> dict[str, Any]:
+@dataclass
+class _Risks:
+    """The probabilities of every row of a prediction against the order's quality limits,
+    the spec's process and maintenance limits, and which of them break the policy: computed
+    once, for all rows at a time, and read by the decision and by each row's report."""
+
+    pred: Prediction
+    limits: list[QualityLimit]
+    p_out: list[np.ndarray]  # per quality limit, P(out of [LSL, USL])
+    p_violation: dict[str, np.ndarray]  # per process limit (feasibility KPI)
+    p_reached: dict[str, np.ndarray]  # per maintenance limit
+    reasons: dict[str, np.ndarray]  # reason code: the rows it applies to
+    passing: np.ndarray  # rows that pass every check
+
+    def row_reasons(self, i: int) -> list[str]:
+        codes = [code for code, hit in self.reasons.items() if hit[i]]
+        return ["OUT_OF_DOMAIN", *codes] if self.pred.batch.violations[i] else codes
+
+
+def _risks(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> _Risks:
+    m = pred.model
+    level = m.level
+
+    def p_outside(name: str, low: float | None, high: float | None) -> np.ndarray:
+        band = pred.column(name), pred.column(name, "lower"), pred.column(name, "upper")
+        p = np.zeros(len(band[0]))
+        if low is not None:
+            p += p_below(low, *band, level)
+        if high is not None:
+            p += p_above(high, *band, level)
+        return np.minimum(p, 1.0)
+
+    reasons: dict[str, np.ndarray] = {}
+    p_out = []
+    for q in limits:
+        p = p_outside(q.kpi, q.lsl, q.usl)
+        p_out.append(p)
+        p_max = policy.quality.p_out_max_critical if q.critical else policy.quality.p_out_max
+        reasons[f"QUALITY_AT_RISK:{q.characteristic_id}"] = p > p_max
+    p_violation = {}
+    for name, f in m.spec.feasibility.items():
+        if name in m.regression_names:
+            p_violation[name] = p = p_outside(name, f.min, f.max)
+            reasons[f"INFEASIBLE:{name}"] = p > policy.feasibility.p_violation_max
+    p_reached = {}
+    for name, mt in m.spec.maintenance.items():
+        if name in m.event_names:
+            p_reached[name] = pred.column(name)
+        elif name in m.regression_names:
+            p_reached[name] = p_outside(name, None, mt.limit)
+    if BREAKAGE in p_reached:
+        reasons["TOOL_BREAKAGE_RISK"] = p_reached[BREAKAGE] > policy.maintenance.p_breakage_max
+    passing = pred.batch.in_domain.copy()
+    for hit in reasons.values():
+        passing &= ~hit
+    return _Risks(pred, limits, p_out, p_violation, p_reached, reasons, passing)
+
+
+def _checks(risks: _Risks, i: int) -> dict[str, Any]:
     """Quality, feasibility and maintenance of row ``i``, and whether it passes."""
+    pred = risks.pred
     m = pred.model
     level = m.level
     spec = m.spec
-    reasons: list[str] = []
+    violations = pred.batch.violations[i]
+
+    def band(name: str) -> tuple[float, float, float]:
+        return (float(pred.column(name)[i]), float(pred.column(name, "lower")[i]),
+                float(pred.column(name, "upper")[i]))
+
     quality = []
-    for q in limits:
-        mean, lo, up = (float(pred.column(q.kpi, w)[i]) for w in ("mean", "lower", "upper"))
-        args = (np.array([mean]), np.array([lo]), np.array([up]), level)
-        p_out = 0.0
-        if q.lsl is not None:
-            p_out += float(p_below(q.lsl, *args)[0])
-        if q.usl is not None:
-            p_out += float(p_above(q.usl, *args)[0])
-        p_out = min(1.0, p_out)
+    for q, p_out in zip(risks.limits, risks.p_out, strict=True):
+        mean, lo, up = band(q.kpi)
         inside = (q.lsl is None or lo >= q.lsl) and (q.usl is None or up <= q.usl)
         outside = (q.lsl is not None and up < q.lsl) or (q.usl is not None and lo > q.usl)
         evaluation = "OK" if inside else "NotOK" if outside else "NotDecidable"
-        if pred.batch.violations[i]:
-            evaluation = "NotDecidable"
-        p_max = policy.quality.p_out_max_critical if q.critical else policy.quality.p_out_max
-        if p_out > p_max:
-            reasons.append(f"QUALITY_AT_RISK:{q.characteristic_id}")
         quality.append({
             "characteristic_id": q.characteristic_id,
             "kpi": q.kpi,
@@ -154,47 +206,28 @@ def _checks(pred: Prediction, i: int, limits: list[QualityLimit], policy: Policy
             "std": float(pred.column(q.kpi, "std")[i]),
             "interval": {"lower": lo, "upper": up, "level": level,
                          "method": m.signature["interval"]["method"]},
-            "p_out_of_spec": p_out,
-            "evaluation": evaluation,
+            "p_out_of_spec": float(p_out[i]),
+            "evaluation": "NotDecidable" if violations else evaluation,
             "is_simulated": True,
         })
     feasibility = []
-    for name, f in spec.feasibility.items():
-        if name not in m.regression_names:
-            continue
-        mean, lo, up = (float(pred.column(name, w)[i]) for w in ("mean", "lower", "upper"))
-        args = (np.array([mean]), np.array([lo]), np.array([up]), level)
-        p = 0.0
-        if f.min is not None:
-            p += float(p_below(f.min, *args)[0])
-        if f.max is not None:
-            p += float(p_above(f.max, *args)[0])
-        ok = p <= policy.feasibility.p_violation_max
-        if not ok:
-            reasons.append(f"INFEASIBLE:{name}")
+    for name, p in risks.p_violation.items():
+        f = spec.feasibility[name]
+        mean, lo, up = band(name)
         feasibility.append({
             "kpi": name, "unit": f.unit, "min": f.min, "max": f.max, "mean": mean,
             "interval": {"lower": lo, "upper": up, "level": level},
-            "p_violation": min(1.0, p), "feasible": ok, "description": f.description,
+            "p_violation": float(p[i]),
+            "feasible": not risks.reasons[f"INFEASIBLE:{name}"][i],
+            "description": f.description,
         })
     limits_out = []
-    for name, mt in spec.maintenance.items():
-        if name in m.event_names:
-            p = float(pred.column(name)[i])
-        elif name in m.regression_names:
-            mean, lo, up = (float(pred.column(name, w)[i]) for w in ("mean", "lower", "upper"))
-            p = float(p_above(mt.limit, np.array([mean]), np.array([lo]), np.array([up]),
-                              level)[0])
-        else:
-            continue
+    for name, p in risks.p_reached.items():
+        mt = spec.maintenance[name]
         limits_out.append({"kpi": name, "limit": mt.limit, "unit": mt.unit,
-                           "action": mt.action, "p_reached": p,
+                           "action": mt.action, "p_reached": float(p[i]),
                            "description": mt.description})
-        if name == BREAKAGE and p > policy.maintenance.p_breakage_max:
-            reasons.append("TOOL_BREAKAGE_RISK")
-    violations = pred.batch.violations[i]
-    if violations:
-        reasons.insert(0, "OUT_OF_DOMAIN")
+    reasons = risks.row_reasons(i)
     return {
         "passes": not reasons,
         "reasons": reasons,
@@ -203,36 +236,6 @@ def _checks(pred: Prediction, i: int, limits: list[QualityLimit], policy: Policy
         "limits": limits_out,
         "violations": violations,
     }
-
-
-def _passing(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> np.ndarray:
-    """Which rows pass every check: the same rules as ``_checks``, for all rows at once."""
-    m = pred.model
-    level = m.level
-    ok = pred.batch.in_domain.copy()
-
-    def band(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return pred.column(name), pred.column(name, "lower"), pred.column(name, "upper")
-
-    for q in limits:
-        p = np.zeros(len(ok))
-        if q.lsl is not None:
-            p += p_below(q.lsl, *band(q.kpi), level)
-        if q.usl is not None:
-            p += p_above(q.usl, *band(q.kpi), level)
-        ok &= p <= (policy.quality.p_out_max_critical if q.critical else policy.quality.p_out_max)
-    for name, f in m.spec.feasibility.items():
-        if name not in m.regression_names:
-            continue
-        p = np.zeros(len(ok))
-        if f.min is not None:
-            p += p_below(f.min, *band(name), level)
-        if f.max is not None:
-            p += p_above(f.max, *band(name), level)
-        ok &= p <= policy.feasibility.p_violation_max
-    if BREAKAGE in m.event_names:
-        ok &= pred.column(BREAKAGE) <= policy.maintenance.p_breakage_max
-    return ok
 
 
 def _objective(pred: Prediction, i: int, key: str) -> float:
@@ -295,12 +298,13 @@ def assess(
     rows = [_row(order, asset)]
     rows.extend(_row(order, asset, quantity=int(q), **scan_override) for q in quantities)
     pred = predict_rows(model, rows)
-    as_is = _checks(pred, 0, order.limits, policy)
+    risks = _risks(pred, order.limits, policy)
+    as_is = _checks(risks, 0)
 
     hi, worst = health_index(asset.state, policy)
     cycle_s = float(pred.column("part_cycle_time")[0]) if "part_cycle_time" in (
         model.regression_names) else None
-    rul = _rul(pred, _Scenario("rul", slice(1, len(rows))), quantities, policy, cycle_s)
+    rul = _rul(risks, slice(1, len(rows)), quantities, policy, cycle_s)
     advisories = _advisories(as_is, rul, order, now, cycle_s, policy)
     maintenance = {
         "health_index": hi,
@@ -357,12 +361,13 @@ def assess(
     if not rows:
         return hold
     first, pred = pred, predict_rows(model, rows)
-    passing = _passing(pred, order.limits, policy)
+    risks = _risks(pred, order.limits, policy)
+    passing = risks.passing
 
     sc = scenarios["remedies"]
     for k, meta in zip(range(sc.rows.start, sc.rows.stop), sc.meta, strict=True):
         if passing[k]:
-            checks = _checks(pred, k, order.limits, policy)
+            checks = _checks(risks, k)
             decision = _decision(
                 "MAINTAIN_FIRST", [*failing, f"REMEDY:{meta['action']}"],
                 f"{meta['action']} before the order clears {', '.join(failing)}")
@@ -375,7 +380,7 @@ def assess(
     best = _best_adjustment(pred, scenarios["adjust"], passing, policy)
     if best is not None:
         k, meta = best
-        checks = _checks(pred, k, order.limits, policy)
+        checks = _checks(risks, k)
         obj = policy.adjustment.objective
         before, after = _objective(first, 0, obj), _objective(pred, k, obj)
         decision = _decision(
@@ -398,7 +403,7 @@ def assess(
         }
         return {**base, "decision": decision}
 
-    alternates = _alternates(pred, scenarios["reroute"], passing, order, policy)
+    alternates = _alternates(risks, scenarios["reroute"], policy)
     if alternates:
         decision = _decision(
             "REROUTE", [*failing, "ALTERNATE_FOUND"],
@@ -429,19 +434,17 @@ def _best_adjustment(
 
 
 def _alternates(
-    pred: Prediction, sc: _Scenario, passing: np.ndarray, order: OrderView, policy: Policy
+    risks: _Risks, sc: _Scenario, policy: Policy
 ) -> list[dict[str, Any]]:
     ranked = []
     for k, meta in zip(range(sc.rows.start, sc.rows.stop), sc.meta, strict=True):
-        if not passing[k]:
+        if not risks.passing[k]:
             continue
-        checks = _checks(pred, k, order.limits, policy)
         ranked.append({
             "equipment_id": meta["equipment_id"],
             "objective": {"kpi": policy.reroute.objective,
-                          "value": _objective(pred, k, policy.reroute.objective)},
-            "max_p_out_of_spec": max((q["p_out_of_spec"] for q in checks["quality"]),
-                                     default=0.0),
+                          "value": _objective(risks.pred, k, policy.reroute.objective)},
+            "max_p_out_of_spec": max((float(p[k]) for p in risks.p_out), default=0.0),
         })
     ranked.sort(key=lambda a: (a["objective"]["value"], a["max_p_out_of_spec"]))
     for rank, a in enumerate(ranked, 1):
@@ -449,23 +452,13 @@ def _alternates(
     return ranked
 
 
-def _rul(pred: Prediction, sc: _Scenario, quantities: np.ndarray, policy: Policy,
+def _rul(risks: _Risks, rows: slice, quantities: np.ndarray, policy: Policy,
          cycle_s: float | None) -> dict[str, Any]:
     """Parts until a maintenance limit, as quantiles of P(limit reached by q parts)."""
-    m = pred.model
-    level = m.level
-    rows = np.arange(sc.rows.start, sc.rows.stop)
-    p_any = np.zeros(len(rows))
+    p_any = np.zeros(rows.stop - rows.start)
     for name in policy.rul.limits:
-        if name in m.event_names:
-            p = pred.column(name)[rows]
-        elif name in m.regression_names:
-            limit = m.spec.maintenance[name].limit
-            p = p_above(limit, pred.column(name)[rows], pred.column(name, "lower")[rows],
-                        pred.column(name, "upper")[rows], level)
-        else:
-            continue
-        p_any = 1.0 - (1.0 - p_any) * (1.0 - np.asarray(p))  # either limit
+        if name in risks.p_reached:
+            p_any = 1.0 - (1.0 - p_any) * (1.0 - risks.p_reached[name][rows])  # either limit
     p_by = np.maximum.accumulate(p_any)  # reached by q parts cannot fall with q
     out: dict[str, Any] = {"unit": "parts", "horizon": int(quantities[-1]),
                            "method": "surrogate scanned over the quantity, "
