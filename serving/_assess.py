@@ -137,37 +137,49 @@ class _Risks:
         return ["OUT_OF_DOMAIN", *codes] if self.pred.batch.violations[i] else codes
 
 
+def _p_outside(pred: Prediction, bands: list[tuple[str, float | None, float | None]]
+               ) -> np.ndarray:
+    """P(below low) + P(above high), clipped to 1, of each (KPI, low, high) in ``bands``
+    (None: no such side) for every row: one [bands, rows] evaluation for them all."""
+    m = pred.model
+    cols = [m.regression_names.index(name) for name, _, _ in bands]
+    mean, lower, upper = (getattr(pred, w)[:, cols].T for w in ("mean", "lower", "upper"))
+    p = np.zeros(mean.shape)
+    for side, prob in ((1, p_below), (2, p_above)):
+        given = np.array([b[side] is not None for b in bands])[:, None]
+        limit = np.array([0.0 if b[side] is None else b[side] for b in bands])[:, None]
+        if given.any():
+            p += np.where(given, prob(limit, mean, lower, upper, m.level), 0.0)
+    return np.minimum(p, 1.0)
+
+
 def _risks(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> _Risks:
     m = pred.model
-    level = m.level
-
-    def p_outside(name: str, low: float | None, high: float | None) -> np.ndarray:
-        band = pred.column(name), pred.column(name, "lower"), pred.column(name, "upper")
-        p = np.zeros(len(band[0]))
-        if low is not None:
-            p += p_below(low, *band, level)
-        if high is not None:
-            p += p_above(high, *band, level)
-        return np.minimum(p, 1.0)
-
+    feasibility = {name: f for name, f in m.spec.feasibility.items()
+                   if name in m.regression_names}
+    wear = {name: mt.limit for name, mt in m.spec.maintenance.items()
+            if name not in m.event_names and name in m.regression_names}
+    p = iter(_p_outside(pred, [
+        *((q.kpi, q.lsl, q.usl) for q in limits),
+        *((name, f.min, f.max) for name, f in feasibility.items()),
+        *((name, None, limit) for name, limit in wear.items()),
+    ]))
     reasons: dict[str, np.ndarray] = {}
     p_out = []
     for q in limits:
-        p = p_outside(q.kpi, q.lsl, q.usl)
-        p_out.append(p)
+        p_out.append(next(p))
         p_max = policy.quality.p_out_max_critical if q.critical else policy.quality.p_out_max
-        reasons[f"QUALITY_AT_RISK:{q.characteristic_id}"] = p > p_max
+        reasons[f"QUALITY_AT_RISK:{q.characteristic_id}"] = p_out[-1] > p_max
     p_violation = {}
-    for name, f in m.spec.feasibility.items():
-        if name in m.regression_names:
-            p_violation[name] = p = p_outside(name, f.min, f.max)
-            reasons[f"INFEASIBLE:{name}"] = p > policy.feasibility.p_violation_max
+    for name in feasibility:
+        p_violation[name] = next(p)
+        reasons[f"INFEASIBLE:{name}"] = p_violation[name] > policy.feasibility.p_violation_max
     p_reached = {}
-    for name, mt in m.spec.maintenance.items():
+    for name in m.spec.maintenance:
         if name in m.event_names:
             p_reached[name] = pred.column(name)
-        elif name in m.regression_names:
-            p_reached[name] = p_outside(name, None, mt.limit)
+        elif name in wear:
+            p_reached[name] = next(p)
     if BREAKAGE in p_reached:
         reasons["TOOL_BREAKAGE_RISK"] = p_reached[BREAKAGE] > policy.maintenance.p_breakage_max
     passing = pred.batch.in_domain.copy()

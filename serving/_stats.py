@@ -48,11 +48,11 @@ def cdf(x: float | np.ndarray, mean: np.ndarray, lower: np.ndarray, upper: np.nd
     return normal_cdf(d / scale)
 
 
-def p_above(limit: float, mean: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+def p_above(limit: float | np.ndarray, mean: np.ndarray, lower: np.ndarray, upper: np.ndarray,
             level: float) -> np.ndarray:
     return 1.0 - cdf(limit, mean, lower, upper, level)
 
 
-def p_below(limit: float, mean: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+def p_below(limit: float | np.ndarray, mean: np.ndarray, lower: np.ndarray, upper: np.ndarray,
             level: float) -> np.ndarray:
     return cdf(limit, mean, lower, upper, level)
