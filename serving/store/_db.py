@@ -356,6 +356,19 @@ def _create_counter(session: Session, subject: str) -> None:
     )
 
 
+def _counter_row(session: Session, subject: str, statement: Any) -> Any:
+    """``statement``'s row on the counter of ``subject``, the counter created at 0 first
+    where it is missing."""
+    conn = session.connection()
+    row = conn.execute(statement, {"key": subject}).first()
+    if row is None:
+        _create_counter(session, subject)
+        row = conn.execute(statement, {"key": subject}).first()
+        if row is None:  # pragma: no cover - the insert above guarantees the row
+            raise RuntimeError(f"counter row {subject!r} missing right after its insert")
+    return row
+
+
 def lock_counter(session: Session, subject: str) -> tuple[int, str]:
     """Lock the counter row of ``subject`` (creating it at 0) until the transaction
     ends, and return its ``(last_seq, last_hash)``.
@@ -363,13 +376,7 @@ def lock_counter(session: Session, subject: str) -> tuple[int, str]:
     ``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has no row locks and needs none, as
     every write transaction holds the database's write lock from ``BEGIN IMMEDIATE``.
     """
-    conn = session.connection()
-    row = conn.execute(_SELECT_COUNTER, {"key": subject}).first()
-    if row is None:
-        _create_counter(session, subject)
-        row = conn.execute(_SELECT_COUNTER, {"key": subject}).first()
-        if row is None:  # pragma: no cover - the insert above guarantees the row
-            raise RuntimeError(f"counter row {subject!r} missing right after its insert")
+    row = _counter_row(session, subject, _SELECT_COUNTER)
     return int(row[0]), str(row[1])
 
 
@@ -377,14 +384,7 @@ def next_seq(session: Session, subject: str) -> int:
     """The next number of ``subject``'s counter (1 on first use), its row locked until
     the transaction ends: one ``UPDATE ... RETURNING``, which locks the row as
     ``lock_counter`` does, when only the number is needed."""
-    conn = session.connection()
-    number = conn.execute(_NEXT_SEQ, {"key": subject}).scalar()
-    if number is None:
-        _create_counter(session, subject)
-        number = conn.execute(_NEXT_SEQ, {"key": subject}).scalar()
-        if number is None:  # pragma: no cover - the insert above guarantees the row
-            raise RuntimeError(f"counter row {subject!r} missing right after its insert")
-    return int(number)
+    return int(_counter_row(session, subject, _NEXT_SEQ)[0])
 
 
 def set_counter(session: Session, subject: str, last_seq: int, last_hash: str = "") -> None:
