@@ -165,3 +165,68 @@ def test_a_remedy_is_the_surrogate_s_answer_for_its_row_alone(model: Any) -> Non
         float(fresh.column(limit.kpi)[0]), float(fresh.column(limit.kpi, "lower")[0]),
         float(fresh.column(limit.kpi, "upper")[0]))
     assert out["quality"][0]["mean"] == float(as_is.column(limit.kpi)[0])
+
+
+def test_every_probability_is_the_two_piece_normal_of_its_own_interval(model: Any) -> None:
+    """Limits placed inside and beside the bands the surrogate predicts for the order:
+    each p_out_of_spec, p_violation and p_reached of the answer is the two-piece normal
+    of its interval, worked out here with the exact normal CDF (serving's has an error
+    under 1.5e-7), and the reason codes name exactly the characteristics over the
+    policy's limit."""
+    from statistics import NormalDist
+
+    from serving._assess import QualityLimit, _row, assess
+    from serving._predict import predict_rows
+
+    policy = _policy()
+    asset = _asset("M1")
+    order = _order(model, [])
+    pred = predict_rows(model, [_row(order, asset)])
+    z = NormalDist().inv_cdf(0.5 + model.level / 2)
+
+    def band(kpi: str) -> tuple[float, float, float]:
+        return (float(pred.column(kpi)[0]), float(pred.column(kpi, "lower")[0]),
+                float(pred.column(kpi, "upper")[0]))
+
+    def cdf(x: float, mean: float, lo: float, up: float) -> float:
+        # serving floors a side's scale at 1e-12 of the mean (a band of zero width)
+        scale = max((mean - lo) / z if x < mean else (up - mean) / z,
+                    1e-12 * max(1.0, abs(mean)))
+        return NormalDist().cdf((x - mean) / scale)
+
+    def p_outside(kpi: str, low: float | None, high: float | None) -> float:
+        mean, lo, up = band(kpi)
+        p = (cdf(low, mean, lo, up) if low is not None else 0.0) + (
+            1 - cdf(high, mean, lo, up) if high is not None else 0.0)
+        return min(1.0, p)
+
+    # Both sides inside the band; an upper limit just past it; a lower limit above it.
+    shapes = [lambda m, lo, up: (m - 0.5 * (m - lo), m + 0.3 * (up - m)),
+              lambda m, lo, up: (None, up + 0.1 * (up - m)),
+              lambda m, lo, up: (up + 0.2 * (up - lo), None)]
+    for (kpi, q), shape in zip(model.spec.quality.items(), shapes, strict=False):
+        lsl, usl = shape(*band(kpi))
+        order.limits.append(QualityLimit(kpi, q.characteristic_id, q.unit, lsl, usl))
+    assert len(order.limits) == 3
+    out = assess(model, policy, asset, order, others=[], now=NOW)
+
+    risky = []
+    for got, limit in zip(out["quality"], order.limits, strict=True):
+        want = p_outside(limit.kpi, limit.lsl, limit.usl)
+        assert abs(got["p_out_of_spec"] - want) < 3e-7, (limit, got["p_out_of_spec"], want)
+        if want > policy.quality.p_out_max + 1e-6:
+            risky.append(f"QUALITY_AT_RISK:{limit.characteristic_id}")
+    assert out["quality"][2]["evaluation"] == "NotOK"  # the whole band lies below the LSL
+    assert out["quality"][2]["p_out_of_spec"] > 0.975
+    assert risky, "a band that lies below its LSL is at risk"
+    assert [c for c in out["decision"]["reason_codes"]
+            if c.startswith("QUALITY_AT_RISK:")] == risky
+    assert out["feasibility"], "the spindle declares process limits"
+    for f in out["feasibility"]:
+        want = p_outside(f["kpi"], f["min"], f["max"])
+        assert abs(f["p_violation"] - want) < 3e-7, (f["kpi"], f["p_violation"], want)
+    worn = [lim for lim in out["maintenance"]["limits"] if lim["kpi"] in model.regression_names]
+    assert worn, "the spindle's wear limit is a regression KPI"
+    for lim in worn:
+        want = p_outside(lim["kpi"], None, lim["limit"])
+        assert abs(lim["p_reached"] - want) < 3e-7, (lim["kpi"], lim["p_reached"], want)
