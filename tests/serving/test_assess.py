@@ -1,7 +1,8 @@
 """The assessment's surrogate calls, in process on the small trained spindle surrogate:
 an order that passes costs one batched call (the order and its scan over the
 quantity); one that fails costs a second with every alternative; and each number of a
-decision is the one the surrogate gives that row on its own."""
+decision is the one the surrogate gives that row on its own, its probabilities the
+two-piece normal of the row's intervals."""
 
 from __future__ import annotations
 
