@@ -343,8 +343,19 @@ class LocalPool:
                         if not w.inflight:
                             w.started = time.monotonic()
                         task = pending.popleft()
+                        try:
+                            w.conn.send(task)
+                        except OSError:  # the worker died since its last answer
+                            pending.appendleft(task)
+                            if not w.runs:  # it never answered: not a worker that runs
+                                raise
+                            if not w.inflight:  # idle: no run was lost, start another
+                                self._stop(w, kill=True)
+                                self.replaced += 1
+                                workers[i] = w = self._spawn()
+                                continue
+                            break  # the read below reports its run in progress
                         w.inflight.append(task)
-                        w.conn.send(task)
                         quota -= 1
                 busy = [w for w in workers if w.inflight]
                 if not busy:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +279,47 @@ def test_kpis_reduce_every_step_not_only_the_output_grid(engine: str) -> None:
     assert result.trajectory is not None
     grid = result.trajectory["level"]
     assert len(grid) == 13 and result.kpis["peak"] > grid.max() + 0.01  # missed on the grid
+
+
+def _stat(proc: Path) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name ([] for a process gone)."""
+    try:
+        return (proc / "stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def _ppid(proc: Path) -> int:
+    fields = _stat(proc)
+    return int(fields[1]) if fields else -1
+
+
+def _state(proc: Path) -> str:
+    fields = _stat(proc)
+    return fields[0] if fields else "X"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_worker_that_dies_between_runs_loses_no_run() -> None:
+    """The worker is killed while idle, after its answer and before its next task: the
+    parent's send finds the pipe broken, starts another worker and runs the task there
+    (it used to raise BrokenPipeError out of the study)."""
+    pool = LocalPool(lag_job(build_test_fmu("faulty")), PoolOptions(workers=1, prefetch=1))
+    tasks = [Task(i, {"u": float(i + 1)}, 2.0) for i in range(3)]
+    results = pool.run(tasks)
+    first = next(results)  # the generator waits here, the worker idle
+    (pid,) = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+              and _ppid(d) == os.getpid()
+              and b"worker_main" in (d / "cmdline").read_bytes()]
+    os.kill(pid, signal.SIGKILL)
+    # Dead before the parent sends: every thread a zombie (the last one to exit closes
+    # the worker's socket; the main thread turns zombie first).
+    deadline = time.monotonic() + 10
+    while not all(_state(t) in "ZX" for t in (Path("/proc") / str(pid) / "task").iterdir()):
+        assert time.monotonic() < deadline, "the killed worker did not exit"
+        time.sleep(0.01)
+    rest = list(results)
+    assert [r.status for r in [first, *rest]] == ["ok"] * 3
+    assert [r.kpis["y_end"] for r in [first, *rest]] == pytest.approx(
+        [(i + 1) * (1 - math.exp(-2.0)) for i in range(3)], rel=1e-12)
+    assert pool.replaced == 1
