@@ -5,8 +5,8 @@ sent and the order scanned over its quantity (the remaining useful life); when t
 settles it (RELEASE, or UNDECIDED), nothing else runs. Otherwise the second predicts,
 in one batch, every alternative: the order after each maintenance remedy (a fresh
 tool), the adjustment candidates and the order on each other machine that can run it.
-The surrogate's cost grows with the rows (on the demo bundle, one thread: 1.4 ms for
-the 51 rows of the first call, 1.7 ms for the 67 of the second), so an order that
+The surrogate's cost grows with the rows (on the demo bundle, one thread: 1.3 ms for
+the 51 rows of the first call, 1.9 ms for the 67 of the second), so an order that
 passes does not pay for the search. A scenario *passes* when
 
 * every quality characteristic is out of [LSL, USL] with probability at most
