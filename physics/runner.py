@@ -347,14 +347,15 @@ class LocalPool:
                             w.conn.send(task)
                         except OSError:  # the worker died since its last answer
                             pending.appendleft(task)
-                            if not w.runs:  # it never answered: not a worker that runs
+                            if w.inflight:
+                                break  # the read below reports its run in progress
+                            if not w.runs:  # a new worker, dead before its first task
                                 raise
-                            if not w.inflight:  # idle: no run was lost, start another
-                                self._stop(w, kill=True)
-                                self.replaced += 1
-                                workers[i] = w = self._spawn()
-                                continue
-                            break  # the read below reports its run in progress
+                            # Idle: no run was lost; another worker takes the task.
+                            self._stop(w, kill=True)
+                            self.replaced += 1
+                            workers[i] = w = self._spawn()
+                            continue
                         w.inflight.append(task)
                         quota -= 1
                 busy = [w for w in workers if w.inflight]
