@@ -41,8 +41,8 @@ from serving._models import (
     load_model,
     pinned_source,
 )
-from serving._policy import Policy
 from serving._settings import Settings
+from serving.domain.policy import Policy
 from serving.store._activations import last_activation_id, latest_activation, record_activation
 from serving.store._db import Store
 

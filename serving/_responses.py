@@ -1,7 +1,7 @@
 """Response schemas: what every route answers, for the OpenAPI document an MES integrator
 reads, and the RFC 9457 problem every error is.
 
-The routes build their answers as plain dicts (``serving._assess``, ``serving.api.routes``)
+The routes build their answers as plain dicts (``serving.domain.assess``, ``serving.api.routes``)
 and declare these models as ``response_model`` with ``response_model_exclude_unset``:
 FastAPI checks each answer against its model and writes exactly the keys the route
 built, so the wire format is the route's, and an answer that drifts from its schema

@@ -30,10 +30,10 @@ from serving._errors import FieldError, ServingError, problem
 from serving._fastpath import FastPredict
 from serving._metrics import Metrics
 from serving._models import LoadedModel, ModelSet, load_model, peek_spec
-from serving._policy import Policy, load_policy
 from serving._responses import problem_media
 from serving._schemas import parameter_catalogue
 from serving._settings import Settings
+from serving.domain.policy import Policy, load_policy
 from serving.store._db import Store, open_store
 
 __all__ = ["Context", "create_app"]
@@ -171,7 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(
                 run_model_poll(activations, stop, settings.model_poll_s)))
         if settings.webhooks:
-            from serving._webhooks import Dispatcher, run_dispatcher
+            from serving.adapters.webhooks import Dispatcher, run_dispatcher
 
             dispatcher = Dispatcher(store.session)
             closers.append(dispatcher)
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.mqtt_url:
             from urllib.parse import urlparse
 
-            from serving._mqtt import MqttPublisher, run_mqtt
+            from serving.adapters.mqtt import MqttPublisher, run_mqtt
 
             broker = urlparse(settings.mqtt_url)
             publisher = MqttPublisher(broker.hostname or "127.0.0.1", broker.port or 1883)
@@ -244,9 +244,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "the service failed on this request; the error is logged",
             instance=request.url.path))
 
-    from serving.api import routes
+    from serving.api import include
 
-    fast = routes.include(app, specs, settings)
+    fast = include(app, specs, settings)
     app.openapi = problem_media(app.openapi)  # type: ignore[method-assign]
     # Outermost last: the body limit, then the predict fast path, then the metrics.
     app.add_middleware(Measure, state=app.state)

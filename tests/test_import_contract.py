@@ -48,6 +48,7 @@ def test_twin_lists_and_runs_physics_commands_without_torch() -> None:
 def test_the_service_imports_no_heavy_dependency() -> None:
     """The app, its routes, the store and the event delivery run on the serve extra."""
     statement = (
-        "import serving.app, serving.api.routes, serving.cli, serving._webhooks, serving._mqtt"
+        "import serving.app, serving.api, serving.api.routes.work_orders, serving.cli, "
+        "serving.adapters.webhooks, serving.adapters.mqtt"
     )
     assert imported_after(statement) == []

@@ -32,6 +32,7 @@ __all__ = [
     "ApiKey",
     "Assessment",
     "Asset",
+    "AssetExternalId",
     "AuditRecord",
     "Base",
     "Completion",
@@ -93,6 +94,27 @@ class Asset(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)  # bumped on every change
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # ISA-95 equipment hierarchy: enterprise > site > area > work center > work unit (the
+    # asset). Reroutes stay within the scope an order names.
+    site: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    area: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    work_center: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # A retired asset is kept for the audit trail and refused as a target or alternate.
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_assets_scope", "site", "area", "work_center"),)
+
+
+class AssetExternalId(Base):
+    """One external id of an asset (``cmms_tag`` -> ``CMMS-4711``): each identifies at
+    most one asset, and finds it (``GET /v1/assets?cmms_tag=...``)."""
+
+    __tablename__ = "asset_external_ids"
+
+    scheme: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256), primary_key=True)
+    equipment_id: Mapped[str] = mapped_column(
+        ForeignKey("assets.equipment_id", ondelete="CASCADE"), index=True)
 
 
 class Assessment(Base):
@@ -229,6 +251,16 @@ class Webhook(Base):
     event_types: Mapped[list[Any]] = mapped_column(default=list)  # empty: every type
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # After a rotation the old secret still signs, beside the new one, until it expires.
+    previous_secret: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True)
+    # Pending deliveries kept at most; past it the oldest are dead-lettered.
+    max_backlog: Mapped[int] = mapped_column(Integer, default=1000)
+    # Why the webhook is inactive: disabled by a caller, or too many failures in a row.
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Delivery(Base):
@@ -239,7 +271,7 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
     event_seq: Mapped[int] = mapped_column(ForeignKey("events.seq"))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered, failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered, failed, dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -248,6 +280,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_seq", name="uq_deliveries_hook_event"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # One queue per webhook: its oldest pending delivery, and its backlog.
+        Index("ix_deliveries_queue", "webhook_id", "status", "event_seq"),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from serving._webhooks import SessionFactory
+from serving.adapters.webhooks import SessionFactory
 from serving.store._outbox import emit as outbox_emit
 from serving.store._tables import Event
 

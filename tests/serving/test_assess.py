@@ -40,8 +40,8 @@ def calls(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _policy(**maintenance: Any) -> Any:
-    from serving._policy import load_policy
     from serving._settings import DEFAULT_POLICY
+    from serving.domain.policy import load_policy
 
     p = load_policy(DEFAULT_POLICY)
     if maintenance:
@@ -52,16 +52,16 @@ def _policy(**maintenance: Any) -> Any:
 def _asset(eq: str, **state: float) -> Any:
     """A machine measured an hour ago, with a fresh tool unless ``state`` says otherwise
     (at STATE's 0.04 mm of wear the small surrogate already fears a breakage)."""
-    from serving._assess import AssetView
+    from serving.domain.assess import AssetView
 
     return AssetView(eq, "milling_spindle", {**STATE, "tool_wear": 0.0, **state}, ENV,
                      NOW - timedelta(hours=1))
 
 
 def _order(model: Any, limits: list[Any]) -> Any:
-    from serving._assess import OrderView
-    from serving._orders import order_values
     from serving._schemas import JobOrderParameter
+    from serving.domain.assess import OrderView
+    from serving.domain.orders import order_values
 
     params = [JobOrderParameter(id=k, value=v) for k, v in ORDER.items()]
     values, quantity = order_values(model.spec, params, 30, path="job_order_parameters")
@@ -70,7 +70,7 @@ def _order(model: Any, limits: list[Any]) -> Any:
 
 def _unreachable(model: Any) -> Any:
     """A limit no row can meet: the order fails it, and so does every alternative."""
-    from serving._assess import QualityLimit
+    from serving.domain.assess import QualityLimit
 
     kpi, q = next(iter(model.spec.quality.items()))
     return QualityLimit(kpi, q.characteristic_id, q.unit, None, -1e9)
@@ -83,7 +83,7 @@ def _rul_rows(model: Any) -> int:
 
 def test_an_order_that_passes_costs_one_call_of_the_order_and_its_scan(
         model: Any, calls: list[int]) -> None:
-    from serving._assess import assess
+    from serving.domain.assess import assess
 
     out = assess(model, _policy(), _asset("M1"), _order(model, []),
                  others=[_asset("M2"), _asset("M3")], now=NOW)
@@ -93,7 +93,7 @@ def test_an_order_that_passes_costs_one_call_of_the_order_and_its_scan(
 
 def test_an_order_that_fails_costs_a_second_call_of_every_alternative(
         model: Any, calls: list[int]) -> None:
-    from serving._assess import assess
+    from serving.domain.assess import assess
 
     policy = _policy()
     limit = _unreachable(model)
@@ -108,7 +108,7 @@ def test_an_order_that_fails_costs_a_second_call_of_every_alternative(
 
 def test_with_no_alternative_to_try_a_failing_order_is_held_after_one_call(
         model: Any, calls: list[int]) -> None:
-    from serving._assess import assess
+    from serving.domain.assess import assess
 
     policy = _policy(remedies={})
     policy = policy.model_copy(update={
@@ -124,9 +124,9 @@ def test_a_remedy_is_the_surrogate_s_answer_for_its_row_alone(model: Any) -> Non
     """A worn tool, and a limit the worn tool's interval crosses and the fresh tool's
     does not: MAINTAIN_FIRST, and the numbers of the remedy and of the order as sent are
     bit for bit what the surrogate gives each row by itself."""
-    from serving._assess import QualityLimit, _row, assess
     from serving._predict import predict_rows
-    from serving._stats import p_above, p_below
+    from serving.domain.assess import QualityLimit, _row, assess
+    from serving.domain.stats import p_above, p_below
 
     policy = _policy()
     worn = _asset("M1", tool_wear=0.24)
@@ -176,8 +176,8 @@ def test_every_probability_is_the_two_piece_normal_of_its_own_interval(model: An
     policy's limit."""
     from statistics import NormalDist
 
-    from serving._assess import QualityLimit, _row, assess
     from serving._predict import predict_rows
+    from serving.domain.assess import QualityLimit, _row, assess
 
     policy = _policy()
     asset = _asset("M1")

@@ -25,7 +25,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.serving._server import serving
-from tests.serving.test_api import ORDER, STATE, job_order, make_key
+from tests.serving.test_api import ORDER, ROUTE_PATH, STATE, job_order, make_key
 from tests.serving.test_mqtt import BROKER, WAIT_S, _require
 
 MODEL = "milling_spindle"
@@ -278,8 +278,8 @@ def _tail(k: int, n: int, p: float) -> float:
 def test_drift_is_detected_once_when_measurements_leave_the_intervals(
     trained: Any, tmp_path: Any,
 ) -> None:
-    from serving._policy import load_policy
     from serving._settings import DEFAULT_POLICY
+    from serving.domain.policy import load_policy
 
     rule = load_policy(DEFAULT_POLICY).completion
     assert (rule.drift_window, rule.drift_min_count, rule.drift_p_value) == (50, 20, 0.01)
@@ -376,9 +376,8 @@ def test_metrics_count_predictions_decisions_domain_requests_and_the_backlog(
             assert anon.post(predict_path, json={"rows": rows}).status_code == 401
             first = _ok(predict.post(predict_path, json={"rows": rows}))
             assert [r["in_domain"] for r in first["rows"]] == [True, True, False]
-            # With a query string the FastAPI route answers instead of the fast path.
-            assert predict.post(predict_path, params={"via": "route"},
-                                json={"rows": rows[:2]}).status_code == 200
+            # Through the FastAPI route instead of the fast path.
+            assert predict.post(ROUTE_PATH, json={"rows": rows[:2]}).status_code == 200
 
             assert orders.put("/v1/assets/M-MET", json={
                 "asset_type": MODEL, "state": STATE}).status_code == 200
@@ -440,7 +439,7 @@ def test_metrics_count_predictions_decisions_domain_requests_and_the_backlog(
 def test_the_service_publishes_its_events_to_the_mqtt_broker(
     trained: Any, tmp_path: Any,
 ) -> None:
-    from serving._mqtt import topic_for
+    from serving.adapters.mqtt import topic_for
 
     _require(*BROKER, "MQTT broker")
     run = uuid.uuid4().hex[:10]  # other runs publish to the same default prefix

@@ -19,8 +19,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
-from serving import _mqtt
-from serving._mqtt import MqttError, MqttPublisher, run_mqtt, topic_for
+from serving.adapters import mqtt as _mqtt
+from serving.adapters.mqtt import MqttError, MqttPublisher, run_mqtt, topic_for
 from serving.store._tables import Event
 from tests.serving._db import Db, emit
 

@@ -121,7 +121,7 @@ def test_workers_that_start_together_migrate_once(store_url: str) -> None:
             tables = set(sa.inspect(conn).get_table_names())
             version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
         assert tables == set(Base.metadata.tables) | {"alembic_version"}
-        assert [tuple(v) for v in version] == [("0001",)]
+        assert [tuple(v) for v in version] == [("0002",)]
     finally:
         for opened in stores:
             opened.close()

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from serving._webhooks import (
+from serving.adapters.webhooks import (
     CONTENT_TYPE,
     DeliveryStats,
     Dispatcher,

@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from serving._webhooks import SessionFactory
+from serving.adapters.webhooks import SessionFactory
 from serving.store._tables import Event
 
 __all__ = ["MqttError", "MqttPublisher", "run_mqtt", "topic_for"]

@@ -13,9 +13,9 @@ from typing import Any
 
 from physics._spec_text import fmt, suggest
 from physics.spec import TwinSpec
-from serving._assess import QualityLimit
 from serving._errors import BadRequest, FieldError
 from serving._schemas import JobOrderParameter, QualitySpecIn
+from serving.domain.assess import QualityLimit
 
 __all__ = ["check_asset_values", "order_values", "quality_limits"]
 

@@ -33,9 +33,9 @@ import numpy as np
 
 from physics._spec_text import fmt
 from serving._models import LoadedModel
-from serving._policy import Policy
 from serving._predict import Prediction, predict_rows
-from serving._stats import p_above, p_below
+from serving.domain.policy import Policy
+from serving.domain.stats import p_above, p_below
 
 __all__ = [
     "AssetView",

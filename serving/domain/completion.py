@@ -14,17 +14,13 @@ from __future__ import annotations
 from math import comb
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from serving._errors import BadRequest, FieldError
 from serving._models import LoadedModel
-from serving._policy import Policy
 from serving._predict import predict_rows
 from serving._schemas import CompletionIn
-from serving.store._tables import Residual
+from serving.domain.policy import Policy
 
-__all__ = ["binomial_tail", "end_state", "maintenance_actions", "residuals"]
+__all__ = ["binomial_tail", "drift_test", "end_state", "maintenance_actions", "residuals"]
 
 
 def binomial_tail(k: int, n: int, p: float) -> float:
@@ -89,13 +85,13 @@ def end_state(
 
 
 def residuals(
-    session: Session, model: LoadedModel, policy: Policy, body: CompletionIn,
-    predicted: dict[str, Any] | None, job_order_id: str,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Store residuals of the measured characteristics; return them and any new drift."""
+    model: LoadedModel, body: CompletionIn, predicted: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """Measured minus predicted per characteristic the completion reports (none when
+    nothing was predicted: no part made); BadRequest for an unknown one or a wrong unit."""
     spec = model.spec
     by_char = {q.characteristic_id: (k, q) for k, q in spec.quality.items()}
-    out, drift = [], []
+    out = []
     for n, m in enumerate(body.measured_quality):
         if m.characteristic_id not in by_char:
             raise BadRequest("unknown characteristic", [FieldError(
@@ -108,40 +104,24 @@ def residuals(
         if predicted is None:
             continue
         p = predicted["kpis"][kpi]
-        inside = p["lower"] <= m.value <= p["upper"]
-        session.add(Residual(
-            job_order_id=job_order_id, equipment_id=body.equipment_id,
-            asset_type=spec.name, characteristic_id=m.characteristic_id, kpi=kpi,
-            predicted=p["mean"], lower=p["lower"], upper=p["upper"], level=model.level,
-            measured=m.value, inside=inside))
-        session.flush()
         out.append({"characteristic_id": m.characteristic_id, "kpi": kpi,
                     "measured": m.value, "predicted": p["mean"],
                     "residual": m.value - p["mean"],
                     "interval": {"lower": p["lower"], "upper": p["upper"],
-                                 "level": model.level}, "inside": inside})
-        now, was = _drift(session, spec.name, kpi, model.level, policy)
-        if now is not None and now["drift"] and not (was and was["drift"]):
-            drift.append({"kpi": kpi, "characteristic_id": m.characteristic_id, **now})
-    return out, drift
+                                 "level": model.level},
+                    "inside": p["lower"] <= m.value <= p["upper"]})
+    return out
 
 
-def _drift(session: Session, asset_type: str, kpi: str, level: float,
-           policy: Policy) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The drift test over the latest window, and over the window before the newest."""
+def drift_test(inside: list[bool], level: float, policy: Policy) -> dict[str, Any] | None:
+    """The drift test over ``inside`` (newest first, at most the policy's window): None
+    below the policy's minimum count."""
     c = policy.completion
-    rows = session.scalars(
-        select(Residual.inside).where(Residual.asset_type == asset_type, Residual.kpi == kpi)
-        .order_by(Residual.id.desc()).limit(c.drift_window + 1)).all()
-
-    def test(inside: list[bool]) -> dict[str, Any] | None:
-        n = len(inside)
-        if n < c.drift_min_count:
-            return None
-        misses = sum(1 for x in inside if not x)
-        p_value = binomial_tail(misses, n, 1 - level)
-        return {"n": n, "outside": misses, "expected_share": 1 - level,
-                "p_value": p_value, "drift": p_value < c.drift_p_value}
-
-    inside = [bool(x) for x in rows]
-    return test(inside[: c.drift_window]), test(inside[1 : c.drift_window + 1])
+    inside = inside[: c.drift_window]
+    n = len(inside)
+    if n < c.drift_min_count:
+        return None
+    misses = sum(1 for x in inside if not x)
+    p_value = binomial_tail(misses, n, 1 - level)
+    return {"n": n, "outside": misses, "expected_share": 1 - level,
+            "p_value": p_value, "drift": p_value < c.drift_p_value}

@@ -1,0 +1,2 @@
+"""What carries the twin's events out: signed HTTP webhooks (``webhooks``) and MQTT
+(``mqtt``)."""

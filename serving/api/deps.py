@@ -1,0 +1,193 @@
+"""What every route depends on: the service context, the caller and its scope, the
+idempotency key, and the helpers that encode answers and replay stored ones.
+
+Routes declare these as ``Annotated`` parameters (``OrdersCaller``, ``IdemKey``), so a
+route's signature says which scope it needs and FastAPI documents the headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import Response
+
+from serving._auth import DEV_CALLER, Caller, presented_token
+from serving._errors import BadRequest, Conflict, FieldError, NotFound
+from serving.store._tables import IdempotencyRecord
+
+if TYPE_CHECKING:
+    from serving.app import Context
+
+__all__ = [
+    "AdminCaller",
+    "CursorParam",
+    "IdemKey",
+    "Limit",
+    "OrdersCaller",
+    "PredictCaller",
+    "aware",
+    "ctx_of",
+    "decode_cursor",
+    "encode_cursor",
+    "json_response",
+    "no_asset",
+    "now",
+    "page",
+    "refuse_unknown_query",
+    "remember",
+    "replay",
+]
+
+MAX_SEQ = 2**63 - 1  # event numbers are BIGINTs: a larger cursor is no cursor
+
+
+def ctx_of(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def _caller(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Caller:
+    ctx = ctx_of(request)
+    if ctx.settings.dev_mode:
+        return DEV_CALLER
+    caller: Caller = ctx.keys.check(presented_token(authorization, x_api_key))
+    return caller
+
+
+def _scope(name: str) -> Any:
+    def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+        caller.require(name)
+        return caller
+
+    return Depends(check)
+
+
+PredictCaller = Annotated[Caller, _scope("predict")]
+OrdersCaller = Annotated[Caller, _scope("work-orders")]
+AdminCaller = Annotated[Caller, _scope("admin")]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
+
+
+def json_response(body: Any, status_code: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer encoded by orjson (FastAPI's own encoder walks a big assessment
+    several times slower); the same JSON for the dicts these routes build."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY
+                                 | orjson.OPT_NON_STR_KEYS), status_code=status_code,
+                    media_type="application/json", headers=headers)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(t: datetime) -> datetime:
+    """A stored time with its offset (SQLite hands back naive UTC)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _body_hash(body: Any) -> str:
+    data = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def replay(session: Any, caller: Caller, key: str | None, request: Request,
+           body: Any) -> Response | None:
+    """The stored answer of an earlier request with this key, or None to go on."""
+    if key is None:
+        return None
+    row = session.get(IdempotencyRecord, (caller.name, key))
+    if row is None:
+        return None
+    if row.request_hash != _body_hash(body) or row.path != request.url.path:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was used for another request "
+            f"({row.method} {row.path}) with another body",
+            [FieldError("Idempotency-Key", key, "a new key for a new request")],
+        )
+    return json_response(row.response, status_code=row.status_code,
+                         headers={"Idempotency-Replayed": "true"})
+
+
+def remember(session: Any, caller: Caller, key: str | None, request: Request, body: Any,
+             status: int, response: dict[str, Any]) -> None:
+    if key is not None:
+        session.add(IdempotencyRecord(
+            caller=caller.name, key=key, method=request.method, path=request.url.path,
+            request_hash=_body_hash(body), status_code=status, response=response))
+
+
+def no_asset(equipment_id: str) -> NotFound:
+    return NotFound(f"no asset {equipment_id!r} is registered",
+                    [FieldError("equipment_id", equipment_id,
+                                "a registered asset (PUT /v1/assets/{equipment_id})")])
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """A query parameter the route does not declare is a 422 naming it (a typo in a
+    filter must not silently widen the answer)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {p.alias for p in _query_params(dependant)}
+    unknown = [k for k in request.query_params if k not in known]
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter(s): {', '.join(unknown)}",
+            [FieldError(f"query.{k}", request.query_params[k],
+                        "one of " + (", ".join(sorted(known)) or "(no query parameters)"))
+             for k in unknown])
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    out = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        out.extend(_query_params(sub))
+    return out
+
+
+# ---- cursor paging --------------------------------------------------------------------------
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Items per page")]
+CursorParam = Annotated[str | None, Query(
+    max_length=1024, description="next_cursor of the previous page; absent: the first page")]
+
+
+def encode_cursor(key: Any) -> str:
+    """An opaque cursor for the item ``key`` (the sort key of a page's last item)."""
+    return base64.urlsafe_b64encode(orjson.dumps({"k": key})).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Any:
+    """The sort key a cursor carries, or None for the first page; a 422 for a cursor this
+    service did not write."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = orjson.loads(raw)
+        return data["k"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadRequest("the cursor is not one this service wrote", [FieldError(
+            "query.cursor", cursor, "the next_cursor of a previous page")]) from None
+
+
+def page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
+    """The first ``limit`` of ``items`` (the query fetched ``limit + 1``), and the cursor
+    of the next page (None on the last)."""
+    if len(items) <= limit:
+        return items, None
+    kept = items[:limit]
+    return kept, encode_cursor(key(kept[-1]))
