@@ -8,9 +8,12 @@ stack trace ever reaches a client.
     ├── BadRequest                    422 a field is wrong: unit, range, NaN, missing
     ├── NotFound                      404 unknown equipment, model or work order
     ├── Conflict                      409 idempotency key reused, a reload that needs a restart
+    ├── PreconditionFailed            412 If-Match names another version than the current
+    ├── PreconditionRequired          428 a write that would replace changed state without If-Match
     ├── Unauthorized                  401 no or unknown credentials
     ├── Forbidden                     403 the credentials lack the route's scope
     ├── PayloadTooLarge               413 body or batch above the configured limit
+    ├── UnsupportedMediaType          415 a body in a media type the route does not take
     └── ModelLoadError                a bundle or registry alias that cannot be served
 """
 
@@ -27,8 +30,11 @@ __all__ = [
     "ModelLoadError",
     "NotFound",
     "PayloadTooLarge",
+    "PreconditionFailed",
+    "PreconditionRequired",
     "ServingError",
     "Unauthorized",
+    "UnsupportedMediaType",
     "problem",
 ]
 
@@ -91,6 +97,18 @@ class Conflict(ServingError):
     title = "Conflict"
 
 
+class PreconditionFailed(ServingError):
+    status = 412
+    code = "precondition-failed"
+    title = "The resource changed since the version named in If-Match"
+
+
+class PreconditionRequired(ServingError):
+    status = 428
+    code = "precondition-required"
+    title = "This write needs If-Match"
+
+
 class Unauthorized(ServingError):
     status = 401
     code = "unauthorized"
@@ -107,6 +125,12 @@ class PayloadTooLarge(ServingError):
     status = 413
     code = "payload-too-large"
     title = "The request is too large"
+
+
+class UnsupportedMediaType(ServingError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "The body's media type is not one this route takes"
 
 
 class ModelLoadError(ServingError):

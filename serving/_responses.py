@@ -38,6 +38,9 @@ __all__ = [
     "AssessmentOut",
     "AssetList",
     "AssetOut",
+    "AuditList",
+    "AuditRecordOut",
+    "AuditReport",
     "CompletionOut",
     "DecisionOut",
     "EventList",
@@ -100,7 +103,10 @@ _PROBLEM_TEXT = {
     403: "The credentials lack the route's scope",
     404: "Not found",
     409: "Conflict",
+    412: "If-Match names another version than the current one (the problem names it)",
+    428: "The write needs If-Match (the problem says where to get the ETag)",
     413: "The body is larger than the configured limit",
+    415: "The body's media type is not one the route takes",
     422: "The request is not valid",
 }
 PROBLEM_MEDIA = "application/problem+json"
@@ -265,6 +271,9 @@ class AssetOut(_Out):
     equipment_id: str
     asset_type: str = Field(description="Twin spec name")
     description: str
+    site: str | None = Field(description="ISA-95 site")
+    area: str | None = Field(description="ISA-95 area")
+    work_center: str | None = Field(description="ISA-95 work center (cell or line)")
     external_ids: dict[str, str]
     state: dict[str, Number] = Field(description="Per state input of the spec")
     state_measured_at: Timestamp
@@ -274,10 +283,15 @@ class AssetOut(_Out):
     parts_made: int
     advisories: list[AssetAdvisory]
     revision: int = Field(description="Bumped on every change")
+    etag: str = Field(description="The ETag header of this version: send it as If-Match")
+    retired_at: Timestamp | None = Field(
+        description="When the asset was retired (DELETE); null while in service")
 
 
 class AssetList(_Out):
     assets: list[AssetOut]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null: "
+                                                "the last page")
 
 
 # ---- work orders -----------------------------------------------------------------------------
@@ -442,6 +456,29 @@ class DecisionOut(_Out):
     alternates: list[Alternate] = absent("REROUTE: the other machines, ranked")
 
 
+class ScopeRequirement(_Out):
+    equipment_id: str = absent()
+    site: str | None = absent()
+    area: str | None = absent()
+    work_center: str | None = absent()
+
+
+class ExcludedAlternate(_Out):
+    equipment_id: str
+    reason: Literal["UNHEALTHY", "STATE_STALE"]
+    detail: str
+
+
+class RerouteScope(_Out):
+    """Which machines a reroute may rank: those of the order's scope that are in service,
+    healthy and fresh; the others of the scope are listed with why they were left out."""
+
+    requirements: list[ScopeRequirement] = Field(
+        description="The order's equipment requirements, or the asset's own work center")
+    considered: list[str] = Field(description="Equipment ids predicted as alternates")
+    excluded: list[ExcludedAlternate]
+
+
 class AssessmentOut(_Out):
     """The assessment of a job order. Without a model for the asset type only the head
     and an UNDECIDED decision (MODEL_MISSING) are sent."""
@@ -458,6 +495,7 @@ class AssessmentOut(_Out):
     domain: DomainOut = absent()
     predicted: dict[str, KpiPrediction | EventPrediction] = absent(
         "Every KPI of the order as sent: regression KPIs and event probabilities")
+    reroute: RerouteScope = absent("The machines a reroute may rank, and those left out")
     decision: DecisionOut
 
 
@@ -563,3 +601,42 @@ class WebhookOut(_Out):
 
 class WebhookList(_Out):
     webhooks: list[WebhookOut]
+
+
+# ---- audit -----------------------------------------------------------------------------------
+
+
+class AuditRecordOut(_Out):
+    """One record of the hash-chained audit trail, as stored: ``hash`` is the sha256 of
+    ``prev_hash`` followed by the canonical JSON (sorted keys, no spaces, ASCII) of the
+    fields ``seq`` to ``outputs``, with ``at`` in UTC to the microsecond as answered here."""
+
+    seq: int = Field(description="Position in the chain, from 1 without gaps")
+    at: Timestamp
+    kind: str = Field(description="assessment, completion, asset, webhook, model, ...")
+    subject: str = Field(description="work-order/<id>, asset/<id>, webhook/<id>, model/<name>")
+    caller: str = Field(description="The API key's name or the bearer token's subject")
+    idempotency_key: str | None
+    model_version: str | None
+    bundle_hash: str | None
+    policy_version: str | None
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    prev_hash: str = Field(description="hash of record seq - 1 ('' for record 1)")
+    hash: str
+
+
+class AuditList(_Out):
+    records: list[AuditRecordOut] = Field(description="Oldest first (by seq)")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null: "
+                                                "the last page")
+
+
+class AuditReport(_Out):
+    """What recomputing the hash chain found."""
+
+    ok: bool
+    records: int = Field(description="Records checked and found intact (before any break)")
+    first_broken: int = absent("seq of the first record that was changed, removed or "
+                               "reordered")
+    reason: str = absent("Why that record breaks the chain")

@@ -12,19 +12,22 @@ reported as ``in_domain`` with the violated bounds.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from physics._spec_text import fmt
 from physics.spec import InputSpec, TwinSpec
 
 __all__ = [
+    "ID_MAX",
     "AssetIn",
+    "AssetPatch",
     "CompletionIn",
     "DomainViolation",
+    "EquipmentRequirement",
     "EventPrediction",
+    "Identifier",
     "JobOrderIn",
     "JobOrderParameter",
     "KpiPrediction",
@@ -40,6 +43,20 @@ __all__ = [
 
 NE107 = Literal["NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILURE"]
 Scalar = float | bool | str
+
+# Identifiers are whatever the MES uses (SAP's 4711/0010, dots, Unicode letters): 1 to
+# ID_MAX characters, no control characters. In a path, a slash may be sent as is or
+# percent-encoded (%2F); every answer echoes the id as sent.
+ID_MAX = 128
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+ID_TEXT = (f"1 to {ID_MAX} characters, any but control characters (slashes, dots and "
+           "Unicode letters included)")
+Identifier = Annotated[str, Field(min_length=1, max_length=ID_MAX, pattern=ID_PATTERN,
+                                  description=ID_TEXT)]
+# A time with its offset (RFC 3339): a naive time is refused, never taken as UTC.
+Timestamp = Annotated[AwareDatetime, Field(
+    description="RFC 3339 date-time with an offset (Z or +01:00); a naive time is refused")]
+HierarchyName = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
 class _In(BaseModel):
@@ -93,36 +110,61 @@ class QualitySpecIn(_In):
     critical: bool = False
 
 
+class EquipmentRequirement(_In):
+    """Equipment an order may run on (ISA-95 equipment requirement): every key given must
+    match; an order may run on equipment that matches any of its requirements."""
+
+    equipment_id: Identifier | None = None
+    site: HierarchyName | None = None
+    area: HierarchyName | None = None
+    work_center: HierarchyName | None = None
+
+
 class JobOrderIn(_In):
     """An ISA-95 job order, as the MES sends it for assessment."""
 
     operations_request_id: str | None = None
     segment_id: str | None = None
-    equipment_id: str = Field(min_length=1, max_length=128)
+    equipment_id: Identifier
     material_requirements: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
     job_order_parameters: list[JobOrderParameter] = Field(max_length=200)
     planned_quantity: float = Field(gt=0)
-    start_time: datetime | None = None
+    start_time: Timestamp | None = None
     priority: int | None = None
     quality_specs: list[QualitySpecIn] = Field(
         default_factory=list, max_length=100,
         description="Limits per characteristic; they override the spec's defaults",
     )
     execution_mode: Literal["Production", "Test", "Simulation"] = "Production"
+    equipment_requirements: list[EquipmentRequirement] = Field(
+        default_factory=list, max_length=50,
+        description="Where the order may run, for a reroute (default: the work center of "
+                    "equipment_id, or the machines without a hierarchy when it has none)")
+
+
+ExternalIdScheme = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+ExternalIdValue = Annotated[str, Field(min_length=1, max_length=256, pattern=ID_PATTERN)]
 
 
 class AssetIn(_In):
-    """A machine: which twin spec it runs, its external ids and its current state."""
+    """A machine: which twin spec it runs, where it sits in the ISA-95 equipment
+    hierarchy, its external ids and its current state. ``PUT`` replaces all of it (a
+    key left out takes its default); ``PATCH`` changes only what it names."""
 
     asset_type: str = Field(min_length=1, max_length=128, description="Twin spec name")
     description: str = Field("", max_length=1000)
-    external_ids: dict[str, str] = Field(
-        default_factory=dict, description="e.g. cmms_tag, aas_id", max_length=20
-    )
+    site: HierarchyName | None = Field(None, description="ISA-95 site")
+    area: HierarchyName | None = Field(None, description="ISA-95 area, within the site")
+    work_center: HierarchyName | None = Field(
+        None, description="ISA-95 work center (a cell or line), within the area")
+    external_ids: dict[ExternalIdScheme, ExternalIdValue] = Field(
+        default_factory=dict, max_length=20,
+        description="Ids of the asset in other systems, e.g. cmms_tag, aas_id; each "
+                    "identifies one asset (GET /v1/assets?cmms_tag=...)")
     state: dict[str, float] = Field(
         default_factory=dict, description="State inputs of the spec (tool_wear, ...)"
     )
-    state_measured_at: datetime | None = Field(
+    state_measured_at: Timestamp | None = Field(
         None, description="When the state was measured (default: now)"
     )
     environment: dict[str, float] = Field(
@@ -131,6 +173,25 @@ class AssetIn(_In):
     device_health: NE107 | None = Field(
         None, description="Set CHECK_FUNCTION or FAILURE by hand; NORMAL clears them"
     )
+
+
+class AssetPatch(_In):
+    """A JSON Merge Patch (RFC 7396) of an asset: what it names changes, the rest stays.
+    ``null`` removes an external id, clears a hierarchy level, or returns a state or
+    environment input to the spec's default. A patch of ``state`` without
+    ``state_measured_at`` is dated now."""
+
+    asset_type: str | None = Field(None, description="Must equal the asset's type")
+    description: str | None = Field(None, max_length=1000)
+    site: HierarchyName | None = None
+    area: HierarchyName | None = None
+    work_center: HierarchyName | None = None
+    external_ids: dict[ExternalIdScheme, ExternalIdValue | None] | None = Field(
+        None, max_length=20)
+    state: dict[str, float | None] | None = None
+    state_measured_at: Timestamp | None = None
+    environment: dict[str, float | None] | None = None
+    device_health: NE107 | None = None
 
 
 class MeasuredQuality(_In):
@@ -142,7 +203,7 @@ class MeasuredQuality(_In):
 class CompletionIn(_In):
     """What happened on the shop floor when the order ended."""
 
-    equipment_id: str = Field(min_length=1, max_length=128)
+    equipment_id: Identifier
     parts_made: int = Field(ge=0)
     measured_quality: list[MeasuredQuality] = Field(default_factory=list, max_length=100)
     tool_changed: bool = Field(False, description="A new tool was mounted after the order")
@@ -153,7 +214,7 @@ class CompletionIn(_In):
     measured_state: dict[str, float] = Field(
         default_factory=dict, description="Measured state inputs (tool_wear from a probe)"
     )
-    finished_at: datetime | None = None
+    finished_at: Timestamp | None = None
 
 
 class WebhookIn(_In):

@@ -112,7 +112,7 @@ class Measure:
         finally:
             ctx = getattr(self.state, "ctx", None)
             if ctx is not None:  # the router put the matched route into the scope
-                path = getattr(scope.get("route"), "path", "unmatched")
+                path = getattr(scope.get("route"), "path_format", "unmatched")
                 ctx.metrics.observe(scope["method"], path, status,
                                     time.perf_counter() - start)
 

@@ -34,6 +34,7 @@ from serving.store._tables import Delivery, Event, Webhook, table_of, utcnow
 __all__ = [
     "ADVISORY_CLEARED",
     "ADVISORY_RAISED",
+    "ASSET_RETIRED",
     "ASSET_UPDATED",
     "DECISION_ISSUED",
     "DRIFT_DETECTED",
@@ -51,7 +52,9 @@ THRESHOLD_CROSSED = "io.assettwin.asset.threshold_crossed"
 DRIFT_DETECTED = "io.assettwin.drift.detected"
 MODEL_ACTIVATED = "io.assettwin.model.activated"
 ASSET_UPDATED = "io.assettwin.asset.updated"
+ASSET_RETIRED = "io.assettwin.asset.retired"
 EVENT_TYPES = (
+    ASSET_RETIRED,
     DECISION_ISSUED,
     ADVISORY_RAISED,
     ADVISORY_CLEARED,

@@ -4,14 +4,16 @@ transaction as the change they report."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from sqlalchemy import select
 
+from physics._spec_text import fmt
 from serving._errors import Conflict, FieldError, NotFound
 from serving._responses import AssessmentOut, CompletionOut, WorkOrderOut, answers
-from serving._schemas import CompletionIn, JobOrderIn
+from serving._schemas import ID_MAX, ID_PATTERN, ID_TEXT, CompletionIn, JobOrderIn
 from serving.api.deps import (
     IdemKey,
     OrdersCaller,
@@ -23,12 +25,12 @@ from serving.api.deps import (
     remember,
     replay,
 )
-from serving.api.routes.assets import asset_view
+from serving.api.routes.assets import asset_view, in_service
 from serving.domain.advisories import AdvisoryChanges, update_advisories
-from serving.domain.assess import OrderView, assess, health_index, health_status
+from serving.domain.assess import AssetView, OrderView, assess, health_index, health_status
 from serving.domain.completion import end_state, residuals
 from serving.domain.orders import order_values, quality_limits
-from serving.store._assets import lock_asset
+from serving.store._assets import in_scope, lock_asset
 from serving.store._audit import append_audit
 from serving.store._outbox import (
     ADVISORY_CLEARED,
@@ -42,6 +44,9 @@ from serving.store._residuals import record_residuals
 from serving.store._tables import Assessment, Asset, Completion
 
 router = APIRouter(tags=["work orders"])
+
+JobOrderId = Annotated[str, Path(min_length=1, max_length=ID_MAX, pattern=ID_PATTERN,
+                                 description=ID_TEXT + "; a slash may be sent as %2F")]
 
 
 def _store_advisories(row: Asset, changes: AdvisoryChanges) -> None:
@@ -64,9 +69,40 @@ def _emit_advisories(s: Any, row: Asset, changes: AdvisoryChanges, job_order_id:
              data={"equipment_id": row.equipment_id, **a})
 
 
-@router.post("/v1/work-orders/{job_order_id}/assessment", operation_id="assessWorkOrder",
+# NAMUR NE 107 states in which a machine is no alternate: failed, under check, or making
+# parts out of specification.
+_UNFIT = ("FAILURE", "CHECK_FUNCTION", "OFF_SPEC")
+
+
+def _alternates_in_scope(s: Any, row: Asset, body: JobOrderIn, policy: Any, t: datetime,
+                         ) -> tuple[list[AssetView], dict[str, Any]]:
+    """The machines a reroute may rank: in the order's scope (its equipment requirements,
+    or the asset's work center), of the same type, in service, healthy, and with a fresh
+    state; and the scope with the machines left out and why."""
+    requirements = [r.model_dump(exclude_none=True) for r in body.equipment_requirements]
+    stale_before = t - timedelta(hours=policy.stale_after_hours)
+    others: list[AssetView] = []
+    excluded: list[dict[str, Any]] = []
+    for a in in_scope(s, row, requirements):
+        measured = aware(a.state_measured_at)
+        if a.device_health in _UNFIT:
+            excluded.append({"equipment_id": a.equipment_id, "reason": "UNHEALTHY",
+                             "detail": f"device health {a.device_health} (NE 107)"})
+        elif measured < stale_before:
+            excluded.append({"equipment_id": a.equipment_id, "reason": "STATE_STALE",
+                             "detail": f"state measured {measured.isoformat()}, more than "
+                                       f"{fmt(policy.stale_after_hours)} h ago"})
+        else:
+            others.append(asset_view(a))
+    scope = {"requirements": requirements or [
+                {k: getattr(row, k) for k in ("site", "area", "work_center")}],
+             "considered": [o.equipment_id for o in others], "excluded": excluded}
+    return others, scope
+
+
+@router.post("/v1/work-orders/{job_order_id:path}/assessment", operation_id="assessWorkOrder",
              **answers(AssessmentOut, 400, 401, 403, 404, 409, 413, 422))
-def assessment(job_order_id: str, body: JobOrderIn, request: Request,
+def assessment(job_order_id: JobOrderId, body: JobOrderIn, request: Request,
                caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
     ctx = ctx_of(request)
     # Reads only (the answer is stored by the second transaction, which looks for a
@@ -78,16 +114,11 @@ def assessment(job_order_id: str, body: JobOrderIn, request: Request,
         row = s.get(Asset, body.equipment_id)
         if row is None:
             raise no_asset(body.equipment_id)
+        in_service(row)
         asset = asset_view(row)
-        others = [
-            asset_view(a) for a in s.scalars(
-                select(Asset).where(Asset.asset_type == asset.asset_type,
-                                    Asset.equipment_id != asset.equipment_id)
-                .order_by(Asset.equipment_id)).all()
-            if a.device_health not in ("FAILURE", "CHECK_FUNCTION")
-        ]
+        t = now()
+        others, scope = _alternates_in_scope(s, row, body, ctx.policy, t)
     model = ctx.models.find(asset.asset_type)
-    t = now()
     head: dict[str, Any] = {
         "job_order_id": job_order_id,
         "equipment_id": body.equipment_id,
@@ -109,6 +140,7 @@ def assessment(job_order_id: str, body: JobOrderIn, request: Request,
         result = assess(model, ctx.policy, asset, order, others=others, now=t)
         head["model"] = {"name": model.name, "version": model.version,
                          "bundle_hash": model.bundle_hash}
+        result["reroute"] = scope
     response = {**head, **result}
     kind = response["decision"]["type"]
     ctx.metrics.decisions.labels(kind).inc()
@@ -163,9 +195,9 @@ def assessment(job_order_id: str, body: JobOrderIn, request: Request,
     return json_response(response)
 
 
-@router.post("/v1/work-orders/{job_order_id}/completion", operation_id="completeWorkOrder",
+@router.post("/v1/work-orders/{job_order_id:path}/completion", operation_id="completeWorkOrder",
              **answers(CompletionOut, 400, 401, 403, 404, 409, 413, 422))
-def completion(job_order_id: str, body: CompletionIn, request: Request,
+def completion(job_order_id: JobOrderId, body: CompletionIn, request: Request,
                caller: OrdersCaller, idempotency_key: IdemKey = None) -> Any:
     ctx = ctx_of(request)
     source = ctx.settings.event_source
@@ -247,9 +279,9 @@ def completion(job_order_id: str, body: CompletionIn, request: Request,
     return json_response(response)
 
 
-@router.get("/v1/work-orders/{job_order_id}", operation_id="getWorkOrder",
+@router.get("/v1/work-orders/{job_order_id:path}", operation_id="getWorkOrder",
             **answers(WorkOrderOut, 401, 403, 404, 422))
-def work_order(job_order_id: str, request: Request, caller: OrdersCaller) -> Any:
+def work_order(job_order_id: JobOrderId, request: Request, caller: OrdersCaller) -> Any:
     with ctx_of(request).store.session(readonly=True) as s:
         rows = s.scalars(select(Assessment).where(Assessment.job_order_id == job_order_id)
                          .order_by(Assessment.id)).all()
