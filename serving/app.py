@@ -131,6 +131,25 @@ async def _empty() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+def _allowed(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at the request's path (RFC 9110 15.5.6: ``Allow``)."""
+    from starlette.routing import Match
+
+    probe = {**scope, "method": "__none__"}
+    methods: set[str] = set()
+
+    def walk(routes: Any) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # an included router
+            if inner is not None:
+                walk(inner.routes)
+            elif route.matches(probe)[0] is not Match.NONE:
+                methods.update(getattr(route, "methods", None) or ())
+
+    walk(app.router.routes)
+    return sorted(methods)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service for ``settings`` (default: from ``TWIN_*`` environment variables)."""
     settings = settings or Settings.from_env()
@@ -232,9 +251,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return _problem_response(exc.status_code, problem(
+        answer = _problem_response(exc.status_code, problem(
             exc.status_code, code, str(exc.detail), str(exc.detail),
             instance=request.url.path))
+        for name, value in (exc.headers or {}).items():
+            answer.headers[name] = value
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path; a path
+            # served by several routes (GET, PUT, PATCH, DELETE) allows all of theirs.
+            answer.headers["Allow"] = ", ".join(_allowed(app, request.scope))
+        return answer
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

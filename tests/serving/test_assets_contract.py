@@ -265,3 +265,16 @@ def test_reroutes_stay_in_scope_and_say_which_machines_they_left_out(
     assert a["reroute"]["considered"] == ["B-1", "X-1"] and a["reroute"]["excluded"] == []
     a = api.post("/v1/work-orders/WO-S3/assessment", json=job_order("X-1")).json()
     assert a["reroute"]["considered"] == []  # other machines outside a hierarchy: none
+
+
+def test_a_method_a_path_does_not_serve_is_a_405_naming_those_it_does(
+    api: httpx.Client,
+) -> None:
+    r = api.post("/v1/assets/M-01", json={})
+    assert r.status_code == 405 and r.headers["Allow"] == "DELETE, GET, PATCH, PUT"
+    assert r.headers["content-type"] == "application/problem+json"
+    r = api.delete("/v1/assets")
+    assert r.status_code == 405 and r.headers["Allow"] == "GET"
+    r = api.get("/v1/work-orders/WO-1/assessment")
+    # GET of a work order id that ends in /assessment: the history route answers (404).
+    assert r.status_code == 404
