@@ -9,12 +9,28 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 __all__ = ["DEFAULT_POLICY", "Settings"]
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "policy" / "default.yaml"
+ServiceScope = Literal["predict", "work-orders", "admin"]
+# Public-key signatures only: "none" and HS* (a shared secret) can never be configured.
+JwtAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                       "ES512", "EdDSA"]
+
+
+def _default_algorithms() -> list[JwtAlgorithm]:
+    return ["RS256", "ES256"]
 
 
 class Settings(BaseModel):
@@ -37,6 +53,33 @@ class Settings(BaseModel):
     max_batch: int = Field(1000, gt=0, description="Rows per predict request")
     ort_threads: int = Field(1, gt=0, description="onnxruntime intra-op threads per session")
     key_cache_s: float = Field(30.0, ge=0, description="How long a checked API key is trusted")
+    # OAuth2 bearer tokens (JWT) beside the API keys: on when ``jwks`` is set. The issuer
+    # and audience come before ``jwks`` so its check can see them.
+    jwt_issuer: str | None = Field(None, description="The 'iss' every bearer token must carry")
+    jwt_audience: str | None = Field(
+        None, description="The 'aud' every bearer token must carry (this service's id at the "
+        "identity provider)")
+    jwks: str | None = Field(
+        None, description="JWKS that signs bearer tokens (JWT): a file path or an http(s) URL; "
+        "unset: API keys only")
+    jwt_scope_claim: str = Field(
+        "scope", min_length=1, description="The claim with the token's scopes: a "
+        "space-separated string (RFC 9068) or a list of strings (e.g. scp)")
+    jwt_scope_map: dict[str, ServiceScope] = Field(
+        default_factory=dict, description="Token scope -> service scope, comma-separated "
+        "token=service pairs (e.g. api://twin/orders=work-orders); empty: a token scope counts "
+        "when it is named like a service scope")
+    jwt_algorithms: list[JwtAlgorithm] = Field(
+        default_factory=_default_algorithms, min_length=1,
+        description="Signature algorithms accepted (public-key ones only: never none or HS*)")
+    jwt_leeway_s: float = Field(30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf")
+    jwks_timeout_s: float = Field(5.0, gt=0, le=60, description="Timeout of a JWKS URL fetch")
+    jwks_refresh_s: float = Field(
+        60.0, ge=0, description="At most one JWKS re-read per this many seconds when a token "
+        "names an unknown key id")
+    jwks_max_age_s: float = Field(
+        3600.0, gt=0, description="A JWKS is read again after this long, so a key the identity "
+        "provider withdrew stops working")
     model_poll_s: float = Field(2.0, gt=0, description="How often workers look for new models")
     webhooks: bool = Field(True, description="Deliver events to registered webhooks")
     mqtt_url: str | None = Field(None, description="mqtt://host:port to publish events to")
@@ -47,6 +90,37 @@ class Settings(BaseModel):
         "per-request check for a provider)",
     )
 
+    @field_validator("jwt_scope_map", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in (p.strip() for p in value.split(",")):
+            token, sep, scope = item.rpartition("=")
+            if item and (not sep or not token.strip()):
+                raise ValueError(f"expected token_scope=service_scope pairs, got {item!r}")
+            if item:
+                pairs[token.strip()] = scope.strip()
+        return pairs
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks_needs_issuer_and_audience(cls, value: str | None, info: ValidationInfo,
+                                        ) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("expected a JWKS file path or an http(s) URL, got an empty text")
+        if "://" in value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected a file path or an http(s) URL, got {value!r}")
+        missing = [f"TWIN_{k.upper()}" for k in ("jwt_issuer", "jwt_audience")
+                   if not info.data.get(k)]
+        if missing:
+            raise ValueError(f"bearer tokens need {' and '.join(missing)} as well (else a "
+                             "token meant for another service would be accepted)")
+        return value
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if env is None else env
@@ -55,7 +129,7 @@ class Settings(BaseModel):
             raw = env.get(f"TWIN_{name.upper()}")
             if raw is None:
                 continue
-            if field.annotation == list[str]:
+            if get_origin(field.annotation) is list:
                 values[name] = [s.strip() for s in raw.split(",") if s.strip()]
             else:
                 values[name] = raw

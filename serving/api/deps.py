@@ -18,7 +18,7 @@ import orjson
 from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from serving._auth import DEV_CALLER, Caller, presented_token
+from serving._auth import DEV_CALLER, Caller, looks_like_jwt, presented_token
 from serving._errors import BadRequest, Conflict, FieldError, NotFound
 from serving.store._tables import IdempotencyRecord
 
@@ -61,7 +61,13 @@ def _caller(
     ctx = ctx_of(request)
     if ctx.settings.dev_mode:
         return DEV_CALLER
-    caller: Caller = ctx.keys.check(presented_token(authorization, x_api_key))
+    token = presented_token(authorization, x_api_key)
+    if looks_like_jwt(token):
+        from serving._bearer import token_checker
+
+        assert token is not None
+        return token_checker(ctx.settings, ctx.extra).check(token)
+    caller: Caller = ctx.keys.check(token)
     return caller
 
 
