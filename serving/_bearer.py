@@ -25,6 +25,7 @@ log = logging.getLogger("asset_twin.serving.auth")
 
 _NAME_CLAIMS = ("sub", "client_id", "azp")
 _MAX_JWKS_BYTES = 1_048_576
+_RETRY_S = 5.0  # how soon a first read that failed is tried again
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Jwks:
         self._keys: list[_Key] | None = None
         self._read_at = 0.0  # monotonic time of the last good read
         self._tried_at = float("-inf")  # ... and of the last attempt
+        self._failed: JwksUnavailable | None = None  # why the first read failed
         self._lock = threading.Lock()
         self.reads = 0  # good reads so far (for the operator's metrics and the tests)
 
@@ -96,7 +98,16 @@ class Jwks:
         if keys is None:
             with self._lock:
                 if self._keys is None:
-                    self._keys = self._read()  # a first read that fails is a 503
+                    # a first read that fails is a 503, answered again without another try
+                    # for a few seconds, so a dead URL does not cost each request its timeout
+                    if self._failed is not None and (
+                            time.monotonic() - self._tried_at < min(self._refresh, _RETRY_S)):
+                        raise self._failed
+                    try:
+                        self._keys = self._read()
+                    except JwksUnavailable as exc:
+                        self._failed = exc
+                        raise
                 return self._keys
         if time.monotonic() - self._read_at > self._max_age:
             return self._reread(stale_only=True)

@@ -7,6 +7,7 @@ token's subject."""
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import threading
 import time
@@ -110,9 +111,9 @@ def test_each_bad_token_is_a_401_that_says_why(file_service: dict[str, Any]) -> 
     public_pem = RSA_KEY.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     # HS256 with the public key as the shared secret: the classic algorithm confusion
-    confused = (f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': 'rsa-1'})}.{payload}.")
-    confused += base64.urlsafe_b64encode(__import__("hmac").new(
-        public_pem, confused[:-1].encode(), "sha256").digest()).decode().rstrip("=")
+    signed = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': 'rsa-1'})}.{payload}"
+    mac = hmac.new(public_pem, signed.encode(), "sha256").digest()
+    confused = f"{signed}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
     cases = {
         token(RSA_KEY, "rsa-1", exp=1_700_000_000):
             "the token expired at 2023-11-14T22:13:20+00:00 (claim 'exp', leeway 30 s)",
@@ -254,11 +255,15 @@ def test_an_unreachable_jwks_is_a_503_and_a_token_needs_the_setting() -> None:
     from tests.serving._server import _free_port
 
     url = f"http://127.0.0.1:{_free_port()}/certs"
+    dead = Jwks(url, timeout_s=2, refresh_s=60, max_age_s=3600)
     with pytest.raises(JwksUnavailable) as caught:
-        Jwks(url, timeout_s=2, refresh_s=60, max_age_s=3600).key_for("rsa-1", "RS256")
+        dead.key_for("rsa-1", "RS256")
     assert caught.value.status == 503
     assert caught.value.detail == (
         f"cannot read the JWKS at {url}: <urlopen error [Errno 111] Connection refused>")
+    with pytest.raises(JwksUnavailable) as again:  # answered again, not tried again at once
+        dead.key_for("rsa-1", "RS256")
+    assert again.value is caught.value
 
     with pytest.raises(InvalidCredentials) as no_jwks:
         token_checker(Settings(), {})
@@ -270,3 +275,35 @@ def test_an_unreachable_jwks_is_a_503_and_a_token_needs_the_setting() -> None:
         f"invalid settings:\n  TWIN_JWKS={url!r}: Value error, bearer tokens need "
         "TWIN_JWT_AUDIENCE as well (else a token meant for another service would be "
         "accepted)")
+
+
+def test_a_jwks_file_is_read_again_after_its_max_age_and_a_withdrawn_key_stops_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from serving._auth import InvalidCredentials
+    from serving._bearer import Jwks
+
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk(RSA_KEY, "rsa-1"), {"kty": "oct", "k": "c2VjcmV0",
+                                                                 "kid": "shared"}]}))
+    keys = Jwks(str(path), timeout_s=1, refresh_s=0, max_age_s=0.2)
+    assert keys.key_for("rsa-1", "PS256").kid == "rsa-1"  # one RSA key serves RS* and PS*
+    assert keys.reads == 1
+    with pytest.raises(InvalidCredentials) as oct_key:  # a shared secret is never a key
+        keys.key_for("shared", "RS256")
+    assert oct_key.value.detail == "unknown key id 'shared': the JWKS holds 'rsa-1'"
+    assert keys.reads == 2  # read again for the unknown kid (refresh_s 0)
+
+    path.unlink()  # the source goes away: the keys read before stay
+    time.sleep(0.25)
+    assert keys.key_for("rsa-1", "RS256").kid == "rsa-1"
+    assert keys.reads == 2
+    assert f"cannot read the JWKS at {path}: [Errno 2] No such file or directory" in caplog.text
+
+    path.write_text(json.dumps({"keys": [jwk(EC_KEY, "ec-1")]}))  # rsa-1 withdrawn
+    time.sleep(0.25)
+    assert keys.key_for("ec-1", "ES256").kid == "ec-1"
+    with pytest.raises(InvalidCredentials) as withdrawn:
+        keys.key_for("rsa-1", "RS256")
+    assert withdrawn.value.detail == "unknown key id 'rsa-1': the JWKS holds 'ec-1'"
+    assert keys.reads == 4  # the max age, then the unknown kid
