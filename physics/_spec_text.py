@@ -253,6 +253,11 @@ def canonical(spec: TwinSpec) -> Any:
     for key, inp in spec.inputs.items():
         if inp.default is not None:
             data["inputs"][key]["default"] = inp.coerce(inp.default)
+        # Added later: left out while unused (see below).
+        if inp.aliases is None:
+            del data["inputs"][key]["aliases"]
+        if not inp.from_material_requirements:
+            del data["inputs"][key]["from_material_requirements"]
     if spec.doe is not None:
         data["doe"]["fixed"] = {
             k: spec.require_quantity().coerce(v) if k == "quantity" else spec.inputs[k].coerce(v)

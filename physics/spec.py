@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,6 +49,7 @@ from physics import _spec_checks as checks
 from physics import _spec_text as text
 from physics.expr import Expr
 from physics.kpi import Reduction
+from physics.units import parse_unit
 from physics.variables import Catalogue
 
 if TYPE_CHECKING:
@@ -96,6 +98,21 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def _parses(unit: Any) -> Any:
+    """A unit field: text the program's unit registry (physics.units) reads. Empty text
+    is left to the structure checks, which call it missing."""
+    if isinstance(unit, str) and unit.strip():
+        parse_unit(unit)  # UnitError is a ValueError: "<path>.unit: 'x' is not a unit; ..."
+    return unit
+
+
+def alias_key(name: str) -> str:
+    """How a choice name or alias is matched: case-insensitive, without spaces, hyphens
+    or underscores ("AISI-1045", "aisi 1045" and "AISI1045" are one name; dots stay, so
+    1.0503 is not 10503)."""
+    return re.sub(r"[\s\-_]+", "", name).casefold()
+
+
 class FmuSpec(_Section):
     """Which FMU: one of ours (``physics/models/<model>``) or a file next to the spec."""
 
@@ -132,12 +149,49 @@ class InputSpec(_Section):
     boolean: StrictBool = False
     # A list of names (Enumeration variables) or a mapping name -> value (Integer ones).
     choices: list[str] | dict[str, int] | None = None
+    # Other names of each choice, as an MES sends them (material master numbers, DIN/EN,
+    # AISI, UNS designations); matched like the choice names, by ``alias_key``.
+    aliases: dict[str, list[str]] | None = None
+    # The consumed material of a job order's material_requirements sets this input (at
+    # most one input per spec; categorical, from the order).
+    from_material_requirements: StrictBool = False
+
+    _names: dict[str, str] = PrivateAttr(default_factory=dict)  # alias_key -> choice
+
+    check_unit = field_validator("unit")(_parses)
 
     @field_validator("choices", mode="before")
     @classmethod
     def _choices_shape(cls, value: Any) -> Any:
         # Checked here so a wrong shape gets one message, not one per union member.
         return text.check_choices_shape(value)
+
+    @model_validator(mode="after")
+    def _index_names(self) -> InputSpec:
+        problems: list[str] = []
+        if self.aliases is not None and self.choices is None:
+            problems.append("aliases: only for categorical inputs (give choices)")
+        names: dict[str, str] = {}
+        for choice in self.choice_names:
+            names.setdefault(alias_key(choice), choice)
+        for choice, others in (self.aliases or {}).items():
+            if choice not in self.choice_names:
+                hint = text.suggest(choice, self.choice_names)
+                problems.append(f"aliases.{choice}: not a choice{hint}; choices: "
+                                + ", ".join(self.choice_names))
+                continue
+            for alias in others:
+                key = alias_key(alias)
+                owner = names.setdefault(key, choice)
+                if not key:
+                    problems.append(f"aliases.{choice}: {alias!r} is empty once spaces and "
+                                    "hyphens are dropped")
+                elif owner != choice:
+                    problems.append(f"aliases.{choice}: {alias!r} already names {owner!r}")
+        if problems:
+            raise text.Problems(problems)
+        self._names = names
+        return self
 
     @property
     def kind(self) -> InputKind:
@@ -155,8 +209,24 @@ class InputSpec(_Section):
         """What values are allowed, for messages: 'allowed range [1000, 24000] rpm'."""
         return text.domain_text(self)
 
+    def accepted_names(self) -> list[str]:
+        """Every name of every choice, for messages: 'steel_c45 (C45, 1.0503, ...)'."""
+        return [
+            f"{c} ({', '.join(self.aliases[c])})" if self.aliases and self.aliases.get(c) else c
+            for c in self.choice_names
+        ]
+
     def coerce(self, raw: Any) -> bool | int | float | str:
-        """Check one value (text from a CLI allowed); ValueError names value and range."""
+        """Check one value (text from a CLI allowed); ValueError names value and range.
+        A categorical input takes any of its aliases and answers the canonical choice."""
+        if self.kind == "categorical" and isinstance(raw, str):
+            if raw in self._names.values():
+                return raw
+            choice = self._names.get(alias_key(raw))
+            if choice is None:
+                names = ", ".join(self.accepted_names())
+                raise ValueError(f"{text.fmt(raw)} is not one of {names}")
+            return choice
         return text.coerce_input(self, raw)
 
 
@@ -168,6 +238,8 @@ class QuantitySpec(_Section):
     max: float
     integer: StrictBool = False
     description: str = ""
+
+    check_unit = field_validator("unit")(_parses)
 
     def coerce(self, raw: Any) -> int | float:
         return text.coerce_number(
@@ -227,6 +299,8 @@ class KpiSpec(_Section):
     baseline: str | None = None
     description: str = ""
 
+    check_unit = field_validator("unit")(_parses)
+
 
 class QualitySpec(_Section):
     """A quality characteristic: matches an MES quality_specs entry."""
@@ -238,6 +312,8 @@ class QualitySpec(_Section):
     usl: float | None = None
     critical: StrictBool = False
 
+    check_unit = field_validator("unit")(_parses)
+
 
 class MaintenanceSpec(_Section):
     """A maintenance quantity with the limit that triggers ``action``."""
@@ -247,6 +323,8 @@ class MaintenanceSpec(_Section):
     action: str
     description: str = ""
 
+    check_unit = field_validator("unit")(_parses)
+
 
 class FeasibilitySpec(_Section):
     """A process limit on a KPI of any role: a run outside [min, max] is not feasible."""
@@ -255,6 +333,8 @@ class FeasibilitySpec(_Section):
     min: float | None = None
     max: float | None = None
     description: str = ""
+
+    check_unit = field_validator("unit")(_parses)
 
 
 class AcceptanceSpec(_Section):
@@ -314,7 +394,13 @@ class TwinSpec(_Section):
 
     @model_validator(mode="after")
     def _check_structure(self) -> TwinSpec:
-        compiled = checks.check_structure(self)  # raises text.Problems
+        materials = _material_problems(self)
+        try:
+            compiled = checks.check_structure(self)
+        except text.Problems as exc:
+            raise text.Problems(exc.problems + materials) from None
+        if materials:
+            raise text.Problems(materials)
         self._stop_time, self._derived, self._constraints = compiled
         # The derived values the constraints need, directly or through other ones.
         need: set[str] = set().union(*(e.names for e in self._constraints))
@@ -355,6 +441,12 @@ class TwinSpec(_Section):
     def default_stop(self) -> float | None:
         """The FMU's default stop time, once ``bind_default_experiment`` read it."""
         return self._default_stop
+
+    @property
+    def material_input(self) -> str | None:
+        """The input a job order's consumed material sets (``from_material_requirements``),
+        or None when the spec names none."""
+        return next((k for k, i in self.inputs.items() if i.from_material_requirements), None)
 
     def require_quantity(self) -> QuantitySpec:
         """The work-order quantity, for the stages that need one (surrogates and serving
@@ -509,6 +601,18 @@ class TwinSpec(_Section):
         from physics.workorder import case_from_order
 
         return case_from_order(self, values, quantity, catalogue)
+
+
+def _material_problems(spec: TwinSpec) -> list[str]:
+    marked = [k for k, i in spec.inputs.items() if i.from_material_requirements]
+    p = [f"inputs.{k}.from_material_requirements: also set on {marked[0]!r}; one input "
+         "takes the order's material" for k in marked[1:]]
+    for key in marked[:1]:
+        inp = spec.inputs[key]
+        if inp.kind != "categorical" or inp.source != "order":
+            p.append(f"inputs.{key}.from_material_requirements: needs a categorical input "
+                     f"from the order, not a {inp.kind} one from {inp.source!r}")
+    return p
 
 
 def load_spec(path: str | Path) -> TwinSpec:
