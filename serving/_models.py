@@ -10,12 +10,18 @@ deployment runs without it). The model file's sha256 must equal the signature's
 one and swaps a reference: requests in flight finish on the model they started with.
 The request schemas are derived from the specs at start-up, so a replacement must keep
 the ``schema_key`` of the model first served under its name (``ModelSet.schema_key``).
+
+Where a model's training domain is narrower than its spec (the DOE varied the quantity
+over 1-100 parts of the 1-500 the spec admits), an order in the gap is valid but
+answered UNDECIDED: ``domain_gaps`` lists each such input, the load logs a warning and
+``GET /v1/models/{name}`` shows them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +37,7 @@ from serving._errors import ModelLoadError, NotFound
 __all__ = ["LoadedModel", "ModelNotFound", "ModelSet", "load_model", "pinned_source"]
 
 FORMAT = "asset-twin-bundle/1"
+log = logging.getLogger("asset_twin.serving")
 
 
 class ModelNotFound(ModelLoadError):
@@ -69,6 +76,11 @@ class LoadedModel:
     @property
     def level(self) -> float:
         return float(self.signature["interval"]["level"])
+
+    @cached_property
+    def domain_gaps(self) -> list[dict[str, Any]]:
+        """The inputs whose training domain is narrower than the spec's range."""
+        return domain_gaps(self.spec, self.inputs)
 
     @property
     def schema_key(self) -> str:
@@ -114,6 +126,7 @@ class LoadedModel:
                 for name, k in sig["kpis"].items()
             },
             "interval": {"level": self.level, "method": sig["interval"]["method"]},
+            "domain_gaps": self.domain_gaps,
             "constraints": sig["constraints"],
             "metrics": {
                 "verification": sig["metrics"].get("verification"),
@@ -147,6 +160,47 @@ def _input_text(spec: TwinSpec, column: dict[str, Any]) -> dict[str, Any]:
     else:
         out["training_domain"] = {"min": column["min"], "max": column["max"]}
     return out
+
+
+def domain_gaps(spec: TwinSpec, columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per signature column whose trained range (or choices) is narrower than the spec
+    allows: ``{input, unit, spec: [lo, hi], trained: [lo, hi]}`` for numbers (with the
+    share of the spec's range covered), ``{input, spec_choices, trained_choices}`` for
+    choices and booleans. An order in a gap is valid, but answered UNDECIDED."""
+    gaps: list[dict[str, Any]] = []
+    for col in columns:
+        name = col["name"]
+        lo, hi = float(col["min"]), float(col["max"])
+        if name == "quantity":
+            q = spec.require_quantity()
+            bounds: tuple[float | None, float | None] = (q.min, q.max)
+            kind = "integer" if q.integer else "real"
+        else:
+            inp = spec.inputs[name]
+            bounds, kind = (inp.min, inp.max), inp.kind
+        if kind in ("categorical", "boolean"):
+            allowed: list[Any] = list(col.get("choices") or [False, True])
+            trained = allowed[int(lo) : int(hi) + 1]
+            if len(trained) < len(allowed):
+                gaps.append({"input": name, "spec_choices": allowed,
+                             "trained_choices": trained})
+            continue
+        slo, shi = bounds
+        if slo is None or shi is None or not (lo > slo or hi < shi):
+            continue
+        gaps.append({"input": name, "unit": col.get("unit"), "spec": [slo, shi],
+                     "trained": [lo, hi],
+                     "covered": round((hi - lo) / (shi - slo), 4) if shi > slo else 1.0})
+    return gaps
+
+
+def _gap_text(gap: dict[str, Any]) -> str:
+    if "spec" not in gap:
+        return (f"{gap['input']} trained on {', '.join(map(str, gap['trained_choices']))} "
+                f"of {', '.join(map(str, gap['spec_choices']))}")
+    unit = "" if gap["unit"] in (None, "", "1") else f" {gap['unit']}"
+    (slo, shi), (lo, hi) = gap["spec"], gap["trained"]
+    return f"{gap['input']} trained {lo:.6g}-{hi:.6g} of {slo:.6g}-{shi:.6g}{unit}"
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -254,10 +308,16 @@ def _load(source: str, threads: int, cache: Path, tracking_uri: str | None) -> L
         session = _session(folder / signature["model"]["file"], threads)
     except Exception as exc:  # onnxruntime's own errors: not a graph it can run
         raise ModelLoadError(f"{folder}: onnxruntime cannot load the model ({exc})") from None
-    return LoadedModel(
+    model = LoadedModel(
         name=signature["name"], source=source, version=version, folder=folder,
         signature=signature, spec=spec, session=session,
     )
+    if model.domain_gaps:
+        log.warning(
+            "model %s (%s): the training domain is narrower than spec %s for %d inputs; "
+            "orders there are answered UNDECIDED: %s", model.name, source, spec.name,
+            len(model.domain_gaps), "; ".join(_gap_text(g) for g in model.domain_gaps))
+    return model
 
 
 def pinned_source(source: str, version: str) -> str:

@@ -187,6 +187,19 @@ class ModelInput(_Out):
     training_domain: TrainingDomain
 
 
+class DomainGap(_Out):
+    """An input whose training domain is narrower than the spec allows: an order in the
+    gap is valid, but answered UNDECIDED (out of the training domain)."""
+
+    input: str
+    unit: str | None = absent("The input's unit (numeric inputs)")
+    spec: list[Number] = absent("[min, max] the spec allows (numeric inputs)")
+    trained: list[Number] = absent("[min, max] trained on (numeric inputs)")
+    covered: float = absent("Share of the spec's range trained on (numeric inputs)")
+    spec_choices: list[str | bool] = absent("Every choice (categorical and boolean inputs)")
+    trained_choices: list[str | bool] = absent("Choices trained on")
+
+
 class ModelOutput(_Out):
     unit: str
     role: str = Field(description="quality, maintenance or process")
@@ -226,6 +239,9 @@ class ModelOut(_Out):
     spec: SpecRef
     loaded_at: Timestamp
     inputs: list[ModelInput]
+    domain_gaps: list[DomainGap] = Field(
+        description="Inputs trained on less than the spec's range: orders there are "
+                    "UNDECIDED")
     outputs: dict[str, ModelOutput] = Field(description="Per KPI of the spec")
     interval: IntervalInfo
     constraints: list[Constraint]

@@ -98,7 +98,11 @@ def parameter_catalogue(specs: list[TwinSpec]) -> str:
 class JobOrderParameter(_In):
     id: str = Field(description="Input id of the twin spec (see the list above)")
     value: Scalar
-    unit: str | None = Field(None, description="Must equal the spec's unit when given")
+    unit: str | None = Field(None, description=(
+        "The value's unit (default: the spec's): UCUM, UNECE Rec 20 or pint spellings "
+        "(um, µm, 4H, mm, MMT, 1/min, rpm, Cel, degC, ...), converted to the spec's unit; "
+        "one of another dimension is a 422"))
+
 
 
 class QualitySpecIn(_In):

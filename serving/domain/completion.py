@@ -18,6 +18,7 @@ from serving._errors import BadRequest, FieldError
 from serving._models import LoadedModel
 from serving._predict import predict_rows
 from serving._schemas import CompletionIn
+from serving.domain.orders import in_spec_unit
 from serving.domain.policy import Policy
 
 __all__ = ["binomial_tail", "drift_test", "end_state", "maintenance_actions", "residuals"]
@@ -87,8 +88,9 @@ def end_state(
 def residuals(
     model: LoadedModel, body: CompletionIn, predicted: dict[str, Any] | None,
 ) -> list[dict[str, Any]]:
-    """Measured minus predicted per characteristic the completion reports (none when
-    nothing was predicted: no part made); BadRequest for an unknown one or a wrong unit."""
+    """Measured minus predicted per characteristic the completion reports, in the spec's
+    unit (none when nothing was predicted: no part made); BadRequest for an unknown
+    characteristic or a unit that does not convert to its unit."""
     spec = model.spec
     by_char = {q.characteristic_id: (k, q) for k, q in spec.quality.items()}
     out = []
@@ -98,18 +100,23 @@ def residuals(
                 f"measured_quality[{n}].characteristic_id", m.characteristic_id,
                 "one of " + ", ".join(by_char))])
         kpi, qs = by_char[m.characteristic_id]
-        if m.unit is not None and m.unit != qs.unit:
-            raise BadRequest("wrong unit", [FieldError(
-                f"measured_quality[{n}].unit", m.unit, repr(qs.unit))])
+        # A value measured in another unit (mm for a characteristic in um) is compared in
+        # the spec's unit; one that does not convert is refused.
+        measured, problem = in_spec_unit(m.value, m.unit, qs.unit,
+                                         where=f"measured_quality[{n}].unit")
+        if problem is not None:
+            raise BadRequest("the measured unit does not convert to the characteristic's",
+                             [problem])
+        assert measured is not None
         if predicted is None:
             continue
         p = predicted["kpis"][kpi]
         out.append({"characteristic_id": m.characteristic_id, "kpi": kpi,
-                    "measured": m.value, "predicted": p["mean"],
-                    "residual": m.value - p["mean"],
+                    "measured": measured, "predicted": p["mean"],
+                    "residual": measured - p["mean"],
                     "interval": {"lower": p["lower"], "upper": p["upper"],
                                  "level": model.level},
-                    "inside": p["lower"] <= m.value <= p["upper"]})
+                    "inside": p["lower"] <= measured <= p["upper"]})
     return out
 
 

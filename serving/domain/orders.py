@@ -1,31 +1,148 @@
 """From the MES's messages to twin values, checked against the twin spec.
 
-A job order's parameters are order inputs of the spec, by id, in the spec's unit; the
-asset's state and environment come from the asset (``PUT /v1/assets``), never from
-the order. Every problem is reported at once, naming the JSON path, the value and
-what was expected.
+A job order's parameters are order inputs of the spec, by id; a value sent in another
+unit than the spec's (``µm``, the UNECE code ``MMT``, ``1/min`` for ``rpm``) is converted
+to the spec's unit here (``physics.units``), so everything behind this module works on
+plain floats in the spec's units. The consumed material of ``material_requirements``
+sets the spec's material input (``from_material_requirements``), by any of the names
+the spec gives each choice. The asset's state and environment come from the asset
+(``PUT /v1/assets``), never from the order. Every problem is reported at once, naming
+the JSON path, the value and what was expected.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from typing import Any
 
 from physics._spec_text import fmt, suggest
-from physics.spec import TwinSpec
+from physics.spec import InputSpec, TwinSpec
+from physics.units import UnitError, convert, dimension
 from serving._errors import BadRequest, FieldError
 from serving._schemas import JobOrderParameter, QualitySpecIn
 from serving.domain.assess import QualityLimit
 
-__all__ = ["check_asset_values", "order_values", "quality_limits"]
+__all__ = ["check_asset_values", "in_spec_unit", "order_values", "quality_limits"]
+
+# ISA-95 material uses that put a material into the part (B2MML MaterialUse); a
+# requirement without a use counts as consumed, one Produced (the part) or Consumable
+# (coolant, tools) is not the work material.
+_CONSUMED = {"consumed"}
+
+
+def in_spec_unit(value: float, unit: str | None, spec_unit: str | None, *, where: str
+                 ) -> tuple[float | None, FieldError | None]:
+    """``value`` sent in ``unit`` as a float in ``spec_unit`` (None: dimensionless "1"),
+    or the problem with ``where`` (the JSON path of the unit) when it does not convert."""
+    target = spec_unit or "1"
+    if unit is None or unit == target:
+        return float(value), None
+    try:
+        return convert(value, unit, target), None
+    except UnitError as exc:
+        if exc.expected is None:  # the sent unit does not parse
+            return None, FieldError(where, unit, f"a unit convertible to {target!r}, the "
+                                    f"spec's unit: {exc}")
+        return None, FieldError(where, unit, f"a unit of {dimension(target)} convertible "
+                                f"to {target!r}, the spec's unit; {unit!r} is "
+                                f"{dimension(unit)}")
+
+
+def _number(raw: Any) -> float | None:
+    """A sent value as a float when it is a number (or a number's text), else None (the
+    input's own check then says what is wrong with it)."""
+    if isinstance(raw, numbers.Real) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            return float(raw.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _parameter(inp: InputSpec, p: JobOrderParameter, where: str) -> tuple[Any, FieldError | None]:
+    """One parameter's value in the spec's unit, checked against the input."""
+    if isinstance(p.value, float) and not math.isfinite(p.value):
+        return None, FieldError(f"{where}.value", p.value, f"a finite number, {inp.domain()}")
+    value: Any = p.value
+    numeric = inp.kind in ("real", "integer")
+    sent = _number(p.value) if numeric else None
+    if sent is not None and p.unit is not None and p.unit != (inp.unit or "1"):
+        converted, problem = in_spec_unit(sent, p.unit, inp.unit, where=f"{where}.unit")
+        if problem is not None:
+            return None, problem
+        assert converted is not None
+        if inp.kind == "integer" and abs(converted - round(converted)) <= 1e-9 * max(
+                1.0, abs(converted)):
+            converted = float(round(converted))
+        value = converted
+    try:
+        return inp.coerce(value), None
+    except ValueError as exc:
+        text = str(exc)
+        if value is not p.value:
+            text += f" (sent {fmt(p.value)} {p.unit} = {fmt(value)}{_suffix(inp.unit)})"
+        return None, FieldError(f"{where}.value", p.value, text)
+
+
+def _suffix(unit: str | None) -> str:
+    return "" if unit in (None, "", "1") else f" {unit}"
+
+
+def _material(spec: TwinSpec, materials: Sequence[dict[str, Any]], errors: list[FieldError]
+              ) -> tuple[str, str, Any] | None:
+    """The choice the consumed materials name: (choice, JSON path, name sent), or None
+    when no requirement is consumed. Conflicting or unknown materials go to ``errors``."""
+    key = spec.material_input
+    if key is None:
+        return None
+    inp = spec.inputs[key]
+    found: tuple[str, str, Any] | None = None
+    for n, m in enumerate(materials):
+        use = m.get("material_use")
+        if use is not None and str(use).strip().casefold() not in _CONSUMED:
+            continue
+        named = [(f, m[f]) for f in ("material_definition_id", "material_class_id")
+                 if m.get(f) is not None]
+        if not named:
+            errors.append(FieldError(f"material_requirements[{n}]", m, "a "
+                                     "material_definition_id or material_class_id naming "
+                                     f"the material ({key}): one of "
+                                     + ", ".join(inp.accepted_names())))
+            continue
+        choice = None
+        for _, name in named:
+            try:
+                choice = str(inp.coerce(str(name)))
+                break
+            except ValueError:
+                continue
+        field, name = named[0]
+        where = f"material_requirements[{n}].{field}"
+        if choice is None:
+            errors.append(FieldError(where, name, f"a material of {spec.name} ({key}): "
+                                     "one of " + ", ".join(inp.accepted_names())))
+        elif found is not None and found[0] != choice:
+            errors.append(FieldError(where, name, f"one work material per order; "
+                                     f"{found[1]} names {found[0]} ({fmt(found[2])})"))
+        elif found is None:
+            found = (choice, where, name)
+    return found
 
 
 def order_values(
-    spec: TwinSpec, params: list[JobOrderParameter], quantity: float, *, path: str
+    spec: TwinSpec, params: list[JobOrderParameter], quantity: float, *, path: str,
+    materials: Sequence[dict[str, Any]] = (),
 ) -> tuple[dict[str, Any], int | float]:
-    """The order inputs of ``params`` with defaults, and the quantity; BadRequest if wrong."""
+    """The order inputs of ``params`` in the spec's units, with defaults, and the
+    quantity; ``materials`` (the order's material_requirements) set the spec's material
+    input. BadRequest lists every problem."""
     errors: list[FieldError] = []
     values: dict[str, Any] = {}
+    where_of: dict[str, str] = {}
     order_ids = [k for k, i in spec.inputs.items() if i.source == "order"]
     for n, p in enumerate(params):
         where = f"{path}[{n}]"
@@ -39,26 +156,37 @@ def order_values(
             errors.append(FieldError(f"{where}.id", p.id, f"an order input; {p.id} is "
                                      f"{inp.source}, kept by the asset (PUT /v1/assets)"))
             continue
-        if p.id in values:
+        if p.id in values or p.id in where_of:
             errors.append(FieldError(f"{where}.id", p.id, "each parameter once"))
             continue
-        if p.unit is not None and inp.unit is not None and p.unit != inp.unit:
-            errors.append(FieldError(f"{where}.unit", p.unit, f"{inp.unit!r}, the spec's unit"))
-            continue
-        if isinstance(p.value, float) and not math.isfinite(p.value):
-            errors.append(FieldError(f"{where}.value", p.value, f"a finite number, "
-                                     f"{inp.domain()}"))
-            continue
-        try:
-            values[p.id] = inp.coerce(p.value)
-        except ValueError as exc:
-            errors.append(FieldError(f"{where}.value", p.value, str(exc)))
+        where_of[p.id] = where
+        value, problem = _parameter(inp, p, where)
+        if problem is not None:
+            errors.append(problem)
+        else:
+            values[p.id] = value
+    before = len(errors)
+    material = _material(spec, materials, errors)
+    material_refused = len(errors) > before  # not also "missing"
+    if material is not None:
+        key, (choice, where, name) = str(spec.material_input), material
+        if key in values and values[key] != choice:
+            errors.append(FieldError(where, name, f"the material the parameters name: "
+                                     f"{where_of[key]} sets {key} = {values[key]}, "
+                                     f"{fmt(name)} is {choice}"))
+        elif key not in where_of:
+            values[key] = choice
     sent = {p.id for p in params}
     for key in order_ids:
         if key not in values and key not in sent:
             inp = spec.inputs[key]
+            if key == spec.material_input and material_refused:
+                continue
             if inp.default is None:
-                errors.append(FieldError(path, None, f"a parameter {key!r} ({inp.domain()})"))
+                hint = (" or a consumed material in material_requirements"
+                        if key == spec.material_input else "")
+                errors.append(FieldError(path, None, f"a parameter {key!r} ({inp.domain()})"
+                                         + hint))
             else:
                 values[key] = inp.coerce(inp.default)
     try:
@@ -83,12 +211,21 @@ def quality_limits(spec: TwinSpec, given: list[QualitySpecIn]) -> list[QualityLi
                 "a characteristic of " + spec.name + ": " + ", ".join(by_char)))
             continue
         kpi, qs = by_char[q.characteristic_id]
-        if q.unit is not None and q.unit != qs.unit:
-            errors.append(FieldError(f"quality_specs[{n}].unit", q.unit, f"{qs.unit!r}"))
-        if q.lsl is not None and q.usl is not None and q.lsl >= q.usl:
+        if q.unit is not None:
+            _, problem = in_spec_unit(0.0, q.unit, qs.unit, where=f"quality_specs[{n}].unit")
+            if problem is not None:
+                errors.append(problem)
+                continue
+        limits: dict[str, float | None] = {}
+        for name in ("lsl", "target", "usl"):
+            sent = getattr(q, name)
+            limits[name] = None if sent is None else in_spec_unit(
+                sent, q.unit, qs.unit, where=f"quality_specs[{n}].unit")[0]
+        lsl, usl = limits["lsl"], limits["usl"]
+        if lsl is not None and usl is not None and lsl >= usl:
             errors.append(FieldError(f"quality_specs[{n}].usl", q.usl,
                                      f"greater than lsl {fmt(q.lsl)}"))
-        override[q.characteristic_id] = q
+        override[q.characteristic_id] = q.model_copy(update={**limits, "unit": qs.unit})
     if errors:
         raise BadRequest("the quality specs do not fit twin spec " + spec.name, errors)
     out = []

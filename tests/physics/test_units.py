@@ -14,7 +14,7 @@ from physics.spec import SpecError, TwinSpec, load_spec
 from physics.units import UnitError, convert, dimension, parse_unit
 
 SPEC = Path(__file__).resolve().parents[2] / "experiments" / "specs" / "spindle.yaml"
-PINT = pint.UnitRegistry()  # pint's defaults, without our aliases: the reference
+PINT: pint.UnitRegistry = pint.UnitRegistry()  # pint's defaults, without our aliases: the reference
 
 
 def spec_units() -> set[str]:

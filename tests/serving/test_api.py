@@ -177,11 +177,12 @@ def test_bad_input_is_a_problem_naming_field_value_and_expectation(
 ) -> None:
     orders = service["orders"]
     body = job_order("M-01")
-    body["job_order_parameters"][2] = {"id": "spindle_speed", "value": 5300, "unit": "1/min"}
+    body["job_order_parameters"][2] = {"id": "spindle_speed", "value": 5300, "unit": "m/s"}
     r = orders.post("/v1/work-orders/WO-BAD/assessment", json=body)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
-    assert r.json()["errors"] == [{"field": "job_order_parameters[2].unit", "value": "1/min",
-                                   "expected": "'rpm', the spec's unit"}]
+    assert r.json()["errors"] == [{"field": "job_order_parameters[2].unit", "value": "m/s",
+                                   "expected": "a unit of 1 / [time] convertible to 'rpm', "
+                                               "the spec's unit; 'm/s' is [length] / [time]"}]
     body = job_order("M-01", spindle_speed=90000.0)
     err = orders.post("/v1/work-orders/WO-BAD/assessment", json=body).json()["errors"]
     assert err == [{"field": "job_order_parameters[2].value", "value": 90000.0,
