@@ -6,16 +6,23 @@ assessment and acts on the decision as a shop would:
 
 * RELEASE: the order runs on the machine;
 * RELEASE_WITH_ADJUSTMENT: the MES takes the proposed setting and asks again;
-* MAINTAIN_FIRST: the maintenance is done (the CMMS reports the state after it with
-  ``PUT /v1/assets``) and the MES asks again;
+* MAINTAIN_FIRST: the maintenance is done (the CMMS reports the state after it with a
+  merge patch, ``PATCH /v1/assets/{id}``, which leaves everything else as it is) and the
+  MES asks again;
 * REROUTE: the MES moves the order to the first-ranked machine and asks again;
 * HOLD_FOR_REVIEW, UNDECIDED: the order waits for a person; nothing runs.
 
+The machines sit in the shift's ISA-95 hierarchy (site, area, work center), so a reroute
+stays in the cell. Parameters go out in the units the shift's MES uses (``units``:
+UCUM or UNECE Rec 20 codes, such as MTR for a path in metres), converted from the
+spec's by the same unit library the service reads them with.
+
 A released order runs on the FMU of the twin spec (the physics stands in for the shop
-floor), from the machine's state as the service holds it; the completion reports the
-parts made, the measured quality per characteristic, a broken tool, and the tool's
-measured wear where the machine has a tool probe. The MES replaces the tool after an
-order whose decision advised it or that broke the tool.
+floor), from the machine's state as the service holds it; the completion is an ISA-95
+job response: its id, actual end time, good quantity, the measured quality per
+characteristic as samples, a broken tool, the tool changes, and the tool's measured
+wear where the machine has a tool probe. The MES replaces the tool after an order whose
+decision advised it or that broke the tool.
 
 Only this module imports the physics (fmpy); the service never does.
 """
@@ -55,6 +62,9 @@ class MachineIn(_Strict):
     environment: dict[str, float] = Field(default_factory=dict)
     tool_probe: bool = False
     state_age_hours: float = Field(0.0, ge=0)
+    site: str | None = None
+    area: str | None = None
+    work_center: str | None = None
 
 
 class OrderIn(_Strict):
@@ -69,6 +79,8 @@ class OrderIn(_Strict):
 
 class Shift(_Strict):
     asset_type: str
+    # The unit the MES sends each parameter in (the spec's unit where not named).
+    units: dict[str, str] = Field(default_factory=dict)
     machines: list[MachineIn] = Field(min_length=1)
     orders: list[OrderIn] = Field(min_length=1)
 
@@ -114,13 +126,16 @@ class Api:
         self._http.close()
 
     def call(self, method: str, path: str, body: Any = None,
-             headers: dict[str, str] | None = None) -> dict[str, Any]:
+             headers: dict[str, str] | None = None, *, missing_ok: bool = False) -> Any:
+        """The answer's JSON; None for a 404 when ``missing_ok``."""
         import httpx
 
         try:
             resp = self._http.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise SimError(f"{method} {self.url}{path}: {exc}") from None
+        if missing_ok and resp.status_code == 404:
+            return None
         if resp.status_code >= 300:
             try:
                 p = resp.json()
@@ -151,11 +166,24 @@ class Outcome:
         return self.steps[-1]
 
 
+Units = dict[str, tuple[str, str]]  # parameter: (the MES's unit, the spec's unit)
+
+
+def _param(key: str, value: Any, units: Units) -> dict[str, Any]:
+    """A job order parameter as the MES sends it: in its own unit where it has one."""
+    if key not in units or isinstance(value, bool) or not isinstance(value, int | float):
+        return {"id": key, "value": value}
+    from physics.units import convert
+
+    sent, spec_unit = units[key]
+    return {"id": key, "value": convert(float(value), spec_unit, sent), "unit": sent}
+
+
 def _order_body(order: OrderIn, equipment_id: str, params: dict[str, Any],
-                start: datetime) -> dict[str, Any]:
+                start: datetime, units: Units) -> dict[str, Any]:
     return {
         "equipment_id": equipment_id,
-        "job_order_parameters": [{"id": k, "value": v} for k, v in params.items()],
+        "job_order_parameters": [_param(k, v, units) for k, v in params.items()],
         "planned_quantity": order.planned_quantity,
         "quality_specs": order.quality_specs,
         "execution_mode": order.execution_mode,
@@ -163,25 +191,36 @@ def _order_body(order: OrderIn, equipment_id: str, params: dict[str, Any],
     }
 
 
+def _path(equipment_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"/v1/assets/{quote(equipment_id, safe='')}"
+
+
 def register(api: Api, shift: Shift, now: datetime) -> None:
+    """Each machine as the shift describes it: created, or replaced (with the ETag of the
+    version read) when a store already holds it."""
     for m in shift.machines:
-        api.call("PUT", f"/v1/assets/{m.equipment_id}", {
+        body = {
             "asset_type": shift.asset_type, "description": m.description,
+            "site": m.site, "area": m.area, "work_center": m.work_center,
             "external_ids": m.external_ids, "state": m.state, "environment": m.environment,
             "state_measured_at": (now - timedelta(hours=m.state_age_hours)).isoformat(),
             "device_health": "NORMAL",
-        })
+        }
+        current = api.call("GET", _path(m.equipment_id), missing_ok=True)
+        if current is not None and current.get("retired_at") is None:
+            api.call("PUT", _path(m.equipment_id), body, headers={"If-Match": current["etag"]})
+        else:
+            api.call("PUT", _path(m.equipment_id), body, headers={"If-None-Match": "*"})
 
 
-def _put_state(api: Api, equipment_id: str, state: dict[str, float], now: datetime) -> None:
-    """The CMMS reports the machine after maintenance: the same asset, a new state."""
-    a = api.call("GET", f"/v1/assets/{equipment_id}")
-    api.call("PUT", f"/v1/assets/{equipment_id}", {
-        "asset_type": a["asset_type"], "description": a["description"],
-        "external_ids": a["external_ids"], "state": {**a["state"], **state},
-        "environment": a["environment"], "state_measured_at": now.isoformat(),
-        "device_health": "NORMAL",
-    })
+def _patch_state(api: Api, equipment_id: str, state: dict[str, float], now: datetime) -> None:
+    """The CMMS reports the machine after maintenance: a merge patch of the state it
+    measured; every other value the twin holds stays."""
+    api.call("PATCH", _path(equipment_id), {
+        "state": state, "state_measured_at": now.isoformat(), "device_health": "NORMAL"},
+        headers={"Content-Type": "application/merge-patch+json"})
 
 
 Runner = Callable[[dict[str, Any], float], dict[str, float]]
@@ -189,13 +228,13 @@ Chars = tuple[str, str, str | None]  # quality KPI, characteristic id, unit
 
 
 def play_order(api: Api, order: OrderIn, job_id: str, run: Runner, chars: list[Chars],
-               probes: set[str], clock: datetime) -> Outcome:
+               probes: set[str], clock: datetime, units: Units | None = None) -> Outcome:
     out = Outcome(order)
     params: dict[str, Any] = dict(order.parameters)
     machine = order.equipment_id
     for ask in range(MAX_ASKS):
         resp = api.call("POST", f"/v1/work-orders/{job_id}/assessment",
-                        _order_body(order, machine, params, clock),
+                        _order_body(order, machine, params, clock, units or {}),
                         headers={"Idempotency-Key": f"{job_id}-{ask}"})
         d = resp["decision"]
         out.steps.append({"equipment_id": machine, **d,
@@ -211,7 +250,7 @@ def play_order(api: Api, order: OrderIn, job_id: str, run: Runner, chars: list[C
                 for p in d["adjustment"]["parameters"]))
         elif kind == "MAINTAIN_FIRST":
             mf = d["maintenance_first"]
-            _put_state(api, machine, mf["state_after"], clock)
+            _patch_state(api, machine, mf["state_after"], clock)
             out.actions.append(f"{mf['action']} on {machine}")
         else:  # REROUTE
             machine = d["alternates"][0]["equipment_id"]
@@ -223,29 +262,37 @@ def play_order(api: Api, order: OrderIn, job_id: str, run: Runner, chars: list[C
         return out
     if out.final["type"] == "RELEASE_WITH_ADJUSTMENT":  # last ask: take it as proposed
         params.update({p["id"]: p["to"] for p in out.final["adjustment"]["parameters"]})
-    asset = api.call("GET", f"/v1/assets/{machine}")
+    asset = api.call("GET", _path(machine))
     values = {**params, **asset["environment"], **asset["state"]}
     kpis = run(values, order.planned_quantity)
     out.ran_on, out.kpis = machine, kpis
     broken = kpis.get("tool_broken_end", 0.0) > 0.5
     advised = any(a["action"] == "replace_tool" for a in out.final["advisories"])
+    changed = broken or advised
     body: dict[str, Any] = {
         "equipment_id": machine,
-        "parts_made": round(kpis.get("parts_completed", order.planned_quantity)),
-        "measured_quality": [
-            {"characteristic_id": c, "value": kpis[kpi], "unit": unit}
+        "job_response_id": f"{job_id}/JR",
+        "result": "Unsuccessful" if broken else "Successful",
+        "actual_end_time": clock.isoformat(),
+        "good_quantity": round(kpis.get("parts_completed", order.planned_quantity)),
+        # The FMU reports one value per characteristic over the order: one sample each,
+        # taken when the order ended.
+        "samples": [
+            {"characteristic_id": c, "value": kpis[kpi], "unit": unit,
+             "measured_at": clock.isoformat()}
             for kpi, c, unit in chars if kpi in kpis],
         "tool_broken": broken,
-        "tool_changed": broken or advised,
-        "finished_at": clock.isoformat(),
     }
-    if machine in probes and not body["tool_changed"] and "tool_wear_end" in kpis:
+    if changed:
+        body["tools"] = {"changes": [{"reason": "broken" if broken else "worn",
+                                      "at": clock.isoformat()}]}
+    if machine in probes and not changed and "tool_wear_end" in kpis:
         body["measured_state"] = {"tool_wear": min(1.0, kpis["tool_wear_end"])}
     out.completion = api.call("POST", f"/v1/work-orders/{job_id}/completion", body,
                               headers={"Idempotency-Key": f"{job_id}-done"})
     if broken:
         out.actions.append("tool broke")
-    if body["tool_changed"]:
+    if changed:
         out.actions.append("tool replaced after the order")
     return out
 
@@ -255,7 +302,7 @@ def _num(v: Any) -> str:
 
 
 def play(api: Api, shift: Shift, run: Runner, chars: list[Chars], *, prefix: str,
-         echo: Callable[[str], None] = print) -> list[Outcome]:
+         echo: Callable[[str], None] = print, units: Units | None = None) -> list[Outcome]:
     """Register the machines and play every order; print one line per order as it ends."""
     now = datetime.now(UTC)
     register(api, shift, now)
@@ -265,7 +312,7 @@ def play(api: Api, shift: Shift, run: Runner, chars: list[Chars], *, prefix: str
                "reasons")))
     for n, order in enumerate(shift.orders):
         o = play_order(api, order, f"{prefix}{order.job_order_id}", run, chars, probes,
-                       now + timedelta(minutes=30 * n))
+                       now + timedelta(minutes=30 * n), units)
         outcomes.append(o)
         echo(_order_line(o))
     return outcomes
@@ -410,10 +457,17 @@ def simulate(url: str, api_key: str | None, shift_path: Path, spec_path: Path,
                 tag = prefix if prefix is not None else datetime.now(UTC).strftime(
                     "S%Y%m%dT%H%M%S-")
                 chars = [(k, q.characteristic_id, q.unit) for k, q in spec.quality.items()]
-                outcomes = play(api, shift, run, chars, prefix=tag, echo=click.echo)
+                sent_units: Units = {}
+                for key, unit in shift.units.items():
+                    if key not in spec.inputs or spec.inputs[key].unit is None:
+                        raise SimError(f"--shift: units.{key}: not a parameter of "
+                                       f"{spec.name} with a unit")
+                    sent_units[key] = (unit, str(spec.inputs[key].unit))
+                outcomes = play(api, shift, run, chars, prefix=tag, echo=click.echo,
+                                units=sent_units)
             finally:
                 close()
-            assets = [api.call("GET", f"/v1/assets/{m.equipment_id}") for m in shift.machines]
+            assets = [api.call("GET", _path(m.equipment_id)) for m in shift.machines]
             units = {k: q.unit or "" for k, q in spec.quality.items()}
             report(outcomes, assets, _count_events(api, start_seq), units, echo=click.echo)
         finally:

@@ -45,6 +45,13 @@ class Prediction:
     upper: np.ndarray
     probability: np.ndarray  # [N, E]
 
+    def take(self, rows: slice) -> Prediction:
+        """The prediction of ``rows`` only (views, no copies)."""
+        b = self.batch
+        return Prediction(self.model, Batch(b.rows[rows], b.raw[rows], b.violations[rows]),
+                          self.mean[rows], self.std[rows], self.lower[rows], self.upper[rows],
+                          self.probability[rows])
+
     def column(self, name: str, what: str = "mean") -> np.ndarray:
         if name in self.model.event_names:
             return self.probability[:, self.model.event_names.index(name)]

@@ -22,13 +22,16 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
+from typing_extensions import TypeAliasType
 
 from serving._schemas import (
     NE107,
     CompletionIn,
     DomainViolation,
     EventPrediction,
+    ExecutionMode,
     JobOrderIn,
+    JobResult,
     KpiPrediction,
     ModelRef,
     _Out,
@@ -41,7 +44,11 @@ __all__ = [
     "AuditList",
     "AuditRecordOut",
     "AuditReport",
+    "BatchAssessmentOut",
     "CompletionOut",
+    "DeadLetterList",
+    "DeadLetterOut",
+    "DeadLetterReplay",
     "DecisionOut",
     "EventList",
     "HealthOut",
@@ -52,6 +59,8 @@ __all__ = [
     "ReloadOut",
     "WebhookCreated",
     "WebhookList",
+    "WebhookOut",
+    "WebhookSecret",
     "WorkOrderOut",
     "answers",
     "problem_media",
@@ -61,10 +70,10 @@ __all__ = [
 # An integer or a real, as the spec's input or the stored state has it (an int stays an
 # int on the wire); "number" in the OpenAPI document.
 Number = Annotated[float | int, WithJsonSchema({"type": "number"})]
-DecisionType = Literal[
+DecisionType = TypeAliasType("DecisionType", Literal[
     "RELEASE", "RELEASE_WITH_ADJUSTMENT", "HOLD_FOR_REVIEW", "MAINTAIN_FIRST", "REROUTE",
     "UNDECIDED",
-]
+])
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
@@ -385,6 +394,8 @@ class RemainingUsefulLife(_Out):
     p50_hours: float | None = absent()
     p90: int | None
     p90_hours: float | None = absent()
+    beyond_horizon: bool = Field(description="True: not even p10 is reached by the horizon")
+    note: str = absent("Said when the remaining useful life lies beyond the horizon")
 
 
 class AdvisoryOut(_Out):
@@ -455,6 +466,38 @@ class Alternate(_Out):
     rank: int
 
 
+class ReasonDetail(_Out):
+    """The numbers behind one reason code."""
+
+    code: str
+    kpi: str
+    unit: str
+    predicted: float = absent("The KPI's predicted mean (regression KPIs)")
+    interval: Interval = absent()
+    limits: dict[str, float] = Field(description="lsl / usl, or min / max of the check")
+    probability: float = Field(description="P(out of spec), P(violation) or P(event)")
+    p_max: float = Field(description="The policy's largest allowed probability")
+
+
+class TriedParameter(_Out):
+    id: str
+    to: Number
+    unit: str | None
+
+
+class Attempt(_Out):
+    """One alternative a HOLD_FOR_REVIEW tried: a remedy, the adjusted setting closest to
+    passing, or another machine; what still fails there, and the worst of it."""
+
+    kind: Literal["remedy", "adjustment", "reroute"]
+    action: str = absent("remedy: the maintenance action")
+    candidates: int = absent("adjustment: how many settings were tried")
+    parameters: list[TriedParameter] = absent("adjustment: the closest setting")
+    equipment_id: str = absent("reroute: the machine")
+    still_failing: list[str]
+    worst: ReasonDetail | None = Field(description="null: outside the training domain")
+
+
 class DecisionOut(_Out):
     """What the service advises; the MES decides."""
 
@@ -466,6 +509,11 @@ class DecisionOut(_Out):
         "MODEL_MISSING"))
     explanation: str
     advisory: Literal[True] = Field(description="Always true: advice, not a command")
+    reasons: list[ReasonDetail] = absent(
+        "The numbers behind each failing check's code (every decision but RELEASE and "
+        "UNDECIDED)")
+    tried: list[Attempt] = absent(
+        "HOLD_FOR_REVIEW: every alternative tried and by how much it missed")
     maintenance_first: MaintenanceFirst = absent("MAINTAIN_FIRST: the remedy and its effect")
     adjustment: Adjustment = absent(
         "RELEASE_WITH_ADJUSTMENT: the adjusted parameters and their predicted effect")
@@ -501,7 +549,7 @@ class AssessmentOut(_Out):
 
     job_order_id: str
     equipment_id: str
-    execution_mode: Literal["Production", "Test", "Simulation"]
+    execution_mode: ExecutionMode
     assessed_at: Timestamp
     policy: PolicyRef
     model: ModelRef | None = Field(description="null: no model serves the asset type")
@@ -513,6 +561,20 @@ class AssessmentOut(_Out):
         "Every KPI of the order as sent: regression KPIs and event probabilities")
     reroute: RerouteScope = absent("The machines a reroute may rank, and those left out")
     decision: DecisionOut
+
+
+class BatchResult(_Out):
+    """One order of a batch: its assessment (status 200) or its problem."""
+
+    job_order_id: str
+    status: int = Field(description="200, or the status a single assessment would answer")
+    assessment: AssessmentOut = absent("status 200: the assessment")
+    problem: Problem = absent("otherwise: the problem a single assessment would answer")
+
+
+class BatchAssessmentOut(_Out):
+    results: list[BatchResult] = Field(description="One per order sent, in order")
+    counts: dict[str, int] = Field(description="Orders per decision type; PROBLEM: refused")
 
 
 class ResidualOut(_Out):
@@ -543,11 +605,40 @@ class AdvisoryRef(_Out):
     action: str
 
 
+class StateChange(_Out):
+    """One change of a state input by a completion, with its cause."""
+
+    input: str
+    from_: Number = Field(alias="from")
+    to: Number
+    cause: Literal["predicted", "run", "maintenance", "measured", "clipped"] = Field(
+        description="predicted: the surrogate at the parts made (a drop means the model's run "
+                    "resets the input, e.g. a change the machine makes by itself); run: what "
+                    "the policy says a run leaves; maintenance: an action reported done; "
+                    "measured: a value the completion sent; clipped: to the spec's range")
+    detail: str
+
+
+class Quantities(_Out):
+    total: int
+    good: int
+    scrap: int
+    rework: int
+
+
 class CompletionOut(_Out):
+    """The job response as recorded, and what it did to the asset."""
+
     job_order_id: str
     equipment_id: str
+    job_response_id: str
+    result: JobResult
+    actual_start_time: Timestamp | None
+    actual_end_time: Timestamp
+    quantities: Quantities
     state_before: dict[str, Number]
     state_after: dict[str, Number]
+    state_changes: list[StateChange]
     device_health: NE107
     health_index: float
     residuals: list[ResidualOut]
@@ -587,7 +678,8 @@ class EventOut(_Out):
     source: str
     type: str = Field(description=(
         "io.assettwin.decision.issued, .advisory.raised, .advisory.cleared, "
-        ".asset.threshold_crossed, .asset.updated, .drift.detected, .model.activated"))
+        ".asset.threshold_crossed, .asset.updated, .drift.detected, .model.activated, "
+        ".webhook.dead_lettered, .webhook.disabled"))
     subject: str = Field(description="work-order/<id>, asset/<id> or model/<name>")
     time: Timestamp
     datacontenttype: Literal["application/json"]
@@ -601,22 +693,64 @@ class EventList(_Out):
     last_seq: int = Field(description="Pass as after_seq to read on")
 
 
-class WebhookCreated(_Out):
-    id: str
-    url: str
-    event_types: list[str]
-    secret: str = Field(description="Shown once: verify the signatures with it")
-
-
 class WebhookOut(_Out):
+    """A subscription: where the events go, which ones, and how its queue stands."""
+
     id: str
     url: str
-    event_types: list[str]
+    event_types: list[str] = Field(description="Empty: every type")
+    description: str
     active: bool
+    disabled_reason: str | None = Field(
+        description="Why it is inactive: disabled by a caller, or by the dispatcher after "
+        "dead letters in a row")
+    max_backlog: int = Field(description="Pending deliveries kept at most")
+    pending: int = Field(description="Deliveries waiting to be sent")
+    dead_letters: int = Field(description="Deliveries given up on (replayable)")
+    previous_secret_expires_at: Timestamp | None = Field(
+        description="Until when the secret before the last rotation still signs; null: none")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="Shown once: verify the signatures with it")
 
 
 class WebhookList(_Out):
     webhooks: list[WebhookOut]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null: last")
+
+
+class WebhookSecret(_Out):
+    """The new secret after a rotation, shown once."""
+
+    id: str
+    secret: str = Field(description="Signs every delivery from now on")
+    previous_secret_expires_at: Timestamp | None = Field(
+        description="The old secret signs beside the new one until then; null: it stopped")
+
+
+class DeadLetterOut(_Out):
+    event_seq: int = Field(description="The event's twinseq")
+    event_id: str
+    type: str
+    subject: str
+    time: Timestamp = Field(description="When the event happened")
+    attempts: int
+    reason: Literal["max_attempts", "max_backlog", "permanent"]
+    last_error: str | None
+
+
+class DeadLetterList(_Out):
+    dead_letters: list[DeadLetterOut]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null: last")
+
+
+class DeadLetterReplay(_Out):
+    replayed: list[int] = Field(description="Event seqs queued again, oldest first")
+    pending: int
+    dead_letters: int = Field(description="Dead letters left")
 
 
 # ---- audit -----------------------------------------------------------------------------------

@@ -14,7 +14,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import TypeAliasType
 
 from physics._spec_text import fmt
 from physics.spec import InputSpec, TwinSpec
@@ -23,7 +34,10 @@ __all__ = [
     "ID_MAX",
     "AssetIn",
     "AssetPatch",
+    "BatchAssessmentIn",
+    "BatchOrder",
     "CompletionIn",
+    "DeadLetterReplayIn",
     "DomainViolation",
     "EquipmentRequirement",
     "EventPrediction",
@@ -32,16 +46,26 @@ __all__ = [
     "JobOrderParameter",
     "KpiPrediction",
     "MeasuredQuality",
+    "MeasuredSample",
     "ModelRef",
     "PredictOut",
     "PredictRowOut",
     "QualitySpecIn",
     "ReloadIn",
+    "SecretRotationIn",
+    "ToolChange",
+    "ToolReport",
     "WebhookIn",
+    "WebhookPatch",
     "predict_request_model",
 ]
 
-NE107 = Literal["NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILURE"]
+# Enums used by several schemas are named type aliases: each is one component of the
+# OpenAPI document (a $ref), so a generated client has one DeviceHealth, not one per field.
+NE107 = TypeAliasType("DeviceHealth", Literal[
+    "NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILURE"])
+ExecutionMode = TypeAliasType("ExecutionMode", Literal["Production", "Test", "Simulation"])
+JobResult = TypeAliasType("JobResult", Literal["Successful", "Unsuccessful"])
 Scalar = float | bool | str
 
 # Identifiers are whatever the MES uses (SAP's 4711/0010, dots, Unicode letters): 1 to
@@ -104,7 +128,6 @@ class JobOrderParameter(_In):
         "one of another dimension is a 422"))
 
 
-
 class QualitySpecIn(_In):
     characteristic_id: str
     lsl: float | None = None
@@ -139,7 +162,7 @@ class JobOrderIn(_In):
         default_factory=list, max_length=100,
         description="Limits per characteristic; they override the spec's defaults",
     )
-    execution_mode: Literal["Production", "Test", "Simulation"] = "Production"
+    execution_mode: ExecutionMode = "Production"
     equipment_requirements: list[EquipmentRequirement] = Field(
         default_factory=list, max_length=50,
         description="Where the order may run, for a reroute (default: the work center of "
@@ -148,6 +171,16 @@ class JobOrderIn(_In):
 
 ExternalIdScheme = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 ExternalIdValue = Annotated[str, Field(min_length=1, max_length=256, pattern=ID_PATTERN)]
+
+
+class BatchOrder(JobOrderIn):
+    """A job order of a batch assessment: the order with its id."""
+
+    job_order_id: Identifier
+
+
+class BatchAssessmentIn(_In):
+    orders: list[BatchOrder] = Field(min_length=1, max_length=200)
 
 
 class AssetIn(_In):
@@ -204,12 +237,56 @@ class MeasuredQuality(_In):
     unit: str | None = None
 
 
+class MeasuredSample(_In):
+    """One measured value of one characteristic on one part (for SPC): the residual of a
+    characteristic reduces its samples as its KPI reduces the trajectory (the largest for a
+    maximum, the latest for a final value, the mean for a mean)."""
+
+    characteristic_id: str
+    value: float
+    unit: str | None = None
+    measured_at: Timestamp | None = None
+    part_id: str | None = Field(None, max_length=128, description="Serial number of the part")
+
+
+class ToolChange(_In):
+    removed: str | None = Field(None, max_length=128, description="Tool id taken out")
+    mounted: str | None = Field(None, max_length=128, description="Tool id put in")
+    at: Timestamp | None = None
+    reason: Literal["worn", "broken", "planned", "automatic"] = Field(
+        description="automatic: the control's own tool-life management changed it")
+
+
+class ToolReport(_In):
+    mounted: list[str] = Field(default_factory=list, max_length=100,
+                               description="Tool ids mounted when the order started")
+    changes: list[ToolChange] = Field(default_factory=list, max_length=100)
+
+
 class CompletionIn(_In):
-    """What happened on the shop floor when the order ended."""
+    """What happened on the shop floor when the order ended: an ISA-95 job response.
+
+    Quantities: ``good_quantity`` + ``scrap_quantity`` + ``rework_quantity`` are the parts
+    made; ``parts_made`` alone is still taken (all counted good). ``result`` follows the job
+    end states of OPC 40001-3 (Machinery Job Management): Successful or Unsuccessful.
+    """
 
     equipment_id: Identifier
-    parts_made: int = Field(ge=0)
-    measured_quality: list[MeasuredQuality] = Field(default_factory=list, max_length=100)
+    job_response_id: Identifier | None = Field(
+        None, description="The MES's id of this response (default: one is made up)")
+    result: JobResult = "Successful"
+    actual_start_time: Timestamp | None = None
+    actual_end_time: Timestamp | None = Field(
+        None, description="When the order ended (default: now); finished_at is the same")
+    parts_made: int | None = Field(None, ge=0, description="Good + scrap + rework")
+    good_quantity: int | None = Field(None, ge=0)
+    scrap_quantity: int = Field(0, ge=0)
+    rework_quantity: int = Field(0, ge=0)
+    measured_quality: list[MeasuredQuality] = Field(
+        default_factory=list, max_length=100,
+        description="One value per characteristic (the samples are the richer form)")
+    samples: list[MeasuredSample] = Field(default_factory=list, max_length=10_000)
+    tools: ToolReport | None = None
     tool_changed: bool = Field(False, description="A new tool was mounted after the order")
     tool_broken: bool = Field(False, description="The tool broke during the order")
     maintenance_done: list[str] = Field(
@@ -220,10 +297,95 @@ class CompletionIn(_In):
     )
     finished_at: Timestamp | None = None
 
+    @model_validator(mode="after")
+    def _consistent(self) -> CompletionIn:
+        split = [self.good_quantity, self.scrap_quantity, self.rework_quantity]
+        if self.good_quantity is not None:
+            total = sum(q or 0 for q in split)
+            if self.parts_made is not None and self.parts_made != total:
+                raise ValueError(f"parts_made {self.parts_made} is not good + scrap + "
+                                 f"rework = {total}")
+            self.parts_made = total
+        elif self.parts_made is None:
+            if self.scrap_quantity or self.rework_quantity:
+                raise ValueError("good_quantity is needed beside scrap and rework quantities")
+            raise ValueError("parts_made or good_quantity is needed")
+        if (self.finished_at is not None and self.actual_end_time is not None
+                and self.finished_at != self.actual_end_time):
+            raise ValueError("finished_at and actual_end_time differ; send one")
+        self.actual_end_time = self.actual_end_time or self.finished_at
+        if (self.actual_start_time is not None and self.actual_end_time is not None
+                and self.actual_start_time > self.actual_end_time):
+            raise ValueError("actual_start_time is after actual_end_time")
+        return self
+
+    @property
+    def made(self) -> int:
+        return int(self.parts_made or 0)
+
+    @property
+    def tool_was_changed(self) -> bool:
+        return self.tool_changed or bool(self.tools and self.tools.changes)
+
+
+def _webhook_url(value: str) -> str:
+    from serving._urls import check_webhook_url
+
+    return check_webhook_url(value)
+
+
+WebhookUrl = Annotated[str, Field(
+    min_length=1, max_length=2048, json_schema_extra={"format": "uri"},
+    description="http:// or https:// with a host name or IP address; no user:password@, "
+    "no #fragment"), AfterValidator(_webhook_url)]
+WebhookEventTypes = Annotated[list[str], Field(
+    max_length=64, description="The event types to deliver (io.assettwin.*); empty: every "
+    "type")]
+MaxBacklog = Annotated[int, Field(
+    ge=1, le=100_000, description="Pending deliveries kept at most; past it the oldest are "
+    "dead-lettered (listed and replayable)")]
+WebhookDescription = Annotated[str, Field(max_length=1000)]
+
 
 class WebhookIn(_In):
-    url: str = Field(pattern=r"^https?://", max_length=2048)
-    event_types: list[str] = Field(default_factory=list, description="Empty: every type")
+    url: WebhookUrl
+    event_types: WebhookEventTypes = Field(default_factory=list)
+    description: WebhookDescription = ""
+    max_backlog: MaxBacklog = 1000
+
+
+class WebhookPatch(_In):
+    """A JSON Merge Patch (RFC 7396) of a webhook: a key left out stays as it is; null
+    resets ``description`` (to "") and ``event_types`` (to every type); ``url``,
+    ``active`` and ``max_backlog`` cannot be removed."""
+
+    url: WebhookUrl | None = None
+    event_types: WebhookEventTypes | None = None
+    description: WebhookDescription | None = None
+    max_backlog: MaxBacklog | None = None
+    active: bool | None = Field(None, description="false: no deliveries are queued or sent "
+                                "until it is true again")
+
+    @field_validator("url", "active", "max_backlog", mode="before")
+    @classmethod
+    def _kept(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be removed: send a value or leave "
+                             "the key out")
+        return value
+
+
+class SecretRotationIn(_In):
+    grace_s: int = Field(
+        86_400, ge=0, le=604_800, description="How long the old secret keeps signing beside "
+        "the new one, in seconds (default one day, at most seven; 0: not at all)")
+
+
+class DeadLetterReplayIn(_In):
+    event_seqs: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, min_length=1, max_length=1000, description="The dead letters to send again, "
+        "by event seq; left out: all of them, oldest first, as many as max_backlog has room "
+        "for")
 
 
 class ReloadIn(_In):
@@ -262,11 +424,13 @@ def predict_request_model(spec: TwinSpec, max_batch: int) -> type[BaseModel]:
         Field(..., ge=q.min, le=q.max, description=f"Planned quantity [{q.unit}]",
               json_schema_extra={"x-unit": q.unit}),
     )
+    # Named Predict<Part><Model>: every served model has its own predict route and row,
+    # and a client generated from the document lists them side by side.
     title = "".join(p.capitalize() for p in spec.name.split("_"))
-    row = create_model(f"{title}Row", __config__=ConfigDict(extra="forbid",
+    row = create_model(f"PredictRow{title}", __config__=ConfigDict(extra="forbid",
                                                            allow_inf_nan=False), **fields)
     return create_model(
-        f"{title}PredictRequest",
+        f"PredictRequest{title}",
         __config__=ConfigDict(extra="forbid"),
         rows=(list[row], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
     )

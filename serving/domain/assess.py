@@ -25,6 +25,7 @@ Decisions are advisory: the MES decides.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,8 +43,10 @@ __all__ = [
     "OrderView",
     "QualityLimit",
     "assess",
+    "assessment_steps",
     "health_index",
     "health_status",
+    "run_together",
 ]
 
 NE107 = ("NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILURE")
@@ -131,6 +134,9 @@ class _Risks:
     p_reached: dict[str, np.ndarray]  # per maintenance limit
     reasons: dict[str, np.ndarray]  # reason code: the rows it applies to
     passing: np.ndarray  # rows that pass every check
+    # Per reason code: the KPI, its limits, the probability per row and the policy's
+    # largest allowed probability, for the numbers behind each code.
+    basis: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def row_reasons(self, i: int) -> list[str]:
         codes = [code for code, hit in self.reasons.items() if hit[i]]
@@ -165,15 +171,23 @@ def _risks(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> _Ris
         *((name, None, limit) for name, limit in wear.items()),
     ]))
     reasons: dict[str, np.ndarray] = {}
+    basis: dict[str, dict[str, Any]] = {}
     p_out = []
     for q in limits:
         p_out.append(next(p))
         p_max = policy.quality.p_out_max_critical if q.critical else policy.quality.p_out_max
-        reasons[f"QUALITY_AT_RISK:{q.characteristic_id}"] = p_out[-1] > p_max
+        code = f"QUALITY_AT_RISK:{q.characteristic_id}"
+        reasons[code] = p_out[-1] > p_max
+        basis[code] = {"kpi": q.kpi, "unit": q.unit, "limits": {"lsl": q.lsl, "usl": q.usl},
+                       "p": p_out[-1], "p_max": p_max, "what": "P(out of spec)"}
     p_violation = {}
-    for name in feasibility:
+    for name, f in feasibility.items():
         p_violation[name] = next(p)
-        reasons[f"INFEASIBLE:{name}"] = p_violation[name] > policy.feasibility.p_violation_max
+        code = f"INFEASIBLE:{name}"
+        reasons[code] = p_violation[name] > policy.feasibility.p_violation_max
+        basis[code] = {"kpi": name, "unit": f.unit, "limits": {"min": f.min, "max": f.max},
+                       "p": p_violation[name], "p_max": policy.feasibility.p_violation_max,
+                       "what": "P(violation)"}
     p_reached = {}
     for name in m.spec.maintenance:
         if name in m.event_names:
@@ -182,10 +196,55 @@ def _risks(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> _Ris
             p_reached[name] = next(p)
     if BREAKAGE in p_reached:
         reasons["TOOL_BREAKAGE_RISK"] = p_reached[BREAKAGE] > policy.maintenance.p_breakage_max
+        basis["TOOL_BREAKAGE_RISK"] = {
+            "kpi": BREAKAGE, "unit": "1", "limits": {}, "p": p_reached[BREAKAGE],
+            "p_max": policy.maintenance.p_breakage_max, "what": "P(event)"}
     passing = pred.batch.in_domain.copy()
     for hit in reasons.values():
         passing &= ~hit
-    return _Risks(pred, limits, p_out, p_violation, p_reached, reasons, passing)
+    return _Risks(pred, limits, p_out, p_violation, p_reached, reasons, passing, basis)
+
+
+def _detail(risks: _Risks, i: int, code: str) -> dict[str, Any]:
+    """The numbers behind reason ``code`` on row ``i``: the KPI's prediction and interval,
+    its limits, the probability and the policy's largest allowed one."""
+    b = risks.basis[code]
+    pred, name = risks.pred, b["kpi"]
+    out: dict[str, Any] = {"code": code, "kpi": name, "unit": b["unit"],
+                           "probability": float(b["p"][i]), "p_max": b["p_max"]}
+    if name in pred.model.regression_names:
+        out["predicted"] = float(pred.column(name)[i])
+        out["interval"] = {"lower": float(pred.column(name, "lower")[i]),
+                           "upper": float(pred.column(name, "upper")[i]),
+                           "level": pred.model.level}
+    out["limits"] = {k: v for k, v in b["limits"].items() if v is not None}
+    return out
+
+
+def _g(x: float) -> str:
+    """A number as a planner reads it: three significant digits."""
+    return f"{x:.3g}"
+
+
+def _say(d: dict[str, Any]) -> str:
+    """One reason in words, with its numbers."""
+    b = d["code"]
+    unit = "" if d["unit"] in ("1", "") else f" {d['unit']}"
+    parts = [b + ":"]
+    if "predicted" in d:
+        iv = d["interval"]
+        parts.append(f"{d['kpi']} predicted {_g(d['predicted'])}{unit} "
+                     f"[{_g(iv['lower'])}, {_g(iv['upper'])}] at {iv['level']:.0%},")
+    lim = d["limits"]
+    if lim:
+        lo = lim.get("lsl", lim.get("min"))
+        hi = lim.get("usl", lim.get("max"))
+        parts.append(f"limits [{'' if lo is None else _g(lo)}..{'' if hi is None else _g(hi)}]"
+                     f"{unit},")
+    what = "P(out of spec)" if b.startswith("QUALITY") else "P(violation)" if b.startswith(
+        "INFEASIBLE") else f"P({d['kpi']})"
+    parts.append(f"{what} {d['probability']:.2f} > {d['p_max']:g}")
+    return " ".join(parts)
 
 
 def _checks(risks: _Risks, i: int) -> dict[str, Any]:
@@ -290,6 +349,11 @@ def _candidates(model: LoadedModel, order: OrderView, policy: Policy) -> list[di
     return [{k: float(columns[k][j]) for k in params} for j in range(adj.candidates)]
 
 
+# An assessment as a generator: it yields the rows it needs predicted, is sent their
+# Prediction, and returns its answer; so several assessments can share surrogate calls.
+Steps = Generator[list[dict[str, Any]], Prediction, dict[str, Any]]
+
+
 def assess(
     model: LoadedModel,
     policy: Policy,
@@ -300,16 +364,59 @@ def assess(
     now: datetime,
 ) -> dict[str, Any]:
     """The assessment of ``order`` on ``asset``; ``others`` are the alternate machines."""
+    return run_together(model, [assessment_steps(model, policy, asset, order, others=others,
+                                                 now=now)])[0]
+
+
+def run_together(model: LoadedModel, assessments: list[Steps]) -> list[dict[str, Any]]:
+    """Drive several assessments of one model at once: each round predicts, in one
+    surrogate call, the rows every unfinished assessment asks for (a batch of orders costs
+    two calls, not two per order); the answers, in order."""
+    results: list[dict[str, Any] | None] = [None] * len(assessments)
+    pending: dict[int, list[dict[str, Any]]] = {}
+    for i, steps in enumerate(assessments):
+        try:
+            pending[i] = next(steps)
+        except StopIteration as done:
+            results[i] = done.value
+    while pending:
+        rows = [row for asked in pending.values() for row in asked]
+        pred = predict_rows(model, rows)
+        asked_next: dict[int, list[dict[str, Any]]] = {}
+        start = 0
+        for i, asked in pending.items():
+            part = pred.take(slice(start, start + len(asked)))
+            start += len(asked)
+            try:
+                asked_next[i] = assessments[i].send(part)
+            except StopIteration as done:
+                results[i] = done.value
+        pending = asked_next
+    return [r for r in results if r is not None]
+
+
+def assessment_steps(
+    model: LoadedModel,
+    policy: Policy,
+    asset: AssetView,
+    order: OrderView,
+    *,
+    others: list[AssetView],
+    now: datetime,
+) -> Steps:
+    """The assessment of ``order`` on ``asset`` as steps (see ``Steps``)."""
     spec = model.spec
     # The first call: the order as sent (row 0) and its scan over the quantity.
     q_col = next(c for c in model.inputs if c["name"] == "quantity")
     horizon = int(q_col["max"])
     scan_off = policy.rul.scan_without
     scan_override: dict[str, Any] = {scan_off: False} if scan_off in spec.inputs else {}
-    quantities = np.unique(np.linspace(max(1, int(q_col["min"])), horizon, 50).round())
+    # Geometric steps: a part apart at the start, where wear and warm-up move fastest,
+    # a few dozen near the horizon.
+    quantities = np.unique(np.geomspace(max(1, int(q_col["min"])), horizon, 50).round())
     rows = [_row(order, asset)]
     rows.extend(_row(order, asset, quantity=int(q), **scan_override) for q in quantities)
-    pred = predict_rows(model, rows)
+    pred = yield rows
     risks = _risks(pred, order.limits, policy)
     as_is = _checks(risks, 0)
 
@@ -367,12 +474,14 @@ def assess(
     scenarios["reroute"] = _Scenario("reroute", slice(start, len(rows)),
                                      [{"equipment_id": o.equipment_id} for o in others])
     failing = as_is["reasons"]
-    hold = {**base, "decision": _decision(
-        "HOLD_FOR_REVIEW", [*failing, "NO_REMEDY"],
-        "no remedy, adjustment or other machine clears " + ", ".join(failing))}
+    found = [_detail(risks, 0, c) for c in failing if c in risks.basis]
+    said = "; ".join(_say(d) for d in found)
     if not rows:
-        return hold
-    first, pred = pred, predict_rows(model, rows)
+        return {**base, "decision": _decision(
+            "HOLD_FOR_REVIEW", [*failing, "NO_REMEDY"],
+            f"no remedy, adjustment or other machine clears {', '.join(failing)} ({said}); "
+            "the policy and the scope leave nothing to try", reasons=found, tried=[])}
+    first, pred = pred, (yield rows)
     risks = _risks(pred, order.limits, policy)
     passing = risks.passing
 
@@ -382,7 +491,8 @@ def assess(
             checks = _checks(risks, k)
             decision = _decision(
                 "MAINTAIN_FIRST", [*failing, f"REMEDY:{meta['action']}"],
-                f"{meta['action']} before the order clears {', '.join(failing)}")
+                f"{meta['action']} before the order clears {', '.join(failing)} ({said})",
+                reasons=found)
             decision["maintenance_first"] = {
                 "action": meta["action"], "state_after": meta["state"],
                 "quality": checks["quality"], "limits": checks["limits"],
@@ -397,8 +507,8 @@ def assess(
         before, after = _objective(first, 0, obj), _objective(pred, k, obj)
         decision = _decision(
             "RELEASE_WITH_ADJUSTMENT", [*failing, "ADJUSTMENT_FOUND"],
-            f"the adjusted setting clears {', '.join(failing)}; of the settings that pass, "
-            f"it has the lowest {obj}")
+            f"the adjusted setting clears {', '.join(failing)} ({said}); of the settings "
+            f"that pass, it has the lowest {obj}", reasons=found)
         decision["adjustment"] = {
             "parameters": [
                 {"id": key, "from": order.values[key], "to": value,
@@ -420,14 +530,77 @@ def assess(
         decision = _decision(
             "REROUTE", [*failing, "ALTERNATE_FOUND"],
             f"the order passes on {len(alternates)} other machine(s), ranked by "
-            f"{policy.reroute.objective}")
+            f"{policy.reroute.objective}; here: {said}", reasons=found)
         decision["alternates"] = alternates
         return {**base, "decision": decision}
-    return hold
+    tried = _tried(risks, scenarios, model.spec)
+    return {**base, "decision": _decision(
+        "HOLD_FOR_REVIEW", [*failing, "NO_REMEDY"],
+        f"no remedy, adjustment or other machine clears {', '.join(failing)} ({said}); "
+        "closest: " + "; ".join(_say_tried(x) for x in tried), reasons=found, tried=tried)}
 
 
-def _decision(kind: str, codes: list[str], why: str) -> dict[str, Any]:
-    return {"type": kind, "reason_codes": codes, "explanation": why, "advisory": True}
+def _margin(risks: _Risks, k: int) -> tuple[float, str | None]:
+    """How far row ``k`` is from passing: the largest probability / allowed probability
+    of its failing checks (inf out of the training domain), and that check's code."""
+    if risks.pred.batch.violations[k]:
+        return float("inf"), None
+    worst, which = 0.0, None
+    for code, b in risks.basis.items():
+        ratio = float(b["p"][k]) / b["p_max"]
+        if risks.reasons[code][k] and ratio > worst:
+            worst, which = ratio, code
+    return worst, which
+
+
+def _attempt(risks: _Risks, k: int) -> dict[str, Any]:
+    code = _margin(risks, k)[1]
+    return {"still_failing": risks.row_reasons(k),
+            "worst": None if code is None else _detail(risks, k, code)}
+
+
+def _tried(risks: _Risks, scenarios: dict[str, _Scenario], spec: Any) -> list[dict[str, Any]]:
+    """What a HOLD_FOR_REVIEW tried and by how much each missed: every remedy, the
+    adjusted setting closest to passing, every other machine."""
+    out: list[dict[str, Any]] = []
+    sc = scenarios["remedies"]
+    for k, meta in zip(range(sc.rows.start, sc.rows.stop), sc.meta, strict=True):
+        out.append({"kind": "remedy", "action": meta["action"], **_attempt(risks, k)})
+    sc = scenarios["adjust"]
+    if sc.meta:
+        ks = list(range(sc.rows.start, sc.rows.stop))
+        best = min(ks, key=lambda k: _margin(risks, k)[0])
+        meta = sc.meta[best - sc.rows.start]
+        out.append({"kind": "adjustment", "candidates": len(ks),
+                    "parameters": [{"id": key, "to": value, "unit": spec.inputs[key].unit}
+                                   for key, value in meta.items()], **_attempt(risks, best)})
+    sc = scenarios["reroute"]
+    for k, meta in zip(range(sc.rows.start, sc.rows.stop), sc.meta, strict=True):
+        out.append({"kind": "reroute", "equipment_id": meta["equipment_id"],
+                    **_attempt(risks, k)})
+    return out
+
+
+def _say_tried(x: dict[str, Any]) -> str:
+    what = {"remedy": lambda: x["action"],
+            "adjustment": lambda: f"the best of {x['candidates']} adjusted settings",
+            "reroute": lambda: x["equipment_id"]}[x["kind"]]()
+    w = x["worst"]
+    if w is None:
+        return f"{what} is outside the training domain"
+    return f"{what} leaves {w['code']} at {w['probability']:.2f} (allowed {w['p_max']:g})"
+
+
+def _decision(kind: str, codes: list[str], why: str, *,
+              reasons: list[dict[str, Any]] | None = None,
+              tried: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": kind, "reason_codes": codes, "explanation": why,
+                           "advisory": True}
+    if reasons is not None:
+        out["reasons"] = reasons
+    if tried is not None:
+        out["tried"] = tried
+    return out
 
 
 def _best_adjustment(
@@ -475,12 +648,28 @@ def _rul(risks: _Risks, rows: slice, quantities: np.ndarray, policy: Policy,
     out: dict[str, Any] = {"unit": "parts", "horizon": int(quantities[-1]),
                            "method": "surrogate scanned over the quantity, "
                                      f"{len(quantities)} points"}
+    q = quantities.astype(float)
     for pct in (10, 50, 90):
-        hit = np.flatnonzero(p_by >= pct / 100)
-        parts = int(quantities[hit[0]]) if hit.size else None
+        level = pct / 100
+        hit = np.flatnonzero(p_by >= level)
+        parts: int | None = None
+        if hit.size:
+            k = int(hit[0])
+            parts = int(q[0])
+            if k > 0:
+                # The scan's points are up to a few dozen parts apart: the quantile lies
+                # between the last point below its level and the first at or above it,
+                # where P(reached) is taken as linear in the parts.
+                p0, p1 = float(p_by[k - 1]), float(p_by[k])
+                share = (level - p0) / (p1 - p0) if p1 > p0 else 1.0
+                parts = int(np.floor(q[k - 1] + share * (q[k] - q[k - 1])))
         out[f"p{pct}"] = parts
         if cycle_s is not None:
             out[f"p{pct}_hours"] = None if parts is None else parts * cycle_s / 3600
+    out["beyond_horizon"] = out["p10"] is None
+    if out["p10"] is None:
+        out["note"] = (f"no maintenance limit is reached with 10 % probability within "
+                       f"{int(q[-1])} parts, the largest quantity the model was trained for")
     return out
 
 

@@ -35,9 +35,12 @@ def played(trained: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         with httpx.Client(base_url=url, timeout=30) as c:
             assets = {a["equipment_id"]: a for a in c.get("/v1/assets").json()["assets"]}
             events = c.get("/v1/events", params={"limit": 1000}).json()["events"]
+            requests = {wo: c.get(f"/v1/work-orders/{wo}").json()["assessments"][0]["request"]
+                        for wo in ("T-WO-102",)}
     assert result.exit_code == 0, result.output
     return {"output": result.output, "steps": json.loads((tmp / "shift.json").read_text()),
-            "assets": assets, "events": events, "spec": trained.spec}
+            "assets": assets, "events": events, "spec": trained.spec,
+            "assessment_requests": requests}
 
 
 def test_every_order_of_the_shift_gets_a_decision_and_a_line(played: dict[str, Any]) -> None:
@@ -78,6 +81,32 @@ def test_the_mes_follows_each_remedy_before_it_runs(played: dict[str, Any]) -> N
         assert ran == (steps[-1]["type"] in ("RELEASE", "RELEASE_WITH_ADJUSTMENT"))
         if ran:
             assert o["ran_on"] == steps[-1]["equipment_id"]
+            assert o["completion"]["job_response_id"] == f"T-{o['job_order_id']}/JR"
+
+
+def test_reroutes_stay_in_the_cell(
+    played: dict[str, Any],
+) -> None:
+    """MILL-04 sits in Cell-B: no order of Cell-A is offered it."""
+    machines = {m["equipment_id"]: m for m in yaml.safe_load(SHIFT.read_text())["machines"]}
+    cell_a = {m for m, d in machines.items() if d["work_center"] == "Cell-A"}
+    for o in played["steps"]:
+        for s in o["steps"]:
+            for alt in s.get("alternates", []):
+                assert alt["equipment_id"] in cell_a, (o["job_order_id"], alt)
+    rerouted = [s for o in played["steps"] for s in o["steps"] if s["type"] == "REROUTE"]
+    for s in rerouted:
+        assert s["alternates"], s
+
+
+def test_the_mes_sends_its_own_units_and_material_names(played: dict[str, Any]) -> None:
+    """The stored request of WO-102: the path in metres (MTR, 2.4 for the shift's 2400 mm),
+    the speed per minute, the material by its EN number."""
+    first = played["assessment_requests"]["T-WO-102"]
+    by_id = {p["id"]: p for p in first["job_order_parameters"]}
+    assert by_id["path_length"] == {"id": "path_length", "value": 2.4, "unit": "MTR"}
+    assert by_id["spindle_speed"] == {"id": "spindle_speed", "value": 5300.0, "unit": "1/min"}
+    assert by_id["material"] == {"id": "material", "value": "1.0503", "unit": None}
 
 
 def test_completions_carry_what_the_fmu_measures(played: dict[str, Any]) -> None:

@@ -4,16 +4,36 @@ transaction as the change they report."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from sqlalchemy import select
 
-from physics._spec_text import fmt
-from serving._errors import Conflict, FieldError, NotFound
-from serving._responses import AssessmentOut, CompletionOut, WorkOrderOut, answers
-from serving._schemas import ID_MAX, ID_PATTERN, ID_TEXT, CompletionIn, JobOrderIn
+from serving._errors import BadRequest, Conflict, FieldError, NotFound, ServingError, problem
+from serving._responses import (
+    AssessmentOut,
+    BatchAssessmentOut,
+    CompletionOut,
+    WorkOrderOut,
+    answers,
+)
+from serving._schemas import (
+    ID_MAX,
+    ID_PATTERN,
+    ID_TEXT,
+    BatchAssessmentIn,
+    CompletionIn,
+    JobOrderIn,
+)
+from serving.api.assessing import (
+    Prepared,
+    assess_prepared,
+    emit_advisories,
+    prepare,
+    record,
+    store_advisories,
+)
 from serving.api.deps import (
     IdemKey,
     OrdersCaller,
@@ -25,79 +45,25 @@ from serving.api.deps import (
     remember,
     replay,
 )
-from serving.api.routes.assets import asset_view, in_service
-from serving.domain.advisories import AdvisoryChanges, update_advisories
-from serving.domain.assess import AssetView, OrderView, assess, health_index, health_status
-from serving.domain.completion import end_state, residuals
-from serving.domain.orders import order_values, quality_limits
-from serving.store._assets import in_scope, lock_asset
+from serving.api.routes.assets import asset_view
+from serving.domain.advisories import update_advisories
+from serving.domain.assess import health_index, health_status
+from serving.domain.completion import end_state, residuals, with_samples
+from serving.domain.orders import order_values
+from serving.store._assets import lock_asset
 from serving.store._audit import append_audit
 from serving.store._outbox import (
-    ADVISORY_CLEARED,
-    ADVISORY_RAISED,
-    DECISION_ISSUED,
     DRIFT_DETECTED,
     THRESHOLD_CROSSED,
     emit,
 )
 from serving.store._residuals import record_residuals
-from serving.store._tables import Assessment, Asset, Completion
+from serving.store._tables import Assessment, Completion
 
 router = APIRouter(tags=["work orders"])
 
 JobOrderId = Annotated[str, Path(min_length=1, max_length=ID_MAX, pattern=ID_PATTERN,
                                  description=ID_TEXT + "; a slash may be sent as %2F")]
-
-
-def _store_advisories(row: Asset, changes: AdvisoryChanges) -> None:
-    if changes.changed:
-        row.capabilities = {**row.capabilities, "advisories": changes.kept}
-
-
-def _emit_advisories(s: Any, row: Asset, changes: AdvisoryChanges, job_order_id: str,
-                     source: str) -> None:
-    """``advisory.cleared`` and ``advisory.raised`` for ``changes``, subject asset/<id>;
-    after the transaction's audit record (the lock order of ``serving.store._outbox``)."""
-    subject = f"asset/{row.equipment_id}"
-    for a in changes.cleared:
-        emit(s, type=ADVISORY_CLEARED, subject=subject, source=source, data={
-            "equipment_id": row.equipment_id, "job_order_id": job_order_id,
-            "action": a["action"], "kpi": a["kpi"], "raised_by": a.get("job_order_id"),
-            "raised_at": a.get("raised_at"), "cleared_because": a["cleared_because"]})
-    for a in changes.raised:
-        emit(s, type=ADVISORY_RAISED, subject=subject, source=source,
-             data={"equipment_id": row.equipment_id, **a})
-
-
-# NAMUR NE 107 states in which a machine is no alternate: failed, under check, or making
-# parts out of specification.
-_UNFIT = ("FAILURE", "CHECK_FUNCTION", "OFF_SPEC")
-
-
-def _alternates_in_scope(s: Any, row: Asset, body: JobOrderIn, policy: Any, t: datetime,
-                         ) -> tuple[list[AssetView], dict[str, Any]]:
-    """The machines a reroute may rank: in the order's scope (its equipment requirements,
-    or the asset's work center), of the same type, in service, healthy, and with a fresh
-    state; and the scope with the machines left out and why."""
-    requirements = [r.model_dump(exclude_none=True) for r in body.equipment_requirements]
-    stale_before = t - timedelta(hours=policy.stale_after_hours)
-    others: list[AssetView] = []
-    excluded: list[dict[str, Any]] = []
-    for a in in_scope(s, row, requirements):
-        measured = aware(a.state_measured_at)
-        if a.device_health in _UNFIT:
-            excluded.append({"equipment_id": a.equipment_id, "reason": "UNHEALTHY",
-                             "detail": f"device health {a.device_health} (NE 107)"})
-        elif measured < stale_before:
-            excluded.append({"equipment_id": a.equipment_id, "reason": "STATE_STALE",
-                             "detail": f"state measured {measured.isoformat()}, more than "
-                                       f"{fmt(policy.stale_after_hours)} h ago"})
-        else:
-            others.append(asset_view(a))
-    scope = {"requirements": requirements or [
-                {k: getattr(row, k) for k in ("site", "area", "work_center")}],
-             "considered": [o.equipment_id for o in others], "excluded": excluded}
-    return others, scope
 
 
 @router.post("/v1/work-orders/{job_order_id:path}/assessment", operation_id="assessWorkOrder",
@@ -111,88 +77,71 @@ def assessment(job_order_id: JobOrderId, body: JobOrderIn, request: Request,
         replayed = replay(s, caller, idempotency_key, request, body)
         if replayed is not None:
             return replayed
-        row = s.get(Asset, body.equipment_id)
-        if row is None:
-            raise no_asset(body.equipment_id)
-        in_service(row)
-        asset = asset_view(row)
-        t = now()
-        others, scope = _alternates_in_scope(s, row, body, ctx.policy, t)
-    model = ctx.models.find(asset.asset_type)
-    head: dict[str, Any] = {
-        "job_order_id": job_order_id,
-        "equipment_id": body.equipment_id,
-        "execution_mode": body.execution_mode,
-        "assessed_at": t.isoformat(),
-        "policy": ctx.policy.ref(),
-    }
-    if model is None:
-        result: dict[str, Any] = {"decision": {
-            "type": "UNDECIDED", "reason_codes": ["MODEL_MISSING"], "advisory": True,
-            "explanation": f"no model serves asset type {asset.asset_type!r}"}}
-        head["model"] = None
-    else:
-        values, quantity = order_values(model.spec, body.job_order_parameters,
-                                        body.planned_quantity, path="job_order_parameters")
-        limits = quality_limits(model.spec, body.quality_specs)
-        order = OrderView(job_order_id, values, quantity, limits,
-                          aware(body.start_time) if body.start_time else None)
-        result = assess(model, ctx.policy, asset, order, others=others, now=t)
-        head["model"] = {"name": model.name, "version": model.version,
-                         "bundle_hash": model.bundle_hash}
-        result["reroute"] = scope
-    response = {**head, **result}
-    kind = response["decision"]["type"]
-    ctx.metrics.decisions.labels(kind).inc()
+        prepared = prepare(s, ctx, job_order_id, body, now())
+    (response,) = assess_prepared(ctx, [prepared])
     with ctx.store.session() as s:
         replayed = replay(s, caller, idempotency_key, request, body)
         if replayed is not None:  # a twin request won the race
             return replayed
-        # The asset keeps the advisories of its latest assessment (a what-if in
-        # Simulation mode leaves them alone, and so does an UNDECIDED one: numbers
-        # out of the training domain or from a stale state are no grounds to raise
-        # or clear an advisory).
-        changes = AdvisoryChanges(kept=[])
-        locked = None
-        if ("maintenance" in response and body.execution_mode != "Simulation"
-                and kind != "UNDECIDED"):
-            locked = lock_asset(s, body.equipment_id)
-        if locked is not None:
-            changes = update_advisories(
-                locked.capabilities.get("advisories", []),
-                predicted=response["maintenance"]["advisories"], done=set(),
-                job_order_id=job_order_id, now=t)
-            _store_advisories(locked, changes)
-            if changes.raised or changes.cleared:
-                locked.revision = (locked.revision or 0) + 1
-                locked.updated_at = t
-        outputs: dict[str, Any] = {"decision": response["decision"]}
-        if changes.raised or changes.cleared:
-            outputs["advisories"] = changes.summary()
-        sent = body.model_dump(mode="json")
-        model_ref = head["model"]
-        s.add(Assessment(
-            job_order_id=job_order_id, equipment_id=body.equipment_id, decision=kind,
-            request=sent, response=response,
-            model_version=model_ref and model_ref["version"],
-            bundle_hash=model_ref and model_ref["bundle_hash"],
-            policy_version=ctx.policy.version))
-        append_audit(
-            s, kind="assessment", subject=f"work-order/{job_order_id}",
-            caller=caller.name, inputs=sent,
-            outputs=outputs, idempotency_key=idempotency_key,
-            model_version=model_ref and model_ref["version"],
-            bundle_hash=model_ref and model_ref["bundle_hash"],
-            policy_version=ctx.policy.version)
-        emit(s, type=DECISION_ISSUED, subject=f"work-order/{job_order_id}",
-             data={"job_order_id": job_order_id, "equipment_id": body.equipment_id,
-                   "decision": response["decision"], "model": model_ref,
-                   "policy": head["policy"]},
-             source=ctx.settings.event_source)
-        if locked is not None:
-            _emit_advisories(s, locked, changes, job_order_id, ctx.settings.event_source)
+        record(s, ctx, caller, prepared, response, idempotency_key)
         remember(s, caller, idempotency_key, request, body, 200, response)
     return json_response(response)
+
+
+@router.post("/v1/work-orders:batch-assessment", operation_id="assessWorkOrders",
+             **answers(BatchAssessmentOut, 400, 401, 403, 409, 413, 422))
+def batch_assessment(body: BatchAssessmentIn, request: Request, caller: OrdersCaller,
+                     idempotency_key: IdemKey = None) -> Any:
+    """Assess up to 200 orders in one request: the orders of one model share its two
+    surrogate calls. An order that cannot be assessed (unknown asset, a bad parameter) gets
+    its own problem in ``results`` and the others go on; each assessed order is recorded,
+    audited and announced as a single assessment is."""
+    ctx = ctx_of(request)
+    t = now()
+    prepared: list[Prepared | None] = []
+    problems: dict[int, dict[str, Any]] = {}
+    with ctx.store.session(readonly=True) as s:
+        replayed = replay(s, caller, idempotency_key, request, body)
+        if replayed is not None:
+            return replayed
+        seen: set[str] = set()
+        for n, item in enumerate(body.orders):
+            try:
+                if item.job_order_id in seen:
+                    raise BadRequest("a job order appears twice in the batch", [FieldError(
+                        f"orders[{n}].job_order_id", item.job_order_id, "each order once")])
+                seen.add(item.job_order_id)
+                order = JobOrderIn.model_validate(item.model_dump(exclude={"job_order_id"}))
+                prepared.append(prepare(s, ctx, item.job_order_id, order, t))
+            except ServingError as exc:
+                prepared.append(None)
+                problems[n] = problem(exc.status, exc.code, exc.title, exc.detail,
+                                      instance=f"{request.url.path}#orders[{n}]",
+                                      errors=exc.errors)
+    ready = [p for p in prepared if p is not None]
+    answers_ = iter(assess_prepared(ctx, ready))
+    results: list[dict[str, Any]] = []
+    with ctx.store.session() as s:
+        replayed = replay(s, caller, idempotency_key, request, body)
+        if replayed is not None:
+            return replayed
+        for n, p in enumerate(prepared):
+            job_order_id = body.orders[n].job_order_id
+            if p is None:
+                results.append({"job_order_id": job_order_id,
+                                "status": problems[n]["status"], "problem": problems[n]})
+                continue
+            response = next(answers_)
+            record(s, ctx, caller, p, response, idempotency_key)
+            results.append({"job_order_id": job_order_id, "status": 200,
+                            "assessment": response})
+        counts: dict[str, int] = {}
+        for r in results:
+            kind = r["assessment"]["decision"]["type"] if r["status"] == 200 else "PROBLEM"
+            counts[kind] = counts.get(kind, 0) + 1
+        out = {"results": results, "counts": counts}
+        remember(s, caller, idempotency_key, request, body, 200, out)
+    return json_response(out)
 
 
 @router.post("/v1/work-orders/{job_order_id:path}/completion", operation_id="completeWorkOrder",
@@ -224,33 +173,45 @@ def completion(job_order_id: JobOrderId, body: CompletionIn, request: Request,
         model = ctx.models.get(row.asset_type)
         order = JobOrderIn.model_validate(last.request)
         values, _ = order_values(model.spec, order.job_order_parameters,
-                                 order.planned_quantity, path="job_order_parameters")
+                                 order.planned_quantity, path="job_order_parameters",
+                                 materials=order.material_requirements)
         asset = asset_view(row)
         full = {**values, **asset.environment, **asset.state}
         before = dict(row.state)
-        after, predicted = end_state(model, ctx.policy, full, body)
-        found = residuals(model, body, predicted)
+        after, predicted, state_changes = end_state(model, ctx.policy, full, body)
+        found = residuals(model, with_samples(model, body), predicted)
         drift = record_residuals(s, found, job_order_id=job_order_id,
                                  equipment_id=body.equipment_id, asset_type=model.spec.name,
                                  policy=ctx.policy)
         old_health = row.device_health
-        current = "FAILURE" if body.tool_broken and not (
-            body.tool_changed or "replace_tool" in body.maintenance_done) else (
+        broken = body.tool_broken or any(
+            c.reason == "broken" for c in (body.tools.changes if body.tools else []))
+        changed = body.tool_was_changed
+        current = "FAILURE" if broken and not (
+            changed or "replace_tool" in body.maintenance_done) else (
             "NORMAL" if old_health == "FAILURE" else old_health)
-        done = set(body.maintenance_done) | ({"replace_tool"} if body.tool_changed else set())
+        done = set(body.maintenance_done) | ({"replace_tool"} if changed else set())
         changes = update_advisories(row.capabilities.get("advisories", []), predicted=None,
                                     done=done, job_order_id=job_order_id, now=now())
-        _store_advisories(row, changes)
+        store_advisories(row, changes)
         row.state = after
-        row.state_measured_at = body.finished_at or now()
-        row.parts_made = (row.parts_made or 0) + body.parts_made
+        ended = body.actual_end_time or now()
+        row.state_measured_at = ended
+        row.parts_made = (row.parts_made or 0) + body.made
         row.device_health = health_status(after, ctx.policy, current)
         row.health_index = health_index(after, ctx.policy)[0]
         row.revision = (row.revision or 0) + 1
         row.updated_at = now()
         response = {
             "job_order_id": job_order_id, "equipment_id": body.equipment_id,
-            "state_before": before, "state_after": after,
+            "job_response_id": body.job_response_id or f"JR-{uuid.uuid4().hex[:16]}",
+            "result": body.result,
+            "actual_start_time": body.actual_start_time and body.actual_start_time.isoformat(),
+            "actual_end_time": aware(ended).isoformat(),
+            "quantities": {"total": body.made,
+                           "good": body.made - body.scrap_quantity - body.rework_quantity,
+                           "scrap": body.scrap_quantity, "rework": body.rework_quantity},
+            "state_before": before, "state_after": after, "state_changes": state_changes,
             "device_health": row.device_health, "health_index": row.health_index,
             "residuals": found, "drift": drift,
             "advisories_cleared": changes.summary()["cleared"],
@@ -274,7 +235,7 @@ def completion(job_order_id: JobOrderId, body: CompletionIn, request: Request,
         for d in drift:
             emit(s, type=DRIFT_DETECTED, subject=f"model/{model.name}", source=source,
                  data={"model": model.name, **d})
-        _emit_advisories(s, row, changes, job_order_id, source)
+        emit_advisories(s, row, changes, job_order_id, source)
         remember(s, caller, idempotency_key, request, body, 200, response)
     return json_response(response)
 
