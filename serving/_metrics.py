@@ -33,6 +33,9 @@ class Metrics:
                                  registry=self.registry)
         self.backlog = Gauge("twin_webhook_backlog", "Webhook deliveries pending",
                              registry=self.registry)
+        self.webhook_queue = Gauge(
+            "twin_webhook_queue", "Deliveries per webhook: pending (its backlog) and dead "
+            "(dead letters, replayable)", ["webhook", "status"], registry=self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         # The labelled children, looked up once per (method, route, status): prometheus'

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -82,6 +83,25 @@ class Settings(BaseModel):
         "provider withdrew stops working")
     model_poll_s: float = Field(2.0, gt=0, description="How often workers look for new models")
     webhooks: bool = Field(True, description="Deliver events to registered webhooks")
+    # Delivery: each webhook is its own queue (a slow receiver delays only itself); a
+    # delivery is tried webhook_max_attempts times, waiting webhook_backoff_s between tries
+    # (about 30 minutes in all by default), then dead-lettered (listed and replayable).
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="Timeout of one delivery")
+    webhook_max_attempts: int = Field(
+        6, ge=1, le=50, description="Tries of one delivery before it is dead-lettered")
+    webhook_backoff_s: list[NonNegativeFloat] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 450.0, 1200.0], min_length=1,
+        description="Seconds to wait after the 1st, 2nd, ... failed try, comma-separated; the "
+        "last value repeats")
+    webhook_retry_after_max_s: float = Field(
+        300.0, ge=0, description="A receiver's Retry-After (429, 503) is honoured up to this")
+    webhook_concurrency: int = Field(
+        16, ge=1, le=256, description="Webhooks sent to at once (one delivery each)")
+    webhook_disable_after: int = Field(
+        10, ge=0, description="Dead letters in a row after which a webhook is disabled (0: "
+        "never)")
+    webhook_poll_s: float = Field(0.5, gt=0, le=60, description="How often due deliveries "
+                                  "are looked for")
     mqtt_url: str | None = Field(None, description="mqtt://host:port to publish events to")
     event_source: str = Field("/asset-twin", description="CloudEvents source attribute")
     opentelemetry: bool = Field(

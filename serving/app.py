@@ -192,9 +192,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.webhooks:
             from serving.adapters.webhooks import Dispatcher, run_dispatcher
 
-            dispatcher = Dispatcher(store.session)
+            dispatcher = Dispatcher.from_settings(store.session, settings)
             closers.append(dispatcher)
-            tasks.append(asyncio.create_task(run_dispatcher(dispatcher, stop)))
+            tasks.append(asyncio.create_task(run_dispatcher(
+                dispatcher, stop, settings.webhook_poll_s,
+                concurrency=settings.webhook_concurrency)))
         if settings.mqtt_url:
             from urllib.parse import urlparse
 

@@ -13,44 +13,66 @@ Why it is built this way:
 - Several workers (replicas) may run ``deliver_due`` at once: on PostgreSQL the claim
   uses ``FOR UPDATE SKIP LOCKED``, and on every database the claim is a compare-and-set
   on ``attempts``, so one attempt is sent by one worker only.
-- A webhook sees its events in ``seq`` order: only its lowest pending delivery is
-  eligible, so event N+1 waits until N is delivered or has failed for good.
+- Each webhook is a queue of its own (``serving.adapters._webhook_queue``): it sees its
+  events in ``seq`` order (only its lowest pending delivery is eligible), and
+  :func:`run_dispatcher` drains every queue in a task of its own, so a slow or dead
+  receiver delays nobody else.
+- Nothing waits for ever: a delivery is tried ``max_attempts`` times (by default 6 over
+  about 30 minutes; a receiver's ``Retry-After`` on 429/503 is honoured, capped) and
+  then dead-lettered; a queue holds at most ``max_backlog`` pending deliveries. Dead
+  letters stay listed until they are replayed, and each is announced by a
+  ``webhook.dead_lettered`` event.
 - Signatures follow Standard Webhooks (standardwebhooks.com): the MES verifies with
-  any of its libraries, or with :func:`verify` below.
+  any of its libraries, or with :func:`verify` below. After a secret rotation the old
+  secret signs beside the new one until its grace period ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import logging
 import random
-import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, aliased
 
+from serving.adapters._webhook_queue import (
+    DISPATCHER_CALLER,
+    PERMANENT_PREFIX,
+    backlog,
+    dead_lettered,
+    due_webhooks,
+    overfull_webhooks,
+    queue_counts,
+    trim_backlog,
+)
+from serving.adapters._webhook_signing import SignatureError, new_secret, sign, verify
 from serving.store._tables import Delivery, Event, Webhook
+
+if TYPE_CHECKING:
+    from serving._settings import Settings
 
 __all__ = [
     "DEFAULT_BACKOFF",
+    "DISPATCHER_CALLER",
     "DeliveryStats",
     "Dispatcher",
     "SessionFactory",
     "SignatureError",
     "backlog",
     "new_secret",
+    "queue_counts",
+    "retry_after_s",
     "run_dispatcher",
     "sign",
     "verify",
@@ -61,95 +83,13 @@ log = logging.getLogger(__name__)
 #: Opens one transaction: commits when the block ends, rolls back on an exception.
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
-#: Seconds to wait after the 1st, 2nd, ... failed attempt; the last value repeats.
-DEFAULT_BACKOFF: tuple[float, ...] = (1, 2, 5, 15, 60, 300, 900, 1800, 3600)
+#: Seconds to wait after the 1st, 2nd, ... failed attempt; the last value repeats. With
+#: 6 attempts a delivery is dead-lettered about 30 minutes after its first try.
+DEFAULT_BACKOFF: tuple[float, ...] = (5, 30, 120, 450, 1200)
 
 CONTENT_TYPE = "application/cloudevents+json"
 USER_AGENT = "asset-twin-webhooks/1"
-_SECRET_PREFIX = "whsec_"
 _MAX_ERROR_CHARS = 500
-
-
-# --- signing -------------------------------------------------------------------------
-
-
-class SignatureError(Exception):
-    """A webhook request that does not verify; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def new_secret(nbytes: int = 32) -> str:
-    """A fresh signing secret, ``whsec_`` + base64 of ``nbytes`` random bytes."""
-    if not 24 <= nbytes <= 64:
-        raise ValueError(f"nbytes must be between 24 and 64, got {nbytes}")
-    return _SECRET_PREFIX + base64.b64encode(secrets.token_bytes(nbytes)).decode("ascii")
-
-
-def _secret_key(secret: str) -> bytes:
-    raw = secret.removeprefix(_SECRET_PREFIX)
-    try:
-        key = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("secret must be 'whsec_' followed by base64; got invalid base64") from None
-    if not key:
-        raise ValueError("secret is empty; create one with new_secret()")
-    return key
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: ``v1,`` + base64 HMAC-SHA256 of ``id.ts.body``."""
-    signed = f"{msg_id}.{int(timestamp)}.".encode() + body
-    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
-
-
-def verify(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    tolerance_s: float = 300,
-    now: float | None = None,
-) -> None:
-    """Check a received webhook; raise :class:`SignatureError` unless it is authentic.
-
-    ``headers`` may use any letter case. ``now`` is unix seconds (default: the clock).
-    """
-    lower = {k.lower(): v for k, v in headers.items()}
-    values = {}
-    for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
-        value = lower.get(name, "").strip()
-        if not value:
-            raise SignatureError(f"missing header {name}")
-        values[name] = value
-    try:
-        timestamp = int(values["webhook-timestamp"])
-    except ValueError:
-        raise SignatureError(
-            f"invalid webhook-timestamp {values['webhook-timestamp']!r}: expected unix seconds"
-        ) from None
-    current = time.time() if now is None else now
-    if timestamp < current - tolerance_s:
-        raise SignatureError(
-            f"timestamp too old: {current - timestamp:.0f} s before now, "
-            f"tolerance {tolerance_s:g} s"
-        )
-    if timestamp > current + tolerance_s:
-        raise SignatureError(
-            f"timestamp too new: {timestamp - current:.0f} s after now, tolerance {tolerance_s:g} s"
-        )
-    expected = sign(secret, values["webhook-id"], timestamp, body).encode("ascii")
-    # Several signatures (key rotation, other schemes) may be sent; compare each in
-    # constant time and do not stop early, so timing says nothing about which matched.
-    matched = False
-    for candidate in values["webhook-signature"].split():
-        if candidate.startswith("v1,"):
-            matched |= hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
-    if not matched:
-        raise SignatureError("no matching signature")
 
 
 # --- delivery --------------------------------------------------------------------------
@@ -161,21 +101,30 @@ class DeliveryStats:
 
     delivered: int = 0  # answered 2xx
     retrying: int = 0  # failed, scheduled again
-    failed: int = 0  # failed for good after max_attempts
+    dead: int = 0  # dead-lettered: max_attempts reached, or an error no retry cures
 
     @property
     def attempted(self) -> int:
-        return self.delivered + self.retrying + self.failed
+        return self.delivered + self.retrying + self.dead
 
 
 @dataclass(frozen=True)
 class _Claim:
     delivery_id: int
+    webhook_id: str
     attempts: int  # after this attempt
+    event_seq: int
     event_id: str
     envelope: dict[str, Any]
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # the current secret first, then one still in its grace
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    error: str | None = None  # None: delivered
+    retry_after_s: float | None = None  # the receiver's Retry-After, capped
+    permanent: bool = False  # no retry can cure it (an invalid URL)
 
 
 def _utc(value: datetime | None) -> datetime:
@@ -185,6 +134,10 @@ def _utc(value: datetime | None) -> datetime:
         raise ValueError(f"now must be timezone-aware (UTC), got naive {value.isoformat()}")
     # SQLite stores the wall-clock fields as given: always hand it UTC.
     return value.astimezone(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _describe(exc: httpx.HTTPError) -> str:
@@ -197,13 +150,33 @@ def _describe(exc: httpx.HTTPError) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def retry_after_s(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` value asks to wait (RFC 9110 10.2.3: delay-seconds or
+    an HTTP date), or None when there is none or it cannot be read."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
 class Dispatcher:
     """Sends due webhook deliveries; safe to run in several workers at once.
 
     ``session_factory()`` opens one transaction (``Store.session``). ``client`` is
     an ``httpx.Client`` to reuse (not closed here); by default one is made and
     closed by :meth:`close`. A claimed delivery is leased for ``lease_s`` (default
-    ``2 * timeout_s + 5``): if the worker dies, it is sent again after that.
+    ``2 * timeout_s + 5``): if the worker dies, it is sent again after that. A delivery
+    that failed ``max_attempts`` times is dead-lettered; ``disable_after`` dead letters
+    in a row turn the webhook off (0: never).
     """
 
     def __init__(
@@ -212,10 +185,13 @@ class Dispatcher:
         *,
         client: httpx.Client | None = None,
         timeout_s: float = 5.0,
-        max_attempts: int = 12,
+        max_attempts: int = 6,
         backoff: Sequence[float] = DEFAULT_BACKOFF,
         jitter: float = 0.1,
         lease_s: float | None = None,
+        retry_after_max_s: float = 300.0,
+        disable_after: int = 10,
+        event_source: str = "/asset-twin",
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -225,6 +201,10 @@ class Dispatcher:
             raise ValueError(f"backoff must be non-empty seconds >= 0, got {tuple(backoff)}")
         if not 0 <= jitter <= 1:
             raise ValueError(f"jitter must be between 0 and 1, got {jitter}")
+        if retry_after_max_s < 0:
+            raise ValueError(f"retry_after_max_s must be >= 0, got {retry_after_max_s}")
+        if disable_after < 0:
+            raise ValueError(f"disable_after must be >= 0 (0: never), got {disable_after}")
         self._sessions = session_factory
         self._owns_client = client is None
         self._client = client or httpx.Client(follow_redirects=False)
@@ -235,6 +215,19 @@ class Dispatcher:
         self.lease_s = 2 * timeout_s + 5 if lease_s is None else lease_s
         if self.lease_s <= timeout_s:
             raise ValueError(f"lease_s must be > timeout_s ({timeout_s}), got {self.lease_s}")
+        self.retry_after_max_s = retry_after_max_s
+        self.disable_after = disable_after
+        self.event_source = event_source
+
+    @classmethod
+    def from_settings(cls, session_factory: SessionFactory, settings: Settings) -> Dispatcher:
+        """The dispatcher a service with ``settings`` runs."""
+        return cls(session_factory, timeout_s=settings.webhook_timeout_s,
+                   max_attempts=settings.webhook_max_attempts,
+                   backoff=settings.webhook_backoff_s,
+                   retry_after_max_s=settings.webhook_retry_after_max_s,
+                   disable_after=settings.webhook_disable_after,
+                   event_source=settings.event_source)
 
     def close(self) -> None:
         if self._owns_client:
@@ -251,28 +244,44 @@ class Dispatcher:
         base = self.backoff[min(attempts, len(self.backoff)) - 1]
         return base * (1 + random.uniform(0, self.jitter))
 
-    def deliver_due(self, now: datetime | None = None, limit: int = 50) -> DeliveryStats:
-        """Send up to ``limit`` due deliveries, one at a time, oldest event first.
+    def tick(self, now: datetime | None = None) -> list[str]:
+        """Bound every queue (dead-letter the oldest past ``max_backlog``, one transaction
+        per webhook) and return the webhooks with a delivery due: one dispatcher round."""
+        at = _utc(now)
+        with self._sessions() as session:
+            overfull = overfull_webhooks(session)
+        for hook_id in overfull:
+            with self._sessions() as session:
+                dead = trim_backlog(session, hook_id, source=self.event_source)
+            if dead:
+                log.warning("webhook %s: %d deliveries dead-lettered (backlog over its bound)",
+                            hook_id, dead)
+        with self._sessions() as session:
+            return due_webhooks(session, at)
 
-        ``now`` (aware) decides what is due and when retries are scheduled; the
-        signature timestamp is always the real clock, since the receiver checks it.
+    def deliver_due(self, now: datetime | None = None, limit: int = 50,
+                    webhook_id: str | None = None) -> DeliveryStats:
+        """Send up to ``limit`` due deliveries, one at a time, oldest event first; only
+        ``webhook_id``'s when given (one queue), else any webhook's.
+
+        ``now`` (aware) decides what is due, which secrets sign and when retries are
+        scheduled; the signature timestamp is always the real clock, since the receiver
+        checks it.
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         at = _utc(now)
-        delivered = retrying = failed = 0
+        counts = {"delivered": 0, "pending": 0, "dead": 0}
         for _ in range(limit):
-            claim = self._claim(at)
+            claim = self._claim(at, webhook_id)
             if claim is None:
                 break
-            error = self._send(claim)
-            outcome = self._record(claim, error, at)
-            delivered += outcome == "delivered"
-            retrying += outcome == "pending"
-            failed += outcome == "failed"
-        return DeliveryStats(delivered=delivered, retrying=retrying, failed=failed)
+            outcome = self._send(claim)
+            counts[self._record(claim, outcome, at)] += 1
+        return DeliveryStats(delivered=counts["delivered"], retrying=counts["pending"],
+                             dead=counts["dead"])
 
-    def _claim(self, at: datetime) -> _Claim | None:
+    def _claim(self, at: datetime, webhook_id: str | None) -> _Claim | None:
         earlier = aliased(Delivery)
         blocked = exists().where(
             earlier.webhook_id == Delivery.webhook_id,
@@ -282,11 +291,15 @@ class Dispatcher:
         due = (
             select(
                 Delivery.id,
+                Delivery.webhook_id,
                 Delivery.attempts,
+                Delivery.event_seq,
                 Event.id,
                 Event.envelope,
                 Webhook.url,
                 Webhook.secret,
+                Webhook.previous_secret,
+                Webhook.previous_secret_expires_at,
             )
             .join(Webhook, Webhook.id == Delivery.webhook_id)
             .join(Event, Event.seq == Delivery.event_seq)
@@ -302,11 +315,14 @@ class Dispatcher:
             # SQLite ignores this; its write transactions are serialized anyway.
             .with_for_update(skip_locked=True, of=Delivery)
         )
+        if webhook_id is not None:
+            due = due.where(Delivery.webhook_id == webhook_id)
         with self._sessions() as session:
             row = session.execute(due).first()
             if row is None:
                 return None
-            delivery_id, attempts, event_id, envelope, url, secret = row
+            (delivery_id, hook_id, attempts, seq, event_id, envelope, url, secret,
+             previous, previous_until) = row
             # Compare-and-set on attempts: if another worker took it first, we lose.
             taken = session.execute(
                 update(Delivery)
@@ -320,41 +336,62 @@ class Dispatcher:
             )
             if taken.rowcount != 1:  # type: ignore[attr-defined]
                 return None
-        return _Claim(delivery_id, attempts + 1, event_id, envelope, url, secret)
+        secrets_now: tuple[str, ...] = (secret,)
+        if previous and previous_until is not None and _aware(previous_until) > at:
+            secrets_now = (secret, previous)
+        return _Claim(delivery_id, hook_id, attempts + 1, seq, event_id, envelope, url,
+                      secrets_now)
 
-    def _send(self, claim: _Claim) -> str | None:
+    def _send(self, claim: _Claim) -> _Outcome:
         body = json.dumps(claim.envelope, separators=(",", ":"), ensure_ascii=False).encode()
         timestamp = int(time.time())
+        # Standard Webhooks: several space-separated signatures; the receiver accepts the
+        # request when one of them verifies with its secret (old or new, during a rotation).
+        signature = " ".join(sign(s, claim.event_id, timestamp, body) for s in claim.secrets)
         headers = {
             "content-type": CONTENT_TYPE,
             "user-agent": USER_AGENT,
             "webhook-id": claim.event_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(claim.secret, claim.event_id, timestamp, body),
+            "webhook-signature": signature,
         }
         try:
             response = self._client.post(
                 claim.url, content=body, headers=headers, timeout=self.timeout_s
             )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            # Registered before URLs were checked: no retry can cure it.
+            return _Outcome(f"{PERMANENT_PREFIX}invalid URL {claim.url!r}: {exc}"[
+                :_MAX_ERROR_CHARS], permanent=True)
         except httpx.HTTPError as exc:
-            return _describe(exc)[:_MAX_ERROR_CHARS]
+            return _Outcome(_describe(exc)[:_MAX_ERROR_CHARS])
         if 200 <= response.status_code < 300:
-            return None
-        return f"HTTP {response.status_code}"
+            return _Outcome()
+        wait = None
+        if response.status_code in (429, 503):
+            asked = retry_after_s(response.headers.get("retry-after"))
+            wait = None if asked is None else min(asked, self.retry_after_max_s)
+        return _Outcome(f"HTTP {response.status_code}", retry_after_s=wait)
 
-    def _record(self, claim: _Claim, error: str | None, at: datetime) -> str:
+    def _record(self, claim: _Claim, outcome: _Outcome, at: datetime) -> str:
         values: dict[str, Any]
+        error = outcome.error
         if error is None:
             values = {"status": "delivered", "delivered_at": datetime.now(UTC)}
-        elif claim.attempts >= self.max_attempts:
-            values = {"status": "failed", "last_error": error}
+        elif outcome.permanent or claim.attempts >= self.max_attempts:
+            values = {"status": "dead", "last_error": error}
         else:
-            delay = timedelta(seconds=self.retry_delay(claim.attempts))
-            values = {"status": "pending", "last_error": error, "next_attempt_at": at + delay}
+            wait = outcome.retry_after_s
+            delay = self.retry_delay(claim.attempts) if wait is None else wait
+            values = {"status": "pending", "last_error": error,
+                      "next_attempt_at": at + timedelta(seconds=delay)}
         with self._sessions() as session:
+            if values["status"] == "dead":  # the webhook row first: see _webhook_queue
+                session.execute(select(Webhook.id).where(Webhook.id == claim.webhook_id)
+                                .with_for_update())
             # Only if the lease is still ours: a worker that re-claimed it after the
             # lease ran out has bumped attempts, and its result is the one that counts.
-            session.execute(
+            ours = session.execute(
                 update(Delivery)
                 .where(
                     Delivery.id == claim.delivery_id,
@@ -364,6 +401,14 @@ class Dispatcher:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+            recorded = ours.rowcount == 1  # type: ignore[attr-defined]
+            disabled = values["status"] == "dead" and recorded and dead_lettered(
+                session, claim.webhook_id, event_seq=claim.event_seq,
+                attempts=claim.attempts, error=str(error), disable_after=self.disable_after,
+                source=self.event_source)
+        if disabled:
+            log.warning("webhook %s disabled after %d dead letters in a row",
+                        claim.webhook_id, self.disable_after)
         if error is not None:
             log.info(
                 "webhook delivery %s to %s failed (attempt %d): %s",
@@ -375,31 +420,51 @@ class Dispatcher:
         return str(values["status"])
 
 
-def backlog(session: Session) -> int:
-    """Deliveries still pending (for the metrics endpoint)."""
-    count = session.scalar(
-        select(func.count()).select_from(Delivery).where(Delivery.status == "pending")
-    )
-    return int(count or 0)
-
-
 async def run_dispatcher(
-    dispatcher: Dispatcher, stop: asyncio.Event, interval_s: float = 0.5
+    dispatcher: Dispatcher, stop: asyncio.Event, interval_s: float = 0.5, *,
+    concurrency: int = 16,
 ) -> None:
-    """Drain deliveries until ``stop`` is set; for a task in the FastAPI lifespan.
+    """Drain every webhook's queue until ``stop`` is set; for a task in the FastAPI
+    lifespan.
 
-    The blocking work runs in a thread. Errors (a database that went away) are logged
-    and retried on the next round instead of ending the task.
+    Each webhook with a delivery due gets a task of its own that sends its queue one
+    delivery at a time, in seq order, so a slow receiver delays only its own events. At
+    most ``concurrency`` deliveries are in flight, each in a thread of a pool of this
+    dispatcher's (the event loop's default pool is left to the rest of the service). A
+    round that fails (a database that went away) is logged and tried again.
     """
-    limit = 50
-    while not stop.is_set():
-        busy = False
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    loop = asyncio.get_running_loop()
+    # One thread beyond the senders, so a round always finds one free.
+    pool = ThreadPoolExecutor(max_workers=concurrency + 1, thread_name_prefix="webhooks")
+    slots = asyncio.Semaphore(concurrency)
+    queues: dict[str, asyncio.Task[None]] = {}
+
+    async def drain(hook_id: str) -> None:
         try:
-            stats = await asyncio.to_thread(dispatcher.deliver_due, None, limit)
-            busy = stats.attempted >= limit
-        except Exception:
-            log.exception("webhook dispatcher round failed")
-        if busy:
-            continue  # more may be due: do not wait
-        with suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            while not stop.is_set():
+                async with slots:
+                    stats = await loop.run_in_executor(
+                        pool, dispatcher.deliver_due, None, 1, hook_id)
+                if stats.attempted == 0:
+                    return
+        except Exception as exc:
+            log.warning("webhook %s: sending stopped for this round: %s", hook_id, exc)
+        finally:
+            queues.pop(hook_id, None)
+
+    try:
+        while not stop.is_set():
+            try:
+                for hook_id in await loop.run_in_executor(pool, dispatcher.tick, None):
+                    if hook_id not in queues:
+                        queues[hook_id] = asyncio.create_task(drain(hook_id))
+            except Exception:
+                log.exception("webhook dispatcher round failed")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+    finally:
+        if queues:  # a send in flight ends within its timeout; its lease covers the rest
+            await asyncio.wait(list(queues.values()), timeout=dispatcher.timeout_s + 1)
+        pool.shutdown(wait=False, cancel_futures=True)

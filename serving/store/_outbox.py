@@ -41,6 +41,8 @@ __all__ = [
     "EVENT_TYPES",
     "MODEL_ACTIVATED",
     "THRESHOLD_CROSSED",
+    "WEBHOOK_DEAD_LETTERED",
+    "WEBHOOK_DISABLED",
     "emit",
     "events_after",
 ]
@@ -53,6 +55,10 @@ DRIFT_DETECTED = "io.assettwin.drift.detected"
 MODEL_ACTIVATED = "io.assettwin.model.activated"
 ASSET_UPDATED = "io.assettwin.asset.updated"
 ASSET_RETIRED = "io.assettwin.asset.retired"
+# Deliveries a webhook will not get unless they are replayed, and a webhook the dispatcher
+# turned off; neither is delivered to the webhook it is about.
+WEBHOOK_DEAD_LETTERED = "io.assettwin.webhook.dead_lettered"
+WEBHOOK_DISABLED = "io.assettwin.webhook.disabled"
 EVENT_TYPES = (
     ASSET_RETIRED,
     DECISION_ISSUED,
@@ -62,6 +68,8 @@ EVENT_TYPES = (
     DRIFT_DETECTED,
     MODEL_ACTIVATED,
     ASSET_UPDATED,
+    WEBHOOK_DEAD_LETTERED,
+    WEBHOOK_DISABLED,
 )
 
 _EVENTS = table_of(Event)

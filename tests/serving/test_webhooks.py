@@ -30,11 +30,13 @@ from serving.adapters.webhooks import (
     SignatureError,
     backlog,
     new_secret,
+    queue_counts,
+    retry_after_s,
     run_dispatcher,
     sign,
     verify,
 )
-from serving.store._tables import Delivery, Webhook
+from serving.store._tables import Delivery, Event, Webhook
 from tests.serving._db import Db, emit
 
 # --- signing ---------------------------------------------------------------------------
@@ -167,16 +169,19 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
 class Receiver:
-    """Records every POST; answers 503 to the first ``fail_first``, then ``status``."""
+    """Records every POST; answers 503 to the first ``fail_first``, then ``status``, with
+    ``headers``, after ``delay_s``."""
 
     port: int = 0
     fail_first: int = 0
     status: int = 200
     delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
     requests: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -192,9 +197,12 @@ class Receiver:
                     failing = len(receiver.requests) < receiver.fail_first
                     status = 503 if failing else receiver.status
                     headers = {k.lower(): v for k, v in self.headers.items()}
-                    receiver.requests.append(Received(self.path, headers, body, status))
+                    receiver.requests.append(
+                        Received(self.path, headers, body, status, time.monotonic()))
                 time.sleep(receiver.delay_s)
                 self.send_response(status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -265,7 +273,7 @@ def test_retries_until_the_receiver_is_up_then_delivers_in_order(db: Db) -> None
     ]
     with db.session() as s:
         assert backlog(s) == 3
-    dispatcher = Dispatcher(db.session, timeout_s=2.0)
+    dispatcher = Dispatcher(db.session, timeout_s=2.0, backoff=(1, 2, 5))
     now = datetime.now(UTC)
 
     # Receiver down: only the first event is tried (the others wait behind it).
@@ -318,9 +326,9 @@ def test_gives_up_after_max_attempts_and_moves_on(db: Db, receiver: Receiver) ->
         assert dispatcher.deliver_due(now) == DeliveryStats(retrying=1)
         now = aware(deliveries(db, hook_id)[0].next_attempt_at)
         # Third failure of event 1 is final; event 2 is then eligible and tried at once.
-        assert dispatcher.deliver_due(now) == DeliveryStats(retrying=1, failed=1)
+        assert dispatcher.deliver_due(now) == DeliveryStats(retrying=1, dead=1)
     first, second = deliveries(db, hook_id)
-    assert (first.status, first.attempts, first.last_error) == ("failed", 3, "HTTP 500")
+    assert (first.status, first.attempts, first.last_error) == ("dead", 3, "HTTP 500")
     assert first.delivered_at is None
     assert (second.status, second.attempts) == ("pending", 1)
     assert len(receiver.requests) == 4
@@ -455,3 +463,165 @@ def test_run_dispatcher_delivers_until_stopped(db: Db, receiver: Receiver) -> No
     with Dispatcher(db.session) as dispatcher:
         asyncio.run(scenario(dispatcher))
     assert [r.headers["webhook-id"] for r in receiver.delivered()] == [envelope["id"]]
+
+
+# --- bounded queues: Retry-After, dead letters, auto-disable -------------------------------
+
+
+def events_of(db: Db, type_: str) -> list[dict[str, Any]]:
+    with db.session() as s:
+        rows = s.scalars(select(Event.envelope).where(Event.type == type_).order_by(Event.seq))
+        return list(rows)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "expected_s"),
+    [
+        (429, "7", 7.0),  # delay-seconds, taken instead of the 1 s backoff
+        (503, "86400", 300.0),  # capped at retry_after_max_s
+        (429, "soon", 1.0),  # unreadable: the backoff
+        (500, "7", 1.0),  # only 429 and 503 carry a Retry-After worth honouring
+    ],
+)
+def test_retry_after_is_honoured_on_429_and_503_and_capped(
+    db: Db, receiver: Receiver, status: int, retry_after: str, expected_s: float
+) -> None:
+    receiver.status = status
+    receiver.headers = {"Retry-After": retry_after}
+    hook_id, _ = add_webhook(db, receiver.url())
+    emit(db, "io.assettwin.decision.issued", "asset/M-01", {})
+    now = datetime.now(UTC)
+    with Dispatcher(db.session, backoff=(1,), jitter=0, retry_after_max_s=300) as dispatcher:
+        assert dispatcher.deliver_due(now) == DeliveryStats(retrying=1)
+    (row,) = deliveries(db, hook_id)
+    assert row.last_error == f"HTTP {status}"
+    assert aware(row.next_attempt_at) - now == timedelta(seconds=expected_s)
+
+
+def test_retry_after_reads_an_http_date() -> None:
+    from email.utils import formatdate
+
+    now = 1_700_000_000.0
+    assert retry_after_s(formatdate(now + 90, usegmt=True), now=now) == 90.0
+    assert retry_after_s(formatdate(now - 90, usegmt=True), now=now) == 0.0  # in the past
+    assert retry_after_s("120", now=now) == 120.0
+    assert retry_after_s("-3", now=now) is None and retry_after_s(None) is None
+
+
+def test_a_url_no_request_can_reach_is_dead_lettered_at_once(db: Db) -> None:
+    hook_id, _ = add_webhook(db, "http://")  # stored before URLs were checked
+    emit(db, "io.assettwin.decision.issued", "asset/M-01", {})
+    with Dispatcher(db.session, disable_after=0) as dispatcher:
+        assert dispatcher.deliver_due() == DeliveryStats(dead=1)
+        assert dispatcher.deliver_due() == DeliveryStats()  # not every round, for ever
+    (row,) = deliveries(db, hook_id)
+    assert (row.status, row.attempts) == ("dead", 1)
+    assert row.last_error.startswith("permanent: invalid URL 'http://': ")
+    (event,) = events_of(db, "io.assettwin.webhook.dead_lettered")
+    assert event["subject"] == f"webhook/{hook_id}"
+    assert event["data"] == {
+        "webhook_id": hook_id, "reason": "permanent", "count": 1,
+        "first_event_seq": row.event_seq, "last_event_seq": row.event_seq,
+        "max_backlog": None, "last_error": row.last_error}
+
+
+def test_dead_letters_in_a_row_disable_the_webhook_and_say_so(db: Db) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}/hook"
+    hook_id, _ = add_webhook(db, dead_url)
+    other = Receiver().start()
+    try:
+        other_id, _ = add_webhook(db, other.url(), ["io.assettwin.webhook.dead_lettered",
+                                                    "io.assettwin.webhook.disabled"])
+        sent = [emit(db, "io.assettwin.decision.issued", "asset/M-01", {"n": n})
+                for n in range(3)]
+        with Dispatcher(db.session, max_attempts=1, disable_after=2) as dispatcher:
+            assert dispatcher.deliver_due(limit=10) == DeliveryStats(dead=2)
+            # The events about it were written after that round's "now": due in the next.
+            later = datetime.now(UTC) + timedelta(seconds=1)
+            assert dispatcher.deliver_due(later, limit=10) == DeliveryStats(delivered=3)
+    finally:
+        other.stop()
+    with db.session() as s:
+        hook = s.get_one(Webhook, hook_id)
+        assert hook.active is False
+        assert hook.disabled_reason is not None and hook.disabled_reason.startswith(
+            "2 deliveries in a row dead-lettered; the last after 1 attempt(s): "
+            "connection refused: ")
+    rows = deliveries(db, hook_id)
+    assert [(r.event_seq, r.status) for r in rows] == [
+        (sent[0]["twinseq"], "dead"), (sent[1]["twinseq"], "dead"),
+        (sent[2]["twinseq"], "pending")]  # waits while the webhook is off
+    dead_events = events_of(db, "io.assettwin.webhook.dead_lettered")
+    (disabled,) = events_of(db, "io.assettwin.webhook.disabled")
+    assert [e["data"]["first_event_seq"] for e in dead_events] == [r.event_seq for r in rows[:2]]
+    assert disabled["data"] == {"webhook_id": hook_id, "disabled_reason": hook.disabled_reason}
+    # The other subscriber heard of both, the failing webhook of neither.
+    got = [r.headers["webhook-id"] for r in other.delivered()]
+    assert got == [dead_events[0]["id"], dead_events[1]["id"], disabled["id"]]
+    assert [r.event_seq for r in deliveries(db, other_id)] == [
+        e["twinseq"] for e in (*dead_events, disabled)]
+    from serving.store._tables import AuditRecord
+
+    with db.session() as s:
+        (record,) = s.scalars(select(AuditRecord).where(
+            AuditRecord.subject == f"webhook/{hook_id}"))
+        assert (record.caller, record.inputs) == ("webhook-dispatcher",
+                                                  {"method": "AUTO-DISABLE"})
+
+
+def test_a_full_queue_dead_letters_its_oldest_and_tells_the_others(
+    db: Db, receiver: Receiver
+) -> None:
+    full_id, _ = add_webhook(db, f"http://127.0.0.1:{free_port()}/hook")
+    with db.session() as s:
+        s.get_one(Webhook, full_id).max_backlog = 20
+    other_id, _ = add_webhook(db, receiver.url(), ["io.assettwin.webhook.dead_lettered"])
+    sent = [emit(db, "io.assettwin.decision.issued", "asset/M-01", {"n": n}) for n in range(25)]
+    with Dispatcher(db.session) as dispatcher:
+        # 25 pending, above 20: dead-lettered down to 18 (the bound less a tenth).
+        assert dispatcher.tick() == [full_id]
+        # The event about it is due from its own time on; nothing more is trimmed.
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        assert dispatcher.tick(later) == sorted([full_id, other_id])
+    rows = deliveries(db, full_id)
+    assert [r.status for r in rows] == ["dead"] * 7 + ["pending"] * 18
+    assert {r.last_error for r in rows[:7]} == {
+        "max_backlog 20 exceeded (25 pending); last error: none (never tried)"}
+    (event,) = events_of(db, "io.assettwin.webhook.dead_lettered")
+    assert event["data"] == {
+        "webhook_id": full_id, "reason": "max_backlog", "count": 7,
+        "first_event_seq": sent[0]["twinseq"], "last_event_seq": sent[6]["twinseq"],
+        "max_backlog": 20, "last_error": None}
+    assert [r.event_seq for r in deliveries(db, other_id)] == [event["twinseq"]]
+    with db.session() as s:
+        assert backlog(s) == 19
+        assert queue_counts(s) == {full_id: (18, 7), other_id: (1, 0)}
+
+
+def test_during_a_rotation_both_secrets_sign_and_after_it_only_the_new_one(
+    db: Db, receiver: Receiver
+) -> None:
+    from standardwebhooks import Webhook as Verifier
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    hook_id, old = add_webhook(db, receiver.url())
+    new = new_secret()
+    emit(db, "io.assettwin.decision.issued", "asset/M-01", {"n": 1})
+    emit(db, "io.assettwin.decision.issued", "asset/M-01", {"n": 2})
+    start = datetime.now(UTC)
+    with db.session() as s:
+        hook = s.get_one(Webhook, hook_id)
+        hook.secret, hook.previous_secret = new, old
+        hook.previous_secret_expires_at = start + timedelta(hours=1)
+    with Dispatcher(db.session) as dispatcher:
+        assert dispatcher.deliver_due(start, limit=1) == DeliveryStats(delivered=1)
+        after = start + timedelta(hours=1, seconds=1)
+        assert dispatcher.deliver_due(after, limit=1) == DeliveryStats(delivered=1)
+    during, later = receiver.delivered()
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        assert Verifier(secret).verify(during.body, during.headers)["data"] == {"n": 1}
+    assert Verifier(new).verify(later.body, later.headers)["data"] == {"n": 2}
+    assert len(later.headers["webhook-signature"].split(" ")) == 1
+    with pytest.raises(WebhookVerificationError, match="No matching signature found"):
+        Verifier(old).verify(later.body, later.headers)

@@ -35,11 +35,16 @@ def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse, operation_id="getMetrics")
 def metrics(request: Request) -> Response:
     ctx = ctx_of(request)
-    from serving.adapters.webhooks import backlog
+    from serving.adapters.webhooks import backlog, queue_counts
 
     try:
         with ctx.store.session(readonly=True) as s:
             ctx.metrics.backlog.set(backlog(s))
+            per_webhook = queue_counts(s)
+        ctx.metrics.webhook_queue.clear()  # a webhook deleted since is no series any more
+        for hook_id, (pending, dead) in per_webhook.items():
+            ctx.metrics.webhook_queue.labels(hook_id, "pending").set(pending)
+            ctx.metrics.webhook_queue.labels(hook_id, "dead").set(dead)
     except Exception:  # the metrics page must render while the database is down
         pass
     return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
