@@ -12,7 +12,7 @@ reported as ``in_domain`` with the violated bounds.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -62,8 +62,9 @@ __all__ = [
 
 # Enums used by several schemas are named type aliases: each is one component of the
 # OpenAPI document (a $ref), so a generated client has one DeviceHealth, not one per field.
-NE107 = TypeAliasType("DeviceHealth", Literal[
+DeviceHealth = TypeAliasType("DeviceHealth", Literal[
     "NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILURE"])
+NE107: TypeAlias = DeviceHealth
 ExecutionMode = TypeAliasType("ExecutionMode", Literal["Production", "Test", "Simulation"])
 JobResult = TypeAliasType("JobResult", Literal["Successful", "Unsuccessful"])
 Scalar = float | bool | str

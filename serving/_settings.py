@@ -104,6 +104,10 @@ class Settings(BaseModel):
                                   "are looked for")
     mqtt_url: str | None = Field(None, description="mqtt://host:port to publish events to")
     event_source: str = Field("/asset-twin", description="CloudEvents source attribute")
+    openapi_servers: list[str] = Field(
+        default_factory=lambda: ["/"], min_length=1,
+        description="The servers of the OpenAPI document, comma-separated (default '/': "
+        "relative to where the document was read)")
     opentelemetry: bool = Field(
         False, description="FastAPI's OpenTelemetry spans, metrics and logs, for a deployment "
         "that configures an OpenTelemetry SDK (off: the service's own /metrics only, and no "

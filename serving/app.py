@@ -273,9 +273,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             instance=request.url.path))
 
     from serving.api import include
+    from serving.api.openapi import complete_document
 
     fast = include(app, specs, settings)
-    app.openapi = problem_media(app.openapi)  # type: ignore[method-assign]
+    app.openapi = complete_document(  # type: ignore[method-assign]
+        problem_media(app.openapi), app, settings)
     # Outermost last: the body limit, then the predict fast path, then the metrics.
     app.add_middleware(Measure, state=app.state)
     app.add_middleware(FastPredict, state=app.state, routes=fast)

@@ -32,6 +32,7 @@ __all__ = [
     "Limit",
     "OrdersCaller",
     "PredictCaller",
+    "RequireScope",
     "aware",
     "ctx_of",
     "decode_cursor",
@@ -55,8 +56,10 @@ def ctx_of(request: Request) -> Context:
 
 def _caller(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    # Out of each operation's parameters: the document's security schemes declare them
+    # (``serving.api.openapi``), so a generated client takes the key once, not per call.
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
     ctx = ctx_of(request)
     if ctx.settings.dev_mode:
@@ -71,12 +74,20 @@ def _caller(
     return caller
 
 
-def _scope(name: str) -> Any:
-    def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
-        caller.require(name)
+class RequireScope:
+    """The dependency of a route that needs scope ``scope``; the OpenAPI document reads
+    ``scope`` from it to name the route's security requirement."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    def __call__(self, caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+        caller.require(self.scope)
         return caller
 
-    return Depends(check)
+
+def _scope(name: str) -> Any:
+    return Depends(RequireScope(name))
 
 
 PredictCaller = Annotated[Caller, _scope("predict")]
@@ -85,13 +96,16 @@ AdminCaller = Annotated[Caller, _scope("admin")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
 
 
+def _encode(body: Any) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
 def json_response(body: Any, status_code: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     """A JSON answer encoded by orjson (FastAPI's own encoder walks a big assessment
     several times slower); the same JSON for the dicts these routes build."""
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY
-                                 | orjson.OPT_NON_STR_KEYS), status_code=status_code,
-                    media_type="application/json", headers=headers)
+    return Response(_encode(body), status_code=status_code, media_type="application/json",
+                    headers=headers)
 
 
 def now() -> datetime:
@@ -122,16 +136,27 @@ def replay(session: Any, caller: Caller, key: str | None, request: Request,
             f"({row.method} {row.path}) with another body",
             [FieldError("Idempotency-Key", key, "a new key for a new request")],
         )
-    return json_response(row.response, status_code=row.status_code,
-                         headers={"Idempotency-Replayed": "true"})
+    replayed = {"Idempotency-Replayed": "true"}
+    stored = row.response
+    if isinstance(stored, dict) and stored.keys() == {"body", "media_type"} and isinstance(
+            stored["body"], str):
+        return Response(stored["body"].encode(), status_code=row.status_code,
+                        media_type=stored["media_type"], headers=replayed)
+    # A record written before the bytes were kept: the stored JSON, encoded again.
+    return json_response(stored, status_code=row.status_code, headers=replayed)
 
 
 def remember(session: Any, caller: Caller, key: str | None, request: Request, body: Any,
              status: int, response: dict[str, Any]) -> None:
+    """Keep the answer to a request with an ``Idempotency-Key``: the bytes ``json_response``
+    sends for it, as text, so a replay answers byte for byte what the first call got (a
+    JSON column, PostgreSQL's JSONB above all, keeps the value but not its number
+    formatting or key order)."""
     if key is not None:
+        encoded = {"body": _encode(response).decode(), "media_type": "application/json"}
         session.add(IdempotencyRecord(
             caller=caller.name, key=key, method=request.method, path=request.url.path,
-            request_hash=_body_hash(body), status_code=status, response=response))
+            request_hash=_body_hash(body), status_code=status, response=encoded))
 
 
 def no_asset(equipment_id: str) -> NotFound:
