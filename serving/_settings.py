@@ -103,6 +103,10 @@ class Settings(BaseModel):
     webhook_poll_s: float = Field(0.5, gt=0, le=60, description="How often due deliveries "
                                   "are looked for")
     mqtt_url: str | None = Field(None, description="mqtt://host:port to publish events to")
+    mqtt_topic_root: str = Field(
+        "asset-twin", min_length=1, max_length=256,
+        description="The enterprise level of the MQTT topic tree (one or more levels, "
+        "e.g. acme/asset-twin): <root>/<site>/<area>/<work_center>/<equipment>/twin/<event>")
     event_source: str = Field("/asset-twin", description="CloudEvents source attribute")
     openapi_servers: list[str] = Field(
         default_factory=lambda: ["/"], min_length=1,

@@ -203,7 +203,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from serving.adapters.mqtt import MqttPublisher, run_mqtt
 
             broker = urlparse(settings.mqtt_url)
-            publisher = MqttPublisher(broker.hostname or "127.0.0.1", broker.port or 1883)
+            publisher = MqttPublisher(broker.hostname or "127.0.0.1", broker.port or 1883,
+                                      topic_root=settings.mqtt_topic_root)
             closers.append(publisher)
             tasks.append(asyncio.create_task(run_mqtt(publisher, store.session, stop)))
         # What start-up built (models, specs, schemas, the framework) lives as long as the

@@ -10,23 +10,28 @@ from nothing and every number asserted here is exact."""
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from math import comb
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.serving._server import serving
 from tests.serving.test_api import ORDER, ROUTE_PATH, STATE, job_order, make_key
-from tests.serving.test_mqtt import BROKER, WAIT_S, _require
+from tests.serving.test_mqtt import (
+    BROKER,
+    QUIET_S,
+    WAIT_S,
+    _require,
+    clear_retained,
+    subscribe,
+)
 
 MODEL = "milling_spindle"
 RAISED = "io.assettwin.advisory.raised"
@@ -35,6 +40,7 @@ DECISION = "io.assettwin.decision.issued"
 UPDATED = "io.assettwin.asset.updated"
 CROSSED = "io.assettwin.asset.threshold_crossed"
 DRIFT = "io.assettwin.drift.detected"
+ACTIVATED = "io.assettwin.model.activated"
 # A tool at 0.245 mm VB: inside the DOE's [0, 0.25] mm, and 82 % of the policy's 0.3 mm
 # limit (maintenance_required_at 0.8), so the asset is MAINTENANCE_REQUIRED.
 WORN = {**STATE, "tool_wear": 0.245}
@@ -395,7 +401,7 @@ def test_metrics_count_predictions_decisions_domain_requests_and_the_backlog(
                          _worn_order("M-MET"), job_order("M-OLD", 10)])]
             assert kinds[3] == "UNDECIDED"  # stale state
             bad = job_order("M-MET")
-            bad["job_order_parameters"][2]["unit"] = "1/min"
+            bad["job_order_parameters"][2]["unit"] = "m/s"  # not a rotational speed
             assert orders.post("/v1/work-orders/WO-BAD/assessment", json=bad).status_code == 422
             assert orders.post("/v1/work-orders/WO-404/assessment",
                                json=job_order("M-NONE")).status_code == 404
@@ -439,38 +445,75 @@ def test_metrics_count_predictions_decisions_domain_requests_and_the_backlog(
 def test_the_service_publishes_its_events_to_the_mqtt_broker(
     trained: Any, tmp_path: Any,
 ) -> None:
-    from serving.adapters.mqtt import topic_for
-
+    """Events under each asset's place in the ISA-95 tree, the envelopes /v1/events
+    serves; a late subscriber gets each asset's state as GET /v1/assets/{id} answers it."""
     _require(*BROKER, "MQTT broker")
-    run = uuid.uuid4().hex[:10]  # other runs publish to the same default prefix
-    eq, wo = f"M-MQ-{run}", f"WO-MQ-{run}"
-    prefix = "asset-twin/events"
-    messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-    subscribed = threading.Event()
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{run}")
-    sub.on_message = lambda cl, u, msg: messages.put(msg)
-    sub.on_connect = lambda cl, u, f, rc, p: cl.subscribe(
-        [(f"{prefix}/+/asset/{eq}", 1), (f"{prefix}/+/work-order/{wo}", 1)])
-    sub.on_subscribe = lambda cl, u, mid, rcs, p: subscribed.set()
-    sub.connect(*BROKER, keepalive=30)
-    sub.loop_start()
+    root = f"asset-twin-test-{uuid.uuid4().hex[:10]}"  # retained messages of this test only
+    cells = {"4711/0010": ("plant-1", "milling", "cell-A"), "M+1": ("plant-1", "milling",
+                                                                    "cell-B")}
+    a = f"{root}/plant-1/milling/cell-A/4711%2F0010/twin"
+    b = f"{root}/plant-1/milling/cell-B/M%2B1/twin"
+    live = subscribe(f"{root}/#", root)
     try:
-        assert subscribed.wait(WAIT_S), "no SUBACK from the broker"
         with _client(trained, f"sqlite:///{tmp_path / 'twin.db'}",
-                     mqtt_url=f"mqtt://{BROKER[0]}:{BROKER[1]}") as c:
-            _register(c, eq, WORN)
-            decided = _assess(c, wo, _worn_order(eq))
-            got = [messages.get(timeout=WAIT_S) for _ in range(3)]
+                     mqtt_url=f"mqtt://{BROKER[0]}:{BROKER[1]}", mqtt_topic_root=root) as c:
+            for (eq, (site, area, work_center)), state in zip(cells.items(), (WORN, STATE),
+                                                              strict=True):
+                _ok(c.put(f"/v1/assets/{quote(eq, safe='')}", json={
+                    "asset_type": MODEL, "state": state, "site": site, "area": area,
+                    "work_center": work_center,
+                    "environment": {"ambient_temperature": 22.0}}))
+            _assess(c, "WO-1", _worn_order("4711/0010"))
+            _assess(c, "WO-2", job_order("M+1", 10))
+            _ok(c.post(f"/v1/models/{MODEL}/reload"))
             events = _events(c)
+            assert [(e["type"], e["subject"]) for e in events] == [
+                (UPDATED, "asset/4711/0010"), (UPDATED, "asset/M+1"),
+                (DECISION, "work-order/WO-1"), (RAISED, "asset/4711/0010"),
+                (DECISION, "work-order/WO-2"), (ACTIVATED, f"model/{MODEL}")]
+            got: list[mqtt.MQTTMessage] = []
+            while sum(not m.topic.endswith("/state") for m in got) < len(events):
+                got.append(live.messages.get(timeout=WAIT_S))
+            got += live.drain(QUIET_S)  # the last round's states
+
+            published = [m for m in got if not m.topic.endswith("/state")]
+            assert [m.topic for m in published] == [
+                f"{a}/asset-updated", f"{b}/asset-updated", f"{a}/decision-issued",
+                f"{a}/advisory-raised", f"{b}/decision-issued",
+                f"{root}/_models/{MODEL}/twin/model-activated"]
+            assert [json.loads(m.payload) for m in published] == events
+            # Each event's state after it, the last one the asset as it is now.
+            assert {m.topic for m in got if m.topic.endswith("/state")} == {
+                f"{a}/state", f"{b}/state"}
+
+            def asset(eq: str) -> dict[str, Any]:
+                return _ok(c.get(f"/v1/assets/{quote(eq, safe='')}"))
+
+            late = subscribe(f"{root}/+/+/+/+/twin/state", root)
+            try:
+                retained = late.drain()
+                assert sorted((m.topic, m.retain) for m in retained) == [
+                    (f"{a}/state", True), (f"{b}/state", True)]
+                for m in retained:
+                    state = json.loads(m.payload)
+                    assert datetime.fromisoformat(state.pop("time")).utcoffset() is not None
+                    assert state == asset(state["equipment_id"])
+                # A reading later: the subscriber gets the asset's new state.
+                before = asset("M+1")
+                r = c.patch(f"/v1/assets/{quote('M+1', safe='')}",
+                            json={"state": {"tool_wear": 0.1}},
+                            headers={"Content-Type": "application/merge-patch+json",
+                                     "If-Match": before["etag"]})
+                after = _ok(r)
+                (changed,) = late.drain()
+                state = json.loads(changed.payload)
+                del state["time"]
+                assert changed.topic == f"{b}/state"
+                assert state == after == asset("M+1")
+                assert (state["revision"], state["state"]["tool_wear"]) == (
+                    before["revision"] + 1, 0.1)
+            finally:
+                late.close()
     finally:
-        sub.disconnect()
-        sub.loop_stop()
-    assert [e["type"] for e in events] == [UPDATED, DECISION, RAISED]
-    assert [m.topic for m in got] == [topic_for(prefix, e["type"], e["subject"])
-                                      for e in events]
-    assert got[1].topic == f"{prefix}/{DECISION}/work-order/{wo}"
-    assert [json.loads(m.payload) for m in got] == events
-    assert {m.qos for m in got} == {1}
-    assert events[1]["data"]["decision"] == decided["decision"]
-    assert events[2]["data"]["kpi"] == "tool_wear_end"
-    assert messages.empty()
+        live.close()
+        assert clear_retained(root) == [f"{a}/state", f"{b}/state"]
