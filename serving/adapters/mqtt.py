@@ -31,6 +31,8 @@ more levels: the enterprise)::
   as ``%2F``, ``+`` as ``%2B``, ``#`` as ``%23``, NUL as ``%00``, and a value that is
   exactly ``_`` as ``%5F`` (so it is not the placeholder). ``urllib.parse.unquote``
   gives the id back; the payload carries it unchanged.
+- A subject with no asset and no ``/`` goes to ``<root>/_other/<subject>/twin/<event>``.
+  The names are built in :mod:`serving.adapters._mqtt_topics`.
 - Subscriptions: ``asset-twin/plant-1/#`` one site, ``asset-twin/+/+/cell-3/+/twin/#`` one
   work center, ``asset-twin/+/+/+/+/twin/state`` every asset's state.
 
