@@ -11,21 +11,25 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
 from serving._auth import DEV_CALLER, Caller, looks_like_jwt, presented_token
-from serving._errors import BadRequest, Conflict, FieldError, NotFound
+from serving._errors import BadRequest, Conflict, FieldError, NotFound, UnsupportedMediaType
 from serving.store._tables import IdempotencyRecord
 
 if TYPE_CHECKING:
     from serving.app import Context
 
 __all__ = [
+    "MERGE_PATCH",
     "AdminCaller",
     "CursorParam",
     "IdemKey",
@@ -38,6 +42,8 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "json_response",
+    "merge_patch",
+    "merge_patch_body",
     "no_asset",
     "now",
     "page",
@@ -201,18 +207,23 @@ def encode_cursor(key: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps({"k": key})).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> Any:
-    """The sort key a cursor carries, or None for the first page; a 422 for a cursor this
-    service did not write."""
+def decode_cursor(cursor: str | None, kind: type[str] | type[int], listing: str) -> Any:
+    """The sort key a cursor carries (a ``kind``: an id, or a sequence number), or None
+    for the first page; a 422 for a cursor this service did not write for ``listing``."""
     if cursor is None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = orjson.loads(raw)
-        return data["k"]
+        key = orjson.loads(raw)["k"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise BadRequest("the cursor is not one this service wrote", [FieldError(
             "query.cursor", cursor, "the next_cursor of a previous page")]) from None
+    fits = (isinstance(key, str) if kind is str else
+            isinstance(key, int) and not isinstance(key, bool) and 0 <= key <= MAX_SEQ)
+    if not fits:
+        raise BadRequest("the cursor is not one this route wrote", [FieldError(
+            "query.cursor", cursor, f"the next_cursor of a previous page of {listing}")])
+    return key
 
 
 def page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
@@ -222,3 +233,43 @@ def page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]
         return items, None
     kept = items[:limit]
     return kept, encode_cursor(key(kept[-1]))
+
+
+# ---- JSON Merge Patch bodies (RFC 7396) -------------------------------------------------------
+
+MERGE_PATCH = "application/merge-patch+json"
+Patch = TypeVar("Patch", bound=BaseModel)
+
+
+def merge_patch(model: type[Patch]) -> Callable[[Request], Awaitable[Patch]]:
+    """The dependency that reads a PATCH body as ``model``: a JSON object sent as
+    ``application/merge-patch+json`` (or ``application/json``). The route reads it, not
+    FastAPI, so that another media type is a 415 and not a 422."""
+
+    async def read(request: Request) -> Patch:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in (MERGE_PATCH, "application/json"):
+            raise UnsupportedMediaType(f"a merge patch is sent as {MERGE_PATCH}", [FieldError(
+                "Content-Type", media, f"{MERGE_PATCH} or application/json")])
+        raw = await request.body()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest("the body is not JSON", [FieldError(
+                "body", raw[:200].decode("utf-8", "replace"),
+                f"a JSON object ({exc})")]) from None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+    return read
+
+
+def merge_patch_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose body ``merge_patch`` reads: the body it takes,
+    under both media types."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {
+        m: {"schema": ref} for m in (MERGE_PATCH, "application/json")}}}

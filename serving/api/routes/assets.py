@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from serving._errors import (
     BadRequest,
@@ -25,7 +22,6 @@ from serving._errors import (
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
-    UnsupportedMediaType,
 )
 from serving._responses import AssetList, AssetOut, answers
 from serving._schemas import ID_MAX, ID_PATTERN, ID_TEXT, NE107, AssetIn, AssetPatch
@@ -36,6 +32,8 @@ from serving.api.deps import (
     aware,
     ctx_of,
     decode_cursor,
+    merge_patch,
+    merge_patch_body,
     no_asset,
     now,
     page,
@@ -60,7 +58,6 @@ IfNoneMatch = Annotated[str | None, Header(
     alias="If-None-Match", max_length=16,
     description="'*': create only, 412 if the asset exists")]
 _HIERARCHY = ("site", "area", "work_center")
-_MERGE = "application/merge-patch+json"
 
 
 def asset_view(row: Asset) -> AssetView:
@@ -231,38 +228,14 @@ def _merge_values(current: dict[str, Any], patch: dict[str, Any] | None) -> dict
     return out
 
 
-async def _merge_patch(request: Request) -> AssetPatch:
-    """The body of a PATCH: a JSON object in ``application/merge-patch+json`` (or
-    ``application/json``), checked against ``AssetPatch``; read here, not by FastAPI, so
-    that another media type is a 415 and not a 422."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in (_MERGE, "application/json"):
-        raise UnsupportedMediaType(f"a merge patch is sent as {_MERGE}", [FieldError(
-            "Content-Type", media, f"{_MERGE} or application/json")])
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("the body is not JSON", [FieldError(
-            "body", raw[:200].decode("utf-8", "replace"), f"a JSON object ({exc})")]) from None
-    try:
-        return AssetPatch.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-
-
-_PATCH_BODY = {"requestBody": {"required": True, "content": {
-    m: {"schema": {"$ref": "#/components/schemas/AssetPatch"}}
-    for m in (_MERGE, "application/json")}}}
 
 
 @router.patch("/v1/assets/{equipment_id:path}", operation_id="patchAsset",
-              openapi_extra=_PATCH_BODY,
+              openapi_extra=merge_patch_body(AssetPatch),
               **answers(AssetOut, 400, 401, 403, 404, 409, 412, 413, 415, 422))
 def patch_asset(
     equipment_id: EquipmentId, request: Request, response: Response, caller: OrdersCaller,
-    body: Annotated[AssetPatch, Depends(_merge_patch)], if_match: IfMatch = None,
+    body: Annotated[AssetPatch, Depends(merge_patch(AssetPatch))], if_match: IfMatch = None,
 ) -> dict[str, Any]:
     """Change only what the body names (JSON Merge Patch, RFC 7396, sent as
     ``application/merge-patch+json`` or ``application/json``). ``If-Match`` is honoured
@@ -371,10 +344,7 @@ def list_assets(
     if external_id is not None:
         scheme, _, value = external_id.partition(":")
         external[scheme] = value
-    after = decode_cursor(cursor)
-    if after is not None and not isinstance(after, str):
-        raise BadRequest("the cursor is not one this route wrote", [FieldError(
-            "query.cursor", cursor, "the next_cursor of a previous page of /v1/assets")])
+    after = decode_cursor(cursor, str, "/v1/assets")
     with ctx_of(request).store.session(readonly=True) as s:
         rows = find_assets(s, after=after, limit=limit + 1, asset_type=asset_type, site=site,
                            area=area, work_center=work_center or cell, external=external,

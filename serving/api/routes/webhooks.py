@@ -16,14 +16,11 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from serving._errors import BadRequest, Conflict, FieldError, NotFound, UnsupportedMediaType
+from serving._errors import BadRequest, Conflict, FieldError, NotFound
 from serving._responses import (
     DeadLetterList,
     DeadLetterReplay,
@@ -49,6 +46,8 @@ from serving.api.deps import (
     aware,
     ctx_of,
     decode_cursor,
+    merge_patch,
+    merge_patch_body,
     now,
     page,
 )
@@ -62,10 +61,6 @@ router = APIRouter(tags=["webhooks"])
 
 WebhookId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                                 description="The id the webhook was created with")]
-_MERGE = "application/merge-patch+json"
-_PATCH_BODY = {"requestBody": {"required": True, "content": {
-    m: {"schema": {"$ref": "#/components/schemas/WebhookPatch"}}
-    for m in (_MERGE, "application/json")}}}
 
 
 def _missing(hook_id: str) -> NotFound:
@@ -138,10 +133,7 @@ def create_webhook(body: WebhookIn, request: Request, caller: AdminCaller) -> di
 def list_webhooks(request: Request, caller: AdminCaller, limit: Limit = 100,
                   cursor: CursorParam = None) -> dict[str, Any]:
     """Every webhook, by id, one page at a time (no secrets)."""
-    after = decode_cursor(cursor)
-    if after is not None and not isinstance(after, str):
-        raise BadRequest("the cursor is not one this route wrote", [FieldError(
-            "query.cursor", cursor, "the next_cursor of a previous page of /v1/webhooks")])
+    after = decode_cursor(cursor, str, "/v1/webhooks")
     query = select(Webhook).order_by(Webhook.id).limit(limit + 1)
     if after is not None:
         query = query.where(Webhook.id > after)
@@ -162,31 +154,13 @@ def get_webhook(webhook_id: WebhookId, request: Request, caller: AdminCaller) ->
         return _out(row, _counts(s, webhook_id))
 
 
-async def _merge_patch(request: Request) -> WebhookPatch:
-    """The body of a PATCH, in ``application/merge-patch+json`` (or ``application/json``);
-    read here so that another media type is a 415, not a 422."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in (_MERGE, "application/json"):
-        raise UnsupportedMediaType(f"a merge patch is sent as {_MERGE}", [FieldError(
-            "Content-Type", media, f"{_MERGE} or application/json")])
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("the body is not JSON", [FieldError(
-            "body", raw[:200].decode("utf-8", "replace"), f"a JSON object ({exc})")]) from None
-    try:
-        return WebhookPatch.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-
-
 @router.patch("/v1/webhooks/{webhook_id}", operation_id="updateWebhook",
-              openapi_extra=_PATCH_BODY,
+              openapi_extra=merge_patch_body(WebhookPatch),
               **answers(WebhookOut, 400, 401, 403, 404, 413, 415, 422))
-def update_webhook(webhook_id: WebhookId, request: Request, caller: AdminCaller,
-                   body: Annotated[WebhookPatch, Depends(_merge_patch)]) -> dict[str, Any]:
+def update_webhook(
+    webhook_id: WebhookId, request: Request, caller: AdminCaller,
+    body: Annotated[WebhookPatch, Depends(merge_patch(WebhookPatch))],
+) -> dict[str, Any]:
     """Change what the patch names: ``url``, ``event_types`` (null: every type),
     ``description`` (null: empty), ``max_backlog`` (a lower bound dead-letters the
     oldest pending deliveries on the dispatcher's next round), ``active``."""
@@ -264,10 +238,7 @@ def rotate_secret(webhook_id: WebhookId, request: Request, caller: AdminCaller,
 def list_dead_letters(webhook_id: WebhookId, request: Request, caller: AdminCaller,
                       limit: Limit = 100, cursor: CursorParam = None) -> dict[str, Any]:
     """The deliveries given up on, oldest event first, and why each died."""
-    after = decode_cursor(cursor)
-    if after is not None and (isinstance(after, bool) or not isinstance(after, int)):
-        raise BadRequest("the cursor is not one this route wrote", [FieldError(
-            "query.cursor", cursor, "the next_cursor of a previous page of dead letters")])
+    after = decode_cursor(cursor, int, "dead letters")
     with ctx_of(request).store.session(readonly=True) as s:
         if s.get(Webhook, webhook_id) is None:
             raise _missing(webhook_id)
