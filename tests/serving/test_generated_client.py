@@ -196,3 +196,45 @@ def check_against_webhooks(document: dict[str, Any], events: list[dict[str, Any]
         validator = Draft202012Validator({**schema, "components": document["components"]})
         errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(event)]
         assert errors == [], event["type"]
+
+
+def test_a_replay_is_the_first_answer_byte_for_byte(trained: Any, store_url: str) -> None:
+    """On SQLite and PostgreSQL (whose JSONB keeps neither key order nor number text): the
+    replay of an assessment and of a completion sends the bytes the first answer sent; a
+    record kept before the bytes were (the answer as JSON) still replays, re-encoded."""
+    from serving._schemas import CompletionIn
+    from serving._settings import Settings
+    from serving.api.deps import _body_hash
+    from serving.store._db import open_store
+    from serving.store._tables import IdempotencyRecord
+
+    settings = Settings(database_url=store_url, models=[str(trained.bundle)], webhooks=False)
+    with serving(settings) as url, httpx.Client(base_url=url, timeout=60, headers={
+            "X-API-Key": make_key(store_url, "work-orders")}) as c:
+        r = c.put("/v1/assets/RB-01", json={"asset_type": "milling_spindle", "state": STATE})
+        assert r.status_code == 200, r.text
+        for path, body in (("/v1/work-orders/WO-RB/assessment", job_order("RB-01", 25)),
+                           ("/v1/work-orders/WO-RB/completion",
+                            {"equipment_id": "RB-01", "parts_made": 25})):
+            first = c.post(path, json=body, headers={"Idempotency-Key": path})
+            again = c.post(path, json=body, headers={"Idempotency-Key": path})
+            assert first.status_code == again.status_code == 200, first.text
+            assert again.headers["Idempotency-Replayed"] == "true"
+            assert again.content == first.content
+            assert again.headers["content-type"] == "application/json"
+
+        legacy = {"job_order_id": "WO-OLD", "n": 0.1}
+        store = open_store(store_url)
+        try:
+            with store.session() as s:
+                s.add(IdempotencyRecord(
+                    caller="test-work-orders", key="old", method="POST",
+                    path="/v1/work-orders/WO-OLD/completion", status_code=200,
+                    request_hash=_body_hash(CompletionIn(equipment_id="RB-01", parts_made=1)),
+                    response=legacy))
+        finally:
+            store.close()
+        old = c.post("/v1/work-orders/WO-OLD/completion", headers={"Idempotency-Key": "old"},
+                     json={"equipment_id": "RB-01", "parts_made": 1})
+        assert old.status_code == 200 and old.headers["Idempotency-Replayed"] == "true"
+        assert old.content == b'{"job_order_id":"WO-OLD","n":0.1}'
