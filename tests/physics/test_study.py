@@ -191,7 +191,8 @@ def test_data_info_describes_the_dataset(spec, tmp_path: Path) -> None:
     )
     assert info.returncode == 0, info.stderr
     lines = info.stdout.splitlines()
-    assert lines[1].startswith(f"spec       milling_spindle v{spec.version}  hash {spec.spec_hash[:16]}")
+    assert lines[1].startswith(
+        f"spec       milling_spindle v{spec.version}  hash {spec.spec_hash[:16]}")
     assert "runs       5 of 5 on disk, complete" in lines
     assert "           ok 5  error 0  nan 0  timeout 0  crash 0  invalid 0" in lines
     speed = next(x for x in lines if x.startswith("spindle_speed "))
