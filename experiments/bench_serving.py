@@ -45,6 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -359,6 +361,34 @@ def batch_vs_single(url: str, key: str, body: bytes, n: int = 100) -> dict[str, 
             "batch_ms_per_order": 1000 * batch / n, "ratio": single / batch}
 
 
+@contextmanager
+def pg_schema(url: str) -> Iterator[str | None]:
+    """A fresh schema on the PostgreSQL server at ``url`` (dropped afterwards), as a URL
+    whose search path puts it first; None when the server does not answer."""
+    import uuid
+    from urllib.parse import quote
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT",
+                           connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception:  # any failure to connect: no PostgreSQL here
+        engine.dispose()
+        yield None
+        return
+    try:
+        sep = "&" if "?" in url else "?"
+        yield f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
 def fmt_row(name: str, r: dict[str, Any]) -> str:
     return (f"{name:<28} {r['requests']:>8} {r['errors']:>6} {r['throughput']:>9.0f} "
             f"{r['p50_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} {r['max_us'] / 1000:>8.1f}")
@@ -378,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="an order that passes as sent (one surrogate call), on one "
                          "connection")
     ap.add_argument("--json", type=Path, default=ROOT / "out" / "bench" / "serving.json")
+    ap.add_argument("--pg-url", default=os.environ.get(
+        "TWIN_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+                    help="PostgreSQL server for the --workers 2 run (a schema of its own)")
     ap.add_argument("--no-mlflow", action="store_true",
                     help="skip mlflow models serve (no ratio is printed)")
     a = ap.parse_args(argv)
@@ -431,16 +464,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"batch of {results['batch']['orders']}: "
                   f"{results['batch']['batch_ms_per_order']:.2f} ms per order; one at a "
                   f"time {results['batch']['single_ms_per_order']:.2f} ms", flush=True)
-        # --workers 2: both CPUs for the service (wrk shares them), the issue's reference.
-        port = free_port()
-        with Server([str(BIN / "twin"), "serve", "--model", str(a.bundle), "--db", db,
-                     "--port", str(port), "--workers", "2"], port, tmp / "twin2.log",
-                    "/readyz", env) as twin:
-            twin.wait()
-            name = f"assessment, --workers 2, {a.concurrency} conn"
-            results[name] = bounded(twin.url, assess(tag="w2"), bodies["assessment"], key,
-                                    **{**load, "pin": []})
-            print(fmt_row(name, results[name]), flush=True)
+        # --workers 2 on PostgreSQL, the store of a deployment with several workers (two
+        # processes on one SQLite file meet at its file lock, whose busy handler sleeps up
+        # to 100 ms): both CPUs for the service, wrk sharing them.
+        name = f"assessment, --workers 2, {a.concurrency} conn"
+        with pg_schema(a.pg_url) as pg:
+            if pg is None:
+                print(f"{name}: skipped, no PostgreSQL at {a.pg_url}", flush=True)
+            else:
+                pg_key = subprocess.run(
+                    [str(BIN / "twin"), "keys", "create", "--name", "bench", "--db", pg,
+                     "--scope", "predict", "--scope", "work-orders"],
+                    capture_output=True, text=True, check=True).stdout.strip()
+                port = free_port()
+                with Server([str(BIN / "twin"), "serve", "--model", str(a.bundle), "--db",
+                             pg, "--port", str(port), "--workers", "2"], port,
+                            tmp / "twin2.log", "/readyz", env) as twin:
+                    twin.wait()
+                    setup_service(twin.url, pg_key, spec, a.shift, {"assessment": a.order})
+                    results[name] = bounded(twin.url, assess(tag="w2"), bodies["assessment"],
+                                            pg_key, **{**load, "pin": []})
+                    print(fmt_row(name, results[name]), flush=True)
         results["in_process"] = ort_share(a.bundle, bodies["assessment"], a.shift)
         print(f"in process: {results['in_process']['assessment_ms']:.2f} ms per "
               f"assessment, {results['in_process']['ort_ms']:.2f} ms of it onnxruntime",
@@ -481,9 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     checks.append((f"release p99 {results['release, 1 connection']['p99_us'] / 1000:.2f} ms "
                    "on one connection (< 20 ms)",
                    results["release, 1 connection"]["p99_us"] < 20000))
-    w2 = results[f"assessment, --workers 2, {a.concurrency} conn"]
-    checks.append((f"assessment p99 {w2['p99_us'] / 1000:.2f} ms at concurrency "
-                   f"{a.concurrency} on --workers 2 (< 50 ms)", w2["p99_us"] < 50000))
+    w2 = results.get(f"assessment, --workers 2, {a.concurrency} conn")
+    if w2 is not None:
+        checks.append((f"assessment p99 {w2['p99_us'] / 1000:.2f} ms at concurrency "
+                       f"{a.concurrency} on --workers 2, PostgreSQL (< 50 ms)",
+                       w2["p99_us"] < 50000))
     ip = results["in_process"]
     service_ms = 1000 / one["throughput"]
     share = service_ms / ip["ort_ms"]

@@ -174,11 +174,16 @@ def no_asset(equipment_id: str) -> NotFound:
 def refuse_unknown_query(request: Request) -> None:
     """A query parameter the route does not declare is a 422 naming it (a typo in a
     filter must not silently widen the answer)."""
+    if not request.scope.get("query_string"):
+        return
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = {p.alias for p in _query_params(dependant)}
+    known = getattr(route, "_twin_known_query", None)
+    if known is None:  # worked out at the route's first request with a query string
+        known = frozenset(p.alias for p in _query_params(dependant))
+        route._twin_known_query = known  # type: ignore[union-attr]
     unknown = [k for k in request.query_params if k not in known]
     if unknown:
         raise BadRequest(
