@@ -238,7 +238,10 @@ def play_order(api: Api, order: OrderIn, job_id: str, run: Runner, chars: list[C
                         headers={"Idempotency-Key": f"{job_id}-{ask}"})
         d = resp["decision"]
         out.steps.append({"equipment_id": machine, **d,
-                          "advisories": resp.get("maintenance", {}).get("advisories", [])})
+                          "advisories": resp.get("maintenance", {}).get("advisories", []),
+                          "considered": resp.get("reroute", {}).get("considered", []),
+                          "excluded": [e["equipment_id"] for e in
+                                       resp.get("reroute", {}).get("excluded", [])]})
         kind = d["type"]
         if kind not in FOLLOW or ask == MAX_ASKS - 1:
             break

@@ -235,3 +235,23 @@ def test_every_probability_is_the_two_piece_normal_of_its_own_interval(model: An
     for lim in worn:
         want = p_outside(lim["kpi"], None, lim["limit"])
         assert abs(lim["p_reached"] - want) < 3e-7, (lim["kpi"], lim["p_reached"], want)
+
+
+def test_a_large_batch_runs_in_slices_with_the_bits_of_one_call(model: Any) -> None:
+    """Past 2 x RUN_ROWS rows the graph runs in slices (cheaper per row); every row's
+    numbers are those of one call of the whole batch, also in a last slice of 2 rows+1."""
+    from serving._models import RUN_ROWS
+    from serving._predict import encode
+    from serving.domain.assess import _row
+
+    order = _order(model, [])
+    rows = [_row(order, _asset("M1"), quantity=1 + i % 90, spindle_speed=4000.0 + i)
+            for i in range(2 * RUN_ROWS + 1)]
+    raw = encode(model, rows).raw
+    names, input_name = model._io
+    whole = dict(zip(names, model.session.run(names, {input_name: raw}), strict=True))
+    sliced = model.run(raw)
+    assert set(sliced) == set(whole)
+    for name in names:
+        assert sliced[name].shape == whole[name].shape
+        np.testing.assert_array_equal(sliced[name], whole[name])
