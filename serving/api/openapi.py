@@ -32,19 +32,18 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
+from serving._predict_schemas import ModelRef
 from serving._responses import (
     AssetAdvisory,
     AssetOut,
-    DecisionOut,
-    DriftOut,
     EventOut,
     Number,
-    PolicyRef,
     PreviousModel,
     Timestamp,
 )
-from serving._schemas import NE107, ModelRef, _Out
+from serving._schemas import NE107, _Out
 from serving._settings import Settings
+from serving._work_order_responses import DecisionOut, DriftOut, PolicyRef
 from serving.api.deps import RequireScope, refuse_unknown_query
 
 __all__ = ["EVENT_DATA", "complete", "complete_document", "required_scope"]
@@ -329,17 +328,20 @@ def _refs(node: Any) -> Iterator[str]:
 def _named_but_missing(schema: OpenApi, schemas: OpenApi) -> list[type[BaseModel]]:
     """The request and answer models that the document names but FastAPI did not add (a
     route that reads its own body names its model's component in ``openapi_extra``)."""
+    import serving._predict_schemas
     import serving._responses
     import serving._schemas
+    import serving._work_order_responses
 
+    modules = (serving._schemas, serving._predict_schemas, serving._responses,
+               serving._work_order_responses)
     missing = sorted({name for name in _refs(schema) if name not in schemas})
     models = []
     for name in missing:
-        model = (getattr(serving._schemas, name, None)
-                 or getattr(serving._responses, name, None))
+        model = next((getattr(m, name) for m in modules if hasattr(m, name)), None)
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise LookupError(f"the OpenAPI document names {_SCHEMAS}{name}, which is no "
-                              "model of serving._schemas or serving._responses")
+                              "model of " + ", ".join(m.__name__ for m in modules))
         models.append(model)
     return models
 

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 
 from physics.spec import TwinSpec
 from serving._fastpath import predict_answer
+from serving._predict_schemas import PredictOut, predict_request_model
 from serving._responses import ModelList, ModelOut, ReloadOut, answers
-from serving._schemas import PredictOut, ReloadIn, predict_request_model
+from serving._schemas import ReloadIn
 from serving._settings import Settings
 from serving.api.deps import AdminCaller, PredictCaller, ctx_of, json_response
 

@@ -11,13 +11,7 @@ from fastapi import APIRouter, Path, Request
 from sqlalchemy import select
 
 from serving._errors import BadRequest, Conflict, FieldError, NotFound, ServingError, problem
-from serving._responses import (
-    AssessmentOut,
-    BatchAssessmentOut,
-    CompletionOut,
-    WorkOrderOut,
-    answers,
-)
+from serving._responses import answers
 from serving._schemas import (
     ID_MAX,
     ID_PATTERN,
@@ -25,6 +19,12 @@ from serving._schemas import (
     BatchAssessmentIn,
     CompletionIn,
     JobOrderIn,
+)
+from serving._work_order_responses import (
+    AssessmentOut,
+    BatchAssessmentOut,
+    CompletionOut,
+    WorkOrderOut,
 )
 from serving.api.assessing import (
     Prepared,
