@@ -24,7 +24,7 @@ DECISIONS = {"RELEASE", "RELEASE_WITH_ADJUSTMENT", "MAINTAIN_FIRST", "REROUTE",
 
 @pytest.fixture(scope="module")
 def played(trained: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from serving._mes_sim import mes
+    from serving._mes_cli import mes
 
     tmp = tmp_path_factory.mktemp("mes")
     db = f"sqlite:///{tmp / 'twin.db'}"
@@ -165,7 +165,7 @@ def test_the_assets_and_events_add_up(played: dict[str, Any]) -> None:
 def test_a_shift_naming_an_unknown_machine_is_refused_before_any_request(
     tmp_path: Path,
 ) -> None:
-    from serving._mes_sim import mes
+    from serving._mes_cli import mes
 
     bad = yaml.safe_load(SHIFT.read_text())
     bad["orders"][2]["equipment_id"] = "MILL-99"
