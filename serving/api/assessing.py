@@ -7,7 +7,7 @@ stores one answer with its audit record, its events and the asset's advisories."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from physics._spec_text import fmt
@@ -58,7 +58,6 @@ def _alternates_in_scope(s: Any, row: Asset, body: JobOrderIn, policy: Any, t: d
     or the asset's work center), of the same type, in service, healthy, and with a fresh
     state; and the scope with the machines left out and why."""
     requirements = [r.model_dump(exclude_none=True) for r in body.equipment_requirements]
-    stale_before = t - timedelta(hours=policy.stale_after_hours)
     others: list[AssetView] = []
     excluded: list[dict[str, Any]] = []
     for a in in_scope(s, row, requirements):
@@ -66,7 +65,7 @@ def _alternates_in_scope(s: Any, row: Asset, body: JobOrderIn, policy: Any, t: d
         if a.device_health in _UNFIT:
             excluded.append({"equipment_id": a.equipment_id, "reason": "UNHEALTHY",
                              "detail": f"device health {a.device_health} (NE 107)"})
-        elif measured < stale_before:
+        elif policy.is_stale(measured, t):
             excluded.append({"equipment_id": a.equipment_id, "reason": "STATE_STALE",
                              "detail": f"state measured {measured.isoformat()}, more than "
                                        f"{fmt(policy.stale_after_hours)} h ago"})
@@ -128,26 +127,19 @@ def prepare(s: Any, ctx: Any, job_order_id: str, body: JobOrderIn, t: datetime) 
 def assess_prepared(ctx: Any, prepared: list[Prepared]) -> list[dict[str, Any]]:
     """The answers of ``prepared``, in order; the orders of one model share its calls."""
     answers: list[dict[str, Any] | None] = [None] * len(prepared)
-    by_model: dict[int, list[int]] = {}
+    by_model: dict[int, tuple[LoadedModel, list[int], list[Any]]] = {}
     for i, p in enumerate(prepared):
-        if p.model is None:
+        if p.model is None or p.order is None:
             answers[i] = {**p.head(ctx), "decision": {
                 "type": "UNDECIDED", "reason_codes": ["MODEL_MISSING"], "advisory": True,
                 "explanation": f"no model serves asset type {p.asset.asset_type!r}"}}
-        else:
-            by_model.setdefault(id(p.model), []).append(i)
-    for indices in by_model.values():
-        model = prepared[indices[0]].model
-        steps = []
-        for i in indices:
-            p = prepared[i]
-            if model is None or p.order is None:  # every order of a model has its order
-                raise RuntimeError(f"order {p.job_order_id!r} was prepared without a model")
-            steps.append(assessment_steps(model, ctx.policy, p.asset, p.order,
-                                          others=p.others, now=p.at))
-        assert model is not None
-        results = run_together(model, steps)
-        for i, result in zip(indices, results, strict=True):
+            continue
+        _, indices, steps = by_model.setdefault(id(p.model), (p.model, [], []))
+        indices.append(i)
+        steps.append(assessment_steps(p.model, ctx.policy, p.asset, p.order,
+                                      others=p.others, now=p.at))
+    for model, indices, steps in by_model.values():
+        for i, result in zip(indices, run_together(model, steps), strict=True):
             answers[i] = {**prepared[i].head(ctx), **result, "reroute": prepared[i].scope}
     out = [a for a in answers if a is not None]
     for a in out:

@@ -218,8 +218,7 @@ def assessment_steps(
         "predicted": pred.row(0)["kpis"] | pred.row(0)["events"],
     }
 
-    stale = now - asset.state_measured_at > timedelta(hours=policy.stale_after_hours)
-    if stale:
+    if policy.is_stale(asset.state_measured_at, now):
         decision = _decision("UNDECIDED", ["STATE_STALE"],
                              f"the asset state was measured {asset.state_measured_at.isoformat()}"
                              f", more than {fmt(policy.stale_after_hours)} h ago")

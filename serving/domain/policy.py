@@ -5,6 +5,7 @@ middle of a shift."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,11 @@ class Policy(_Strict):
 
     def ref(self) -> dict[str, str]:
         return {"id": self.id, "version": self.version}
+
+    def is_stale(self, measured_at: datetime, now: datetime) -> bool:
+        """A state measured more than ``stale_after_hours`` before ``now`` is not trusted:
+        the order on it is UNDECIDED, and the machine is no alternate."""
+        return now - measured_at > timedelta(hours=self.stale_after_hours)
 
     def check_against(self, spec: TwinSpec) -> list[str]:
         """Problems of this policy for ``spec``: names it uses that the spec lacks."""
