@@ -386,6 +386,12 @@ class Dispatcher:
             values = {"status": "pending", "last_error": error,
                       "next_attempt_at": at + timedelta(seconds=delay)}
         with self._sessions() as session:
+            if error is not None and session.scalar(
+                    select(Webhook.url).where(Webhook.id == claim.webhook_id)) != claim.url:
+                # The URL changed while this attempt was in flight (the integrator fixed
+                # it): what the old URL did says nothing of the new one, so the delivery
+                # goes again at once, with no backoff and no dead letter.
+                values = {"status": "pending", "last_error": error, "next_attempt_at": at}
             if values["status"] == "dead":  # the webhook row first: see _webhook_queue
                 session.execute(select(Webhook.id).where(Webhook.id == claim.webhook_id)
                                 .with_for_update())

@@ -625,3 +625,29 @@ def test_during_a_rotation_both_secrets_sign_and_after_it_only_the_new_one(
     assert len(later.headers["webhook-signature"].split(" ")) == 1
     with pytest.raises(WebhookVerificationError, match="No matching signature found"):
         Verifier(old).verify(later.body, later.headers)
+
+
+def test_a_failure_at_a_url_changed_during_the_attempt_is_retried_at_once(db: Db) -> None:
+    """The integrator fixes the URL while an attempt at the old one is in flight: that
+    attempt's failure says nothing of the new URL, so the delivery is due again at once,
+    not after the backoff (which had held a fixed webhook's queue for its 30 s)."""
+    hook_id, _ = add_webhook(db, "http://127.0.0.1:9/old")
+    sent: list[str] = []
+
+    def fixed_meanwhile(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        with db.session() as s:
+            s.get(Webhook, hook_id).url = "http://127.0.0.1:9/new"  # type: ignore[union-attr]
+        return httpx.Response(500)
+
+    emit(db, "decision.issued", "asset/M-01", {})
+    now = datetime.now(UTC)
+    with Dispatcher(db.session, backoff=(30,), jitter=0,
+                    client=httpx.Client(transport=httpx.MockTransport(fixed_meanwhile))) as d:
+        # The failure at the old URL is retried in the same round, at the new one; that
+        # one's failure waits for the backoff.
+        assert d.deliver_due(now) == DeliveryStats(retrying=2)
+    assert sent == ["http://127.0.0.1:9/old", "http://127.0.0.1:9/new"]
+    (row,) = deliveries(db, hook_id)
+    assert (row.status, row.attempts, row.last_error) == ("pending", 2, "HTTP 500")
+    assert aware(row.next_attempt_at) == now + timedelta(seconds=30)
