@@ -26,6 +26,11 @@ class Metrics:
             "batches (its count is the number of model calls)", ["model"],
             registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
         )
+        self.assessment_batch = Histogram(
+            "twin_assessment_batch_orders", "Orders per batch of the single-assessment "
+            "fast path (serving._fastassess; its count is the number of batches)",
+            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32),
+        )
         self.out_of_domain = Counter("twin_out_of_domain_total",
                                      "Rows outside the training domain", ["model"],
                                      registry=self.registry)

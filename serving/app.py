@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving._activation import Activations, run_model_poll
 from serving._auth import KeyChecker
 from serving._errors import FieldError, ServingError, problem
+from serving._fastassess import FastAssess
 from serving._fastpath import FastPredict
 from serving._metrics import Metrics
 from serving._models import LoadedModel, ModelSet, load_model, peek_spec
@@ -279,8 +280,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     fast = include(app, specs, settings)
     app.openapi = complete_document(  # type: ignore[method-assign]
         problem_media(app.openapi), app, settings)
-    # Outermost last: the body limit, then the predict fast path, then the metrics.
+    # Outermost last: the body limit, the predict and assessment fast paths, the metrics.
     app.add_middleware(Measure, state=app.state)
+    app.add_middleware(FastAssess, state=app.state)
     app.add_middleware(FastPredict, state=app.state, routes=fast)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

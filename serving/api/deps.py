@@ -40,6 +40,7 @@ __all__ = [
     "aware",
     "ctx_of",
     "decode_cursor",
+    "encode",
     "encode_cursor",
     "json_response",
     "merge_patch",
@@ -102,7 +103,8 @@ AdminCaller = Annotated[Caller, _scope("admin")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
 
 
-def _encode(body: Any) -> bytes:
+def encode(body: Any) -> bytes:
+    """The JSON bytes of an answer, as every route sends them (orjson)."""
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
@@ -110,7 +112,7 @@ def json_response(body: Any, status_code: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     """A JSON answer encoded by orjson (FastAPI's own encoder walks a big assessment
     several times slower); the same JSON for the dicts these routes build."""
-    return Response(_encode(body), status_code=status_code, media_type="application/json",
+    return Response(encode(body), status_code=status_code, media_type="application/json",
                     headers=headers)
 
 
@@ -159,7 +161,7 @@ def remember(session: Any, caller: Caller, key: str | None, request: Request, bo
     JSON column, PostgreSQL's JSONB above all, keeps the value but not its number
     formatting or key order)."""
     if key is not None:
-        encoded = {"body": _encode(response).decode(), "media_type": "application/json"}
+        encoded = {"body": encode(response).decode(), "media_type": "application/json"}
         session.add(IdempotencyRecord(
             caller=caller.name, key=key, method=request.method, path=request.url.path,
             request_hash=_body_hash(body), status_code=status, response=encoded))

@@ -66,6 +66,9 @@ JobOrderId = Annotated[str, Path(min_length=1, max_length=ID_MAX, pattern=ID_PAT
                                  description=ID_TEXT + "; a slash may be sent as %2F")]
 
 
+# serving._fastassess answers a plain request to this route in front of the framework,
+# with the same functions (prepare, assess_prepared, record, remember); this route
+# answers the rest and says why it refuses one.
 @router.post("/v1/work-orders/{job_order_id:path}/assessment", operation_id="assessWorkOrder",
              **answers(AssessmentOut, 400, 401, 403, 404, 409, 413, 422))
 def assessment(job_order_id: JobOrderId, body: JobOrderIn, request: Request,
