@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHALLENGES",
     "DEV_CALLER",
+    "JWKS_RETRY_S",
     "SCOPES",
     "Caller",
     "InsufficientScope",
@@ -93,12 +94,19 @@ class InsufficientScope(Forbidden):
                 f'error_description="{_quoted(self.detail)}"')
 
 
+# How soon a first JWKS read that failed is tried again, and the Retry-After of its 503.
+JWKS_RETRY_S = 5
+
+
 class JwksUnavailable(ServingError):
     """503: the keys that verify bearer tokens could not be read (file or URL)."""
 
     status = 503
     code = "jwks-unavailable"
     title = "The keys that verify bearer tokens cannot be read"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(JWKS_RETRY_S)}
 
 
 CHALLENGES: tuple[type[ServingError], ...] = (InvalidCredentials, InsufficientScope)

@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serving._auth import CALLER_CHARS, SCOPES, Caller, InvalidCredentials, JwksUnavailable
+from serving._auth import (
+    CALLER_CHARS,
+    JWKS_RETRY_S,
+    SCOPES,
+    Caller,
+    InvalidCredentials,
+    JwksUnavailable,
+)
 
 if TYPE_CHECKING:
     from serving._settings import Settings
@@ -25,7 +32,6 @@ log = logging.getLogger("asset_twin.serving.auth")
 
 _NAME_CLAIMS = ("sub", "client_id", "azp")
 _MAX_JWKS_BYTES = 1_048_576
-_RETRY_S = 5.0  # how soon a first read that failed is tried again
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class Jwks:
                     # a first read that fails is a 503, answered again without another try
                     # for a few seconds, so a dead URL does not cost each request its timeout
                     if self._failed is not None and (
-                            time.monotonic() - self._tried_at < min(self._refresh, _RETRY_S)):
+                            time.monotonic() - self._tried_at < min(self._refresh, JWKS_RETRY_S)):
                         raise self._failed
                     try:
                         self._keys = self._read()

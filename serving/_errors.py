@@ -78,6 +78,10 @@ class ServingError(Exception):
     def __str__(self) -> str:
         return self.detail
 
+    def headers(self) -> dict[str, str]:
+        """Headers the problem's answer carries (``Retry-After`` on a 503, say)."""
+        return {}
+
 
 class BadRequest(ServingError):
     status = 422

@@ -55,8 +55,9 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _problem_response(status: int, body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+def _problem_response(status: int, body: dict[str, Any],
+                      headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 class BodyLimit:
@@ -237,7 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
         return _problem_response(exc.status, problem(
             exc.status, exc.code, exc.title, exc.detail, instance=request.url.path,
-            errors=exc.errors))
+            errors=exc.errors), headers=exc.headers() or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

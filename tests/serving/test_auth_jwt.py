@@ -277,6 +277,28 @@ def test_an_unreachable_jwks_is_a_503_and_a_token_needs_the_setting() -> None:
         "accepted)")
 
 
+def test_a_service_whose_jwks_cannot_be_read_answers_503_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    """Over HTTP: the 503 problem carries Retry-After, the seconds before the service
+    tries the key set again (as the OpenAPI document declares for every 503)."""
+    from serving._auth import JWKS_RETRY_S
+    from serving._settings import Settings
+    from tests.serving._server import _free_port
+
+    dead = f"http://127.0.0.1:{_free_port()}/certs"
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'twin.db'}", webhooks=False,
+                        jwks=dead, jwt_issuer=ISS, jwt_audience=AUD)
+    with serving(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        r = client.get("/v1/assets",
+                       headers={"Authorization": f"Bearer {token(RSA_KEY, 'rsa-1')}"})
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == str(JWKS_RETRY_S) == "5"
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"] == (
+        f"cannot read the JWKS at {dead}: <urlopen error [Errno 111] Connection refused>")
+
+
 def test_a_jwks_file_is_read_again_after_its_max_age_and_a_withdrawn_key_stops_working(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
