@@ -12,9 +12,9 @@ outside is a 422); the narrower training domain is checked per row and reported 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from physics.spec import InputSpec, TwinSpec
 from serving._schemas import _describe, _Out
@@ -31,11 +31,26 @@ __all__ = [
 ]
 
 
+def _canonical(inp: InputSpec) -> Any:
+    def canonical(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # the Literal says what is wrong with it
+        return inp.coerce(value)  # ValueError names the value and every accepted name
+
+    return canonical
+
+
 def _row_field(key: str, inp: InputSpec) -> tuple[Any, Any]:
     extra: dict[str, Any] = {"x-unit": inp.unit, "x-source": inp.source}
     kw: dict[str, Any] = {"description": _describe(key, inp), "json_schema_extra": extra}
     if inp.kind == "categorical":
         typ: Any = Literal[tuple(inp.choice_names)]
+        if inp.aliases:
+            # The names an MES sends (C45, 1.0503, AISI 1045) as a job order takes them,
+            # answered as the canonical choice; the document lists the canonical ones.
+            typ = Annotated[typ, BeforeValidator(_canonical(inp))]
+            extra["x-aliases"] = {c: list(a) for c, a in inp.aliases.items()}
+            kw["description"] += "; or a name of one in x-aliases"
     elif inp.kind == "boolean":
         typ = bool
     else:

@@ -133,6 +133,33 @@ def test_an_unknown_material_lists_every_accepted_name(mes: dict[str, Any]) -> N
         "expected": "'CuZn39Pb3' is not one of " + MATERIALS}]
 
 
+def test_raw_predict_takes_a_material_by_its_names_too(mes: dict[str, Any]) -> None:
+    """A predict row names a choice as a job order does: C45, 1.0503 and AISI 1045 are
+    steel_c45, on the fast path and on the FastAPI route (a percent-encoded path), and
+    the document lists the names; an unknown one is a 422 listing every accepted name."""
+    from tests.serving.test_api import ROUTE_PATH
+
+    client = mes["client"]
+    row = {**ORDER, **STATE, "ambient_temperature": 22.0, "quantity": 20}
+    fast = "/v1/models/milling_spindle/predict"
+    reference = client.post(fast, json={"rows": [row]}).json()["rows"]
+    for name in ("C45", "1.0503", "aisi-1045"):
+        for path in (fast, ROUTE_PATH):
+            r = client.post(path, json={"rows": [{**row, "material": name}]})
+            assert r.status_code == 200, (name, path, r.text)
+            assert r.json()["rows"] == reference, (name, path)
+    r = client.post(fast, json={"rows": [{**row, "material": "CuZn39Pb3"}]})
+    assert r.status_code == 422
+    (error,) = r.json()["errors"]
+    assert error["field"] == "rows.0.material" and error["value"] == "CuZn39Pb3"
+    assert error["expected"].endswith("'CuZn39Pb3' is not one of " + MATERIALS), error
+    doc = client.get("/openapi.json").json()
+    field = doc["components"]["schemas"]["PredictRowMillingSpindle"]["properties"]["material"]
+    assert field["enum"] == ["aluminium_6061", "steel_c45", "stainless_316l", "ti6al4v",
+                             "cast_iron_gjl250"]
+    assert "1.0503" in field["x-aliases"]["steel_c45"]
+
+
 def test_material_requirements_set_the_material_input(mes: dict[str, Any]) -> None:
     """The order's consumed material sets the input the spec declares for it; checked on
     the domain function the assessment route calls."""
