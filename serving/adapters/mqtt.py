@@ -143,7 +143,7 @@ def _json(value: Any) -> bytes:
 def asset_state(asset: Asset, at: datetime) -> dict[str, Any]:
     """The retained state: the asset as ``GET /v1/assets/{id}`` answers it, and ``time``."""
     # The HTTP representation itself, so the two never drift apart.
-    from serving.api.routes.assets import asset_out
+    from serving.store._assets import asset_out
 
     return {**asset_out(asset), "time": at.astimezone(UTC).isoformat()}
 

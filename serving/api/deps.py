@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from serving._auth import DEV_CALLER, Caller, looks_like_jwt, presented_token
 from serving._errors import BadRequest, Conflict, FieldError, NotFound, UnsupportedMediaType
+from serving.store._db import aware
 from serving.store._tables import IdempotencyRecord
 
 if TYPE_CHECKING:
@@ -118,11 +119,6 @@ def json_response(body: Any, status_code: int = 200,
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def aware(t: datetime) -> datetime:
-    """A stored time with its offset (SQLite hands back naive UTC)."""
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _body_hash(body: Any) -> str:

@@ -1,5 +1,6 @@
-"""Assets in the store: locking one for a read-modify-write of its state, its external
-ids, and finding assets by filter.
+"""Assets in the store: an asset as the contract's JSON (the routes' answer and the MQTT
+adapter's retained state), locking one for a read-modify-write of its state, its
+external ids, and finding assets by filter.
 
 Locking an asset for a read-modify-write of its state.
 
@@ -13,15 +14,46 @@ there), so a plain read is already the latest committed value.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import and_, delete, or_, select, true
 from sqlalchemy.orm import Session
 
-from serving.store._db import StoreError, text_limit
+from serving.store._db import StoreError, aware, text_limit
 from serving.store._tables import Asset, AssetExternalId
 
-__all__ = ["claim_external_ids", "find_assets", "in_scope", "lock_asset"]
+__all__ = ["asset_out", "claim_external_ids", "etag_of", "find_assets", "in_scope",
+           "lock_asset"]
 
 _ID_MAX = text_limit(Asset.__table__.c.equipment_id)
+
+
+def etag_of(row: Asset) -> str:
+    """The asset's entity tag: its revision, which every write of it advances."""
+    return f'"r{row.revision}"'
+
+
+def asset_out(row: Asset) -> dict[str, Any]:
+    """The asset as the contract answers it (``AssetOut``)."""
+    return {
+        "equipment_id": row.equipment_id,
+        "asset_type": row.asset_type,
+        "description": row.description,
+        "site": row.site,
+        "area": row.area,
+        "work_center": row.work_center,
+        "external_ids": row.external_ids,
+        "state": row.state,
+        "state_measured_at": aware(row.state_measured_at).isoformat(),
+        "environment": row.capabilities.get("environment", {}),
+        "device_health": row.device_health,
+        "health_index": row.health_index,
+        "parts_made": row.parts_made,
+        "advisories": row.capabilities.get("advisories", []),
+        "revision": row.revision,
+        "etag": etag_of(row),
+        "retired_at": None if row.retired_at is None else aware(row.retired_at).isoformat(),
+    }
 
 
 def lock_asset(session: Session, equipment_id: str) -> Asset | None:

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_URL",
     "Store",
     "StoreError",
+    "aware",
     "downgrade",
     "lock_counter",
     "next_seq",
@@ -127,6 +129,11 @@ def _parse(url: str | URL) -> URL:
             )
         return parsed.set(drivername="postgresql+psycopg")
     raise StoreError("database url", mask_url(parsed), EXPECTED_URL)
+
+
+def aware(t: datetime) -> datetime:
+    """A stored time with its offset (SQLite hands back naive UTC)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

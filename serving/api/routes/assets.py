@@ -40,7 +40,13 @@ from serving.api.deps import (
 )
 from serving.domain.assess import AssetView, health_index, health_status
 from serving.domain.orders import check_asset_values
-from serving.store._assets import claim_external_ids, find_assets, lock_asset
+from serving.store._assets import (
+    asset_out,
+    claim_external_ids,
+    etag_of,
+    find_assets,
+    lock_asset,
+)
 from serving.store._audit import append_audit
 from serving.store._outbox import ASSET_RETIRED, ASSET_UPDATED, emit
 from serving.store._tables import Asset
@@ -64,32 +70,6 @@ def asset_view(row: Asset) -> AssetView:
     return AssetView(row.equipment_id, row.asset_type, dict(row.state),
                      dict(row.capabilities.get("environment", {})),
                      aware(row.state_measured_at), row.device_health)
-
-
-def etag_of(row: Asset) -> str:
-    return f'"r{row.revision}"'
-
-
-def asset_out(row: Asset) -> dict[str, Any]:
-    return {
-        "equipment_id": row.equipment_id,
-        "asset_type": row.asset_type,
-        "description": row.description,
-        "site": row.site,
-        "area": row.area,
-        "work_center": row.work_center,
-        "external_ids": row.external_ids,
-        "state": row.state,
-        "state_measured_at": aware(row.state_measured_at).isoformat(),
-        "environment": row.capabilities.get("environment", {}),
-        "device_health": row.device_health,
-        "health_index": row.health_index,
-        "parts_made": row.parts_made,
-        "advisories": row.capabilities.get("advisories", []),
-        "revision": row.revision,
-        "etag": etag_of(row),
-        "retired_at": None if row.retired_at is None else aware(row.retired_at).isoformat(),
-    }
 
 
 def _matches(if_match: str, row: Asset) -> bool:
