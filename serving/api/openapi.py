@@ -25,25 +25,16 @@ import copy
 import inspect
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from serving._predict_schemas import ModelRef
-from serving._responses import (
-    AssetAdvisory,
-    AssetOut,
-    EventOut,
-    Number,
-    PreviousModel,
-    Timestamp,
-)
-from serving._schemas import NE107, _Out
+from serving._event_schemas import EVENT_DATA
+from serving._responses import EventOut
 from serving._settings import Settings
-from serving._work_order_responses import DecisionOut, DriftOut, PolicyRef
 from serving.api.deps import RequireScope, refuse_unknown_query
 
 __all__ = ["EVENT_DATA", "complete", "complete_document", "required_scope"]
@@ -76,98 +67,6 @@ _HEADERS: dict[str, OpenApi] = {
                     "schema": {"type": "string"}},
     "Allow": {"description": "The methods the path serves (RFC 9110 10.2.1)",
               "schema": {"type": "string"}},
-}
-
-
-# ---- the data of each event type ------------------------------------------------------------
-
-
-class DecisionIssuedData(_Out):
-    """``io.assettwin.decision.issued``: an assessment answered (subject work-order/<id>)."""
-
-    job_order_id: str
-    equipment_id: str
-    decision: DecisionOut
-    model: ModelRef | None = Field(description="null: no model serves the asset type")
-    policy: PolicyRef
-
-
-class AdvisoryRaisedData(AssetAdvisory):
-    """``io.assettwin.advisory.raised``: an assessment predicts a maintenance limit is
-    reached (subject asset/<id>)."""
-
-    equipment_id: str
-
-
-class AdvisoryClearedData(_Out):
-    """``io.assettwin.advisory.cleared``: the maintenance was reported done, or an
-    assessment no longer predicts the limit (subject asset/<id>)."""
-
-    equipment_id: str
-    job_order_id: str = Field(description="The order whose assessment or completion cleared it")
-    action: str
-    kpi: str
-    raised_by: str | None = Field(description="The order whose assessment raised it")
-    raised_at: Timestamp | None
-    cleared_because: Literal["maintenance_done", "not_predicted"]
-
-
-class ThresholdCrossedData(_Out):
-    """``io.assettwin.asset.threshold_crossed``: a completion moved the asset's NE 107
-    status (subject asset/<id>)."""
-
-    equipment_id: str
-    from_: NE107 = Field(alias="from")
-    to: NE107
-    health_index: float
-    state: dict[str, Number]
-
-
-class DriftDetectedData(DriftOut):
-    """``io.assettwin.drift.detected``: a completion's residuals show drift (subject
-    model/<name>)."""
-
-    model: str
-
-
-class ModelActivatedData(_Out):
-    """``io.assettwin.model.activated``: a model is served from a new bundle (subject
-    model/<name>)."""
-
-    activation_id: int
-    name: str
-    source: str
-    version: str
-    bundle_hash: str
-    previous: PreviousModel | None
-    changed: bool
-
-
-class AssetUpdatedData(AssetOut):
-    """``io.assettwin.asset.updated``: the asset as written by a PUT or a PATCH (subject
-    asset/<id>)."""
-
-    changed_by: Literal["PUT", "PATCH"]
-
-
-class AssetRetiredData(_Out):
-    """``io.assettwin.asset.retired``: the asset was retired by a DELETE (subject
-    asset/<id>)."""
-
-    equipment_id: str
-    retired_at: Timestamp
-
-
-# The data of the event types whose payload is declared; another type's data is an object.
-EVENT_DATA: dict[str, type[BaseModel]] = {
-    "io.assettwin.decision.issued": DecisionIssuedData,
-    "io.assettwin.advisory.raised": AdvisoryRaisedData,
-    "io.assettwin.advisory.cleared": AdvisoryClearedData,
-    "io.assettwin.asset.threshold_crossed": ThresholdCrossedData,
-    "io.assettwin.drift.detected": DriftDetectedData,
-    "io.assettwin.model.activated": ModelActivatedData,
-    "io.assettwin.asset.updated": AssetUpdatedData,
-    "io.assettwin.asset.retired": AssetRetiredData,
 }
 
 

@@ -184,7 +184,7 @@ def test_servers_default_to_relative_and_follow_the_settings(
 
 
 def test_a_webhook_per_event_type_with_its_payload_and_signature(doc: dict[str, Any]) -> None:
-    from serving.api.openapi import EVENT_DATA
+    from serving._event_schemas import EVENT_DATA
     from serving.store._outbox import EVENT_TYPES
 
     assert list(doc["webhooks"]) == list(EVENT_TYPES)

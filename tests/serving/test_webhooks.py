@@ -508,6 +508,17 @@ def test_retry_after_reads_an_http_date() -> None:
     assert retry_after_s("-3", now=now) is None and retry_after_s(None) is None
 
 
+def declared(*events: dict[str, Any]) -> None:
+    """Each event's data is what the OpenAPI document declares for its type (a model
+    that forbids unknown fields: nothing more, nothing missing)."""
+    from serving._event_schemas import EVENT_DATA
+
+    for e in events:
+        model = EVENT_DATA[e["type"]]
+        assert model.model_validate(e["data"]).model_dump(mode="json", by_alias=True) == (
+            e["data"]), e["type"]
+
+
 def test_a_url_no_request_can_reach_is_dead_lettered_at_once(db: Db) -> None:
     hook_id, _ = add_webhook(db, "http://")  # stored before URLs were checked
     emit(db, "io.assettwin.decision.issued", "asset/M-01", {})
@@ -523,6 +534,7 @@ def test_a_url_no_request_can_reach_is_dead_lettered_at_once(db: Db) -> None:
         "webhook_id": hook_id, "reason": "permanent", "count": 1,
         "first_event_seq": row.event_seq, "last_event_seq": row.event_seq,
         "max_backlog": None, "last_error": row.last_error}
+    declared(event)
 
 
 def test_dead_letters_in_a_row_disable_the_webhook_and_say_so(db: Db) -> None:
@@ -555,6 +567,7 @@ def test_dead_letters_in_a_row_disable_the_webhook_and_say_so(db: Db) -> None:
     (disabled,) = events_of(db, "io.assettwin.webhook.disabled")
     assert [e["data"]["first_event_seq"] for e in dead_events] == [r.event_seq for r in rows[:2]]
     assert disabled["data"] == {"webhook_id": hook_id, "disabled_reason": hook.disabled_reason}
+    declared(*dead_events, disabled)
     # The other subscriber heard of both, the failing webhook of neither.
     got = [r.headers["webhook-id"] for r in other.delivered()]
     assert got == [dead_events[0]["id"], dead_events[1]["id"], disabled["id"]]
@@ -592,6 +605,7 @@ def test_a_full_queue_dead_letters_its_oldest_and_tells_the_others(
         "webhook_id": full_id, "reason": "max_backlog", "count": 7,
         "first_event_seq": sent[0]["twinseq"], "last_event_seq": sent[6]["twinseq"],
         "max_backlog": 20, "last_error": None}
+    declared(event)
     assert [r.event_seq for r in deliveries(db, other_id)] == [event["twinseq"]]
     with db.session() as s:
         assert backlog(s) == 19
