@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from physics._spec_constants import SpecConstants
 from physics._spec_text import Problems, fmt, indicator, name_problem, suggest
 from physics.expr import Expr, ExpressionError, compile_expr
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from physics.spec import FactorSpec, InputSpec, KpiSpec, TwinSpec
     from physics.variables import Catalogue, VariableInfo
 
@@ -27,8 +30,12 @@ _INTEGRAL_UNITS = {"W": "J", "kW": "kJ", "MW": "MJ"}
 # ---- structure -------------------------------------------------------------------------
 
 
-def check_structure(spec: TwinSpec) -> tuple[Expr, dict[str, Expr], list[Expr]]:
-    """Every catalogue-free check; returns the compiled expressions or raises Problems."""
+def check_structure(
+    spec: TwinSpec, source_dir: Path | None = None
+) -> tuple[Expr, dict[str, Expr], list[Expr], dict[str, float]]:
+    """Every catalogue-free check; returns the compiled expressions and the model
+    constants they read (parameter -> value), or raises Problems. ``source_dir``: where
+    a relative ``fmu.path`` is, for expressions that read the model's constants."""
     p: list[str] = []
     if problem := name_problem(spec.name, reserved=False):
         p.append(f"name: {problem}")
@@ -45,7 +52,7 @@ def check_structure(spec: TwinSpec) -> tuple[Expr, dict[str, Expr], list[Expr]]:
             )
         seen.setdefault(inp.variable, key)
     _check_quantity(spec, p)
-    compiled = _check_expressions(spec, p)
+    compiled = _check_expressions(spec, p, SpecConstants(spec, source_dir))
     if spec.doe is not None:
         _check_doe(spec, p)
     _check_kpis(spec, p)
@@ -175,7 +182,9 @@ def _check_quantity(spec: TwinSpec, p: list[str]) -> None:
         )
 
 
-def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Expr], list[Expr]]:
+def _check_expressions(
+    spec: TwinSpec, p: list[str], constants: SpecConstants
+) -> tuple[Expr, dict[str, Expr], list[Expr], dict[str, float]]:
     available: dict[str, str] = {"quantity": "the quantity"} if spec.quantity else {}
     available["default_stop_time"] = "the FMU's default stop time"
     categorical: dict[str, InputSpec] = {}
@@ -198,7 +207,7 @@ def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Ex
 
     def checked(text: str, field: str) -> Expr | None:
         try:
-            expr = compile_expr(text, field=field)
+            expr = compile_expr(text, field=field, model=constants)
         except ExpressionError as exc:
             p.append(str(exc))
             return None
@@ -248,7 +257,13 @@ def _check_expressions(spec: TwinSpec, p: list[str]) -> tuple[Expr, dict[str, Ex
         if (e := checked(c.expr, f"constraints[{i}].expr")) is not None:
             constraints.append(e)
     order = _derived_order(derived, p)
-    return stop or compile_expr("0", field="stop_time"), {k: derived[k] for k in order}, constraints
+    p.extend(constants.finish())
+    return (
+        stop or compile_expr("0", field="stop_time"),
+        {k: derived[k] for k in order},
+        constraints,
+        constants.values,
+    )
 
 
 def _derived_order(derived: dict[str, Expr], p: list[str]) -> list[str]:
@@ -567,6 +582,15 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
                 p.append(f"{at}.min: {fmt(inp.min)} is below the FMU variable's min {fmt(var.min)}")
             if inp.max is not None and var.max is not None and inp.max > var.max:
                 p.append(f"{at}.max: {fmt(inp.max)} is above the FMU variable's max {fmt(var.max)}")
+    for name, value in spec.model_constant_values.items():
+        var = catalogue.get(name)
+        start = None if var is None or var.start is None else float(var.start)
+        if start != value:
+            now = f"starts it at {fmt(start)}" if start is not None else "has no such value"
+            p.append(
+                f"model.{name}: the spec's expressions read {fmt(value)} at load; the FMU it "
+                f"runs {now} (load the spec again)"
+            )
     for key, k in spec.kpis.items():
         at = f"kpis.{key}"
         var = catalogue.get(k.variable)

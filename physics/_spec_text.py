@@ -274,6 +274,12 @@ def canonical(spec: TwinSpec) -> Any:
             del data["fmu"][key]
     if spec.quantity is None:
         del data["quantity"]
+    if not spec.model_constants:
+        del data["model_constants"]
+    # The model's constants the expressions read are part of what the spec says: a
+    # change in the model changes the hash (a bundle trained before no longer matches).
+    if values := spec.model_constant_values:
+        data["model_constant_values"] = dict(sorted(values.items()))
     return _as_floats(data)
 
 

@@ -6,6 +6,14 @@ no text is ever passed to ``eval``. Allowed: numbers, names, ``+ - * / ** %``,
 unary ``-``/``+``, comparisons (chained), ``and``/``or``/``not``, ``a if c
 else b``, the constant ``pi`` and calls to the functions in :data:`FUNCTIONS`.
 
+Given a :class:`ModelReferences` (a twin spec gives one: the FMU's parameters), an
+expression also reads the model's constants: ``model.rated_power`` is a parameter's
+start value and ``model.kc11[material]`` one value per choice of a categorical
+input (``kc11_<choice>``). Both are replaced by numbers when the expression is
+compiled: ``Expr.text`` is then the plain expression with those numbers in place
+(a lookup becomes ``(830.0 * material_is_aluminium_6061 + ...)``), which every
+consumer of the language (the ONNX compiler of surrogates too) reads as before.
+
 Evaluation is vectorised: names may be bound to floats or numpy arrays, ``if``
 follows ``np.where`` and ``and``/``or`` are element-wise, so a DOE can check a
 whole sample matrix at once. Booleans count as 1.0 / 0.0. Floating-point
@@ -25,18 +33,43 @@ import dataclasses
 import functools
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["CONSTANTS", "FUNCTIONS", "Expr", "ExpressionError", "compile_expr"]
+__all__ = [
+    "CONSTANTS",
+    "FUNCTIONS",
+    "MODEL",
+    "Expr",
+    "ExpressionError",
+    "ModelReferences",
+    "compile_expr",
+]
 
 
 class ExpressionError(ValueError):
     """An expression that cannot be parsed, is not allowed, or cannot be evaluated."""
+
+
+# The name whose attributes are the model's constants: model.<parameter>.
+MODEL = "model"
+
+
+class ModelReferences(Protocol):
+    """What ``model.<name>`` and ``model.<column>[<input>]`` stand for. Each method raises
+    LookupError whose text completes "<field>: <expression> ..." (what is wrong)."""
+
+    def constant(self, name: str) -> float:
+        """The value of ``model.<name>``."""
+        ...
+
+    def lookup(self, column: str, index: str) -> Sequence[tuple[str, float]]:
+        """``model.<column>[<index>]`` as (indicator name, value) pairs, one per choice."""
+        ...
 
 
 Value = Any  # float or ndarray; numpy's own typing of ufunc results is too loose to help
@@ -250,8 +283,9 @@ class Expr:
 MAX_CHARS = 2_000
 
 
-def compile_expr(text: str, *, field: str) -> Expr:
-    """Parse and check ``text``; ``field`` names where it came from, for error messages."""
+def compile_expr(text: str, *, field: str, model: ModelReferences | None = None) -> Expr:
+    """Parse and check ``text``; ``field`` names where it came from, for error messages.
+    ``model`` resolves ``model.<name>`` references (without one they are refused)."""
     if not isinstance(text, str):
         raise ExpressionError(f"{field}: expected an expression as text, got {text!r}")
     if len(text) > MAX_CHARS:
@@ -260,11 +294,13 @@ def compile_expr(text: str, *, field: str) -> Expr:
         )
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        body, resolved = tree.body, text
+        if any(_model_attribute(node) for node in ast.walk(body)):
+            body = ast.fix_missing_locations(_ModelConstants(text, field, model).visit(body))
+            resolved = ast.unparse(body)
         names: set[str] = set()
-        root = _Compiler(text, field, names, _NUMPY).visit(tree.body)
-        row = _row_function(tree.body, field) or _Compiler(text, field, set(), _SCALAR).visit(
-            tree.body
-        )
+        root = _Compiler(text, field, names, _NUMPY).visit(body)
+        row = _row_function(body, field) or _Compiler(text, field, set(), _SCALAR).visit(body)
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
         raise ExpressionError(
@@ -272,7 +308,75 @@ def compile_expr(text: str, *, field: str) -> Expr:
         ) from None
     except (RecursionError, MemoryError):
         raise ExpressionError(f"{field}: {text[:40]!r}... is nested too deeply") from None
-    return Expr(text=text, field=field, names=frozenset(names), _root=root, _row=row)
+    return Expr(text=resolved, field=field, names=frozenset(names), _root=root, _row=row)
+
+
+def _model_attribute(node: ast.AST) -> bool:
+    """Whether ``node`` is ``model.<name>``."""
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == MODEL
+    )
+
+
+def _number(value: float) -> ast.expr:
+    # A negative number as unary minus, so that unparsing keeps -1 ** 2 as (-1) ** 2.
+    if value < 0 or (value == 0 and math.copysign(1.0, value) < 0):
+        return ast.UnaryOp(op=ast.USub(), operand=ast.Constant(value=-value))
+    return ast.Constant(value=value)
+
+
+class _ModelConstants(ast.NodeTransformer):
+    """Replaces ``model.<name>`` by its number and ``model.<column>[<input>]`` by the sum
+    of value times indicator over the input's choices, before anything is compiled."""
+
+    def __init__(self, text: str, field: str, model: ModelReferences | None) -> None:
+        self.text, self.field, self.model = text, field, model
+
+    def fail(self, problem: str) -> ExpressionError:
+        return ExpressionError(f"{self.field}: {self.text!r} {problem}")
+
+    def _refs(self, what: str) -> ModelReferences:
+        if self.model is None:
+            raise self.fail(f"reads {what}; model constants are read only in a twin spec")
+        return self.model
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if not _model_attribute(node):
+            return self.generic_visit(node)  # refused by the compiler: attribute access
+        what = f"{MODEL}.{node.attr}"
+        try:
+            value = self._refs(what).constant(node.attr)
+        except LookupError as exc:
+            raise self.fail(str(exc.args[0] if exc.args else exc)) from None
+        return _number(float(value))
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        if not _model_attribute(node.value):
+            return self.generic_visit(node)  # refused by the compiler: subscripting
+        assert isinstance(node.value, ast.Attribute)
+        column = node.value.attr
+        if not isinstance(node.slice, ast.Name):
+            raise self.fail(
+                f"indexes {MODEL}.{column} with {ast.unparse(node.slice)!r}; a table column "
+                f"takes the name of a categorical input, e.g. {MODEL}.{column}[material]"
+            )
+        index = node.slice.id
+        try:
+            pairs = self._refs(f"{MODEL}.{column}[{index}]").lookup(column, index)
+        except LookupError as exc:
+            raise self.fail(str(exc.args[0] if exc.args else exc)) from None
+        terms: list[ast.expr] = [
+            ast.BinOp(left=_number(float(value)), op=ast.Mult(), right=ast.Name(id=name))
+            for name, value in pairs
+        ]
+        if not terms:
+            raise self.fail(f"reads {MODEL}.{column}[{index}], which has no choices")
+        total = terms[0]
+        for term in terms[1:]:
+            total = ast.BinOp(left=total, op=ast.Add(), right=term)
+        return total
 
 
 # What the compiled row form may call: the scalar backend's functions and float().

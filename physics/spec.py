@@ -16,7 +16,11 @@ Expressions (``stop_time``, ``derived``, ``constraints``) see these names:
   categorical input is not a number and is refused, so a window per material is
   written ``150 * material_is_aluminium_6061 + 100 * material_is_steel_c45 + ...``;
 * ``quantity``, the planned quantity of the work order;
-* every ``derived`` name (derived values may use each other, without cycles).
+* every ``derived`` name (derived values may use each other, without cycles);
+* the model's constants, read from the FMU when the spec loads (see
+  ``physics._spec_constants``): ``model.rated_power`` is the start value of the FMU
+  parameter ``rated_power``, ``model.kc11[material]`` the parameter ``kc11_<choice>``
+  of the order's material. Each one read names its unit under ``model_constants``.
 
 Exceptions::
 
@@ -41,6 +45,7 @@ from pydantic import (
     PrivateAttr,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -367,6 +372,9 @@ class TwinSpec(_Section):
     # FMU is opened), which any expression may also use.
     stop_time: str = "default_stop_time"
     derived: dict[str, str] = {}
+    # The unit each model constant the expressions read (model.<name>, and a table
+    # column model.<column>[<input>]) is written for; the FMU's parameter must have it.
+    model_constants: dict[str, str] = {}
     constraints: list[ConstraintSpec] = []
     doe: DoeSpec | None = None
     kpis: dict[str, KpiSpec]
@@ -382,6 +390,7 @@ class TwinSpec(_Section):
     _constraints: list[Expr] = PrivateAttr(default_factory=list)
     _constraint_derived: list[str] = PrivateAttr(default_factory=list)
     _constraint_inputs: tuple[str, ...] = PrivateAttr(default=())
+    _model_values: dict[str, float] = PrivateAttr(default_factory=dict)
     _row_plan: Any = PrivateAttr(default=None)  # row_namespace's work, worked out once
 
     @field_validator("stop_time", mode="before")
@@ -393,15 +402,18 @@ class TwinSpec(_Section):
         return value
 
     @model_validator(mode="after")
-    def _check_structure(self) -> TwinSpec:
+    def _check_structure(self, info: ValidationInfo) -> TwinSpec:
         materials = _material_problems(self)
+        # from_dict passes the spec's folder: a relative fmu.path the model's constants
+        # are read from lies there.
+        source_dir = (info.context or {}).get("source_dir")
         try:
-            compiled = checks.check_structure(self)
+            compiled = checks.check_structure(self, source_dir)
         except text.Problems as exc:
             raise text.Problems(exc.problems + materials) from None
         if materials:
             raise text.Problems(materials)
-        self._stop_time, self._derived, self._constraints = compiled
+        self._stop_time, self._derived, self._constraints, self._model_values = compiled
         # The derived values the constraints need, directly or through other ones.
         need: set[str] = set().union(*(e.names for e in self._constraints))
         for key in reversed(list(self._derived)):  # a derived value needs earlier ones
@@ -424,11 +436,12 @@ class TwinSpec(_Section):
         source: str | None = None,
     ) -> TwinSpec:
         """Validate ``data``; every problem is reported in one SpecError."""
+        folder = None if source_dir is None else Path(source_dir)
         try:
-            spec = cls.model_validate(data)
+            spec = cls.model_validate(data, context={"source_dir": folder})
         except ValidationError as exc:
             raise SpecError(text.problems_from_validation(exc, cls), source=source) from None
-        spec._source_dir = None if source_dir is None else Path(source_dir)
+        spec._source_dir = folder
         return spec
 
     def bind_default_experiment(self, model_description: Any) -> None:
@@ -477,6 +490,13 @@ class TwinSpec(_Section):
             text.canonical(self), sort_keys=True, separators=(",", ":"), ensure_ascii=True
         )
         return hashlib.sha256(dumped.encode()).hexdigest()
+
+    @property
+    def model_constant_values(self) -> dict[str, float]:
+        """The FMU parameters the expressions read (``model.<name>``, the cells of a
+        ``model.<column>[<input>]``) and the start values read at load: part of the
+        spec hash, and checked again against the FMU a run opens."""
+        return dict(self._model_values)
 
     @property
     def stop_time_expr(self) -> Expr:

@@ -63,15 +63,53 @@ class VariableInfo:
 Catalogue = Mapping[str, VariableInfo]
 
 
+def table_parameter_name(column: str, row: str) -> str:
+    """The FMU parameter that holds one cell of a model table: ``<column>_<row>``
+    (``kc11_steel_c45``). A twin spec reads a column per choice of a categorical input
+    as ``model.<column>[<input>]``, which takes ``<column>_<choice>`` for each choice."""
+    return f"{column}_{row}"
+
+
+def table_parameters(table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The parameters a model table's ``tables`` generate, as rows of its ``variables``
+    section: one per column and row of each table (column by column, rows in the order
+    of the index enumeration), with the column's unit, bounds and description. The
+    build appends them after the table's own variables, so the C model reads (and a
+    run may override) each value like any other parameter."""
+    enums = {
+        name: [item["name"] for item in enum.get("items") or []]
+        for name, enum in (table.get("enumerations") or {}).items()
+    }
+    out: list[dict[str, Any]] = []
+    for tname, tab in (table.get("tables") or {}).items():
+        rows = tab.get("rows") or {}
+        for column, spec in (tab.get("columns") or {}).items():
+            spec = spec or {}
+            about = str(spec.get("description", "")).strip()
+            for row in enums.get(tab.get("index"), []):
+                cell: dict[str, Any] = {
+                    "name": table_parameter_name(column, row),
+                    "causality": "parameter",
+                    "start": (rows.get(row) or {}).get(column),
+                    "description": f"{tname}.{column}[{row}]" + (f": {about}" if about else ""),
+                }
+                cell.update({k: spec[k] for k in ("unit", "min", "max") if k in spec})
+                out.append(cell)
+    return out
+
+
 def catalogue_from_model_table(path: str | Path) -> dict[str, VariableInfo]:
-    """Read the variables of one of our model tables (``physics/models/*/model.yaml``)."""
+    """Read the variables of one of our model tables (``physics/models/*/model.yaml``),
+    the parameters its ``tables`` generate included: the variables of the FMU built
+    from it, with the same start values (its modelDescription.xml is generated from
+    the same rows)."""
     table = yaml.safe_load(Path(path).read_text())
     enums = {
         name: {item["name"]: i + 1 for i, item in enumerate(enum["items"])}
         for name, enum in (table.get("enumerations") or {}).items()
     }
     out: dict[str, VariableInfo] = {}
-    for row in table["variables"]:
+    for row in [*table["variables"], *table_parameters(table)]:
         vtype = row.get("type", "Real")
         items = enums.get(row.get("declared_type", ""), {})
         out[row["name"]] = VariableInfo(
@@ -118,6 +156,65 @@ def catalogue_from_model_description(md: Any) -> dict[str, VariableInfo]:
             items=items,
             shape=shape,
             initial=getattr(v, "initial", None),
+        )
+    return out
+
+
+def catalogue_from_fmu_file(path: str | Path) -> dict[str, VariableInfo]:
+    """The scalar variables of an FMU file's ``modelDescription.xml`` (FMI 2.0 or 3.0),
+    read with the standard library: names, types, causalities, units and start values,
+    for a twin spec's ``model.<name>`` references where fmpy is not installed (a
+    serving image). An FMU folder (unzipped) is read as well. ValueError says why a
+    file cannot be read; a missing file raises FileNotFoundError."""
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    path = Path(path)
+    try:
+        if path.is_dir():
+            text = (path / "modelDescription.xml").read_bytes()
+        else:
+            with zipfile.ZipFile(path) as zf:
+                text = zf.read("modelDescription.xml")
+        root = ET.fromstring(text)
+    except FileNotFoundError:
+        raise
+    except KeyError:
+        raise ValueError(f"{path}: an FMU has a modelDescription.xml; this one has none") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{path}: not an FMU (a zip file): {exc}") from None
+    except ET.ParseError as exc:
+        raise ValueError(f"{path}: its modelDescription.xml is not XML: {exc}") from None
+    units: dict[str, str] = {}  # declared type -> unit
+    for simple in root.iterfind("TypeDefinitions/*"):
+        body = simple.find("Real") if simple.tag == "SimpleType" else simple  # FMI 2.0 | 3.0
+        if body is not None and body.get("unit"):
+            units[str(simple.get("name"))] = str(body.get("unit"))
+    fmi2 = root.get("fmiVersion", "").startswith("2")
+    out: dict[str, VariableInfo] = {}
+    for element in root.iterfind("ModelVariables/*"):
+        if fmi2:
+            body = next(iter(element), None)
+            if element.tag != "ScalarVariable" or body is None:
+                continue
+            tag = body.tag
+        else:
+            body, tag = element, element.tag
+            if element.find("Dimension") is not None:
+                continue  # an array: never one number
+        vtype = _FMI3_TYPES.get(tag, tag)
+        if vtype not in ("Real", "Integer", "Boolean", "Enumeration", "String"):
+            continue
+        name, causality = str(element.get("name")), element.get("causality", "local")
+        unit = body.get("unit") or units.get(str(body.get("declaredType")))
+        out[name] = VariableInfo(
+            name=name,
+            type=vtype,  # type: ignore[arg-type]  # one of the literal's names, checked above
+            causality=causality,  # type: ignore[arg-type]  # FMI's names
+            variability=element.get("variability") or _default_variability(vtype, causality),
+            unit=None if unit in (None, "", "1") else unit,
+            start=_parse_start(body.get("start"), vtype),
+            description=element.get("description", ""),
         )
     return out
 

@@ -18,6 +18,7 @@ from xml.sax.saxutils import quoteattr
 import yaml
 
 from physics.fmu._errors import BuildError
+from physics.variables import table_parameter_name, table_parameters
 
 # SI decomposition of the units our models use: exponents of kg, m, s, K, rad,
 # and factor/offset to SI. Emitted as FMI <BaseUnit> elements.
@@ -129,9 +130,24 @@ def load_table(path: Path) -> ModelTable:
             f"{', '.join(repr(v) for v in FMI_VERSIONS)}"
         )
     enums = {name: e["items"] for name, e in (raw.get("enumerations") or {}).items()}
+    tables = raw.get("tables") or {}
+    _check_tables(tables, enums, where)
+    own = raw.get("variables") or []
+    taken = {row.get("name") for row in own}
+    for tname, table in tables.items():
+        for column in table.get("columns") or {}:
+            for item in enums[table["index"]]:
+                if (cell := table_parameter_name(column, item["name"])) in taken:
+                    raise BuildError(
+                        f"{where}: tables.{tname}.columns.{column}: its parameter {cell} "
+                        "has the name of a variable; rename the column or the variable"
+                    )
+    generated = table_parameters(raw)
     variables: list[Variable] = []
     seen: set[str] = set()
-    for vr, row in enumerate(raw.get("variables") or []):
+    # The tables' parameters come after the table's variables: their value references
+    # follow, and adding a table leaves every other value reference as it was.
+    for vr, row in enumerate([*own, *generated]):
         name = row.get("name")
         if not name or not str(name).isidentifier():
             raise BuildError(f"{where}: variables[{vr}].name: {name!r} is not a C identifier")
@@ -221,24 +237,6 @@ def load_table(path: Path) -> ModelTable:
             f"{where}: variables.{FMI3_TIME_NAME}: the name is reserved for the independent "
             "variable of an FMI 3.0 model; rename the variable"
         )
-    tables = raw.get("tables") or {}
-    for tname, table in tables.items():
-        index = enums.get(table.get("index"))
-        if index is None:
-            raise BuildError(
-                f"{where}: tables.{tname}.index: {table.get('index')!r} is not an "
-                "enumeration of this table"
-            )
-        for item in index:
-            row = table["rows"].get(item["name"])
-            if row is None:
-                raise BuildError(f"{where}: tables.{tname}.rows: no row for {item['name']}")
-            missing = set(table["columns"]) - set(row)
-            if missing:
-                raise BuildError(
-                    f"{where}: tables.{tname}.rows.{item['name']}: missing "
-                    f"{', '.join(sorted(missing))}"
-                )
     # The GUID changes whenever the table changes, and only then.
     guid = "{" + str(uuid.UUID(hashlib.sha256(text.encode()).hexdigest()[:32])) + "}"
     return ModelTable(
@@ -255,6 +253,41 @@ def load_table(path: Path) -> ModelTable:
         model_exchange=model_exchange,
         event_indicators=event_indicators,
     )
+
+
+# What a table column may say about its parameters (the values are in the rows).
+_COLUMN_KEYS = ("unit", "min", "max", "description")
+
+
+def _check_tables(tables: Any, enums: dict[str, list[dict[str, str]]], where: str) -> None:
+    """Each table indexes an enumeration of this model table and has every cell: one
+    row per item of the index, one value per column, a number."""
+    if not isinstance(tables, dict):
+        raise BuildError(f"{where}: tables: expected a mapping of table names, got {tables!r}")
+    for tname, table in tables.items():
+        index = enums.get(table.get("index"))
+        if index is None:
+            raise BuildError(
+                f"{where}: tables.{tname}.index: {table.get('index')!r} is not an "
+                "enumeration of this table"
+            )
+        for column, spec in (table.get("columns") or {}).items():
+            at = f"{where}: tables.{tname}.columns.{column}"
+            if not str(column).isidentifier():
+                raise BuildError(f"{at}: {column!r} is not a C identifier")
+            if extra := sorted(set(spec or {}) - set(_COLUMN_KEYS)):
+                allowed = ", ".join(_COLUMN_KEYS)
+                raise BuildError(f"{at}: unknown key {', '.join(extra)} (allowed: {allowed})")
+        for item in index:
+            row = table["rows"].get(item["name"])
+            if row is None:
+                raise BuildError(f"{where}: tables.{tname}.rows: no row for {item['name']}")
+            missing = set(table["columns"]) - set(row)
+            if missing:
+                raise BuildError(
+                    f"{where}: tables.{tname}.rows.{item['name']}: missing "
+                    f"{', '.join(sorted(missing))}"
+                )
 
 
 def _model_exchange(
@@ -335,11 +368,15 @@ def render_header(model: ModelTable) -> str:
         lines.append(f"enum {{ /* {ename} */")
         lines += [f"    {ename}_{it['name']} = {i + 1}," for i, it in enumerate(items)]
         lines += ["};", f"#define N_{ename.upper()} {len(items)}", ""]
+    if model.tables:
+        # A table's values are parameters (<column>_<row>): T(table, column, row) reads
+        # the one of a row (0-based) in model code, as V(name) reads a variable.
+        lines += ["#define T(table, column, row) (s->v[table##_##column##_VR[(row)]])", ""]
     for tname, table in model.tables.items():
         items = model.enumerations[table["index"]]
         for col in table["columns"]:
-            values = ", ".join(_c_number(table["rows"][it["name"]][col]) for it in items)
-            lines.append(f"static const double {tname}_{col}[{len(items)}] = {{{values}}};")
+            vrs = ", ".join(f"VR_{table_parameter_name(col, it['name'])}" for it in items)
+            lines.append(f"static const unsigned int {tname}_{col}_VR[{len(items)}] = {{{vrs}}};")
         lines.append("")
     lines.append("static const VarDef MODEL_VARS[N_VARS] = {")
     for v in model.variables:

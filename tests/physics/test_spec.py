@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -104,7 +105,9 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "power_s1",
     ]
     # then the tool-life bookkeeping (baselines) and the features where physics is periodic
-    assert list(spec.derived_exprs)[18:21] == ["engaged_share", "life_ref", "vc_ref"]
+    assert list(spec.derived_exprs)[18:23] == [
+        "engaged_share", "engaged_share_ref", "taylor_n", "life_ref", "vc_ref",
+    ]  # fmt: skip
     assert {k: v.baseline for k, v in spec.kpis.items() if v.baseline} == {
         "tool_wear_end": "tool_wear_planned",
         "tool_changes": "tool_changes_planned",
@@ -192,9 +195,14 @@ def test_derived_names_and_constraints_vectorised() -> None:
 
 
 def test_user_fmu_path_is_relative_to_the_spec(tmp_path: Path) -> None:
+    from physics.fmu import fmu_for_model
+
     data = spindle(lambda d: d.update(fmu={"path": "fmus/spindle.fmu", "step_size": 0.5}))
     path = tmp_path / "twin.yaml"
     path.write_text(yaml.safe_dump(data))
+    # The spec reads the model's constants from the FMU there when it loads.
+    (tmp_path / "fmus").mkdir()
+    shutil.copy(fmu_for_model("spindle"), tmp_path / "fmus" / "spindle.fmu")
     spec = load_spec(path)
     assert spec.fmu_file() == tmp_path / "fmus" / "spindle.fmu"
     assert spec.fmu.sampling_interval == 0.5
@@ -682,10 +690,12 @@ def test_spec_problems_from_a_file_name_the_file(tmp_path: Path) -> None:
             id="above-fmu-max",
         ),
         pytest.param(
-            lambda d: d["inputs"]["material"]["choices"].append("steel_c46"),
+            # (A material the model's table lacks is refused at load: the expressions read
+            # its constants; tests/physics/test_spec_model_constants.py.)
+            lambda d: d["inputs"]["finished_surface"]["choices"].append("flor"),
             [
-                "inputs.material.choices: 'steel_c46' is not an item of 'material' "
-                "(did you mean 'steel_c45'?)"
+                "inputs.finished_surface.choices: 'flor' is not an item of 'finished_surface' "
+                "(did you mean 'floor'?)"
             ],
             id="choice-not-an-item",
         ),

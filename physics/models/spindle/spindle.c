@@ -18,7 +18,9 @@
  * generates the wall, the wall-normal force (surface error). Mean force, torque
  * and power use Kienzle at the mean chip thickness (the textbook Pc = ap ae vf kc).
  *
- * The units, values and sources of every constant are in model.yaml.
+ * The units, values and sources of every constant are in model.yaml. The material
+ * table's values are parameters too (kc11_steel_c45, ...): T(material_data, kc11, m)
+ * reads the one of material row m, so a run may override them like any parameter.
  */
 #include <math.h>
 #include <stdio.h>
@@ -103,7 +105,7 @@ static double edge_force(const ModelState *s, double phi) {
     double h = V(feed_per_tooth) * sin(phi);
     if (h <= 0.0) return 0.0;
     int m = material_row(s);
-    return material_data_kc11[m] * pow(h, 1.0 - material_data_mc[m]);
+    return T(material_data, kc11, m) * pow(h, 1.0 - T(material_data, mc, m));
 }
 
 /* 16-point Gauss-Legendre nodes and weights on [-1, 1]. */
@@ -202,7 +204,7 @@ static double mean_force_sharp(const ModelState *s) {
     int m = material_row(s);
     double hm = V(chip_thickness);
     if (hm <= 0.0) return 0.0;
-    double kc = material_data_kc11[m] * pow(hm, -material_data_mc[m]);
+    double kc = T(material_data, kc11, m) * pow(hm, -T(material_data, mc, m));
     double teeth_in_cut = V(n_teeth) * deg(V(engagement_angle)) / (2.0 * PI);
     return kc * V(axial_depth) * hm * teeth_in_cut;
 }
@@ -260,7 +262,7 @@ static Stability stability_setup(const ModelState *s, double k_tip, double f_n) 
         st.mu_i[1] = -sqrt(-disc);
     }
     int m = material_row(s);
-    st.kt = material_data_kc11[m] * pow(V(chip_thickness), -material_data_mc[m]);
+    st.kt = T(material_data, kc11, m) * pow(V(chip_thickness), -T(material_data, mc, m));
     st.k = k_tip;
     st.zeta = V(tool_damping_ratio);
     st.z = V(n_teeth);
@@ -387,14 +389,15 @@ static double lever(const ModelState *s) {
  * and the edge is engaged for eps = phi_e / 2 pi of each revolution. */
 static double tool_life_seconds(const ModelState *s) {
     int m = material_row(s);
-    double n = material_data_taylor_n[m];
+    double n = T(material_data, taylor_n, m);
     double eps = deg(V(engagement_angle)) / (2.0 * PI);
     double eps_ref = acos(1.0 - 2.0 * V(life_reference_engagement)) / (2.0 * PI);
-    double life = 60.0 * material_data_life_ref[m] * (eps_ref / eps) *
-                  pow(material_data_vc_ref[m] / V(cutting_speed), 1.0 / n) *
-                  pow(material_data_hex_ref_ratio[m] * V(tool_diameter) / V(max_chip_thickness),
+    double life = 60.0 * T(material_data, life_ref, m) * (eps_ref / eps) *
+                  pow(T(material_data, vc_ref, m) / V(cutting_speed), 1.0 / n) *
+                  pow(T(material_data, hex_ref_ratio, m) * V(tool_diameter) /
+                          V(max_chip_thickness),
                       V(taylor_feed_exponent) / n);
-    return V(coolant_on) != 0.0 ? life * material_data_coolant_factor[m] : life;
+    return V(coolant_on) != 0.0 ? life * T(material_data, coolant_factor, m) : life;
 }
 
 /* A phase: cutting at the order's speed, or turning at speed n without cutting
@@ -652,8 +655,9 @@ static void update_outputs(ModelState *s, double t, const double *x) {
     if (V(tool_broken) == 0.0) V(breakage_time) = t;
 
     int m = material_row(s);
-    V(specific_cutting_force) =
-        material_data_kc11[m] * pow(V(chip_thickness), -material_data_mc[m]) * wear_factor(s, vb);
+    V(specific_cutting_force) = T(material_data, kc11, m) *
+                                pow(V(chip_thickness), -T(material_data, mc, m)) *
+                                wear_factor(s, vb);
     V(cutting_force) = f.force;
     V(spindle_torque) = f.torque;
     V(cutting_power) = f.power_cut;
