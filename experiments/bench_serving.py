@@ -277,7 +277,7 @@ def ort_share(bundle: Path, body: bytes, shift_path: Path, repeats: int = 200,
     from serving._schemas import JobOrderIn
     from serving._settings import DEFAULT_POLICY
     from serving.domain.assess import AssetView, OrderView, assess
-    from serving.domain.orders import order_values, quality_limits
+    from serving.domain.orders import operation_of, order_values, quality_limits
     from serving.domain.policy import load_policy
 
     model = load_model(str(bundle), threads=1)
@@ -291,8 +291,9 @@ def ort_share(bundle: Path, body: bytes, shift_path: Path, repeats: int = 200,
     others = [v for k, v in views.items() if k != order_in.equipment_id]
     values, quantity = order_values(model.spec, order_in.job_order_parameters,
                                     order_in.planned_quantity, path="job_order_parameters")
-    order = OrderView("BENCH", values, quantity, quality_limits(model.spec,
-                                                                 order_in.quality_specs))
+    operation = operation_of(model.spec, order_in.operation, values)
+    order = OrderView("BENCH", values, quantity, quality_limits(
+        model.spec, order_in.quality_specs, operation))
     spent = [0.0]
     run = LoadedModel.run
 

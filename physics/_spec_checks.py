@@ -445,6 +445,7 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
                 f"{suggest(str(k.baseline), spec.derived)}"
             )
     _check_quality(spec, p)
+    _check_operations(spec, p)
     for key, m in spec.maintenance.items():
         at = f"maintenance.{key}"
         if (kpi := _kpi_of(at, key, spec, p, role="maintenance")) is None:
@@ -492,6 +493,55 @@ def _check_quality(spec: TwinSpec, p: list[str]) -> None:
                 f"{characteristics[q.characteristic_id]!r}"
             )
         characteristics.setdefault(q.characteristic_id, key)
+
+
+def _check_operations(spec: TwinSpec, p: list[str]) -> None:
+    """The operations section names a categorical surface input and a default among its
+    types; quality entries name surfaces of that input, and ``stock`` only where an
+    operation is judged on its stock allowance and the unit is a length."""
+    ops = spec.operations
+    marked = [k for k, q in spec.quality.items() if q.surfaces is not None or q.stock]
+    if ops is None:
+        for key in marked:
+            p.append(f"quality.{key}: surfaces and stock need an operations section")
+        return
+    if not ops.types:
+        p.append("operations.types: give at least one operation type")
+    elif ops.default not in ops.types:
+        p.append(f"operations.default: {ops.default!r} is not one of the types "
+                 f"{', '.join(ops.types)}")
+    choices: list[str] | None = None
+    if ops.surface_input is not None:
+        inp = spec.inputs.get(ops.surface_input)
+        if inp is None or inp.choices is None:
+            p.append(f"operations.surface_input: {ops.surface_input!r} is not a categorical "
+                     f"input{suggest(ops.surface_input, spec.inputs)}")
+        else:
+            choices = inp.choice_names
+    stock_judged = any(t.judge == "stock_allowance" for t in ops.types.values())
+    for key, q in spec.quality.items():
+        at = f"quality.{key}"
+        if q.surfaces is not None:
+            if choices is None:
+                p.append(f"{at}.surfaces: needs operations.surface_input")
+            else:
+                for s in q.surfaces:
+                    if s not in choices:
+                        p.append(f"{at}.surfaces: {s!r} is not a choice of "
+                                 f"{ops.surface_input} ({', '.join(choices)})")
+        if q.stock and stock_judged and not _same_dimension(q.unit, ops.stock_unit):
+            p.append(f"{at}.stock: the characteristic is in {q.unit!r}, not a length "
+                     f"like the stock allowance ({ops.stock_unit!r})")
+
+
+def _same_dimension(a: str, b: str) -> bool:
+    from physics.units import convert
+
+    try:
+        convert(1.0, a, b)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_acceptance(spec: TwinSpec, p: list[str]) -> None:

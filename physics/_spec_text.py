@@ -276,6 +276,13 @@ def canonical(spec: TwinSpec) -> Any:
         del data["quantity"]
     if not spec.model_constants:
         del data["model_constants"]
+    if spec.operations is None:
+        del data["operations"]
+    for key, q in spec.quality.items():
+        if q.surfaces is None:
+            del data["quality"][key]["surfaces"]
+        if not q.stock:
+            del data["quality"][key]["stock"]
     # The model's constants the expressions read are part of what the spec says: a
     # change in the model changes the hash (a bundle trained before no longer matches).
     if values := spec.model_constant_values:

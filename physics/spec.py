@@ -316,8 +316,35 @@ class QualitySpec(_Section):
     target: float | None = None
     usl: float | None = None
     critical: StrictBool = False
+    # Which finished surfaces the characteristic is on (choices of the operations
+    # section's surface input); None: every surface.
+    surfaces: list[str] | None = None
+    # A dimensional deviation: under an operation judged on its stock allowance (a
+    # roughing pass) its limits are the allowance, not the finished part's tolerance.
+    stock: StrictBool = False
 
     check_unit = field_validator("unit")(_parses)
+
+
+class OperationTypeSpec(_Section):
+    """How an operation type's quality is judged: against the spec's tolerances (a
+    finishing pass makes the finished surface), or against the stock allowance it leaves
+    for the next pass (roughing, semi-finishing)."""
+
+    judge: Literal["tolerance", "stock_allowance"]
+    description: str = ""
+
+
+class OperationsSpec(_Section):
+    """The operation an order is (its ``operation`` in the MES contract) and the surface
+    it finishes decide which quality characteristics are checked, and against what."""
+
+    surface_input: str | None = None
+    default: str
+    stock_unit: str = "mm"
+    types: dict[str, OperationTypeSpec]
+
+    check_unit = field_validator("stock_unit")(_parses)
 
 
 class MaintenanceSpec(_Section):
@@ -379,6 +406,7 @@ class TwinSpec(_Section):
     doe: DoeSpec | None = None
     kpis: dict[str, KpiSpec]
     quality: dict[str, QualitySpec] = {}
+    operations: OperationsSpec | None = None
     maintenance: dict[str, MaintenanceSpec] = {}
     feasibility: dict[str, FeasibilitySpec] = {}
     acceptance: dict[str, AcceptanceSpec] = {}

@@ -70,6 +70,8 @@ class OrderIn(_Strict):
     planned_quantity: float = Field(gt=0)
     parameters: dict[str, float | bool | str]
     quality_specs: list[dict[str, Any]] = Field(default_factory=list)
+    # The pass: {type: roughing, stock_allowance: 0.5, unit: mm} (default: the spec's).
+    operation: dict[str, Any] | None = None
     execution_mode: str = "Production"
 
 
@@ -177,7 +179,7 @@ def _param(key: str, value: Any, units: Units) -> dict[str, Any]:
 
 def _order_body(order: OrderIn, equipment_id: str, params: dict[str, Any],
                 start: datetime, units: Units) -> dict[str, Any]:
-    return {
+    body = {
         "equipment_id": equipment_id,
         "job_order_parameters": [_param(k, v, units) for k, v in params.items()],
         "planned_quantity": order.planned_quantity,
@@ -185,6 +187,9 @@ def _order_body(order: OrderIn, equipment_id: str, params: dict[str, Any],
         "execution_mode": order.execution_mode,
         "start_time": start.isoformat(),
     }
+    if order.operation is not None:
+        body["operation"] = order.operation
+    return body
 
 
 def _path(equipment_id: str) -> str:

@@ -135,6 +135,20 @@ class EquipmentRequirement(_In):
     work_center: HierarchyName | None = None
 
 
+class OperationIn(_In):
+    """What the order's pass is: its type decides which quality characteristics are
+    checked and against what (the spec's ``operations``)."""
+
+    type: str = Field(min_length=1, max_length=64, description=(
+        "An operation type of the spec (spindle: roughing, semi_finishing, finishing). A "
+        "finishing pass is judged on the tolerances; a roughing or semi-finishing pass on "
+        "the stock allowance it leaves, its roughness not at all"))
+    stock_allowance: float | None = Field(None, ge=0, description=(
+        "Stock left per side for the next pass (required where the type is judged on it)"))
+    unit: str | None = Field(None, max_length=32, description=(
+        "Unit of stock_allowance (default: the spec's stock unit, mm)"))
+
+
 class JobOrderIn(_In):
     """An ISA-95 job order, as the MES sends it for assessment."""
 
@@ -150,6 +164,8 @@ class JobOrderIn(_In):
         default_factory=list, max_length=100,
         description="Limits per characteristic; they override the spec's defaults",
     )
+    operation: OperationIn | None = Field(None, description=(
+        "The pass this order is; default: the spec's (finishing)"))
     execution_mode: ExecutionMode = "Production"
     equipment_requirements: list[EquipmentRequirement] = Field(
         default_factory=list, max_length=50,

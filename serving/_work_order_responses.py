@@ -78,6 +78,10 @@ class QualityOut(_Out):
     target: float | None
     usl: float | None
     critical: bool
+    basis: Literal["tolerance", "order", "stock_allowance"] = Field(description=(
+        "What the limits are: the spec's tolerance, the order's quality_specs, or the "
+        "stock allowance a roughing or semi-finishing pass leaves (+- on each side the "
+        "tolerance limits)"))
     mean: float
     std: float
     interval: QualityInterval
@@ -274,6 +278,25 @@ class RerouteScope(_Out):
     excluded: list[ExcludedAlternate]
 
 
+class NotChecked(_Out):
+    characteristic_id: str
+    reason: Literal["OTHER_SURFACE", "NOT_THIS_PASS"] = Field(description=(
+        "OTHER_SURFACE: on a surface the order does not finish; NOT_THIS_PASS: made by "
+        "the finishing pass, not by one that leaves stock"))
+    detail: str
+
+
+class OperationOut(_Out):
+    """The order's pass, as judged: which characteristics it is checked on, and how."""
+
+    type: str
+    judged_on: Literal["tolerance", "stock_allowance"]
+    stock_allowance: float | None = Field(description="Per side, in unit (null: finishing)")
+    unit: str
+    surface: str | None = Field(description="The surface the order finishes")
+    not_checked: list[NotChecked]
+
+
 class AssessmentOut(_Out):
     """The assessment of a job order. Without a model for the asset type only the head
     and an UNDECIDED decision (MODEL_MISSING) are sent."""
@@ -284,7 +307,8 @@ class AssessmentOut(_Out):
     assessed_at: Timestamp
     policy: PolicyRef
     model: ModelRef | None = Field(description="null: no model serves the asset type")
-    quality: list[QualityOut] = absent("Per quality characteristic of the spec")
+    operation: OperationOut = absent("The order's pass (an asset type with operations)")
+    quality: list[QualityOut] = absent("Per quality characteristic the order is checked on")
     maintenance: MaintenanceOut = absent()
     feasibility: list[FeasibilityOut] = absent("Per process limit of the spec")
     domain: DomainOut = absent()

@@ -17,7 +17,7 @@ from serving.api.deps import aware, no_asset
 from serving.api.routes.assets import asset_view, in_service
 from serving.domain.advisories import AdvisoryChanges, update_advisories
 from serving.domain.assess import AssetView, OrderView, assessment_steps, run_together
-from serving.domain.orders import order_values, quality_limits
+from serving.domain.orders import operation_of, order_values, quality_limits
 from serving.store._assets import in_scope, lock_asset
 from serving.store._audit import append_audit
 from serving.store._outbox import ADVISORY_CLEARED, ADVISORY_RAISED, DECISION_ISSUED, emit
@@ -89,10 +89,11 @@ class Prepared:
     scope: dict[str, Any]
     model: LoadedModel | None
     order: OrderView | None
+    operation: dict[str, Any] | None = None
 
     def head(self, ctx: Any) -> dict[str, Any]:
         m = self.model
-        return {
+        head = {
             "job_order_id": self.job_order_id,
             "equipment_id": self.body.equipment_id,
             "execution_mode": self.body.execution_mode,
@@ -101,6 +102,9 @@ class Prepared:
             "model": None if m is None else {"name": m.name, "version": m.version,
                                              "bundle_hash": m.bundle_hash},
         }
+        if self.operation is not None:
+            head["operation"] = self.operation
+        return head
 
 
 def prepare(s: Any, ctx: Any, job_order_id: str, body: JobOrderIn, t: datetime) -> Prepared:
@@ -113,15 +117,16 @@ def prepare(s: Any, ctx: Any, job_order_id: str, body: JobOrderIn, t: datetime) 
     asset = asset_view(row)
     others, scope = _alternates_in_scope(s, row, body, ctx.policy, t)
     model = ctx.models.find(asset.asset_type)
-    order = None
+    order = operation = None
     if model is not None:
         values, quantity = order_values(model.spec, body.job_order_parameters,
                                         body.planned_quantity, path="job_order_parameters",
                                         materials=body.material_requirements)
-        limits = quality_limits(model.spec, body.quality_specs)
+        operation = operation_of(model.spec, body.operation, values)
+        limits = quality_limits(model.spec, body.quality_specs, operation)
         order = OrderView(job_order_id, values, quantity, limits,
                           aware(body.start_time) if body.start_time else None)
-    return Prepared(job_order_id, body, t, asset, others, scope, model, order)
+    return Prepared(job_order_id, body, t, asset, others, scope, model, order, operation)
 
 
 def assess_prepared(ctx: Any, prepared: list[Prepared]) -> list[dict[str, Any]]:

@@ -46,6 +46,9 @@ class QualityLimit:
     usl: float | None
     target: float | None = None
     critical: bool = False
+    # What the limits are: the spec's tolerance, the order's quality_specs, or the stock
+    # allowance of a roughing or semi-finishing pass.
+    basis: str = "tolerance"
 
 # ---- health ------------------------------------------------------------------------------
 
@@ -229,6 +232,7 @@ def row_checks(risks: Risks, i: int) -> dict[str, Any]:
             "target": q.target,
             "usl": q.usl,
             "critical": q.critical,
+            "basis": q.basis,
             "mean": mean,
             "std": float(pred.column(q.kpi, "std")[i]),
             "interval": {"lower": lo, "upper": up, "level": level,

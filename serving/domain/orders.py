@@ -21,10 +21,11 @@ from physics._spec_text import fmt, suggest
 from physics.spec import InputSpec, TwinSpec
 from physics.units import UnitError, convert, dimension
 from serving._errors import BadRequest, FieldError
-from serving._schemas import JobOrderParameter, QualitySpecIn
+from serving._schemas import JobOrderParameter, OperationIn, QualitySpecIn
 from serving.domain.assess import QualityLimit
 
-__all__ = ["check_asset_values", "in_spec_unit", "order_values", "quality_limits"]
+__all__ = ["check_asset_values", "in_spec_unit", "operation_of", "order_values",
+           "quality_limits"]
 
 # ISA-95 material uses that put a material into the part (B2MML MaterialUse); a
 # requirement without a use counts as consumed, one Produced (the part) or Consumable
@@ -199,8 +200,51 @@ def order_values(
     return values, count
 
 
-def quality_limits(spec: TwinSpec, given: list[QualitySpecIn]) -> list[QualityLimit]:
-    """The spec's characteristics, with the order's limits where it gives them."""
+def operation_of(spec: TwinSpec, given: OperationIn | None, values: dict[str, Any],
+                 ) -> dict[str, Any] | None:
+    """The order's operation as the answer reports it: its type (the spec's default when
+    the order names none), how it is judged, the stock allowance in the spec's stock unit,
+    and the surface it finishes; None for a spec without operations. BadRequest names an
+    unknown type, a missing or stray allowance, a unit that is not a length."""
+    ops = spec.operations
+    if ops is None:
+        if given is not None:
+            raise BadRequest(f"twin spec {spec.name} has no operation types", [FieldError(
+                "operation", given.type, "no operation (this asset type judges every order "
+                "on its tolerances)")])
+        return None
+    kind = ops.default if given is None else given.type
+    t = ops.types.get(kind)
+    if t is None:
+        raise BadRequest("the operation does not fit twin spec " + spec.name, [FieldError(
+            "operation.type", kind, "one of " + ", ".join(ops.types) + suggest(kind, ops.types))])
+    stock = None
+    if given is not None and given.stock_allowance is not None:
+        if t.judge != "stock_allowance":
+            raise BadRequest("a stock allowance is for a pass that leaves stock", [FieldError(
+                "operation.stock_allowance", given.stock_allowance,
+                f"none: a {kind} pass is judged on the tolerances; a stock allowance goes "
+                "with " + ", ".join(k for k, v in ops.types.items()
+                                    if v.judge == "stock_allowance"))])
+        stock, problem = in_spec_unit(given.stock_allowance, given.unit, ops.stock_unit,
+                                      where="operation.unit")
+        if problem is not None:
+            raise BadRequest("the operation does not fit twin spec " + spec.name, [problem])
+    elif t.judge == "stock_allowance":
+        raise BadRequest("the operation does not fit twin spec " + spec.name, [FieldError(
+            "operation.stock_allowance", None,
+            f"the stock a {kind} pass leaves per side, in {ops.stock_unit} (or with unit)")])
+    surface = None if ops.surface_input is None else values.get(ops.surface_input)
+    return {"type": kind, "judged_on": t.judge, "stock_allowance": stock,
+            "unit": ops.stock_unit, "surface": surface, "not_checked": []}
+
+
+def quality_limits(spec: TwinSpec, given: list[QualitySpecIn],
+                   operation: dict[str, Any] | None = None) -> list[QualityLimit]:
+    """The characteristics the order is checked on, with its limits: the order's where
+    it gives them, else the spec's tolerances, or, in a pass judged on its stock
+    allowance, that allowance on each side the spec limits (and no roughness). What the
+    operation leaves unchecked is added to ``operation["not_checked"]``."""
     by_char = {q.characteristic_id: (k, q) for k, q in spec.quality.items()}
     errors: list[FieldError] = []
     override: dict[str, QualitySpecIn] = {}
@@ -229,12 +273,30 @@ def quality_limits(spec: TwinSpec, given: list[QualitySpecIn]) -> list[QualityLi
     if errors:
         raise BadRequest("the quality specs do not fit twin spec " + spec.name, errors)
     out = []
+    op = operation or {}
+    skipped = op.get("not_checked", [])
+    stock_judged = op.get("judged_on") == "stock_allowance"
     for cid, (kpi, qs) in by_char.items():
         o = override.get(cid)
-        if o is None:
-            out.append(QualityLimit(kpi, cid, qs.unit, qs.lsl, qs.usl, qs.target, qs.critical))
+        if o is not None:  # the MES's limits for this order, whatever the pass
+            out.append(QualityLimit(kpi, cid, qs.unit, o.lsl, o.usl, o.target, o.critical,
+                                    basis="order"))
+        elif op and qs.surfaces is not None and op["surface"] not in qs.surfaces:
+            skipped.append({"characteristic_id": cid, "reason": "OTHER_SURFACE",
+                            "detail": f"on the {', '.join(qs.surfaces)}; the order "
+                                      f"finishes the {op['surface']}"})
+        elif stock_judged and not qs.stock:
+            skipped.append({"characteristic_id": cid, "reason": "NOT_THIS_PASS",
+                            "detail": f"made by the finishing pass; a {op['type']} "
+                                      "pass leaves stock for it"})
+        elif stock_judged:
+            stock = convert(op["stock_allowance"], op["unit"], qs.unit)
+            out.append(QualityLimit(kpi, cid, qs.unit, None if qs.lsl is None else -stock,
+                                    None if qs.usl is None else stock, None, qs.critical,
+                                    basis="stock_allowance"))
         else:
-            out.append(QualityLimit(kpi, cid, qs.unit, o.lsl, o.usl, o.target, o.critical))
+            out.append(QualityLimit(kpi, cid, qs.unit, qs.lsl, qs.usl, qs.target,
+                                    qs.critical))
     return out
 
 
