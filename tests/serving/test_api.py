@@ -212,8 +212,11 @@ def test_assessment_decides_and_replays_by_idempotency_key(service: dict[str, An
                                      "REROUTE", "HOLD_FOR_REVIEW")
     assert a["decision"]["advisory"] is True and a["policy"] == {"id": "default",
                                                                  "version": "1.1.0"}
-    assert {q["characteristic_id"] for q in a["quality"]} == {
-        "WALL", "FLOOR_Z_HIGH", "FLOOR_Z_LOW", "RA"}
+    # A wall order (finishing, the default pass): the wall's characteristics, not the
+    # floor's (tests/serving/test_operations.py).
+    assert {q["characteristic_id"] for q in a["quality"]} == {"WALL", "RA"}
+    assert [n["characteristic_id"] for n in a["operation"]["not_checked"]] == [
+        "FLOOR_Z_HIGH", "FLOOR_Z_LOW"]
     for q in a["quality"]:
         lo, up = q["interval"]["lower"], q["interval"]["upper"]
         assert lo <= q["mean"] <= up and 0 <= q["p_out_of_spec"] <= 1
