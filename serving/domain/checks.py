@@ -18,6 +18,7 @@ from serving.domain.stats import p_above, p_below
 
 __all__ = [
     "BREAKAGE",
+    "BREAKAGE_HAZARD",
     "NE107",
     "QualityLimit",
     "Risks",
@@ -35,6 +36,9 @@ __all__ = [
 
 NE107 = ("NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILURE")
 BREAKAGE = "tool_broken_end"
+# The physical breakage hazard's probability over the order, where the spec has it: a
+# regression KPI in [0, 1] that the breakage probability combines with the event's.
+BREAKAGE_HAZARD = "p_breakage"
 
 
 @dataclass(frozen=True)
@@ -154,10 +158,24 @@ def risks_of(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> Ri
         elif name in wear:
             p_reached[name] = next(p)
     if BREAKAGE in p_reached:
-        reasons["TOOL_BREAKAGE_RISK"] = p_reached[BREAKAGE] > policy.maintenance.p_breakage_max
-        basis["TOOL_BREAKAGE_RISK"] = {
-            "kpi": BREAKAGE, "unit": "1", "limits": {}, "p": p_reached[BREAKAGE],
-            "p_max": policy.maintenance.p_breakage_max, "what": "P(event)"}
+        # Two ways for the tool to break: the event the surrogate classifies (worn out at
+        # the fracture wear, fatigue: deterministic in the physics, so its probability is
+        # the surrogate's uncertainty about it) and the physical hazard of a random
+        # fracture. Independent, so P = 1 - (1 - p_event)(1 - p_hazard). p_hazard is the
+        # surrogate's mean of the hazard KPI: by total probability, an uncertain
+        # probability counts with its expectation (its interval's upper bound would
+        # count the uncertainty twice).
+        p_event = p_reached[BREAKAGE]
+        entry: dict[str, Any] = {"kpi": BREAKAGE, "unit": "1", "limits": {}, "p_event": p_event,
+                                 "p_max": policy.maintenance.p_breakage_max, "what": "P(event)"}
+        if BREAKAGE_HAZARD in m.regression_names:
+            p_hazard = np.clip(pred.column(BREAKAGE_HAZARD), 0.0, 1.0)
+            p_reached[BREAKAGE] = 1.0 - (1.0 - p_event) * (1.0 - p_hazard)
+            entry.update(p_hazard=p_hazard, hazard_kpi=BREAKAGE_HAZARD,
+                         what="P(event or hazard)")
+        entry["p"] = p_reached[BREAKAGE]
+        reasons["TOOL_BREAKAGE_RISK"] = entry["p"] > policy.maintenance.p_breakage_max
+        basis["TOOL_BREAKAGE_RISK"] = entry
     passing = pred.batch.in_domain.copy()
     for hit in reasons.values():
         passing &= ~hit
