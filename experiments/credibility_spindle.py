@@ -247,7 +247,8 @@ def catalogue_wear_test(spec: TwinSpec) -> tuple[float, float]:
 
 def reference_order(spec: TwinSpec) -> list[tuple[str, str, str, str]]:
     with open_twin(spec) as fmu:
-        run = simulate_order(spec, fmu, REFERENCE, 50)
+        outputs = [*fmu.default_outputs(), "tool_modal_stiffness"]
+        run = simulate_order(spec, fmu, REFERENCE, 50, outputs=outputs)
     tr, k = run.trajectories, run.kpis
     d, n, fz, ap, ae, z = 12.0, REFERENCE["spindle_speed"], 0.1, 5.0, 5.0, 4
     phi = math.acos(1 - 2 * ae / d)
@@ -259,6 +260,12 @@ def reference_order(spec: TwinSpec) -> list[tuple[str, str, str, str]]:
     pc_sv = ap * ae * vf * kc_sv / 60e6
     torque = pc * 1e3 / (2 * math.pi * n / 60)
     rt = fz**2 / (4 * d) * 1e3
+    # Tlusty's oriented limit for the tool mode alone: b = 1 / (2 Kt N* |Re G|min),
+    # |Re G|min = 1 / (4 k zeta (1 + zeta)), N* = z phi_e / 2 pi teeth in the cut, with
+    # the tangent Kt = (1 - mc) kc(hm) and the beam's modal stiffness.
+    k_tool, zeta = 1e3 * float(tr["tool_modal_stiffness"][0]), 0.03  # N/mm
+    teeth = z * phi / (2 * math.pi)
+    tlusty = 4 * k_tool * zeta * (1 + zeta) / (2 * (1 - 0.14) * kc * teeth)
     return [
         ("spindle speed n", f"{n:.0f} rpm", "1000 vc / (pi D)", "-"),
         ("feed rate vf", f"{vf:.0f} mm/min", "fz z n", "-"),
@@ -305,16 +312,73 @@ def reference_order(spec: TwinSpec) -> list[tuple[str, str, str, str]]:
         (
             "chatter limit at this speed",
             f"{tr['stability_limit'][0]:.2f} mm",
-            f"critical depth {tr['critical_depth'][0]:.2f} mm",
-            "about 1 mm or less for slender end mills in steel without process damping",
+            f"{tlusty:.2f} mm Tlusty, tool mode, no process damping",
+            "0.5-1 mm for a 12 mm end mill at 3 D in steel without process damping",
         ),
         (
             "stability margin",
             f"{k['stability_margin']:.2f}",
             "-",
-            "< 1: chatter predicted (no process damping)",
+            "< 1: chatter predicted (process damping included)",
         ),
     ]
+
+
+# The three orders of the Physics V review (issue 26), each a routine cut of its
+# material: what the model makes of them beside what a machining engineer expects.
+REVIEW_ORDERS: dict[str, tuple[dict[str, Any], str]] = {
+    "Ti-6Al-4V wall finishing, vc 60 m/min": (
+        {"material": "ti6al4v", "finished_surface": "wall", "tool_diameter": 12.0,
+         "n_teeth": 4, "helix_angle": 40.0, "spindle_speed": 1000 * 60 / (math.pi * 12),
+         "feed_per_tooth": 0.1, "axial_depth": 12.0, "radial_width": 0.5,
+         "tool_overhang": 40.0, "path_length": 1000.0, "coolant_on": True, "warmup": 1.0},
+        "stable (process damping at 60 m/min); life 20-40 min (catalogue starting data)",
+    ),
+    "6061 roughing, vc 900 m/min": (
+        {"material": "aluminium_6061", "finished_surface": "wall", "tool_diameter": 16.0,
+         "n_teeth": 3, "helix_angle": 40.0, "spindle_speed": 1000 * 900 / (math.pi * 16),
+         "feed_per_tooth": 0.12, "axial_depth": 8.0, "radial_width": 8.0,
+         "tool_overhang": 50.0, "path_length": 2000.0, "coolant_on": True, "warmup": 1.0},
+        "tool cost a few cents to 0.2 EUR per part (hours of life in aluminium)",
+    ),
+    "GJL-250 slot 0.5 D, vc 200 m/min": (
+        {"material": "cast_iron_gjl250", "finished_surface": "floor", "tool_diameter": 12.0,
+         "n_teeth": 4, "helix_angle": 30.0, "spindle_speed": 1000 * 200 / (math.pi * 12),
+         "feed_per_tooth": 0.08, "axial_depth": 6.0, "radial_width": 12.0,
+         "tool_overhang": 36.0, "path_length": 600.0, "coolant_on": False, "warmup": 1.0},
+        "a catalogue slot (ap 0.5 D); life 30-60 min dry",
+    ),
+}
+REVIEW_OUTPUTS = ("stability_limit", "stability_method", "tool_life", "tool_frequency")
+
+
+def review_orders(spec: TwinSpec) -> list[tuple[str, dict[str, float], str]]:
+    """Each review order, 20 parts: the KPIs that decide it, the chatter limit with and
+    without process damping (edge_contact_width 0), and what an engineer expects."""
+    out = []
+    with open_twin(spec) as fmu:
+        for name, (order, expected) in REVIEW_ORDERS.items():
+            outputs = [*fmu.default_outputs(), *REVIEW_OUTPUTS]
+            run = simulate_order(spec, fmu, order, 20, outputs=outputs)
+            k, tr = run.kpis, run.trajectories
+            case = spec.case_from_order(order, 1, fmu.catalogue)
+            bare = fmu.simulate({**case.start_values, "edge_contact_width": 0.0}, 1.0,
+                                step_size=1.0, output_interval=1.0,
+                                outputs=["stability_margin"])
+            out.append((name, {
+                "stability_margin": k["stability_margin"],
+                "margin_without_process_damping": float(bare["stability_margin"][0]),
+                "stability_limit_mm": float(tr["stability_limit"][0]),
+                "method": float(tr["stability_method"][0]),
+                "tool_mode_hz": float(tr["tool_frequency"][0]),
+                "tool_life_min": k["tool_life"],
+                "p_tool_life_reached": k.get("p_tool_life_reached", math.nan),
+                "p_breakage": k.get("p_breakage", math.nan),
+                "tool_cost_per_part_eur": k["tool_cost_per_part"],
+                "wall_error_max_um": k["wall_error_max"],
+                "surface_roughness_max_um": k["surface_roughness_max"],
+            }, expected))
+    return out
 
 
 def load_rows(folder: Path, spec: TwinSpec) -> dict[str, np.ndarray]:
@@ -434,6 +498,23 @@ def main(argv: list[str] | None = None) -> int:
     for label, model, hand, published in ref:
         print(f"  {label:26s} {model:>18s}  {hand:34s} {published}")
     figures["reference"] = {label: model for label, model, _, _ in ref}
+    print("\nthe review's hand-checked orders (20 parts each; margin without process damping:"
+          " edge_contact_width 0)")
+    figures["review_orders"] = {}
+    for name, got, expected in review_orders(spec):
+        figures["review_orders"][name] = got
+        method = "semi-discretization" if got["method"] == 2 else "zeroth order"
+        print(f"  {name}")
+        print(f"    chatter: margin {got['stability_margin']:.2f} (without process damping "
+              f"{got['margin_without_process_damping']:.2f}), limit "
+              f"{got['stability_limit_mm']:.2f} mm, {method}, tool mode "
+              f"{got['tool_mode_hz']:.0f} Hz")
+        print(f"    tool: life {got['tool_life_min']:.0f} min, P(life reached) "
+              f"{got['p_tool_life_reached']:.3f}, P(breakage) {got['p_breakage']:.4f}, "
+              f"{got['tool_cost_per_part_eur']:.3f} EUR/part")
+        print(f"    part: wall error {got['wall_error_max_um']:.1f} um, Ra "
+              f"{got['surface_roughness_max_um']:.2f} um")
+        print(f"    expected: {expected}")
     length, vb = catalogue_wear_test(spec)
     figures["catalogue_wear_test"] = {"cut_m": length, "vb_mm": vb}
     print(

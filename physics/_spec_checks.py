@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from physics._spec_constants import SpecConstants
 from physics._spec_text import Problems, fmt, indicator, name_problem, suggest
-from physics.expr import Expr, ExpressionError, compile_expr
+from physics.expr import MODEL, Expr, ExpressionError, compile_expr
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,6 +42,8 @@ def check_structure(
     if spec.version < 1:
         p.append(f"version: {spec.version} must be at least 1")
     _check_fmu(spec, p)
+    constants = SpecConstants(spec, source_dir)
+    constants.resolve_input_defaults(p)
     seen: dict[str, str] = {}
     for key, inp in spec.inputs.items():
         _check_input(f"inputs.{key}", key, inp, p)
@@ -52,7 +54,7 @@ def check_structure(
             )
         seen.setdefault(inp.variable, key)
     _check_quantity(spec, p)
-    compiled = _check_expressions(spec, p, SpecConstants(spec, source_dir))
+    compiled = _check_expressions(spec, p, constants)
     if spec.doe is not None:
         _check_doe(spec, p)
     _check_kpis(spec, p)
@@ -126,7 +128,7 @@ def _check_input(at: str, key: str, inp: InputSpec, p: list[str]) -> None:
                 for n in ("min", "max")
                 if not float(getattr(inp, n)).is_integer()
             )
-    if inp.default is not None:
+    if inp.default is not None and inp.default != MODEL:  # 'model': unread, said already
         try:
             inp.coerce(inp.default)
         except ValueError as exc:

@@ -103,6 +103,29 @@ class SpecConstants:
             for choice in inp.choice_names
         ]
 
+    # ---- inputs whose default is the model's --------------------------------------
+
+    def resolve_input_defaults(self, problems: list[str]) -> None:
+        """``default: model``: the input's default is its FMU variable's start value (a
+        machine constant whose value and source model.yaml holds), read here once."""
+        for key, inp in self.spec.inputs.items():
+            if inp.default != MODEL:
+                continue
+            catalogue = self._load()
+            if catalogue is None:
+                problems.extend(self.problems)
+                self.problems.clear()
+                continue
+            var = catalogue.get(inp.variable)
+            if var is None or var.start is None:
+                problems.append(
+                    f"inputs.{key}.default: 'model' takes the start value of variable "
+                    f"{inp.variable!r}, which {self._where} does not have"
+                )
+                continue
+            object.__setattr__(inp, "default", var.start)
+            self.values[inp.variable] = float(var.start)
+
     # ---- after the expressions ------------------------------------------------------
 
     def finish(self) -> list[str]:

@@ -1,7 +1,7 @@
 """Work orders as files and command-line assignments, flattened to twin values.
 
 A work order file follows the ISA-95 job order the MES sends (see DESIGN.md),
-plus the asset's state and the environment::
+plus the asset's state, the environment and the machine's constants::
 
     job_order_id: WO-1001
     equipment_id: MILL-07
@@ -11,6 +11,7 @@ plus the asset's state and the environment::
       - {id: spindle_speed, value: 5000, unit: rpm}
     state: {tool_wear: 0.05}
     environment: {ambient_temperature: 22}
+    machine: {spindle_stiffness: 45}
 
 Values are checked against the twin spec afterwards (``TwinSpec.case_from_order``);
 here only the shape of the file and the units it states are checked.
@@ -37,6 +38,7 @@ _KEYS = {
     "job_order_parameters",
     "state",
     "environment",
+    "machine",
     "priority",
     "start_time",
     "execution_mode",
@@ -82,7 +84,7 @@ def parse_order(data: Mapping[str, Any], spec: TwinSpec) -> WorkOrder:
                 f"twin spec's unit {inp.unit!r}"
             )
         values[key] = item["value"]
-    for section in ("state", "environment"):
+    for section in ("state", "environment", "machine"):
         block = data.get(section) or {}
         if not isinstance(block, Mapping):
             problems.append(f"{section}: expected a mapping of input id to value")
@@ -103,7 +105,8 @@ def parse_order(data: Mapping[str, Any], spec: TwinSpec) -> WorkOrder:
         extra={
             k: v
             for k, v in data.items()
-            if k not in ("job_order_parameters", "state", "environment", "planned_quantity")
+            if k not in ("job_order_parameters", "state", "environment", "machine",
+                         "planned_quantity")
         },
     )
 

@@ -82,7 +82,7 @@ __all__ = [
 DEFAULT_STOP = "default_stop_time"
 
 Role = Literal["quality", "maintenance", "process"]
-Source = Literal["order", "environment", "state"]
+Source = Literal["order", "environment", "state", "machine"]
 Distribution = Literal["uniform", "loguniform", "normal", "triangular"]
 InputKind = Literal["real", "integer", "boolean", "categorical"]
 

@@ -17,8 +17,8 @@ Where the extra spellings come from:
   (machine-readable copy: github.com/uncefact/vocab-codes, CLR/Rec20): ``4H``
   micrometre, ``MMT`` millimetre, ``MTR`` metre, ``RPM`` revolutions per minute
   (1.666 67 x 10^-2 s^-1), ``CEL`` degree Celsius, ``KEL`` kelvin, ``SEC`` second,
-  ``MIN`` minute, ``HUR`` hour, ``NEW`` newton, ``WTT`` watt, ``KWT`` kilowatt, ``JOU``
-  joule, ``KJO`` kilojoule, ``DD`` degree [unit of angle], ``P1`` percent, ``C62`` one,
+  ``MIN`` minute, ``HUR`` hour, ``NEW`` newton, ``WTT`` watt, ``KWT`` kilowatt, ``HTZ`` hertz,
+  ``JOU`` joule, ``KJO`` kilojoule, ``DD`` degree [unit of angle], ``P1`` percent, ``C62`` one,
   ``H87`` piece, ``EA`` each.
 * Currency is a dimension of its own (ISO 4217 codes, ``EUR``): a price converts to
   nothing but itself.
@@ -66,6 +66,7 @@ _DEFINITIONS = (
     "@alias hour = HUR",
     "@alias newton = NEW",
     "@alias watt = WTT",
+    "@alias hertz = HTZ",
     "KWT = 1000 * watt",
     "@alias joule = JOU",
     "KJO = 1000 * joule",

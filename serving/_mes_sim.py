@@ -1,6 +1,6 @@
 """`twin mes simulate`: an MES playing a shift against a running service, over HTTP.
 
-The shift file names the machines (their state, environment, external ids) and the job
+The shift file names the machines (their state, environment, constants, external ids) and the job
 orders. The simulated MES registers the machines, then, order by order, asks for an
 assessment and acts on the decision as a shop would:
 
@@ -56,6 +56,7 @@ class MachineIn(_Strict):
     external_ids: dict[str, str] = Field(default_factory=dict)
     state: dict[str, float] = Field(default_factory=dict)
     environment: dict[str, float] = Field(default_factory=dict)
+    machine: dict[str, float] = Field(default_factory=dict)
     tool_probe: bool = False
     state_age_hours: float = Field(0.0, ge=0)
     site: str | None = None
@@ -206,6 +207,7 @@ def register(api: Api, shift: Shift, now: datetime) -> None:
             "asset_type": shift.asset_type, "description": m.description,
             "site": m.site, "area": m.area, "work_center": m.work_center,
             "external_ids": m.external_ids, "state": m.state, "environment": m.environment,
+            "machine": m.machine,
             "state_measured_at": (now - timedelta(hours=m.state_age_hours)).isoformat(),
             "device_health": "NORMAL",
         }
@@ -267,7 +269,7 @@ def play_order(api: Api, order: OrderIn, job_id: str, run: Runner, chars: list[C
     if out.final["type"] == "RELEASE_WITH_ADJUSTMENT":  # last ask: take it as proposed
         params.update({p["id"]: p["to"] for p in out.final["adjustment"]["parameters"]})
     asset = api.call("GET", _path(machine))
-    values = {**params, **asset["environment"], **asset["state"]}
+    values = {**params, **asset["environment"], **asset["machine"], **asset["state"]}
     kpis = run(values, order.planned_quantity)
     out.ran_on, out.kpis = machine, kpis
     broken = kpis.get("tool_broken_end", 0.0) > 0.5

@@ -175,7 +175,7 @@ class ModelInput(_Out):
     name: str
     kind: Literal["real", "integer", "boolean", "categorical"]
     unit: str | None
-    source: str | None = Field(description="order, state, environment or quantity")
+    source: str | None = Field(description="order, state, environment, machine or quantity")
     description: str
     min: Number | None = Field(description="Lowest value the spec allows")
     max: Number | None = Field(description="Highest value the spec allows")
@@ -291,6 +291,8 @@ class AssetOut(_Out):
     state: dict[str, Number] = Field(description="Per state input of the spec")
     state_measured_at: Timestamp
     environment: dict[str, Number] = Field(description="Per environment input of the spec")
+    machine: dict[str, Number] = Field(
+        description="Per machine input of the spec: the constants this machine has")
     device_health: NE107 = Field(description="NAMUR NE 107 status")
     health_index: float = Field(description="1 - the largest share of a state limit used")
     parts_made: int

@@ -211,6 +211,11 @@ class AssetIn(_In):
     environment: dict[str, float] = Field(
         default_factory=dict, description="Environment inputs (ambient_temperature, ...)"
     )
+    machine: dict[str, float] = Field(
+        default_factory=dict,
+        description="The machine's own constants, inputs of source machine (for a spindle: "
+                    "rated_power, spindle_stiffness, spindle_natural_frequency); each left out "
+                    "takes the spec's default")
     device_health: NE107 | None = Field(
         None, description="Set CHECK_FUNCTION or FAILURE by hand; NORMAL clears them"
     )
@@ -218,8 +223,8 @@ class AssetIn(_In):
 
 class AssetPatch(_In):
     """A JSON Merge Patch (RFC 7396) of an asset: what it names changes, the rest stays.
-    ``null`` removes an external id, clears a hierarchy level, or returns a state or
-    environment input to the spec's default. A patch of ``state`` without
+    ``null`` removes an external id, clears a hierarchy level, or returns a state,
+    environment or machine input to the spec's default. A patch of ``state`` without
     ``state_measured_at`` is dated now."""
 
     asset_type: str | None = Field(None, description="Must equal the asset's type")
@@ -232,6 +237,7 @@ class AssetPatch(_In):
     state: dict[str, float | None] | None = None
     state_measured_at: Timestamp | None = None
     environment: dict[str, float | None] | None = None
+    machine: dict[str, float | None] | None = None
     device_health: NE107 | None = None
 
 

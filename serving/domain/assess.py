@@ -28,7 +28,7 @@ Decisions are advisory: the MES decides.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,6 +61,7 @@ __all__ = [
     "health_index",
     "health_status",
     "run_together",
+    "with_machine_defaults",
 ]
 
 
@@ -72,6 +73,9 @@ class AssetView:
     environment: dict[str, Any]
     state_measured_at: datetime
     device_health: str = "NORMAL"
+    # The machine's own constants (spec inputs of source machine); those not set take
+    # the spec's default (an asset registered before its spec had them).
+    machine: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,13 +98,22 @@ class _Scenario:
 
 
 def _row(order: OrderView, asset: AssetView, **override: Any) -> dict[str, Any]:
-    return {**order.values, **asset.environment, **asset.state, "quantity": order.quantity,
-            **override}
+    return {**order.values, **asset.environment, **asset.machine, **asset.state,
+            "quantity": order.quantity, **override}
+
+
+def with_machine_defaults(spec: Any, asset: AssetView) -> AssetView:
+    given = dict(asset.machine)
+    for key, inp in spec.inputs.items():
+        if inp.source == "machine" and key not in given and inp.default is not None:
+            given[key] = inp.coerce(inp.default)
+    return replace(asset, machine=given)
 
 
 def _candidates(model: LoadedModel, order: OrderView, policy: Policy) -> list[dict[str, Any]]:
     """Adjusted settings: each adjustable parameter within its share of the order's value,
-    the spec bounds and the training domain; a seeded design, so a decision replays."""
+    the spec bounds and the training domain; a seeded design, so a decision replays;
+    then each parameter's own scan (``scan`` values of it alone, the rest as ordered)."""
     adj = policy.adjustment
     params = [k for k, p in adj.parameters.items() if p.relative > 0 and k in order.values]
     if not params:
@@ -108,6 +121,7 @@ def _candidates(model: LoadedModel, order: OrderView, policy: Policy) -> list[di
     rng = np.random.default_rng(adj.seed)
     domain = {c["name"]: c for c in model.inputs}
     columns = {}
+    scans: list[dict[str, Any]] = []
     for key in params:
         inp = model.spec.inputs[key]
         v = float(order.values[key])
@@ -123,7 +137,13 @@ def _candidates(model: LoadedModel, order: OrderView, policy: Policy) -> list[di
         u = (rng.permutation(adj.candidates) + rng.random(adj.candidates)) / adj.candidates
         col = lo + u * (hi - lo)
         columns[key] = np.round(col) if inp.kind == "integer" else col
-    return [{k: float(columns[k][j]) for k in params} for j in range(adj.candidates)]
+        points = adj.parameters[key].scan
+        if points and hi > lo:
+            line = np.linspace(lo, hi, points)
+            line = np.unique(np.round(line)) if inp.kind == "integer" else line
+            scans.extend({key: float(x)} for x in line)
+    joint = [{k: float(columns[k][j]) for k in params} for j in range(adj.candidates)]
+    return joint + scans
 
 
 # An assessment as a generator: it yields the rows it needs predicted, is sent their
@@ -183,6 +203,8 @@ def assessment_steps(
 ) -> Steps:
     """The assessment of ``order`` on ``asset`` as steps (see ``Steps``)."""
     spec = model.spec
+    asset = with_machine_defaults(spec, asset)
+    others = [with_machine_defaults(spec, o) for o in others]
     # The first call: the order as sent (row 0) and its scan over the quantity.
     q_col = next(c for c in model.inputs if c["name"] == "quantity")
     horizon = int(q_col["max"])

@@ -45,6 +45,10 @@ class MaintenancePolicy(_Strict):
 
 class AdjustParameter(_Strict):
     relative: float = Field(ge=0, le=1)
+    # Values of this parameter alone (the others as ordered) spread evenly over its
+    # window, beside the joint design: a fine scan finds a narrow window, such as a
+    # stability lobe, that the joint design's points miss.
+    scan: int = Field(default=0, ge=0, le=256)
 
 
 class AdjustmentPolicy(_Strict):

@@ -46,6 +46,7 @@ def asset_out(row: Asset) -> dict[str, Any]:
         "state": row.state,
         "state_measured_at": aware(row.state_measured_at).isoformat(),
         "environment": row.capabilities.get("environment", {}),
+        "machine": row.capabilities.get("machine", {}),
         "device_health": row.device_health,
         "health_index": row.health_index,
         "parts_made": row.parts_made,

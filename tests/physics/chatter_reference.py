@@ -43,7 +43,11 @@ def tool_beam(p: dict[str, Any]) -> Beam:
     d, big_l = p["tool_diameter"], p["tool_overhang"]
     flute = min(p["flute_length_ratio"] * d, big_l)
     neck = min(p["neck_length"], big_l - flute)
-    parts = [(big_l - flute - neck, d), (neck, p["neck_ratio"] * d), (flute, p["tool_core_ratio"] * d)]
+    parts = [
+        (big_l - flute - neck, d),
+        (neck, p["neck_ratio"] * d),
+        (flute, p["tool_core_ratio"] * d),
+    ]
     beam = Beam([], [], [])
     for length, dia in parts:
         if length <= 1e-9 * big_l:
@@ -63,7 +67,11 @@ def beam_compliance(beam: Beam, a: float) -> float:
         lo, hi = edges[i], min(edges[i + 1], a)
         if hi > lo:
             total += integrate.quad(
-                lambda x: (a - x) * (beam.total - x) / beam.ei[i], lo, hi, epsabs=0, epsrel=1e-13
+                lambda x, ei=beam.ei[i]: (a - x) * (beam.total - x) / ei,
+                lo,
+                hi,
+                epsabs=0,
+                epsrel=1e-13,
             )[0]
     return total
 
@@ -74,8 +82,14 @@ def beam_first_mode(beam: Beam, elements: int = 60) -> tuple[float, float]:
     edges = np.cumsum([0.0, *beam.length])
     nodes = np.unique(
         np.concatenate(
-            [np.linspace(edges[i], edges[i + 1], max(2, round(elements * beam.length[i] / beam.total) + 1))
-             for i in range(len(beam.length))]
+            [
+                np.linspace(
+                    edges[i],
+                    edges[i + 1],
+                    max(2, round(elements * beam.length[i] / beam.total) + 1),
+                )
+                for i in range(len(beam.length))
+            ]
         )
     )
     n = len(nodes)
@@ -85,13 +99,30 @@ def beam_first_mode(beam: Beam, elements: int = 60) -> tuple[float, float]:
         h = nodes[e + 1] - nodes[e]
         seg = beam.at(0.5 * (nodes[e] + nodes[e + 1]))
         ei, mu = beam.ei[seg], beam.mu[seg]
-        ke = ei / h**3 * np.array(
-            [[12, 6 * h, -12, 6 * h], [6 * h, 4 * h * h, -6 * h, 2 * h * h],
-             [-12, -6 * h, 12, -6 * h], [6 * h, 2 * h * h, -6 * h, 4 * h * h]]
+        ke = (
+            ei
+            / h**3
+            * np.array(
+                [
+                    [12, 6 * h, -12, 6 * h],
+                    [6 * h, 4 * h * h, -6 * h, 2 * h * h],
+                    [-12, -6 * h, 12, -6 * h],
+                    [6 * h, 2 * h * h, -6 * h, 4 * h * h],
+                ]
+            )
         )
-        me = mu * h / 420 * np.array(
-            [[156, 22 * h, 54, -13 * h], [22 * h, 4 * h * h, 13 * h, -3 * h * h],
-             [54, 13 * h, 156, -22 * h], [-13 * h, -3 * h * h, -22 * h, 4 * h * h]]
+        me = (
+            mu
+            * h
+            / 420
+            * np.array(
+                [
+                    [156, 22 * h, 54, -13 * h],
+                    [22 * h, 4 * h * h, 13 * h, -3 * h * h],
+                    [54, 13 * h, 156, -22 * h],
+                    [-13 * h, -3 * h * h, -22 * h, 4 * h * h],
+                ]
+            )
         )
         idx = np.arange(2 * e, 2 * e + 4)
         k[np.ix_(idx, idx)] += ke
@@ -145,8 +176,11 @@ def cut_of(p: dict[str, Any]) -> Cut:
     return Cut(
         modes=[
             (1e6 * k_tool, 2 * math.pi * f_tool, p["tool_damping_ratio"]),
-            (1e6 * p["spindle_stiffness"], 2 * math.pi * p["spindle_natural_frequency"],
-             p["spindle_damping_ratio"]),
+            (
+                1e6 * p["spindle_stiffness"],
+                2 * math.pi * p["spindle_natural_frequency"],
+                p["spindle_damping_ratio"],
+            ),
         ],
         z=int(p["n_teeth"]),
         phi_st=math.pi - g["phi"],
@@ -179,7 +213,9 @@ def engaged(cut: Cut, ap: float, theta: float) -> tuple[np.ndarray, np.ndarray]:
 
         def in_cut(zh: float, bottom: float = bottom) -> float:
             phi = bottom - cut.kappa * zh
-            return float(cut.phi_st <= (phi - cut.phi_st) % (2 * math.pi) + cut.phi_st <= cut.phi_ex)
+            return float(
+                cut.phi_st <= (phi - cut.phi_st) % (2 * math.pi) + cut.phi_st <= cut.phi_ex
+            )
 
         if cut.kappa * ap < 1e-9:
             phi = bottom
@@ -200,11 +236,23 @@ def engaged(cut: Cut, ap: float, theta: float) -> tuple[np.ndarray, np.ndarray]:
                 for i in range(2):
                     for k in range(2):
                         h[i, k] += integrate.quad(
-                            lambda zh: cutting_matrix(bottom - cut.kappa * zh, cut.kr)[i, k], a, b,
-                            epsabs=0, epsrel=1e-12)[0]
+                            lambda zh, b0=bottom, i=i, k=k: cutting_matrix(
+                                b0 - cut.kappa * zh, cut.kr
+                            )[i, k],
+                            a,
+                            b,
+                            epsabs=0,
+                            epsrel=1e-12,
+                        )[0]
                         r[i, k] += integrate.quad(
-                            lambda zh: damping_matrix(bottom - cut.kappa * zh)[i, k], a, b,
-                            epsabs=0, epsrel=1e-12)[0]
+                            lambda zh, b0=bottom, i=i, k=k: damping_matrix(b0 - cut.kappa * zh)[
+                                i, k
+                            ],
+                            a,
+                            b,
+                            epsabs=0,
+                            epsrel=1e-12,
+                        )[0]
     return cut.kt * h, cut.pd * r
 
 
@@ -252,7 +300,7 @@ def sdm_rho(cut: Cut, ap: float, m: int) -> float:
     y[:, :ny] = np.eye(ny)
     mono = np.zeros((dim, dim))
     for k in range(m + 1):
-        mono[ny + 2 * k: ny + 2 * k + 2] = p @ y[:nq]
+        mono[ny + 2 * k : ny + 2 * k + 2] = p @ y[:nq]
         if k == m:
             break
         h, r = engaged(cut, ap, cut.phi_st + (k + 0.5) * span / m)
@@ -262,13 +310,13 @@ def sdm_rho(cut: Cut, ap: float, m: int) -> float:
         phi = linalg.expm(a * dt)
         aug = np.zeros((ny + 4, ny + 4))
         aug[:ny, :ny] = a * dt
-        aug[:ny, ny:ny + 2] = b * dt
-        aug[ny:ny + 2, ny + 2:] = np.eye(2)
+        aug[:ny, ny : ny + 2] = b * dt
+        aug[ny : ny + 2, ny + 2 :] = np.eye(2)
         e = linalg.expm(aug)
-        g_const, g_ramp = e[:ny, ny:ny + 2], e[:ny, ny + 2:]
+        g_const, g_ramp = e[:ny, ny : ny + 2], e[:ny, ny + 2 :]
         ynew = phi @ y
-        ynew[:, ny + 2 * k: ny + 2 * k + 2] += g_const - g_ramp
-        ynew[:, ny + 2 * k + 2: ny + 2 * k + 4] += g_ramp
+        ynew[:, ny + 2 * k : ny + 2 * k + 2] += g_const - g_ramp
+        ynew[:, ny + 2 * k + 2 : ny + 2 * k + 4] += g_ramp
         y = ynew
     a0, _ = a_of(np.zeros((2, 2)), np.zeros((2, 2)))
     mono[:ny] = linalg.expm(a0 * t_free) @ y
@@ -282,7 +330,11 @@ def sdm_limit(cut: Cut, m: int, ap_hi: float) -> float:
     while hi < ap_hi:
         lo, hi = hi, min(2 * hi, ap_hi)
         if sdm_rho(cut, hi, m) >= 1:
-            return float(optimize.brentq(lambda a: math.log(sdm_rho(cut, a, m)), lo, hi, xtol=1e-12, rtol=1e-10))
+            return float(
+                optimize.brentq(
+                    lambda a: math.log(sdm_rho(cut, a, m)), lo, hi, xtol=1e-12, rtol=1e-10
+                )
+            )
     return ap_hi
 
 
@@ -297,8 +349,12 @@ def zoa_limit(cut: Cut, ap_max: float, scan: int = 20000) -> float:
     r0 = np.zeros((2, 2))
     for i in range(2):
         for k in range(2):
-            h0[i, k] = integrate.quad(lambda f: cutting_matrix(f, cut.kr)[i, k], cut.phi_st, cut.phi_ex)[0]
-            r0[i, k] = integrate.quad(lambda f: damping_matrix(f)[i, k], cut.phi_st, cut.phi_ex)[0]
+            h0[i, k] = integrate.quad(
+                lambda f, i=i, k=k: cutting_matrix(f, cut.kr)[i, k], cut.phi_st, cut.phi_ex
+            )[0]
+            r0[i, k] = integrate.quad(
+                lambda f, i=i, k=k: damping_matrix(f)[i, k], cut.phi_st, cut.phi_ex
+            )[0]
     h0 *= cut.kt * cut.z / (2 * math.pi)
     r0 *= cut.pd * cut.z / (2 * math.pi)
     lam, vec = np.linalg.eig(h0.astype(complex))
@@ -307,7 +363,9 @@ def zoa_limit(cut: Cut, ap_max: float, scan: int = 20000) -> float:
     whi = 3.0 * max(m[1] for m in cut.modes)
 
     def receptance(w: float) -> complex:
-        return complex(sum(1 / (k * (1 - (w / wn) ** 2 + 2j * zeta * w / wn)) for k, wn, zeta in cut.modes))
+        return complex(
+            sum(1 / (k * (1 - (w / wn) ** 2 + 2j * zeta * w / wn)) for k, wn, zeta in cut.modes)
+        )
 
     best = ap_max
     for e in range(2):
@@ -340,8 +398,14 @@ def zoa_limit(cut: Cut, ap_max: float, scan: int = 20000) -> float:
             p0, p1 = psi[i - 1], psi[i]
             if not (math.isfinite(p0) and math.isfinite(p1)) or p1 <= p0:
                 continue
-            for k in range(max(0, math.floor(p0 / (2 * math.pi)) + 1), math.floor(p1 / (2 * math.pi)) + 1):
-                w_star = optimize.brentq(lambda w, k=k: w * tooth - depth(w)[1] - 2 * math.pi * k,
-                                         ws[i - 1], ws[i], xtol=1e-12)
+            for k in range(
+                max(0, math.floor(p0 / (2 * math.pi)) + 1), math.floor(p1 / (2 * math.pi)) + 1
+            ):
+                w_star = optimize.brentq(
+                    lambda w, k=k: w * tooth - depth(w)[1] - 2 * math.pi * k,
+                    ws[i - 1],
+                    ws[i],
+                    xtol=1e-12,
+                )
                 best = min(best, depth(w_star)[0])
     return best

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy import integrate, optimize
+from scipy import integrate, optimize, stats
 
 from physics.variables import catalogue_from_model_table
 
@@ -145,10 +145,31 @@ def tool_ei(p: dict[str, Any]) -> float:
     return p["tool_modulus"] * math.pi * d**4 / 64
 
 
+def tool_segments(p: dict[str, Any]) -> list[tuple[float, float]]:
+    """(length mm, bending diameter mm) of shank, neck and flutes from the holder face."""
+    d, big_l = p["tool_diameter"], p["tool_overhang"]
+    flute = min(p["flute_length_ratio"] * d, big_l)
+    neck = min(p["neck_length"], big_l - flute)
+    parts = [
+        (big_l - flute - neck, d),
+        (neck, p["neck_ratio"] * d),
+        (flute, p["tool_core_ratio"] * d),
+    ]
+    return [(length, dia) for length, dia in parts if length > 1e-9 * big_l]
+
+
 def tip_compliance(p: dict[str, Any], a: float) -> float:
-    """mm/N at the tip for a load a mm from the clamp, cantilever plus spindle spring."""
-    length = p["tool_overhang"]
-    return a**2 * (3 * length - a) / (6 * tool_ei(p)) + 1 / (1e3 * p["spindle_stiffness"])
+    """mm/N at the tip for a load a mm from the clamp: the stepped carbide beam by
+    quadrature of the unit-load integral (a - x)(L - x) / EI(x), plus the spindle spring."""
+    big_l, x0, total = p["tool_overhang"], 0.0, 0.0
+    for length, dia in tool_segments(p):
+        ei = p["tool_modulus"] * math.pi * dia**4 / 64
+        hi = min(x0 + length, a)
+        if hi > x0:
+            integrand = lambda x, ei=ei: (a - x) * (big_l - x) / ei  # noqa: E731
+            total += integrate.quad(integrand, x0, hi, epsrel=1e-13)[0]
+        x0 += length
+    return total + 1 / (1e3 * p["spindle_stiffness"])
 
 
 def load_arm(p: dict[str, Any]) -> float:
@@ -160,95 +181,7 @@ def root_stress(p: dict[str, Any], force: float) -> float:
     return force * load_arm(p) / (math.pi * d**3 / 32)
 
 
-# ---- chatter stability ----------------------------------------------------------------
-
-
-def _directional_eigenvalues(p: dict[str, Any]) -> np.ndarray:
-    kr = p["radial_force_ratio"]
-    st, ex = math.pi - geometry(p)["phi"], math.pi
-
-    def terms(q: float) -> np.ndarray:
-        c, s = math.cos(2 * q), math.sin(2 * q)
-        return 0.5 * np.array(
-            [
-                [c - 2 * kr * q + kr * s, -s - 2 * q + kr * c],
-                [-s + 2 * q + kr * c, -c - 2 * kr * q - kr * s],
-            ]
-        )
-
-    return np.linalg.eigvals(terms(ex) - terms(st))
-
-
-def _mu_g(p: dict[str, Any], mu: complex, r: Any) -> Any:
-    """mu G(i w) at r = w / wn, with the tool tip's static stiffness k (N/mm)."""
-    k_tip = 1 / tip_compliance(p, p["tool_overhang"])
-    return mu / (k_tip * (1 - r * r + 2j * p["tool_damping_ratio"] * r))
-
-
-def critical_depth(p: dict[str, Any]) -> float:
-    """Zeroth-order milling stability: a_crit = 2 pi / (z Kt max Re(mu G)), mu of [alpha]."""
-    best = 0.0
-    for mu in _directional_eigenvalues(p):
-        r = np.geomspace(0.1, 10, 20001)
-        vals = _mu_g(p, mu, r).real
-        i = int(np.argmax(vals))
-        res = optimize.minimize_scalar(
-            lambda x, mu=mu: -float(_mu_g(p, mu, x).real),
-            bounds=(r[max(i - 1, 0)], r[i + 1]),
-            method="bounded",
-            options={"xatol": 1e-12},
-        )
-        best = max(best, vals[i], -res.fun)
-    return 2 * math.pi / (p["n_teeth"] * kc(p) * best)
-
-
-def stability_limit(p: dict[str, Any], f_n: float, lobes: int = 40) -> float:
-    """The lowest stability lobe through the spindle speed (rpm) at natural frequency f_n.
-
-    On lobe k the chatter frequency w and the tooth period T = 60 / (z n) hold
-    w T = eps + 2 pi k, eps = pi - 2 atan(-Im(mu G) / Re(mu G)), where Re(mu G) > 0;
-    every crossing is solved with brentq on a fine grid of r in [0.2, 5]. Lobes past
-    ``lobes`` crowd onto the critical depth, taken where they could reach n.
-    """
-    n, z, wn = p["spindle_speed"], p["n_teeth"], 2 * math.pi * f_n
-    crit = critical_depth(p)
-    r = np.geomspace(0.2, 5, 20001)
-    best, reach = math.inf, 0.0
-    for mu in _directional_eigenvalues(p):
-
-        def speed(x: Any, k: int, mu: complex = mu) -> Any:
-            g = _mu_g(p, mu, x)
-            eps = math.pi - 2 * np.arctan(-g.imag / g.real)
-            return np.where(g.real > 0, 60 * wn * x / (z * (eps + 2 * math.pi * k)), np.nan)
-
-        reach = max(reach, float(np.nanmax(speed(r, lobes + 1))))
-        for k in range(lobes + 1):
-            f = speed(r, k) - n
-            sign = np.sign(f)
-            for i in np.flatnonzero(sign[:-1] * sign[1:] <= 0):
-                if np.isnan(f[i]) or np.isnan(f[i + 1]):
-                    continue
-                root = optimize.brentq(
-                    lambda x, k=k: float(speed(x, k)) - n, r[i], r[i + 1], xtol=1e-14
-                )
-                depth = 2 * math.pi / (z * kc(p) * float(_mu_g(p, mu, root).real))
-                best = min(best, depth)
-    if n <= reach:
-        best = min(best, crit)
-    return max(best, crit)
-
-
-def tool_natural_frequency(p: dict[str, Any]) -> float:
-    """Tool cantilever (first mode, beta1 L = 1.8751) and spindle mode, by Dunkerley."""
-    d = 1e-3 * p["tool_core_ratio"] * p["tool_diameter"]
-    length = 1e-3 * p["tool_overhang"]
-    ei = tool_ei(p) * 1e-6  # N m2
-    f_tool = (
-        1.875104068711961**2
-        / (2 * math.pi * length**2)
-        * math.sqrt(ei / (p["tool_density"] * math.pi * d * d / 4))
-    )
-    return 1 / math.sqrt(1 / f_tool**2 + 1 / p["spindle_natural_frequency"] ** 2)
+# Chatter stability: tests/physics/chatter_reference.py.
 
 
 # ---- tool wear and life -----------------------------------------------------------------
@@ -274,8 +207,14 @@ def clock_of_vb(p: dict[str, Any], vb: float) -> float:
     return float(optimize.brentq(lambda s: float(vb_of_clock(p, s)) - vb, 0.0, 50.0, xtol=1e-15))
 
 
+def longest_chip(p: dict[str, Any], h: float) -> float:
+    """Chip of the longest tooth where the others take h: runout e added, at most z h."""
+    return min(h + 1e-3 * p["tool_runout"], p["n_teeth"] * h)
+
+
 def tool_life(p: dict[str, Any]) -> float:
-    """Minutes of cutting to vb_limit: extended Taylor in engaged time."""
+    """Median minutes of cutting to vb_limit: extended Taylor in engaged time, on the
+    longest tooth's chip; no speed term where flank wear does not end the life."""
     g, m = geometry(p), material(p)
     eps = g["phi"] / (2 * math.pi)
     eps_ref = math.acos(1 - 2 * p["life_reference_engagement"]) / (2 * math.pi)
@@ -283,10 +222,54 @@ def tool_life(p: dict[str, Any]) -> float:
     life = (
         m["life_ref"]
         * (eps_ref / eps)
-        * (m["vc_ref"] / g["vc"]) ** (1 / m["taylor_n"])
-        * (hex_ref / g["hex"]) ** (p["taylor_feed_exponent"] / m["taylor_n"])
+        * (m["vc_ref"] / g["vc"]) ** (m["flank_wear_life"] / m["taylor_n"])
+        * (hex_ref / longest_chip(p, g["hex"])) ** (p["taylor_feed_exponent"] / m["taylor_n"])
     )
     return life * (m["coolant_factor"] if p["coolant_on"] else 1.0)
+
+
+def life_probability(p: dict[str, Any], clock: float) -> float:
+    """P(a tool's life is at most `clock` median lives): the lognormal CDF, written as
+    the integral of its density (scipy quad), with sigma_ln from the material's CV."""
+    if clock <= 0:
+        return 0.0
+    sigma = math.sqrt(math.log1p(material(p)["life_cv"] ** 2))
+    dist = stats.lognorm(s=sigma, scale=1.0)
+    return float(integrate.quad(dist.pdf, 0.0, clock, epsabs=1e-14, epsrel=1e-12)[0])
+
+
+def fracture_wear(p: dict[str, Any]) -> float:
+    ratio = p["tool_diameter"] / p["vb_breakage_diameter"]
+    return float(p["vb_breakage"] * ratio ** p["vb_breakage_exponent"])
+
+
+def sharp_breakage_rate(p: dict[str, Any], margin: float = math.inf) -> float:
+    """Hazard (1/s) of a sharp tool in the cut: z tooth entries per revolution, each
+    breaking with breakage_hazard_ref S^m, S the edge load over the reference's (the
+    larger of the thickest chip's and the entry chip's times the impact factor, both as
+    (h / hex_ref)^(1 - mc), over the reference's impact); the longest tooth's chips with
+    runout; chatter thickens the chips up to chatter_chip_factor at a margin of 0."""
+    g, m = geometry(p), material(p)
+    e, k = 1 - m["mc"], p["entry_impact_factor"]
+    ref = m["hex_ref_ratio"] * p["tool_diameter"]
+    amp = 1 + (p["chatter_chip_factor"] - 1) * min(1.0, max(0.0, 1 - margin))
+    h, h_in = g["hex"], p["feed_per_tooth"] * math.sin(g["phi"])
+
+    def load(hh: float, hh_in: float) -> float:
+        return max((amp * hh / ref) ** e / k, (amp * hh_in / ref) ** e)
+
+    wm = p["carbide_weibull_modulus"]
+    per_rev = (
+        load(longest_chip(p, h), longest_chip(p, h_in)) ** wm
+        + (p["n_teeth"] - 1) * load(h, h_in) ** wm
+    )
+    return p["spindle_speed"] / 60 * p["breakage_hazard_ref"] * per_rev
+
+
+def breakage_rate(p: dict[str, Any], vb: Any, margin: float = math.inf) -> Any:
+    """Hazard (1/s) at flank wear vb: the sharp rate times (1 + k_w VB)^m."""
+    scale = (1 + p["wear_force_coefficient"] * np.asarray(vb)) ** p["carbide_weibull_modulus"]
+    return sharp_breakage_rate(p, margin) * scale
 
 
 def cutting_time(p: dict[str, Any], t: np.ndarray) -> np.ndarray:

@@ -152,7 +152,8 @@ def test_table_output_checks_quality_and_maintenance() -> None:
     assert checks["tool_changes"].endswith("maintenance  below limit 0.5 (stage_sister_tools)")
     assert checks["spindle_rating_load_max"].endswith("process      OK FEAS [..1]")
     assert checks["spindle_load_max"].endswith("process      ")  # reported, no limit
-    assert checks["static_safety_min"].endswith("process      OK FEAS [2..]")
+    assert checks["static_safety_min"].endswith("process      ")  # never binds: no limit
+    assert checks["stability_margin"].endswith("FEAS [1..]")  # a feasibility limit
     assert checks["energy"].endswith("process      ")  # no limit: no check
 
 

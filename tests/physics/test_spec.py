@@ -83,7 +83,7 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "replace_worn_tool": "boolean",
         "tool_measure_interval": "integer",
     }
-    assert {i.source for i in spec.inputs.values()} == {"order", "environment", "state"}
+    assert {i.source for i in spec.inputs.values()} == {"order", "environment", "machine", "state"}
     assert list(spec.derived_exprs)[:18] == [
         "cutting_speed",
         "feed_rate",
@@ -123,6 +123,8 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "tool_wear_end",
         "tool_changes",
         "tool_broken_end",
+        "p_breakage",
+        "p_tool_life_reached",
         "bearing_temperature_max",
     ]
     assert set(spec.maintenance) == {
@@ -133,11 +135,10 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
     }
     assert set(spec.feasibility) == {
         "spindle_rating_load_max",
-        "bearing_speed_ratio",
         "preload_ratio_max",
-        "static_safety_min",
         "tool_stress_ratio_max",
         "tool_deflection_ratio_max",
+        "stability_margin",
     }
     assert {spec.kpis[k].role for k in spec.feasibility} == {"process"}
     assert spec.doe is not None and spec.doe.stratify == "material"
@@ -157,6 +158,9 @@ def test_derived_names_and_constraints_vectorised() -> None:
         "axial_depth": np.array([2.0, 2.0, 2.0, 12.0, 2.0]),
         "tool_overhang": 40.0,
         "corner_radius": 0.5,
+        "rated_power": 20000.0,
+        "spindle_stiffness": 50.0,
+        "spindle_natural_frequency": 900.0,
     }
     names = spec.namespace(values)
     np.testing.assert_allclose(
@@ -186,7 +190,8 @@ def test_derived_names_and_constraints_vectorised() -> None:
     np.testing.assert_allclose(names["power_planned"], expected, rtol=1e-12)
     assert expected[0] == pytest.approx(1078.0, abs=1.0)  # 1.1 kW for 19 cm3/min of C45
     np.testing.assert_array_equal(names["power_s1"], 20000.0)  # above the 7000 rpm base speed
-    assert spec.namespace({"spindle_speed": 3500.0})["power_s1"] == 10000.0  # constant torque
+    low = spec.namespace({"spindle_speed": 3500.0, "rated_power": 20000.0})
+    assert low["power_s1"] == 10000.0  # constant torque
     # steel at 251 m/min is fine; titanium at 251 m/min is too fast (and its chip too
     # thick); 13 mm > 12 mm width; ap * ae = 60 mm2 > 0.5 D^2; a 0.018 mm chip rubs.
     np.testing.assert_array_equal(spec.constraints_mask(values), [True, False, False, False, False])
@@ -334,7 +339,7 @@ def test_spec_hash_changes_with_a_bound() -> None:
         pytest.param(
             lambda d: d["constraints"].append({"expr": "material > 1", "message": "m"}),
             [
-                "constraints[12].expr: 'material' is categorical; use its indicators, e.g. "
+                "constraints[14].expr: 'material' is categorical; use its indicators, e.g. "
                 "material_is_aluminium_6061"
             ],
             id="categorical-bare-name",

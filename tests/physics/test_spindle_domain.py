@@ -110,7 +110,9 @@ def rise_per_watt(coolant_on: bool) -> np.ndarray:
 
 def test_no_nan_and_sane_physics_across_the_domain() -> None:
     spec = load_spec(SPEC)
-    points = domain_points(n_random=240, n_corners=160, seed=3)
+    # More random points than corners: the tool-life law's speed window (spec v8) admits
+    # few corners of the box.
+    points = domain_points(n_random=480, n_corners=160, seed=3)
     ok = spec.constraints_mask({k: np.array([p[k] for p in points]) for k in points[0]})
     vb_breakage, tan_clearance = CONSTANTS["vb_breakage"], math.tan(math.radians(10.0))
     assert CONSTANTS["clearance_angle"] == 10.0
@@ -125,6 +127,9 @@ def test_no_nan_and_sane_physics_across_the_domain() -> None:
             dt = min(10.0, cut / 4)
             tr = fmu.simulate(case.start_values, case.stop_time, step_size=dt, output_interval=dt)
             why = (values, case.stop_time)
+            # The fracture wear grows with the tool diameter (model.yaml: vb_breakage).
+            ratio = values["tool_diameter"] / CONSTANTS["vb_breakage_diameter"]
+            vb_fracture = vb_breakage * ratio ** CONSTANTS["vb_breakage_exponent"]
             for name, y in tr.values.items():
                 assert np.all(np.isfinite(y.astype(float))), (name, *why)
 
@@ -173,12 +178,13 @@ def test_no_nan_and_sane_physics_across_the_domain() -> None:
             cause = int(tr["breakage_cause"][-1])
             if tr["tool_broken"][-1]:
                 broken += 1
-                assert tr["parts_completed"][-1] < 2 and cause in (1, 2, 3), why
-                if cause == 1:  # worn out: at the breakage wear, to rounding
-                    assert math.isclose(vb[-1], vb_breakage, rel_tol=1e-12), why
+                assert tr["parts_completed"][-1] < 2 and cause in (1, 2), why
+                if cause == 1:  # worn out: at the fracture wear (or past it from the start)
+                    worn = max(vb_fracture, values["tool_wear"])
+                    assert math.isclose(vb[-1], worn, rel_tol=1e-12), why
             else:
                 assert tr["parts_completed"][-1] == 2 and cause == 0, why
-                assert np.all(vb < vb_breakage), why
+                assert np.all(vb < vb_fracture), why
             for name in ("tool_life", "stability_margin", "static_safety", "part_cycle_time"):
                 assert np.all(tr[name] > 0), (name, *why)
             for name in ("spindle_load", "preload_ratio", "tool_remaining_parts"):

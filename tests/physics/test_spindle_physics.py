@@ -82,18 +82,19 @@ def test_spindle_load_is_torque_over_s1_torque_below_base_speed(fmu: Fmu) -> Non
 
 
 @pytest.mark.parametrize(
-    ("path_length", "load_time", "s6"),
+    ("path_length", "load_time", "s3"),
     [(600.0, 60.0, True), (600.0, 5.0, False), (20000.0, 1000.0, False)],
 )
-def test_short_intermittent_cycles_may_use_the_s6_rating(
-    fmu: Fmu, path_length: float, load_time: float, s6: bool
+def test_short_intermittent_cycles_may_use_the_s3_rating(
+    fmu: Fmu, path_length: float, load_time: float, s3: bool
 ) -> None:
-    # IEC 60034-1 S6-40 %: a cycle of at most 10 min that cuts at most 40 % of it.
+    # IEC 60034-1 S3-40 %: a cycle of at most 10 min that cuts at most 40 % of it and
+    # stands still the rest (the spindle stops for load/unload).
     p = ref.params(spindle_speed=6000.0, path_length=path_length, load_time=load_time)
     g = ref.geometry(p)
-    assert (g["cut_time"] <= 0.4 * g["cycle_time"] and g["cycle_time"] <= 600.0) is s6
+    assert (g["cut_time"] <= 0.4 * g["cycle_time"] and g["cycle_time"] <= 600.0) is s3
     tr = run(fmu, p, stop=2.0, interval=1.0)
-    factor = p["s6_power_factor"] if s6 else 1.0
+    factor = p["s3_power_factor"] if s3 else 1.0
     assert tr["spindle_rating_load"][0] == pytest.approx(tr["spindle_load"][0] / factor, rel=1e-12)
 
 
@@ -284,7 +285,7 @@ def test_energy_is_the_integral_of_electrical_power(fmu: Fmu) -> None:
     # With every coupling on, it still equals the integral of the sampled power.
     p = ref.params(spindle_speed=5000.0, path_length=900.0, load_time=0.0, replace_worn_tool=False)
     tr = run(fmu, p, stop=600.0, interval=0.25, step=0.25)
-    assert not tr["tool_broken"].any() and tr["tool_wear"][-1] > 0.15  # no jumps; wear does act
+    assert not tr["tool_broken"].any() and tr["tool_wear"][-1] > 0.1  # no jumps; wear does act
     integral = np.concatenate(
         [
             [0],

@@ -28,7 +28,7 @@ def spec_units() -> set[str]:
 def test_the_spindle_spec_uses_these_units() -> None:
     # If the spec gains a unit, it gets a row in SPELLINGS below.
     assert spec_units() == {"rpm", "mm", "deg", "s", "degC", "1", "parts", "um", "min",
-                            "EUR", "J"}
+                            "EUR", "J", "W", "Hz", "N/um"}
 
 
 # spec unit -> (other spellings an MES may send, a value, the same value in pint's units)
@@ -40,6 +40,9 @@ SPELLINGS: dict[str, tuple[list[str], float, str]] = {
     "degC": (["Cel", "CEL", "°C", "degree_Celsius"], 21.5, "degC"),
     "J": (["JOU", "joule"], 3.6e6, "joule"),
     "deg": (["DD", "degree"], 30.0, "degree"),
+    "W": (["WTT", "watt"], 20000.0, "watt"),
+    "Hz": (["HTZ", "hertz", "1/s"], 900.0, "hertz"),
+    "N/um": (["N/µm", "newton / micrometer"], 50.0, "newton / micrometer"),
 }
 
 
@@ -50,7 +53,7 @@ def test_each_spelling_converts_like_pint(unit: str) -> None:
         assert convert(value, other, unit) == pytest.approx(value, rel=1e-12), other
     # Against pint's own registry: the spec unit to a neighbour of another scale.
     reference = {"um": "mm", "mm": "m", "s": "min", "min": "h", "degC": "K", "J": "kJ",
-                 "deg": "rad"}[unit]
+                 "deg": "rad", "W": "kW", "Hz": "kHz", "N/um": "N/mm"}[unit]
     expected = PINT.Quantity(value, pint_name).to(reference).magnitude
     assert convert(value, unit, reference) == pytest.approx(expected, rel=1e-12)
 

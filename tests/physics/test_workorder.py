@@ -23,7 +23,8 @@ INPUT_IDS = (
     "material, finished_surface, spindle_speed, feed_per_tooth, axial_depth, radial_width, "
     "tool_diameter, n_teeth, corner_radius, helix_angle, tool_overhang, path_length, "
     "load_time, coolant_on, coolant_temperature, replace_worn_tool, tool_measure_interval, "
-    "ambient_temperature, tool_wear, bearing_damage, warmup"
+    "ambient_temperature, rated_power, spindle_stiffness, spindle_natural_frequency, tool_wear, "
+    "bearing_damage, warmup"
 )
 ORDER: dict[str, Any] = {
     "material": "steel_c45",
@@ -83,6 +84,9 @@ def test_good_order_becomes_start_values_and_stop_time() -> None:
         "replace_worn_tool": True,
         "tool_measure_interval": 0,
         "ambient_temperature": 24.5,
+        "rated_power": 20000.0,
+        "spindle_stiffness": 50.0,
+        "spindle_natural_frequency": 900.0,
         "tool_wear_start": 0.12,
         "bearing_damage_start": 0.0,
         "warmup_fraction": 0.0,
@@ -224,9 +228,12 @@ def test_resolve_order_needs_no_fmu() -> None:
             order(material="ti6al4v", feed_per_tooth=0.06),
             10,
             [
-                # 188.5 m/min, far above carbide's 90 m/min in Ti-6Al-4V
+                # 188.5 m/min, far above carbide's 90 m/min in Ti-6Al-4V, and 3.1 vc_ref
                 "constraint: cutting speed is above the carbide window for this material "
-                "(cutting_speed <= cutting_speed_max)"
+                "(cutting_speed <= cutting_speed_max)",
+                "constraint: cutting speed is above the tool-life law's validity window for "
+                "this material (model.flank_wear_life[material] < 0.5 or cutting_speed <= "
+                "model.taylor_speed_ratio_max * vc_ref)",
             ],
             id="cutting-speed-window",
         ),
@@ -247,6 +254,9 @@ def test_resolve_order_needs_no_fmu() -> None:
                 # fz 0.1 mm at ae = D/2 is also a 0.1 mm chip, above 1.5 * 0.0045 * 12 mm
                 "constraint: cutting speed is above the carbide window for this material "
                 "(cutting_speed <= cutting_speed_max)",
+                "constraint: cutting speed is above the tool-life law's validity window for "
+                "this material (model.flank_wear_life[material] < 0.5 or cutting_speed <= "
+                "model.taylor_speed_ratio_max * vc_ref)",
                 "constraint: the chip is thicker than 1.5 times the supplier's recommendation "
                 "(chip_max <= 1.5 * chip_recommended)",
             ],

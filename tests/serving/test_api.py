@@ -211,7 +211,7 @@ def test_assessment_decides_and_replays_by_idempotency_key(service: dict[str, An
     assert a["decision"]["type"] in ("RELEASE", "RELEASE_WITH_ADJUSTMENT", "MAINTAIN_FIRST",
                                      "REROUTE", "HOLD_FOR_REVIEW")
     assert a["decision"]["advisory"] is True and a["policy"] == {"id": "default",
-                                                                 "version": "1.1.0"}
+                                                                 "version": "1.2.0"}
     # A wall order (finishing, the default pass): the wall's characteristics, not the
     # floor's (tests/serving/test_operations.py).
     assert {q["characteristic_id"] for q in a["quality"]} == {"WALL", "RA"}

@@ -106,8 +106,27 @@ def test_an_order_that_fails_costs_a_second_call_of_every_alternative(
     assert out["decision"]["reason_codes"] == [
         f"QUALITY_AT_RISK:{limit.characteristic_id}", "NO_REMEDY"]
     assert out["decision"]["type"] == "HOLD_FOR_REVIEW"
-    alternatives = len(policy.maintenance.remedies) + policy.adjustment.candidates + 2
+    scans = sum(p.scan for p in policy.adjustment.parameters.values())
+    alternatives = len(policy.maintenance.remedies) + policy.adjustment.candidates + scans + 2
     assert calls == [1 + _rul_rows(model), alternatives]
+
+
+def test_a_parameter_scan_tries_its_values_alone_beside_the_joint_design(model: Any) -> None:
+    from serving.domain.assess import _candidates
+
+    policy = _policy()
+    order = _order(model, [])
+    adj = policy.adjustment
+    cands = _candidates(model, order, policy)
+    joint, scan = cands[:adj.candidates], cands[adj.candidates:]
+    assert all(set(c) == set(adj.parameters) for c in joint)
+    # spindle_speed's 25 speeds alone, evenly over +-30 % of the ordered speed (inside
+    # the spec's bounds here), the feed as ordered.
+    n = float(order.values["spindle_speed"])
+    assert adj.parameters["spindle_speed"].scan == 25
+    assert [set(c) for c in scan] == [{"spindle_speed"}] * 25
+    speeds = np.array([c["spindle_speed"] for c in scan])
+    assert speeds == pytest.approx(np.linspace(0.7 * n, 1.3 * n, 25), rel=1e-12)
 
 
 def test_with_no_alternative_to_try_a_failing_order_is_held_after_one_call(

@@ -278,3 +278,43 @@ def test_a_method_a_path_does_not_serve_is_a_405_naming_those_it_does(
     r = api.get("/v1/work-orders/WO-1/assessment")
     # GET of a work order id that ends in /assessment: the history route answers (404).
     assert r.status_code == 404
+
+
+def test_each_machine_keeps_its_own_constants_and_an_assessment_uses_them(
+        api: httpx.Client) -> None:
+    # Left out, a machine constant takes the FMU's default (the spec's default: model).
+    plain = _asset(api, "M-STD")
+    assert plain["machine"] == {"rated_power": 20000.0, "spindle_stiffness": 50.0,
+                                "spindle_natural_frequency": 900.0}
+    soft = _asset(api, "M-SOFT", machine={"spindle_stiffness": 35.0,
+                                           "spindle_natural_frequency": 700.0})
+    assert soft["machine"] == {"rated_power": 20000.0, "spindle_stiffness": 35.0,
+                               "spindle_natural_frequency": 700.0}
+    # A merge patch changes the constant it names and keeps the others and the state.
+    r = api.patch("/v1/assets/M-SOFT", json={"machine": {"rated_power": 18000.0}}, headers=MERGE)
+    assert r.status_code == 200, r.text
+    assert r.json()["machine"] == {**soft["machine"], "rated_power": 18000.0}
+    assert r.json()["state"] == soft["state"]
+    r = api.patch("/v1/assets/M-SOFT", json={"machine": {"spindle_stiffness": None}},
+                  headers=MERGE)
+    assert r.json()["machine"]["spindle_stiffness"] == 50.0  # null: back to the default
+    # An unknown constant or one out of range is refused by name, and changes nothing.
+    for bad, expected in (({"spindle_stifness": 40.0}, "a machine input of milling_spindle"),
+                          ({"spindle_stiffness": 500.0}, "")):
+        r = api.patch("/v1/assets/M-SOFT", json={"machine": bad}, headers=MERGE)
+        assert r.status_code == 422, r.text
+        err = r.json()["errors"][0]
+        assert err["field"] == f"machine.{next(iter(bad))}"
+        assert expected in err["expected"]
+    assert api.get("/v1/assets/M-SOFT").json()["machine"]["rated_power"] == 18000.0
+    # The assessment runs the order with each machine's constants: the chatter limit and
+    # the power rating differ between the two at the same cutting data.
+    answers = {}
+    for eq in ("M-STD", "M-SOFT"):
+        r = api.post(f"/v1/work-orders/WO-MC-{eq}/assessment", json=job_order(eq))
+        assert r.status_code == 200, r.text
+        answers[eq] = r.json()["predicted"]
+    std, soft_p = answers["M-STD"], answers["M-SOFT"]
+    assert std["stability_margin"]["mean"] != soft_p["stability_margin"]["mean"]
+    # 18 kW instead of 20: the same cut takes a larger share of the S1 rating.
+    assert std["spindle_rating_load_max"]["mean"] < soft_p["spindle_rating_load_max"]["mean"]

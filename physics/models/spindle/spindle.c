@@ -9,8 +9,10 @@
  * A work order is a sequence of parts: per part a cutting phase of
  * cut_time = 60 path_length / (fz z n) seconds, then load_time seconds with the
  * spindle stopped. Within a cutting phase the wear clock runs at the constant
- * rate 1 / tool life, so every breakage (VB, fatigue or deflection, all
- * thresholds on VB) happens at an exactly computed time.
+ * rate 1 / tool life (the median life: lives scatter lognormally), so the
+ * deterministic breakages (worn out at the fracture wear, fatigue; both thresholds
+ * on VB) happen at exactly computed times. Beside them a breakage hazard (a
+ * weakest-link fracture probability per tooth entry) is integrated as a state.
  *
  * Forces on the tool are the Kienzle law applied to each element of the helical
  * flutes, h = fz sin(phi); their sum over the teeth in the cut, at each rotation
@@ -26,20 +28,19 @@
 #include <stdio.h>
 
 #include "model.h"
+#include "stability.h"
 
 #define PI 3.14159265358979323846
 /* ISO 281: life exponent for ball bearings; L10 in units of 10^6 revolutions. */
 #define BALL_LIFE_EXPONENT 3.0
 #define MILLION_REVOLUTIONS 1.0e6
-/* Mode shape constant of a clamped-free beam's first bending mode (beta1 L). */
-#define CANTILEVER_BETA1 1.875104068711961
 /* Ra of a parabolic (circular-arc) feed-mark profile over its peak-to-valley
  * height: integral_0^1 |u^2 - 1/3| du = 4 / (9 sqrt 3). */
 #define RA_OF_RT 0.25660011963983365
 /* Rotation angles sampled per tooth pitch when looking for the peak force. */
 #define PEAK_SAMPLES 90
 
-enum { X_TM, X_TS, X_TB, X_TH, X_S, X_D, X_E, NX };
+enum { X_TM, X_TS, X_TB, X_TH, X_S, X_D, X_E, X_H, NX };
 enum { NODES = 4 };
 
 static int material_row(const ModelState *s) { return (int)V(material) - 1; }
@@ -209,162 +210,64 @@ static double mean_force_sharp(const ModelState *s) {
     return kc * V(axial_depth) * hm * teeth_in_cut;
 }
 
-/* Bending of the carbide cantilever (N mm^2) and its compliance (mm/N) at the tip
- * for a load at distance a from the clamp: a^2 (3 L - a) / (6 E I). */
-static double tool_bending_stiffness(const ModelState *s) {
-    double d = V(tool_core_ratio) * V(tool_diameter);
-    return V(tool_modulus) * PI * pow(d, 4.0) / 64.0;
+/* The tool as a clamped stepped beam from the holder face (SI units): the shank at D,
+ * the neck, the flutes at their equivalent bending diameter tool_core_ratio D (Kops &
+ * Vo 1990), with the flutes at the tip. */
+static Beam tool_beam(const ModelState *s) {
+    double d = V(tool_diameter), l = V(tool_overhang);
+    double flute = fmin(V(flute_length_ratio) * d, l);
+    double neck = fmin(V(neck_length), l - flute);
+    double len[3] = {l - flute - neck, neck, flute};
+    double dia[3] = {d, V(neck_ratio) * d, V(tool_core_ratio) * d};
+    Beam b;
+    b.n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!(len[i] > 1e-9 * l)) continue;
+        double dm = 1e-3 * dia[i];
+        b.length[b.n] = 1e-3 * len[i];
+        b.ei[b.n] = 1e6 * V(tool_modulus) * PI * pow(dm, 4.0) / 64.0;
+        b.mu[b.n] = V(tool_density) * PI * dm * dm / 4.0;
+        b.n++;
+    }
+    return b;
 }
 
+/* Static compliance (mm/N) at the tip for a load at distance a (mm) from the holder:
+ * the stepped beam's, integral_0^a (a - x)(L - x) / EI dx, plus the spindle's. */
 static double tip_compliance(const ModelState *s, double a) {
-    double l = V(tool_overhang);
-    return a * a * (3.0 * l - a) / (6.0 * tool_bending_stiffness(s)) +
-           1.0 / (1e3 * V(spindle_stiffness));
+    Beam b = tool_beam(s);
+    return 1e3 * beam_compliance(&b, 1e-3 * a) + 1.0 / (1e3 * V(spindle_stiffness));
 }
 
 /* The force centroid sits half the axial depth above the tip. */
 static double load_arm(const ModelState *s) { return V(tool_overhang) - 0.5 * V(axial_depth); }
 
-/* ---- chatter stability -------------------------------------------------------------------- */
+/* ---- chatter stability (stability.c) ------------------------------------------------------ */
 
-/* Zeroth-order (average directional factor) milling stability for a tool tip with
- * the same single mode in X and Y, G = 1 / (k (1 - r^2 + 2 i zeta r)), r = w / wn
- * (Altintas & Budak 1995; Altintas, Manufacturing Automation 2012, ch. 3): with mu
- * the eigenvalues of the directional matrix [alpha] over the engagement, chatter at
- * frequency w needs the depth a(w) = 2 pi / (z Kt Re(mu G(i w))), where Re(mu G) > 0. */
-/* The directional coefficients' antiderivatives at immersion p (Altintas 2012, ch. 3). */
-static void directional_terms(double p, double kr, double out[4]) {
-    out[0] = 0.5 * (cos(2.0 * p) - 2.0 * kr * p + kr * sin(2.0 * p));  /* alpha_xx */
-    out[1] = 0.5 * (-sin(2.0 * p) - 2.0 * p + kr * cos(2.0 * p));      /* alpha_xy */
-    out[2] = 0.5 * (-sin(2.0 * p) + 2.0 * p + kr * cos(2.0 * p));      /* alpha_yx */
-    out[3] = 0.5 * (-cos(2.0 * p) - 2.0 * kr * p - kr * sin(2.0 * p)); /* alpha_yy */
-}
-
-typedef struct {
-    double mu_r[2], mu_i[2];
-    double k, zeta, kt, z, omega_n;
-} Stability;
-
-static Stability stability_setup(const ModelState *s, double k_tip, double f_n) {
-    Stability st;
-    double lo[4], hi[4], kr = V(radial_force_ratio);
-    directional_terms(phi_entry(s), kr, lo);
-    directional_terms(PI, kr, hi);
-    double axx = hi[0] - lo[0], axy = hi[1] - lo[1], ayx = hi[2] - lo[2], ayy = hi[3] - lo[3];
-    double half_tr = 0.5 * (axx + ayy), disc = half_tr * half_tr - (axx * ayy - axy * ayx);
-    if (disc >= 0.0) {
-        st.mu_r[0] = half_tr + sqrt(disc);
-        st.mu_r[1] = half_tr - sqrt(disc);
-        st.mu_i[0] = st.mu_i[1] = 0.0;
-    } else {
-        st.mu_r[0] = st.mu_r[1] = half_tr;
-        st.mu_i[0] = sqrt(-disc);
-        st.mu_i[1] = -sqrt(-disc);
-    }
-    int m = material_row(s);
-    st.kt = T(material_data, kc11, m) * pow(V(chip_thickness), -T(material_data, mc, m));
-    st.k = k_tip;
-    st.zeta = V(tool_damping_ratio);
-    st.z = V(n_teeth);
-    st.omega_n = 2.0 * PI * f_n;
-    return st;
-}
-
-/* k Re(mu G) at r, and k Im(mu G) in *im. */
-static double mu_g(const Stability *st, int e, double r, double *im) {
-    double u = 1.0 - r * r, d = u * u + 4.0 * st->zeta * st->zeta * r * r;
-    double gr = u / d, gi = -2.0 * st->zeta * r / d;
-    *im = st->mu_r[e] * gi + st->mu_i[e] * gr;
-    return st->mu_r[e] * gr - st->mu_i[e] * gi;
-}
-
-static double depth_of(const Stability *st, double k_re) {
-    return 2.0 * PI * st->k / (st->z * st->kt * k_re);
-}
-
-/* The speed-independent critical depth: a(w) at the w that maximises Re(mu G), found
- * by a log-spaced scan and golden-section refinement. For a real mu it is Tlusty's
- * classical b_lim = 2 pi 4 k zeta (1 + zeta) / (z Kt |mu|). */
-static double critical_depth(const Stability *st) {
-    double best = 0.0, im;
-    for (int e = 0; e < 2; e++) {
-        double br = 1.0, bv = -HUGE_VAL;
-        const int n = 400;
-        for (int i = 0; i <= n; i++) {
-            double r = pow(10.0, -1.0 + 2.0 * i / n), v = mu_g(st, e, r, &im);
-            if (v > bv) {
-                bv = v;
-                br = r;
-            }
-        }
-        double a = br / pow(10.0, 2.0 / n), b = br * pow(10.0, 2.0 / n);
-        double g = 0.5 * (sqrt(5.0) - 1.0);
-        for (int i = 0; i < 80; i++) {
-            double c = b - g * (b - a), d = a + g * (b - a);
-            if (mu_g(st, e, c, &im) > mu_g(st, e, d, &im)) b = d;
-            else a = c;
-        }
-        best = fmax(best, fmax(mu_g(st, e, 0.5 * (a + b), &im), bv));
-    }
-    if (best <= 0.0 || st->kt <= 0.0) return HUGE_VAL;
-    return depth_of(st, best);
-}
-
-/* Spindle speed (rpm) on lobe `lobe` at r: the tooth period T holds
- * w T = eps + 2 pi lobe, eps = pi - 2 atan(kappa), kappa = -Im(mu G) / Re(mu G). */
-static double lobe_speed(const Stability *st, int e, double r, int lobe, double *depth) {
-    double im, re = mu_g(st, e, r, &im);
-    if (re <= 0.0) return NAN;
-    *depth = depth_of(st, re);
-    double eps = PI - 2.0 * atan(-im / re);
-    return 60.0 * st->omega_n * r / (st->z * (eps + 2.0 * PI * lobe));
-}
-
-#define LOBES 40
-#define LOBE_SCAN 600
-
-/* The stability lobes at spindle speed n: the lowest depth among the lobes through n,
- * each crossing found on a log-spaced scan of r in [0.2, 5] and refined by bisection.
- * Lobes beyond LOBES crowd onto the critical depth; where they could reach n, the
- * critical depth is taken (the lower envelope of every lobe). */
-static double lobe_depth(const Stability *st, double n, double critical) {
-    double best = HUGE_VAL, reach = 0.0, depth;
-    double r[LOBE_SCAN + 1], eps[LOBE_SCAN + 1];
-    for (int e = 0; e < 2; e++) {
-        /* The phase along the scan does not depend on the lobe: compute it once. */
-        for (int i = 0; i <= LOBE_SCAN; i++) {
-            double im;
-            r[i] = 0.2 * pow(25.0, (double)i / LOBE_SCAN);
-            double re = mu_g(st, e, r[i], &im);
-            eps[i] = re > 0.0 ? PI - 2.0 * atan(-im / re) : NAN;
-        }
-        double scale = 60.0 * st->omega_n / st->z;
-        for (int i = 0; i <= LOBE_SCAN; i++)
-            if (!isnan(eps[i])) reach = fmax(reach, scale * r[i] / (eps[i] + 2.0 * PI * (LOBES + 1)));
-        for (int lobe = 0; lobe <= LOBES; lobe++) {
-            double n0 = NAN;
-            for (int i = 0; i <= LOBE_SCAN; i++) {
-                double n1 = isnan(eps[i]) ? NAN : scale * r[i] / (eps[i] + 2.0 * PI * lobe);
-                if (!isnan(n0) && !isnan(n1) && (n0 - n) * (n1 - n) <= 0.0) {
-                    double lo = r[i - 1], hi = r[i], flo = n0 - n;
-                    for (int it = 0; it < 60; it++) {
-                        double mid = 0.5 * (lo + hi), fm = lobe_speed(st, e, mid, lobe, &depth) - n;
-                        if ((fm <= 0.0) == (flo <= 0.0)) {
-                            lo = mid;
-                            flo = fm;
-                        } else {
-                            hi = mid;
-                        }
-                    }
-                    lobe_speed(st, e, 0.5 * (lo + hi), lobe, &depth);
-                    best = fmin(best, depth);
-                }
-                n0 = n1;
-            }
-        }
-    }
-    if (n <= reach) best = fmin(best, critical);
-    return fmax(best, critical);
+/* The tool's first bending mode and the spindle-holder mode at the tool tip, the cut
+ * linearised about the mean chip, and process damping, in SI units. */
+static Cut chatter_cut(const ModelState *s) {
+    Cut c;
+    c.n_modes = 2;
+    c.modes[0].k = 1e6 * V(tool_modal_stiffness);
+    c.modes[0].wn = 2.0 * PI * V(tool_frequency);
+    c.modes[0].zeta = V(tool_damping_ratio);
+    c.modes[1].k = 1e6 * V(spindle_stiffness);
+    c.modes[1].wn = 2.0 * PI * V(spindle_natural_frequency);
+    c.modes[1].zeta = V(spindle_damping_ratio);
+    c.z = (int)V(n_teeth);
+    c.phi_st = phi_entry(s);
+    c.phi_ex = PI;
+    c.kappa = 1e3 * 2.0 * tan(deg(V(helix_angle))) / V(tool_diameter);
+    c.kt = 1e6 * V(tangent_cutting_coefficient);
+    c.kr = V(radial_force_ratio);
+    /* Process damping c = K_d w^2 / (4 v) per m of engaged flute (Tyler & Schmitz 2013),
+     * with the flank contact of the edge and the tool's wear at the start. */
+    double w = 1e-3 * (V(edge_contact_width) + V(tool_wear_start));
+    double v = V(cutting_speed) / 60.0;
+    c.pd = 1e9 * T(material_data, indentation_coefficient, material_row(s)) * w * w / (4.0 * v);
+    c.omega = 2.0 * PI * V(spindle_speed) / 60.0;
+    return c;
 }
 
 /* ---- what stays constant over one phase ------------------------------------------------------- */
@@ -382,22 +285,68 @@ static double lever(const ModelState *s) {
     return 1.0 + (V(nose_to_holder) + V(tool_overhang)) / V(spindle_bearing_span);
 }
 
-/* Seconds of cutting for a new tool to reach vb_limit at this order's data:
+/* Median seconds of cutting for a new tool to reach vb_limit at this order's data:
  * extended Taylor in engaged time,
- *   T_engaged = T_ref eps_ref (vc_ref / vc)^(1/n) (hex_ref / hex)^(y/n) K_coolant,
+ *   T_engaged = T_ref eps_ref (vc_ref / vc)^(w/n) (hex_ref / hex_long)^(y/n) K_coolant,
  * with hex_ref = hex_ref_ratio D, the catalogue's chip thickness for this diameter,
- * and the edge is engaged for eps = phi_e / 2 pi of each revolution. */
+ * hex_long the longest tooth's (runout), whose flank wears first, and the edge
+ * engaged for eps = phi_e / 2 pi of each revolution; w = flank_wear_life (0 where
+ * flank wear does not end the life and the life does not follow the speed). */
 static double tool_life_seconds(const ModelState *s) {
     int m = material_row(s);
     double n = T(material_data, taylor_n, m);
     double eps = deg(V(engagement_angle)) / (2.0 * PI);
     double eps_ref = acos(1.0 - 2.0 * V(life_reference_engagement)) / (2.0 * PI);
     double life = 60.0 * T(material_data, life_ref, m) * (eps_ref / eps) *
-                  pow(T(material_data, vc_ref, m) / V(cutting_speed), 1.0 / n) *
+                  pow(T(material_data, vc_ref, m) / V(cutting_speed),
+                      T(material_data, flank_wear_life, m) / n) *
                   pow(T(material_data, hex_ref_ratio, m) * V(tool_diameter) /
-                          V(max_chip_thickness),
+                          V(longest_chip_thickness),
                       V(taylor_feed_exponent) / n);
     return V(coolant_on) != 0.0 ? life * T(material_data, coolant_factor, m) : life;
+}
+
+/* Probability that a tool whose wear clock reads `clock` median lives has reached
+ * vb_limit: its life is lognormal with the median tool_life and sigma_ln =
+ * sqrt(ln(1 + cv^2)), so P = Phi(ln(clock) / sigma_ln). */
+static double life_probability(const ModelState *s, double clock) {
+    if (clock <= 0.0) return 0.0;
+    double cv = T(material_data, life_cv, material_row(s));
+    if (cv <= 0.0) return clock >= 1.0 ? 1.0 : 0.0;
+    return 0.5 * erfc(-log(clock) / (sqrt(2.0 * log1p(cv * cv))));
+}
+
+/* ---- breakage hazard ------------------------------------------------------------------------ */
+
+/* Edge load of a tooth over the reference condition's, from its largest chip h and its
+ * chip at entry h_in. The force per mm of edge follows Kienzle, ~ h^(1 - mc); the
+ * entry strikes with entry_impact_factor. The reference (hex_ref at ae/D 0.25, down
+ * milling) enters at its thickest chip, so its load is the impact factor. */
+static double edge_load(const ModelState *s, double h, double h_in) {
+    int m = material_row(s);
+    double e = 1.0 - T(material_data, mc, m), k = V(entry_impact_factor);
+    double ref = T(material_data, hex_ref_ratio, m) * V(tool_diameter);
+    return fmax(pow(h / ref, e) / k, pow(h_in / ref, e));
+}
+
+/* Breakage hazard rate (1/s) of a sharp tool in the cut. Carbide fractures as a weakest
+ * link (Weibull): a tooth entry with edge load S breaks the edge with probability
+ * breakage_hazard_ref S^m. The longest tooth takes the chip min(h + e, z h) (runout e),
+ * the others the nominal one (conservative: the tooth behind the longest takes less).
+ * Chatter (stability_margin below 1) thickens every chip, up to chatter_chip_factor at
+ * a margin of 0. The rate at wear VB is this times (1 + k_w VB)^m (breakage_rate). */
+static double sharp_breakage_rate(const ModelState *s) {
+    double z = V(n_teeth), e = 1e-3 * V(tool_runout), wm = V(carbide_weibull_modulus);
+    double h = V(max_chip_thickness), h_in = V(feed_per_tooth) * sin(deg(V(engagement_angle)));
+    double margin = V(stability_margin); /* NaN or inf (no chatter limit): no amplification */
+    double amp = 1.0 + (V(chatter_chip_factor) - 1.0) * (margin < 1.0 ? fmin(1.0, 1.0 - margin) : 0.0);
+    double lon = pow(edge_load(s, amp * fmin(h + e, z * h), amp * fmin(h_in + e, z * h_in)), wm);
+    double nom = pow(edge_load(s, amp * h, amp * h_in), wm);
+    return V(spindle_speed) / 60.0 * V(breakage_hazard_ref) * (lon + (z - 1.0) * nom);
+}
+
+static double breakage_rate(const ModelState *s, double vb) {
+    return V(breakage_rate_sharp) * pow(1.0 + V(wear_force_coefficient) * vb, V(carbide_weibull_modulus));
 }
 
 /* A phase: cutting at the order's speed, or turning at speed n without cutting
@@ -522,6 +471,12 @@ static void derivatives(const ModelState *s, const Phase *ph, const double *x, d
     }
     dx[X_D] = life_rev > 0.0 ? (ph->n / 60.0) / life_rev : 0.0;
     dx[X_E] = f.p_el;
+    if (ph->cutting) {
+        WearCurve w = wear_curve(s);
+        dx[X_H] = breakage_rate(s, wear_vb(&w, x[X_S]));
+    } else {
+        dx[X_H] = 0.0;
+    }
 }
 
 /* ---- start temperatures --------------------------------------------------------------------- */
@@ -606,6 +561,7 @@ static void load_states(const ModelState *s, double *x) {
     x[X_S] = V(tool_life_used);
     x[X_D] = V(bearing_damage);
     x[X_E] = V(energy);
+    x[X_H] = V(breakage_hazard);
 }
 
 static double wear_factor(const ModelState *s, double vb) {
@@ -646,6 +602,8 @@ static void update_outputs(ModelState *s, double t, const double *x) {
     V(bearing_damage) = x[X_D];
     V(bearing_damage_order) = x[X_D] - V(bearing_damage_start);
     V(energy) = x[X_E];
+    V(breakage_hazard) = x[X_H];
+    V(breakage_probability) = -expm1(-x[X_H]);
 
     V(cutting) = cutting ? 1.0 : 0.0;
     double tol = 1e-9 * fmax(1.0, V(cycle_time));
@@ -663,10 +621,11 @@ static void update_outputs(ModelState *s, double t, const double *x) {
     V(cutting_power) = f.power_cut;
     double s1_power = V(rated_power) * fmin(1.0, V(spindle_speed) / V(base_speed));
     V(spindle_load) = f.p_shaft / s1_power;
-    /* Intermittent duty (IEC 60034-1 S6): a short cycle that cuts for at most the
-     * rated share of it may load the spindle up to its S6 curve. */
-    int s6 = V(cut_time) <= V(s6_duty_cycle) * V(cycle_time) && V(cycle_time) <= V(s6_period);
-    V(spindle_rating_load) = V(spindle_load) / (s6 ? V(s6_power_factor) : 1.0);
+    /* Intermittent periodic duty (IEC 60034-1 S3): the spindle stands still during
+     * load/unload, so a short cycle that cuts for at most the rated share of it may
+     * load the spindle up to its S3 curve. */
+    int s3 = V(cut_time) <= V(s3_duty_cycle) * V(cycle_time) && V(cycle_time) <= V(s3_period);
+    V(spindle_rating_load) = V(spindle_load) / (s3 ? V(s3_power_factor) : 1.0);
     V(spindle_power) = f.p_el;
     V(bearing_heat) = f.q_bearing;
     V(motor_heat) = f.q_motor;
@@ -706,23 +665,23 @@ static void update_outputs(ModelState *s, double t, const double *x) {
     double left = fmax(0.0, 1.0 - x[X_S]);
     V(tool_remaining_life) = left * V(tool_life);
     V(tool_remaining_parts) = left * V(parts_per_tool);
+    V(tool_life_probability) = life_probability(s, x[X_S]);
+    V(breakage_hazard_rate) = 60.0 * breakage_rate(s, vb);
 }
 
-/* Wear at which the tool breaks in the cut, and the cause: the smallest of
- * vb_breakage and the wear at which the peak stress or deflection, growing with
- * 1 + k_w VB, reaches its limit (-inf: a sharp tool is already over it). */
+/* Wear at which the tool breaks in the cut, and the cause: the smaller of the fracture
+ * wear and the wear at which the peak root stress, growing with 1 + k_w VB, reaches the
+ * fatigue allowable (-inf: a sharp tool is already over it). The deflection limit is a
+ * set-up and quality limit: a tool bent past it does not fracture there. */
 static double breakage_wear(const ModelState *s, int *cause) {
-    double kw = V(wear_force_coefficient), vb = V(vb_breakage);
+    double kw = V(wear_force_coefficient), vb = V(fracture_wear);
     *cause = 1;
-    double peak = V(peak_force_sharp);
-    double ratios[2] = {root_stress(s, peak) / V(tool_fatigue_strength),
-                        peak * tip_compliance(s, load_arm(s)) / V(tool_deflection_limit)};
-    for (int i = 0; i < 2; i++) {
-        if (ratios[i] <= 0.0) continue;
-        double at = ratios[i] >= 1.0 ? -HUGE_VAL : kw > 0.0 ? (1.0 / ratios[i] - 1.0) / kw : HUGE_VAL;
+    double ratio = root_stress(s, V(peak_force_sharp)) / V(tool_fatigue_strength);
+    if (ratio > 0.0) {
+        double at = ratio >= 1.0 ? -HUGE_VAL : kw > 0.0 ? (1.0 / ratio - 1.0) / kw : HUGE_VAL;
         if (at < vb) {
             vb = at;
-            *cause = 2 + i;
+            *cause = 2;
         }
     }
     return vb;
@@ -742,9 +701,12 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
                  V(axial_depth), V(tool_overhang));
         return MODEL_ERROR;
     }
-    if (V(vb_breakage) <= V(vb_limit)) {
-        snprintf(msg, msg_len, "vb_breakage = %g mm must exceed vb_limit = %g mm",
-                 V(vb_breakage), V(vb_limit));
+    V(fracture_wear) = V(vb_breakage) * pow(d / V(vb_breakage_diameter), V(vb_breakage_exponent));
+    if (V(fracture_wear) <= V(vb_limit)) {
+        snprintf(msg, msg_len,
+                 "the fracture wear %g mm of a %g mm tool (vb_breakage = %g mm at %g mm) must "
+                 "exceed vb_limit = %g mm",
+                 V(fracture_wear), d, V(vb_breakage), V(vb_breakage_diameter), V(vb_limit));
         return MODEL_ERROR;
     }
     WearCurve w = wear_curve(s);
@@ -763,13 +725,16 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     /* Mean of h = fz sin(phi) over the engagement angle. */
     V(chip_thickness) = 2.0 * V(feed_per_tooth) * V(radial_width) / (d * phi);
     V(max_chip_thickness) = phi < 0.5 * PI ? V(feed_per_tooth) * sin(phi) : V(feed_per_tooth);
+    /* Runout e: the longest tooth cuts e more than the tooth before it left, at most
+     * the whole feed of a revolution. */
+    V(longest_chip_thickness) = fmin(V(max_chip_thickness) + 1e-3 * V(tool_runout),
+                                     V(n_teeth) * V(max_chip_thickness));
     V(cut_time) = 60.0 * V(path_length) / V(feed_rate);
     V(cycle_time) = V(cut_time) + V(load_time);
     if (!(V(cycle_time) > 0.0)) {
         snprintf(msg, msg_len, "cycle_time is 0: path_length and load_time are both 0");
         return MODEL_ERROR;
     }
-    double ei = tool_bending_stiffness(s);
     double l = V(tool_overhang);
     V(tip_stiffness) = 1e-3 / tip_compliance(s, l);
     double ca = deg(V(bearing_contact_angle));
@@ -781,16 +746,31 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     /* Capped so that an order without cutting gives finite outputs. */
     V(parts_per_tool) = fmin(1e9, 60.0 * V(tool_life) / fmax(V(cut_time), 1e-300));
     V(part_cycle_time) = V(cycle_time);
-    /* Tool cantilever (SI units) and spindle mode combined by Dunkerley's formula. */
-    double dc = 1e-3 * V(tool_core_ratio) * d, lm = 1e-3 * l;
-    double f_tool = CANTILEVER_BETA1 * CANTILEVER_BETA1 / (2.0 * PI * lm * lm) *
-                    sqrt(ei * 1e-6 / (V(tool_density) * PI * dc * dc / 4.0));
-    double f_sp = V(spindle_natural_frequency);
-    V(tool_natural_frequency) = 1.0 / sqrt(1.0 / (f_tool * f_tool) + 1.0 / (f_sp * f_sp));
-    Stability st = stability_setup(s, 1e3 * V(tip_stiffness), V(tool_natural_frequency));
-    V(critical_depth) = critical_depth(&st);
-    V(stability_limit) = lobe_depth(&st, n, V(critical_depth));
-    V(stability_margin) = V(stability_limit) / V(axial_depth);
+    int mat = material_row(s);
+    V(cutting_speed_ratio) = V(cutting_speed) / T(material_data, vc_ref, mat);
+    V(tool_life_in_window) = T(material_data, flank_wear_life, mat) == 0.0 ||
+                             (V(cutting_speed_ratio) >= V(taylor_speed_ratio_min) &&
+                              V(cutting_speed_ratio) <= V(taylor_speed_ratio_max));
+    /* Tool-tip dynamics: a tap test's tool mode where one is given, else the stepped
+     * beam's first bending mode; and the stability limit at this speed. */
+    Beam beam = tool_beam(s);
+    double w_tool = 0.0, m_tool = 0.0;
+    if (!beam_first_mode(&beam, &w_tool, &m_tool)) {
+        snprintf(msg, msg_len, "the tool's bending mode was not found (tool_overhang = %g mm)", l);
+        return MODEL_ERROR;
+    }
+    V(tool_frequency) = V(tool_mode_frequency) > 0.0 ? V(tool_mode_frequency) : w_tool / (2.0 * PI);
+    V(tool_modal_stiffness) =
+        V(tool_mode_stiffness) > 0.0 ? V(tool_mode_stiffness) : 1e-6 * w_tool * w_tool * m_tool;
+    V(tangent_cutting_coefficient) = (1.0 - T(material_data, mc, mat)) * T(material_data, kc11, mat) *
+                                     pow(V(chip_thickness), -T(material_data, mc, mat));
+    Cut cut = chatter_cut(s);
+    int method = 0;
+    V(stability_limit) = 1e3 * stability_limit(&cut, 1e-3 * V(axial_depth), 3e-3 * V(axial_depth),
+                                               (int)V(stability_nodes_per_cycle),
+                                               (int)V(stability_max_nodes), &method);
+    V(stability_method) = method;
+    V(stability_margin) = fmin(3.0, V(stability_limit) / V(axial_depth));
     V(bearing_speed_factor) = n * V(bearing_pitch_diameter);
     V(bearing_speed_ratio) = V(bearing_speed_factor) / V(bearing_speed_limit);
 
@@ -821,7 +801,7 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     V(drift_reference_housing) = t0[3];
     V(bearing_damage) = V(bearing_damage_start);
     V(energy) = 0.0;
-    V(tool_broken) = V(tool_wear_start) >= V(vb_breakage) ? 1.0 : 0.0;
+    V(tool_broken) = V(tool_wear_start) >= V(fracture_wear) ? 1.0 : 0.0;
     V(breakage_cause) = V(tool_broken);
     V(breakage_time) = s->time;
     double fx, fy;
@@ -832,6 +812,9 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     double vb_break = breakage_wear(s, &cause);
     V(breakage_clock) = vb_break == -HUGE_VAL ? -HUGE_VAL : wear_clock(&w, vb_break);
     V(breakage_mode) = cause;
+    /* After the stability margin: chatter raises the hazard. */
+    V(breakage_rate_sharp) = sharp_breakage_rate(s);
+    V(breakage_hazard) = 0.0;
     double x[NX];
     load_states(s, x);
     update_outputs(s, s->time, x);

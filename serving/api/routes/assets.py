@@ -69,7 +69,8 @@ _HIERARCHY = ("site", "area", "work_center")
 def asset_view(row: Asset) -> AssetView:
     return AssetView(row.equipment_id, row.asset_type, dict(row.state),
                      dict(row.capabilities.get("environment", {})),
-                     aware(row.state_measured_at), row.device_health)
+                     aware(row.state_measured_at), row.device_health,
+                     dict(row.capabilities.get("machine", {})))
 
 
 def _matches(if_match: str, row: Asset) -> bool:
@@ -154,6 +155,7 @@ def put_asset(equipment_id: EquipmentId, body: AssetIn, request: Request, respon
     spec = _spec_of(request, body.asset_type)
     state = check_asset_values(spec, body.state, "state", path="state")
     env = check_asset_values(spec, body.environment, "environment", path="environment")
+    machine = check_asset_values(spec, body.machine, "machine", path="machine")
     t = now()
     with ctx.store.session() as s:
         row = lock_asset(s, equipment_id)
@@ -188,7 +190,7 @@ def put_asset(equipment_id: EquipmentId, body: AssetIn, request: Request, respon
         row.site, row.area, row.work_center = body.site, body.area, body.work_center
         row.state = state
         row.state_measured_at = body.state_measured_at or t
-        row.capabilities = {**(row.capabilities or {}), "environment": env}
+        row.capabilities = {**(row.capabilities or {}), "environment": env, "machine": machine}
         _health(row, state, body.device_health, ctx.policy)
         _write(request, s, row, caller, kind="PUT", sent=body.model_dump(mode="json"),
                external_ids=dict(body.external_ids))
@@ -246,6 +248,10 @@ def patch_asset(
             merged = _merge_values(env, sent["environment"])
             env = check_asset_values(spec, merged, "environment", path="environment")
             row.capabilities = {**row.capabilities, "environment": env}
+        if "machine" in sent:
+            merged = _merge_values(dict(row.capabilities.get("machine", {})), sent["machine"])
+            machine = check_asset_values(spec, merged, "machine", path="machine")
+            row.capabilities = {**row.capabilities, "machine": machine}
         if "description" in sent:
             row.description = sent["description"] or ""
         for level in _HIERARCHY:
