@@ -332,7 +332,8 @@ REVIEW_ORDERS: dict[str, tuple[dict[str, Any], str]] = {
          "n_teeth": 4, "helix_angle": 40.0, "spindle_speed": 1000 * 60 / (math.pi * 12),
          "feed_per_tooth": 0.1, "axial_depth": 12.0, "radial_width": 0.5,
          "tool_overhang": 40.0, "path_length": 1000.0, "coolant_on": True, "warmup": 1.0},
-        "stable (process damping at 60 m/min); life 20-40 min (catalogue starting data)",
+        "stable (process damping at 60 m/min); a long life: the edge is engaged 7 % of a "
+        "revolution (ae/D 0.04) against the 17 % of the 30 min reference, under coolant",
     ),
     "6061 roughing, vc 900 m/min": (
         {"material": "aluminium_6061", "finished_surface": "wall", "tool_diameter": 16.0,
@@ -347,6 +348,14 @@ REVIEW_ORDERS: dict[str, tuple[dict[str, Any], str]] = {
          "feed_per_tooth": 0.08, "axial_depth": 6.0, "radial_width": 12.0,
          "tool_overhang": 36.0, "path_length": 600.0, "coolant_on": False, "warmup": 1.0},
         "a catalogue slot (ap 0.5 D); life 30-60 min dry",
+    ),
+    "the same slot on a stiffer spindle (MILL-02 of the demo shift: 75 N/um at 1150 Hz)": (
+        {"material": "cast_iron_gjl250", "finished_surface": "floor", "tool_diameter": 12.0,
+         "n_teeth": 4, "helix_angle": 30.0, "spindle_speed": 1000 * 200 / (math.pi * 12),
+         "feed_per_tooth": 0.08, "axial_depth": 6.0, "radial_width": 12.0,
+         "tool_overhang": 36.0, "path_length": 600.0, "coolant_on": False, "warmup": 1.0,
+         "rated_power": 22000.0, "spindle_stiffness": 75.0, "spindle_natural_frequency": 1150.0},
+        "two machines of one type differ: the stiffer spindle mode carries the slot",
     ),
 }
 REVIEW_OUTPUTS = ("stability_limit", "stability_method", "tool_life", "tool_frequency")

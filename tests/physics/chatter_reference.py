@@ -40,18 +40,9 @@ class Beam:
 
 
 def tool_beam(p: dict[str, Any]) -> Beam:
-    d, big_l = p["tool_diameter"], p["tool_overhang"]
-    flute = min(p["flute_length_ratio"] * d, big_l)
-    neck = min(p["neck_length"], big_l - flute)
-    parts = [
-        (big_l - flute - neck, d),
-        (neck, p["neck_ratio"] * d),
-        (flute, p["tool_core_ratio"] * d),
-    ]
+    """The tool's segments (spindle_reference.tool_segments) in SI units."""
     beam = Beam([], [], [])
-    for length, dia in parts:
-        if length <= 1e-9 * big_l:
-            continue
+    for length, dia in ref.tool_segments(p):
         dm = 1e-3 * dia
         beam.length.append(1e-3 * length)
         beam.ei.append(1e6 * p["tool_modulus"] * math.pi * dm**4 / 64)

@@ -29,6 +29,8 @@ ORDER = {
 }
 UNITS = {"spindle_speed": "rpm", "feed_per_tooth": "mm", "axial_depth": "mm"}
 STATE = {"tool_wear": 0.04, "bearing_damage": 0.12, "warmup": 0.5}
+# The machine's constants at the FMU's defaults (inputs of source machine).
+MACHINE = {"rated_power": 20000.0, "spindle_stiffness": 50.0, "spindle_natural_frequency": 900.0}
 # The predict route with one character percent-encoded: the same route once decoded, but
 # not the raw path the fast path (serving._fastpath) answers, so FastAPI's route does.
 ROUTE_PATH = "/v1/models/milling%5Fspindle/predict"
@@ -119,7 +121,7 @@ def test_predict_matches_the_pytorch_surrogate_and_flags_the_domain(
     service: dict[str, Any],
 ) -> None:
     s = service["trained"].result.surrogate
-    rows = [{**ORDER, **STATE, "bearing_damage": 0.1, "ambient_temperature": 22.0,
+    rows = [{**ORDER, **STATE, **MACHINE, "bearing_damage": 0.1, "ambient_temperature": 22.0,
              "coolant_temperature": 20.0, "replace_worn_tool": True,
              "tool_measure_interval": 0, "quantity": q} for q in (10, 30, 80)]
     rows.append({**rows[0], "tool_wear": 0.9})  # the DOE drew wear up to 0.25 mm
@@ -151,8 +153,8 @@ def test_the_predict_fast_path_answers_as_the_fastapi_route_does(
     """A plain request is answered in front of the framework (serving._fastpath); one
     with a query string goes through the FastAPI route. Same rows, same answer, with
     1 row (row-by-row constraint check) and 40 rows (vectorised, in a worker thread)."""
-    base = {**ORDER, **STATE, "ambient_temperature": 22.0, "coolant_temperature": 20.0,
-            "replace_worn_tool": True, "tool_measure_interval": 0}
+    base = {**ORDER, **STATE, **MACHINE, "ambient_temperature": 22.0,
+            "coolant_temperature": 20.0, "replace_worn_tool": True, "tool_measure_interval": 0}
     rows = [{**base, "quantity": 5 + i, "spindle_speed": 4000.0 + 50 * i,
              "radial_width": 3.0 if i % 7 else 20.0}  # some rows break a constraint
             for i in range(40)]
@@ -407,8 +409,8 @@ def test_a_registered_webhook_receives_the_signed_decision(service: dict[str, An
 
 
 def _rows_for_batching(n: int) -> list[dict[str, Any]]:
-    base = {**ORDER, **STATE, "ambient_temperature": 22.0, "coolant_temperature": 20.0,
-            "replace_worn_tool": True, "tool_measure_interval": 0}
+    base = {**ORDER, **STATE, **MACHINE, "ambient_temperature": 22.0,
+            "coolant_temperature": 20.0, "replace_worn_tool": True, "tool_measure_interval": 0}
     return [{**base, "quantity": 3 + 2 * i, "spindle_speed": 4200.0 + 75 * i,
              "radial_width": 3.0 if i % 5 else 20.0}  # some rows break a constraint
             for i in range(n)]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.serving.test_api import ORDER, STATE
+from tests.serving.test_api import MACHINE, ORDER, STATE
 
 ENV = {"ambient_temperature": 22.0}
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -59,7 +59,7 @@ def _asset(eq: str, **state: float) -> Any:
     from serving.domain.assess import AssetView
 
     return AssetView(eq, "milling_spindle", {**STATE, "tool_wear": 0.0, **state}, ENV,
-                     NOW - timedelta(hours=1))
+                     NOW - timedelta(hours=1), machine=dict(MACHINE))
 
 
 def _order(model: Any, limits: list[Any]) -> Any:

@@ -102,15 +102,15 @@ def test_a_reset_only_the_model_made_is_reported_as_such(api: httpx.Client) -> N
     worn = {**STATE, "tool_wear": 0.22}
     api.put("/v1/assets/J-3", json={"asset_type": TYPE, "state": worn})
     asset = api.get("/v1/assets/J-3").json()
-    kpis = _predict(api, asset, 90)
+    kpis = _predict(api, asset, 250)
     assert kpis["tool_wear_end"]["mean"] < 0.22  # the premise: the model changes the tool
-    api.post("/v1/work-orders/WO-J3/assessment", json=job_order("J-3", 90))
+    api.post("/v1/work-orders/WO-J3/assessment", json=job_order("J-3", 250))
     r = api.post("/v1/work-orders/WO-J3/completion",
-                 json={"equipment_id": "J-3", "good_quantity": 90})
+                 json={"equipment_id": "J-3", "good_quantity": 250})
     (tool,) = [c for c in r.json()["state_changes"] if c["input"] == "tool_wear"]
     assert tool["cause"] == "predicted" and tool["from"] == 0.22
     assert tool["detail"] == (
-        "tool_wear_end predicted at 90 parts: below the start value, so the model's run "
+        "tool_wear_end predicted at 250 parts: below the start value, so the model's run "
         "resets it during the order (a change the machine makes by itself); report it in "
         "the completion if it did not happen")
 

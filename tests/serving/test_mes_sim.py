@@ -131,7 +131,9 @@ def test_completions_carry_what_the_fmu_measures(played: dict[str, Any]) -> None
                 if s["type"] == "RELEASE_WITH_ADJUSTMENT":
                     params.update({p["id"]: p["to"] for p in s["adjustment"]["parameters"]})
             done = o["completion"]
-            values = {**params, **machines[o["ran_on"]]["environment"], **done["state_before"]}
+            machine = machines[o["ran_on"]]
+            values = {**params, **machine["environment"], **machine.get("machine", {}),
+                      **done["state_before"]}
             kpis = simulate_order(spec, fmu, values, shift[o["job_order_id"]]
                                   ["planned_quantity"], outputs=[]).kpis
             by_char = {q.characteristic_id: k for k, q in spec.quality.items()}

@@ -218,10 +218,10 @@ def test_the_model_says_where_it_was_trained_on_less_than_the_spec(
     gaps = {g["input"]: g for g in r.json()["domain_gaps"]}
     signature = json.loads((mes["trained"].bundle / "signature.json").read_text())
     trained = {c["name"]: (c["min"], c["max"]) for c in signature["inputs"]}
-    # The spindle speed: the spec admits 500-24000 rpm, the DOE drew from 800, and the
-    # feasible runs (cutting speed windows per material) reached less than the top.
+    # The spindle speed: the spec admits 500-24000 rpm and the DOE drew from 800 (up to
+    # the top: 6061, whose life has no speed window, runs at the top speed).
     lo, hi = trained["spindle_speed"]
-    assert lo == 800 and hi < 24000
+    assert lo == 800 and hi <= 24000
     assert gaps["spindle_speed"] == {
         "input": "spindle_speed", "unit": "rpm", "spec": [500, 24000], "trained": [lo, hi],
         "covered": round((hi - lo) / 23500, 4)}

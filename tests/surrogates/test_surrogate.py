@@ -34,11 +34,13 @@ def test_fresh_runs_are_a_new_design(trained, verification) -> None:  # type: ig
 
 def test_surrogate_beats_stated_errors_on_fresh_fmu_runs(verification) -> None:  # type: ignore[no-untyped-def]
     m = verification.metrics
-    # Measured with this 400-run design and small config: 0.988, 0.977, 0.959, 0.968.
+    # Measured with this 400-run design and small config: 0.988, 0.977, 1.0 (the cycle
+    # time is its closed-form baseline), 0.80 (spec v8: tools break at the fracture VB of
+    # their diameter, 0.4-0.6 mm instead of 1 mm, and halt more orders part-way).
     assert m["bearing_speed_ratio"]["r2"] >= 0.97
     assert m["spindle_load_max"]["r2"] >= 0.95
-    assert m["part_cycle_time"]["r2"] >= 0.93
-    assert m["parts_completed"]["r2"] >= 0.93
+    assert m["part_cycle_time"]["r2"] >= 0.99
+    assert m["parts_completed"]["r2"] >= 0.75
     assert m["bearing_speed_ratio"]["nrmse"] <= 0.04
     # Every learned KPI beats predicting its mean on runs it never saw.
     for name, k in m.items():
@@ -48,18 +50,22 @@ def test_surrogate_beats_stated_errors_on_fresh_fmu_runs(verification) -> None: 
     assert m["tool_broken_end"]["auc"] >= 0.85
 
 
-def test_constant_kpi_is_reported_exactly(verification) -> None:  # type: ignore[no-untyped-def]
-    # Without a breakage the breakage cause is 0 in every run, and so is the prediction.
+def test_a_kpi_of_two_values_is_learned_as_an_event(trained, verification) -> None:  # type: ignore[no-untyped-def]
+    # Spec v8: fatigue never binds and deflection is no longer a breakage, so the
+    # breakage cause is 0 or 1 (worn out) in every run: an event, like tool_broken_end.
+    targets = {t.name: t for t in trained.result.surrogate.targets.targets}
+    assert targets["breakage_cause_end"].kind == "event"
     k = verification.metrics["breakage_cause_end"]
-    assert k["max_abs_error"] == 0.0 and k["coverage"] == 1.0
+    assert k["accuracy"] >= 0.9
 
 
 def test_baseline_kpis_equal_the_fmu_on_fresh_runs(trained, verification) -> None:  # type: ignore[no-untyped-def]
-    """The five tool-life KPIs equal their spec baselines: reported as the baseline, with
-    an interval of rounding, they match 200 fresh FMU runs through the ONNX graph."""
+    """The five tool-life KPIs and the cycle time equal their spec baselines: reported as
+    the baseline, with an interval of rounding, they match 200 fresh FMU runs through the
+    ONNX graph."""
     targets = {t.name: t for t in trained.result.surrogate.targets.targets}
     for name in ("tool_life", "tool_changes", "tool_wear_end", "tool_cost_per_part",
-                 "tool_remaining_parts_end"):  # fmt: skip
+                 "tool_remaining_parts_end", "part_cycle_time"):  # fmt: skip
         assert targets[name].kind == "constant" and targets[name].baseline, name
         k = verification.metrics[name]
         assert k["r2"] > 0.999999 and k["coverage"] >= 0.99, (name, k)
@@ -119,8 +125,9 @@ def test_bundle_round_trip(trained, tmp_path: Path) -> None:  # type: ignore[no-
     assert [i["name"] for i in sig["inputs"]] == [*spec.inputs, "quantity"]
     material = next(i for i in sig["inputs"] if i["name"] == "material")
     assert material["choices"] == spec.inputs["material"].choice_names
-    assert sig["outputs"]["probability"] == ["tool_broken_end"]
-    assert set(sig["outputs"]["mean"]) == set(spec.kpis) - {"tool_broken_end"}
+    events = {"tool_broken_end", "breakage_cause_end"}
+    assert set(sig["outputs"]["probability"]) == events
+    assert set(sig["outputs"]["mean"]) == set(spec.kpis) - events
     assert sig["kpis"]["wall_error_max"]["quality"]["usl"] == 100.0
     assert sig["spec"]["hash"] == spec.spec_hash
     onnx_bytes = (trained.bundle / MODEL).read_bytes()
