@@ -39,6 +39,7 @@ UNITS: dict[str, dict[str, float]] = {
     "1/mm": {"m": -1, "factor": 1e3},
     "N": {"kg": 1, "m": 1, "s": -2},
     "N.m": {"kg": 1, "m": 2, "s": -2},
+    "N/mm": {"kg": 1, "s": -2, "factor": 1e3},
     "N/mm2": {"kg": 1, "m": -1, "s": -2, "factor": 1e6},
     "N/mm3": {"kg": 1, "m": -2, "s": -2, "factor": 1e9},
     "J": {"kg": 1, "m": 2, "s": -2},

@@ -74,65 +74,107 @@ def kc(p: dict[str, Any], vb: float = 0.0) -> float:
     return m["kc11"] * geometry(p)["hm"] ** -m["mc"] * (1 + p["wear_force_coefficient"] * vb)
 
 
+def axial_force_ratio(p: dict[str, Any]) -> float:
+    """Kac/Ktc of an oblique edge at the helix angle i, Stabler's rule eta = i (Armarego &
+    Whitfield 1985): the ratio of the axial and tangential rows of the oblique model."""
+    i, bn, an = (math.radians(p[k]) for k in ("helix_angle", "friction_angle", "rake_angle"))
+    eta = i
+    axial = math.cos(bn - an) * math.tan(i) - math.tan(eta) * math.sin(bn)
+    tangential = math.cos(bn - an) + math.tan(i) * math.tan(eta) * math.sin(bn)
+    return axial / tangential
+
+
+def mean_forces(p: dict[str, Any], vb: float = 0.0) -> tuple[float, float, float]:
+    """Mean (tangential, radial, axial) force: the shear part by Kienzle at hm times the
+    mean teeth in the cut, the edge part Ke ap z phi_e / 2 pi; times 1 + k_w VB."""
+    g, m = geometry(p), material(p)
+    engaged = p["axial_depth"] * p["n_teeth"] * g["phi"] / (2 * math.pi)
+    shear = kc(p) * g["hm"] * engaged
+    wear = 1 + p["wear_force_coefficient"] * vb
+    return (
+        (shear + m["edge_tangential"] * engaged) * wear,
+        (p["radial_force_ratio"] * shear + m["edge_radial"] * engaged) * wear,
+        (axial_force_ratio(p) * shear + m["edge_axial"] * engaged) * wear,
+    )
+
+
 def cutting_force(p: dict[str, Any], vb: float = 0.0) -> float:
-    """Mean tangential force: Kienzle at hm times the mean number of teeth in the cut."""
-    g = geometry(p)
-    return kc(p, vb) * p["axial_depth"] * g["hm"] * p["n_teeth"] * g["phi"] / (2 * math.pi)
+    """Mean tangential force: shear plus edge force."""
+    return mean_forces(p, vb)[0]
 
 
-def tool_force(p: dict[str, Any], theta: float) -> tuple[float, float]:
-    """(Fx, Fy) on a sharp tool, tooth 0's bottom point at immersion theta (down milling).
-
-    Each flute element dz at immersion phi carries dFt = kc11 (fz sin phi)^(1-mc) dz
-    and dFr = Kr dFt; elements trail the bottom point by 2 tan(helix) z / D.
-    Integrated along the flute with scipy's adaptive quadrature.
-    """
+def element_forces(p: dict[str, Any], phi: float) -> tuple[float, float, float]:
+    """(dFx, dFy, dFa) per mm of flute height of an element at immersion phi: dFt =
+    kc11 h^(1 - mc) + Kte, dFr = Kr kc11 h^(1 - mc) + Kre, dFa = Ka kc11 h^(1 - mc) +
+    Kae with h = fz sin(phi), nothing outside the engagement [pi - phi_e, pi]."""
     m = material(p)
-    z, ap, d = int(p["n_teeth"]), p["axial_depth"], p["tool_diameter"]
+    phi = phi % (2 * math.pi)
+    if not math.pi - geometry(p)["phi"] - 1e-12 <= phi <= math.pi + 1e-12:
+        return 0.0, 0.0, 0.0
+    shear = m["kc11"] * max(0.0, p["feed_per_tooth"] * math.sin(phi)) ** (1 - m["mc"])
+    ft = shear + m["edge_tangential"]
+    fr = p["radial_force_ratio"] * shear + m["edge_radial"]
+    fa = axial_force_ratio(p) * shear + m["edge_axial"]
+    return (
+        -ft * math.cos(phi) - fr * math.sin(phi),
+        ft * math.sin(phi) - fr * math.cos(phi),
+        fa,
+    )
+
+
+def flute_breaks(p: dict[str, Any], bottom: float, extra: tuple[float, ...] = ()) -> list[float]:
+    """Heights (0..ap) where a flute whose tip is at `bottom` crosses an engagement edge:
+    quad integrates the smooth pieces between them."""
+    ap, d = p["axial_depth"], p["tool_diameter"]
     kappa = 2 * math.tan(math.radians(p["helix_angle"])) / d
-    kr, fz = p["radial_force_ratio"], p["feed_per_tooth"]
-    entry = math.pi - geometry(p)["phi"]
-
-    def element(phi: float) -> tuple[float, float]:
-        phi = phi % (2 * math.pi)
-        if not entry <= phi <= math.pi:
-            return 0.0, 0.0
-        ft = m["kc11"] * (fz * math.sin(phi)) ** (1 - m["mc"])
-        return -ft * math.cos(phi) - kr * ft * math.sin(phi), ft * math.sin(
-            phi
-        ) - kr * ft * math.cos(phi)
-
-    fx = fy = 0.0
-    for j in range(z):
-        bottom = theta - 2 * math.pi * j / z
-        if kappa == 0.0:
-            ex, ey = element(bottom)
-            fx, fy = fx + ex * ap, fy + ey * ap
-            continue
-        # Break the flute where it crosses an engagement edge so quad sees smooth pieces.
-        cuts = {0.0, ap}
+    cuts = {0.0, ap, *(e for e in extra if 0 < e < ap)}
+    if kappa > 0:
         for k in range(-3, 4):
-            for edge in (entry, math.pi):
+            for edge in (math.pi - geometry(p)["phi"], math.pi):
                 zc = (bottom - edge - 2 * math.pi * k) / kappa
                 if 0 < zc < ap:
                     cuts.add(zc)
-        for a, b in itertools.pairwise(sorted(cuts)):
-            for axis in (0, 1):
-                part = integrate.quad(
-                    lambda s, b0=bottom, i=axis: element(b0 - kappa * s)[i], a, b, epsabs=1e-10
-                )[0]
-                fx, fy = (fx + part, fy) if axis == 0 else (fx, fy + part)
+    return sorted(cuts)
+
+
+def tool_forces(p: dict[str, Any], theta: float) -> tuple[float, float, float]:
+    """(Fx, Fy, Fa) on a sharp tool, tooth 0's bottom point at immersion theta (down
+    milling); elements trail the bottom point by 2 tan(helix) z / D. Integrated along
+    the flute with scipy's adaptive quadrature."""
+    z, d = int(p["n_teeth"]), p["tool_diameter"]
+    kappa = 2 * math.tan(math.radians(p["helix_angle"])) / d
+    total = [0.0, 0.0, 0.0]
+    for j in range(z):
+        bottom = theta - 2 * math.pi * j / z
+        for a, b in itertools.pairwise(flute_breaks(p, bottom)):
+            for axis in range(3):
+                total[axis] += integrate.quad(
+                    lambda s, b0=bottom, i=axis: element_forces(p, b0 - kappa * s)[i],
+                    a, b, epsabs=1e-10,
+                )[0]  # fmt: skip
+    return total[0], total[1], total[2]
+
+
+def tool_force(p: dict[str, Any], theta: float) -> tuple[float, float]:
+    """(Fx, Fy) on a sharp tool, tooth 0's bottom point at immersion theta."""
+    fx, fy, _ = tool_forces(p, theta)
     return fx, fy
 
 
-def peak_force(p: dict[str, Any]) -> float:
-    """Largest |F| of a sharp tool over a revolution: a fine scan, then a bounded search."""
+def peak_force(p: dict[str, Any], axial: bool = False) -> float:
+    """Largest |F| in the plane (or |Fa|) of a sharp tool over a revolution: a fine scan,
+    then a bounded search."""
+
+    def size(t: float) -> float:
+        fx, fy, fa = tool_forces(p, t)
+        return abs(fa) if axial else math.hypot(fx, fy)
+
     pitch = 2 * math.pi / p["n_teeth"]
     grid = np.linspace(0, pitch, 721)
-    mags = [math.hypot(*tool_force(p, t)) for t in grid]
+    mags = [size(t) for t in grid]
     i = int(np.argmax(mags))
     res = optimize.minimize_scalar(
-        lambda t: -math.hypot(*tool_force(p, t)),
+        lambda t: -size(t),
         bounds=(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]),
         method="bounded",
         options={"xatol": 1e-10},
@@ -170,6 +212,56 @@ def tip_compliance(p: dict[str, Any], a: float) -> float:
             total += integrate.quad(integrand, x0, hi, epsrel=1e-13)[0]
         x0 += length
     return total + 1 / (1e3 * p["spindle_stiffness"])
+
+
+def influence(p: dict[str, Any], a: float, c: float) -> float:
+    """mm/N at c mm from the holder face under a unit load at a: the unit-load integral
+    (a - x)(c - x) / EI(x) over [0, min(a, c)], exact by two-point Gauss-Legendre on each
+    uniform piece (the integrand is quadratic), plus the spindle spring."""
+    top, x0, total = min(a, c), 0.0, 0.0
+    for length, dia in tool_segments(p):
+        ei = p["tool_modulus"] * math.pi * dia**4 / 64
+        hi = min(x0 + length, top)
+        if hi > x0:
+            total += integrate.fixed_quad(lambda x, ei=ei: (a - x) * (c - x) / ei, x0, hi, n=2)[0]
+        x0 += length
+    return total + 1 / (1e3 * p["spindle_stiffness"])
+
+
+WALL_HEIGHTS = 33  # the model's sampling of the engaged height
+
+
+def wall_deflection(p: dict[str, Any], height: float, wall: str = "down") -> float:
+    """mm of material left at `height` above the tip on the down-milled wall (phi = pi) or
+    a slot's up-milled wall (phi = 0), sharp tool: the element at that height is on the
+    wall's angle; every element's dFy times the influence compliance, by quad."""
+    big_l, d = p["tool_overhang"], p["tool_diameter"]
+    kappa = 2 * math.tan(math.radians(p["helix_angle"])) / d
+    theta = (math.pi if wall == "down" else 0.0) + kappa * height
+    total = 0.0
+    for j in range(int(p["n_teeth"])):
+        bottom = theta - 2 * math.pi * j / p["n_teeth"]
+        for a, b in itertools.pairwise(flute_breaks(p, bottom, (height,))):
+            total += integrate.quad(
+                lambda s, b0=bottom: element_forces(p, b0 - kappa * s)[1]
+                * influence(p, big_l - s, big_l - height),
+                a, b, epsabs=1e-13, epsrel=1e-11, limit=200,
+            )[0]  # fmt: skip
+    return total if wall == "down" else -total
+
+
+def wall_error(p: dict[str, Any], vb: float = 0.0) -> float:
+    """um, + = material left: of the heights (and walls of a slot), the largest |error|,
+    the deflection times 1 + k_w VB plus VB tan(alpha) less the radius compensation."""
+    walls = ["down", "up"] if p["radial_width"] >= p["tool_diameter"] else ["down"]
+    offset = vb * math.tan(math.radians(p["clearance_angle"])) - p["radius_compensation"]
+    wear = 1 + p["wear_force_coefficient"] * vb
+    errors = [
+        wear * wall_deflection(p, zi, w) + offset
+        for zi in np.linspace(0, p["axial_depth"], WALL_HEIGHTS)
+        for w in walls
+    ]
+    return 1e3 * max(errors, key=abs)
 
 
 def load_arm(p: dict[str, Any]) -> float:
@@ -334,9 +426,10 @@ def heat(
 ) -> dict[str, float]:
     """Heat flows and powers (W) at temperatures (stator, shaft, bearing, housing)."""
     n = p["spindle_speed"] if n is None else n
-    force = cutting_force(p, vb) if cutting else 0.0
+    ft, fr_tool, _ = mean_forces(p, vb) if cutting else (0.0, 0.0, 0.0)
+    force = ft
     power_cut = force * geometry(p)["vc"] / 60
-    fr = bearing_radial(p, force * math.hypot(1, p["radial_force_ratio"]))
+    fr = bearing_radial(p, math.hypot(ft, fr_tool))
     fa = axial_load(p, temps[1], temps[2])
     p1 = max(0.9 * fa / math.tan(math.radians(p["bearing_contact_angle"])) - 0.1 * fr, fr)
     m_total = p["bearing_count"] * (
@@ -420,13 +513,61 @@ def steady_temperatures(
     return x
 
 
-def surface_rt(p: dict[str, Any]) -> float:
-    """Feed-mark height (mm) of the finished surface, with runout."""
-    r = p["tool_diameter"] / 2 if p["finished_surface"] == 1 else p["corner_radius"]
+def wall_rt(p: dict[str, Any]) -> float:
+    """Feed-mark height (mm) of a wall, swept by the cutter's radius, with radial runout."""
+    r = p["tool_diameter"] / 2
     fz, z, e = p["feed_per_tooth"], p["n_teeth"], 1e-3 * p["tool_runout"]
     return min(fz**2 / (8 * r) + e, (z * fz) ** 2 / (8 * r))
 
 
-def roughness(p: dict[str, Any], vb: float) -> float:
-    ra_marks = 4 / (9 * math.sqrt(3)) * 1e3 * surface_rt(p)
-    return math.hypot(ra_marks, p["roughness_floor"]) * (1 + p["roughness_wear_coefficient"] * vb)
+def end_edge_profile(u: np.ndarray, r: float, dish: float) -> np.ndarray:
+    """Height (mm) of a tooth's section along the feed above its lowest point, u from that
+    point (+ toward the periphery): the corner circle's lower arc, centre (0, r), then the
+    end edge, the circle's tangent at slope tan(dish) toward the centre; nothing cuts
+    beyond the periphery (u >= r)."""
+    u = np.asarray(u, dtype=float)
+    circle = np.where(np.abs(u) < r, r - np.sqrt(np.maximum(r * r - u * u, 0.0)), np.inf)
+    foot = -r * math.sin(dish)
+    line = r * (1 - math.cos(dish)) + (foot - u) * math.tan(dish)
+    out = np.where(u >= foot, circle, line)
+    return np.where(u >= r, np.inf, out)
+
+
+def floor_profile(p: dict[str, Any], samples: int = 400_001) -> tuple[np.ndarray, np.ndarray]:
+    """x over one period z fz and the floor height: the lowest of the teeth's profiles
+    fz apart, tooth 0 lower by the face runout."""
+    fz, z = p["feed_per_tooth"], int(p["n_teeth"])
+    r, dish, e = p["corner_radius"], math.radians(p["dish_angle"]), 1e-3 * p["axial_runout"]
+    period = z * fz
+    x = np.linspace(0.0, period, samples)
+    teeth = [
+        end_edge_profile(x - j * fz - k * period, r, dish) - (e if j == 0 else 0.0)
+        for j in range(z) for k in (-1, 0, 1)
+    ]  # fmt: skip
+    return x, np.min(teeth, axis=0)
+
+
+def floor_ra(p: dict[str, Any]) -> float:
+    """Ra (mm) of the floor profile, by the trapezoidal rule over one period."""
+    x, y = floor_profile(p)
+    period = x[-1] - x[0]
+    mean = integrate.trapezoid(y, x) / period
+    return float(integrate.trapezoid(np.abs(y - mean), x) / period)
+
+
+def chatter_ra(p: dict[str, Any], margin: float) -> float:
+    """Ra (um) of a wall's chatter marks: a waviness of peak to valley (chatter_chip_factor
+    - 1) hex (1 - margin) below margin 1, Ra = Rt / pi of a sine."""
+    if p["finished_surface"] != 1 or not margin < 1:
+        return 0.0
+    rt = (p["chatter_chip_factor"] - 1) * geometry(p)["hex"] * min(1.0, 1 - margin)
+    return 1e3 * rt / math.pi
+
+
+def roughness(p: dict[str, Any], vb: float, margin: float = math.inf) -> float:
+    if p["finished_surface"] == 1:
+        ra_marks = 4 / (9 * math.sqrt(3)) * 1e3 * wall_rt(p)
+    else:
+        ra_marks = 1e3 * floor_ra(p)
+    total = math.sqrt(ra_marks**2 + chatter_ra(p, margin) ** 2 + p["roughness_floor"] ** 2)
+    return total * (1 + p["roughness_wear_coefficient"] * vb)

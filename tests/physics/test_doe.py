@@ -187,13 +187,13 @@ def test_spindle_rejection_rate_matches_an_independent_estimate() -> None:
 def test_spindle_grid_is_refused_above_a_million_points() -> None:
     with pytest.raises(DoeError) as err:
         make_design(SPINDLE, 1, method="grid")
-    # 12 real factors and n_teeth and quantity at 3 levels, 5 materials, 2 finished
+    # 18 real factors and n_teeth and quantity at 3 levels, 5 materials, 2 finished
     # surfaces, coolant on/off, tool-life management on/off
     assert str(err.value) == (
-        "levels: 3 levels over 23 factors make 46,490,458,680 grid points, more than "
+        "levels: 3 levels over 24 factors make 139,471,376,040 grid points, more than "
         "1,000,000; use fewer levels or another method"
     )
-    assert 3**14 * 5 * 2 * 2 * 2 == 191_318_760
+    assert 3**20 * 5 * 2 * 2 * 2 == 139_471_376_040
 
 
 # ---- values filled in and their types --------------------------------------------------

@@ -84,7 +84,7 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "tool_measure_interval": "integer",
     }
     assert {i.source for i in spec.inputs.values()} == {"order", "environment", "machine", "state"}
-    assert list(spec.derived_exprs)[:18] == [
+    assert list(spec.derived_exprs)[:19] == [
         "cutting_speed",
         "feed_rate",
         "cycle_time",
@@ -101,11 +101,12 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "removal_rate",
         "chip_mean",
         "kc_planned",
+        "edge_force_planned",
         "power_planned",
         "power_s1",
     ]
     # then the tool-life bookkeeping (baselines) and the features where physics is periodic
-    assert list(spec.derived_exprs)[18:23] == [
+    assert list(spec.derived_exprs)[19:24] == [
         "engaged_share", "engaged_share_ref", "taylor_n", "life_ref", "vc_ref",
     ]  # fmt: skip
     assert {k: v.baseline for k, v in spec.kpis.items() if v.baseline} == {
@@ -180,15 +181,19 @@ def test_derived_names_and_constraints_vectorised() -> None:
     # hm = fz / (pi/2); power = removal rate / 60 * kc1.1 hm^-mc (C45 2220/0.14, Ti
     # 1400/0.23). A 13 mm cut on a 12 mm tool counts as a slot (ae = D), and is refused.
     hm_half, hm_tenth = 0.08 / (np.pi / 2), 2 * 0.03 * 0.1 / np.arccos(0.8)
+    # The edge force adds Kte ap z phi_e / (2 pi) times vc / 60 (Kte of C45 and Ti 25,
+    # of 6061 7.5 N/mm; phi_e pi/2 at ae = D/2, pi in a slot, acos(0.8) at ae = D/10).
+    vc10, vc12 = np.pi * 10 * 8000 / 1000, np.pi * 12 * 20000 / 1000
     expected = [
-        19.2 / 60 * 2220 * hm_half**-0.14,
-        19.2 / 60 * 1400 * hm_half**-0.23,
-        124.8 / 60 * 830 * (2 * 0.08 / np.pi) ** -0.23,
-        115.2 / 60 * 2220 * hm_half**-0.14,
-        1.44 / 60 * 2220 * hm_tenth**-0.14,
+        19.2 / 60 * 2220 * hm_half**-0.14 + 25 * 2 * 3 / 4 * vc10 / 60,
+        19.2 / 60 * 1400 * hm_half**-0.23 + 25 * 2 * 3 / 4 * vc10 / 60,
+        124.8 / 60 * 830 * (2 * 0.08 / np.pi) ** -0.23 + 7.5 * 2 * 3 / 2 * vc12 / 60,
+        115.2 / 60 * 2220 * hm_half**-0.14 + 25 * 12 * 3 / 4 * vc10 / 60,
+        1.44 / 60 * 2220 * hm_tenth**-0.14 + 25 * 2 * 3 * np.arccos(0.8) / (2 * np.pi) * vc10 / 60,
     ]
     np.testing.assert_allclose(names["power_planned"], expected, rtol=1e-12)
-    assert expected[0] == pytest.approx(1078.0, abs=1.0)  # 1.1 kW for 19 cm3/min of C45
+    # 1.1 kW of shear for 19 cm3/min of C45, and 0.16 kW of edge force
+    assert expected[0] == pytest.approx(1078.0 + 157.1, abs=1.0)
     np.testing.assert_array_equal(names["power_s1"], 20000.0)  # above the 7000 rpm base speed
     low = spec.namespace({"spindle_speed": 3500.0, "rated_power": 20000.0})
     assert low["power_s1"] == 10000.0  # constant torque

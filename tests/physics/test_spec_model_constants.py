@@ -48,7 +48,7 @@ WHERE = f"model 'spindle' ({TABLE})"
 MATERIALS = RAW["inputs"]["material"]["choices"]
 COLUMNS = [
     "kc11", "mc", "vc_ref", "hex_ref_ratio", "life_ref", "taylor_n", "coolant_factor",
-    "flank_wear_life",
+    "flank_wear_life", "edge_tangential",
 ]  # fmt: skip
 # The constants the spec's expressions wrote as numbers before they read them from the
 # FMU (spec version 5), each with a derived value that must follow it.
@@ -86,8 +86,9 @@ NECK_ONLY = ("neck_ratio",)
 # moves which orders the spec admits.
 CONSTRAINT_SCALARS = ("taylor_speed_ratio_min", "taylor_speed_ratio_max")
 # Per material: kc11 and mc set the planned cutting force, the others the tool life.
+TARGETS = {"kc11": "kc_planned", "mc": "kc_planned", "edge_tangential": "edge_force_planned"}
 CELLS = {
-    f"{column}_{m}": ("kc_planned" if column in ("kc11", "mc") else "tool_life_planned", m)
+    f"{column}_{m}": (TARGETS.get(column, "tool_life_planned"), m)
     for column in COLUMNS
     for m in MATERIALS
 }

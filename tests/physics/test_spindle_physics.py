@@ -56,9 +56,12 @@ def test_cutting_force_torque_and_power_follow_kienzle(fmu: Fmu, material: str) 
     assert tr["spindle_torque"][0] == pytest.approx(expected["torque"], rel=1e-12)
     assert tr["spindle_power"][0] == pytest.approx(expected["p_el"], rel=1e-12)
     assert tr["bearing_heat"][0] == pytest.approx(expected["q_bearing"], rel=1e-12)
-    # The textbook form of the same power: Pc = ae ap vf kc / 60e3 (W, mm, mm/min, N/mm2).
-    g = ref.geometry(p)
+    # The textbook form of the same power: Pc = ae ap vf kc / 60e3 (W, mm, mm/min, N/mm2),
+    # plus the edge force's Kte ap z phi_e / 2 pi (N) at vc / 60, both raised by wear.
+    g, m = ref.geometry(p), ref.material(p)
+    edge = m["edge_tangential"] * p["axial_depth"] * p["n_teeth"] * g["phi"] / (2 * math.pi)
     pc = p["radial_width"] * p["axial_depth"] * g["vf"] * ref.kc(p, 0.1) / 60e3
+    pc += edge * (1 + p["wear_force_coefficient"] * 0.1) * g["vc"] / 60
     assert tr["cutting_power"][0] == pytest.approx(pc, rel=1e-12)
     # S1 curve: constant torque up to the base speed, constant power above it.
     s1 = p["rated_power"] * min(1.0, p["spindle_speed"] / p["base_speed"])

@@ -275,14 +275,14 @@ def test_trajectories_are_stored_on_the_sampling_grid(spec, tmp_path: Path) -> N
         (["--n", "5", "--workers", "-2"], "error: workers: -2 must be >= 0 (0 = one per core)"),
         (
             ["--n", "5", "--doe", "grid"],
-            "error: levels: 3 levels over 23 factors make 46,490,458,680 grid points, more than "
+            "error: levels: 3 levels over 24 factors make 139,471,376,040 grid points, more than "
             "1,000,000; use fewer levels or another method",
         ),
         # Sized before anything is allocated (this grid once took 23.5 GB, then a kill); the
         # integer factors have at most their range of levels (quantity 1-500: 500).
         (
             ["--n", "5", "--doe", "grid", "--levels", "100000000"],
-            "error: levels: 100000000 levels over 23 factors make about 1e+141 grid points, "
+            "error: levels: 100000000 levels over 24 factors make about 1e+149 grid points, "
             "more than 1,000,000; use fewer levels or another method",
         ),
         (

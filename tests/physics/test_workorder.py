@@ -24,7 +24,7 @@ INPUT_IDS = (
     "tool_diameter, n_teeth, corner_radius, helix_angle, tool_overhang, path_length, "
     "load_time, coolant_on, coolant_temperature, replace_worn_tool, tool_measure_interval, "
     "ambient_temperature, rated_power, spindle_stiffness, spindle_natural_frequency, tool_wear, "
-    "bearing_damage, warmup"
+    "bearing_damage, radius_compensation, warmup"
 )
 ORDER: dict[str, Any] = {
     "material": "steel_c45",
@@ -89,6 +89,7 @@ def test_good_order_becomes_start_values_and_stop_time() -> None:
         "spindle_natural_frequency": 900.0,
         "tool_wear_start": 0.12,
         "bearing_damage_start": 0.0,
+        "radius_compensation": 0.0,
         "warmup_fraction": 0.0,
     }
     assert type(case.start_values["n_teeth"]) is int

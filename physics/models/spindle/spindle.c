@@ -29,6 +29,7 @@
 
 #include "model.h"
 #include "stability.h"
+#include "surface.h"
 
 #define PI 3.14159265358979323846
 /* ISO 281: life exponent for ball bearings; L10 in units of 10^6 revolutions. */
@@ -100,13 +101,35 @@ static double wear_clock(const WearCurve *w, double vb) {
  * the angle (from the feed-normal axis, clockwise) where it generates the wall. */
 static double phi_entry(const ModelState *s) { return PI - deg(V(engagement_angle)); }
 
-/* Tangential force per mm of flute of a sharp tool at immersion phi: Kienzle with
- * the local chip thickness h = fz sin(phi). */
-static double edge_force(const ModelState *s, double phi) {
-    double h = V(feed_per_tooth) * sin(phi);
-    if (h <= 0.0) return 0.0;
+/* Forces per mm of flute height on a sharp tool at immersion phi (Altintas, Manufacturing
+ * Automation, 2nd ed. 2012, ch. 2: the linear edge-force model, db = dz): a shear part
+ * on the local chip h = fz sin(phi), Kienzle's kc11 h^(1 - mc) tangentially, Kr times
+ * it radially and Ka times it axially, plus the edge (ploughing) forces Kte, Kre, Kae
+ * that the hone rubs on the surface whatever the chip. ft along the cutting speed, fr
+ * toward the tool axis, fa along it (+ pulling the tool out of the holder). */
+typedef struct {
+    double ft, fr, fa;
+} ElementForce;
+
+/* Axial over tangential shear force of an oblique edge at the helix angle i, with
+ * Stabler's chip-flow rule (eta = i): (cos(bn - an) tan i - tan i sin bn) /
+ * (cos(bn - an) + tan^2 i sin bn), bn the normal friction angle, an the normal rake
+ * (Armarego & Whitfield, CIRP Annals 34, 1985; Budak, Altintas & Armarego, ASME J. Manuf.
+ * Sci. Eng. 118, 1996). The shear force itself stays Kienzle's. */
+static double axial_force_ratio(const ModelState *s) {
+    double t = tan(deg(V(helix_angle))), bn = deg(V(friction_angle)), an = deg(V(rake_angle));
+    return (cos(bn - an) * t - t * sin(bn)) / (cos(bn - an) + t * t * sin(bn));
+}
+
+static ElementForce element_force(const ModelState *s, double phi) {
     int m = material_row(s);
-    return T(material_data, kc11, m) * pow(h, 1.0 - T(material_data, mc, m));
+    double h = V(feed_per_tooth) * sin(phi);
+    double shear = h > 0.0 ? T(material_data, kc11, m) * pow(h, 1.0 - T(material_data, mc, m)) : 0.0;
+    ElementForce e;
+    e.ft = shear + T(material_data, edge_tangential, m);
+    e.fr = V(radial_force_ratio) * shear + T(material_data, edge_radial, m);
+    e.fa = V(axial_force_ratio) * shear + T(material_data, edge_axial, m);
+    return e;
 }
 
 /* 16-point Gauss-Legendre nodes and weights on [-1, 1]. */
@@ -117,37 +140,87 @@ static const double GL_W[8] = {0.1894506104550685, 0.1826034150449236, 0.1691565
                                0.1495959888165767, 0.1246289712555339, 0.0951585116824928,
                                0.0622535239386479, 0.0271524594117541};
 
-/* Force (Fx along the feed, Fy normal to the wall, + away from it) of the flute
- * elements whose immersion lies in [p1, p2] (radians, same branch as phi_entry),
- * with dz = dphi / kappa. */
-static void flute_segment(const ModelState *s, double p1, double p2, double kappa,
-                          double *fx, double *fy) {
-    double kr = V(radial_force_ratio), half = 0.5 * (p2 - p1), mid = 0.5 * (p1 + p2);
+/* The resultant of the flute elements in the cut: Fx along the feed, Fy normal to the
+ * down-milled wall (+ away from it), Fa axial; and, where a point of the tool is
+ * given (gauge > 0, mm from the holder face), its wall-normal deflection (mm) under
+ * that distributed load: sum of dFy times the influence compliance of the element's
+ * height and the point's. */
+typedef struct {
+    double fx, fy, fa;
+    double gauge, deflection;
+    const Beam *beam;
+} Load;
+
+/* Static compliance (mm/N) at distance c (mm) from the holder face of a load at
+ * distance a, by the unit-load method: integral_0^min(a, c) (a - x)(c - x) / EI dx of
+ * the stepped beam, plus the spindle-holder spring at the holder face. */
+static double influence(const ModelState *s, const Beam *b, double a, double c) {
+    double lo = fmin(a, c), x0 = 0.0, sum = 0.0;
+    a *= 1e-3;
+    c *= 1e-3;
+    lo *= 1e-3;
+    for (int i = 0; i < b->n && x0 < lo; i++) {
+        double x1 = fmin(x0 + b->length[i], lo);
+#define F(x) (a * c * (x) - 0.5 * (a + c) * (x) * (x) + (x) * (x) * (x) / 3.0)
+        sum += (F(x1) - F(x0)) / b->ei[i];
+#undef F
+        x0 += b->length[i];
+    }
+    return 1e3 * sum + 1.0 / (1e3 * V(spindle_stiffness));
+}
+
+static void add_element(const ModelState *s, double phi, double dz, double height, Load *l) {
+    ElementForce e = element_force(s, phi);
+    double fy = e.ft * sin(phi) - e.fr * cos(phi);
+    l->fx += (-e.ft * cos(phi) - e.fr * sin(phi)) * dz;
+    l->fy += fy * dz;
+    l->fa += e.fa * dz;
+    if (l->beam) l->deflection += fy * dz * influence(s, l->beam, V(tool_overhang) - height, l->gauge);
+}
+
+/* The flute elements whose immersion lies in [p1, p2] (radians, the engagement window's
+ * branch), at height (origin - phi) / kappa above the tip (dz = dphi / kappa). The
+ * quadrature is split where an element passes the gauge point, the kink of the
+ * influence compliance. */
+static void flute_segment(const ModelState *s, double p1, double p2, double origin, double kappa,
+                          Load *l) {
+    if (l->beam) {
+        double at = origin - kappa * (V(tool_overhang) - l->gauge);
+        if (at > p1 && at < p2) {
+            flute_segment(s, p1, at, origin, kappa, l);
+            p1 = at;
+        }
+    }
+    double half = 0.5 * (p2 - p1), mid = 0.5 * (p1 + p2);
     for (int i = 0; i < 16; i++) {
         double phi = mid + (i < 8 ? -1.0 : 1.0) * half * GL_X[i % 8];
-        double ft = edge_force(s, phi) * GL_W[i % 8] * half / kappa;
-        *fx += -ft * cos(phi) - kr * ft * sin(phi);
-        *fy += ft * sin(phi) - kr * ft * cos(phi);
+        add_element(s, phi, GL_W[i % 8] * half / kappa, (origin - phi) / kappa, l);
     }
 }
 
-/* Total force on a sharp tool when the bottom point of tooth 0 is at immersion
- * theta; the other teeth trail by multiples of the pitch, and along each flute
- * the elements at height z trail by kappa z (kappa = 2 tan(helix) / D). */
-static void tool_force(const ModelState *s, double theta, double *fx, double *fy) {
+/* Load on a sharp tool when the bottom point of tooth 0 is at immersion theta; the other
+ * teeth trail by multiples of the pitch, and along each flute the elements at height z
+ * trail by kappa z (kappa = 2 tan(helix) / D). */
+static void tool_load(const ModelState *s, double theta, Load *l) {
     int z = (int)V(n_teeth);
     double ap = V(axial_depth), st = phi_entry(s), ex = PI;
     double kappa = 2.0 * tan(deg(V(helix_angle))) / V(tool_diameter);
-    double kr = V(radial_force_ratio);
-    *fx = *fy = 0.0;
+    l->fx = l->fy = l->fa = l->deflection = 0.0;
     for (int j = 0; j < z; j++) {
         double top = theta - 2.0 * PI * j / z;
         top -= 2.0 * PI * floor((top - st) / (2.0 * PI)); /* into [st, st + 2 pi) */
         if (kappa * ap < 1e-9) { /* straight flute: the whole ap at one angle */
-            if (top <= ex) {
-                double ft = edge_force(s, top) * ap;
-                *fx += -ft * cos(top) - kr * ft * sin(top);
-                *fy += ft * sin(top) - kr * ft * cos(top);
+            if (top > ex) continue;
+            /* Along the height, split at the gauge point (the influence's kink). */
+            double cut = l->beam ? fmin(ap, fmax(0.0, V(tool_overhang) - l->gauge)) : ap;
+            double parts[3] = {0.0, cut, ap};
+            for (int k = 0; k < 2; k++) {
+                double half = 0.5 * (parts[k + 1] - parts[k]), mid = 0.5 * (parts[k] + parts[k + 1]);
+                if (!(half > 0.0)) continue;
+                for (int i = 0; i < 16; i++) {
+                    double zz = mid + (i < 8 ? -1.0 : 1.0) * half * GL_X[i % 8];
+                    add_element(s, top, GL_W[i % 8] * half, zz, l);
+                }
             }
             continue;
         }
@@ -155,59 +228,84 @@ static void tool_force(const ModelState *s, double theta, double *fx, double *fy
         /* This revolution's engagement window and, for long helical flutes, earlier ones. */
         for (int w = 0; ex - 2.0 * PI * w > bottom; w++) {
             double lo = fmax(bottom, st - 2.0 * PI * w), hi = fmin(top, ex - 2.0 * PI * w);
-            if (hi > lo) flute_segment(s, lo + 2.0 * PI * w, hi + 2.0 * PI * w, kappa, fx, fy);
+            if (hi > lo) flute_segment(s, lo + 2.0 * PI * w, hi + 2.0 * PI * w, top + 2.0 * PI * w, kappa, l);
         }
     }
 }
 
+static void tool_force(const ModelState *s, double theta, double *fx, double *fy, double *fa) {
+    Load l = {0};
+    tool_load(s, theta, &l);
+    *fx = l.fx;
+    *fy = l.fy;
+    *fa = l.fa;
+}
+
 static double force_magnitude(const ModelState *s, double theta) {
-    double fx, fy;
-    tool_force(s, theta, &fx, &fy);
+    double fx, fy, fa;
+    tool_force(s, theta, &fx, &fy, &fa);
     return hypot(fx, fy);
 }
 
-/* Largest resultant force on a sharp tool over a revolution: sampled over one
- * tooth pitch, then refined by golden-section search around the best sample. */
-static double peak_force_sharp(const ModelState *s) {
+static double axial_magnitude(const ModelState *s, double theta) {
+    double fx, fy, fa;
+    tool_force(s, theta, &fx, &fy, &fa);
+    return fabs(fa);
+}
+
+/* Largest value of f over a revolution: sampled over one tooth pitch, then refined by
+ * golden-section search around the best sample. */
+static double peak_over_revolution(const ModelState *s, double (*f)(const ModelState *, double)) {
     int z = (int)V(n_teeth);
     double pitch = 2.0 * PI / z, step = pitch / PEAK_SAMPLES, best = -1.0, at = 0.0;
     for (int i = 0; i < PEAK_SAMPLES; i++) {
-        double th = phi_entry(s) + i * step, f = force_magnitude(s, th);
-        if (f > best) {
-            best = f;
+        double th = phi_entry(s) + i * step, v = f(s, th);
+        if (v > best) {
+            best = v;
             at = th;
         }
     }
     double a = at - step, b = at + step, g = 0.5 * (sqrt(5.0) - 1.0);
     double c = b - g * (b - a), d = a + g * (b - a);
-    double fc = force_magnitude(s, c), fd = force_magnitude(s, d);
+    double fc = f(s, c), fd = f(s, d);
     for (int i = 0; i < 60; i++) {
         if (fc > fd) {
             b = d;
             d = c;
             fd = fc;
             c = b - g * (b - a);
-            fc = force_magnitude(s, c);
+            fc = f(s, c);
         } else {
             a = c;
             c = d;
             fc = fd;
             d = a + g * (b - a);
-            fd = force_magnitude(s, d);
+            fd = f(s, d);
         }
     }
     return fmax(best, fmax(fc, fd));
 }
 
-/* Tangential force of a sharp tool averaged over a revolution: Kienzle at the
- * mean chip thickness times the mean number of teeth in the cut. */
-static double mean_force_sharp(const ModelState *s) {
+/* Forces of a sharp tool averaged over a revolution: the shear part by Kienzle at the
+ * mean chip thickness times the mean number of teeth in the cut (the textbook
+ * Pc = ae ap vf kc), the edge part exactly (each mm of flute is in the cut phi_e / 2 pi
+ * of a revolution): tangential, radial and axial. */
+typedef struct {
+    double ft, fr, fa;
+} MeanForce;
+
+static MeanForce mean_force_sharp(const ModelState *s) {
+    MeanForce f = {0.0, 0.0, 0.0};
     int m = material_row(s);
     double hm = V(chip_thickness);
-    if (hm <= 0.0) return 0.0;
+    if (hm <= 0.0) return f;
     double kc = T(material_data, kc11, m) * pow(hm, -T(material_data, mc, m));
-    double teeth_in_cut = V(n_teeth) * deg(V(engagement_angle)) / (2.0 * PI);
-    return kc * V(axial_depth) * hm * teeth_in_cut;
+    double engaged = V(axial_depth) * V(n_teeth) * deg(V(engagement_angle)) / (2.0 * PI);
+    double shear = kc * hm * engaged;
+    f.ft = shear + T(material_data, edge_tangential, m) * engaged;
+    f.fr = V(radial_force_ratio) * shear + T(material_data, edge_radial, m) * engaged;
+    f.fa = V(axial_force_ratio) * shear + T(material_data, edge_axial, m) * engaged;
+    return f;
 }
 
 /* The tool as a clamped stepped beam from the holder face (SI units): the shank at D,
@@ -242,6 +340,43 @@ static double tip_compliance(const ModelState *s, double a) {
 /* The force centroid sits half the axial depth above the tip. */
 static double load_arm(const ModelState *s) { return V(tool_overhang) - 0.5 * V(axial_depth); }
 
+/* ---- the walls' form error ------------------------------------------------------------------ */
+
+/* Heights at which the wall error is evaluated, evenly over the engaged flute. */
+#define WALL_HEIGHTS 33
+
+/* Wall-normal deflection, + = material left, that a sharp tool leaves on its walls: the
+ * point of the wall at height z is generated when the flute element at z passes the
+ * wall's angle, phi = pi for the down-milled wall (tooth 0's tip then at pi + kappa z,
+ * the helix carrying the generating point up the flute), and, in a slot, phi = 0 for
+ * the up-milled wall opposite it, where + is the other way. At that instant the tool
+ * bends under the distributed load of every element in the cut; its deflection at z is
+ * the sum of the elements' forces times the stepped beam's influence compliance
+ * (unit-load method) plus the spindle's. Returns the extremes over the heights and
+ * walls (mm, per unit wear factor). */
+static void wall_deflections(const ModelState *s, double *lo, double *hi) {
+    Beam b = tool_beam(s);
+    double ap = V(axial_depth), big_l = V(tool_overhang);
+    double kappa = 2.0 * tan(deg(V(helix_angle))) / V(tool_diameter);
+    int slot = V(radial_width) >= V(tool_diameter) * (1.0 - 1e-12);
+    *lo = HUGE_VAL;
+    *hi = -HUGE_VAL;
+    for (int i = 0; i < WALL_HEIGHTS; i++) {
+        double z = ap * i / (WALL_HEIGHTS - 1.0);
+        Load l = {0};
+        l.beam = &b;
+        l.gauge = big_l - z;
+        tool_load(s, PI + kappa * z, &l);
+        *lo = fmin(*lo, l.deflection);
+        *hi = fmax(*hi, l.deflection);
+        if (slot) {
+            tool_load(s, kappa * z, &l);
+            *lo = fmin(*lo, -l.deflection);
+            *hi = fmax(*hi, -l.deflection);
+        }
+    }
+}
+
 /* ---- chatter stability (stability.c) ------------------------------------------------------ */
 
 /* The tool's first bending mode and the spindle-holder mode at the tool tip, the cut
@@ -275,7 +410,7 @@ static Cut chatter_cut(const ModelState *s) {
 typedef struct {
     int cutting;
     double n, omega;      /* rpm and rad/s; 0 while stopped */
-    double force_sharp;   /* N, mean tangential force of a sharp tool (0 when not cutting) */
+    MeanForce force_sharp; /* N, mean forces of a sharp tool (0 when not cutting) */
     double clock_rate;    /* 1/s, rate of the wear clock (0 when not cutting) */
     double bearing_m0;    /* N mm per bearing, load-independent friction torque */
     double flood;         /* 1 when flood coolant is on */
@@ -355,7 +490,8 @@ static void set_phase_at(const ModelState *s, int cutting, double n, Phase *ph) 
     ph->cutting = cutting;
     ph->n = n;
     ph->omega = 2.0 * PI * n / 60.0;
-    ph->force_sharp = cutting ? mean_force_sharp(s) : 0.0;
+    MeanForce none = {0.0, 0.0, 0.0};
+    ph->force_sharp = cutting ? mean_force_sharp(s) : none;
     ph->clock_rate = cutting ? 1.0 / (60.0 * V(tool_life)) : 0.0;
     double nu_n = V(lubricant_viscosity) * n;
     double dm3 = pow(V(bearing_pitch_diameter), 3.0);
@@ -372,7 +508,7 @@ static void set_phase(const ModelState *s, int cutting, Phase *ph) {
 
 /* Heat flows and powers at one instant of a phase. */
 typedef struct {
-    double force, power_cut, fr, fa, load, q_bearing, q_motor, p_shaft, p_el, torque;
+    double force, force_axial, power_cut, fr, fa, load, q_bearing, q_motor, p_shaft, p_el, torque;
 } Flows;
 
 /* Radial load per front bearing from a force at the tool (mean, or peak). */
@@ -394,9 +530,10 @@ static Flows flows(const ModelState *s, const Phase *ph, const double *x) {
     Flows f = {0};
     WearCurve w = wear_curve(s);
     double vb = wear_vb(&w, x[X_S]);
-    double kr = V(radial_force_ratio);
-    f.force = ph->force_sharp * (1.0 + V(wear_force_coefficient) * vb);
-    f.fr = bearing_radial(s, f.force * sqrt(1.0 + kr * kr));
+    double k = 1.0 + V(wear_force_coefficient) * vb;
+    f.force = ph->force_sharp.ft * k;
+    f.force_axial = ph->force_sharp.fa * k;
+    f.fr = bearing_radial(s, hypot(ph->force_sharp.ft, ph->force_sharp.fr) * k);
     f.fa = axial_load(s, x[X_TS], x[X_TB]);
     f.load = equivalent_load(s, f.fr, f.fa);
     if (ph->n <= 0.0) return f;
@@ -573,13 +710,34 @@ static double root_stress(const ModelState *s, double force) {
     return force * load_arm(s) / (PI * d * d * d / 32.0);
 }
 
-static double surface_rt(const ModelState *s) {
-    /* Feed-mark height (mm): the wall is swept by the cutter's radius D/2, the
-     * floor by its corner radius; runout raises it by up to the runout until only
-     * the longest tooth cuts, spacing the marks z fz apart. */
-    double fz = V(feed_per_tooth), z = V(n_teeth), e = 1e-3 * V(tool_runout);
-    double r = V(finished_surface) == 1.0 ? 0.5 * V(tool_diameter) : V(corner_radius);
-    return fmin(fz * fz / (8.0 * r) + e, z * z * fz * fz / (8.0 * r));
+/* Ra (um) of the finished surface's geometric marks, a sharp tool.
+ * Wall: the cutter's radius D/2 sweeps feed marks fz apart, raised by the radial runout e
+ * until only the longest tooth cuts and the marks are z fz apart; a circular-arc profile
+ * has Ra = 4 / (9 sqrt 3) Rt.
+ * Floor: the end cutting edge (corner radius, dish angle) with the teeth's face runout,
+ * the envelope's Ra computed over one period (surface.c). */
+static double feed_mark_roughness(const ModelState *s) {
+    double fz = V(feed_per_tooth), z = V(n_teeth);
+    if (V(finished_surface) == 1.0) {
+        double e = 1e-3 * V(tool_runout), r = 0.5 * V(tool_diameter);
+        return RA_OF_RT * 1e3 * fmin(fz * fz / (8.0 * r) + e, z * z * fz * fz / (8.0 * r));
+    }
+    double rt;
+    return 1e3 * floor_ra(fz, (int)z, V(corner_radius), deg(V(dish_angle)), 1e-3 * V(axial_runout), &rt);
+}
+
+/* Ra (um) of chatter marks on a wall. A regenerative vibration grows until the tooth leaves
+ * the cut (Tlusty & Ismail, CIRP Annals 30, 1981: the basic non-linearity of chatter), so
+ * in fully developed chatter the wall's waviness reaches the chip's own scale: peak to
+ * valley (chatter_chip_factor - 1) hex at a margin of 0, the share 1 - margin of it
+ * between (a monotone interpolation; typical, not a fitted law). A sinusoidal waviness
+ * has Ra = Rt / pi. Floors are generated by the end edge, which the bending modes move
+ * little: no term there. */
+static double chatter_mark_roughness(const ModelState *s) {
+    double margin = V(stability_margin); /* NaN or inf (no chatter limit): no marks */
+    if (V(finished_surface) != 1.0 || !(margin < 1.0)) return 0.0;
+    double rt = (V(chatter_chip_factor) - 1.0) * V(max_chip_thickness) * fmin(1.0, 1.0 - margin);
+    return 1e3 * rt / PI;
 }
 
 /* Outputs at time t from the states. Quality and breakage figures describe a
@@ -617,6 +775,7 @@ static void update_outputs(ModelState *s, double t, const double *x) {
                                 pow(V(chip_thickness), -T(material_data, mc, m)) *
                                 wear_factor(s, vb);
     V(cutting_force) = f.force;
+    V(axial_cutting_force) = f.force_axial;
     V(spindle_torque) = f.torque;
     V(cutting_power) = f.power_cut;
     double s1_power = V(rated_power) * fmin(1.0, V(spindle_speed) / V(base_speed));
@@ -640,12 +799,19 @@ static void update_outputs(ModelState *s, double t, const double *x) {
     double p0 = fmax(V(bearing_X0) * fr_peak + V(bearing_Y0) * f.fa, fr_peak);
     V(static_safety) = p0 > 0.0 ? V(bearing_static_load_rating) / p0 : 1e6;
     V(peak_tool_force) = peak;
+    V(peak_axial_force) = V(peak_axial_force_sharp) * k;
     V(tool_stress_ratio) = root_stress(s, peak) / V(tool_fatigue_strength);
     double c_load = tip_compliance(s, load_arm(s));
     V(tool_deflection) = 1e3 * peak * c_load;
     V(tool_deflection_ratio) = peak * c_load / V(tool_deflection_limit);
     V(wear_offset) = 1e3 * vb * tan(deg(V(clearance_angle)));
-    V(wall_error) = 1e3 * V(wall_force_sharp) * k * c_load + V(wear_offset);
+    /* The tool setter's radius offset compensates the radius lost to wear when the tool
+     * was measured; the wear since then is left on the walls. The error is linear in the
+     * deflection, so its largest magnitude over the heights and walls is at one of the
+     * deflection's extremes. */
+    double offset = 1e-3 * V(wear_offset) - V(radius_compensation);
+    double e_lo = k * V(wall_deflection_min) + offset, e_hi = k * V(wall_deflection_max) + offset;
+    V(wall_error) = 1e3 * (fabs(e_hi) >= fabs(e_lo) ? e_hi : e_lo);
 
     /* Only what lies in front of the locating (front) bearing moves the tool tip:
      * the shaft from the bearing to the tip, and the housing from its flange. */
@@ -653,8 +819,9 @@ static void update_outputs(ModelState *s, double t, const double *x) {
                      ((V(nose_to_holder) + V(tool_overhang)) * (x[X_TS] - V(drift_reference_shaft)) +
                       V(flange_to_bearing) * (x[X_TH] - V(drift_reference_housing)));
 
-    double ra_marks = RA_OF_RT * 1e3 * surface_rt(s);
-    V(surface_roughness) = sqrt(ra_marks * ra_marks + V(roughness_floor) * V(roughness_floor)) *
+    double ra_marks = V(feed_mark_roughness), ra_chatter = V(chatter_mark_roughness);
+    V(surface_roughness) = sqrt(ra_marks * ra_marks + ra_chatter * ra_chatter +
+                                V(roughness_floor) * V(roughness_floor)) *
                            (1.0 + V(roughness_wear_coefficient) * vb);
     V(tool_wear) = vb;
     V(tool_wear_rate) = ph.clock_rate * wear_slope(&w, x[X_S]) * 60.0;
@@ -762,6 +929,7 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     V(tool_frequency) = V(tool_mode_frequency) > 0.0 ? V(tool_mode_frequency) : w_tool / (2.0 * PI);
     V(tool_modal_stiffness) =
         V(tool_mode_stiffness) > 0.0 ? V(tool_mode_stiffness) : 1e-6 * w_tool * w_tool * m_tool;
+    V(axial_force_ratio) = axial_force_ratio(s);
     V(tangent_cutting_coefficient) = (1.0 - T(material_data, mc, mat)) * T(material_data, kc11, mat) *
                                      pow(V(chip_thickness), -T(material_data, mc, mat));
     Cut cut = chatter_cut(s);
@@ -804,16 +972,20 @@ ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len) {
     V(tool_broken) = V(tool_wear_start) >= V(fracture_wear) ? 1.0 : 0.0;
     V(breakage_cause) = V(tool_broken);
     V(breakage_time) = s->time;
-    double fx, fy;
-    V(peak_force_sharp) = peak_force_sharp(s);
-    tool_force(s, PI, &fx, &fy); /* tooth 0 at the wall-generating angle */
-    V(wall_force_sharp) = fy;
+    V(peak_force_sharp) = peak_over_revolution(s, force_magnitude);
+    V(peak_axial_force_sharp) = peak_over_revolution(s, axial_magnitude);
+    double lo, hi;
+    wall_deflections(s, &lo, &hi);
+    V(wall_deflection_min) = lo;
+    V(wall_deflection_max) = hi;
     int cause = 1;
     double vb_break = breakage_wear(s, &cause);
     V(breakage_clock) = vb_break == -HUGE_VAL ? -HUGE_VAL : wear_clock(&w, vb_break);
     V(breakage_mode) = cause;
     /* After the stability margin: chatter raises the hazard. */
     V(breakage_rate_sharp) = sharp_breakage_rate(s);
+    V(feed_mark_roughness) = feed_mark_roughness(s);
+    V(chatter_mark_roughness) = chatter_mark_roughness(s);
     V(breakage_hazard) = 0.0;
     double x[NX];
     load_states(s, x);
