@@ -382,7 +382,7 @@ def review_orders(spec: TwinSpec) -> list[tuple[str, dict[str, float], str]]:
                 "tool_mode_hz": float(tr["tool_frequency"][0]),
                 "tool_life_min": k["tool_life"],
                 "p_tool_life_reached": k.get("p_tool_life_reached", math.nan),
-                "p_breakage": k.get("p_breakage", math.nan),
+                "p_breakage": -math.expm1(-k.get("breakage_hazard_end", math.nan)),
                 "tool_cost_per_part_eur": k["tool_cost_per_part"],
                 "wall_error_max_um": k["wall_error_max"],
                 "surface_roughness_max_um": k["surface_roughness_max"],

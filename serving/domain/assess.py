@@ -61,7 +61,7 @@ __all__ = [
     "health_index",
     "health_status",
     "run_together",
-    "with_machine_defaults",
+    "with_defaults",
 ]
 
 
@@ -73,8 +73,8 @@ class AssetView:
     environment: dict[str, Any]
     state_measured_at: datetime
     device_health: str = "NORMAL"
-    # The machine's own constants (spec inputs of source machine); those not set take
-    # the spec's default (an asset registered before its spec had them).
+    # The machine's own constants (spec inputs of source machine); an input the asset
+    # does not hold takes the spec's default in an assessment (with_defaults).
     machine: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,12 +102,16 @@ def _row(order: OrderView, asset: AssetView, **override: Any) -> dict[str, Any]:
             "quantity": order.quantity, **override}
 
 
-def with_machine_defaults(spec: Any, asset: AssetView) -> AssetView:
-    given = dict(asset.machine)
+def with_defaults(spec: Any, asset: AssetView) -> AssetView:
+    """The asset with the spec's default for each state, environment or machine input it
+    does not hold (an asset stored before its spec had the input)."""
+    held = {"state": dict(asset.state), "environment": dict(asset.environment),
+            "machine": dict(asset.machine)}
     for key, inp in spec.inputs.items():
-        if inp.source == "machine" and key not in given and inp.default is not None:
+        given = held.get(inp.source)
+        if given is not None and key not in given and inp.default is not None:
             given[key] = inp.coerce(inp.default)
-    return replace(asset, machine=given)
+    return replace(asset, **held)
 
 
 def _candidates(model: LoadedModel, order: OrderView, policy: Policy) -> list[dict[str, Any]]:
@@ -203,8 +207,8 @@ def assessment_steps(
 ) -> Steps:
     """The assessment of ``order`` on ``asset`` as steps (see ``Steps``)."""
     spec = model.spec
-    asset = with_machine_defaults(spec, asset)
-    others = [with_machine_defaults(spec, o) for o in others]
+    asset = with_defaults(spec, asset)
+    others = [with_defaults(spec, o) for o in others]
     # The first call: the order as sent (row 0) and its scan over the quantity.
     q_col = next(c for c in model.inputs if c["name"] == "quantity")
     horizon = int(q_col["max"])

@@ -38,7 +38,7 @@ NE107 = ("NORMAL", "MAINTENANCE_REQUIRED", "OFF_SPEC", "CHECK_FUNCTION", "FAILUR
 BREAKAGE = "tool_broken_end"
 # The physical breakage hazard's probability over the order, where the spec has it: a
 # regression KPI in [0, 1] that the breakage probability combines with the event's.
-BREAKAGE_HAZARD = "p_breakage"
+BREAKAGE_HAZARD = "breakage_hazard_end"
 
 
 @dataclass(frozen=True)
@@ -161,15 +161,16 @@ def risks_of(pred: Prediction, limits: list[QualityLimit], policy: Policy) -> Ri
         # Two ways for the tool to break: the event the surrogate classifies (worn out at
         # the fracture wear, fatigue: deterministic in the physics, so its probability is
         # the surrogate's uncertainty about it) and the physical hazard of a random
-        # fracture. Independent, so P = 1 - (1 - p_event)(1 - p_hazard). p_hazard is the
-        # surrogate's mean of the hazard KPI: by total probability, an uncertain
-        # probability counts with its expectation (its interval's upper bound would
-        # count the uncertainty twice).
+        # fracture. Independent, so P = 1 - (1 - p_event)(1 - p_hazard), with p_hazard =
+        # 1 - exp(-H) of the surrogate's mean of the cumulative hazard H (clipped at 0).
+        # The mean, not the interval's upper bound, which would count the uncertainty
+        # twice; 1 - exp(-x) is concave, so this p_hazard is at least the mean of the
+        # probability (Jensen): on the safe side.
         p_event = p_reached[BREAKAGE]
         entry: dict[str, Any] = {"kpi": BREAKAGE, "unit": "1", "limits": {}, "p_event": p_event,
                                  "p_max": policy.maintenance.p_breakage_max, "what": "P(event)"}
         if BREAKAGE_HAZARD in m.regression_names:
-            p_hazard = np.clip(pred.column(BREAKAGE_HAZARD), 0.0, 1.0)
+            p_hazard = -np.expm1(-np.maximum(pred.column(BREAKAGE_HAZARD), 0.0))
             p_reached[BREAKAGE] = 1.0 - (1.0 - p_event) * (1.0 - p_hazard)
             entry.update(p_hazard=p_hazard, hazard_kpi=BREAKAGE_HAZARD,
                          what="P(event or hazard)")

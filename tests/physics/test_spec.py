@@ -115,6 +115,8 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "tool_life": "tool_life_planned",
         "tool_remaining_parts_end": "tool_parts_left_planned",
         "tool_cost_per_part": "tool_cost_planned",
+        "part_cycle_time": "cycle_time",
+        "parts_completed": "parts_planned",
     }
     assert spec.inputs["spindle_speed"].domain() == "allowed range [500, 24000] rpm"
     assert spec.inputs["warmup"].variable == "warmup_fraction"
@@ -124,7 +126,7 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "tool_wear_end",
         "tool_changes",
         "tool_broken_end",
-        "p_breakage",
+        "breakage_hazard_end",
         "p_tool_life_reached",
         "bearing_temperature_max",
     ]

@@ -362,7 +362,7 @@ def test_the_changed_fmu_and_the_spec_baselines_agree(changed_fmu: Path, tmp_pat
     names = spec.namespace(values, frame["quantity"])
     shipped = load_spec(SPEC).namespace(values, frame["quantity"])
     baselines = {k: v.baseline for k, v in spec.kpis.items() if v.baseline}
-    assert len(baselines) == 6
+    assert len(baselines) == 7
     for kpi, key in baselines.items():
         y = frame[kpi].to_numpy()
         np.testing.assert_allclose(names[key], y, rtol=1e-8, atol=1e-9, err_msg=kpi)

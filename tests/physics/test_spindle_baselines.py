@@ -35,8 +35,8 @@ def test_every_baseline_equals_the_fmu_on_unbroken_runs(runs) -> None:  # type: 
     spec, frame, names = runs
     baselines = {k: v.baseline for k, v in spec.kpis.items() if v.baseline}
     assert sorted(baselines) == [
-        "part_cycle_time", "tool_changes", "tool_cost_per_part", "tool_life",
-        "tool_remaining_parts_end", "tool_wear_end",
+        "part_cycle_time", "parts_completed", "tool_changes", "tool_cost_per_part",
+        "tool_life", "tool_remaining_parts_end", "tool_wear_end",
     ]  # fmt: skip
     assert len(frame) > 300
     for kpi, derived in baselines.items():

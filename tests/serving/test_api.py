@@ -28,7 +28,7 @@ ORDER = {
     "path_length": 2400.0, "load_time": 45.0, "coolant_on": True,
 }
 UNITS = {"spindle_speed": "rpm", "feed_per_tooth": "mm", "axial_depth": "mm"}
-STATE = {"tool_wear": 0.04, "bearing_damage": 0.12, "warmup": 0.5}
+STATE = {"tool_wear": 0.04, "bearing_damage": 0.12, "warmup": 0.5, "radius_compensation": 0.0}
 # The machine's constants at the FMU's defaults (inputs of source machine).
 MACHINE = {"rated_power": 20000.0, "spindle_stiffness": 50.0, "spindle_natural_frequency": 900.0}
 # The predict route with one character percent-encoded: the same route once decoded, but
@@ -49,12 +49,15 @@ def job_order(equipment: str, quantity: int = 30, **override: Any) -> dict[str, 
 
 
 @contextmanager
-def running(bundle: Path, db_url: str, *, dev: bool = False) -> Iterator[str]:
+def running(bundle: Path, db_url: str, *, dev: bool = False,
+            policy: Path | None = None) -> Iterator[str]:
     """The service for one bundle and store on 127.0.0.1 (``tests.serving._server``)."""
     from serving._settings import Settings
     from tests.serving._server import serving
 
-    with serving(Settings(database_url=db_url, models=[str(bundle)], dev_mode=dev)) as url:
+    extra = {} if policy is None else {"policy": policy}
+    settings = Settings(database_url=db_url, models=[str(bundle)], dev_mode=dev, **extra)
+    with serving(settings) as url:
         yield url
 
 

@@ -1,5 +1,6 @@
 """The MES's breakage probability: the event the surrogate classifies (worn out, fatigue)
-combined with the physical breakage hazard's KPI, 1 - (1 - p_event)(1 - p_hazard), on a
+combined with the physical breakage hazard's KPI (the cumulative hazard H, p_hazard =
+1 - exp(-H)), 1 - (1 - p_event)(1 - p_hazard), on a
 prediction with known numbers (no surrogate: the arithmetic of ``risks_of`` alone)."""
 
 from __future__ import annotations
@@ -37,16 +38,18 @@ def test_the_breakage_risk_combines_the_event_and_the_hazard(spindle_spec: Any) 
     p_event = [0.0, 0.01, 0.01, 0.5, 0.0]
     hazard = [0.0, 0.005, 0.015, 0.2, -0.001]  # the last: a surrogate's mean just below 0
     risks = risks_of(_prediction(spindle_spec, p_event, hazard), [], policy)
-    expected = [1 - (1 - e) * (1 - max(h, 0.0)) for e, h in zip(p_event, hazard, strict=True)]
-    np.testing.assert_allclose(risks.p_reached[BREAKAGE], expected, rtol=1e-15)
+    p_hazard = [1 - np.exp(-max(h, 0.0)) for h in hazard]
+    expected = [1 - (1 - e) * (1 - p) for e, p in zip(p_event, p_hazard, strict=True)]
+    np.testing.assert_allclose(risks.p_reached[BREAKAGE], expected, rtol=1e-14)
     basis = risks.basis["TOOL_BREAKAGE_RISK"]
-    np.testing.assert_allclose(basis["p"], expected, rtol=1e-15)
+    np.testing.assert_allclose(basis["p"], expected, rtol=1e-14)
     np.testing.assert_array_equal(basis["p_event"], p_event)
-    np.testing.assert_array_equal(basis["p_hazard"], [0.0, 0.005, 0.015, 0.2, 0.0])
+    np.testing.assert_allclose(basis["p_hazard"], p_hazard, rtol=1e-14)
+    assert p_hazard[3] == pytest.approx(0.18127, rel=1e-4)  # 1 - exp(-0.2)
     assert basis["kpi"] == BREAKAGE and basis["p_max"] == p_max == 0.02
-    # Each part alone below 0.02, together above: 1 - 0.99 * 0.985 = 0.02485.
+    # Each part alone below 0.02, together above: 1 - 0.99 exp(-0.015) = 0.02474.
     assert list(risks.reasons["TOOL_BREAKAGE_RISK"]) == [False, False, True, True, False]
-    assert expected[2] == pytest.approx(0.02485, rel=1e-12)
+    assert expected[2] == pytest.approx(1 - 0.99 * np.exp(-0.015), rel=1e-12)
 
 
 def test_without_a_hazard_kpi_the_risk_is_the_event(spindle_spec: Any) -> None:

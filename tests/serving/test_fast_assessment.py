@@ -140,7 +140,9 @@ def test_concurrent_requests_share_batches_and_each_gets_its_own_answer(
     bodies = []
     for i in range(24):
         equipment = ("M-01", "M-02", "M-03")[i % 3]
-        bodies.append(job_order(equipment, 10 + 7 * i, spindle_speed=4000.0 + 150 * i))
+        # A start time: an advisory's due_by counts from it (else from the call's time).
+        bodies.append({**job_order(equipment, 10 + 7 * i, spindle_speed=4000.0 + 150 * i),
+                       "start_time": "2030-01-07T06:00:00+00:00"})
     bodies[5] = job_order("GONE")
     bodies[17]["job_order_parameters"][0] = {"id": "material", "value": "unobtainium"}
     before = _batches(client)

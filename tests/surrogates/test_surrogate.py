@@ -34,13 +34,13 @@ def test_fresh_runs_are_a_new_design(trained, verification) -> None:  # type: ig
 
 def test_surrogate_beats_stated_errors_on_fresh_fmu_runs(verification) -> None:  # type: ignore[no-untyped-def]
     m = verification.metrics
-    # Measured with this 400-run design and small config: 0.988, 0.977, 1.0 (the cycle
-    # time is its closed-form baseline), 0.80 (spec v8: tools break at the fracture VB of
-    # their diameter, 0.4-0.6 mm instead of 1 mm, and halt more orders part-way).
+    # Measured with this 400-run design and small config: 0.988, 0.977; the cycle time
+    # and the parts completed learn from their closed forms (the planned quantity, less
+    # what a breakage costs), 1.0 and above 0.9.
     assert m["bearing_speed_ratio"]["r2"] >= 0.97
     assert m["spindle_load_max"]["r2"] >= 0.95
     assert m["part_cycle_time"]["r2"] >= 0.99
-    assert m["parts_completed"]["r2"] >= 0.75
+    assert m["parts_completed"]["r2"] >= 0.9
     assert m["bearing_speed_ratio"]["nrmse"] <= 0.04
     # Every learned KPI beats predicting its mean on runs it never saw.
     for name, k in m.items():
@@ -50,13 +50,18 @@ def test_surrogate_beats_stated_errors_on_fresh_fmu_runs(verification) -> None: 
     assert m["tool_broken_end"]["auc"] >= 0.85
 
 
-def test_a_kpi_of_two_values_is_learned_as_an_event(trained, verification) -> None:  # type: ignore[no-untyped-def]
+def test_a_kpi_of_one_or_two_values_is_a_constant_or_an_event(trained, verification) -> None:  # type: ignore[no-untyped-def]
     # Spec v8: fatigue never binds and deflection is no longer a breakage, so the
-    # breakage cause is 0 or 1 (worn out) in every run: an event, like tool_broken_end.
+    # breakage cause is 0 or 1 (worn out): an event where the design broke a tool, a
+    # constant 0 where it broke none, and either way reported as such.
     targets = {t.name: t for t in trained.result.surrogate.targets.targets}
-    assert targets["breakage_cause_end"].kind == "event"
     k = verification.metrics["breakage_cause_end"]
-    assert k["accuracy"] >= 0.9
+    if targets["breakage_cause_end"].kind == "event":
+        assert k["accuracy"] >= 0.9
+    else:
+        assert targets["breakage_cause_end"].kind == "constant"
+        broke = verification.metrics["tool_broken_end"]
+        assert k["coverage"] >= 1.0 - (1.0 - broke["accuracy"]) - 0.02
 
 
 def test_baseline_kpis_equal_the_fmu_on_fresh_runs(trained, verification) -> None:  # type: ignore[no-untyped-def]
@@ -125,7 +130,8 @@ def test_bundle_round_trip(trained, tmp_path: Path) -> None:  # type: ignore[no-
     assert [i["name"] for i in sig["inputs"]] == [*spec.inputs, "quantity"]
     material = next(i for i in sig["inputs"] if i["name"] == "material")
     assert material["choices"] == spec.inputs["material"].choice_names
-    events = {"tool_broken_end", "breakage_cause_end"}
+    events = {t.name for t in trained.result.surrogate.targets.targets if t.kind == "event"}
+    assert "tool_broken_end" in events and events <= {"tool_broken_end", "breakage_cause_end"}
     assert set(sig["outputs"]["probability"]) == events
     assert set(sig["outputs"]["mean"]) == set(spec.kpis) - events
     assert sig["kpis"]["wall_error_max"]["quality"]["usl"] == 100.0

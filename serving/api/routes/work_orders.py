@@ -47,7 +47,7 @@ from serving.api.deps import (
 )
 from serving.api.routes.assets import asset_view
 from serving.domain.advisories import update_advisories
-from serving.domain.assess import health_index, health_status, with_machine_defaults
+from serving.domain.assess import health_index, health_status, with_defaults
 from serving.domain.completion import end_state, residuals, with_samples
 from serving.domain.orders import order_values
 from serving.store._assets import lock_asset
@@ -178,7 +178,7 @@ def completion(job_order_id: JobOrderId, body: CompletionIn, request: Request,
         values, _ = order_values(model.spec, order.job_order_parameters,
                                  order.planned_quantity, path="job_order_parameters",
                                  materials=order.material_requirements)
-        asset = with_machine_defaults(model.spec, asset_view(row))
+        asset = with_defaults(model.spec, asset_view(row))
         full = {**values, **asset.environment, **asset.machine, **asset.state}
         before = dict(row.state)
         after, predicted, state_changes = end_state(model, ctx.policy, full, body)
