@@ -111,7 +111,8 @@ def with_defaults(spec: Any, asset: AssetView) -> AssetView:
         given = held.get(inp.source)
         if given is not None and key not in given and inp.default is not None:
             given[key] = inp.coerce(inp.default)
-    return replace(asset, **held)
+    return replace(asset, state=held["state"], environment=held["environment"],
+                   machine=held["machine"])
 
 
 def _candidates(model: LoadedModel, order: OrderView, policy: Policy) -> list[dict[str, Any]]:
