@@ -295,9 +295,12 @@ def _draw_valid(
         # box that the constraints mostly reject does not optimise a round for nothing.
         size = min(max(n, _lhs_first_round(spec, factors, fixed, n, seed)), cap)
     while True:
+        this_round = size
         unit = draw(size, round_)
         columns = {f.key: f.sample(unit[:, j]) for j, f in enumerate(factors)}
         mask = _mask(spec, {**fixed, **columns}, size)
+        if method == "lhs":  # what the last (kept) round rejected
+            broken = Counter()
         if not mask.all():
             broken.update(_violations(spec, {**fixed, **columns}, size))
         # A fresh LHS replaces the previous round; sequences continue where they were.
@@ -316,9 +319,18 @@ def _draw_valid(
         size = max(aim, 2 * size if method == "lhs" else need)
         if method == "sobol":  # keep the drawn total a power of two: Sobol's balance
             size = 2 ** math.ceil(math.log2(drawn + size)) - drawn
-        size = min(size, cap - drawn)
-        if size < need:
-            head = f"{where}only {valid} of {drawn} candidates meet every constraint, {n} needed"
+        if method == "lhs":
+            # A fresh LHS replaces the last one: the cap bounds one round (what is held),
+            # and a round at the cap that still fell short is the end.
+            short = this_round >= cap
+            size = min(size, cap)
+        else:
+            size = min(size, cap - drawn)
+            short = size < need
+        if short:
+            # An LHS names its last round (a fresh design, the earlier ones were dropped).
+            ok, of = (have, this_round) if method == "lhs" else (valid, drawn)
+            head = f"{where}only {ok} of {of} candidates meet every constraint, {n} needed"
             raise DoeError(_rejected(head, broken, "candidates"), field="constraints")
         round_ += 1
     return {k: np.concatenate([c[k] for c in kept])[:n] for k in kept[0]}, drawn, valid

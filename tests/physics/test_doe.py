@@ -644,3 +644,13 @@ def test_importing_the_module_stays_light() -> None:
     code = "import physics.doe, sys; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_lhs_of_a_nearly_empty_box_draws_a_full_round_at_the_cap() -> None:
+    # 3 % of x in [0, 10] is valid, as the spindle's GJL-250 stratum keeps 3 % of its
+    # box. An LHS keeps only its last round, so the cap (50 candidates a point, here
+    # 20,000) bounds one round, not the rounds' sum (which stopped the demo's design).
+    spec = toy({"x": {}}, constraints=[("x >= 9.7", "x near its top")])
+    design = make_design(spec, 400, method="lhs", seed=3)
+    x = np.array([p["x"] for p in design.points])
+    assert len(x) == 400 and (x >= 9.7).all()
