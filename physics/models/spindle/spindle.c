@@ -132,14 +132,6 @@ static ElementForce element_force(const ModelState *s, double phi) {
     return e;
 }
 
-/* 16-point Gauss-Legendre nodes and weights on [-1, 1]. */
-static const double GL_X[8] = {0.0950125098376374, 0.2816035507792589, 0.4580167776572274,
-                               0.6178762444026438, 0.7554044083550030, 0.8656312023878318,
-                               0.9445750230732326, 0.9894009349916499};
-static const double GL_W[8] = {0.1894506104550685, 0.1826034150449236, 0.1691565193950025,
-                               0.1495959888165767, 0.1246289712555339, 0.0951585116824928,
-                               0.0622535239386479, 0.0271524594117541};
-
 /* The resultant of the flute elements in the cut: Fx along the feed, Fy normal to the
  * down-milled wall (+ away from it), Fa axial; and, where a point of the tool is
  * given (gauge > 0, mm from the holder face), its wall-normal deflection (mm) under
@@ -193,8 +185,8 @@ static void flute_segment(const ModelState *s, double p1, double p2, double orig
     }
     double half = 0.5 * (p2 - p1), mid = 0.5 * (p1 + p2);
     for (int i = 0; i < 16; i++) {
-        double phi = mid + (i < 8 ? -1.0 : 1.0) * half * GL_X[i % 8];
-        add_element(s, phi, GL_W[i % 8] * half / kappa, (origin - phi) / kappa, l);
+        double phi = mid + (i < 8 ? -1.0 : 1.0) * half * GAUSS16_X[i % 8];
+        add_element(s, phi, GAUSS16_W[i % 8] * half / kappa, (origin - phi) / kappa, l);
     }
 }
 
@@ -218,8 +210,8 @@ static void tool_load(const ModelState *s, double theta, Load *l) {
                 double half = 0.5 * (parts[k + 1] - parts[k]), mid = 0.5 * (parts[k] + parts[k + 1]);
                 if (!(half > 0.0)) continue;
                 for (int i = 0; i < 16; i++) {
-                    double zz = mid + (i < 8 ? -1.0 : 1.0) * half * GL_X[i % 8];
-                    add_element(s, top, GL_W[i % 8] * half, zz, l);
+                    double zz = mid + (i < 8 ? -1.0 : 1.0) * half * GAUSS16_X[i % 8];
+                    add_element(s, top, GAUSS16_W[i % 8] * half, zz, l);
                 }
             }
             continue;

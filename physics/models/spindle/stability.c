@@ -89,10 +89,10 @@ static double free_end_determinant(const Beam *b, double w, double m[4]) {
     return ta[2] * tb[3] - tb[2] * ta[3];
 }
 
-static const double GX[8] = {0.0950125098376374, 0.2816035507792589, 0.4580167776572274,
+const double GAUSS16_X[8] = {0.0950125098376374, 0.2816035507792589, 0.4580167776572274,
                              0.6178762444026438, 0.7554044083550030, 0.8656312023878318,
                              0.9445750230732326, 0.9894009349916499};
-static const double GW[8] = {0.1894506104550685, 0.1826034150449236, 0.1691565193950025,
+const double GAUSS16_W[8] = {0.1894506104550685, 0.1826034150449236, 0.1691565193950025,
                              0.1495959888165767, 0.1246289712555339, 0.0951585116824928,
                              0.0622535239386479, 0.0271524594117541};
 
@@ -138,9 +138,9 @@ int beam_first_mode(const Beam *b, double *wn, double *modal_mass) {
     for (int i = 0; i < b->n; i++) {
         double half = 0.5 * b->length[i];
         for (int g = 0; g < 16; g++) {
-            double x = half + (g < 8 ? -1.0 : 1.0) * half * GX[g % 8];
+            double x = half + (g < 8 ? -1.0 : 1.0) * half * GAUSS16_X[g % 8];
             segment_transfer(b->ei[i], b->mu[i], w, x, s, out);
-            integral += b->mu[i] * out[0] * out[0] * GW[g % 8] * half;
+            integral += b->mu[i] * out[0] * out[0] * GAUSS16_W[g % 8] * half;
         }
         segment_transfer(b->ei[i], b->mu[i], w, b->length[i], s, out);
         memcpy(s, out, sizeof s);

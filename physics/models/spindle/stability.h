@@ -9,6 +9,10 @@
 #define SPINDLE_STABILITY_H
 
 #define STAB_MAX_MODES 3
+
+/* 16-point Gauss-Legendre nodes and weights on [-1, 1], the positive half (the rule is
+ * symmetric): shared by the model's quadratures. */
+extern const double GAUSS16_X[8], GAUSS16_W[8];
 #define BEAM_MAX_SEGMENTS 4
 
 /* One mode at the tool tip: modal stiffness k (N/m), natural frequency wn
