@@ -324,6 +324,12 @@ def reference_order(spec: TwinSpec) -> list[tuple[str, str, str, str]]:
     ]
 
 
+GJL_SLOT: dict[str, Any] = {
+    "material": "cast_iron_gjl250", "finished_surface": "floor", "tool_diameter": 12.0,
+    "n_teeth": 4, "helix_angle": 30.0, "spindle_speed": 1000 * 200 / (math.pi * 12),
+    "feed_per_tooth": 0.08, "axial_depth": 6.0, "radial_width": 12.0,
+    "tool_overhang": 36.0, "path_length": 600.0, "coolant_on": False, "warmup": 1.0,
+}
 # The three orders of the Physics V review (issue 26), each a routine cut of its
 # material: what the model makes of them beside what a machining engineer expects.
 REVIEW_ORDERS: dict[str, tuple[dict[str, Any], str]] = {
@@ -343,18 +349,11 @@ REVIEW_ORDERS: dict[str, tuple[dict[str, Any], str]] = {
         "tool cost a few cents to 0.2 EUR per part (hours of life in aluminium)",
     ),
     "GJL-250 slot 0.5 D, vc 200 m/min": (
-        {"material": "cast_iron_gjl250", "finished_surface": "floor", "tool_diameter": 12.0,
-         "n_teeth": 4, "helix_angle": 30.0, "spindle_speed": 1000 * 200 / (math.pi * 12),
-         "feed_per_tooth": 0.08, "axial_depth": 6.0, "radial_width": 12.0,
-         "tool_overhang": 36.0, "path_length": 600.0, "coolant_on": False, "warmup": 1.0},
-        "a catalogue slot (ap 0.5 D); life 30-60 min dry",
+        GJL_SLOT, "a catalogue slot (ap 0.5 D); life 30-60 min dry",
     ),
     "the same slot on a stiffer spindle (MILL-02 of the demo shift: 75 N/um at 1150 Hz)": (
-        {"material": "cast_iron_gjl250", "finished_surface": "floor", "tool_diameter": 12.0,
-         "n_teeth": 4, "helix_angle": 30.0, "spindle_speed": 1000 * 200 / (math.pi * 12),
-         "feed_per_tooth": 0.08, "axial_depth": 6.0, "radial_width": 12.0,
-         "tool_overhang": 36.0, "path_length": 600.0, "coolant_on": False, "warmup": 1.0,
-         "rated_power": 22000.0, "spindle_stiffness": 75.0, "spindle_natural_frequency": 1150.0},
+        {**GJL_SLOT, "rated_power": 22000.0, "spindle_stiffness": 75.0,
+         "spindle_natural_frequency": 1150.0},
         "two machines of one type differ: the stiffer spindle mode carries the slot",
     ),
 }

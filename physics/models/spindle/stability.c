@@ -549,7 +549,7 @@ static double zoa_depth(const Cut *c, const Direction *d, double w, double *eps)
     return a;
 }
 
-static int directions(const Cut *c, Direction d[2]) {
+static void directions(const Cut *c, Direction d[2]) {
     double h[4] = {0, 0, 0, 0}, r[4] = {0, 0, 0, 0};
     add_integral(c->phi_st, c->phi_ex, c->kr, c->z / (2.0 * PI), h, r);
     for (int i = 0; i < 4; i++) {
@@ -571,7 +571,6 @@ static int directions(const Cut *c, Direction d[2]) {
         d[e].lambda = lam;
         d[e].pd = nv > 0.0 ? creal(rq) / nv : 0.0;
     }
-    return 2;
 }
 
 #define ZOA_SCAN 800
