@@ -462,6 +462,10 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
         _check_bounds(at, ("min", f.min), ("max", f.max), p)
         _check_unit(at, f.unit, kpi, p)
     _check_acceptance(spec, p)
+    if spec.verification is not None:
+        from physics.verification import check_verification
+
+        check_verification(spec, p, _check_factor)
 
 
 def _check_start(at: str, k: KpiSpec, spec: TwinSpec, p: list[str]) -> None:
@@ -562,6 +566,8 @@ def _check_acceptance(spec: TwinSpec, p: list[str]) -> None:
             p.append(f"{at}.min_r2: {fmt(a.min_r2)} is above 1")
         if a.min_coverage is not None and not 0 < a.min_coverage <= 1:
             p.append(f"{at}.min_coverage: {fmt(a.min_coverage)} is outside (0, 1]")
+        if a.scope == "feasible" and not spec.feasibility:
+            p.append(f"{at}.scope: 'feasible' needs a feasibility section")
 
 
 def _kpi_of(

@@ -267,6 +267,11 @@ def canonical(spec: TwinSpec) -> Any:
     # keeps the hash it had before they existed (and its datasets stay resumable).
     if not spec.feasibility:
         del data["feasibility"]
+    for key, a in spec.acceptance.items():
+        if a.scope == "all":
+            del data["acceptance"][key]["scope"]
+    # How a surrogate is verified is not what it learns: never part of the hash.
+    del data["verification"]
     if spec.doe is not None and spec.doe.stratify is None:
         del data["doe"]["stratify"]
     for key in ("start_time", "interface", "tolerance"):

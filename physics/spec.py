@@ -42,6 +42,7 @@ import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     PrivateAttr,
     StrictBool,
     ValidationError,
@@ -85,6 +86,7 @@ Role = Literal["quality", "maintenance", "process"]
 Source = Literal["order", "environment", "state", "machine"]
 Distribution = Literal["uniform", "loguniform", "normal", "triangular"]
 InputKind = Literal["real", "integer", "boolean", "categorical"]
+Emphasis = Literal["uniform", "corners", "interior"]  # physics.doe.EMPHASES
 
 
 class SpecError(ValueError):
@@ -374,7 +376,10 @@ class AcceptanceSpec(_Section):
 
     ``max_rel_error`` is the largest absolute error divided by the range
     (max - min) of the true values; ``min_coverage`` the share of true values
-    inside the predicted intervals.
+    inside the predicted intervals. ``scope: feasible`` judges the KPI only on the runs
+    whose true values keep every feasibility limit of the spec: an order outside them
+    is refused on its margin whatever this KPI says (the margin's own accuracy has its
+    thresholds), so a quality KPI is judged where its prediction decides a release.
     """
 
     max_rmse: float | None = None
@@ -382,6 +387,29 @@ class AcceptanceSpec(_Section):
     max_rel_error: float | None = None
     min_r2: float | None = None
     min_coverage: float | None = None
+    scope: Literal["all", "feasible"] = "all"
+
+
+class SliceSpec(_Section):
+    """One verification design: the DOE's factors, some narrowed to a band (``factors``,
+    merged over the DOE's own), drawn with an ``emphasis`` (``physics.doe.warp``)."""
+
+    description: str = ""
+    design: Emphasis = "uniform"
+    factors: dict[str, FactorSpec] = {}
+
+
+def _uniform_slice() -> dict[str, SliceSpec]:
+    return {"uniform": SliceSpec(description="the DOE's own distribution")}
+
+
+class VerificationSpec(_Section):
+    """How ``twin verify`` judges a surrogate: each slice is a fresh design scored on
+    every acceptance threshold; each partition (a categorical or boolean DOE factor)
+    splits the pooled runs by choice, each part judged on its interval coverage."""
+
+    slices: dict[str, SliceSpec] = Field(default_factory=_uniform_slice)
+    partitions: list[str] = []
 
 
 class TwinSpec(_Section):
@@ -410,6 +438,8 @@ class TwinSpec(_Section):
     maintenance: dict[str, MaintenanceSpec] = {}
     feasibility: dict[str, FeasibilitySpec] = {}
     acceptance: dict[str, AcceptanceSpec] = {}
+    # Not part of the spec hash: how a surrogate is verified changes nothing it learns.
+    verification: VerificationSpec | None = None
 
     _source_dir: Path | None = PrivateAttr(default=None)
     _stop_time: Expr = PrivateAttr()

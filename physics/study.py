@@ -126,7 +126,7 @@ def _same_study(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         ("spec.hash", old["spec"]["hash"], new["spec"]["hash"]),
         ("fmu.sha256", old["fmu"]["sha256"], new["fmu"]["sha256"]),
     ]
-    for key in ("method", "seed", "n", "levels"):
+    for key in ("method", "seed", "n", "levels", "emphasis"):
         checks.append((f"doe.{key}", old["doe"].get(key), new["doe"].get(key)))
     checks.append(
         (
@@ -180,8 +180,11 @@ def generate(
     progress: bool = True,
     executor: Callable[[SimulationJob, PoolOptions], Any] | None = None,
     retry: tuple[str, ...] = (),
+    emphasis: str = "uniform",
 ) -> StudyResult:
     """Simulate the spec's DOE into ``out``; resume if ``out`` holds this study already.
+
+    ``emphasis``: see ``physics.doe.warp`` (verification designs).
 
     ``retry``: statuses (of RETRYABLE) whose rows are simulated again; the others stay.
     """
@@ -197,7 +200,7 @@ def generate(
     pool = (pool or PoolOptions()).checked()
     out = dataset_path(out)
     check_chunk_size(chunk_size)
-    design = make_design(spec, n, method=method, seed=seed, levels=levels)
+    design = make_design(spec, n, method=method, seed=seed, levels=levels, emphasis=emphasis)
     fmu_path = fmu_path_of(spec)
     with open_twin(spec) as twin:  # reads the FMU once here, and checks the spec against it
         catalogue = twin.catalogue
@@ -221,6 +224,8 @@ def generate(
             "candidates": design.candidates,
             "rejected": design.rejected,
             "factors": list(design.factors),
+            # only where used, so the cards of earlier studies still compare equal
+            **({"emphasis": emphasis} if emphasis != "uniform" else {}),
         },
         "simulation": {
             "start_time": start_time,

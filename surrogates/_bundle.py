@@ -32,7 +32,17 @@ MODEL = "model.onnx"
 SIGNATURE = "signature.json"
 SPEC = "spec.yaml"
 CARD = "model_card.md"
-INTERVAL_METHOD = "split-conformal on residuals normalised by the ensemble spread"
+INTERVAL_METHODS = {
+    "normalized": "split-conformal on residuals normalised by the ensemble spread",
+    "difficulty": "split-conformal on residuals normalised by a learned spread model "
+    "(log residual on the ensemble's log spread and the features, fitted on the "
+    "validation split)",
+}
+
+
+def interval_method(cal: Any) -> str:
+    text = INTERVAL_METHODS[cal.method]
+    return text + (f", one quantile per {cal.groups} (Mondrian)" if cal.groups else "")
 
 
 def _kpi_entry(spec: TwinSpec, t: Any) -> dict[str, Any]:
@@ -108,7 +118,7 @@ def signature_of(s: Surrogate, proto: Any, parity: dict[str, float]) -> dict[str
         },
         "interval": {
             "level": s.calibration.level,
-            "method": INTERVAL_METHOD,
+            "method": interval_method(s.calibration),
             "calibration_rows": s.calibration.rows,
             "q": dict(
                 zip([t.name for t in s.targets.of_kind("regression")], s.calibration.q, strict=True)

@@ -49,6 +49,42 @@ def _domain_row(i: Mapping[str, Any]) -> str:
     return head + f"{_fmt(i['min'])} | {_fmt(i['max'])} |"
 
 
+def _slice_section(ver: Mapping[str, Any]) -> list[str]:
+    """Per slice and per partition part: each regression's interval coverage (and RMSE),
+    each event's accuracy."""
+    out: list[str] = []
+    groups = [("slice", {k: v["kpis"] for k, v in ver.get("slices", {}).items()}),
+              ("partition", ver.get("partitions", {}))]  # fmt: skip
+    for what, columns in groups:
+        if not columns:
+            continue
+        names = list(columns)
+        kpis = list(next(iter(columns.values())))
+        out += [
+            f"Per {what} (regressions: coverage of the interval; events: accuracy):",
+            "",
+            "| KPI | " + " | ".join(names) + " |",
+            "| --- |" + " ---: |" * len(names),
+        ]
+        for kpi in kpis:
+            cells = []
+            for name in names:
+                m = columns[name].get(kpi)
+                if m is None:
+                    cells.append("")
+                elif "accuracy" in m:
+                    cells.append(f"{100 * m['accuracy']:.1f} %")
+                else:
+                    cells.append(f"{100 * m['coverage']:.1f} %" if m["n"] else "")
+            out.append(f"| {kpi} | " + " | ".join(cells) + " |")
+        out.append("")
+    if ver.get("slices"):
+        out += ["Slices: " + "; ".join(
+            f"{v['design']}, {v['runs']} runs, seed {v['seed']}" for v in ver["slices"].values()
+        ) + ".", ""]  # fmt: skip
+    return out
+
+
 def model_card(sig: Mapping[str, Any]) -> str:
     units = {k: v["unit"] for k, v in sig["kpis"].items()}
     model = sig["model"]
@@ -133,6 +169,7 @@ def model_card(sig: Mapping[str, Any]) -> str:
             "",
             _metrics_table(ver["kpis"], units),
             "",
+            *_slice_section(ver),
         ]
     else:
         parts += ["Not verified yet (`twin verify`).", ""]

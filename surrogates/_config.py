@@ -70,9 +70,17 @@ class TrainingConfig(_Section):
 
 
 class CalibrationConfig(_Section):
-    """Interval level of the split-conformal calibration."""
+    """Interval level and method of the split-conformal calibration (surrogates._calibrate).
+
+    ``method``: ``normalized`` scales the residual by the members' spread;
+    ``difficulty`` by a spread model (log |residual| regressed on the log spread and the
+    features, fitted on the validation split). ``groups``: a categorical input whose
+    choices each get their own quantile (Mondrian conformal), or none.
+    """
 
     level: float = Field(default=0.95, gt=0.5, lt=1)
+    method: Literal["normalized", "difficulty"] = "normalized"
+    groups: str | None = None
 
 
 class TransformConfig(_Section):

@@ -18,6 +18,7 @@ Opset 17 and IR version 8, which every onnxruntime of the last years loads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +149,13 @@ def build_onnx(s: Surrogate) -> Any:
         g.op("Sub", feat, g.const("feature_mean", fmap.mean, np.float64)),
         g.const("feature_scale", 1.0 / fmap.std, np.float64),
     )
-    h = _nets(g, model, g.op("Cast", h, to=TensorProto.FLOAT))
-    outputs = _regression_outputs(g, s, h, names) + _event_outputs(g, s, h)
+    x32 = g.op("Cast", h, to=TensorProto.FLOAT)
+    h = _nets(g, model, x32)
+    group = None
+    if s.calibration.groups is not None:
+        group = col_out[[c.name for c in cols].index(s.calibration.groups)]
+    scale = _interval_scale(g, s, x32, group)
+    outputs = _regression_outputs(g, s, h, names, scale) + _event_outputs(g, s, h)
     graph = helper.make_graph(
         g.nodes,
         f"{s.spec.name}_surrogate",
@@ -228,8 +234,42 @@ def _slice(g: _Graph, h: str, start: int, end: int) -> str:
     )
 
 
+def _interval_scale(
+    g: _Graph, s: Surrogate, x32: str, group: str | None
+) -> Callable[[str], str]:
+    """``half(spread)``: the interval's half-width in the nets' space, [1|N, N, kr] from
+    the members' spread (see Calibration.scale and .quantiles)."""
+    from onnx import TensorProto
+
+    cal = s.calibration
+    if cal.group_q is not None and group is not None:
+        index = g.op("Cast", g.op("Squeeze", group, g.const("axis1", [1], np.int64)),
+                     to=TensorProto.INT64)  # fmt: skip
+        q = g.op("Gather", g.const("group_q", cal.group_q), index, axis=0)  # [N, kr]
+    else:
+        q = g.const("q", cal.q)
+    d = cal.difficulty
+
+    def half(spread: str) -> str:
+        base = g.op("Add", spread, g.const("floor", cal.floor))
+        if d is None:
+            return g.op("Mul", base, q)
+        w = np.asarray(d["weights"])
+        eta = g.op(
+            "Add",
+            g.op("Add", g.op("Mul", g.op("Log", base), g.const("w_spread", w[0])),
+                 g.op("MatMul", x32, g.const("w_features", w[1:]))),
+            g.const("w_bias", d["bias"]),
+        )  # fmt: skip
+        eta = g.op("Max", g.op("Min", eta, g.const("eta_high", d["high"])),
+                   g.const("eta_low", d["low"]))  # fmt: skip
+        return g.op("Mul", g.op("Exp", eta), q)
+
+    return half
+
+
 def _regression_outputs(
-    g: _Graph, s: Surrogate, h: str, names: dict[str, str]
+    g: _Graph, s: Surrogate, h: str, names: dict[str, str], half_of: Callable[[str], str]
 ) -> list[tuple[str, int]]:
     """mean, std, lower, upper; ``names``: float64 tensors of inputs and derived values."""
     from onnx import TensorProto, helper
@@ -238,14 +278,13 @@ def _regression_outputs(
     reported = [t for t in s.targets.targets if t.kind != "event"]
     if not reported:
         return []
-    cal = s.calibration
     kr = len(regs)
     if kr:
         z = _slice(g, h, 0, kr)  # [M, N, kr]
         mu = g.op("ReduceMean", z, axes=[0], keepdims=1)  # [1, N, kr]
         dev = g.op("Sub", z, mu)
         spread = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", dev, dev), axes=[0], keepdims=1))
-        half = g.op("Mul", g.op("Add", spread, g.const("floor", cal.floor)), g.const("q", cal.q))
+        half = half_of(spread)
         # Members, mean and the interval's ends go back through the transforms at once.
         stacked = g.op("Concat", z, mu, g.op("Sub", mu, half), g.op("Add", mu, half), axis=0)
         tv = g.op("Add", g.op("Mul", stacked, g.const("target_std", [t.std for t in regs])),

@@ -19,11 +19,11 @@ import numpy as np
 
 from physics.dataset import read_card, read_runs
 from physics.spec import TwinSpec
-from surrogates._calibrate import calibrate
+from surrogates._calibrate import Outputs, calibrate
 from surrogates._config import Config
-from surrogates._errors import DataError
+from surrogates._errors import ConfigError, DataError
 from surrogates._features import FeatureMap, kpi_bases, raw_matrix
-from surrogates._metrics import score
+from surrogates._metrics import feasible_mask, score
 from surrogates._model import FusedEnsemble
 from surrogates._surrogate import Surrogate
 from surrogates._targets import TargetMap
@@ -55,6 +55,20 @@ def load_rows(folder: str | Path, spec: TwinSpec) -> Rows:
     ok = frame["status"] == "ok"
     failed = {str(k): int(v) for k, v in frame.loc[~ok, "status"].value_counts().items()}
     return Rows(frame.loc[ok].reset_index(drop=True), card, failed)
+
+
+def group_column(spec: TwinSpec, features: Any, groups: str | None) -> int | None:
+    """Index among the raw input columns of the calibration's ``groups`` input."""
+    if groups is None:
+        return None
+    names = [c.name for c in features.columns]
+    if groups not in names or not features.columns[names.index(groups)].choices:
+        allowed = [c.name for c in features.columns if c.choices]
+        raise ConfigError([
+            f"calibration.groups: {groups!r} is not a categorical input of spec "
+            f"{spec.name!r}; expected one of {', '.join(allowed) or '(none)'}"
+        ])
+    return names.index(groups)
 
 
 def split_rows(frame: Any, config: Config) -> dict[str, Any]:
@@ -102,6 +116,7 @@ def train(
     splits = split_rows(rows.frame, config)
     train_rows = splits["train"]
     features = FeatureMap.fit(spec, train_rows, derived=config.model.derived_features)
+    group_at = group_column(spec, features, config.calibration.groups)  # before any training
 
     def bases(frame: Any) -> dict[str, Any]:
         return kpi_bases(spec, features.columns, raw_matrix(features.columns, frame))
@@ -118,9 +133,21 @@ def train(
         raise DataError("every KPI is constant over the training rows: nothing to learn")
     n_reg = len(targets.of_kind("regression"))
 
+    # A regression whose acceptance is scoped to the feasible runs learns from those only
+    # (as every regression learns from the runs without an event): it answers "if the
+    # order keeps its feasibility limits", which is when its value decides a release.
+    scoped = np.array([
+        t.name in spec.acceptance and spec.acceptance[t.name].scope == "feasible"
+        for t in targets.of_kind("regression")
+    ], dtype=bool)  # fmt: skip
+
     def arrays(frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = features.transform(spec, raw_matrix(features.columns, frame))
-        return x, targets.encode(frame, bases(frame)), targets.no_event(frame).astype(np.float64)
+        quiet = targets.no_event(frame)
+        if scoped.any():
+            keep = feasible_mask(spec, frame)
+            quiet = quiet[:, None] & (keep[:, None] | ~scoped[None, :])
+        return x, targets.encode(frame, bases(frame)), quiet.astype(np.float64)
 
     torch.manual_seed(config.seed)
     m = config.model
@@ -144,14 +171,19 @@ def train(
     history = trainer.fit(arrays(train_rows), arrays(splits["validation"]))
     model = trainer.model.cpu()
 
-    cal_x, cal_y, cal_quiet = arrays(splits["calibration"])
+    cc = config.calibration
+
+    def outputs(frame: Any) -> Outputs:
+        x, y, quiet = arrays(frame)
+        group = None if group_at is None else raw_matrix(features.columns, frame)[:, group_at]
+        return Outputs(predict_members(model, x.astype(np.float32)), y, quiet > 0.5, x, group)
+
+    n_choices = 0 if group_at is None else len(features.columns[group_at].choices)
     calibration = calibrate(
-        predict_members(model, cal_x.astype(np.float32)),
-        cal_y,
-        cal_quiet > 0.5,
-        n_reg,
-        config.calibration.level,
-    )
+        outputs(splits["calibration"]), n_reg, cc.level, method=cc.method,
+        fit=outputs(splits["validation"]) if cc.method == "difficulty" else None,
+        groups=cc.groups, n_choices=n_choices,
+    )  # fmt: skip
     info: dict[str, Any] = {
         "spec_name": spec.name,
         "spec_version": spec.version,

@@ -68,15 +68,41 @@ def increment_key(name: str) -> str:
     return f"{name}.increment"
 
 
+def feasible_key(name: str) -> str:
+    return f"{name}.feasible"
+
+
+def feasible_mask(spec: TwinSpec, frame: Any) -> np.ndarray:
+    """Rows of ``frame`` whose true KPI values keep every feasibility limit of ``spec``."""
+    ok = np.ones(len(frame), dtype=bool)
+    for key, f in spec.feasibility.items():
+        v = frame[key].to_numpy(dtype=np.float64)
+        if f.min is not None:
+            ok &= v >= f.min
+        if f.max is not None:
+            ok &= v <= f.max
+    return ok
+
+
 def score(prediction: Any, frame: Any, spec: TwinSpec | None = None) -> dict[str, dict[str, float]]:
     """Per-KPI metrics of a Prediction against the KPI columns of ``frame``; for a KPI
-    whose spec names a ``start``, also of its increment over the order (``<kpi>.increment``)."""
+    whose spec names a ``start``, also of its increment over the order (``<kpi>.increment``);
+    for one whose acceptance has ``scope: feasible``, also on the feasible runs
+    (``<kpi>.feasible``)."""
     quiet = prediction.quiet_mask(frame)
+    feasible = quiet & feasible_mask(spec, frame) if spec is not None else quiet
     out: dict[str, dict[str, float]] = {}
     for j, name in enumerate(prediction.regression_names):
         y = frame[name].to_numpy(dtype=np.float64)[quiet]
         pred = prediction.mean[quiet, j], prediction.lower[quiet, j], prediction.upper[quiet, j]
         out[name] = regression_metrics(y, *pred)
+        acc = spec.acceptance.get(name) if spec is not None else None
+        if acc is not None and acc.scope == "feasible":
+            out[feasible_key(name)] = regression_metrics(
+                frame[name].to_numpy(dtype=np.float64)[feasible],
+                prediction.mean[feasible, j], prediction.lower[feasible, j],
+                prediction.upper[feasible, j],
+            )  # fmt: skip
         start = spec.kpis[name].start if spec is not None else None
         if start:
             base = frame[start].to_numpy(dtype=np.float64)[quiet]
@@ -87,36 +113,101 @@ def score(prediction: Any, frame: Any, spec: TwinSpec | None = None) -> dict[str
     return out
 
 
-_CHECKS = (
+CHECKS = (
     ("max_rmse", "rmse", "<="),
     ("max_mae", "mae", "<="),
     ("max_rel_error", "max_rel_error", "<="),
     ("min_r2", "r2", ">="),
     ("min_coverage", "coverage", ">="),
 )
+# A slice's or partition's coverage fails when its runs show it below min_coverage:
+# a one-sided exact binomial test at this level (see ``coverage_p``).
+COVERAGE_ALPHA = 0.05
 
 
-def gate(spec: TwinSpec, metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
-    """Every acceptance threshold of the spec that ``metrics`` miss, one line each."""
-    failures: list[str] = []
+def coverage_p(coverage: float, n: float, limit: float) -> float:
+    """P(at most the observed covered runs | n runs, true coverage ``limit``): the
+    one-sided binomial p-value of "the interval covers less than ``limit``".
+
+    A slice of 500 runs whose true coverage is exactly 95 % shows less than 93 % one
+    time in fifty; a gate of fifty such checks would refuse a sound model most of the
+    time. The pooled runs keep the plain threshold; the slices and partitions, each a
+    part of them, fail only where the shortfall is more than chance explains.
+    """
+    from scipy.stats import binom
+
+    return float(binom.cdf(round(coverage * n), int(n), limit))
+
+
+def threshold_rows(spec: TwinSpec) -> list[tuple[str, str, str, str, float]]:
+    """(acceptance KPI, metrics key, field, metric, limit) for every threshold of the spec."""
+    rows = []
     for name, acc in spec.acceptance.items():
-        # A KPI that starts from a state input is judged on what the order adds.
+        # A KPI that starts from a state input is judged on what the order adds; one
+        # scoped to the feasible runs on those.
         key = increment_key(name) if spec.kpis[name].start else name
+        if acc.scope == "feasible":
+            key = feasible_key(name)
+        for field, metric, _ in CHECKS:
+            limit = getattr(acc, field)
+            if limit is not None:
+                rows.append((name, key, field, metric, float(limit)))
+    return rows
+
+
+def gate(
+    spec: TwinSpec,
+    metrics: Mapping[str, Mapping[str, float]],
+    *,
+    fields: tuple[str, ...] | None = None,
+    tested: bool = False,
+    min_rows: int = 0,
+) -> list[str]:
+    """Every acceptance threshold of the spec that ``metrics`` miss, one line each.
+
+    ``fields``: only these criteria (default all); ``tested``: coverage by the binomial
+    test (``coverage_p``) rather than the plain threshold; ``min_rows``: KPIs scored on
+    fewer runs are not judged (a partition where a choice is rare).
+    """
+    failures: list[str] = []
+    ops = {f: op for f, _, op in CHECKS}
+    seen: set[str] = set()
+    for name, key, field, metric, limit in threshold_rows(spec):
+        if fields is not None and field not in fields:
+            continue
         got = metrics.get(key)
         if got is None:
-            failures.append(f"{name}: no verification figures")
+            if name not in seen:
+                failures.append(f"{name}: no verification figures")
+            seen.add(name)
+            continue
+        if metric not in got or got.get("n", 0) < min_rows:
             continue
         unit = spec.kpis[name].unit
-        for field, metric, op in _CHECKS:
-            limit = getattr(acc, field)
-            if limit is None or metric not in got:
-                continue
-            value = got[metric]
-            ok = value <= limit if op == "<=" else value >= limit
-            if not (ok and np.isfinite(value)):
-                shown = f"{value:.4g}" + (f" {unit}" if metric in ("rmse", "mae") else "")
-                failures.append(f"{key}: {metric} {shown}, needs {op} {limit:g} ({field})")
+        value, op = got[metric], ops[field]
+        if meets(got, field, limit, tested=tested):
+            continue
+        if metric == "coverage" and tested:
+            p = coverage_p(value, got["n"], limit)
+            failures.append(
+                f"{key}: coverage {value:.4g} of {int(got['n'])} runs, below {limit:g} "
+                f"beyond chance (binomial p {p:.2g} < {COVERAGE_ALPHA:g}; {field})"
+            )
+        else:
+            shown = f"{value:.4g}" + (f" {unit}" if metric in ("rmse", "mae") else "")
+            failures.append(f"{key}: {metric} {shown}, needs {op} {limit:g} ({field})")
     return failures
+
+
+def meets(got: Mapping[str, float], field: str, limit: float, *, tested: bool = False) -> bool:
+    """Whether one KPI's figures ``got`` meet one threshold (see ``gate``)."""
+    metric, op = next((m, o) for f, m, o in CHECKS if f == field)
+    value = got[metric]
+    if not np.isfinite(value):
+        return False
+    if metric == "coverage" and tested:
+        return coverage_p(value, got["n"], limit) >= COVERAGE_ALPHA
+    return value <= limit if op == "<=" else value >= limit
 
 
 def summary_row(name: str, m: Mapping[str, float]) -> str:

@@ -42,6 +42,13 @@ class Prediction:
             quiet &= frame[name].to_numpy(dtype=np.float64) < 0.5
         return quiet
 
+    def rows(self, mask: np.ndarray) -> Prediction:
+        """The prediction of the rows ``mask`` selects."""
+        return Prediction(
+            self.regression_names, self.event_names, self.mean[mask], self.std[mask],
+            self.lower[mask], self.upper[mask], self.probability[mask],
+        )  # fmt: skip
+
     def column(self, name: str) -> np.ndarray:
         if name in self.event_names:
             return self.probability[:, self.event_names.index(name)]
@@ -76,12 +83,14 @@ class Surrogate:
 
     def predict(self, raw: np.ndarray, members: np.ndarray | None = None) -> Prediction:
         """Means, spreads, intervals and probabilities; ``members`` if already computed."""
-        z = self.members(raw) if members is None else members
+        x = self.features.transform(self.spec, raw)
+        z = predict_members(self.model, x.astype(np.float32)) if members is None else members
         regs = self.targets.of_kind("regression")
         n, kr = raw.shape[0], len(regs)
         mean, std, lower, upper = (np.empty((n, len(self.regression_names))) for _ in range(4))
         mu, s = spread(z[:, :, :kr])
         cal = self.calibration
+        half_all = cal.quantiles(self.group_index(raw)) * cal.scale(s, x)
         learned = {t.name: k for k, t in enumerate(regs)}
         bases = kpi_bases(self.spec, self.features.columns, raw)
         for j, t in enumerate(t for t in self.targets.targets if t.kind != "event"):
@@ -93,13 +102,20 @@ class Surrogate:
                 std[:, j] = 0.0
                 continue
             k = learned[t.name]
-            half = cal.q[k] * (s[:, k] + cal.floor[k])
+            half = half_all[:, k]
             mean[:, j] = t.inverse(mu[:, k]) + base
             lower[:, j] = t.inverse(mu[:, k] - half) + base
             upper[:, j] = t.inverse(mu[:, k] + half) + base
             _, std[:, j] = spread(t.inverse(z[:, :, k]))
         prob = event_probability(z[:, :, kr:], np.asarray(cal.temperature))
         return Prediction(self.regression_names, self.event_names, mean, std, lower, upper, prob)
+
+    def group_index(self, raw: np.ndarray) -> np.ndarray | None:
+        """The calibration group (choice index) of each raw row, or None."""
+        groups = self.calibration.groups
+        if groups is None:
+            return None
+        return raw[:, [c.name for c in self.features.columns].index(groups)]
 
     def predict_frame(self, frame: Any) -> Prediction:
         return self.predict(self.raw(frame))

@@ -456,6 +456,9 @@ def _bundle_hash(bundle_dir: Path) -> str | None:
     return str(value) if value else None
 
 
+MAX_TAG_CHARS = 5000
+
+
 def log_verification(run_id: str, metrics: Mapping[str, float], *, prefix: str = "verify") -> None:
     """Add verification metrics (``verify/<name>``) to a run, finished or not."""
     client = _client()
@@ -466,7 +469,10 @@ def set_gate(name: str, version: int, *, passed: bool, failures: Sequence[str]) 
     """Record a version's acceptance gate: ``gate=passed|failed`` and ``gate_failures``."""
     client = _client()
     client.set_model_version_tag(name, str(version), GATE_TAG, "passed" if passed else "failed")
-    client.set_model_version_tag(name, str(version), GATE_FAILURES_TAG, "\n".join(failures))
+    text = "\n".join(failures)
+    if len(text) > MAX_TAG_CHARS:  # MLflow's limit on a tag value; the bundle keeps all
+        text = text[: MAX_TAG_CHARS - 40].rsplit("\n", 1)[0] + f"\n... {len(failures)} in all"
+    client.set_model_version_tag(name, str(version), GATE_FAILURES_TAG, text)
 
 
 class PromotionError(Exception):

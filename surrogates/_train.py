@@ -30,7 +30,7 @@ from surrogates._model import FusedEnsemble
 class Batch:
     x: torch.Tensor  # [B, F] features
     y: torch.Tensor  # [B, K] standardised regressions, then 0/1 events
-    quiet: torch.Tensor  # [B] 1.0 where no event occurred
+    quiet: torch.Tensor  # [B] or [B, k] 1.0 where a regression learns from the row
     weight: torch.Tensor  # [M, B] bootstrap weights per member
 
 
@@ -88,7 +88,10 @@ class Trainer:
         w = batch.weight.unsqueeze(-1)  # [M, B, 1]
         out = []
         if k:
-            wq = w * batch.quiet[None, :, None]
+            # quiet: [B] (no event) or [B, k] (per KPI: no event, and feasible where the
+            # KPI's acceptance is scoped to the feasible runs)
+            q = batch.quiet if batch.quiet.dim() == 2 else batch.quiet[:, None]
+            wq = w * q[None]
             sq = (pred[..., :k] - batch.y[None, :, :k]) ** 2
             out.append((wq * sq).sum(1) / wq.sum(1).clamp_min(1e-12))
         if pred.shape[-1] > k:

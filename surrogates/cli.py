@@ -3,7 +3,7 @@
     twin train   --dataset DIR --out RUN [--config FILE] [--spec FILE] [--set KEY=VALUE ...]
     twin train   --adaptive --budget N --out RUN [--initial N0] [--batch B] [--holdout H]
     twin export  RUN --out BUNDLE [--no-register]
-    twin verify  BUNDLE [--n 300] [--seed 9001] [--out DIR] [--strict]
+    twin verify  BUNDLE [--n 300] [--seed 9001] [--out DIR] [--slice NAME ...] [--strict]
     twin promote NAME [--version V]
 
 Loaded by ``twin`` through the ``asset_twin.commands`` entry points; torch, onnx and
@@ -295,6 +295,8 @@ def _parity_rows(s: Any, run_dir: Path) -> Any:
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder of the runs (default: next to the bundle).")  # fmt: skip
 @click.option("--workers", default=0, show_default=True, type=int, help="Worker processes.")
+@click.option("--slice", "slices", multiple=True, metavar="NAME",
+              help="Only this verification slice of the spec (repeatable; default all).")
 @click.option("--strict", is_flag=True, help="Exit 1 when the gate fails.")
 @_handle
 def verify(
@@ -304,26 +306,45 @@ def verify(
     spec_path: str | None,
     out: str | None,
     workers: int,
+    slices: tuple[str, ...],
     strict: bool,
 ) -> None:
-    """Score a bundle against fresh FMU runs and apply the spec's acceptance gate."""
+    """Score a bundle against fresh FMU runs of every verification slice of the spec
+    (n runs each) and apply the spec's acceptance gate to each slice, the pooled runs
+    and each partition."""
     from surrogates._bundle import SPEC, read_signature
-    from surrogates._verify import flat_metrics
+    from surrogates._verify import flat_metrics, partition_table, threshold_table
     from surrogates._verify import verify as run_verify
 
     signature = read_signature(bundle)
     spec, _ = _spec_for(spec_path, Path(bundle) / SPEC)
     folder = Path(out) if out else Path(bundle).parent / f"verify-seed{seed}-n{n}"
-    result = run_verify(bundle, spec, n=n, seed=seed, out=folder, workers=workers, progress=True)
+    result = run_verify(bundle, spec, n=n, seed=seed, out=folder, workers=workers,
+                        progress=True, only=slices)  # fmt: skip
     _print_metrics(
-        f"verification: {result.runs} fresh FMU runs (random, seed {seed}) in {folder}",
+        f"verification: {result.runs} fresh FMU runs over {len(result.slices)} slices in "
+        f"{folder}, pooled",
         result.metrics,
     )
+    click.echo("slices:")
+    for r in result.slices.values():
+        click.echo(f"  {r.design}: {r.runs} runs, seed {r.seed}")
+    click.echo("acceptance thresholds per slice (! missed; slices: coverage below its "
+               "threshold beyond chance, binomial p < 0.05):")
+    for line in threshold_table(spec, result):
+        click.echo(line)
+    if table := partition_table(spec, result):
+        click.echo("interval coverage per partition of the pooled runs:")
+        for line in table:
+            click.echo(line)
     ml = signature.get("mlflow")
     if ml:
         from surrogates._tracking import log_verification, set_gate
 
-        log_verification(ml["run_id"], flat_metrics(result.metrics))
+        figures = flat_metrics(result.metrics)
+        for name, r in result.slices.items():
+            figures.update({f"{name}.{k}": v for k, v in flat_metrics(r.metrics).items()})
+        log_verification(ml["run_id"], figures)
         set_gate(ml["registered_name"], ml["version"], passed=not result.failures,
                  failures=result.failures)  # fmt: skip
     if result.failures:

@@ -551,7 +551,17 @@ def test_feasibility_limits_load_and_enter_the_hash() -> None:
     spec = TwinSpec.from_dict(with_feasibility(energy=limit))
     f = spec.feasibility["energy"]
     assert (f.min, f.max, f.unit, f.description) == (None, 5e6, "J", limit["description"])
-    plain = TwinSpec.from_dict(spindle(lambda d: d.pop("feasibility")))
+    # a quality KPI judged on the feasible runs needs the limits that say which they are
+    assert problems(spindle(lambda d: d.pop("feasibility")))[0] == (
+        "acceptance.wall_error_max.scope: 'feasible' needs a feasibility section"
+    )
+
+    def unlimited(d: dict[str, Any]) -> None:
+        d.pop("feasibility")
+        for a in d["acceptance"].values():
+            a.pop("scope", None)
+
+    plain = TwinSpec.from_dict(spindle(unlimited))
     assert plain.feasibility == {}
     assert spec.spec_hash != plain.spec_hash
     looser = TwinSpec.from_dict(with_feasibility(energy={**limit, "max": 6e6}))

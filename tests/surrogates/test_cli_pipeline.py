@@ -4,6 +4,7 @@ gate must refuse, then a good one that it lets through."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,13 +52,18 @@ def test_bad_model_is_registered_but_not_promoted(workdir: Path, spindle_dataset
     code, out = _twin("export", "bad", "--out", "bad-bundle")
     assert code == 0, out
     assert "registered milling_spindle version 1" in out
-    code, out = _twin("verify", "bad-bundle", "--n", "60", "--seed", "5", "--strict")
+    code, out = _twin("verify", "bad-bundle", "--n", "60", "--seed", "5", "--slice", "uniform",
+                      "--slice", "corners", "--strict")  # fmt: skip
     assert code == 1, out
-    assert "gate: FAILED" in out and "wall_error_max: rmse" in out
+    assert "gate: FAILED" in out and "slice corners: wall_error_max.feasible: rmse" in out
+    assert "pooled: wall_error_max.feasible: rmse" in out
+    # the threshold table: one column per slice asked for, then the pooled runs
+    assert re.search(r"threshold\s+uniform\s+corners\s+pooled", out), out
+    assert "interval coverage per partition of the pooled runs:" in out
     code, out = _twin("promote", "milling_spindle")
     assert code == 1
     assert "milling_spindle version 1 cannot be promoted" in out
-    assert "wall_error_max: rmse" in out
+    assert "slice uniform: wall_error_max.feasible: rmse" in out
 
     configure()
     client = MlflowClient()
@@ -101,7 +107,8 @@ def test_good_model_passes_its_gate_and_is_promoted(workdir: Path) -> None:
     assert code == 0, out
     code, out = _twin("export", "good", "--out", "good-bundle")
     assert code == 0, out
-    code, out = _twin("verify", "good-bundle", "--n", "100", "--seed", "5", "--strict")
+    code, out = _twin("verify", "good-bundle", "--n", "100", "--seed", "5", "--slice", "uniform",
+                      "--strict")  # fmt: skip
     assert code == 0 and "gate: passed" in out, out
     code, out = _twin("promote", "milling_spindle")
     assert code == 0 and "milling_spindle@champion -> version 1" in out, out

@@ -19,14 +19,16 @@ def verification(trained, tmp_path_factory):  # type: ignore[no-untyped-def]
     from surrogates._verify import verify
 
     out = tmp_path_factory.mktemp("verify") / "fresh"
-    return verify(trained.bundle, trained.spec, n=200, seed=77, out=out, progress=False)
+    return verify(
+        trained.bundle, trained.spec, n=200, seed=77, out=out, progress=False, only=("uniform",)
+    )
 
 
 def test_fresh_runs_are_a_new_design(trained, verification) -> None:  # type: ignore[no-untyped-def]
     from physics.dataset import read_runs
 
     train_rows = read_runs(trained.dataset).to_pandas()
-    fresh = read_runs(verification.folder).to_pandas()
+    fresh = read_runs(verification.slices["uniform"].folder).to_pandas()
     key = ["spindle_speed", "feed_per_tooth", "axial_depth"]
     overlap = train_rows.merge(fresh, on=key)
     assert len(fresh) == 200 and len(overlap) == 0
@@ -50,9 +52,12 @@ def test_surrogate_beats_stated_errors_on_fresh_fmu_runs(trained, verification) 
     # energy's 95 % interval covers 79 % of the fresh runs, the demo bundle's 94 %.
     from physics.dataset import read_runs
 
+    # A quality KPI the spec judges on the feasible runs (scope: feasible) is judged here
+    # on those too: on a chattering cut Ra carries chatter marks of several um that a
+    # 400-run net cannot place (the order is refused on its stability margin anyway).
     train = read_runs(trained.dataset).to_pandas()
     for name, k in m.items():
-        if "r2" not in k or not np.isfinite(k["r2"]):
+        if "r2" not in k or not np.isfinite(k["r2"]) or f"{name}.feasible" in m:
             continue
         y = train[name].to_numpy(dtype=float) if name in train else np.array([])
         y = y[y > 0]
