@@ -120,6 +120,8 @@ CHECKS = (
     ("min_r2", "r2", ">="),
     ("min_coverage", "coverage", ">="),
 )
+OPS = {field: op for field, _, op in CHECKS}
+METRIC = {field: metric for field, metric, _ in CHECKS}
 # A slice's or partition's coverage fails when its runs show it below min_coverage:
 # a one-sided exact binomial test at this level (see ``coverage_p``).
 COVERAGE_ALPHA = 0.05
@@ -170,7 +172,6 @@ def gate(
     fewer runs are not judged (a partition where a choice is rare).
     """
     failures: list[str] = []
-    ops = {f: op for f, _, op in CHECKS}
     seen: set[str] = set()
     for name, key, field, metric, limit in threshold_rows(spec):
         if fields is not None and field not in fields:
@@ -184,7 +185,7 @@ def gate(
         if metric not in got or got.get("n", 0) < min_rows:
             continue
         unit = spec.kpis[name].unit
-        value, op = got[metric], ops[field]
+        value, op = got[metric], OPS[field]
         if meets(got, field, limit, tested=tested):
             continue
         if metric == "coverage" and tested:
@@ -201,7 +202,7 @@ def gate(
 
 def meets(got: Mapping[str, float], field: str, limit: float, *, tested: bool = False) -> bool:
     """Whether one KPI's figures ``got`` meet one threshold (see ``gate``)."""
-    metric, op = next((m, o) for f, m, o in CHECKS if f == field)
+    metric, op = METRIC[field], OPS[field]
     value = got[metric]
     if not np.isfinite(value):
         return False

@@ -133,28 +133,30 @@ def verify(
                 "choose another seed"
             )
     out = Path(out)
-    results: dict[str, SliceResult] = {}
     frames = []
     for name in chosen:
-        sl = declared[name]
-        s = seed + order.index(name)
-        folder = out / name
         result = generate(
-            slice_spec(spec, name), folder, n=n, method="random", seed=s,
-            pool=PoolOptions(workers=workers), progress=progress, emphasis=sl.design,
+            slice_spec(spec, name), out / name, n=n, method="random",
+            seed=seed + order.index(name), pool=PoolOptions(workers=workers),
+            progress=progress, emphasis=declared[name].design,
         )  # fmt: skip
         frame = read_runs(result.folder).to_pandas()
         frame = frame.loc[frame["status"] == "ok"].reset_index(drop=True)
         if frame.empty:
-            raise DataError(f"{folder}: none of the {n} verification runs succeeded")
-        metrics = score(predict_bundle(bundle, signature, frame), frame, spec)
-        failures = [f"slice {name}: {line}" for line in gate(spec, metrics, tested=True)]
-        results[name] = SliceResult(
-            metrics, failures, len(frame), folder, describe_slice(name, sl), s
-        )
+            raise DataError(f"{out / name}: none of the {n} verification runs succeeded")
         frames.append(frame)
+    # One pass of the graph over every run; each slice and partition is a set of its rows.
     pooled = pd.concat(frames, ignore_index=True)
     prediction = predict_bundle(bundle, signature, pooled)
+    labels = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    results: dict[str, SliceResult] = {}
+    for i, (name, frame) in enumerate(zip(chosen, frames, strict=True)):
+        metrics = score(prediction.rows(labels == i), frame, spec)
+        failures = [f"slice {name}: {line}" for line in gate(spec, metrics, tested=True)]
+        results[name] = SliceResult(
+            metrics, failures, len(frame), out / name, describe_slice(name, declared[name]),
+            seed + order.index(name),
+        )  # fmt: skip
     metrics = score(prediction, pooled, spec)
     failures = [line for r in results.values() for line in r.failures]
     failures += [f"pooled: {line}" for line in gate(spec, metrics)]
@@ -186,11 +188,10 @@ def verify(
 def threshold_table(spec: TwinSpec, ver: Verification) -> list[str]:
     """Every acceptance threshold (rows) on every slice and the pooled runs (columns);
     ``!`` marks a value the gate refuses (slices: coverage by the binomial test)."""
-    from surrogates._metrics import meets, threshold_rows
+    from surrogates._metrics import OPS, meets, threshold_rows
 
     columns = [(k, r.metrics, True) for k, r in ver.slices.items()]
     columns.append(("pooled", ver.metrics, False))
-    ops = {"min_coverage": ">=", "min_r2": ">="}
     lines = ["  " + f"{'threshold':44s}" + "".join(f"{c:>12s}" for c, _, _ in columns)]
     for _name, key, crit, metric, limit in threshold_rows(spec):
         cells = []
@@ -201,7 +202,7 @@ def threshold_table(spec: TwinSpec, ver: Verification) -> list[str]:
                 continue
             mark = "" if meets(got, crit, limit, tested=tested) else " !"
             cells.append(f"{got[metric]:.4g}{mark}".rjust(12))
-        label = f"{key} {metric} {ops.get(crit, '<=')} {limit:g}"
+        label = f"{key} {metric} {OPS[crit]} {limit:g}"
         lines.append("  " + f"{label:44s}" + "".join(cells))
     return lines
 
