@@ -32,6 +32,13 @@ def data() -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="DOE seed.")
 @click.option("--levels", type=int, help="Levels per continuous factor (grid only).")
 @click.option(
+    "--emphasis",
+    default="uniform",
+    show_default=True,
+    help="Where a sampled design puts its points: uniform, corners, interior, or a mixture "
+    "EMPHASIS:SHARE (corners:0.3: three tenths corner-heavy, the rest uniform).",
+)
+@click.option(
     "--out",
     required=True,
     type=click.Path(file_okay=False),
@@ -77,6 +84,7 @@ def generate_cmd(
     method: str,
     seed: int,
     levels: int | None,
+    emphasis: str,
     out: str,
     workers: int,
     timeout: float,
@@ -108,6 +116,7 @@ def generate_cmd(
         method=method,
         seed=seed,
         levels=levels,
+        emphasis=emphasis,
         pool=pool,
         chunk_size=chunk_size,
         trajectories=trajectories,

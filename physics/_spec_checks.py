@@ -423,6 +423,24 @@ def _check_factor(at: str, key: str, f: FactorSpec, spec: TwinSpec, p: list[str]
             p.append(f"{at}.{name}: {fmt(v)} is outside [{fmt(low)}, {fmt(high)}]")
 
 
+def _check_margins(at: str, key: str, k: KpiSpec, spec: TwinSpec, p: list[str]) -> None:
+    """An event's margins: derived values or other KPIs, none an event by margins."""
+    if not k.margins:
+        p.append(f"{at}.margins: empty; name the derived values or KPIs whose reaching 1 is "
+                 "the event, or leave margins out")
+    if k.start is not None or k.baseline is not None:
+        p.append(f"{at}.margins: an event derived from margins has no start or baseline")
+    names = [*spec.derived, *(n for n in spec.kpis if n != key)]
+    for name in k.margins or []:
+        if name == key:
+            p.append(f"{at}.margins: {name!r} is this KPI itself")
+        elif name in spec.kpis and spec.kpis[name].margins is not None:
+            p.append(f"{at}.margins: {name!r} is itself an event derived from margins")
+        elif name not in spec.derived and name not in spec.kpis:
+            p.append(f"{at}.margins: {name!r} is neither a derived value nor a KPI"
+                     f"{suggest(name, names)}")
+
+
 def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
     if not spec.kpis:
         p.append("kpis: empty; a twin needs at least one KPI")
@@ -446,6 +464,8 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
                 f"{at}.baseline: {k.baseline!r} is not a derived value"
                 f"{suggest(str(k.baseline), spec.derived)}"
             )
+        if k.margins is not None:
+            _check_margins(at, key, k, spec, p)
     _check_quality(spec, p)
     _check_operations(spec, p)
     for key, m in spec.maintenance.items():

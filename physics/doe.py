@@ -61,6 +61,8 @@ METHODS = ("lhs", "sobol", "halton", "grid", "random")
 # Where a sampled design puts its numeric factors' mass (verification designs, see
 # ``warp``): the factor's own distribution, near its bounds, or away from them.
 EMPHASES = ("uniform", "corners", "interior")
+# The seed stream of a mixture's emphasised points (beside the strata's 0, 1, ...).
+MIXTURE_STREAM = 1_000_003
 # interior: the middle 80 % of each factor's unit coordinate
 INTERIOR_MARGIN = 0.1
 MAX_GRID_POINTS = 1_000_000
@@ -68,6 +70,9 @@ MAX_GRID_POINTS = 1_000_000
 # factors already need several GB, so larger studies are split into several datasets.
 MAX_POINTS = 1_000_000
 MAX_CANDIDATES_PER_POINT = 50  # a box this empty needs tighter factor ranges, not more draws
+# Near the corners most of a constrained box is invalid (the spindle: a thin chip at the
+# lowest feed and narrowest cut; 1-2 % of corner candidates are valid in steel).
+EMPHASIS_CANDIDATES_PER_POINT = 250
 # A small design (or a small stratum) may always draw this many: with a few points the
 # acceptance rate is estimated from a handful of draws and 50 per point is a coin toss.
 MIN_CANDIDATES = 10_000
@@ -125,9 +130,19 @@ def make_design(
     """
     if method not in METHODS:
         raise DoeError(f"method: {fmt(method)} is not one of {', '.join(METHODS)}", field="method")
+    mix = mixture(emphasis)
+    if mix is not None and method == "grid":
+        raise DoeError(
+            f"emphasis: {emphasis!r} needs a sampled design; a grid has its levels",
+            field="emphasis",
+        )
+    if mix is not None:
+        return _mixed(spec, n, method, seed, *mix)
     if emphasis not in EMPHASES:
         raise DoeError(
-            f"emphasis: {fmt(emphasis)} is not one of {', '.join(EMPHASES)}", field="emphasis"
+            f"emphasis: {fmt(emphasis)} is not one of {', '.join(EMPHASES)}, or a mixture "
+            "EMPHASIS:SHARE such as corners:0.3",
+            field="emphasis",
         )
     if method == "grid" and emphasis != "uniform":
         raise DoeError(
@@ -156,6 +171,49 @@ def make_design(
     if spec.doe.stratify is not None:
         return _stratified(spec, factors, fixed, n, method, seed, spec.doe.stratify, emphasis)
     return _sampled(spec, factors, fixed, n, method, seed, emphasis)
+
+
+def mixture(emphasis: str) -> tuple[str, float] | None:
+    """``EMPHASIS:SHARE`` (``corners:0.3``): that share of the points drawn with that
+    emphasis, the rest uniform; None for a plain emphasis. A training design that holds
+    some corner-heavy points gives the model, and its calibration, neighbours where a
+    space-filling design has few."""
+    if not isinstance(emphasis, str) or ":" not in emphasis:
+        return None
+    name, _, share_text = emphasis.partition(":")
+    try:
+        share = float(share_text)
+    except ValueError:
+        share = math.nan
+    if name not in EMPHASES or name == "uniform" or not 0.0 < share < 1.0:
+        raise DoeError(
+            f"emphasis: {fmt(emphasis)} is not a mixture EMPHASIS:SHARE with EMPHASIS one "
+            f"of {', '.join(e for e in EMPHASES if e != 'uniform')} and 0 < SHARE < 1",
+            field="emphasis",
+        )
+    return name, share
+
+
+def _mixed(spec: TwinSpec, n: int, method: str, seed: int, name: str, share: float) -> Design:
+    """A uniform design of n - k points and one of k = round(share n) points drawn with
+    emphasis ``name`` (from a seed of its own), interleaved so that every prefix holds
+    the mixture."""
+    k = min(max(round(share * _whole(n, "n", 1)), 1), n - 1) if n > 1 else 0
+    plain = make_design(spec, n - k, method=method, seed=seed)
+    if k == 0:
+        return plain
+    edged = make_design(spec, k, method=method, seed=_stratum_seed(seed, MIXTURE_STREAM), emphasis=name)
+    # The emphasised points at evenly spaced positions among the uniform ones.
+    at = np.floor((np.arange(k) + 0.5) * n / k).astype(int)
+    points: list[dict[str, Any]] = []
+    rest, special = iter(plain.points), iter(edged.points)
+    marks = set(at.tolist())
+    for i in range(n):
+        points.append(next(special) if i in marks else next(rest))
+    return Design(
+        method, seed, plain.factors, points, candidates=plain.candidates + edged.candidates,
+        rejected=plain.rejected + edged.rejected,
+    )  # fmt: skip
 
 
 def warp(emphasis: str, u: np.ndarray) -> np.ndarray:
@@ -325,7 +383,8 @@ def _draw_valid(
 
     ``where`` starts the error text (a stratum's name).
     """
-    cap = max(MAX_CANDIDATES_PER_POINT * n, MIN_CANDIDATES)
+    per_point = MAX_CANDIDATES_PER_POINT if emphasis == "uniform" else EMPHASIS_CANDIDATES_PER_POINT
+    cap = max(per_point * n, MIN_CANDIDATES)
     draw = _unit_source(method, len(factors), seed)
     kept: list[Columns] = []
     drawn = valid = 0

@@ -304,6 +304,11 @@ class KpiSpec(_Section):
     # (tool life from the Taylor law): surrogates learn only the difference, in the
     # KPI's unit, and add the value back.
     baseline: str | None = None
+    # An event (a 0/1 KPI) that occurs when any of these margins reaches 1: derived
+    # values (exact) or other KPIs (learned, with their intervals). Surrogates derive
+    # its probability from them instead of learning a classifier of the flag, which
+    # is only as sharp as the runs near its boundary (surrogates._targets).
+    margins: list[str] | None = None
     description: str = ""
 
     check_unit = field_validator("unit")(_parses)

@@ -104,7 +104,7 @@ def acquisition(s: Surrogate, raw: np.ndarray, known: np.ndarray | None = None) 
             a = a * (1.0 + 2.0 * np.exp(-0.5 * d**2))
         total += a
         parts += 1
-    if s.targets.of_kind("event"):
+    if s.targets.outcomes:
         p = pred.probability
         var = p * (1 - p)
         total += (var / np.maximum(np.median(var, axis=0), 1e-12)).sum(axis=1)

@@ -55,6 +55,8 @@ def _kpi_entry(spec: TwinSpec, t: Any) -> dict[str, Any]:
         entry["start"] = t.start  # judged on the increment over this input
     if t.baseline:
         entry["baseline"] = t.baseline  # learned as the difference from this derived value
+    if t.margins:
+        entry["margins"] = t.margins  # an event: P(any of these reaches 1)
     for section in ("quality", "maintenance", "feasibility", "acceptance"):
         item = getattr(spec, section).get(t.name)
         if item is not None:
@@ -66,8 +68,8 @@ def signature_of(s: Surrogate, proto: Any, parity: dict[str, float]) -> dict[str
     spec = s.spec
     onnx_bytes = proto.SerializeToString()
     params = sum(int(np.prod(p.shape)) for p in s.model.parameters())
-    regression = [t for t in s.targets.targets if t.kind != "event"]
-    events = s.targets.of_kind("event")
+    regression = s.targets.reported
+    events = s.targets.outcomes
     outputs: dict[str, list[str]] = {}
     if regression:
         for name in ("mean", "std", "lower", "upper"):
@@ -113,8 +115,11 @@ def signature_of(s: Surrogate, proto: Any, parity: dict[str, float]) -> dict[str
             "names": [t.name for t in events],
             "conditioning": "regressions answer for the runs where none of the events occurs",
             "temperature": dict(
-                zip([t.name for t in events], s.calibration.temperature, strict=True)
-            ),
+                zip([t.name for t in s.targets.of_kind("event")], s.calibration.temperature,
+                    strict=True)
+            ),  # fmt: skip
+            # Events derived from their margins (P that any reaches 1), not learned.
+            "margins": {t.name: t.margins for t in s.targets.of_kind("margin")},
         },
         "interval": {
             "level": s.calibration.level,

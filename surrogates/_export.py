@@ -18,8 +18,10 @@ Opset 17 and IR version 8, which every onnxruntime of the last years loads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -122,7 +124,9 @@ def build_onnx(s: Surrogate) -> Any:
         else:
             names[col.name] = tensor
     baselines = {t.baseline for t in s.targets.targets if t.baseline}
+    margins = {m for t in s.targets.of_kind("margin") for m in t.margins or []}
     used = {f.name for f in fmap.features if f.origin == "derived"} | baselines
+    used |= margins & set(s.spec.derived_exprs)
     needed = needed_derived(s.spec, used)
     if needed:
         builder = OnnxExprBuilder(names, prefix="derived", dtype=np.float64)
@@ -155,7 +159,9 @@ def build_onnx(s: Surrogate) -> Any:
     if s.calibration.groups is not None:
         group = col_out[[c.name for c in cols].index(s.calibration.groups)]
     scale = _interval_scale(g, s, x32, group)
-    outputs = _regression_outputs(g, s, h, names, scale) + _event_outputs(g, s, h)
+    nets_space: dict[str, str] = {}
+    outputs = _regression_outputs(g, s, h, names, scale, nets_space)
+    outputs += _event_outputs(g, s, h, names, nets_space)
     graph = helper.make_graph(
         g.nodes,
         f"{s.spec.name}_surrogate",
@@ -269,13 +275,20 @@ def _interval_scale(
 
 
 def _regression_outputs(
-    g: _Graph, s: Surrogate, h: str, names: dict[str, str], half_of: Callable[[str], str]
+    g: _Graph,
+    s: Surrogate,
+    h: str,
+    names: dict[str, str],
+    half_of: Callable[[str], str],
+    nets_space: dict[str, str],
 ) -> list[tuple[str, int]]:
-    """mean, std, lower, upper; ``names``: float64 tensors of inputs and derived values."""
+    """mean, std, lower, upper; ``names``: float64 tensors of inputs and derived values;
+    ``nets_space`` gets the members' mean and the interval's half-width in the nets'
+    space ([1, N, kr] each) for the margin events."""
     from onnx import TensorProto, helper
 
     regs = s.targets.of_kind("regression")
-    reported = [t for t in s.targets.targets if t.kind != "event"]
+    reported = s.targets.reported
     if not reported:
         return []
     kr = len(regs)
@@ -285,6 +298,7 @@ def _regression_outputs(
         dev = g.op("Sub", z, mu)
         spread = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", dev, dev), axes=[0], keepdims=1))
         half = half_of(spread)
+        nets_space.update(mu=mu, half=half)
         # Members, mean and the interval's ends go back through the transforms at once.
         stacked = g.op("Concat", z, mu, g.op("Sub", mu, half), g.op("Add", mu, half), axis=0)
         tv = g.op("Add", g.op("Mul", stacked, g.const("target_std", [t.std for t in regs])),
@@ -339,9 +353,7 @@ def _regression_outputs(
             base_parts.append(names[t.baseline or str(t.start)])
             base_columns.append(j)
     if not kr:  # every reported KPI is constant: a zero [N, 1] column to broadcast from
-        rows = g.op("Slice", INPUT, *(g.const(n, v, np.int64) for n, v in
-                    (("s0", [0]), ("s1", [1]), ("ax", [1]))))  # fmt: skip
-        zero = g.op("Mul", rows, g.const("zero", [[[0.0]]]))  # [1, N, 1]
+        zero = _zero_column(g)
         values = {name: zero for name in ("mean", "std", "lower", "upper")}
     base = None
     if base_parts:
@@ -377,19 +389,91 @@ def _regression_outputs(
     return [(name, width) for name in ("mean", "std", "lower", "upper")]
 
 
-def _event_outputs(g: _Graph, s: Surrogate, h: str) -> list[tuple[str, int]]:
+def _zero_column(g: _Graph) -> str:
+    """Zeros [1, N, 1] (float32), to broadcast a constant over the rows."""
+    rows = g.op("Slice", INPUT, *(g.const(n, v, np.int64) for n, v in
+                (("s0", [0]), ("s1", [1]), ("ax", [1]))))  # fmt: skip
+    return g.op("Mul", rows, g.const("zero", [[[0.0]]]))
+
+
+def _event_outputs(
+    g: _Graph, s: Surrogate, h: str, names: dict[str, str], nets_space: dict[str, str]
+) -> list[tuple[str, int]]:
+    """probability [N, E]: the learned events (mean logit / T, Sigmoid), then the events
+    derived from their margins (see Surrogate.margin_probability)."""
+    from onnx import TensorProto
+
     events = s.targets.of_kind("event")
-    if not events:
+    margins = s.targets.of_kind("margin")
+    if not events and not margins:
         return []
     kr = len(s.targets.of_kind("regression"))
-    logits = _slice(g, h, kr, kr + len(events))
-    mean = g.op("ReduceMean", logits, axes=[0], keepdims=0)
-    g.op(
-        "Sigmoid",
-        g.op("Div", mean, g.const("temperature", s.calibration.temperature)),
-        out="probability",
-    )
-    return [("probability", len(events))]
+    columns: list[str] = []
+    learned = None
+    if events:
+        logits = _slice(g, h, kr, kr + len(events))
+        mean = g.op("ReduceMean", logits, axes=[0], keepdims=0)
+        learned = g.op("Sigmoid", g.op("Div", mean, g.const("temperature",
+                                                           s.calibration.temperature)))  # fmt: skip
+        columns.append(learned)
+    by_name = {t.name: t for t in s.targets.targets}
+    index = {t.name: k for k, t in enumerate(s.targets.of_kind("regression"))}
+    z_level = NormalDist().inv_cdf(0.5 + s.calibration.level / 2)
+    one = g.const("one", 1.0, np.float64)
+
+    def reached(value64: str) -> str:  # [N, 1] float64 -> 0/1 [1, N, 1] float32
+        flag = g.op("Cast", g.op("GreaterOrEqual", value64, one), to=TensorProto.FLOAT)
+        return g.op("Unsqueeze", flag, g.const("axis", [0], np.int64))
+
+    for t in margins:
+        none = None
+        for name in t.margins or []:
+            m = by_name.get(name)
+            base = names.get(m.baseline or str(m.start)) if m and (m.baseline or m.start) else None
+            if m is None:  # a derived value
+                p = reached(names[name])
+            elif m.kind == "event":
+                assert learned is not None
+                col = [e.name for e in events].index(name)
+                p = g.op("Unsqueeze", g.op("Slice", learned, g.const("s", [col], np.int64),
+                                           g.const("e", [col + 1], np.int64),
+                                           g.const("ax", [1], np.int64)),
+                         g.const("axis", [0], np.int64))  # fmt: skip
+            elif m.kind == "constant":
+                value = g.const("value", m.value, np.float64)
+                p = (reached(g.op("Add", base, value)) if base else
+                     g.op("Add", _zero_column(g), g.const("p", float(m.value >= 1.0))))  # fmt: skip
+            else:  # a regression: P(y >= 1) = Phi((mu - z_at) z_level / half)
+                k = index[name]
+                left = g.op("Sub", one, base) if base else g.const("left", [[1.0]], np.float64)
+                if m.transform == "log":
+                    shifted = g.op("Add", left, g.const("shift", m.shift, np.float64))
+                    positive = g.op("Greater", shifted, g.const("zero", 0.0, np.float64))
+                    safe = g.op("Where", positive, shifted, one)
+                    z_at = g.op("Where", positive, g.op("Log", safe),
+                                g.const("below", -1e30, np.float64))  # fmt: skip
+                else:
+                    z_at = left
+                z_at = g.op("Div", g.op("Sub", z_at, g.const("mean", m.mean, np.float64)),
+                            g.const("std", m.std, np.float64))  # fmt: skip
+                z_at = g.op("Unsqueeze", g.op("Cast", z_at, to=TensorProto.FLOAT),
+                            g.const("axis", [0], np.int64))  # [1, N, 1]  # fmt: skip
+                mu_k = _slice(g, nets_space["mu"], k, k + 1)
+                half_k = _slice(g, nets_space["half"], k, k + 1)
+                u = g.op("Div", g.op("Mul", g.op("Sub", mu_k, z_at),
+                                     g.const("z_level", z_level / math.sqrt(2.0))), half_k)  # fmt: skip
+                p = g.op("Mul", g.op("Add", g.op("Erf", u), g.const("one32", 1.0)),
+                         g.const("half32", 0.5))  # fmt: skip
+            miss = g.op("Sub", g.const("one32", 1.0), p)
+            none = miss if none is None else g.op("Mul", none, miss)
+        assert none is not None
+        columns.append(g.op("Squeeze", g.op("Sub", g.const("one32", 1.0), none),
+                            g.const("axis", [0], np.int64)))  # [N, 1]  # fmt: skip
+    if len(columns) == 1:
+        g.op("Identity", columns[0], out="probability")
+    else:
+        g.op("Concat", *columns, axis=1, out="probability")
+    return [("probability", len(events) + len(margins))]
 
 
 def session(model: Any, threads: int = 1) -> Any:

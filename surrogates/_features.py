@@ -189,6 +189,17 @@ def kpi_bases(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> di
     return out
 
 
+def margin_namespace(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> dict[str, Any]:
+    """The derived values [N] that the spec's margin events name."""
+    names = {
+        m for kpi in spec.kpis.values() for m in (kpi.margins or []) if m in spec.derived
+    }
+    if not names:
+        return {}
+    space = namespace(spec, columns, raw)
+    return {n: np.asarray(space[n], dtype=np.float64) for n in names}
+
+
 @dataclass
 class FeatureMap:
     """Raw input rows -> standardised features; fitted on the training split only."""

@@ -22,7 +22,7 @@ from physics.spec import TwinSpec
 from surrogates._calibrate import Outputs, calibrate
 from surrogates._config import Config
 from surrogates._errors import ConfigError, DataError
-from surrogates._features import FeatureMap, kpi_bases, raw_matrix
+from surrogates._features import FeatureMap, kpi_bases, margin_namespace, raw_matrix
 from surrogates._metrics import feasible_mask, score
 from surrogates._model import FusedEnsemble
 from surrogates._surrogate import Surrogate
@@ -127,6 +127,7 @@ def train(
         heavy_tail_ratio=config.transforms.heavy_tail_ratio,
         declared=config.kpi_kinds,
         bases=bases(train_rows),
+        derived=margin_namespace(spec, features.columns, raw_matrix(features.columns, train_rows)),
     )
     learned = targets.learned
     if not learned:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from physics.spec import TwinSpec
 from surrogates._calibrate import Calibration, event_probability, spread
-from surrogates._features import FeatureMap, kpi_bases, raw_matrix
+from surrogates._features import FeatureMap, kpi_bases, margin_namespace, raw_matrix
 from surrogates._model import FusedEnsemble, load_checkpoint, save_checkpoint
-from surrogates._targets import TargetMap
+from surrogates._targets import TargetMap, margin_limit
 from surrogates._train import predict_members
 
 CHECKPOINT = "checkpoint.pt"
@@ -66,11 +67,11 @@ class Surrogate:
 
     @property
     def regression_names(self) -> list[str]:
-        return [t.name for t in self.targets.targets if t.kind != "event"]
+        return [t.name for t in self.targets.reported]
 
     @property
     def event_names(self) -> list[str]:
-        return [t.name for t in self.targets.of_kind("event")]
+        return [t.name for t in self.targets.outcomes]
 
     def raw(self, frame: Any) -> np.ndarray:
         """Input rows of a frame holding the spec's inputs and ``quantity``."""
@@ -93,7 +94,7 @@ class Surrogate:
         half_all = cal.quantiles(self.group_index(raw)) * cal.scale(s, x)
         learned = {t.name: k for k, t in enumerate(regs)}
         bases = kpi_bases(self.spec, self.features.columns, raw)
-        for j, t in enumerate(t for t in self.targets.targets if t.kind != "event"):
+        for j, t in enumerate(self.targets.reported):
             base = bases.get(t.name, 0.0)
             if t.kind == "constant":
                 mean[:, j] = t.value + base
@@ -108,7 +109,51 @@ class Surrogate:
             upper[:, j] = t.inverse(mu[:, k] + half) + base
             _, std[:, j] = spread(t.inverse(z[:, :, k]))
         prob = event_probability(z[:, :, kr:], np.asarray(cal.temperature))
+        if self.targets.of_kind("margin"):
+            derived = margin_namespace(self.spec, self.features.columns, raw)
+            by_margins = [
+                self.margin_probability(t.margins or [], mu, half_all, bases, derived, prob)
+                for t in self.targets.of_kind("margin")
+            ]
+            prob = np.column_stack([prob, *by_margins])
         return Prediction(self.regression_names, self.event_names, mean, std, lower, upper, prob)
+
+    def margin_probability(
+        self,
+        margins: list[str],
+        mu: np.ndarray,
+        half: np.ndarray,
+        bases: dict[str, Any],
+        derived: dict[str, Any],
+        learned_events: np.ndarray,
+    ) -> np.ndarray:
+        """P(any margin reaches 1), the margins taken as independent: a derived value's
+        is 0 or 1; a regression's is P(y >= 1) under the normal law whose central
+        ``level`` interval is its calibrated one (in the nets' space, where the interval
+        is symmetric); a learned event's is its probability."""
+        from scipy.special import ndtr
+
+        by_name = {t.name: t for t in self.targets.targets}
+        learned = {t.name: k for k, t in enumerate(self.targets.of_kind("regression"))}
+        events = [t.name for t in self.targets.of_kind("event")]
+        z_level = NormalDist().inv_cdf(0.5 + self.calibration.level / 2)
+        none = np.ones(mu.shape[0])
+        for name in margins:
+            if name in derived:
+                p = (np.asarray(derived[name], dtype=np.float64) >= 1.0).astype(np.float64)
+            elif name in events:
+                p = learned_events[:, events.index(name)]
+            else:
+                t = by_name[name]
+                base = bases.get(name, 0.0)
+                if t.kind == "constant":
+                    p = (t.value + base + np.zeros(mu.shape[0]) >= 1.0).astype(np.float64)
+                else:
+                    k = learned[name]
+                    z_at = margin_limit(t, 1.0 - base + np.zeros(mu.shape[0]))
+                    p = ndtr((mu[:, k] - z_at) * z_level / half[:, k])
+            none *= 1.0 - p
+        return 1.0 - none
 
     def group_index(self, raw: np.ndarray) -> np.ndarray | None:
         """The calibration group (choice index) of each raw row, or None."""

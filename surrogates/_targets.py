@@ -18,6 +18,14 @@ Each KPI gets a kind, chosen from the training rows unless the config declares i
 * A KPI whose spec names a ``baseline`` (a derived value that states the physics in
   closed form: tool life from the Taylor law) is learned as its difference from it;
   the baseline comes before ``start``, which it already includes.
+* ``margin``: an event whose spec names the margins it follows (it occurs when any
+  reaches 1: breakage when the worn tool's stress ratio or its wear over the fracture
+  wear does). Not learned: its probability is derived from the margins, exact for a
+  derived value and from the calibrated interval of a learned KPI (a normal law whose
+  central ``level`` interval is the conformal one). A regression learns the smooth
+  margin from every quiet run, where a classifier of the flag learns its boundary only
+  from the few runs beside it. Fitting checks that the margins explain the flag on
+  every training row.
 * ``constant``: a KPI that does not vary over the no-event training rows (for
   example the breakage cause when nothing broke), or equals its baseline to rounding
   (a difference within EXACT_RTOL of the KPI's values). It is reported as that value
@@ -36,7 +44,7 @@ import numpy as np
 from physics.spec import TwinSpec
 from surrogates._errors import DataError
 
-Kind = Literal["regression", "event", "constant"]
+Kind = Literal["regression", "event", "margin", "constant"]
 
 # Outside the training range by this share of it, predictions are clipped: a
 # log-space extrapolation would otherwise explode on the way back.
@@ -46,6 +54,9 @@ CLIP_MARGIN = 0.1
 # half-width of a constant's interval: the graph takes float32 inputs (6e-8 relative),
 # and a baseline's power laws amplify that (tool life ~ vc^-4 hex^-2.4: up to 2e-6).
 EXACT_RTOL = 1e-5
+# A margin at 1 - MARGIN_RTOL or more counts as reached when fitting checks that the
+# margins explain an event flag: a breakage stops the wear clock exactly at its margin.
+MARGIN_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class Target:
     start: str | None = None  # learned as the increment over this state input
     baseline: str | None = None  # learned as the difference from this derived value
     tolerance: float = 0.0  # a constant's largest deviation over the training rows
+    margins: list[str] | None = None  # a margin event: the derived values / KPIs it follows
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         """Original units -> standardised."""
@@ -90,6 +102,51 @@ def _learned_values(frame: Any, name: str, bases: Mapping[str, Any]) -> np.ndarr
 def _skew(values: np.ndarray) -> float:
     sd = float(values.std())
     return float(np.mean((values - values.mean()) ** 3)) / sd**3 if sd > 0 else 0.0
+
+
+def margin_limit(t: Target, value: np.ndarray) -> np.ndarray:
+    """The nets' (standardised) value at which regression ``t`` reaches ``value`` in its
+    learned units (-inf where its transform puts every value above: log(y + shift)
+    with value + shift <= 0)."""
+    if t.transform == "log":
+        positive = value + t.shift > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (np.log(np.where(positive, value + t.shift, 1.0)) - t.mean) / t.std
+        return np.where(positive, z, -np.inf)
+    return (value - t.mean) / t.std
+
+
+def margin_values(
+    names: list[str], kpis: Mapping[str, Any], derived: Mapping[str, Any]
+) -> np.ndarray:
+    """[N, len(names)]: each margin's values, a KPI's from ``kpis`` (a frame or a
+    mapping of columns), a derived value's from ``derived``."""
+    return np.column_stack([
+        np.asarray(derived[n] if n in derived else kpis[n], dtype=np.float64) for n in names
+    ])  # fmt: skip
+
+
+def _check_margins(
+    name: str, margins: list[str], frame: Any, derived: Mapping[str, Any]
+) -> None:
+    """Refuse margins that do not explain the event flag on the training rows."""
+    missing = [m for m in margins if m not in derived and m not in frame]
+    if missing:
+        raise DataError(f"kpis.{name}.margins: no values for {', '.join(missing)}")
+    reached = (margin_values(margins, frame, derived) >= 1.0 - MARGIN_RTOL).any(axis=1)
+    flag = frame[name].to_numpy(dtype=np.float64) > 0.5
+    wrong = np.flatnonzero(reached != flag)
+    if wrong.size:
+        i = int(wrong[0])
+        values = ", ".join(
+            f"{m} {v:.6g}" for m, v in zip(margins, margin_values(margins, frame, derived)[i])
+        )
+        raise DataError(
+            f"kpis.{name}.margins: on {wrong.size} of {len(flag)} training rows the flag is "
+            f"not 'a margin reached 1' (row {i}: {name} {int(flag[i])}, {values}); the "
+            "margins do not explain the event: learn it as a classifier "
+            f"(kpi_kinds: {{{name}: event}}) or name the margins it follows"
+        )
 
 
 def _is_event(values: np.ndarray) -> bool:
@@ -135,8 +192,10 @@ class TargetMap:
         heavy_tail_ratio: float = 20.0,
         declared: Mapping[str, str] | None = None,
         bases: Mapping[str, Any] | None = None,
+        derived: Mapping[str, Any] | None = None,
     ) -> TargetMap:
-        """Targets from the training rows; ``bases``: ``kpi_bases`` of those rows."""
+        """Targets from the training rows; ``bases``: ``kpi_bases`` of those rows;
+        ``derived``: the derived values of those rows that margins name."""
         bases = dict(bases or {})
         missing = [k for k, v in spec.kpis.items() if (v.baseline or v.start) and k not in bases]
         if missing:
@@ -154,10 +213,17 @@ class TargetMap:
             if declared.get(name) == "event"
             or (name not in declared and _is_event(frame[name].to_numpy(dtype=np.float64)))
         ]
+        by_margins = {
+            name for name, kpi in spec.kpis.items()
+            if kpi.margins is not None and declared.get(name) != "event"
+        }  # fmt: skip
+        events += [name for name in by_margins if name not in events]
         for name in events:
             values = frame[name].to_numpy(dtype=np.float64)
             if not np.isin(values, (0.0, 1.0)).all():
                 raise DataError(f"kpi_kinds.{name}: an event must be 0 or 1, values hold others")
+        for name in sorted(by_margins):
+            _check_margins(name, spec.kpis[name].margins or [], frame, derived or {})
         quiet = ~np.any([frame[e].to_numpy(dtype=np.float64) > 0.5 for e in events], axis=0)
         if np.ndim(quiet) == 0:
             quiet = np.ones(len(frame), dtype=bool)
@@ -168,6 +234,9 @@ class TargetMap:
             )
         targets: list[Target] = []
         for name, kpi in spec.kpis.items():
+            if name in by_margins:
+                targets.append(Target(name, kpi.unit, kpi.role, "margin", margins=kpi.margins))
+                continue
             if name in events:
                 targets.append(Target(name, kpi.unit, kpi.role, "event"))
                 continue
@@ -196,6 +265,16 @@ class TargetMap:
         return [t for t in self.targets if t.kind == kind]
 
     @property
+    def outcomes(self) -> list[Target]:
+        """The events reported as probabilities, in order: learned, then by margins."""
+        return self.of_kind("event") + self.of_kind("margin")
+
+    @property
+    def reported(self) -> list[Target]:
+        """The KPIs reported with a mean and an interval, in spec order."""
+        return [t for t in self.targets if t.kind in ("regression", "constant")]
+
+    @property
     def learned(self) -> list[Target]:
         """The network's outputs, in order: regressions, then events."""
         return self.of_kind("regression") + self.of_kind("event")
@@ -203,7 +282,7 @@ class TargetMap:
     def no_event(self, frame: Any) -> np.ndarray:
         """Rows where no event occurred."""
         quiet = np.ones(len(frame), dtype=bool)
-        for t in self.of_kind("event"):
+        for t in self.outcomes:
             quiet &= frame[t.name].to_numpy(dtype=np.float64) < 0.5
         return quiet
 

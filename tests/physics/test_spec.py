@@ -402,7 +402,7 @@ def test_spec_hash_changes_with_a_bound() -> None:
             lambda d: d["kpis"]["energy"].update(colour="red"),
             [
                 "kpis.energy.colour: unknown key (allowed: variable, reduction, unit, role, "
-                "limit, start, baseline, description)"
+                "limit, start, baseline, margins, description)"
             ],
             id="unknown-key",
         ),
@@ -531,6 +531,36 @@ def test_spec_hash_changes_with_a_bound() -> None:
                 "(did you mean 'tool_life_planned'?)"
             ],
             id="baseline-unknown",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["tool_broken_end"].update(margins=[]),
+            [
+                "kpis.tool_broken_end.margins: empty; name the derived values or KPIs whose "
+                "reaching 1 is the event, or leave margins out"
+            ],
+            id="margins-empty",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["tool_broken_end"].update(
+                margins=["fracture_margn", "tool_broken_end", "energy"], start="tool_wear"
+            ),
+            [
+                "kpis.tool_broken_end.start: input 'tool_wear' is in 'mm', the KPI in '1'",
+                "kpis.tool_broken_end.margins: an event derived from margins has no start or "
+                "baseline",
+                "kpis.tool_broken_end.margins: 'fracture_margn' is neither a derived value nor "
+                "a KPI (did you mean 'fracture_margin'?)",
+                "kpis.tool_broken_end.margins: 'tool_broken_end' is this KPI itself",
+            ],
+            id="margins-unknown-self",
+        ),
+        pytest.param(
+            lambda d: d["kpis"]["breakage_cause_end"].update(margins=["tool_broken_end"]),
+            [
+                "kpis.breakage_cause_end.margins: 'tool_broken_end' is itself an event derived "
+                "from margins"
+            ],
+            id="margins-of-margins",
         ),
     ],
 )

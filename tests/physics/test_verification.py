@@ -55,10 +55,50 @@ def test_an_emphasis_is_refused_by_name_and_on_a_grid() -> None:
     spec = TwinSpec.from_dict(toy_data({"x": {}}))
     with pytest.raises(DoeError) as exc:
         make_design(spec, 10, method="random", emphasis="edges")
-    assert str(exc.value) == "emphasis: 'edges' is not one of uniform, corners, interior"
+    assert str(exc.value) == (
+        "emphasis: 'edges' is not one of uniform, corners, interior, or a mixture "
+        "EMPHASIS:SHARE such as corners:0.3"
+    )
     with pytest.raises(DoeError) as exc:
         make_design(spec, 10, method="grid", emphasis="corners")
     assert str(exc.value) == "emphasis: 'corners' needs a sampled design; a grid has its levels"
+    with pytest.raises(DoeError) as exc:
+        make_design(spec, 10, method="grid", emphasis="corners:0.3")
+    assert str(exc.value) == (
+        "emphasis: 'corners:0.3' needs a sampled design; a grid has its levels"
+    )
+    for bad in ("corners:1.5", "uniform:0.3", "edges:0.2", "corners:x", "corners:0"):
+        with pytest.raises(DoeError) as exc:
+            make_design(spec, 10, method="random", emphasis=bad)
+        assert str(exc.value) == (
+            f"emphasis: {bad!r} is not a mixture EMPHASIS:SHARE with EMPHASIS one of "
+            "corners, interior and 0 < SHARE < 1"
+        )
+
+
+def test_a_mixture_holds_its_share_of_emphasised_points_in_every_prefix() -> None:
+    """corners:0.3 is a uniform design of 70 % and a corner-heavy one of 30 % (its own
+    seed), the corner points evenly spread so that a prefix keeps the mixture."""
+    spec = TwinSpec.from_dict(toy_data({"x": {}}))
+    n = 1000
+    mixed = make_design(spec, n, method="lhs", seed=4, emphasis="corners:0.3")
+    uniform = make_design(spec, 700, method="lhs", seed=4)
+    x = mixed.columns()["x"]
+    assert len(x) == n
+    corner_rows = np.floor((np.arange(300) + 0.5) * n / 300).astype(int)
+    plain_rows = np.setdiff1d(np.arange(n), corner_rows)
+    # The uniform part is the plain design of 700, in order, with no point lost.
+    np.testing.assert_array_equal(x[plain_rows], uniform.columns()["x"])
+    # The other 300 follow the arcsine law: 20 % within 2.5 % of a bound (5 % plain).
+    edge = lambda v: np.mean((v < 0.25) | (v > 9.75))  # noqa: E731
+    assert edge(x[corner_rows]) == pytest.approx(0.2, abs=0.05)
+    assert edge(x[plain_rows]) == pytest.approx(0.05, abs=0.02)
+    # Every prefix of 100 holds 30 corner points, within one.
+    for m in range(100, n + 1, 100):
+        assert abs(np.sum(corner_rows < m) - 0.3 * m) <= 1
+    # Same arguments, same design.
+    again = make_design(spec, n, method="lhs", seed=4, emphasis="corners:0.3")
+    np.testing.assert_array_equal(again.columns()["x"], x)
 
 
 def test_the_spindle_slices_narrow_its_doe_and_keep_its_hash() -> None:

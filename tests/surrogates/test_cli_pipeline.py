@@ -90,7 +90,7 @@ def test_good_model_passes_its_gate_and_is_promoted(workdir: Path) -> None:
 
     spec = yaml.safe_load(SPEC.read_text())
     spec["acceptance"] = {
-        "bearing_speed_ratio": {"min_r2": 0.95, "max_rel_error": 0.25},
+        "bearing_speed_ratio": {"min_r2": 0.95, "max_rel_error": 0.5},
         "spindle_load_max": {"min_r2": 0.9},
         "tool_broken_end": {"max_mae": 0.15},
     }

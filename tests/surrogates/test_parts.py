@@ -147,10 +147,15 @@ def test_targets_kinds_and_transforms(spindle_spec) -> None:  # type: ignore[no-
     # tool_wear_end over its start value; the other baselines as zeros (learned as is).
     based = [k for k, v in spindle_spec.kpis.items() if v.baseline or v.start]
     bases = {k: np.zeros(n) for k in based} | {"tool_wear_end": frame["tool_wear"].to_numpy()}
-    tm = TargetMap.fit(spindle_spec, frame, bases=bases)
+    # The spec names the margins breakage follows: without their values, a clear error.
+    with pytest.raises(DataError, match="kpis.tool_broken_end.margins: no values for fracture_m"):
+        TargetMap.fit(spindle_spec, frame, bases=bases)
+    # Declared an event, it is learned as a classifier of the flag.
+    declared = {"tool_broken_end": "event"}
+    tm = TargetMap.fit(spindle_spec, frame, bases=bases, declared=declared)
     kinds = {t.name: t for t in tm.targets}
     assert kinds["tool_life"].baseline == "tool_life_planned"
-    assert kinds["tool_broken_end"].kind == "event"
+    assert kinds["tool_broken_end"].kind == "event" and kinds["tool_broken_end"].margins is None
     assert kinds["breakage_cause_end"].kind == "constant"  # 0 wherever nothing broke
     assert kinds["tool_life"].transform == "log" and kinds["tool_life"].shift == 0.0
     assert kinds["energy"].transform == "log" and kinds["energy"].shift > 0
@@ -168,6 +173,49 @@ def test_targets_kinds_and_transforms(spindle_spec) -> None:  # type: ignore[no-
     # Beyond the training range the inverse is clipped, never explodes.
     big = kinds["tool_life"].inverse(np.array([1e3]))
     assert big[0] <= np.exp(kinds["tool_life"].high + 0.1 * 8.0) * 1.001
+
+
+def test_margin_event_follows_its_margins(spindle_spec) -> None:  # type: ignore[no-untyped-def]
+    """Breakage is derived from the margins the spec names (it occurs when any reaches
+    1); fitting refuses margins that do not explain the flag, naming the first row."""
+    from surrogates._targets import TargetMap, margin_limit
+
+    rng = np.random.default_rng(5)
+    n = 300
+    frame = pd.DataFrame({k: rng.uniform(1, 2, n) for k in spindle_spec.kpis})
+    frame["tool_stress_ratio_max"] = rng.uniform(0.2, 1.2, n)
+    fracture = rng.uniform(0.1, 1.1, n)
+    broke = (frame["tool_stress_ratio_max"] >= 1.0) | (fracture >= 1.0)
+    frame["tool_broken_end"] = broke.astype(float)
+    frame["breakage_cause_end"] = np.where(broke, 3.0, 0.0)
+    based = [k for k, v in spindle_spec.kpis.items() if v.baseline or v.start]
+    bases = {k: np.zeros(n) for k in based}
+    tm = TargetMap.fit(spindle_spec, frame, bases=bases, derived={"fracture_margin": fracture})
+    kinds = {t.name: t for t in tm.targets}
+    event = kinds["tool_broken_end"]
+    assert event.kind == "margin" and event.margins == ["fracture_margin", "tool_stress_ratio_max"]
+    assert [t.name for t in tm.outcomes] == ["tool_broken_end"]
+    assert "tool_broken_end" not in [t.name for t in tm.learned + tm.reported]
+    # The stress ratio is learned on the quiet rows: no broken row in its statistics.
+    ratio = kinds["tool_stress_ratio_max"]
+    quiet = frame["tool_stress_ratio_max"][tm.no_event(frame)].to_numpy()
+    assert tm.no_event(frame).sum() == n - broke.sum()
+    assert np.isclose(ratio.inverse(np.array([margin_limit(ratio, np.array(1.0))]))[0], 1.0)
+    assert quiet.max() < 1.0
+    # A flag the margins do not explain is refused with the row and its margins.
+    wrong = frame.copy()
+    i = int(np.flatnonzero(~broke.to_numpy())[0])
+    wrong.loc[i, "tool_broken_end"] = 1.0
+    expected = (
+        f"kpis.tool_broken_end.margins: on 1 of {n} training rows the flag is not 'a margin "
+        f"reached 1' (row {i}: tool_broken_end 1, fracture_margin {fracture[i]:.6g}, "
+        f"tool_stress_ratio_max {frame['tool_stress_ratio_max'][i]:.6g}); the margins do not "
+        "explain the event: learn it as a classifier (kpi_kinds: {tool_broken_end: event}) "
+        "or name the margins it follows"
+    )
+    with pytest.raises(DataError) as info:
+        TargetMap.fit(spindle_spec, wrong, bases=bases, derived={"fracture_margin": fracture})
+    assert str(info.value) == expected
 
 
 def test_config_errors_name_the_field(tmp_path) -> None:  # type: ignore[no-untyped-def]
