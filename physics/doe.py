@@ -202,7 +202,9 @@ def _mixed(spec: TwinSpec, n: int, method: str, seed: int, name: str, share: flo
     plain = make_design(spec, n - k, method=method, seed=seed)
     if k == 0:
         return plain
-    edged = make_design(spec, k, method=method, seed=_stratum_seed(seed, MIXTURE_STREAM), emphasis=name)
+    edged = make_design(
+        spec, k, method=method, seed=_stratum_seed(seed, MIXTURE_STREAM), emphasis=name
+    )
     # The emphasised points at evenly spaced positions among the uniform ones.
     at = np.floor((np.arange(k) + 0.5) * n / k).astype(int)
     points: list[dict[str, Any]] = []

@@ -114,10 +114,12 @@ def signature_of(s: Surrogate, proto: Any, parity: dict[str, float]) -> dict[str
         "events": {
             "names": [t.name for t in events],
             "conditioning": "regressions answer for the runs where none of the events occurs",
-            "temperature": dict(
-                zip([t.name for t in s.targets.of_kind("event")], s.calibration.temperature,
-                    strict=True)
-            ),  # fmt: skip
+            "temperature": {
+                t.name: temperature
+                for t, temperature in zip(
+                    s.targets.of_kind("event"), s.calibration.temperature, strict=True
+                )
+            },
             # Events derived from their margins (P that any reaches 1), not learned.
             "margins": {t.name: t.margins for t in s.targets.of_kind("margin")},
         },

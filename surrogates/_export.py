@@ -460,8 +460,8 @@ def _event_outputs(
                             g.const("axis", [0], np.int64))  # [1, N, 1]  # fmt: skip
                 mu_k = _slice(g, nets_space["mu"], k, k + 1)
                 half_k = _slice(g, nets_space["half"], k, k + 1)
-                u = g.op("Div", g.op("Mul", g.op("Sub", mu_k, z_at),
-                                     g.const("z_level", z_level / math.sqrt(2.0))), half_k)  # fmt: skip
+                scale = g.const("z_level", z_level / math.sqrt(2.0))
+                u = g.op("Div", g.op("Mul", g.op("Sub", mu_k, z_at), scale), half_k)
                 p = g.op("Mul", g.op("Add", g.op("Erf", u), g.const("one32", 1.0)),
                          g.const("half32", 0.5))  # fmt: skip
             miss = g.op("Sub", g.const("one32", 1.0), p)

@@ -138,9 +138,8 @@ def _check_margins(
     wrong = np.flatnonzero(reached != flag)
     if wrong.size:
         i = int(wrong[0])
-        values = ", ".join(
-            f"{m} {v:.6g}" for m, v in zip(margins, margin_values(margins, frame, derived)[i])
-        )
+        row = margin_values(margins, frame, derived)[i]
+        values = ", ".join(f"{m} {v:.6g}" for m, v in zip(margins, row, strict=True))
         raise DataError(
             f"kpis.{name}.margins: on {wrong.size} of {len(flag)} training rows the flag is "
             f"not 'a margin reached 1' (row {i}: {name} {int(flag[i])}, {values}); the "
