@@ -38,7 +38,7 @@ demo: setup
 		--order experiments/orders/demo.yaml \
 		--csv $(OUT)/trajectories.csv --plot $(OUT)/trajectories.png
 	$(BIN)/twin data generate --spec experiments/specs/spindle.yaml \
-		--n 10000 --doe lhs --seed 1 --out $(OUT)/dataset
+		--n 10000 --doe lhs --seed 1 --emphasis corners:0.3 --out $(OUT)/dataset
 	$(BIN)/twin data info $(OUT)/dataset
 	$(BIN)/twin train --dataset $(OUT)/dataset --config experiments/training/spindle.yaml \
 		--out $(OUT)/surrogate

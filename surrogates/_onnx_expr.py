@@ -25,6 +25,16 @@ asin of +-1 exactly, a double root, it only halves: 4e-8 of pi is left).
 Only standard opset-17 operators are emitted. Purely numeric subtrees are folded
 in float64 with the reference implementation, identical nodes are emitted once
 and each distinct constant gets one initializer.
+
+A graph at batch 1 costs its node count (onnxruntime spends about as long on a node of
+one element as on one of forty), so products and sums with a constant emit nothing:
+a value is kept as ``scale * tensor + offset`` and the constants travel with it
+through + - * / and ** by a constant (``pi * d * n / 1000`` is one Mul, its scale
+pi / 1000 taken up by whatever uses it next). The pending scale and offset are
+applied only where a value enters anything else (a function, a comparison, min/max,
+an output). A fold that would make a scale zero or either constant non-finite is not
+made (``0 * x`` keeps x's NaN, ``x / 0`` its infinity). Reassociation moves the
+rounding by a few units in the last place, nothing more.
 """
 
 from __future__ import annotations
@@ -86,6 +96,20 @@ class _Value:
     const: float | None = None
     tensor: str | None = None
     is_bool: bool = False
+    # A float tensor's value is scale * tensor + offset (constants not yet applied).
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @property
+    def pending(self) -> bool:
+        return self.scale != 1.0 or self.offset != 0.0
+
+
+def _affine(tensor: str, scale: float, offset: float) -> _Value | None:
+    """scale * tensor + offset, or None where the fold would lose a NaN or an inf."""
+    if scale == 0.0 or not (np.isfinite(scale) and np.isfinite(offset)):
+        return None
+    return _Value(tensor=tensor, scale=scale, offset=offset)
 
 
 def _fold(fn: Callable[..., Any], *args: float) -> float:
@@ -163,6 +187,15 @@ class OnnxExprBuilder:
         """The float tensor of a bound name, in the inputs' shape."""
         return self._full(self._values[name])
 
+    def affine(self, name: str) -> tuple[str, float, float]:
+        """(t, k, c): a bound name's value is k * t + c, t a float tensor in the inputs'
+        shape; a consumer that is linear itself (a standardisation, a scatter) takes k
+        and c into its own constants and saves the nodes that would apply them."""
+        value = self._values[name]
+        if value.const is None and value.tensor is not None and not value.is_bool:
+            return value.tensor, value.scale, value.offset
+        return self._full(value), 1.0, 0.0
+
     # ---- emitting -----------------------------------------------------------------------
 
     def _emit(self, op: str, inputs: list[str], **attrs: Any) -> str:
@@ -192,7 +225,89 @@ class OnnxExprBuilder:
         assert value.tensor is not None
         if value.is_bool:
             return self._emit("Cast", [value.tensor], to=self.elem_type)
-        return value.tensor
+        tensor = value.tensor
+        if value.scale == -1.0:
+            tensor = self._emit("Neg", [tensor])
+        elif value.scale != 1.0:
+            tensor = self._emit("Mul", [tensor, self._constant(value.scale)])
+        if value.offset != 0.0:
+            tensor = self._emit("Add", [tensor, self._constant(value.offset)])
+        return tensor
+
+    def _scaled(self, value: _Value) -> tuple[str, float]:
+        """(t, k) with ``value`` = k * t: its offset applied inside, its scale kept."""
+        assert value.tensor is not None and not value.is_bool
+        if value.offset == 0.0:
+            return value.tensor, value.scale
+        inner = value.offset / value.scale
+        if not np.isfinite(inner):
+            return self._float(value), 1.0
+        return self._emit("Add", [value.tensor, self._constant(inner)]), value.scale
+
+    def _arithmetic(self, op: type[ast.operator], left: _Value, right: _Value) -> _Value | None:
+        """``left op right`` with the constants kept pending (see the module docstring);
+        None where the plain node is as good."""
+        a = left.tensor is not None and not left.is_bool
+        b = right.tensor is not None and not right.is_bool
+        if not (a or b) or (left.is_bool or right.is_bool):
+            return None
+        if op in (ast.Add, ast.Sub):
+            sign = 1.0 if op is ast.Add else -1.0
+            if not b:  # k t + c +- r
+                assert left.tensor is not None and right.const is not None
+                return _affine(left.tensor, left.scale, left.offset + sign * right.const)
+            assert right.tensor is not None
+            if not a:  # l +- (k t + c)
+                assert left.const is not None
+                return _affine(right.tensor, sign * right.scale, left.const + sign * right.offset)
+            assert left.tensor is not None
+            offset = left.offset + sign * right.offset
+            if left.tensor == right.tensor:
+                return _affine(left.tensor, left.scale + sign * right.scale, offset)
+            ratio = sign * right.scale / left.scale  # kl tl + s kr tr = kl (tl + ratio tr)
+            if ratio == 1.0:
+                tensor = self._emit("Add", [left.tensor, right.tensor])
+            elif ratio == -1.0:
+                tensor = self._emit("Sub", [left.tensor, right.tensor])
+            elif np.isfinite(ratio) and ratio != 0.0:
+                scaled = self._emit("Mul", [right.tensor, self._constant(ratio)])
+                tensor = self._emit("Add", [left.tensor, scaled])
+            else:
+                return None
+            return _affine(tensor, left.scale, offset)
+        if op is ast.Mult or (op is ast.Div and not b):
+            if a and b:
+                (tl, kl), (tr, kr) = self._scaled(left), self._scaled(right)
+                return _affine(self._emit("Mul", [tl, tr]), kl * kr, 0.0)
+            value, number = (left, right.const) if a else (right, left.const)
+            assert value.tensor is not None and number is not None
+            factor = number if op is ast.Mult else 1.0 / number
+            if number == 0.0 or not np.isfinite(factor):
+                return None
+            return _affine(value.tensor, value.scale * factor, value.offset * factor)
+        if op is ast.Div:  # right is a tensor
+            tr, kr = self._scaled(right)
+            if not a:  # l / (k t) = (l / k) / t
+                assert left.const is not None
+                if left.const == 0.0 or not np.isfinite(left.const):
+                    return None
+                return _affine(self._emit("Reciprocal", [tr]), left.const / kr, 0.0)
+            tl, kl = self._scaled(left)
+            return _affine(self._emit("Div", [tl, tr]), kl / kr, 0.0)
+        if op is ast.Pow and a and not b:  # (k t) ** p = k ** p t ** p
+            p = right.const
+            assert p is not None
+            if p == 1.0:
+                return left
+            if p == 0.0 or not np.isfinite(p):
+                return None
+            t, k = self._scaled(left)
+            if k < 0 and p != round(p):
+                return None
+            tensor = self._emit("Mul", [t, t]) if p == 2.0 else self._emit(
+                "Pow", [t, self._constant(p)])  # fmt: skip
+            return _affine(tensor, _fold(np.power, k, p), 0.0)
+        return None
 
     def _bool(self, value: _Value) -> str:
         """Tensor name of ``value`` as a bool tensor: nonzero is true."""
@@ -202,7 +317,7 @@ class OnnxExprBuilder:
         if value.is_bool:
             return value.tensor
         # Cast to bool maps +-0 to false and everything else, NaN included, to true.
-        return self._emit("Cast", [value.tensor], to=TensorProto.BOOL)
+        return self._emit("Cast", [self._float(value)], to=TensorProto.BOOL)
 
     def _full(self, value: _Value) -> str:
         """Float tensor of ``value`` in the inputs' shape."""
@@ -248,6 +363,9 @@ class OnnxExprBuilder:
         op, fn = _ARITHMETIC[type(node.op)]
         if left.const is not None and right.const is not None:
             return _Value(const=_fold(fn, left.const, right.const))
+        folded = self._arithmetic(type(node.op), left, right)
+        if folded is not None:
+            return folded
         return _Value(tensor=self._emit(op, [self._float(left), self._float(right)]))
 
     def _visit_UnaryOp(self, node: ast.UnaryOp) -> _Value:
@@ -257,6 +375,8 @@ class OnnxExprBuilder:
         if isinstance(node.op, ast.USub):
             if operand.const is not None:
                 return _Value(const=-operand.const)
+            if operand.tensor is not None and not operand.is_bool:
+                return _Value(tensor=operand.tensor, scale=-operand.scale, offset=-operand.offset)
             return _Value(tensor=self._emit("Neg", [self._float(operand)]))
         # ast.Not, the only other unary operator compile_expr lets through
         if operand.const is not None:
@@ -311,6 +431,13 @@ class OnnxExprBuilder:
             # np.where with a scalar condition picks one branch whole.
             return body if _truth(test.const) else orelse
         cond = self._bool(test)
+        same = (body.tensor is not None and orelse.tensor is not None and not body.is_bool
+                and not orelse.is_bool and (body.scale, body.offset) == (orelse.scale,
+                orelse.offset))  # fmt: skip
+        if same and body.pending:  # both branches scaled alike: select, then scale
+            assert body.tensor is not None and orelse.tensor is not None
+            tensor = self._emit("Where", [cond, body.tensor, orelse.tensor])
+            return _Value(tensor=tensor, scale=body.scale, offset=body.offset)
         return _Value(tensor=self._emit("Where", [cond, self._float(body), self._float(orelse)]))
 
     def _visit_Call(self, node: ast.Call) -> _Value:
@@ -331,6 +458,13 @@ class OnnxExprBuilder:
         (arg,) = args
         if arg.const is not None:
             return _Value(const=_fold(FUNCTIONS[name][0], arg.const))
+        if name == "exp" and arg.tensor is not None and not arg.is_bool and arg.offset:
+            # exp(k t + c) = e^c exp(k t): the offset becomes the result's pending scale
+            scaled = _Value(tensor=arg.tensor, scale=arg.scale)
+            folded = _affine(self._emit("Exp", [self._float(scaled)]), _fold(np.exp, arg.offset),
+                             0.0)  # fmt: skip
+            if folded is not None:
+                return folded
         x = self._float(arg)
         if self.dtype == np.float64 and name in ("tan", "acos", "asin", "atan"):
             return _Value(tensor=self._trig64(name, x))
