@@ -128,39 +128,57 @@ def build_onnx(s: Surrogate) -> Any:
     used = {f.name for f in fmap.features if f.origin == "derived"} | baselines
     used |= margins & set(s.spec.derived_exprs)
     needed = needed_derived(s.spec, used)
+    # A feature's value is scale * tensor + offset: a derived value's pending constants
+    # go into the standardisation's (see OnnxExprBuilder.affine).
+    n_feat = len(fmap.features)
+    scale, offset = np.ones(n_feat), np.zeros(n_feat)
+    parts = [names.get(f.name, "") for f in fmap.features]
+    affine: dict[str, tuple[str, float, float]] = {}
     if needed:
-        builder = OnnxExprBuilder(names, prefix="derived", dtype=np.float64)
+        builder = OnnxExprBuilder(names, prefix="derived", dtype=np.float64, columns=True)
         for key, expr in s.spec.derived_exprs.items():
             if key in needed:
                 builder.add(key, expr.text, lazy=True)
-        names.update({key: builder.tensor(key) for key in used})
+        affine = {key: builder.affine(key) for key in used}
+        for j, f in enumerate(fmap.features):
+            if f.origin != "derived":
+                continue
+            tensor, k, c = affine[f.name]
+            if f.log and not (c == 0.0 and k > 0.0):  # log(k t) = log t + log k only then
+                tensor, k, c = builder.tensor(f.name), 1.0, 0.0
+            parts[j], scale[j], offset[j] = tensor, k, c
+        names.update({key: builder.tensor(key) for key in margins & set(affine)})
         g.nodes.extend(builder.nodes)
         g.initializers.extend(builder.initializers)
-    parts = [names[f.name] for f in fmap.features]
     feat = g.op("Concat", *parts, axis=1) if len(parts) > 1 else parts[0]
     logged = np.array([f.log for f in fmap.features])
+    mean = fmap.mean.copy()
     if logged.any():  # one Log for all logged features; <= 0 is logged as the training min
         low = fmap.low if fmap.low is not None else np.zeros(len(logged))
         positive = g.op("Greater", feat, g.const("zero", 0.0, np.float64))
-        floored = g.op(
-            "Where", positive, feat, g.const("log_floor", np.where(logged, low, 1.0), np.float64)
-        )
+        floor = np.where(logged, low / scale, 1.0)  # scale > 0 where logged
+        floored = g.op("Where", positive, feat, g.const("log_floor", floor, np.float64))
         feat = g.op(
             "Where", g.const("logged", logged[None, :], np.bool_), g.op("Log", floored), feat
         )
+        mean = np.where(logged, mean - np.log(scale), mean)
+    # (k t + c - mean) / std = (t - (mean - c) / k) * k / std; logged: (log t - (mean -
+    # log k)) / std.
+    center = np.where(logged, mean, (mean - offset) / scale)
+    factor = np.where(logged, 1.0, scale) / fmap.std
     h = g.op(
         "Mul",
-        g.op("Sub", feat, g.const("feature_mean", fmap.mean, np.float64)),
-        g.const("feature_scale", 1.0 / fmap.std, np.float64),
+        g.op("Sub", feat, g.const("feature_mean", center, np.float64)),
+        g.const("feature_scale", factor, np.float64),
     )
     x32 = g.op("Cast", h, to=TensorProto.FLOAT)
     h = _nets(g, model, x32)
     group = None
     if s.calibration.groups is not None:
         group = col_out[[c.name for c in cols].index(s.calibration.groups)]
-    scale = _interval_scale(g, s, x32, group)
+    interval = _interval_scale(g, s, x32, group)
     nets_space: dict[str, str] = {}
-    outputs = _regression_outputs(g, s, h, names, scale, nets_space)
+    outputs = _regression_outputs(g, s, h, names, affine, interval, nets_space)
     outputs += _event_outputs(g, s, h, names, nets_space)
     graph = helper.make_graph(
         g.nodes,
@@ -279,10 +297,12 @@ def _regression_outputs(
     s: Surrogate,
     h: str,
     names: dict[str, str],
+    affine: dict[str, tuple[str, float, float]],
     half_of: Callable[[str], str],
     nets_space: dict[str, str],
 ) -> list[tuple[str, int]]:
-    """mean, std, lower, upper; ``names``: float64 tensors of inputs and derived values;
+    """mean, std, lower, upper; ``names``: float64 tensors of the inputs; ``affine``:
+    each derived value a KPI is learned over as (t, k, c), the value k t + c;
     ``nets_space`` gets the members' mean and the interval's half-width in the nets'
     space ([1, N, kr] each) for the margin events."""
     from onnx import TensorProto, helper
@@ -344,29 +364,35 @@ def _regression_outputs(
     learned = {t.name: i for i, t in enumerate(regs)}
     base_parts: list[str] = []
     base_columns: list[int] = []
+    base_scales: list[float] = []
+    base_offset = np.zeros(width)  # float64: a baseline minus a start may cancel
     for j, t in enumerate(reported):
         if t.kind == "constant":
             fill[j], tolerance[j], relative[j] = t.value, t.tolerance, EXACT_RTOL
         else:
             scatter[learned[t.name], j] = 1.0
         if t.baseline or t.start:
-            base_parts.append(names[t.baseline or str(t.start)])
+            tensor, k, c = affine[t.baseline] if t.baseline else (names[str(t.start)], 1.0, 0.0)
+            base_parts.append(tensor)
             base_columns.append(j)
+            base_scales.append(k)
+            base_offset[j] = c
     if not kr:  # every reported KPI is constant: a zero [N, 1] column to broadcast from
         zero = _zero_column(g)
         values = {name: zero for name in ("mean", "std", "lower", "upper")}
     base = None
     if base_parts:
         placed = np.zeros((len(base_parts), width))
-        placed[np.arange(len(base_parts)), base_columns] = 1.0
+        placed[np.arange(len(base_parts)), base_columns] = base_scales
         stacked_bases = (
             g.op("Concat", *base_parts, axis=1) if len(base_parts) > 1 else base_parts[0]
         )
-        base = g.op(
-            "Cast",
-            g.op("MatMul", stacked_bases, g.const("base_scatter", placed, np.float64)),
-            to=TensorProto.FLOAT,
-        )
+        weights = g.const("base_scatter", placed, np.float64)
+        based = (
+            g.op("Gemm", stacked_bases, weights, g.const("base_offset", base_offset, np.float64))
+            if base_offset.any() else g.op("MatMul", stacked_bases, weights)
+        )  # fmt: skip
+        base = g.op("Cast", based, to=TensorProto.FLOAT)
     final: dict[str, str] = {}
     for name, tensor in values.items():
         if kr and kr != width:

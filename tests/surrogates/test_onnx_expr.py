@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "experiments" / "specs" / "spindle.yaml"
 # What the module promises to emit; Cast and Where also carry the bool values.
 ALLOWED_OPS = {
-    *("Add", "Sub", "Mul", "Div", "Pow", "Neg", "Reciprocal", "Abs", "Sqrt", "Exp", "Log", "Floor", "Ceil"),
+    *("Add", "Sub", "Mul", "Div", "Pow", "Neg", "Reciprocal", "Abs", "Sum", "Concat", "MatMul", "Gemm", "Sqrt", "Exp", "Log", "Floor", "Ceil"),
     *("Sin", "Cos", "Tan", "Acos", "Asin", "Atan", "Min", "Max", "Where", "Cast"),
     *("Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal", "Not", "And", "Or"),
 }
@@ -31,6 +31,7 @@ def run(
     feeds: Mapping[str, np.ndarray],
     outputs: Mapping[str, str],
     elem: int = TensorProto.FLOAT,
+    shape: tuple[Any, ...] = ("N",),
 ) -> dict[str, np.ndarray]:
     """Run the builder's nodes on ``feeds`` (tensor -> float32 vector); ``outputs`` maps a
     label to a tensor. Returns label -> array."""
@@ -40,8 +41,8 @@ def run(
     graph = helper.make_graph(
         [*builder.nodes, *identities],
         "exprs",
-        [helper.make_tensor_value_info(t, elem, ["N"]) for t in feeds],
-        [helper.make_tensor_value_info(f"out/{k}", elem, ["N"]) for k in outputs],
+        [helper.make_tensor_value_info(t, elem, list(shape)) for t in feeds],
+        [helper.make_tensor_value_info(f"out/{k}", elem, list(shape)) for k in outputs],
         initializer=builder.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -78,9 +79,11 @@ def random_orders(spec: Any, n: int, rng: np.random.Generator) -> dict[str, np.n
     return values
 
 
-def test_spindle_derived_and_stop_time_match_the_spec() -> None:
+@pytest.mark.parametrize("columns", [False, True])
+def test_spindle_derived_and_stop_time_match_the_spec(columns: bool) -> None:
     """In float64, as the export computes them: the tool-life chain's floors and Newton
-    steps need it."""
+    steps need it. ``columns``: [N, 1] tensors, sums of three terms or more as one Gemm
+    (as the export builds them), else [N] and pairwise."""
     spec = load_spec(SPEC)
     rng = np.random.default_rng(7)
     n = 300
@@ -90,13 +93,19 @@ def test_spindle_derived_and_stop_time_match_the_spec() -> None:
     derived = spec.derived_exprs
     stop_time = spec.stop_time_expr
     raw = set().union(stop_time.names, *(e.names for e in derived.values())) - derived.keys()
-    feeds = {f"in/{k}": reference[k].astype(np.float64) for k in sorted(raw)}
+    shape = (n, 1) if columns else (n,)
+    feeds = {f"in/{k}": reference[k].astype(np.float64).reshape(shape) for k in sorted(raw)}
 
-    builder = OnnxExprBuilder({k: f"in/{k}" for k in raw}, prefix="derived", dtype=np.float64)
+    builder = OnnxExprBuilder(
+        {k: f"in/{k}" for k in raw}, prefix="derived", dtype=np.float64, columns=columns
+    )
     outputs = {key: builder.add(key, expr.text) for key, expr in derived.items()}
     outputs["stop_time"] = builder.add("stop_time", stop_time.text)
     check_graph_hygiene(builder)
-    got = run(builder, feeds, outputs, TensorProto.DOUBLE)
+    got = run(builder, feeds, outputs, TensorProto.DOUBLE, ("N", 1) if columns else ("N",))
+    got = {k: v.reshape(n) for k, v in got.items()}
+    ops = {node.op_type for node in builder.nodes}
+    assert ("Gemm" in ops or "MatMul" in ops) == columns
 
     reference["stop_time"] = stop_time.evaluate(reference)
     for key, value in got.items():
@@ -113,6 +122,21 @@ X = [-3.75, -2.5, -1.0, -0.4, -0.0, 0.0, 0.3, 0.5, 1.0, 1.7, 2.0, 3.25, 7.5, np.
 Y = [1.5, -0.75, 2.0, -3.0, 0.5, -1.25, 0.375, 4.0, -1.0, 2.0, -2.5, 0.8, 3.25, 1.0, 2.0]
 Z = [0.1, 0.9, 0.5, 0.0, 1.0, 0.25, 0.75, 0.6, 0.05, 0.5, 0.33, 1.2, -0.2, 0.4, 0.7]
 EXPRESSIONS = [
+    # constants kept pending and sums collected: NaN and inf survive every fold
+    "0 * x",
+    "x / 0",
+    "(x - x) * 2",
+    "2 * x - 2 * x + y",
+    "-(3 * x + 1) / 2",
+    "(2 * x + y - z / 4 - 1) * 3",
+    "exp(x / 8 + 1)",
+    "((x + 1) * 2) ** 2",
+    "(-2 * x) ** 3",
+    "(2 * x) ** 0.5",
+    "3 / (2 * x + 1)",
+    "(2 * x + 1) if y > 0 else (2 * z + 1)",
+    "(2 * x + 1) if y > 0 else (3 * z)",
+    "(x + y + z) / (x - y + 2 * z)",
     # arithmetic, including %'s sign rule and ** with fractional exponents
     "x + y",
     "x - y * z",
@@ -216,12 +240,16 @@ EXPRESSIONS = [
 ]
 
 
-def test_every_construct_matches_numpy() -> None:
+@pytest.mark.parametrize("as_columns", [False, True])
+def test_every_construct_matches_numpy(as_columns: bool) -> None:
     columns = {k: np.asarray(v, dtype=np.float32) for k, v in zip("xyz", (X, Y, Z), strict=True)}
-    builder = OnnxExprBuilder({k: f"in/{k}" for k in columns})
+    builder = OnnxExprBuilder({k: f"in/{k}" for k in columns}, columns=as_columns)
     outputs = {f"e{i}": builder.add(f"e{i}", text) for i, text in enumerate(EXPRESSIONS)}
     check_graph_hygiene(builder)
-    got = run(builder, {f"in/{k}": v for k, v in columns.items()}, outputs)
+    shape = (len(X), 1) if as_columns else (len(X),)
+    feeds = {f"in/{k}": v.reshape(shape) for k, v in columns.items()}
+    got = run(builder, feeds, outputs, shape=("N", 1) if as_columns else ("N",))
+    got = {k: v.reshape(len(X)) for k, v in got.items()}
 
     values = {k: v.astype(np.float64) for k, v in columns.items()}
     for i, text in enumerate(EXPRESSIONS):

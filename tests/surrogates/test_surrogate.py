@@ -150,8 +150,14 @@ def test_bundle_round_trip(trained, tmp_path: Path) -> None:  # type: ignore[no-
     assert [i["name"] for i in sig["inputs"]] == [*spec.inputs, "quantity"]
     material = next(i for i in sig["inputs"] if i["name"] == "material")
     assert material["choices"] == spec.inputs["material"].choice_names
-    events = {t.name for t in trained.result.surrogate.targets.targets if t.kind == "event"}
+    targets = trained.result.surrogate.targets
+    events = {t.name for t in targets.outcomes}
     assert "tool_broken_end" in events and events <= {"tool_broken_end", "breakage_cause_end"}
+    # Breakage follows its margins (the spec names them); the signature says which.
+    assert {t.name for t in targets.of_kind("margin")} == {"tool_broken_end"}
+    assert sig["events"]["margins"] == {
+        "tool_broken_end": ["fracture_margin", "tool_stress_ratio_max"]
+    }
     assert set(sig["outputs"]["probability"]) == events
     assert set(sig["outputs"]["mean"]) == set(spec.kpis) - events
     assert sig["kpis"]["wall_error_max"]["quality"]["usl"] == 100.0
@@ -182,3 +188,43 @@ def test_checkpoint_round_trip(trained) -> None:  # type: ignore[no-untyped-def]
     split = json.loads((trained.run / "split.json").read_text())
     ids = [i for part in split.values() for i in part]
     assert len(ids) == len(set(ids)) == 400  # every DOE point in exactly one split
+
+
+def test_breakage_near_its_boundary_against_fresh_fmu_runs(trained) -> None:  # type: ignore[no-untyped-def]
+    """Breakage is derived from its margins (the fracture wear, exact; the flute-root
+    stress ratio, learned): on fresh FMU runs drawn where either margin is within a
+    quarter of 1, the ONNX graph's P(broken) > 0.5 matches the FMU's flag."""
+    import pandas as pd
+
+    from physics.doe import make_design
+    from physics.run import open_twin, simulate_order
+    from surrogates._verify import predict_bundle
+
+    spec = trained.spec
+    design = make_design(spec, 20_000, method="random", seed=31).columns()
+    space = spec.namespace({k: design[k] for k in spec.inputs}, design["quantity"])
+    fracture, stress = space["fracture_margin"], space["stress_peak_planned"]
+    near_wear = np.flatnonzero(np.abs(fracture - 1.0) < 0.25)[:24]
+    near_stress = np.flatnonzero((np.abs(stress - 1.0) < 0.25) & (fracture < 0.75))[:12]
+    rows = np.concatenate([near_wear, near_stress])
+    assert len(near_wear) == 24 and len(near_stress) >= 6
+    frame = pd.DataFrame({k: np.asarray(design[k])[rows] for k in [*spec.inputs, "quantity"]})
+    with open_twin(spec) as twin:
+        broken = np.array([
+            simulate_order(spec, twin, {k: frame[k][i] for k in spec.inputs},
+                           frame["quantity"][i]).kpis["tool_broken_end"]
+            for i in range(len(frame))
+        ])  # fmt: skip
+    assert 0 < broken.sum() < len(broken)  # both sides of the boundary are in the draw
+    p = predict_bundle(trained.bundle, read_signature(trained.bundle), frame)
+    probability = p.probability[:, p.event_names.index("tool_broken_end")]
+    right = (probability > 0.5) == (broken > 0.5)
+    # Wear: exact (its margin is a closed form), every run right.
+    assert right[: len(near_wear)].all()
+    # Stress (the wear margin far below 1): P(broken) is the chance that the learned
+    # stress ratio reaches 1, above one half exactly where its mean does.
+    j = p.regression_names.index("tool_stress_ratio_max")
+    stressed = slice(len(near_wear), None)
+    assert np.array_equal(probability[stressed] > 0.5, p.mean[stressed, j] >= 1.0)
+    # Measured with the 400-run model: 32 of 36 right.
+    assert right.mean() >= 0.8
