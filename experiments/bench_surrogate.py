@@ -1,7 +1,7 @@
 """Surrogate benchmark: a model bundle's ONNX graph against the FMU, on the same work orders.
 
-    .venv/bin/python experiments/bench_surrogate.py BUNDLE [--orders 300] [--seed 4242]
-        [--json out/bench/surrogate.json]
+    .venv/bin/python experiments/bench_surrogate.py BUNDLE [LABEL=BUNDLE ...] [--orders 300]
+        [--seed 4242] [--json out/bench/surrogate.json]
 
 Everything is measured in one run, on this machine, and reported as ratios to a
 baseline measured in that same run (nothing is asserted about the times):
@@ -21,7 +21,11 @@ baseline measured in that same run (nothing is asserted about the times):
 Speed-ups are the FMU's time per order over the surrogate's time per order. The
 model's size and its verification figures (from signature.json, where ``twin verify``
 has put them; else the test split's, labelled so) are printed alongside, so that
-configurations can be compared on accuracy and speed across runs.
+configurations can be compared on accuracy and speed across runs. Given several
+bundles of one spec (configurations tried), each is timed in the same run against the
+same FMU baseline, and a trade-off table closes the output: parameters, nodes, the
+acceptance thresholds each misses per verification slice (from its ``twin verify``),
+and its batch-1 latency and batched cost per row.
 """
 
 from __future__ import annotations
@@ -127,32 +131,95 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds / 1e-9:8.1f} ns"
 
 
+def gate_misses(signature: dict[str, Any]) -> dict[str, int] | None:
+    """Acceptance thresholds missed, per slice or partition, from ``twin verify``'s gate
+    (None when the bundle was not verified)."""
+    gate = signature.get("gate") or {}
+    if not (signature.get("metrics") or {}).get("verification"):
+        return None
+    misses: dict[str, int] = {}
+    for failure in gate.get("failures", []):
+        where = failure.split(":", 1)[0].removeprefix("slice ")
+        where = "partitions" if "=" in where else where
+        misses[where] = misses.get(where, 0) + 1
+    return misses
+
+
+def parse_bundles(items: list[str]) -> list[tuple[str, Path]]:
+    """``PATH`` or ``LABEL=PATH``; the label defaults to the folder's name."""
+    out = []
+    for item in items:
+        label, sep, path = item.partition("=")
+        out.append((label, Path(path)) if sep else (Path(item).name, Path(item)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bundle", type=Path, help="model bundle folder (twin export)")
+    parser.add_argument(
+        "bundles", nargs="+", help="model bundle folders (twin export), as PATH or LABEL=PATH"
+    )
     parser.add_argument("--orders", type=int, default=300, help="fresh random orders to simulate")
     parser.add_argument("--seed", type=int, default=4242, help="seed of their random design")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     import onnxruntime as ort
 
-    signature = read_signature(args.bundle)
-    model = signature["model"]
-    frame, fmu = fmu_orders(args.bundle, args.orders, args.seed)
-    raw = raw_matrix(bundle_columns(signature), frame).astype(np.float32)
-    sur = surrogate_times(args.bundle, raw)
-    runner, native = fmu["runner_per_order_s"], fmu["native_per_run_s"]
+    bundles = parse_bundles(args.bundles)
+    first = read_signature(bundles[0][1])
+    frame, fmu = fmu_orders(bundles[0][1], args.orders, args.seed)
+    runner = fmu["runner_per_order_s"]
     print(
-        f"bundle {args.bundle} ({signature['name']}, {signature['bundle_hash'][:12]}); "
-        f"{os.cpu_count()} cores, onnxruntime {ort.__version__}"
+        f"{os.cpu_count()} cores, onnxruntime {ort.__version__}; orders: {fmu['orders']} "
+        f"random (seed {args.seed}) of {first['name']}, {fmu['ok']} ok; FMU study "
+        f"{fmu['study_wall_s']:.2f} s wall, 1 worker"
     )
+    rows = []
+    for label, bundle in bundles:
+        signature = read_signature(bundle)
+        if signature["spec"]["hash"] != first["spec"]["hash"]:
+            raise SystemExit(f"{bundle}: another spec than {bundles[0][1]}'s; time it on its own")
+        raw = raw_matrix(bundle_columns(signature), frame).astype(np.float32)
+        rows.append(report(label, bundle, signature, surrogate_times(bundle, raw), fmu))
+    if len(rows) > 1:
+        print("\nconfigurations (thresholds missed per slice from twin verify; - not verified):")
+        slices = sorted({k for r in rows for k in (r["misses"] or {})} - {"pooled", "partitions"})
+        columns = [*slices, "pooled", "partitions"]
+        head = f"  {'configuration':16s} {'params':>9s} {'nodes':>6s} " + " ".join(
+            f"{c[:10]:>10s}" for c in columns
+        ) + f" {'batch 1':>10s} {'x FMU':>6s} {'per row':>10s} {'x FMU':>6s}"
+        print(head)
+        for r in rows:
+            m = r["misses"]
+            cells = " ".join(f"{'-' if m is None else m.get(c, 0):>10}" for c in columns)
+            b1, bn = r["surrogate"]["batch1_s"], r["surrogate"][f"batch{BATCH}_1t_per_row_s"]
+            print(
+                f"  {r['label']:16s} {r['model']['parameters']:>9,} {r['model']['nodes']:>6} "
+                f"{cells} {fmt_time(b1):>10s} {runner / b1:5.0f}x {fmt_time(bn):>10s} "
+                f"{runner / bn:5.0f}x"
+            )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        figures = {
+            "cores": os.cpu_count(),
+            "onnxruntime": ort.__version__,
+            "seed": args.seed,
+            "fmu": fmu,
+            "bundles": rows,
+        }
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+
+
+def report(
+    label: str, bundle: Path, signature: dict[str, Any], sur: dict[str, float], fmu: dict
+) -> dict[str, Any]:
+    """Print one bundle's timings against the FMU and its accuracy; its figures."""
+    model = signature["model"]
+    runner, native = fmu["runner_per_order_s"], fmu["native_per_run_s"]
+    print(f"\n{label}: bundle {bundle} ({signature['bundle_hash'][:12]})")
     print(
         f"model: {model['members']} members, per_kpi {model['per_kpi']}, hidden {model['hidden']}, "
-        f"{model['parameters']:,} parameters, {model['nodes']} nodes"
-    )
-    print(
-        f"orders: {fmu['orders']} random (seed {args.seed}), {fmu['ok']} ok; "
-        f"FMU study {fmu['study_wall_s']:.2f} s wall, 1 worker\n"
+        f"{model['parameters']:,} parameters, {model['nodes']} nodes\n"
     )
     print(f"{'':34s} {'per order':>11s}   {'speed-up vs FMU: runner':>23s} {'native':>8s}")
     table = [
@@ -163,10 +230,10 @@ def main() -> None:
         (f"surrogate, batch {BATCH} (2 threads)", sur[f"batch{BATCH}_2t_per_row_s"]),
     ]
     speedups: dict[str, dict[str, float]] = {}
-    for label, t in table:
-        line = f"{label:34s} {fmt_time(t):>11s}"
-        if label.startswith("surrogate"):
-            speedups[label] = {"vs_runner": runner / t, "vs_native": native / t}
+    for name, t in table:
+        line = f"{name:34s} {fmt_time(t):>11s}"
+        if name.startswith("surrogate"):
+            speedups[name] = {"vs_runner": runner / t, "vs_native": native / t}
             line += f"   {runner / t:22.0f}x {native / t:7.0f}x"
         print(line)
     acc = accuracy(signature)
@@ -182,21 +249,20 @@ def main() -> None:
             )
         for kpi, a in acc["event_accuracy"].items():
             print(f"  {kpi:30s} event accuracy {a:.4f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        figures = {
-            "bundle": str(args.bundle),
-            "bundle_hash": signature["bundle_hash"],
-            "cores": os.cpu_count(),
-            "onnxruntime": ort.__version__,
-            "seed": args.seed,
-            "model": {k: model[k] for k in ("members", "per_kpi", "hidden", "parameters", "nodes")},
-            "fmu": fmu,
-            "surrogate": sur,
-            "speedups": speedups,
-            "accuracy": acc,
-        }
-        args.json.write_text(json.dumps(figures, indent=2))
+    misses = gate_misses(signature)
+    if misses is not None:
+        status = signature["gate"].get("status")
+        print(f"  gate: {status}, {sum(misses.values())} thresholds missed")
+    return {
+        "label": label,
+        "bundle": str(bundle),
+        "bundle_hash": signature["bundle_hash"],
+        "model": {k: model[k] for k in ("members", "per_kpi", "hidden", "parameters", "nodes")},
+        "surrogate": sur,
+        "speedups": speedups,
+        "accuracy": acc,
+        "misses": misses,
+    }
 
 
 if __name__ == "__main__":

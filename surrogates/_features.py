@@ -12,7 +12,12 @@ model (and inside the ONNX graph, so clients send raw inputs):
   logged by the same rule (those that depend on categorical choices alone, a
   constant per choice, add nothing to the indicators and are left out);
 
-each standardised with the training split's mean and std. Inputs and derived
+each standardised with the training split's mean and std. A derived feature that is
+(nearly) a linear function of another feature (``|r| >= REDUNDANT_CORRELATION`` over
+the training split: the last Newton steps of an inverse, a value equal to an input) is
+left out: it adds parameters to every net's first layer and nodes to the graph, and
+nothing a net could use. Later derived values are kept before earlier ones (a chain's
+result before its intermediate steps). Inputs and derived
 values that are constant over the training split carry no information and are
 left out of the features (but stay in the input row, with their bounds). A logged
 feature of a value at or below zero (a new tool's wear of exactly 0) is taken at its
@@ -55,6 +60,8 @@ class Feature:
     log: bool
 
 
+# A derived feature this correlated with another (over the training split) is redundant.
+REDUNDANT_CORRELATION = 0.9999
 # A seen extreme within this many mean sample spacings of the DOE's declared bound
 # stands for the bound (see ``design_bounds``).
 REACH_SPACINGS = 10.0
@@ -176,6 +183,23 @@ def _numeric(name: str, origin: str, values: np.ndarray, loguniform: bool) -> li
     return [Feature(name, origin, False)]
 
 
+def _independent(features: list[Feature], values: np.ndarray) -> np.ndarray:
+    """Which features to keep: every input and indicator; a derived one unless its
+    correlation with a kept feature reaches REDUNDANT_CORRELATION (derived values
+    taken latest first)."""
+    keep = np.array([f.origin != "derived" for f in features])
+    if values.shape[0] < 3:
+        return np.ones(len(features), dtype=bool)
+    centred = values - values.mean(axis=0)
+    norm = np.linalg.norm(centred, axis=0)
+    unit = np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 0)
+    for j in reversed([j for j, f in enumerate(features) if f.origin == "derived"]):
+        kept = np.flatnonzero(keep)
+        if kept.size == 0 or np.max(np.abs(unit[:, kept].T @ unit[:, j])) < REDUNDANT_CORRELATION:
+            keep[j] = True
+    return keep
+
+
 def kpi_bases(spec: TwinSpec, columns: list[InputColumn], raw: np.ndarray) -> dict[str, Any]:
     """KPI -> the values [N] it is learned over (its ``baseline``, else its ``start``)."""
     out: dict[str, Any] = {}
@@ -238,6 +262,13 @@ class FeatureMap:
                 values = names[key]
                 if np.all(np.isfinite(values)) and np.ptp(values) > 1e-12 * np.abs(values).max():
                     features += _numeric(key, "derived", values, False)
+        fmap = cls(columns, features, np.zeros(len(features)), np.ones(len(features)))
+        fmap.low = np.array([
+            v.min() if f.log else 0.0 for f, v in zip(features, fmap._values(spec, raw).T,
+                                                    strict=True)
+        ])  # fmt: skip
+        keep = _independent(features, fmap._unscaled(spec, raw))
+        features = [f for f, k in zip(features, keep, strict=True) if k]
         fmap = cls(columns, features, np.zeros(len(features)), np.ones(len(features)))
         plain = fmap._values(spec, raw)
         fmap.low = np.array([plain[:, j].min() if f.log else 0.0 for j, f in enumerate(features)])

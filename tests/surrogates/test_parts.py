@@ -290,3 +290,30 @@ def test_training_domain_reaches_the_design_bounds_its_rows_reach(spindle_spec) 
     # Not a factor (held fixed by the DOE), and rows outside the declared range: as seen.
     assert design_bounds(s, "coolant_temperature", 20.0, 20.0, 1_000) == (20.0, 20.0)
     assert design_bounds(s, "warmup", 3e-4, 1.5, 10_000) == (3e-4, 1.5)
+
+
+def test_redundant_derived_features_are_left_out(spindle_spec, spindle_dataset) -> None:  # type: ignore[no-untyped-def]
+    """A derived feature that is a linear function of a kept one adds parameters and
+    nodes and nothing else: left out, the later of two kept (a chain's result)."""
+    from physics.dataset import read_runs
+    from surrogates._features import REDUNDANT_CORRELATION, Feature, FeatureMap, _independent
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 1, 500)
+    b = x**2
+    c = b + 1e-7 * rng.normal(size=500)  # a refinement of b: |r| above the threshold
+    d = x**2 + 0.1 * rng.normal(size=500)
+    assert abs(np.corrcoef(b, c)[0, 1]) >= REDUNDANT_CORRELATION
+    features = [Feature("x", "input", False), *(Feature(n, "derived", False) for n in "abcd")]
+    values = np.column_stack([x, 2 * x + 1, b, c, d])
+    assert _independent(features, values).tolist() == [True, False, False, True, True]
+    # An input is never left out, even when a derived value duplicates it.
+    features[1] = Feature("a", "input", False)
+    assert _independent(features, values).tolist() == [True, True, False, True, True]
+
+    frame = read_runs(spindle_dataset).to_pandas()
+    names = {(f.name, f.log) for f in FeatureMap.fit(spindle_spec, frame).features}
+    # The wear clock's last Newton step is the clock of the tool's starting wear.
+    assert ("wear_clock_start", False) in names and ("wear_clock_5", False) not in names
+    # The order's planned parts are its quantity (drawn log-uniformly: logged only).
+    assert ("quantity", True) in names and ("parts_planned", True) not in names
