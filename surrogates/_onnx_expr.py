@@ -259,6 +259,7 @@ class OnnxExprBuilder:
         if value.terms:
             value = self._collapse(value)
         tensor = value.tensor
+        assert tensor is not None
         if value.scale == -1.0:
             tensor = self._emit("Neg", [tensor])
         elif value.scale != 1.0:
@@ -300,6 +301,7 @@ class OnnxExprBuilder:
         assert value.tensor is not None and not value.is_bool
         if value.terms:
             value = self._collapse(value)
+        assert value.tensor is not None
         if value.offset == 0.0:
             return value.tensor, value.scale
         inner = value.offset / value.scale
@@ -514,13 +516,12 @@ class OnnxExprBuilder:
         (arg,) = args
         if arg.const is not None:
             return _Value(const=_fold(FUNCTIONS[name][0], arg.const))
-        if name == "exp" and arg.tensor is not None and not arg.is_bool and arg.offset:
+        factor = _fold(np.exp, arg.offset) if name == "exp" else 0.0
+        if arg.tensor is not None and not arg.is_bool and arg.offset and factor > 0.0 and (
+                np.isfinite(factor)):  # fmt: skip
             # exp(k t + c) = e^c exp(k t): the offset becomes the result's pending scale
             scaled = _Value(tensor=arg.tensor, scale=arg.scale, terms=arg.terms)
-            folded = _affine(self._emit("Exp", [self._float(scaled)]), _fold(np.exp, arg.offset),
-                             0.0)  # fmt: skip
-            if folded is not None:
-                return folded
+            return _Value(tensor=self._emit("Exp", [self._float(scaled)]), scale=factor)
         x = self._float(arg)
         if self.dtype == np.float64 and name in ("tan", "acos", "asin", "atan"):
             return _Value(tensor=self._trig64(name, x))
