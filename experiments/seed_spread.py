@@ -84,7 +84,7 @@ def spread_table(bundles: list[Path]) -> list[str]:
             sometimes += 0 < met < len(got)
             never += met == 0
             text = f"{min(values):.3g}..{max(values):.3g} {met}/{len(got)}"
-            cells.append(text.rjust(22))
+            cells.append(" " + text.rjust(21))
         lines.append("  " + f"{f'{key} {metric} {OPS[crit]} {limit:g}':44s}" + "".join(cells))
     lines.append(
         f"checks met by every seed {always}, by some {sometimes} (met by chance), by none {never}"
