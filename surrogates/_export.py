@@ -87,8 +87,9 @@ def needed_derived(spec: Any, used: set[str]) -> set[str]:
     return out
 
 
-def build_onnx(s: Surrogate) -> Any:
-    """The ONNX ModelProto of a surrogate (checked by onnx.checker)."""
+def build_onnx(s: Surrogate, *, lean: bool = True) -> Any:
+    """The ONNX ModelProto of a surrogate (checked by onnx.checker). ``lean=False``:
+    the derived chain as written, every operation a node (a reference for tests)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -135,7 +136,9 @@ def build_onnx(s: Surrogate) -> Any:
     parts = [names.get(f.name, "") for f in fmap.features]
     affine: dict[str, tuple[str, float, float]] = {}
     if needed:
-        builder = OnnxExprBuilder(names, prefix="derived", dtype=np.float64, columns=True)
+        builder = OnnxExprBuilder(
+            names, prefix="derived", dtype=np.float64, columns=lean, fold=lean
+        )
         for key, expr in s.spec.derived_exprs.items():
             if key in needed:
                 builder.add(key, expr.text, lazy=True)

@@ -157,8 +157,12 @@ class OnnxExprBuilder:
         prefix: str = "expr",
         dtype: DTypeLike = np.float32,
         columns: bool = False,
+        fold: bool = True,
     ) -> None:
         self.dtype = np.dtype(dtype)
+        # fold=False: every operation its own node, as written (the reference the folded
+        # graph is tested against).
+        self.fold = fold
         # Tensors of shape [N, 1]: a sum of several terms is one Concat and one Gemm
         # (else a Sum of the scaled terms).
         self.columns = columns
@@ -418,7 +422,7 @@ class OnnxExprBuilder:
         op, fn = _ARITHMETIC[type(node.op)]
         if left.const is not None and right.const is not None:
             return _Value(const=_fold(fn, left.const, right.const))
-        folded = self._arithmetic(type(node.op), left, right)
+        folded = self._arithmetic(type(node.op), left, right) if self.fold else None
         if folded is not None:
             return folded
         return _Value(tensor=self._emit(op, [self._float(left), self._float(right)]))
@@ -430,7 +434,7 @@ class OnnxExprBuilder:
         if isinstance(node.op, ast.USub):
             if operand.const is not None:
                 return _Value(const=-operand.const)
-            if operand.tensor is not None and not operand.is_bool:
+            if self.fold and operand.tensor is not None and not operand.is_bool:
                 negated = _combination({t: -k for t, k in operand.parts().items()},
                                        -operand.offset)  # fmt: skip
                 if negated is not None:

@@ -228,3 +228,30 @@ def test_breakage_near_its_boundary_against_fresh_fmu_runs(trained) -> None:  # 
     assert np.array_equal(probability[stressed] > 0.5, p.mean[stressed, j] >= 1.0)
     # Measured with the 400-run model: 32 of 36 right.
     assert right.mean() >= 0.8
+
+
+def test_lean_graph_equals_pytorch_and_the_graph_as_written(trained) -> None:  # type: ignore[no-untyped-def]
+    """The lean graph (constants kept pending, sums as one Gemm, pending scales taken
+    into the standardisation) against PyTorch within 1e-5 and against the graph that
+    computes the spec's expressions as written, on test rows and on random rows of the
+    design's corners (valid orders: the spec's constraints hold)."""
+    import pandas as pd
+
+    from physics.doe import make_design
+    from surrogates._export import build_onnx, parity, run, session
+    from surrogates._features import raw_matrix
+
+    s = trained.result.surrogate
+    test = raw_matrix(s.features.columns, trained.result.splits["test"])
+    corners = pd.DataFrame(
+        make_design(trained.spec, 300, method="random", seed=11, emphasis="corners").columns()
+    )
+    raw = np.vstack([test, raw_matrix(s.features.columns, corners)]).astype(np.float32)
+    lean, plain = build_onnx(s), build_onnx(s, lean=False)
+    assert len(lean.graph.node) < len(plain.graph.node) - 50
+    fast, slow = session(lean), session(plain)
+    assert max(parity(s, fast, raw).values()) <= 1e-5
+    got, want = run(fast, raw), run(slow, raw)
+    for name, value in want.items():
+        scale = np.maximum(np.abs(value).max(axis=0), 1e-12)
+        assert np.max(np.abs(got[name] - value) / scale) <= 1e-5, name
