@@ -191,8 +191,9 @@ class OnnxExprBuilder:
         The tensor has the inputs' shape (constants are broadcast; a scalar only when the
         builder has no tensor yet). It may be an existing tensor, e.g. an input for ``text ==
         "x"``. ``field`` names the expression in error messages (default: ``name``).
-        ``lazy``: a constant-valued expression gets no tensor (returns ""; ``tensor(name)``
-        makes one when needed), and later expressions fold it.
+        ``lazy``: a constant-valued expression, or one whose constants are still pending,
+        gets no tensor of its own (returns ""; ``tensor(name)`` makes one when needed),
+        and later expressions fold it.
         Raises ExpressionError for text compile_expr refuses or names without a value.
         """
         field = name if field is None else field
@@ -210,7 +211,7 @@ class OnnxExprBuilder:
         self._values[name] = value
         if self._shape_ref is None and value.tensor is not None:
             self._shape_ref = value.tensor  # a builder without inputs gets a shape from here
-        if lazy and value.const is not None:
+        if lazy and (value.const is not None or value.pending):
             return ""
         return self._full(value)
 
