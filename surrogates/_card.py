@@ -127,8 +127,7 @@ def model_card(sig: Mapping[str, Any]) -> str:
         "",
         "## Choices",
         "",
-        f"- Events ({', '.join(sig['events']['names']) or 'none'}) are calibrated "
-        "classifiers (temperature scaling). "
+        _events_line(sig["events"])
         + (
             "Every other KPI is regressed on the runs where no event occurred: an event "
             "changes them all at once (the machine halts), so the regressions answer "
@@ -188,3 +187,22 @@ def model_card(sig: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _events_line(events: dict[str, Any]) -> str:
+    """How each event's probability is made: a calibrated classifier, or derived from
+    the margins it follows."""
+    margins = events.get("margins") or {}
+    learned = [n for n in events["names"] if n not in margins]
+    parts = []
+    if learned:
+        parts.append(f"Events {', '.join(learned)} are calibrated classifiers (temperature "
+                     "scaling). ")  # fmt: skip
+    for name, follows in margins.items():
+        parts.append(
+            f"{name} is not learned: it occurs when any of {', '.join(follows)} reaches 1, "
+            "and its probability is that chance, 0 or 1 for a derived margin and, for a "
+            "learned one, from a normal law whose central interval is the calibrated "
+            "one. "
+        )
+    return "- " + ("".join(parts) if parts else "Events: none. ")

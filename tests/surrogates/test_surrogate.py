@@ -166,6 +166,10 @@ def test_bundle_round_trip(trained, tmp_path: Path) -> None:  # type: ignore[no-
     assert sig["bundle_hash"] == hashlib.sha256(onnx_bytes).hexdigest()
     card = (trained.bundle / "model_card.md").read_text()
     assert sig["bundle_hash"] in card and "tool_broken_end" in card
+    assert (
+        "- tool_broken_end is not learned: it occurs when any of fracture_margin, "
+        "tool_stress_ratio_max reaches 1"
+    ) in card
 
     copy = tmp_path / "bundle"
     shutil.copytree(trained.bundle, copy)
