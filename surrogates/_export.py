@@ -150,7 +150,12 @@ def build_onnx(s: Surrogate, *, lean: bool = True) -> Any:
             if f.log and not (c == 0.0 and k > 0.0):  # log(k t) = log t + log k only then
                 tensor, k, c = builder.tensor(f.name), 1.0, 0.0
             parts[j], scale[j], offset[j] = tensor, k, c
-        names.update({key: builder.tensor(key) for key in margins & set(affine)})
+        # The margin events read their derived margins, and the baselines of the KPIs
+        # among their margins, as plain tensors.
+        by_name = {t.name: t for t in s.targets.targets}
+        margin_bases = {str(by_name[m].baseline) for m in margins if m in by_name and
+                        by_name[m].baseline}  # fmt: skip
+        names.update({key: builder.tensor(key) for key in (margins | margin_bases) & set(affine)})
         g.nodes.extend(builder.nodes)
         g.initializers.extend(builder.initializers)
     feat = g.op("Concat", *parts, axis=1) if len(parts) > 1 else parts[0]

@@ -263,31 +263,34 @@ class FeatureMap:
                 if np.all(np.isfinite(values)) and np.ptp(values) > 1e-12 * np.abs(values).max():
                     features += _numeric(key, "derived", values, False)
         fmap = cls(columns, features, np.zeros(len(features)), np.ones(len(features)))
-        fmap.low = np.array([
-            v.min() if f.log else 0.0 for f, v in zip(features, fmap._values(spec, raw).T,
-                                                    strict=True)
-        ])  # fmt: skip
-        keep = _independent(features, fmap._unscaled(spec, raw))
-        features = [f for f, k in zip(features, keep, strict=True) if k]
-        fmap = cls(columns, features, np.zeros(len(features)), np.ones(len(features)))
-        plain = fmap._values(spec, raw)
+        plain = fmap._values(spec, raw, names)
         fmap.low = np.array([plain[:, j].min() if f.log else 0.0 for j, f in enumerate(features)])
-        unscaled = fmap._unscaled(spec, raw)
+        unscaled = fmap._unscaled(spec, raw, plain)
+        keep = _independent(features, unscaled)
+        fmap.features = [f for f, k in zip(features, keep, strict=True) if k]
+        fmap.low, unscaled = fmap.low[keep], unscaled[:, keep]
         fmap.mean = unscaled.mean(axis=0)
         std = unscaled.std(axis=0)
         fmap.std = np.where(std > 0, std, 1.0)
         return fmap
 
-    def _values(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:
-        """[N, F] the features' values before logs and scaling."""
-        names = namespace(spec, self.columns, raw)
+    def _values(
+        self, spec: TwinSpec, raw: np.ndarray, names: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """[N, F] the features' values before logs and scaling (``names``: the namespace
+        of ``raw`` when already computed)."""
+        names = namespace(spec, self.columns, raw) if names is None else names
         out = np.empty((raw.shape[0], len(self.features)))
         for j, f in enumerate(self.features):
             out[:, j] = names[f.name]
         return out
 
-    def _unscaled(self, spec: TwinSpec, raw: np.ndarray) -> np.ndarray:
-        out = self._values(spec, raw)
+    def _unscaled(
+        self, spec: TwinSpec, raw: np.ndarray, values: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Features before scaling (logged where they are); ``values``: ``_values`` of
+        ``raw`` when already computed."""
+        out = self._values(spec, raw) if values is None else values.copy()
         logged = np.array([f.log for f in self.features], dtype=bool)
         if logged.any():
             low = self.low if self.low is not None else np.zeros(len(self.features))

@@ -163,8 +163,8 @@ class OnnxExprBuilder:
         # fold=False: every operation its own node, as written (the reference the folded
         # graph is tested against).
         self.fold = fold
-        # Tensors of shape [N, 1]: a sum of several terms is one Concat and one Gemm
-        # (else a Sum of the scaled terms).
+        # Tensors of shape [N, 1]: a sum of GEMM_TERMS terms or more is one Concat and
+        # one Gemm (else added pairwise).
         self.columns = columns
         if self.dtype.kind != "f":
             raise ValueError(f"dtype must be a floating-point type, got {self.dtype}")
