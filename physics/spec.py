@@ -309,6 +309,10 @@ class KpiSpec(_Section):
     # its probability from them instead of learning a classifier of the flag, which
     # is only as sharp as the runs near its boundary (surrogates._targets).
     margins: list[str] | None = None
+    # The most this KPI's output can be: the FMU stops searching there (the chatter
+    # limit is searched up to 3 ap). A run at the cap only says the value is at least
+    # the cap, so surrogates learn it as censored there and never predict above it.
+    cap: float | None = None
     description: str = ""
 
     check_unit = field_validator("unit")(_parses)

@@ -29,7 +29,7 @@ import numpy as np
 from physics._spec_text import indicator
 from surrogates._errors import ParityError
 from surrogates._surrogate import Surrogate
-from surrogates._targets import CLIP_MARGIN, EXACT_RTOL
+from surrogates._targets import EXACT_RTOL
 
 OPSET = 17
 IR_VERSION = 8
@@ -322,6 +322,9 @@ def _regression_outputs(
     kr = len(regs)
     if kr:
         z = _slice(g, h, 0, kr)  # [M, N, kr]
+        ceiling = s.targets.ceilings()
+        if np.isfinite(ceiling).any():  # capped KPIs: every member clipped to its cap
+            z = g.op("Min", z, g.const("ceiling", ceiling))
         mu = g.op("ReduceMean", z, axes=[0], keepdims=1)  # [1, N, kr]
         dev = g.op("Sub", z, mu)
         spread = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", dev, dev), axes=[0], keepdims=1))
@@ -331,14 +334,11 @@ def _regression_outputs(
         stacked = g.op("Concat", z, mu, g.op("Sub", mu, half), g.op("Add", mu, half), axis=0)
         tv = g.op("Add", g.op("Mul", stacked, g.const("target_std", [t.std for t in regs])),
                  g.const("target_mean", [t.mean for t in regs]))  # fmt: skip
+        bounds = np.array([t.clip_bounds() for t in regs])
         tv = g.op(
             "Max",
-            g.op(
-                "Min",
-                tv,
-                g.const("clip_high", [t.high + CLIP_MARGIN * (t.high - t.low) for t in regs]),
-            ),
-            g.const("clip_low", [t.low - CLIP_MARGIN * (t.high - t.low) for t in regs]),
+            g.op("Min", tv, g.const("clip_high", bounds[:, 1])),
+            g.const("clip_low", bounds[:, 0]),
         )
         is_log = np.array([t.transform == "log" for t in regs])
         shifted = g.op(

@@ -168,6 +168,7 @@ def train(
         seed=config.seed,
         progress=progress,
         on_epoch=on_epoch,
+        ceiling=targets.ceilings(),
     )
     history = trainer.fit(arrays(train_rows), arrays(splits["validation"]))
     model = trainer.model.cpu()
@@ -177,7 +178,8 @@ def train(
     def outputs(frame: Any) -> Outputs:
         x, y, quiet = arrays(frame)
         group = None if group_at is None else raw_matrix(features.columns, frame)[:, group_at]
-        return Outputs(predict_members(model, x.astype(np.float32)), y, quiet > 0.5, x, group)
+        z = predict_members(model, x.astype(np.float32), ceiling=targets.ceilings())
+        return Outputs(z, y, quiet > 0.5, x, group)
 
     n_choices = 0 if group_at is None else len(features.columns[group_at].choices)
     calibration = calibrate(

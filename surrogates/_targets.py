@@ -26,6 +26,13 @@ Each KPI gets a kind, chosen from the training rows unless the config declares i
   margin from every quiet run, where a classifier of the flag learns its boundary only
   from the few runs beside it. Fitting checks that the margins explain the flag on
   every training row.
+* A KPI whose spec names a ``cap`` (the most the FMU's output can be: the chatter
+  limit is searched up to 3 ap) is censored there: a run at the cap only says the
+  value is at least the cap. The nets learn it with the censored squared loss (a
+  prediction at or above the cap costs nothing on such a row, the squared error on
+  every other row) and the members' outputs are clipped to the cap before the mean,
+  the spread and the interval, in the nets' space, so the surrogate never reports a
+  value the FMU cannot give and a cut far from chatter is reported at the cap exactly.
 * ``constant``: a KPI that does not vary over the no-event training rows (for
   example the breakage cause when nothing broke), or equals its baseline to rounding
   (a difference within EXACT_RTOL of the KPI's values). It is reported as that value
@@ -35,6 +42,7 @@ Each KPI gets a kind, chosen from the training rows unless the config declares i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
@@ -76,16 +84,32 @@ class Target:
     baseline: str | None = None  # learned as the difference from this derived value
     tolerance: float = 0.0  # a constant's largest deviation over the training rows
     margins: list[str] | None = None  # a margin event: the derived values / KPIs it follows
+    cap: float | None = None  # the most the KPI can be (censored there)
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         """Original units -> standardised."""
         t = np.log(y + self.shift) if self.transform == "log" else y
         return (t - self.mean) / self.std
 
+    def clip_bounds(self) -> tuple[float, float]:
+        """The transformed values predictions are clipped to: CLIP_MARGIN of the training
+        range beyond it, and no higher than the cap where the KPI has one."""
+        margin = CLIP_MARGIN * (self.high - self.low)
+        high = self.high + margin
+        if self.cap is not None:
+            high = min(high, float(np.log(self.cap + self.shift)) if self.transform == "log"
+                       else self.cap)  # fmt: skip
+        return self.low - margin, high
+
+    def ceiling(self) -> float:
+        """The nets' (standardised) value of the cap; inf without one."""
+        if self.cap is None:
+            return math.inf
+        return float(self.forward(np.asarray(self.cap, dtype=np.float64)))
+
     def inverse(self, z: np.ndarray) -> np.ndarray:
         """Standardised -> original units, clipped near the training range."""
-        margin = CLIP_MARGIN * (self.high - self.low)
-        t = np.clip(z * self.std + self.mean, self.low - margin, self.high + margin)
+        t = np.clip(z * self.std + self.mean, *self.clip_bounds())
         return np.exp(t) - self.shift if self.transform == "log" else t
 
     def half_width(self, value: np.ndarray) -> np.ndarray:
@@ -145,6 +169,18 @@ def _check_margins(
             f"not 'a margin reached 1' (row {i}: {name} {int(flag[i])}, {values}); the "
             "margins do not explain the event: learn it as a classifier "
             f"(kpi_kinds: {{{name}: event}}) or name the margins it follows"
+        )
+
+
+def _check_cap(name: str, cap: float, values: np.ndarray) -> None:
+    """Refuse a cap the training values exceed (beyond the FMU's rounding)."""
+    over = np.flatnonzero(values > cap + EXACT_RTOL * max(1.0, abs(cap)))
+    if over.size:
+        i = int(over[0])
+        raise DataError(
+            f"kpis.{name}.cap: {over.size} of {len(values)} training rows exceed "
+            f"the cap {cap:g} (row {i}: {values[i]:.6g}); the cap is the most the FMU's "
+            "output can be: raise it or leave it out"
         )
 
 
@@ -254,10 +290,12 @@ class TargetMap:
                     )
                 )  # fmt: skip
                 continue
+            if kpi.cap is not None:
+                _check_cap(name, kpi.cap, frame[name].to_numpy(dtype=np.float64))
             target = _regression(
                 name, kpi.unit, kpi.role, values, heavy_tail_ratio, declared.get(name)
             )
-            targets.append(replace(target, start=kpi.start, baseline=kpi.baseline))
+            targets.append(replace(target, start=kpi.start, baseline=kpi.baseline, cap=kpi.cap))
         return cls(targets)
 
     def of_kind(self, kind: Kind) -> list[Target]:
@@ -277,6 +315,10 @@ class TargetMap:
     def learned(self) -> list[Target]:
         """The network's outputs, in order: regressions, then events."""
         return self.of_kind("regression") + self.of_kind("event")
+
+    def ceilings(self) -> np.ndarray:
+        """[kr]: each regression's cap in the nets' space, inf where it has none."""
+        return np.array([t.ceiling() for t in self.of_kind("regression")], dtype=np.float64)
 
     def no_event(self, frame: Any) -> np.ndarray:
         """Rows where no event occurred."""

@@ -2,8 +2,9 @@
 
 ``Trainer.fit`` runs epochs of ``train_step`` over shuffled mini-batches, then
 ``validation_step``; ``loss`` is the per-net loss (mean squared error on the
-standardised regressions of rows without an event, binary cross-entropy on the
-event logits of every row), weighted per member by a Poisson(1) bootstrap of the
+standardised regressions of rows without an event, censored at a capped KPI's
+ceiling: a row at the cap costs only a prediction below it; binary cross-entropy on
+the event logits of every row), weighted per member by a Poisson(1) bootstrap of the
 rows. Each net keeps the weights of its own best validation epoch (its early
 stop); training ends when no net has improved for ``patience`` epochs. The
 learning rate follows a cosine decay. Seeded; deterministic on the CPU.
@@ -24,6 +25,10 @@ from physics.progress import Progress
 from surrogates._config import TrainingConfig
 from surrogates._errors import ConfigError
 from surrogates._model import FusedEnsemble
+
+
+# A standardised target this close below its ceiling is at the cap (float32 rounding).
+CAP_TOLERANCE = 1e-5
 
 
 @dataclass
@@ -68,11 +73,21 @@ class Trainer:
         seed: int = 0,
         progress: bool = True,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        ceiling: np.ndarray | None = None,
     ) -> None:
         self.config = config
         self.device = pick_device(config.device)
         self.model = model.to(self.device)
         self.n_regression = n_regression
+        # [kr] each regression's cap in the nets' space (inf: none); None: no caps
+        # (finite: an uncapped KPI's inf would turn the unused branch's gradient to NaN)
+        self.ceiling = self.capped = None
+        if ceiling is not None and np.isfinite(ceiling).any():
+            finite = np.isfinite(ceiling)
+            self.capped = torch.as_tensor(finite, device=self.device)
+            self.ceiling = torch.as_tensor(
+                np.where(finite, ceiling, 0.0), dtype=torch.float32, device=self.device
+            )
         self.seed = seed
         self.progress = progress
         self.on_epoch = on_epoch
@@ -93,6 +108,12 @@ class Trainer:
             q = batch.quiet if batch.quiet.dim() == 2 else batch.quiet[:, None]
             wq = w * q[None]
             sq = (pred[..., :k] - batch.y[None, :, :k]) ** 2
+            if self.ceiling is not None:
+                # Censored at the cap: the true value is at least the cap there, so
+                # only a prediction below it is wrong (Tobit's likelihood, squared).
+                at_cap = self.capped & (batch.y[None, :, :k] >= self.ceiling - CAP_TOLERANCE)
+                short = torch.relu(self.ceiling - pred[..., :k]) ** 2
+                sq = torch.where(at_cap, short, sq)
             out.append((wq * sq).sum(1) / wq.sum(1).clamp_min(1e-12))
         if pred.shape[-1] > k:
             bce = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -208,8 +229,14 @@ class Trainer:
 
 
 @torch.no_grad()
-def predict_members(model: FusedEnsemble, features: np.ndarray, batch: int = 8192) -> np.ndarray:
-    """[M, N, K] network outputs (standardised regressions, event logits), float64."""
+def predict_members(
+    model: FusedEnsemble,
+    features: np.ndarray,
+    batch: int = 8192,
+    ceiling: np.ndarray | None = None,
+) -> np.ndarray:
+    """[M, N, K] network outputs (standardised regressions, event logits), float64;
+    ``ceiling`` ([kr], inf: none): the leading regressions clipped to their caps."""
     model.eval()
     device = next(model.parameters()).device
     parts = []
@@ -218,7 +245,11 @@ def predict_members(model: FusedEnsemble, features: np.ndarray, batch: int = 819
         parts.append(model(x).cpu().numpy())
     if not parts:
         return np.zeros((model.members, 0, model.n_outputs))
-    return np.concatenate(parts, axis=1).astype(np.float64)
+    z = np.concatenate(parts, axis=1).astype(np.float64)
+    if ceiling is not None and np.isfinite(ceiling).any():
+        kr = len(ceiling)
+        z[:, :, :kr] = np.minimum(z[:, :, :kr], ceiling)
+    return z
 
 
 def describe(history: History) -> dict[str, Any]:

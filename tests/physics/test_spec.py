@@ -117,6 +117,7 @@ def test_spindle_spec_loads_and_matches_the_fmu() -> None:
         "tool_cost_per_part": "tool_cost_planned",
         "part_cycle_time": "cycle_time",
         "parts_completed": "parts_planned",
+        "energy": "energy_planned",
     }
     assert spec.inputs["spindle_speed"].domain() == "allowed range [500, 24000] rpm"
     assert spec.inputs["warmup"].variable == "warmup_fraction"
@@ -402,7 +403,7 @@ def test_spec_hash_changes_with_a_bound() -> None:
             lambda d: d["kpis"]["energy"].update(colour="red"),
             [
                 "kpis.energy.colour: unknown key (allowed: variable, reduction, unit, role, "
-                "limit, start, baseline, margins, description)"
+                "limit, start, baseline, margins, cap, description)"
             ],
             id="unknown-key",
         ),
@@ -561,6 +562,19 @@ def test_spec_hash_changes_with_a_bound() -> None:
                 "from margins"
             ],
             id="margins-of-margins",
+        ),
+        pytest.param(
+            lambda d: (
+                d["kpis"]["stability_margin"].update(cap=float("inf"))
+                or d["kpis"]["tool_life"].update(cap=10.0)
+            ),
+            [
+                "kpis.tool_life.cap: a capped KPI is learned as it is: no start, baseline or "
+                "margins beside it",
+                "kpis.stability_margin.cap: inf is not a finite number (the most the output can "
+                "be)",
+            ],
+            id="cap",
         ),
     ],
 )

@@ -3,7 +3,9 @@
 The spec states the model's Taylor tool life, the inverse of its wear curve and the
 control's tool-change rule as derived values (``kpis.<k>.baseline``); surrogates
 learn only what the FMU adds to them, so on every run without a breakage they must
-agree with the FMU to rounding. A fresh design of FMU runs is the reference.
+agree with the FMU to rounding. The energy's closed form leaves out one term on
+purpose (the bearings' load-dependent friction, which the preload's warming sets): the
+FMU's energy is above it by that term. A fresh design of FMU runs is the reference.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 def test_every_baseline_equals_the_fmu_on_unbroken_runs(runs) -> None:  # type: ignore[no-untyped-def]
     spec, frame, names = runs
-    baselines = {k: v.baseline for k, v in spec.kpis.items() if v.baseline}
+    baselines = {k: v.baseline for k, v in spec.kpis.items() if v.baseline and k != "energy"}
     assert sorted(baselines) == [
         "part_cycle_time", "parts_completed", "tool_changes", "tool_cost_per_part",
         "tool_life", "tool_remaining_parts_end", "tool_wear_end",
@@ -42,6 +44,23 @@ def test_every_baseline_equals_the_fmu_on_unbroken_runs(runs) -> None:  # type: 
     for kpi, derived in baselines.items():
         y = frame[kpi].to_numpy()
         np.testing.assert_allclose(names[derived], y, rtol=1e-8, atol=1e-9, err_msg=kpi)
+
+
+def test_the_energy_closed_form_is_the_fmu_less_the_load_dependent_friction(runs) -> None:  # type: ignore[no-untyped-def]
+    """energy_planned: the cutting power with the order's mean flank wear, Palmgren's M0
+    and the speed losses. The FMU adds the f1 P1 dm friction (a few % of the energy, up
+    to about a third where the bearings' share is large) and never takes anything off."""
+    spec, frame, names = runs
+    assert spec.kpis["energy"].baseline == "energy_planned"
+    ratio = frame["energy"].to_numpy() / names["energy_planned"]
+    assert ratio.min() >= 1.0 and ratio.max() < 1.45
+    assert np.median(ratio) < 1.1
+    # Leaving out the wear (a sharp tool all order) puts the closed form further off.
+    sharp = names["energy_planned"] - 60 * names["order_cut_minutes"] * names["power_planned"] * (
+        spec.model_constant_values["wear_force_coefficient"] * names["vb_mean_planned"]
+    ) / spec.model_constant_values["motor_efficiency"]
+    worn = np.abs(np.log(ratio))
+    assert np.median(np.abs(np.log(frame["energy"].to_numpy() / sharp))) > 1.5 * np.median(worn)
 
 
 def test_the_design_exercises_tool_changes_and_worn_tools(runs) -> None:  # type: ignore[no-untyped-def]

@@ -317,3 +317,64 @@ def test_redundant_derived_features_are_left_out(spindle_spec, spindle_dataset) 
     assert ("wear_clock_start", False) in names and ("wear_clock_5", False) not in names
     # The order's planned parts are its quantity (drawn log-uniformly: logged only).
     assert ("quantity", True) in names and ("parts_planned", True) not in names
+
+
+def test_capped_kpi_is_learned_censored_at_its_cap(spindle_spec) -> None:  # type: ignore[no-untyped-def]
+    """A KPI the FMU caps (the chatter limit is searched up to 3 ap) is censored there:
+    the nets learn the value below the cap from the rows that reach it only as 'at least
+    the cap', and the members are clipped to it, so nothing above the cap is reported."""
+    from surrogates._config import TrainingConfig
+    from surrogates._targets import TargetMap
+    from surrogates._train import Trainer, predict_members
+
+    assert spindle_spec.kpis["stability_margin"].cap == 3.0
+    rng = np.random.default_rng(11)
+    n = 600
+    x = rng.uniform(0.0, 1.0, n)
+    latent = 1.0 + 4.0 * x  # reaches the cap at x = 0.5
+    frame = pd.DataFrame({k: rng.uniform(1, 2, n) for k in spindle_spec.kpis})
+    frame["tool_broken_end"] = 0.0
+    frame["breakage_cause_end"] = 0.0
+    frame["stability_margin"] = np.minimum(3.0, latent)
+    frame["tool_stress_ratio_max"] = rng.uniform(0.2, 0.9, n)
+    based = [k for k, v in spindle_spec.kpis.items() if v.baseline or v.start]
+    bases = {k: np.zeros(n) for k in based}
+    derived = {"fracture_margin": np.full(n, 0.5)}
+    tm = TargetMap.fit(spindle_spec, frame, bases=bases, derived=derived)
+    target = {t.name: t for t in tm.targets}["stability_margin"]
+    assert target.cap == 3.0 and target.clip_bounds()[1] == 3.0
+    assert target.inverse(np.array([target.ceiling() + 5.0]))[0] == 3.0
+    regs = tm.of_kind("regression")
+    j = [t.name for t in regs].index("stability_margin")
+    ceiling = tm.ceilings()
+    assert np.isclose(ceiling[j], (3.0 - target.mean) / target.std)
+    assert np.isinf(np.delete(ceiling, j)).all()
+    # Values above the cap are refused with the row and the value.
+    over = frame.copy()
+    over.loc[7, "stability_margin"] = 3.5
+    with pytest.raises(DataError) as info:
+        TargetMap.fit(spindle_spec, over, bases=bases, derived=derived)
+    assert str(info.value) == (
+        f"kpis.stability_margin.cap: 1 of {n} training rows exceed the cap 3 (row 7: 3.5); "
+        "the cap is the most the FMU's output can be: raise it or leave it out"
+    )
+
+    # Censored training on this one KPI: the latent line is learned through the cap.
+    y = tm.encode(frame, bases)[:, [j]]
+    features = ((x - 0.5) / 0.29)[:, None]
+    torch.manual_seed(0)
+    model = FusedEnsemble(1, 1, members=2, hidden=[16])
+    config = TrainingConfig(epochs=150, batch_size=64, learning_rate=1e-2, patience=150)
+    trainer = Trainer(model, config, n_regression=1, progress=False, ceiling=ceiling[[j]])
+    quiet = np.ones(n)
+    trainer.fit((features, y, quiet), (features[:200], y[:200], quiet[:200]))
+    grid = np.linspace(0.0, 1.0, 11)
+    gx = (((grid - 0.5) / 0.29)[:, None]).astype(np.float32)
+    raw = target.inverse(predict_members(model, gx).mean(axis=0)[:, 0])
+    clipped = target.inverse(predict_members(model, gx, ceiling=ceiling[[j]]).mean(axis=0)[:, 0])
+    below = grid <= 0.4
+    np.testing.assert_allclose(clipped[below], 1.0 + 4.0 * grid[below], atol=0.08)
+    assert (clipped <= 3.0).all() and (clipped[grid >= 0.7] == 3.0).all()
+    # The latent value goes on above the cap (a plain squared loss would bend to 3).
+    assert (predict_members(model, gx).mean(axis=0)[grid >= 0.7, 0] > ceiling[j]).all()
+    assert raw[-1] == 3.0  # the inverse clips too
