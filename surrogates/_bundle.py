@@ -57,6 +57,8 @@ def _kpi_entry(spec: TwinSpec, t: Any) -> dict[str, Any]:
         entry["baseline"] = t.baseline  # learned as the difference from this derived value
     if t.margins:
         entry["margins"] = t.margins  # an event: P(any of these reaches 1)
+    if t.cap is not None:
+        entry["cap"] = t.cap  # censored there, never reported above it
     for section in ("quality", "maintenance", "feasibility", "acceptance"):
         item = getattr(spec, section).get(t.name)
         if item is not None:

@@ -101,6 +101,8 @@ def model_card(sig: Mapping[str, Any]) -> str:
                 if k["kind"] == "constant"
                 else f"learned as its difference from {k['baseline']}"
             )
+        if k.get("cap") is not None:
+            notes.append(f"censored at its cap {k['cap']:g}, never reported above it")
         shown = f"{name} ({'; '.join(notes)})" if notes else name
         kinds.setdefault(label, []).append(shown)
     parts = [

@@ -170,6 +170,8 @@ def test_bundle_round_trip(trained, tmp_path: Path) -> None:  # type: ignore[no-
         "- tool_broken_end is not learned: it occurs when any of fracture_margin, "
         "tool_stress_ratio_max reaches 1"
     ) in card
+    assert sig["kpis"]["stability_margin"]["cap"] == 3.0
+    assert "stability_margin (censored at its cap 3, never reported above it)" in card
 
     copy = tmp_path / "bundle"
     shutil.copytree(trained.bundle, copy)
