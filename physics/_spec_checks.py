@@ -466,12 +466,9 @@ def _check_kpis(spec: TwinSpec, p: list[str]) -> None:
             )
         if k.margins is not None:
             _check_margins(at, key, k, spec, p)
-        if k.cap is not None:
-            if not math.isfinite(k.cap):
-                p.append(f"{at}.cap: {k.cap} is not a finite number (the most the output can be)")
-            if k.start is not None or k.baseline is not None or k.margins is not None:
-                p.append(f"{at}.cap: a capped KPI is learned as it is: no start, baseline or "
-                         "margins beside it")
+        if k.cap is not None and (k.start or k.baseline or k.margins is not None):
+            p.append(f"{at}.cap: a capped KPI is learned as it is: no start, baseline or "
+                     "margins beside it")
     _check_quality(spec, p)
     _check_operations(spec, p)
     for key, m in spec.maintenance.items():
