@@ -26,7 +26,6 @@ from surrogates._config import TrainingConfig
 from surrogates._errors import ConfigError
 from surrogates._model import FusedEnsemble
 
-
 # A standardised target this close below its ceiling is at the cap (float32 rounding).
 CAP_TOLERANCE = 1e-5
 
@@ -108,7 +107,7 @@ class Trainer:
             q = batch.quiet if batch.quiet.dim() == 2 else batch.quiet[:, None]
             wq = w * q[None]
             sq = (pred[..., :k] - batch.y[None, :, :k]) ** 2
-            if self.ceiling is not None:
+            if self.ceiling is not None and self.capped is not None:
                 # Censored at the cap: the true value is at least the cap there, so
                 # only a prediction below it is wrong (Tobit's likelihood, squared).
                 at_cap = self.capped & (batch.y[None, :, :k] >= self.ceiling - CAP_TOLERANCE)

@@ -127,7 +127,8 @@ def description_with(folder: Path, **starts: float) -> Path:
     for var in root.iterfind("ModelVariables/ScalarVariable"):
         if var.get("name") in starts:
             value = starts[str(var.get("name"))]
-            next(iter(var)).set("start", str(value) if isinstance(value, int) else repr(float(value)))
+            text = str(value) if isinstance(value, int) else repr(float(value))
+            next(iter(var)).set("start", text)
             found.add(var.get("name"))
     assert found == set(starts)
     folder.mkdir(parents=True)
