@@ -21,6 +21,8 @@ both still split-conformal, so the marginal guarantee stays:
   regression of log |y - mu| on the log spread and the standardised features, fitted on
   the validation split (not the calibration split, which the quantile needs unseen);
   the linear predictor is clipped to 10 % beyond its range on those rows.
+* A capped KPI (``kpis.<k>.cap``) is calibrated on the rows below its cap or predicted
+  below it: a run at the cap that every member puts there is covered by any interval.
 * ``groups`` (Mondrian conformal, Vovk et al., *Algorithmic Learning in a Random
   World* 2005, ch. 4): one quantile per choice of a categorical input (the material),
   so the guarantee holds for each choice on its own, not only on their mix.
@@ -42,6 +44,8 @@ FLOOR_SHARE = 0.1
 # two-fold cross-validation on the fitting rows.
 RIDGE_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 CLIP_SHARE = 0.1
+# A standardised value this close below its cap is at the cap (float32 members).
+CAP_TOLERANCE = 1e-5
 
 
 @dataclass
@@ -129,9 +133,21 @@ class Outputs:
     x: np.ndarray
     group: np.ndarray | None = None
 
+    ceiling: np.ndarray | None = None  # [K regressions], the caps (inf: none)
+
     def rows(self, k: int) -> np.ndarray:
-        """Rows regression ``k`` is calibrated on (``quiet``: [N], or [N, K] per KPI)."""
-        return self.quiet if self.quiet.ndim == 1 else self.quiet[:, k]
+        """Rows regression ``k`` is calibrated on (``quiet``: [N], or [N, K] per KPI).
+
+        A capped KPI leaves out the rows at its cap that every member puts at the cap:
+        any interval covers them (its upper end is the cap), so their zero residuals
+        would only shrink the quantile and the spread model for the rows below the cap.
+        """
+        rows = self.quiet if self.quiet.ndim == 1 else self.quiet[:, k]
+        if self.ceiling is None or not np.isfinite(self.ceiling[k]):
+            return rows
+        top = self.ceiling[k] - CAP_TOLERANCE
+        settled = (self.y[:, k] >= top) & (self.members[:, :, k] >= top).all(axis=0)
+        return rows & ~settled
 
 
 def _ridge(a: np.ndarray, t: np.ndarray, lam: float) -> np.ndarray:

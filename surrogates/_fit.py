@@ -179,7 +179,7 @@ def train(
         x, y, quiet = arrays(frame)
         group = None if group_at is None else raw_matrix(features.columns, frame)[:, group_at]
         z = predict_members(model, x.astype(np.float32), ceiling=targets.ceilings())
-        return Outputs(z, y, quiet > 0.5, x, group)
+        return Outputs(z, y, quiet > 0.5, x, group, ceiling=targets.ceilings())
 
     n_choices = 0 if group_at is None else len(features.columns[group_at].choices)
     calibration = calibrate(

@@ -22,12 +22,10 @@ import numpy as np
 import torch
 
 from physics.progress import Progress
+from surrogates._calibrate import CAP_TOLERANCE
 from surrogates._config import TrainingConfig
 from surrogates._errors import ConfigError
 from surrogates._model import FusedEnsemble
-
-# A standardised target this close below its ceiling is at the cap (float32 rounding).
-CAP_TOLERANCE = 1e-5
 
 
 @dataclass
