@@ -14,6 +14,7 @@ from surrogates._calibrate import (
     calibrate,
     conformal_quantile,
     fit_temperature,
+    spread,
 )
 from surrogates._config import load_config
 from surrogates._errors import ConfigError, DataError
@@ -378,3 +379,38 @@ def test_capped_kpi_is_learned_censored_at_its_cap(spindle_spec) -> None:  # typ
     # The latent value goes on above the cap (a plain squared loss would bend to 3).
     assert (predict_members(model, gx).mean(axis=0)[grid >= 0.7, 0] > ceiling[j]).all()
     assert raw[-1] == 3.0  # the inverse clips too
+
+
+def test_capped_kpi_is_calibrated_below_its_cap() -> None:
+    """80 % of the runs at the cap, every member there: their zero residuals would put the
+    95 % quantile at the 75th percentile of the others. Left out, the runs below the cap
+    are covered at the level, and those at the cap by any interval."""
+    rng = np.random.default_rng(4)
+
+    def outputs(n: int, ceiling: np.ndarray | None) -> Outputs:
+        at_cap = rng.uniform(size=n) < 0.8
+        y = np.where(at_cap, 1.0, rng.uniform(-2.0, 0.5, n))
+        noise = 0.1 * rng.standard_normal((2, n))
+        members = np.where(at_cap, 1.0, y + 0.2 * rng.standard_normal(n) + noise)
+        members = np.minimum(members, 1.0)  # clipped to the cap, as predict_members does
+        return Outputs(members[:, :, None], y[:, None], np.ones(n, bool), np.zeros((n, 1)),
+                       ceiling=ceiling)  # fmt: skip
+
+    cap = np.array([1.0])
+    plain = calibrate(outputs(4000, None), 1, 0.95)
+    capped = calibrate(outputs(4000, cap), 1, 0.95)
+    fresh = outputs(20000, cap)
+    mu, s = spread(fresh.members)
+    below = fresh.y[:, 0] < 1.0
+
+    def coverage(c: Calibration) -> float:
+        half = c.q[0] * c.scale(s, fresh.x)[:, 0]
+        upper = np.minimum(mu[:, 0] + half, 1.0)
+        lower = np.minimum(mu[:, 0] - half, 1.0)
+        y = fresh.y[below, 0]
+        return float(((lower[below] <= y) & (y <= upper[below])).mean())
+
+    assert capped.q[0] > 1.5 * plain.q[0]
+    assert coverage(plain) < 0.85
+    assert 0.94 <= coverage(capped) <= 0.97
+    assert plain.rows == 4000 and 700 < capped.rows < 900  # the runs below the cap
