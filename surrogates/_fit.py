@@ -133,6 +133,7 @@ def train(
     if not learned:
         raise DataError("every KPI is constant over the training rows: nothing to learn")
     n_reg = len(targets.of_kind("regression"))
+    ceilings = targets.ceilings()  # [n_reg] the capped KPIs' caps in the nets' space
 
     # A regression whose acceptance is scoped to the feasible runs learns from those only
     # (as every regression learns from the runs without an event): it answers "if the
@@ -168,7 +169,7 @@ def train(
         seed=config.seed,
         progress=progress,
         on_epoch=on_epoch,
-        ceiling=targets.ceilings(),
+        ceiling=ceilings,
     )
     history = trainer.fit(arrays(train_rows), arrays(splits["validation"]))
     model = trainer.model.cpu()
@@ -178,8 +179,8 @@ def train(
     def outputs(frame: Any) -> Outputs:
         x, y, quiet = arrays(frame)
         group = None if group_at is None else raw_matrix(features.columns, frame)[:, group_at]
-        z = predict_members(model, x.astype(np.float32), ceiling=targets.ceilings())
-        return Outputs(z, y, quiet > 0.5, x, group, ceiling=targets.ceilings())
+        z = predict_members(model, x.astype(np.float32), ceiling=ceilings)
+        return Outputs(z, y, quiet > 0.5, x, group, ceiling=ceilings)
 
     n_choices = 0 if group_at is None else len(features.columns[group_at].choices)
     calibration = calibrate(

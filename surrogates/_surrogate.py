@@ -79,16 +79,16 @@ class Surrogate:
 
     def members(self, raw: np.ndarray) -> np.ndarray:
         """[M, N, K] network outputs for raw input rows."""
-        x = self.features.transform(self.spec, raw).astype(np.float32)
-        return predict_members(self.model, x, ceiling=self.targets.ceilings())
+        return self._members(self.features.transform(self.spec, raw))
+
+    def _members(self, x: np.ndarray) -> np.ndarray:
+        """[M, N, K] network outputs for standardised features, capped KPIs clipped."""
+        return predict_members(self.model, x.astype(np.float32), ceiling=self.targets.ceilings())
 
     def predict(self, raw: np.ndarray, members: np.ndarray | None = None) -> Prediction:
         """Means, spreads, intervals and probabilities; ``members`` if already computed."""
         x = self.features.transform(self.spec, raw)
-        if members is None:
-            z = predict_members(self.model, x.astype(np.float32), ceiling=self.targets.ceilings())
-        else:
-            z = members
+        z = self._members(x) if members is None else members
         regs = self.targets.of_kind("regression")
         n, kr = raw.shape[0], len(regs)
         mean, std, lower, upper = (np.empty((n, len(self.regression_names))) for _ in range(4))

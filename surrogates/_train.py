@@ -76,15 +76,16 @@ class Trainer:
         self.device = pick_device(config.device)
         self.model = model.to(self.device)
         self.n_regression = n_regression
-        # [kr] each regression's cap in the nets' space (inf: none); None: no caps
-        # (finite: an uncapped KPI's inf would turn the unused branch's gradient to NaN)
-        self.ceiling = self.capped = None
+        # (which regressions are capped [kr], their caps in the nets' space, 0 where
+        # none: an inf would turn the unused branch's gradient to NaN); None: no caps
+        self.caps: tuple[torch.Tensor, torch.Tensor] | None = None
         if ceiling is not None and np.isfinite(ceiling).any():
             finite = np.isfinite(ceiling)
-            self.capped = torch.as_tensor(finite, device=self.device)
-            self.ceiling = torch.as_tensor(
-                np.where(finite, ceiling, 0.0), dtype=torch.float32, device=self.device
-            )
+            self.caps = (
+                torch.as_tensor(finite, device=self.device),
+                torch.as_tensor(np.where(finite, ceiling, 0.0), dtype=torch.float32,
+                                device=self.device),
+            )  # fmt: skip
         self.seed = seed
         self.progress = progress
         self.on_epoch = on_epoch
@@ -105,11 +106,12 @@ class Trainer:
             q = batch.quiet if batch.quiet.dim() == 2 else batch.quiet[:, None]
             wq = w * q[None]
             sq = (pred[..., :k] - batch.y[None, :, :k]) ** 2
-            if self.ceiling is not None and self.capped is not None:
+            if self.caps is not None:
                 # Censored at the cap: the true value is at least the cap there, so
                 # only a prediction below it is wrong (Tobit's likelihood, squared).
-                at_cap = self.capped & (batch.y[None, :, :k] >= self.ceiling - CAP_TOLERANCE)
-                short = torch.relu(self.ceiling - pred[..., :k]) ** 2
+                capped, cap = self.caps
+                at_cap = capped & (batch.y[None, :, :k] >= cap - CAP_TOLERANCE)
+                short = torch.relu(cap - pred[..., :k]) ** 2
                 sq = torch.where(at_cap, short, sq)
             out.append((wq * sq).sum(1) / wq.sum(1).clamp_min(1e-12))
         if pred.shape[-1] > k:
