@@ -152,7 +152,7 @@ def test_a_remedy_is_the_surrogate_s_answer_for_its_row_alone(model: Any) -> Non
     from serving.domain.stats import p_above, p_below
 
     policy = _policy()
-    worn = _asset("M1", tool_wear=0.24)
+    worn = _asset("M1", tool_wear=0.29)  # near the 0.3 mm replacement criterion
     order = _order(model, [])
     fresh = predict_rows(model, [_row(order, worn, **policy.maintenance.remedies["replace_tool"])])
     as_is = predict_rows(model, [_row(order, worn)])
