@@ -42,7 +42,12 @@ INTERVAL_METHODS = {
 
 def interval_method(cal: Any) -> str:
     text = INTERVAL_METHODS[cal.method]
-    return text + (f", one quantile per {cal.groups} (Mondrian)" if cal.groups else "")
+    edge = getattr(cal, "edge_share", None)
+    per = [cal.groups] if cal.groups else []
+    if edge is not None:
+        per.append(f"edge band (runs with {100 * edge:g} % or more of their numeric inputs "
+                   "within a tenth of their range of a bound)")  # fmt: skip
+    return text + (f", one quantile per {' and '.join(per)} (Mondrian)" if per else "")
 
 
 def _kpi_entry(spec: TwinSpec, t: Any) -> dict[str, Any]:

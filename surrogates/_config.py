@@ -75,12 +75,15 @@ class CalibrationConfig(_Section):
     ``method``: ``normalized`` scales the residual by the members' spread;
     ``difficulty`` by a spread model (log |residual| regressed on the log spread and the
     features, fitted on the validation split). ``groups``: a categorical input whose
-    choices each get their own quantile (Mondrian conformal), or none.
+    choices each get their own quantile (Mondrian conformal), or none. ``edge_share``:
+    runs with at least this share of their numeric inputs within a tenth of their range
+    of a bound get their own quantiles (per choice of ``groups``), or none.
     """
 
     level: float = Field(default=0.95, gt=0.5, lt=1)
     method: Literal["normalized", "difficulty"] = "normalized"
     groups: str | None = None
+    edge_share: float | None = Field(default=None, gt=0, le=1)
 
 
 class TransformConfig(_Section):

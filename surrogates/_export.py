@@ -28,6 +28,7 @@ import numpy as np
 
 from physics._spec_text import indicator
 from surrogates._errors import ParityError
+from surrogates._features import EDGE_TENTH, EdgeColumns
 from surrogates._surrogate import Surrogate
 from surrogates._targets import EXACT_RTOL
 
@@ -181,9 +182,7 @@ def build_onnx(s: Surrogate, *, lean: bool = True) -> Any:
     )
     x32 = g.op("Cast", h, to=TensorProto.FLOAT)
     h = _nets(g, model, x32)
-    group = None
-    if s.calibration.groups is not None:
-        group = col_out[[c.name for c in cols].index(s.calibration.groups)]
+    group = _group(g, s, x64, col_out)
     interval = _interval_scale(g, s, x32, group)
     nets_space: dict[str, str] = {}
     outputs = _regression_outputs(g, s, h, names, affine, interval, nets_space)
@@ -264,6 +263,35 @@ def _slice(g: _Graph, h: str, start: int, end: int) -> str:
         g.const("end", [end], np.int64),
         g.const("axis", [2], np.int64),
     )
+
+
+def _group(g: _Graph, s: Surrogate, x64: str, col_out: list[str]) -> str | None:
+    """The calibration group of each row, [N, 1] float64 (see Surrogate.group_index):
+    the choice column, times two plus the edge band (the share of the numeric inputs
+    within EDGE_TENTH of a bound, at least edge_share) where there are bands."""
+    from onnx import TensorProto
+
+    cal, cols = s.calibration, s.features.columns
+    choice = None if cal.groups is None else col_out[[c.name for c in cols].index(cal.groups)]
+    if cal.edge_share is None:
+        return choice
+    e = EdgeColumns.of(s.spec, cols)
+    v = g.op("Gather", x64, g.const("edge_columns", e.index, np.int64), axis=1)
+    if e.logged.any():
+        floored = g.op("Max", v, g.const("edge_tiny", 1e-300, np.float64))
+        v = g.op("Where", g.const("edge_logged", e.logged[None, :], np.bool_),
+                 g.op("Log", floored), v)  # fmt: skip
+    u = g.op("Div", g.op("Sub", v, g.const("edge_low", e.low[None, :], np.float64)),
+             g.const("edge_range", (e.high - e.low)[None, :], np.float64))  # fmt: skip
+    near = g.op("Or", g.op("Less", u, g.const("edge_tenth", EDGE_TENTH, np.float64)),
+                g.op("Greater", u, g.const("edge_top", 1.0 - EDGE_TENTH, np.float64)))  # fmt: skip
+    share = g.op("ReduceMean", g.op("Cast", near, to=TensorProto.DOUBLE), axes=[1], keepdims=1)
+    band = g.op("Cast", g.op("GreaterOrEqual", share, g.const("edge_share", cal.edge_share,
+                                                               np.float64)),
+                to=TensorProto.DOUBLE)  # fmt: skip
+    if choice is None:
+        return band
+    return g.op("Add", g.op("Mul", choice, g.const("two", 2.0, np.float64)), band)
 
 
 def _interval_scale(

@@ -130,6 +130,48 @@ def input_columns(spec: TwinSpec, frame: Any) -> list[InputColumn]:
     return columns
 
 
+# A numeric input is near the domain's edge within this share of its range of a bound
+# (the verification's interior slice keeps every factor a tenth away from them).
+EDGE_TENTH = 0.1
+
+
+@dataclass
+class EdgeColumns:
+    """Where each numeric input's bounds lie, for the share of a row's inputs near them:
+    the raw columns (index), their training range, logged where drawn log-uniformly
+    (a uniform draw puts a fifth of its inputs within EDGE_TENTH of a bound, the
+    corner-heavy one of physics.doe about two fifths)."""
+
+    index: np.ndarray  # [E] int
+    low: np.ndarray  # [E] (log of the bound where logged)
+    high: np.ndarray
+    logged: np.ndarray  # [E] bool
+
+    @classmethod
+    def of(cls, spec: TwinSpec, columns: list[InputColumn]) -> EdgeColumns:
+        logu = {k for k, f in (spec.doe.factors.items() if spec.doe else [])
+                if f.distribution == "loguniform"}  # fmt: skip
+        # a boolean is always at a bound: only the numeric inputs count
+        rows = [(j, c.name in logu and c.low > 0, c.low, c.high) for j, c in enumerate(columns)
+                if not c.choices and c.kind != "boolean" and c.high > c.low]  # fmt: skip
+        logged = np.array([r[1] for r in rows], dtype=bool)
+        low = np.array([r[2] for r in rows], dtype=np.float64)
+        high = np.array([r[3] for r in rows], dtype=np.float64)
+        return cls(np.array([r[0] for r in rows], dtype=np.int64),
+                   np.where(logged, np.log(np.where(logged, low, 1.0)), low),
+                   np.where(logged, np.log(np.where(logged, high, 1.0)), high), logged)  # fmt: skip
+
+    def share(self, raw: np.ndarray) -> np.ndarray:
+        """[N] the share of each row's numeric inputs within EDGE_TENTH of a bound."""
+        if not len(self.index):
+            return np.zeros(raw.shape[0])
+        v = raw[:, self.index]
+        with np.errstate(all="ignore"):
+            v = np.where(self.logged, np.log(np.where(self.logged, v, 1.0)), v)
+        u = (v - self.low) / (self.high - self.low)
+        return ((u < EDGE_TENTH) | (u > 1.0 - EDGE_TENTH)).mean(axis=1)
+
+
 def raw_matrix(columns: list[InputColumn], frame: Any) -> np.ndarray:
     """The input rows of ``frame`` as float64 [N, len(columns)]; choices as indices."""
     out = np.empty((len(frame), len(columns)))

@@ -19,10 +19,16 @@ import numpy as np
 
 from physics.dataset import read_card, read_runs
 from physics.spec import TwinSpec
-from surrogates._calibrate import Outputs, calibrate
+from surrogates._calibrate import Outputs, calibrate, mondrian_group
 from surrogates._config import Config
 from surrogates._errors import ConfigError, DataError
-from surrogates._features import FeatureMap, kpi_bases, margin_namespace, raw_matrix
+from surrogates._features import (
+    EdgeColumns,
+    FeatureMap,
+    kpi_bases,
+    margin_namespace,
+    raw_matrix,
+)
 from surrogates._metrics import feasible_mask, score
 from surrogates._model import FusedEnsemble
 from surrogates._surrogate import Surrogate
@@ -175,18 +181,23 @@ def train(
     model = trainer.model.cpu()
 
     cc = config.calibration
+    edges = EdgeColumns.of(spec, features.columns)
 
     def outputs(frame: Any) -> Outputs:
         x, y, quiet = arrays(frame)
-        group = None if group_at is None else raw_matrix(features.columns, frame)[:, group_at]
+        raw = raw_matrix(features.columns, frame)
+        group = mondrian_group(None if group_at is None else raw[:, group_at],
+                               edges.share(raw), cc.edge_share)  # fmt: skip
         z = predict_members(model, x.astype(np.float32), ceiling=ceilings)
         return Outputs(z, y, quiet > 0.5, x, group, ceiling=ceilings)
 
     n_choices = 0 if group_at is None else len(features.columns[group_at].choices)
+    if cc.edge_share is not None:
+        n_choices = 2 * max(n_choices, 1)
     calibration = calibrate(
         outputs(splits["calibration"]), n_reg, cc.level, method=cc.method,
         fit=outputs(splits["validation"]) if cc.method == "difficulty" else None,
-        groups=cc.groups, n_choices=n_choices,
+        groups=cc.groups, n_choices=n_choices, edge_share=cc.edge_share,
     )  # fmt: skip
     info: dict[str, Any] = {
         "spec_name": spec.name,

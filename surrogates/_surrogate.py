@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 
 from physics.spec import TwinSpec
-from surrogates._calibrate import Calibration, event_probability, spread
-from surrogates._features import FeatureMap, kpi_bases, margin_namespace, raw_matrix
+from surrogates._calibrate import Calibration, event_probability, mondrian_group, spread
+from surrogates._features import (
+    EdgeColumns,
+    FeatureMap,
+    kpi_bases,
+    margin_namespace,
+    raw_matrix,
+)
 from surrogates._model import FusedEnsemble, load_checkpoint, save_checkpoint
 from surrogates._targets import TargetMap, margin_limit
 from surrogates._train import predict_members
@@ -159,11 +165,13 @@ class Surrogate:
         return 1.0 - none
 
     def group_index(self, raw: np.ndarray) -> np.ndarray | None:
-        """The calibration group (choice index) of each raw row, or None."""
-        groups = self.calibration.groups
-        if groups is None:
-            return None
-        return raw[:, [c.name for c in self.features.columns].index(groups)]
+        """The calibration group of each raw row (choice index, and edge band where the
+        calibration has them; see mondrian_group), or None."""
+        cal, columns = self.calibration, self.features.columns
+        choice = None if cal.groups is None else raw[:, [c.name for c in columns].index(cal.groups)]
+        if cal.edge_share is None:
+            return choice
+        return mondrian_group(choice, EdgeColumns.of(self.spec, columns).share(raw), cal.edge_share)
 
     def predict_frame(self, frame: Any) -> Prediction:
         return self.predict(self.raw(frame))

@@ -261,3 +261,48 @@ def test_lean_graph_equals_pytorch_and_the_graph_as_written(trained) -> None:  #
     for name, value in want.items():
         scale = np.maximum(np.abs(value).max(axis=0), 1e-12)
         assert np.max(np.abs(got[name] - value) / scale) <= 1e-5, name
+
+
+def test_edge_bands_group_the_calibration_and_the_graph_agrees(  # type: ignore[no-untyped-def]
+    spindle_spec, spindle_dataset, tmp_path
+) -> None:
+    """calibration.edge_share: a quantile per material and band of the domain's edge;
+    a row with every numeric input at a bound is in the band, one at the centre is not,
+    and the ONNX graph's intervals (its own band computation) match PyTorch's."""
+
+    from surrogates._bundle import interval_method
+    from surrogates._config import load_config
+    from surrogates._export import build_onnx, check_parity, session
+    from surrogates._features import EdgeColumns
+    from surrogates._fit import load_rows, train
+    from tests._trained import SMALL
+
+    extra = ["training.epochs=20", "calibration.method=difficulty",
+             "calibration.groups=material", "calibration.edge_share=0.3"]  # fmt: skip
+    config = load_config(None, [*SMALL, *extra])
+    rows = load_rows(spindle_dataset, spindle_spec)
+    result = train(rows, spindle_spec, config, tmp_path / "run", dataset=spindle_dataset,
+                   progress=False)  # fmt: skip
+    s = result.surrogate
+    cal = s.calibration
+    assert cal.edge_share == 0.3 and cal.group_q is not None and len(cal.group_q) == 2 * 5
+    assert interval_method(cal).endswith(
+        "one quantile per material and edge band (runs with 30 % or more of their numeric "
+        "inputs within a tenth of their range of a bound) (Mondrian)"
+    )
+    edges = EdgeColumns.of(s.spec, s.features.columns)
+    test = result.splits["test"]
+    raw = s.raw(test)
+    # the first test row with every numeric input at its low bound, the second at the centre
+    corner, centre = raw[0].copy(), raw[1].copy()
+    corner[edges.index] = [s.features.columns[j].low for j in edges.index]
+    mid = 0.5 * (edges.low + edges.high)
+    centre[edges.index] = np.where(edges.logged, np.exp(np.where(edges.logged, mid, 0.0)), mid)
+    both = np.vstack([corner, centre])
+    assert edges.share(both).tolist() == [1.0, 0.0]
+    material = raw[:2, [c.name for c in s.features.columns].index("material")]
+    assert s.group_index(both).tolist() == (2 * material + [1.0, 0.0]).tolist()
+    # the design's own rows: both bands occur among the test split's
+    bands = s.group_index(raw) % 2
+    assert 0 < bands.mean() < 1, bands.mean()
+    check_parity(s, session(build_onnx(s)), np.vstack([raw, both]))  # raises on disagreement
