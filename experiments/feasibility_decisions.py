@@ -44,8 +44,9 @@ def main() -> None:
           f"{'kept, FMU out':>14s} {'held, FMU in':>13s}")  # fmt: skip
     for name, f in limits.items():
         j = signature["outputs"]["mean"].index(name)
-        text = " and ".join(s for s in (f.min is not None and f"{name} >= {f.min:g}",
-                                        f.max is not None and f"{name} <= {f.max:g}") if s)  # fmt: skip
+        sides = [f"{name} >= {f.min:g}"] if f.min is not None else []
+        sides += [f"{name} <= {f.max:g}"] if f.max is not None else []
+        text = " and ".join(sides)
         for folder in slices:
             frame = read_runs(folder).to_pandas()
             frame = frame[frame["status"] == "ok"].reset_index(drop=True)
