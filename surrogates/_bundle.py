@@ -42,11 +42,10 @@ INTERVAL_METHODS = {
 
 def interval_method(cal: Any) -> str:
     text = INTERVAL_METHODS[cal.method]
-    edge = getattr(cal, "edge_share", None)
     per = [cal.groups] if cal.groups else []
-    if edge is not None:
-        per.append(f"edge band (runs with {100 * edge:g} % or more of their numeric inputs "
-                   "within a tenth of their range of a bound)")  # fmt: skip
+    if cal.edge_share is not None:
+        per.append(f"edge band (runs with {100 * cal.edge_share:g} % or more of their "
+                   "numeric inputs within a tenth of their range of a bound)")  # fmt: skip
     return text + (f", one quantile per {' and '.join(per)} (Mondrian)" if per else "")
 
 

@@ -97,17 +97,6 @@ class Calibration:
         return cls(**data)
 
 
-def mondrian_group(
-    choice: np.ndarray | None, near: np.ndarray | None, edge_share: float | None
-) -> np.ndarray | None:
-    """Each row's calibration group: its choice index, times two plus its edge band
-    (``near``: the share of its inputs near a bound) where there are bands."""
-    if edge_share is None or near is None:
-        return choice
-    band = (near >= edge_share).astype(np.float64)
-    return band if choice is None else 2.0 * choice + band
-
-
 def spread(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Members' mean and (population) standard deviation over axis 0."""
     mu = z.mean(axis=0)
@@ -225,7 +214,8 @@ def calibrate(
     """Fit the calibration on the calibration split ``cal`` (``fit``: the split the
     spread model of ``difficulty`` is fitted on; ``groups`` with ``n_choices``: a
     quantile per choice of that input, from ``cal.group``; ``edge_share``: the groups
-    are choice and edge band, see mondrian_group, and ``n_choices`` counts them)."""
+    are choice and edge band, see surrogates._features.calibration_group, and
+    ``n_choices`` counts them)."""
     mu, s = spread(cal.members[:, :, :n_regression])
     floors = [
         max(FLOOR_SHARE * float(np.median(s[cal.rows(k), k])) if cal.rows(k).any() else 0.0, 1e-6)

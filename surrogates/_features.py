@@ -172,6 +172,23 @@ class EdgeColumns:
         return ((u < EDGE_TENTH) | (u > 1.0 - EDGE_TENTH)).mean(axis=1)
 
 
+def calibration_group(
+    spec: TwinSpec,
+    columns: list[InputColumn],
+    groups: str | None,
+    edge_share: float | None,
+    raw: np.ndarray,
+) -> np.ndarray | None:
+    """Each raw row's calibration group: the choice index of input ``groups``, times two
+    plus its edge band (1 where at least ``edge_share`` of its numeric inputs are near a
+    bound) where there are bands; None without either."""
+    choice = None if groups is None else raw[:, [c.name for c in columns].index(groups)]
+    if edge_share is None:
+        return choice
+    band = (EdgeColumns.of(spec, columns).share(raw) >= edge_share).astype(np.float64)
+    return band if choice is None else 2.0 * choice + band
+
+
 def raw_matrix(columns: list[InputColumn], frame: Any) -> np.ndarray:
     """The input rows of ``frame`` as float64 [N, len(columns)]; choices as indices."""
     out = np.empty((len(frame), len(columns)))

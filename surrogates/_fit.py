@@ -19,12 +19,12 @@ import numpy as np
 
 from physics.dataset import read_card, read_runs
 from physics.spec import TwinSpec
-from surrogates._calibrate import Outputs, calibrate, mondrian_group
+from surrogates._calibrate import Outputs, calibrate
 from surrogates._config import Config
 from surrogates._errors import ConfigError, DataError
 from surrogates._features import (
-    EdgeColumns,
     FeatureMap,
+    calibration_group,
     kpi_bases,
     margin_namespace,
     raw_matrix,
@@ -181,13 +181,11 @@ def train(
     model = trainer.model.cpu()
 
     cc = config.calibration
-    edges = EdgeColumns.of(spec, features.columns)
 
     def outputs(frame: Any) -> Outputs:
         x, y, quiet = arrays(frame)
-        raw = raw_matrix(features.columns, frame)
-        group = mondrian_group(None if group_at is None else raw[:, group_at],
-                               edges.share(raw), cc.edge_share)  # fmt: skip
+        group = calibration_group(spec, features.columns, cc.groups, cc.edge_share,
+                                  raw_matrix(features.columns, frame))  # fmt: skip
         z = predict_members(model, x.astype(np.float32), ceiling=ceilings)
         return Outputs(z, y, quiet > 0.5, x, group, ceiling=ceilings)
 

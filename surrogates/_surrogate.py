@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from physics.spec import TwinSpec
-from surrogates._calibrate import Calibration, event_probability, mondrian_group, spread
+from surrogates._calibrate import Calibration, event_probability, spread
 from surrogates._features import (
-    EdgeColumns,
     FeatureMap,
+    calibration_group,
     kpi_bases,
     margin_namespace,
     raw_matrix,
@@ -165,13 +165,9 @@ class Surrogate:
         return 1.0 - none
 
     def group_index(self, raw: np.ndarray) -> np.ndarray | None:
-        """The calibration group of each raw row (choice index, and edge band where the
-        calibration has them; see mondrian_group), or None."""
-        cal, columns = self.calibration, self.features.columns
-        choice = None if cal.groups is None else raw[:, [c.name for c in columns].index(cal.groups)]
-        if cal.edge_share is None:
-            return choice
-        return mondrian_group(choice, EdgeColumns.of(self.spec, columns).share(raw), cal.edge_share)
+        """The calibration group of each raw row (see calibration_group), or None."""
+        cal = self.calibration
+        return calibration_group(self.spec, self.features.columns, cal.groups, cal.edge_share, raw)
 
     def predict_frame(self, frame: Any) -> Prediction:
         return self.predict(self.raw(frame))
