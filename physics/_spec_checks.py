@@ -7,16 +7,18 @@ Each check appends ``<field.path>: <problem>`` lines, so one pass reports everyt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from physics._spec_constants import SpecConstants
 from physics._spec_text import Problems, fmt, indicator, name_problem, suggest
+from physics.blocks import BlockExpr, Crossing
 from physics.expr import MODEL, Expr, ExpressionError, compile_expr
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from physics.spec import FactorSpec, InputSpec, KpiSpec, TwinSpec
+    from physics.spec import BlockSpec, FactorSpec, InputSpec, KpiSpec, TwinSpec
     from physics.variables import Catalogue, VariableInfo
 
 # The most communication steps one run may take: a step size this far below the stop
@@ -32,7 +34,7 @@ _INTEGRAL_UNITS = {"W": "J", "kW": "kJ", "MW": "MJ"}
 
 def check_structure(
     spec: TwinSpec, source_dir: Path | None = None
-) -> tuple[Expr, dict[str, Expr], list[Expr], dict[str, float]]:
+) -> tuple[Expr, dict[str, Expr | BlockExpr], list[Expr], dict[str, float]]:
     """Every catalogue-free check; returns the compiled expressions and the model
     constants they read (parameter -> value), or raises Problems. ``source_dir``: where
     a relative ``fmu.path`` is, for expressions that read the model's constants."""
@@ -186,7 +188,7 @@ def _check_quantity(spec: TwinSpec, p: list[str]) -> None:
 
 def _check_expressions(
     spec: TwinSpec, p: list[str], constants: SpecConstants
-) -> tuple[Expr, dict[str, Expr], list[Expr], dict[str, float]]:
+) -> tuple[Expr, dict[str, Expr | BlockExpr], list[Expr], dict[str, float]]:
     available: dict[str, str] = {"quantity": "the quantity"} if spec.quantity else {}
     available["default_stop_time"] = "the FMU's default stop time"
     categorical: dict[str, InputSpec] = {}
@@ -207,13 +209,13 @@ def _check_expressions(
             p.append(f"derived.{name}: {problem}")
         available.setdefault(name, f"derived value {name!r}")
 
-    def checked(text: str, field: str) -> Expr | None:
+    def checked(text: str, field: str, local: frozenset[str] = frozenset()) -> Expr | None:
         try:
             expr = compile_expr(text, field=field, model=constants)
         except ExpressionError as exc:
             p.append(str(exc))
             return None
-        for name in sorted(expr.names - available.keys()):
+        for name in sorted(expr.names - available.keys() - local):
             if name in categorical:
                 first = categorical[name].choice_names[0] if categorical[name].choice_names else "x"
                 p.append(
@@ -249,9 +251,14 @@ def _check_expressions(
                 f"stop_time: {fmt(value)} s is {steps:.3g} steps of fmu.step_size "
                 f"{fmt(spec.fmu.step_size)} s, more than {MAX_STEPS:.0e}; use a larger step size"
             )
-    derived = {
-        k: e for k, text in spec.derived.items() if (e := checked(text, f"derived.{k}")) is not None
-    }
+    derived: dict[str, Expr | BlockExpr] = {}
+    for k, entry in spec.derived.items():
+        if isinstance(entry, str):
+            e: Expr | BlockExpr | None = checked(entry, f"derived.{k}")
+        else:
+            e = _check_block(entry, f"derived.{k}", available, checked, p)
+        if e is not None:
+            derived[k] = e
     constraints = []
     for i, c in enumerate(spec.constraints):
         if not c.message.strip():
@@ -268,7 +275,66 @@ def _check_expressions(
     )
 
 
-def _derived_order(derived: dict[str, Expr], p: list[str]) -> list[str]:
+def _check_block(
+    block: BlockSpec,
+    field: str,
+    available: dict[str, str],
+    checked: Callable[[str, str, frozenset[str]], Expr | None],
+    p: list[str],
+) -> BlockExpr | None:
+    """A derived block compiled (physics.blocks), or None with its problems in ``p``."""
+    before = len(p)
+    local: set[str] = set()
+
+    def name_ok(name: str, where: str) -> bool:
+        problem = name_problem(name)
+        if problem is None and name in available:
+            problem = f"{name!r} is already {available[name]}; a block's names are its own"
+        if problem is None and name in local:
+            problem = f"{name!r} is already a name of this block"
+        if problem:
+            p.append(f"{where}: {problem}")
+            return False
+        local.add(name)
+        return True
+
+    def compiled(entries: dict[str, str], section: str) -> dict[str, Expr]:
+        """A section's expressions in an order in which each needs only earlier ones (a
+        mapping has no order of its own: YAML tools may sort it)."""
+        for key in entries:
+            name_ok(key, f"{field}.{section}.{key}")
+        out: dict[str, Expr | BlockExpr] = {}
+        for key, text in entries.items():
+            expr = checked(text, f"{field}.{section}.{key}", frozenset(local))
+            if expr is not None:
+                out[key] = expr
+        order = _derived_order(out, p, f"{field}.{section}")
+        return {k: e for k in order if isinstance(e := out[k], Expr)}
+
+    steps = compiled(block.steps, "steps")
+    if block.value is not None:
+        value = checked(block.value, f"{field}.value", frozenset(local))
+        if len(p) > before or value is None:
+            return None
+        return BlockExpr.build(field, steps, value)
+    assert block.over is not None and block.points is not None  # BlockSpec checked the form
+    name_ok(block.over, f"{field}.over")
+    at_each = compiled(block.at_each, "at_each")
+    crossings = []
+    for i, c in enumerate(block.min_at_crossings):
+        for role, name in (("value", c.value), ("phase", c.phase)):
+            if name not in block.at_each:
+                p.append(f"{field}.min_at_crossings[{i}].{role}: {name!r} is not a value of "
+                         f"at_each{suggest(name, block.at_each)}")  # fmt: skip
+        crossings.append(Crossing(c.value, c.phase))
+    if len(p) > before:
+        return None
+    return BlockExpr.build(field, steps, None, block.over, block.points, at_each, tuple(crossings))
+
+
+def _derived_order(
+    derived: dict[str, Expr | BlockExpr], p: list[str], section: str = "derived"
+) -> list[str]:
     """Derived names so that each comes after those it uses; reports the first cycle."""
     order: list[str] = []
     state: dict[str, bool] = {}  # False while being visited, True when done
@@ -278,7 +344,7 @@ def _derived_order(derived: dict[str, Expr], p: list[str]) -> list[str]:
             return True
         if state.get(name) is False:
             cycle = [*trail[trail.index(name) :], name]
-            p.append(f"derived.{cycle[0]}: circular definition {' -> '.join(cycle)}")
+            p.append(f"{section}.{cycle[0]}: circular definition {' -> '.join(cycle)}")
             return False
         state[name] = False
         for dep in sorted(derived[name].names & derived.keys()):

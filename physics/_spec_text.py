@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import UnionType
-from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 import numpy as np
 import yaml
@@ -89,6 +89,9 @@ def problems_from_validation(exc: ValidationError, root: type[BaseModel]) -> lis
     """pydantic's errors as ``path: problem`` lines; ``root`` is the validated model."""
     out: list[str] = []
     for err in exc.errors():
+        if err["loc"][:1] == ("derived",) and err["loc"][2:3] in (("text",), ("block",)):
+            # the tag pydantic puts in for a derived value's form (physics.spec.Derived)
+            err["loc"] = err["loc"][:2] + err["loc"][3:]
         path = _loc_path(err["loc"])
         inner = (err.get("ctx") or {}).get("error")
         if isinstance(inner, Problems):
@@ -119,9 +122,13 @@ def _fields_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
 
 
 def _section_type(node: Any) -> Any:
-    """``X | None`` -> ``X``."""
+    """``X | None`` -> ``X``; a text-or-section union (a derived value) -> the section."""
+    while get_origin(node) is Annotated:
+        node = get_args(node)[0]
     if get_origin(node) in (Union, UnionType):
-        options = [a for a in get_args(node) if a is not type(None)]
+        options = [_section_type(a) for a in get_args(node) if a is not type(None)]
+        if len(options) > 1:
+            options = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
         return options[0] if len(options) == 1 else node
     return node
 
@@ -247,7 +254,10 @@ def canonical(spec: TwinSpec) -> Any:
     """The spec as plain data in one normal form: numbers as floats, expressions unparsed."""
     data = spec.model_dump(mode="json")
     data["stop_time"] = _normal_expr(spec.stop_time)
-    data["derived"] = {k: _normal_expr(v) for k, v in spec.derived.items()}
+    data["derived"] = {
+        k: _normal_expr(v) if isinstance(v, str) else _normal_block(data["derived"][k])
+        for k, v in spec.derived.items()
+    }
     for c in data["constraints"]:
         c["expr"] = _normal_expr(c["expr"])
     for key, inp in spec.inputs.items():
@@ -297,6 +307,19 @@ def canonical(spec: TwinSpec) -> Any:
 
 def _normal_expr(text: str) -> str:
     return ast.unparse(ast.parse(text.strip(), mode="eval"))
+
+
+def _normal_block(data: dict[str, Any]) -> dict[str, Any]:
+    """A derived block (physics.blocks) as plain data, its expressions unparsed and the
+    keys it leaves out dropped (a block without a grid hashes as one without the keys)."""
+    out: dict[str, Any] = {"steps": {k: _normal_expr(v) for k, v in data["steps"].items()}}
+    if data.get("value") is not None:
+        out["value"] = _normal_expr(data["value"])
+    else:
+        out |= {"over": data["over"], "points": data["points"],
+                "at_each": {k: _normal_expr(v) for k, v in data["at_each"].items()},
+                "min_at_crossings": data["min_at_crossings"]}  # fmt: skip
+    return out
 
 
 def _as_floats(value: Any) -> Any:

@@ -4,7 +4,7 @@ Stop times, derived quantities and constraints are written as Python-looking
 expressions, parsed with :mod:`ast` and compiled to a tree of numpy closures;
 no text is ever passed to ``eval``. Allowed: numbers, names, ``+ - * / ** %``,
 unary ``-``/``+``, comparisons (chained), ``and``/``or``/``not``, ``a if c
-else b``, the constant ``pi`` and calls to the functions in :data:`FUNCTIONS`.
+else b``, the constants ``pi`` and ``inf`` and calls to the functions in :data:`FUNCTIONS`.
 
 Given a :class:`ModelReferences` (a twin spec gives one: the FMU's parameters), an
 expression also reads the model's constants: ``model.rated_power`` is a parameter's
@@ -98,10 +98,13 @@ FUNCTIONS: dict[str, tuple[Callable[..., Value], int, int | None]] = {
     "acos": (np.arccos, 1, 1),
     "asin": (np.arcsin, 1, 1),
     "atan": (np.arctan, 1, 1),
+    "atan2": (np.arctan2, 2, 2),  # atan2(y, x): the angle of the point (x, y), -pi..pi
     "floor": (np.floor, 1, 1),
     "ceil": (np.ceil, 1, 1),
 }
-CONSTANTS: dict[str, float] = {"pi": float(np.pi)}
+# inf: "no value here" in a derived block's reduction (see physics.blocks), the
+# neutral value of a minimum.
+CONSTANTS: dict[str, float] = {"pi": float(np.pi), "inf": math.inf}
 
 # dtype float64: booleans count as 1.0 / 0.0 (numpy alone adds two bools as a logical or).
 _BINARY: dict[type[ast.operator], Callable[[Value, Value], Value]] = {
@@ -199,6 +202,7 @@ _SCALAR = _Backend(
         "acos": math.acos,
         "asin": math.asin,
         "atan": math.atan,
+        "atan2": math.atan2,
         "floor": _scalar_floor,
         "ceil": _scalar_ceil,
     },

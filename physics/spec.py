@@ -36,15 +36,17 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     StrictBool,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -53,6 +55,7 @@ from pydantic import (
 
 from physics import _spec_checks as checks
 from physics import _spec_text as text
+from physics.blocks import MAX_POINTS, BlockExpr
 from physics.expr import Expr
 from physics.kpi import Reduction
 from physics.units import parse_unit
@@ -261,6 +264,49 @@ class ConstraintSpec(_Section):
     message: str
 
 
+class CrossingSpec(_Section):
+    """A grid block's reduction: ``value`` where ``phase`` passes a whole number."""
+
+    value: str
+    phase: str
+
+
+class BlockSpec(_Section):
+    """A derived value in steps, or over a grid (physics.blocks): ``steps`` then either
+    ``value``, or ``over``, ``points``, ``at_each`` and ``min_at_crossings``."""
+
+    steps: dict[str, str] = {}
+    value: str | None = None
+    over: str | None = None
+    points: int | None = Field(default=None, ge=3, le=MAX_POINTS)
+    at_each: dict[str, str] = {}
+    min_at_crossings: list[CrossingSpec] = []
+
+    @model_validator(mode="after")
+    def _one_form(self) -> BlockSpec:
+        grid = [self.over is not None, self.points is not None, bool(self.at_each),
+                bool(self.min_at_crossings)]  # fmt: skip
+        if self.value is not None and any(grid):
+            raise ValueError("a block has either a value or a grid (over, points, at_each, "
+                             "min_at_crossings), not both")  # fmt: skip
+        if self.value is None and not all(grid):
+            missing = [k for k, has in zip(("over", "points", "at_each", "min_at_crossings"),
+                                           grid, strict=True) if not has]  # fmt: skip
+            raise ValueError("a block needs a value, or a grid: missing " + ", ".join(missing))
+        return self
+
+
+def _derived_kind(value: Any) -> str:
+    return "block" if isinstance(value, Mapping | BlockSpec) else "text"
+
+
+# A derived value: an expression, or a block (a mapping); each refused in its own terms.
+Derived = Annotated[
+    Annotated[str, Tag("text")] | Annotated[BlockSpec, Tag("block")],
+    Discriminator(_derived_kind),
+]
+
+
 class FactorSpec(_Section):
     """How the DOE varies one input; it may narrow the input's range, never widen it."""
 
@@ -435,7 +481,7 @@ class TwinSpec(_Section):
     # Absolute [s]; left out: the FMU's default experiment's (DEFAULT_STOP, bound when the
     # FMU is opened), which any expression may also use.
     stop_time: str = "default_stop_time"
-    derived: dict[str, str] = {}
+    derived: dict[str, Derived] = {}
     # The unit each model constant the expressions read (model.<name>, and a table
     # column model.<column>[<input>]) is written for; the FMU's parameter must have it.
     model_constants: dict[str, str] = {}
@@ -453,7 +499,7 @@ class TwinSpec(_Section):
     _source_dir: Path | None = PrivateAttr(default=None)
     _stop_time: Expr = PrivateAttr()
     _default_stop: float | None = PrivateAttr(default=None)
-    _derived: dict[str, Expr] = PrivateAttr(default_factory=dict)  # in evaluation order
+    _derived: dict[str, Expr | BlockExpr] = PrivateAttr(default_factory=dict)  # in evaluation order
     _constraints: list[Expr] = PrivateAttr(default_factory=list)
     _constraint_derived: list[str] = PrivateAttr(default_factory=list)
     _constraint_inputs: tuple[str, ...] = PrivateAttr(default=())
@@ -570,7 +616,7 @@ class TwinSpec(_Section):
         return self._stop_time
 
     @property
-    def derived_exprs(self) -> dict[str, Expr]:
+    def derived_exprs(self) -> dict[str, Expr | BlockExpr]:
         """Derived expressions, in an order in which each only needs earlier ones."""
         return dict(self._derived)
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from physics._spec_text import indicator
+from physics.blocks import BlockExpr
 from surrogates._errors import ParityError
 from surrogates._features import EDGE_TENTH, EdgeColumns
 from surrogates._surrogate import Surrogate
@@ -141,7 +142,11 @@ def build_onnx(s: Surrogate, *, lean: bool = True) -> Any:
             names, prefix="derived", dtype=np.float64, columns=lean, fold=lean
         )
         for key, expr in s.spec.derived_exprs.items():
-            if key in needed:
+            if key not in needed:
+                continue
+            if isinstance(expr, BlockExpr):
+                builder.add_block(key, expr, lazy=True)
+            else:
                 builder.add(key, expr.text, lazy=True)
         affine = {key: builder.affine(key) for key in used}
         for j, f in enumerate(fmap.features):

@@ -49,6 +49,7 @@ import onnx
 from numpy.typing import DTypeLike
 from onnx import TensorProto, helper, numpy_helper
 
+from physics.blocks import BlockExpr
 from physics.expr import CONSTANTS, FUNCTIONS, ExpressionError, compile_expr
 
 __all__ = ["OPSET", "OnnxExprBuilder"]
@@ -179,6 +180,8 @@ class OnnxExprBuilder:
         self._constants: dict[bytes, str] = {}  # dtype bytes of a value -> initializer
         self._emitted: dict[tuple[Any, ...], str] = {}  # (op, inputs, attrs) -> output
         self._count = 0
+        # Tensors of a derived block's grid ([N, points]): no Concat-and-Gemm sums there.
+        self._wide: set[str] = set()
         self._label = ""  # name of the expression being compiled, for tensor names
         self._field = ""
         self._text = ""
@@ -215,6 +218,36 @@ class OnnxExprBuilder:
             return ""
         return self._full(value)
 
+    def add_block(self, name: str, block: BlockExpr, *, lazy: bool = False) -> str:
+        """Compile a derived block (physics.blocks) and bind ``name`` to its value, as
+        ``add`` does for an expression. Its local names are bound only while it compiles;
+        a grid's values are [N, points] tensors (the parameter a [1, points] constant,
+        broadcast), reduced to [N, 1] by ``min_at_crossings``."""
+        saved = dict(self._values)
+        try:
+            for key, expr in block.steps:
+                self.add(key, expr.text, field=f"{block.field}.steps.{key}", lazy=True)
+            if block.value is not None:
+                self.add(name, block.value.text, field=f"{block.field}.value", lazy=True)
+                value = self._values[name]
+            else:
+                assert block.over is not None
+                grid = self._constant(np.linspace(0.0, 1.0, block.points)[None, :])
+                self._wide.add(grid)
+                self._values[block.over] = _Value(tensor=grid)
+                for key, expr in block.at_each:
+                    self.add(key, expr.text, field=f"{block.field}.at_each.{key}", lazy=True)
+                self._label = name
+                mins = [self._crossing_min(self.tensor(c.value), self.tensor(c.phase),
+                                           block.points) for c in block.crossings]  # fmt: skip
+                value = _Value(tensor=mins[0] if len(mins) == 1 else self._emit("Min", mins))
+        finally:
+            self._values = saved
+        self._values[name] = value
+        if lazy and (value.const is not None or value.pending):
+            return ""
+        return self._full(value)
+
     def tensor(self, name: str) -> str:
         """The float tensor of a bound name, in the inputs' shape."""
         return self._full(self._values[name])
@@ -242,6 +275,8 @@ class OnnxExprBuilder:
         output = f"{node_name}:0"
         self.nodes.append(helper.make_node(op, inputs, [output], name=node_name, **attrs))
         self._emitted[key] = output
+        if op != "ReduceMin" and not self._wide.isdisjoint(inputs):
+            self._wide.add(output)
         return output
 
     def _constant(self, value: float | bool | np.ndarray) -> str:
@@ -282,12 +317,12 @@ class OnnxExprBuilder:
         row and about 0.95 on a Concat and a Gemm together.
         """
         parts = value.parts()
-        if self.columns and len(parts) >= GEMM_TERMS:
+        if self.columns and len(parts) >= GEMM_TERMS and self._wide.isdisjoint(parts):
             stacked = self._emit("Concat", list(parts), axis=1)
             weights = self._constant(np.array(list(parts.values()))[:, None])
             if value.offset == 0.0:
                 return _Value(tensor=self._emit("MatMul", [stacked, weights]))
-            offset = self._constant(np.array([value.offset]))
+            offset = self._constant(value.offset)  # a scalar C broadcasts
             return _Value(tensor=self._emit("Gemm", [stacked, weights, offset]))
         (total, first), *rest = parts.items()
         for tensor, k in rest:
@@ -368,6 +403,40 @@ class OnnxExprBuilder:
                 "Pow", [t, self._constant(p)])  # fmt: skip
             return _affine(tensor, _fold(np.power, k, p), 0.0)
         return None
+
+    def _int64(self, values: list[int]) -> str:
+        array = np.asarray(values, dtype=np.int64)
+        key = b"i8" + array.tobytes()
+        if key not in self._constants:
+            name = f"{self.prefix}/const_{len(self._constants)}"
+            self.initializers.append(numpy_helper.from_array(array, name))
+            self._constants[key] = name
+        return self._constants[key]
+
+    def _crossing_min(self, value: str, phase: str, points: int) -> str:
+        """physics.blocks.crossing_min over the grid axis: [N, points] -> [N, 1]."""
+        axis = self._int64([1])
+
+        def head(x: str) -> str:
+            return self._emit("Slice", [x, self._int64([0]), self._int64([points - 1]), axis])
+
+        def tail(x: str) -> str:
+            return self._emit("Slice", [x, self._int64([1]), self._int64([points]), axis])
+
+        lobe = self._emit("Floor", [phase])
+        l0, l1, p0, p1 = head(lobe), tail(lobe), head(phase), tail(phase)
+        a0, a1 = head(value), tail(value)
+        inf, zero, one = (self._constant(v) for v in (np.inf, 0.0, 1.0))
+        ok = self._emit("And", [self._emit("Greater", [l1, l0]),
+                                self._emit("GreaterOrEqual", [l1, zero])])  # fmt: skip
+        for a in (a0, a1):  # finite: |a| < inf (NaN fails too)
+            ok = self._emit("And", [ok, self._emit("Less", [self._emit("Abs", [a]), inf])])
+        share = self._emit("Div", [self._emit("Sub", [l1, p0]), self._emit("Sub", [p1, p0])])
+        at = self._emit("Add", [a0, self._emit("Mul", [share, self._emit("Sub", [a1, a0])])])
+        single = self._emit("LessOrEqual", [self._emit("Sub", [l1, l0]), one])
+        pick = self._emit("Where", [single, at, self._emit("Min", [a0, a1])])
+        depth = self._emit("Where", [ok, pick, inf])
+        return self._emit("ReduceMin", [depth], axes=(1,), keepdims=1)
 
     def _bool(self, value: _Value) -> str:
         """Tensor name of ``value`` as a bool tensor: nonzero is true."""
@@ -518,6 +587,11 @@ class OnnxExprBuilder:
                     return _Value(const=folded)
                 tensors.append(self._constant(folded))
             return _Value(tensor=self._emit(_VARIADIC_FUNCTIONS[name], tensors))
+        if name == "atan2":
+            consts = [a.const for a in args if a.const is not None]
+            if len(consts) == 2:
+                return _Value(const=_fold(np.arctan2, *consts))
+            return _Value(tensor=self._atan2(*(self._float(a) for a in args)))
         (arg,) = args
         if arg.const is not None:
             return _Value(const=_fold(FUNCTIONS[name][0], arg.const))
@@ -531,6 +605,28 @@ class OnnxExprBuilder:
         if self.dtype == np.float64 and name in ("tan", "acos", "asin", "atan"):
             return _Value(tensor=self._trig64(name, x))
         return _Value(tensor=self._emit(_UNARY_FUNCTIONS[name], [x]))
+
+    def _atan2(self, y: str, x: str) -> str:
+        """np.arctan2(y, x): atan of the smaller over the larger of |y|, |x| (never more
+        than 1 in size, where the float64 polish is exact), reflected, then the quadrant."""
+        zero, half_pi, pi = (self._constant(v) for v in (0.0, np.pi / 2, np.pi))
+        steep = self._emit("Greater", [self._emit("Abs", [y]), self._emit("Abs", [x])])
+        num, den = self._emit("Where", [steep, x, y]), self._emit("Where", [steep, y, x])
+        # 0 / 0 (the origin) -> 0, as numpy
+        den = self._emit("Where", [self._emit("Equal", [den, zero]), self._constant(1.0), den])
+        ratio = self._emit("Div", [num, den])
+        wide = self.dtype == np.float64
+        t = self._trig64("atan", ratio) if wide else self._emit("Atan", [ratio])
+        # steep: atan(y / x) = s pi / 2 - atan(x / y), s the sign of y, flipped for x < 0
+        left = self._emit("Less", [x, zero])
+        sign_y = self._emit("Sign", [y])
+        sign = self._emit("Where", [left, self._emit("Neg", [sign_y]), sign_y])
+        reflected = self._emit("Sub", [self._emit("Mul", [sign, half_pi]), t])
+        t = self._emit("Where", [steep, reflected, t])
+        # x < 0: +pi above the axis (y >= 0), -pi below
+        turn = self._emit("Where", [self._emit("GreaterOrEqual", [y, zero]), pi,
+                                    self._emit("Neg", [pi])])  # fmt: skip
+        return self._emit("Add", [t, self._emit("Where", [left, turn, zero])])
 
     def _trig64(self, name: str, x: str) -> str:
         """tan, acos, asin, atan of a float64 tensor from float64 Sin/Cos kernels."""

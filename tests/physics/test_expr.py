@@ -110,12 +110,12 @@ def test_missing_value_is_named() -> None:
         (
             "__import__('os')",
             "\"__import__('os')\" calls the unknown function '__import__' "
-            "(allowed: abs, acos, asin, atan, ceil, cos, exp, floor, log, max, min, sin, sqrt, "
+            "(allowed: abs, acos, asin, atan, atan2, ceil, cos, exp, floor, log, max, min, sin, sqrt, "
             "tan)",
         ),
         (
             "foo(1)",
-            "'foo(1)' calls the unknown function 'foo' (allowed: abs, acos, asin, atan, "
+            "'foo(1)' calls the unknown function 'foo' (allowed: abs, acos, asin, atan, atan2, "
             "ceil, cos, exp, floor, log, max, min, sin, sqrt, tan)",
         ),
         ("sqrt", "'sqrt' uses the function 'sqrt' without calling it"),

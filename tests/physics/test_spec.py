@@ -823,6 +823,17 @@ def test_boolean_input_on_a_real_variable() -> None:
     ]
 
 
+def swap(entry: Any, teeth: str) -> Any:
+    """A derived value (an expression, or a block's expressions) with n_teeth replaced."""
+    if isinstance(entry, str):
+        return re.sub(r"\bn_teeth\b", teeth, entry)
+    if isinstance(entry, dict):
+        return {k: swap(v, teeth) for k, v in entry.items()}
+    if isinstance(entry, list):
+        return [swap(v, teeth) for v in entry]
+    return entry
+
+
 def test_integral_in_joules_and_integer_choices_are_accepted() -> None:
     def edit(d: dict[str, Any]) -> None:
         d["kpis"]["energy_used"] = {
@@ -838,7 +849,7 @@ def test_integral_in_joules_and_integer_choices_are_accepted() -> None:
         }
         d["doe"]["factors"]["n_teeth"] = {"weights": [1, 3]}
         teeth = "(2 * n_teeth_is_two + 4 * n_teeth_is_four)"
-        d["derived"] = {k: re.sub(r"\bn_teeth\b", teeth, v) for k, v in d["derived"].items()}
+        d["derived"] = {k: swap(v, teeth) for k, v in d["derived"].items()}
 
     TwinSpec.from_dict(spindle(edit)).check_against(CATALOGUE)
 

@@ -25,6 +25,7 @@ import yaml
 from click.testing import CliRunner
 
 from physics.cli import main
+from physics.blocks import BlockExpr
 from physics.dataset import read_runs
 from physics.expr import ExpressionError, compile_expr
 from physics.fmu import BuildError, Fmu, build_model, fmu_for_model
@@ -48,7 +49,7 @@ WHERE = f"model 'spindle' ({TABLE})"
 MATERIALS = RAW["inputs"]["material"]["choices"]
 COLUMNS = [
     "kc11", "mc", "vc_ref", "hex_ref_ratio", "life_ref", "taylor_n", "coolant_factor",
-    "flank_wear_life", "edge_tangential",
+    "flank_wear_life", "edge_tangential", "indentation_coefficient",
 ]  # fmt: skip
 # The constants the spec's expressions wrote as numbers before they read them from the
 # FMU (spec version 5), each with a derived value that must follow it.
@@ -82,6 +83,11 @@ SCALARS = {
     "bearing_pitch_diameter": "bearing_m0_planned",
     "bearing_f0": "bearing_m0_planned",
     "lubricant_viscosity": "bearing_m0_planned",
+    # the chatter limit in closed form (spec v14)
+    "tool_damping_ratio": "chatter_limit_zoa",
+    "spindle_damping_ratio": "chatter_limit_zoa",
+    "radial_force_ratio": "chatter_limit_zoa",
+    "edge_contact_width": "chatter_limit_zoa",
 }
 # The machine constants are inputs (source machine) whose default is the FMU's start
 # value (default: model): read at load, moving the inputs' defaults, not an expression.
@@ -93,7 +99,8 @@ NECK_ONLY = ("neck_ratio",)
 # moves which orders the spec admits.
 CONSTRAINT_SCALARS = ("taylor_speed_ratio_min", "taylor_speed_ratio_max")
 # Per material: kc11 and mc set the planned cutting force, the others the tool life.
-TARGETS = {"kc11": "kc_planned", "mc": "kc_planned", "edge_tangential": "edge_force_planned"}
+TARGETS = {"kc11": "kc_planned", "mc": "kc_planned", "edge_tangential": "edge_force_planned",
+           "indentation_coefficient": "chatter_limit_zoa"}  # fmt: skip
 CELLS = {
     f"{column}_{m}": (TARGETS.get(column, "tool_life_planned"), m)
     for column in COLUMNS
@@ -275,6 +282,11 @@ def test_resolved_expressions_are_plain_expressions_with_the_same_values(
     )
     for key, expr in exprs.items():
         assert "model." not in expr.text, key
+        if isinstance(expr, BlockExpr):  # a block's text is its expressions, resolved
+            inner = [*expr.steps, *expr.at_each, *([("value", expr.value)] if expr.value else [])]
+            for name, e in inner:
+                assert compile_expr(e.text, field=name).names == e.names, (key, name)
+            continue
         again = compile_expr(expr.text, field=key)
         assert again.names == expr.names, key
         np.testing.assert_array_equal(again.evaluate(names), names[key], err_msg=key)

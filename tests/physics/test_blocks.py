@@ -1,0 +1,132 @@
+"""Derived blocks (physics.blocks): steps, grids and their crossing reduction, checked
+against values worked out by hand, and each mistake named exactly."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+
+from physics.blocks import crossing_min
+from physics.spec import SpecError, TwinSpec
+from tests.physics.test_spec import RAW
+
+
+def with_derived(**derived: Any) -> dict[str, Any]:
+    data = copy.deepcopy(RAW)
+    data["derived"].update(derived)
+    return data
+
+
+def spec_of(**derived: Any) -> TwinSpec:
+    return TwinSpec.from_dict(with_derived(**derived))
+
+
+def problems(**derived: Any) -> list[str]:
+    with pytest.raises(SpecError) as err:
+        TwinSpec.from_dict(with_derived(**derived))
+    return err.value.problems
+
+
+def grid(value: str, phase: str, points: int = 12, **steps: str) -> dict[str, Any]:
+    return {"steps": steps, "over": "u", "points": points,
+            "at_each": {"y": value, "p": phase},
+            "min_at_crossings": [{"value": "y", "phase": "p"}]}  # fmt: skip
+
+
+def test_steps_give_the_value_of_the_written_out_expression() -> None:
+    spec = spec_of(
+        reach_area={
+            "steps": {"r": "tool_overhang / tool_diameter", "a": "pi * r ** 2"},
+            "value": "a + 1",
+        },
+        reach_check="pi * (tool_overhang / tool_diameter) ** 2 + 1",
+    )
+    names = spec.namespace({"tool_overhang": np.array([30.0, 50.0]),
+                            "tool_diameter": np.array([10.0, 8.0])})  # fmt: skip
+    np.testing.assert_allclose(names["reach_area"], [np.pi * 9 + 1, np.pi * 6.25**2 + 1])
+    np.testing.assert_array_equal(names["reach_area"], names["reach_check"])
+    row = spec.derived_exprs["reach_area"].evaluate_row({"tool_overhang": 30.0,
+                                                        "tool_diameter": 10.0})  # fmt: skip
+    assert row == pytest.approx(np.pi * 9 + 1, rel=1e-15)
+    assert "r" not in names and "a" not in names  # a block's steps are its own
+
+
+def test_a_linear_value_is_read_exactly_where_the_phase_passes_a_whole_number() -> None:
+    # phase 10 u - 0.3 passes n = 0..9 at u = (n + 0.3) / 10; y = 2 - u is linear, so the
+    # interpolation is exact: the least is at n = 9, 2 - 0.93.
+    spec = spec_of(g=grid("2 - u", "10 * u - 0.3"))
+    assert spec.namespace({})["g"] == pytest.approx(1.07, rel=1e-12)
+    # not finite beyond u = 0.9: the pairs (0.818, 0.909) and (0.909, 1) are skipped, so
+    # n = 8 (u = 0.83) goes too; n = 7 at u = 0.73 is the least left
+    spec = spec_of(g=grid("inf if u > 0.9 else 2 - u", "10 * u - 0.3"))
+    assert spec.namespace({})["g"] == pytest.approx(1.27, rel=1e-12)
+
+
+def test_several_whole_numbers_in_one_step_take_the_smaller_point_and_none_is_inf() -> None:
+    # 30 u over 12 points passes 2-3 whole numbers per step: the smaller end, 2 - 1
+    assert spec_of(g=grid("2 - u", "30 * u")).namespace({})["g"] == 1.0
+    # a phase that only falls, or stays between two whole numbers, crosses nothing
+    assert spec_of(g=grid("2 - u", "5 - 3 * u")).namespace({})["g"] == np.inf
+    assert spec_of(g=grid("2 - u", "0.2 + 0.5 * u")).namespace({})["g"] == np.inf
+    # below zero does not count: -3.5 .. -0.5 passes -3, -2, -1 only
+    assert spec_of(g=grid("2 - u", "3 * u - 3.5")).namespace({})["g"] == np.inf
+
+
+def test_a_grid_reads_the_spec_names_per_row_and_its_steps() -> None:
+    # y = d (1 + u), phase (k u) with k = overhang / 10: the first whole number, 1, at
+    # u = 10 / overhang; y there d (1 + 10 / overhang)
+    spec = spec_of(g=grid("tool_diameter * (1 + u)", "k * u", points=101,
+                          k="tool_overhang / 10"))  # fmt: skip
+    names = spec.namespace({"tool_diameter": np.array([10.0, 6.0]),
+                            "tool_overhang": np.array([40.0, 20.0])})  # fmt: skip
+    np.testing.assert_allclose(names["g"], [10.0 * 1.25, 6.0 * 1.5], rtol=1e-12)
+    row = spec.derived_exprs["g"].evaluate_row({"tool_diameter": 6.0, "tool_overhang": 20.0})
+    assert row == pytest.approx(9.0, rel=1e-12)
+
+
+def test_crossing_min_of_two_pairs_is_the_lesser() -> None:
+    u = np.linspace(0, 1, 11)
+    a = crossing_min(np.stack([3 - u, 5 - u]), np.stack([4 * u, 4 * u - 0.5]))
+    np.testing.assert_allclose(a, [2.0, 4.125])
+
+
+def test_block_mistakes_are_named() -> None:
+    assert problems(g={"steps": {"tool_diameter": "1"}, "value": "2"}) == [
+        "derived.g.steps.tool_diameter: 'tool_diameter' is already input 'tool_diameter'; "
+        "a block's names are its own"
+    ]
+    assert problems(g={"steps": {"a": "1", "b": "a + zz"}, "value": "b"}) == [
+        "derived.g.steps.b: unknown name 'zz'; expressions can use inputs, derived values "
+        "and quantity"
+    ]
+    assert problems(g=grid("2 - u", "10 * u") | {
+        "min_at_crossings": [{"value": "y", "phase": "q"}]}) == [
+        "derived.g.min_at_crossings[0].phase: 'q' is not a value of at_each"
+    ]  # fmt: skip
+    assert problems(g=grid("2 - u", "u") | {"value": "1"}) == [
+        "derived.g: a block has either a value or a grid (over, points, at_each, "
+        "min_at_crossings), not both"
+    ]
+    assert problems(g={"over": "u", "points": 5, "at_each": {"y": "u"}}) == [
+        "derived.g: a block needs a value, or a grid: missing min_at_crossings"
+    ]
+    assert problems(g=grid("2 - u", "u") | {"vlue": "1"}) == [
+        "derived.g.vlue: unknown key (did you mean 'value'?)"
+    ]
+    assert problems(g=3) == ["derived.g: expected text, got 3"]
+    few = problems(g=grid("2 - u", "u", points=2))
+    assert few == ["derived.g.points: Input should be greater than or equal to 3"]
+    # the locals of a block are not names of the spec
+    assert problems(g=grid("2 - u", "u"), h="y + 1") == [
+        "derived.h: unknown name 'y'; expressions can use inputs, derived values and quantity"
+    ]
+
+
+def test_a_block_changes_the_spec_hash_and_only_its_content_counts() -> None:
+    a = spec_of(g=grid("2 - u", "10 * u"))
+    b = spec_of(g=grid("2 - u", "10*u"))  # the same expression, written otherwise
+    c = spec_of(g=grid("2 - u", "10 * u", points=13))
+    assert a.spec_hash == b.spec_hash != c.spec_hash
