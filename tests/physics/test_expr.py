@@ -110,8 +110,8 @@ def test_missing_value_is_named() -> None:
         (
             "__import__('os')",
             "\"__import__('os')\" calls the unknown function '__import__' "
-            "(allowed: abs, acos, asin, atan, atan2, ceil, cos, exp, floor, log, max, min, sin, sqrt, "
-            "tan)",
+            "(allowed: abs, acos, asin, atan, atan2, ceil, cos, exp, floor, log, max, min, sin, "
+            "sqrt, tan)",
         ),
         (
             "foo(1)",

@@ -24,8 +24,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from physics.cli import main
 from physics.blocks import BlockExpr
+from physics.cli import main
 from physics.dataset import read_runs
 from physics.expr import ExpressionError, compile_expr
 from physics.fmu import BuildError, Fmu, build_model, fmu_for_model

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import yaml
 from physics.spec import SpecError, TwinSpec, load_spec
 from physics.variables import catalogue_from_model_table
 from physics.workorder import OrderError, SimulationCase
+from tests.physics.test_spec import swap
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = load_spec(ROOT / "experiments" / "specs" / "spindle.yaml")
@@ -376,7 +376,7 @@ def test_integer_choices_map_to_their_values() -> None:
     }
     data["doe"]["factors"]["n_teeth"] = {}
     teeth = "(2 + 2 * n_teeth_is_four)"
-    data["derived"] = {k: re.sub(r"\bn_teeth\b", teeth, v) for k, v in data["derived"].items()}
+    data["derived"] = {k: swap(v, teeth) for k, v in data["derived"].items()}
     spec = TwinSpec.from_dict(data)
     spec.check_against(CATALOGUE)
     case = spec.case_from_order(order(n_teeth=...), 1, CATALOGUE)
