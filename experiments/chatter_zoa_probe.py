@@ -14,8 +14,9 @@ a (1 - exp(-i w T)) = (1/G(w) + i w a c) / lambda, a quadratic in a; the lobes a
 w T - eps(w) crosses a multiple of 2 pi. It prints the share of runs the FMU solves by
 the zeroth-order method (more semi-discretization steps than stability_max_nodes), and
 the FMU's limit over the probe's on the runs below the cap (quantiles, and the log
-ratio's spread against the log limit's own). A grid this fine is not yet expressible in
-the spec's derived values (scalar expressions), which is what keeps it out of the graph.
+ratio's spread against the log limit's own). The spec's own closed form since v14
+(chatter_limit_zoa, a grid block of 48 frequencies spaced as each mode's resonance) is
+the same solution; this probe keeps a 2,000-point log grid as its reference.
 
 ``--exact-mode`` compiles physics/models/spindle/stability.c (gcc, into a temporary
 folder) and takes the tool's first bending mode from its beam_first_mode (the stepped
