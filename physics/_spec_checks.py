@@ -286,7 +286,8 @@ def _check_block(
     before = len(p)
     local: set[str] = set()
 
-    def name_ok(name: str, where: str) -> bool:
+    def declare(name: str, where: str) -> None:
+        """A local name of the block, or its problem in ``p``."""
         problem = name_problem(name)
         if problem is None and name in available:
             problem = f"{name!r} is already {available[name]}; a block's names are its own"
@@ -294,15 +295,14 @@ def _check_block(
             problem = f"{name!r} is already a name of this block"
         if problem:
             p.append(f"{where}: {problem}")
-            return False
-        local.add(name)
-        return True
+        else:
+            local.add(name)
 
     def compiled(entries: dict[str, str], section: str) -> dict[str, Expr]:
         """A section's expressions in an order in which each needs only earlier ones (a
         mapping has no order of its own: YAML tools may sort it)."""
         for key in entries:
-            name_ok(key, f"{field}.{section}.{key}")
+            declare(key, f"{field}.{section}.{key}")
         out: dict[str, Expr | BlockExpr] = {}
         for key, text in entries.items():
             expr = checked(text, f"{field}.{section}.{key}", frozenset(local))
@@ -318,7 +318,7 @@ def _check_block(
             return None
         return BlockExpr.build(field, steps, value)
     assert block.over is not None and block.points is not None  # BlockSpec checked the form
-    name_ok(block.over, f"{field}.over")
+    declare(block.over, f"{field}.over")
     at_each = compiled(block.at_each, "at_each")
     crossings = []
     for i, c in enumerate(block.min_at_crossings):
