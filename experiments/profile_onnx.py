@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 
-def _options(profile: bool) -> Any:
+def _options(profile: bool, reuse: bool = False) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    opts.enable_mem_reuse = reuse  # serving: no buffer reuse between nodes
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -57,15 +58,18 @@ def main() -> None:
     ops = Counter(n.op_type for n in onnx.load(str(model)).graph.node)
     print(f"{sum(ops.values())} nodes: " + ", ".join(f"{k} {v}" for k, v in ops.most_common(12)))
 
-    plain = ort.InferenceSession(str(model), _options(False), providers=["CPUExecutionProvider"])
-    feeds = _feeds(plain)
-    for _ in range(50):
-        plain.run(None, feeds)
-    n = 2000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        plain.run(None, feeds)
-    print(f"batch 1: {1e3 * (time.perf_counter() - t0) / n:.3f} ms per session.run")
+    for reuse in (False, True):
+        plain = ort.InferenceSession(str(model), _options(False, reuse),
+                                     providers=["CPUExecutionProvider"])  # fmt: skip
+        feeds = _feeds(plain)
+        for _ in range(50):
+            plain.run(None, feeds)
+        n = 2000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            plain.run(None, feeds)
+        label = "with buffer reuse" if reuse else "serving options"
+        print(f"batch 1, {label}: {1e3 * (time.perf_counter() - t0) / n:.3f} ms per session.run")
 
     profiled = ort.InferenceSession(str(model), _options(True), providers=["CPUExecutionProvider"])
     for _ in range(args.runs):
