@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from physics._spec_constants import SpecConstants
 from physics._spec_text import Problems, fmt, indicator, name_problem, suggest
-from physics.blocks import BlockExpr, Crossing
+from physics.blocks import MAX_ACROSS, BlockExpr, Crossing
 from physics.expr import MODEL, Expr, ExpressionError, compile_expr
 
 if TYPE_CHECKING:
@@ -319,6 +319,17 @@ def _check_block(
         return BlockExpr.build(field, steps, value)
     assert block.over is not None and block.points is not None  # BlockSpec checked the form
     declare(block.over, f"{field}.over")
+    across = None
+    if len(block.across) > 1:
+        p.append(f"{field}.across: {len(block.across)} names ({', '.join(block.across)}); a "
+                 "grid runs across one listed parameter at most")  # fmt: skip
+    for name, listed in block.across.items():
+        declare(name, f"{field}.across")
+        bad = [v for v in listed if not math.isfinite(v)]
+        if not 2 <= len(listed) <= MAX_ACROSS or bad:
+            p.append(f"{field}.across.{name}: {listed}; expected 2 to {MAX_ACROSS} finite "
+                     "numbers")  # fmt: skip
+        across = (name, tuple(float(v) for v in listed))
     at_each = compiled(block.at_each, "at_each")
     crossings = []
     for i, c in enumerate(block.min_at_crossings):
@@ -329,7 +340,8 @@ def _check_block(
         crossings.append(Crossing(c.value, c.phase))
     if len(p) > before:
         return None
-    return BlockExpr.build(field, steps, None, block.over, block.points, at_each, tuple(crossings))
+    return BlockExpr.build(field, steps, None, block.over, block.points, at_each,
+                           tuple(crossings), across)  # fmt: skip
 
 
 def _derived_order(

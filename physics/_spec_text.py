@@ -319,6 +319,8 @@ def _normal_block(data: dict[str, Any]) -> dict[str, Any]:
         out |= {"over": data["over"], "points": data["points"],
                 "at_each": {k: _normal_expr(v) for k, v in data["at_each"].items()},
                 "min_at_crossings": data["min_at_crossings"]}  # fmt: skip
+        if data.get("across"):  # added later: left out while unused
+            out["across"] = data["across"]
     return out
 
 

@@ -28,8 +28,14 @@ values when it passes several; pairs where a value is not finite are skipped. Th
 block's value is the least over all pairs and all listed (value, phase) pairs, ``inf``
 where there is none. Local names (steps, parameter, grid values) are the block's own.
 
+A grid may also run ``across`` a second, listed parameter (``across: {branch: [1,
+-1]}``): every grid value is then computed for each listed value at every point, and the
+crossings are taken along the points of each listed value, never from one to the next.
+Two eigen-directions of one formula are one set of expressions, not two copies.
+
 The same block compiles to ONNX (surrogates._onnx_expr.OnnxExprBuilder.add_block):
-grid values become [N, points] tensors by broadcasting.
+grid values become [N, points] tensors by broadcasting, [values, N, points] across a
+listed parameter (a value that does not use it stays [N, points]).
 """
 
 from __future__ import annotations
@@ -44,9 +50,10 @@ from numpy.typing import NDArray
 
 from physics.expr import Expr
 
-__all__ = ["MAX_POINTS", "BlockExpr", "Crossing", "crossing_min"]
+__all__ = ["MAX_ACROSS", "MAX_POINTS", "BlockExpr", "Crossing", "crossing_min"]
 
 MAX_POINTS = 1000  # a grid of more points is data, not a formula
+MAX_ACROSS = 16  # listed values of a grid's second parameter
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class BlockExpr:
     points: int = 0
     at_each: tuple[tuple[str, Expr], ...] = ()
     crossings: tuple[Crossing, ...] = ()
+    across: tuple[str, tuple[float, ...]] | None = None  # (name, listed values)
 
     @classmethod
     def build(
@@ -95,9 +103,10 @@ class BlockExpr:
         points: int = 0,
         at_each: Mapping[str, Expr] | None = None,
         crossings: tuple[Crossing, ...] = (),
+        across: tuple[str, tuple[float, ...]] | None = None,
     ) -> BlockExpr:
         at_each = dict(at_each or {})
-        local = {*steps, *at_each, *([over] if over else [])}
+        local = {*steps, *at_each, *([over] if over else []), *([across[0]] if across else [])}
         exprs = [*steps.values(), *at_each.values(), *([value] if value else [])]
         names = frozenset().union(*(e.names for e in exprs)) - local
         data: dict[str, Any] = {"steps": {k: e.text for k, e in steps.items()}}
@@ -108,8 +117,10 @@ class BlockExpr:
                      "at_each": {k: e.text for k, e in at_each.items()},
                      "min_at_crossings": [{"value": c.value, "phase": c.phase}
                                           for c in crossings]}  # fmt: skip
+            if across is not None:
+                data["across"] = {across[0]: list(across[1])}
         return cls(json.dumps(data, sort_keys=True), field, names, tuple(steps.items()), value,
-                   over, points, tuple(at_each.items()), crossings)  # fmt: skip
+                   over, points, tuple(at_each.items()), crossings, across)  # fmt: skip
 
     def evaluate(self, values: Mapping[str, Any]) -> float | NDArray[np.float64]:
         """The block's value for scalar names, or an array when a name is an array."""
@@ -120,16 +131,24 @@ class BlockExpr:
             if self.value is not None:
                 return self.value.evaluate(local)
             assert self.over is not None
-            # rows along the first axes, the grid along the last
+            # rows along the first axes, the grid along the last; the listed values of
+            # ``across`` (if any) along a leading axis of their own
             needed = frozenset().union(*(e.names for _, e in self.at_each))
             wide = {k: np.asarray(local[k], dtype=np.float64)[..., None]
                     for k in needed if k in local}  # fmt: skip
+            rows = max((v.ndim - 1 for v in wide.values()), default=0)
             wide[self.over] = np.linspace(0.0, 1.0, self.points)
+            if self.across is not None:
+                name, listed = self.across
+                wide[name] = np.asarray(listed).reshape(-1, *(1,) * (rows + 1))
             for key, expr in self.at_each:
                 wide[key] = np.asarray(expr.evaluate(wide), dtype=np.float64)
-            out = crossing_min(wide[self.crossings[0].value], wide[self.crossings[0].phase])
-            for c in self.crossings[1:]:
-                out = np.minimum(out, crossing_min(wide[c.value], wide[c.phase]))
+            out = np.full(np.shape(wide[self.crossings[0].value])[-rows - 1 : -1], np.inf)
+            for c in self.crossings:
+                least = crossing_min(wide[c.value], wide[c.phase])
+                if least.ndim > rows:  # one per listed value
+                    least = least.min(axis=0)
+                out = np.minimum(out, least)
         out = np.asarray(out, dtype=np.float64)
         return float(out) if out.ndim == 0 else out
 

@@ -281,6 +281,9 @@ class BlockSpec(_Section):
     points: int | None = Field(default=None, ge=3, le=MAX_POINTS)
     at_each: dict[str, str] = {}
     min_at_crossings: list[CrossingSpec] = []
+    # A second, listed parameter of a grid: {name: [values]}; the grid runs over every
+    # value and every point, and crossings are taken along the points of each value.
+    across: dict[str, list[float]] = {}
 
     @model_validator(mode="after")
     def _one_form(self) -> BlockSpec:
@@ -289,6 +292,9 @@ class BlockSpec(_Section):
         if self.value is not None and any(grid):
             raise ValueError("a block has either a value or a grid (over, points, at_each, "
                              "min_at_crossings), not both")  # fmt: skip
+        if self.value is not None and self.across:
+            raise ValueError("across is a second parameter of a grid; a block with a value "
+                             "has none")  # fmt: skip
         if self.value is None and not all(grid):
             missing = [k for k, has in zip(("over", "points", "at_each", "min_at_crossings"),
                                            grid, strict=True) if not has]  # fmt: skip

@@ -164,31 +164,39 @@ def build_onnx(s: Surrogate, *, lean: bool = True) -> Any:
         names.update({key: builder.tensor(key) for key in (margins | margin_bases) & set(affine)})
         g.nodes.extend(builder.nodes)
         g.initializers.extend(builder.initializers)
-    feat = g.op("Concat", *parts, axis=1) if len(parts) > 1 else parts[0]
+    # The features in the graph's order: the plain ones, then the logged ones (one Log
+    # for them all; <= 0 is logged as the training min); what reads them (the first
+    # layer, the skip, the spread model) takes its weights' rows in the same order.
     logged = np.array([f.log for f in fmap.features])
+    order = np.concatenate([np.flatnonzero(~logged), np.flatnonzero(logged)])
     mean = fmap.mean.copy()
-    if logged.any():  # one Log for all logged features; <= 0 is logged as the training min
-        low = fmap.low if fmap.low is not None else np.zeros(len(logged))
-        positive = g.op("Greater", feat, g.const("zero", 0.0, np.float64))
-        floor = np.where(logged, low / scale, 1.0)  # scale > 0 where logged
-        floored = g.op("Where", positive, feat, g.const("log_floor", floor, np.float64))
-        feat = g.op(
-            "Where", g.const("logged", logged[None, :], np.bool_), g.op("Log", floored), feat
-        )
+
+    def concat(columns: list[str]) -> str:
+        return g.op("Concat", *columns, axis=1) if len(columns) > 1 else columns[0]
+
+    blocks = [concat([parts[j] for j in np.flatnonzero(~logged)])] if (~logged).any() else []
+    if logged.any():
+        low = (fmap.low if fmap.low is not None else np.zeros(len(logged)))[logged]
+        raw_logged = concat([parts[j] for j in np.flatnonzero(logged)])
+        positive = g.op("Greater", raw_logged, g.const("zero", 0.0, np.float64))
+        floor = low / scale[logged]  # scale > 0 where logged
+        floored = g.op("Where", positive, raw_logged, g.const("log_floor", floor, np.float64))
+        blocks.append(g.op("Log", floored))
         mean = np.where(logged, mean - np.log(scale), mean)
+    feat = concat(blocks)
     # (k t + c - mean) / std = (t - (mean - c) / k) * k / std; logged: (log t - (mean -
     # log k)) / std.
     center = np.where(logged, mean, (mean - offset) / scale)
     factor = np.where(logged, 1.0, scale) / fmap.std
     h = g.op(
         "Mul",
-        g.op("Sub", feat, g.const("feature_mean", center, np.float64)),
-        g.const("feature_scale", factor, np.float64),
+        g.op("Sub", feat, g.const("feature_mean", center[order], np.float64)),
+        g.const("feature_scale", factor[order], np.float64),
     )
     x32 = g.op("Cast", h, to=TensorProto.FLOAT)
-    h = _nets(g, model, x32)
+    h = _nets(g, model, x32, order)
     group = _group(g, s, x64, col_out)
-    interval = _interval_scale(g, s, x32, group)
+    interval = _interval_scale(g, s, x32, group, order)
     nets_space: dict[str, str] = {}
     outputs = _regression_outputs(g, s, h, names, affine, interval, nets_space)
     outputs += _event_outputs(g, s, h, names, nets_space)
@@ -209,8 +217,9 @@ def build_onnx(s: Surrogate, *, lean: bool = True) -> Any:
     return proto
 
 
-def _nets(g: _Graph, model: Any, x: str) -> str:
-    """Every net of the fused ensemble on features x [N, F]: [M, N, K].
+def _nets(g: _Graph, model: Any, x: str, order: np.ndarray) -> str:
+    """Every net of the fused ensemble on features x [N, F] (the model's features in
+    ``order``): [M, N, K].
 
     The first layer of all G nets is one GEMM ([F, G H]: every net reads the same
     features), the middle layers are batched products over the nets, and a net with
@@ -225,8 +234,8 @@ def _nets(g: _Graph, model: Any, x: str) -> str:
     m, k = model.members, model.n_outputs
     width, out = w[0].shape[2], w[-1].shape[2]
 
-    def cat(a: np.ndarray) -> np.ndarray:  # [G, F, H] -> [F, G H]
-        return a.transpose(1, 0, 2).reshape(n_features, -1)
+    def cat(a: np.ndarray) -> np.ndarray:  # [G, F, H] -> [F, G H], the rows in order
+        return a.transpose(1, 0, 2).reshape(n_features, -1)[order]
 
     h = g.op("Add", g.op("MatMul", x, g.const("w0", cat(w[0]))), g.const("b0", b[0].reshape(-1)))
     if layers == 1:  # no hidden layer: [N, G out]
@@ -300,10 +309,11 @@ def _group(g: _Graph, s: Surrogate, x64: str, col_out: list[str]) -> str | None:
 
 
 def _interval_scale(
-    g: _Graph, s: Surrogate, x32: str, group: str | None
+    g: _Graph, s: Surrogate, x32: str, group: str | None, order: np.ndarray
 ) -> Callable[[str], str]:
     """``half(spread)``: the interval's half-width in the nets' space, [1|N, N, kr] from
-    the members' spread (see Calibration.scale and .quantiles)."""
+    the members' spread (see Calibration.scale and .quantiles); x32 holds the features
+    in ``order``."""
     from onnx import TensorProto
 
     cal = s.calibration
@@ -323,7 +333,7 @@ def _interval_scale(
         eta = g.op(
             "Add",
             g.op("Add", g.op("Mul", g.op("Log", base), g.const("w_spread", w[0])),
-                 g.op("MatMul", x32, g.const("w_features", w[1:]))),
+                 g.op("MatMul", x32, g.const("w_features", w[1:][order]))),
             g.const("w_bias", d["bias"]),
         )  # fmt: skip
         eta = g.op("Max", g.op("Min", eta, g.const("eta_high", d["high"])),

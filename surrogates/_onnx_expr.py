@@ -180,8 +180,10 @@ class OnnxExprBuilder:
         self._constants: dict[bytes, str] = {}  # dtype bytes of a value -> initializer
         self._emitted: dict[tuple[Any, ...], str] = {}  # (op, inputs, attrs) -> output
         self._count = 0
-        # Tensors of a derived block's grid ([N, points]): no Concat-and-Gemm sums there.
+        # Tensors of a derived block's grid ([N, points]): no Concat-and-Gemm sums there;
+        # those across a listed parameter ([values, N, points]) are also branched.
         self._wide: set[str] = set()
+        self._branched: set[str] = set()
         self._label = ""  # name of the expression being compiled, for tensor names
         self._field = ""
         self._text = ""
@@ -222,7 +224,8 @@ class OnnxExprBuilder:
         """Compile a derived block (physics.blocks) and bind ``name`` to its value, as
         ``add`` does for an expression. Its local names are bound only while it compiles;
         a grid's values are [N, points] tensors (the parameter a [1, points] constant,
-        broadcast), reduced to [N, 1] by ``min_at_crossings``."""
+        broadcast), [values, N, points] where they use a listed parameter (``across``, a
+        [values, 1, 1] constant), reduced to [N, 1] by ``min_at_crossings``."""
         saved = dict(self._values)
         try:
             for key, expr in block.steps:
@@ -235,6 +238,12 @@ class OnnxExprBuilder:
                 grid = self._constant(np.linspace(0.0, 1.0, block.points)[None, :])
                 self._wide.add(grid)
                 self._values[block.over] = _Value(tensor=grid)
+                if block.across is not None:
+                    parameter, listed = block.across
+                    branch = self._constant(np.asarray(listed).reshape(-1, 1, 1))
+                    self._wide.add(branch)
+                    self._branched.add(branch)
+                    self._values[parameter] = _Value(tensor=branch)
                 for key, expr in block.at_each:
                     self.add(key, expr.text, field=f"{block.field}.at_each.{key}", lazy=True)
                 self._label = name
@@ -277,6 +286,8 @@ class OnnxExprBuilder:
         self._emitted[key] = output
         if op != "ReduceMin" and not self._wide.isdisjoint(inputs):
             self._wide.add(output)
+            if not self._branched.isdisjoint(inputs):
+                self._branched.add(output)
         return output
 
     def _constant(self, value: float | bool | np.ndarray) -> str:
@@ -414,8 +425,10 @@ class OnnxExprBuilder:
         return self._constants[key]
 
     def _crossing_min(self, value: str, phase: str, points: int) -> str:
-        """physics.blocks.crossing_min over the grid axis: [N, points] -> [N, 1]."""
-        axis = self._int64([1])
+        """physics.blocks.crossing_min over the grid axis (the last): [N, points] -> [N, 1];
+        [values, N, points] -> [N, 1], the least over the listed values too."""
+        branched = not self._branched.isdisjoint((value, phase))
+        axis = self._int64([-1])
 
         def head(x: str) -> str:
             return self._emit("Slice", [x, self._int64([0]), self._int64([points - 1]), axis])
@@ -436,7 +449,8 @@ class OnnxExprBuilder:
         single = self._emit("LessOrEqual", [self._emit("Sub", [l1, l0]), one])
         pick = self._emit("Where", [single, at, self._emit("Min", [a0, a1])])
         depth = self._emit("Where", [ok, pick, inf])
-        return self._emit("ReduceMin", [depth], axes=(1,), keepdims=1)
+        least = self._emit("ReduceMin", [depth], axes=(-1,), keepdims=1)
+        return self._emit("ReduceMin", [least], axes=(0,), keepdims=0) if branched else least
 
     def _bool(self, value: _Value) -> str:
         """Tensor name of ``value`` as a bool tensor: nonzero is true."""

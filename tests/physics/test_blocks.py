@@ -130,3 +130,51 @@ def test_a_block_changes_the_spec_hash_and_only_its_content_counts() -> None:
     b = spec_of(g=grid("2 - u", "10*u"))  # the same expression, written otherwise
     c = spec_of(g=grid("2 - u", "10 * u", points=13))
     assert a.spec_hash == b.spec_hash != c.spec_hash
+
+
+def across(value: str, phase: str, listed: list[Any], points: int = 11) -> dict[str, Any]:
+    return grid(value, phase, points) | {"across": {"b": listed}}
+
+
+def test_a_grid_across_listed_values_is_the_least_over_them_and_never_crosses_between() -> None:
+    # b = 1: phase 4 u passes 1..4 at u = n / 4 and y = 3 - u is least at u = 1 (2); b = 2:
+    # phase 4 u - 0.5 passes 1..3 at u = 0.375, 0.625, 0.875 and y = 5 - u is least there
+    # (4.125): test_crossing_min_of_two_pairs_is_the_lesser, as one block
+    spec = spec_of(g=across("1 + 2 * b - u", "4 * u - 0.5 * (b - 1)", [1, 2]))
+    assert spec.namespace({})["g"] == pytest.approx(2.0, rel=1e-12)
+    # with b = 2 alone, its own lobes: 4.125
+    assert spec_of(g=across("1 + 2 * b - u", "4 * u - 0.5 * (b - 1)", [2, 2])).namespace(
+        {})["g"] == pytest.approx(4.125, rel=1e-12)  # fmt: skip
+    # the phase runs 0..0.9 for b = 0 and 1..1.9 for b = 1: each stays within one whole
+    # number, so nothing is crossed, though the flattened grid would pass 1 between them
+    assert spec_of(g=across("2 - u", "b + 0.9 * u", [0, 1])).namespace({})["g"] == np.inf
+    # per row, and a value that does not use b (the phase does) is read for each b
+    spec = spec_of(g=across("tool_diameter * (1 + u)", "b * u", [2, 4], points=101))
+    names = spec.namespace({"tool_diameter": np.array([10.0, 6.0])})
+    np.testing.assert_allclose(names["g"], [12.5, 7.5], rtol=1e-12)  # b = 4: u = 1/4
+    row = spec.derived_exprs["g"].evaluate_row({"tool_diameter": 6.0})
+    assert row == pytest.approx(7.5, rel=1e-12)
+
+
+def test_across_mistakes_are_named_and_it_changes_the_hash() -> None:
+    assert problems(g=across("2 - u", "b * u", [1])) == [
+        "derived.g.across.b: [1.0]; expected 2 to 16 finite numbers"
+    ]
+    assert problems(g=across("2 - u", "b * u", [1, float("nan")])) == [
+        "derived.g.across.b[1]: nan is not a finite number"
+    ]
+    assert problems(g=grid("2 - u", "u") | {"across": {"b": [1, 2], "c": [1, 2]}}) == [
+        "derived.g.across: 2 names (b, c); a grid runs across one listed parameter at most"
+    ]
+    assert problems(g=across("2 - u", "u", [1, 2]) | {"across": {"u": [1, 2]}}) == [
+        "derived.g.across: 'u' is already a name of this block"
+    ]
+    assert problems(g={"steps": {}, "value": "1", "across": {"b": [1, 2]}}) == [
+        "derived.g: across is a second parameter of a grid; a block with a value has none"
+    ]
+    assert problems(g=across("2 - u", "b * u", ["x", 2])) == [
+        "derived.g.across.b[0]: 'x' is not a number"
+    ]
+    plain = spec_of(g=grid("2 - u", "10 * u"))
+    assert spec_of(g=across("2 - u", "10 * u", [1, -1])).spec_hash != plain.spec_hash
+    assert spec_of(g=grid("2 - u", "10 * u") | {"across": {}}).spec_hash == plain.spec_hash

@@ -126,6 +126,30 @@ def test_spindle_derived_and_stop_time_match_the_spec(columns: bool) -> None:
     assert 0.2 < np.isinf(got["chatter_limit_zoa"]).mean() < 0.9
 
 
+def test_a_grid_across_listed_values_matches_numpy() -> None:
+    """A block across a listed parameter: [values, N, points] in the graph, crossings
+    along each value's points only, the least over all (physics.blocks)."""
+    from tests.physics.test_blocks import across, spec_of
+
+    spec = spec_of(
+        g=across("tool_diameter * (1 + 2 * b - u)", "k * u - 0.5 * (b - 1)", [1, 2, 3], 23)
+        | {"steps": {"k": "tool_overhang / 10"}},
+        h=across("2 - u", "b + 0.9 * u", [0, 1]),  # crosses nothing within a value: inf
+    )
+    n = 40
+    rng = np.random.default_rng(3)
+    rows = {"tool_diameter": rng.uniform(3, 25, n), "tool_overhang": rng.uniform(5, 125, n)}
+    reference = spec.namespace(rows)
+    builder = OnnxExprBuilder({k: f"in/{k}" for k in rows}, dtype=np.float64)
+    outputs = {k: builder.add_block(k, spec.derived_exprs[k]) for k in ("g", "h")}
+    check_graph_hygiene(builder)
+    feeds = {f"in/{k}": v.reshape(n, 1) for k, v in rows.items()}
+    got = run(builder, feeds, outputs, TensorProto.DOUBLE, ("N", 1))
+    np.testing.assert_allclose(got["g"].reshape(n), reference["g"], rtol=1e-12)
+    assert np.isfinite(reference["g"]).mean() > 0.5
+    assert np.isinf(got["h"]).all() and np.isinf(reference["h"]).all()
+
+
 # ---- every construct -----------------------------------------------------------------
 
 X = [-3.75, -2.5, -1.0, -0.4, -0.0, 0.0, 0.3, 0.5, 1.0, 1.7, 2.0, 3.25, 7.5, np.nan, np.inf]
