@@ -54,8 +54,9 @@ from physics.expr import CONSTANTS, FUNCTIONS, ExpressionError, compile_expr
 
 __all__ = ["OPSET", "OnnxExprBuilder"]
 
-# A sum of this many terms or more is one Concat and one Gemm (see _collapse).
-GEMM_TERMS = 3
+# A sum that would take this many element-wise nodes or more is one Concat and one Gemm
+# (see _collapse).
+GEMM_NODES = 4
 
 OPSET = 17  # every operator used here has had its current form since at least opset 13
 
@@ -164,8 +165,8 @@ class OnnxExprBuilder:
         # fold=False: every operation its own node, as written (the reference the folded
         # graph is tested against).
         self.fold = fold
-        # Tensors of shape [N, 1]: a sum of GEMM_TERMS terms or more is one Concat and
-        # one Gemm (else added pairwise).
+        # Tensors of shape [N, 1]: a sum that would take GEMM_NODES element-wise nodes or
+        # more is one Concat and one Gemm (else added pairwise).
         self.columns = columns
         if self.dtype.kind != "f":
             raise ValueError(f"dtype must be a floating-point type, got {self.dtype}")
@@ -322,13 +323,17 @@ class OnnxExprBuilder:
     def _collapse(self, value: _Value) -> _Value:
         """A value with several terms as one tensor (its scale and offset maybe pending).
 
-        Few terms are added pairwise, the first's coefficient kept pending; from
-        GEMM_TERMS on (tensors [N, 1] only), one Concat and one Gemm take them all,
-        with the offset: onnxruntime spends about 0.3 us on an element-wise node of one
-        row and about 0.95 on a Concat and a Gemm together.
+        Few terms are added pairwise, the first's coefficient kept pending (one Add or
+        Sub per term, and a Mul where its coefficient is not that of the first or its
+        negative); where that takes GEMM_NODES nodes or more (tensors [N, 1] only), one
+        Concat and one Gemm take them all, with the offset: onnxruntime spends about
+        0.28 us on an element-wise node of one row and about 0.95 on a Concat and a Gemm
+        together (experiments/profile_onnx.py).
         """
         parts = value.parts()
-        if self.columns and len(parts) >= GEMM_TERMS and self._wide.isdisjoint(parts):
+        first = next(iter(parts.values()))
+        pairwise = sum(1 if abs(k / first) == 1.0 else 2 for k in list(parts.values())[1:])
+        if self.columns and pairwise >= GEMM_NODES and self._wide.isdisjoint(parts):
             stacked = self._emit("Concat", list(parts), axis=1)
             weights = self._constant(np.array(list(parts.values()))[:, None])
             if value.offset == 0.0:
