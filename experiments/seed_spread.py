@@ -11,7 +11,8 @@ the demo's ``twin verify``). Then, from the bundles' verification figures, one r
 acceptance threshold and one column per slice (and the pooled runs): the lowest and
 highest value over the seeds and how many seeds meet it. A threshold met by one seed
 and missed by another is met by chance. ``--bundles`` skips the training and reads
-bundles already verified.
+bundles already verified. ``--card BUNDLE`` (the demo's bundle, say) writes the spread
+into that bundle's signature, and so into its model card.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from surrogates._bundle import bundle_spec, read_signature  # noqa: E402
+from surrogates._bundle import bundle_spec, read_signature, save_signature  # noqa: E402
 from surrogates._metrics import OPS, meets, threshold_rows  # noqa: E402
 
 
@@ -65,29 +66,50 @@ def columns_of(signature: dict[str, Any]) -> dict[str, tuple[dict[str, Any], boo
     return out
 
 
-def spread_table(bundles: list[Path]) -> list[str]:
+def spread(bundles: list[Path]) -> dict[str, Any]:
+    """Each threshold's lowest and highest value over the bundles (one per seed) and how
+    many meet it, per slice and pooled: the record a model card shows."""
     spec = bundle_spec(bundles[0])
-    per_seed = [columns_of(read_signature(b)) for b in bundles]
+    signatures = [read_signature(b) for b in bundles]
+    per_seed = [columns_of(sig) for sig in signatures]
     names = list(per_seed[0])
-    lines = ["  " + f"{'threshold':44s}" + "".join(f"{c:>22s}" for c in names)]
-    always = sometimes = never = 0
+    rows = []
     for _name, key, crit, metric, limit in threshold_rows(spec):
-        cells = []
+        cells: dict[str, dict[str, Any]] = {}
         for column in names:
             got = [seed[column][0].get(key) for seed in per_seed]
             if any(g is None or metric not in g for g in got):
-                cells.append(f"{'-':>22s}")
                 continue
-            values = [g[metric] for g in got]
+            values = [float(g[metric]) for g in got]
             met = sum(meets(g, crit, limit, tested=per_seed[0][column][1]) for g in got)
-            always += met == len(got)
-            sometimes += 0 < met < len(got)
-            never += met == 0
-            text = f"{min(values):.3g}..{max(values):.3g} {met}/{len(got)}"
+            cells[column] = {"low": min(values), "high": max(values), "met": met}
+        rows.append({"threshold": f"{key} {metric} {OPS[crit]} {limit:g}", "cells": cells})
+    counts = [c["met"] for r in rows for c in r["cells"].values()]
+    n = len(bundles)
+    return {
+        "seeds": [sig["training"]["config"].get("seed") for sig in signatures],
+        "bundles": [sig["bundle_hash"][:12] for sig in signatures],
+        "columns": names,
+        "rows": rows,
+        "always": sum(m == n for m in counts),
+        "sometimes": sum(0 < m < n for m in counts),
+        "never": sum(m == 0 for m in counts),
+    }
+
+
+def spread_table(record: dict[str, Any]) -> list[str]:
+    names, n = record["columns"], len(record["bundles"])
+    lines = ["  " + f"{'threshold':44s}" + "".join(f"{c:>22s}" for c in names)]
+    for row in record["rows"]:
+        cells = []
+        for column in names:
+            c = row["cells"].get(column)
+            text = "-" if c is None else f"{c['low']:.3g}..{c['high']:.3g} {c['met']}/{n}"
             cells.append(" " + text.rjust(21))
-        lines.append("  " + f"{f'{key} {metric} {OPS[crit]} {limit:g}':44s}" + "".join(cells))
+        lines.append("  " + f"{row['threshold']:44s}" + "".join(cells))
     lines.append(
-        f"checks met by every seed {always}, by some {sometimes} (met by chance), by none {never}"
+        f"checks met by every seed {record['always']}, by some {record['sometimes']} (met by "
+        f"chance), by none {record['never']}"
     )
     return lines
 
@@ -102,14 +124,22 @@ def main() -> None:
     parser.add_argument("--verify-seed", type=int, default=9001, help="that verify's --seed")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("out/seeds"))
+    parser.add_argument("--card", type=Path, action="append", default=[],
+                        help="a bundle whose model card gets the spread (repeatable)")  # fmt: skip
     args = parser.parse_args()
     bundles = args.bundles
     if not bundles:
         if args.dataset is None or args.runs is None:
             parser.error("--dataset and --runs are needed to train the seeds (or give --bundles)")
         bundles = [train_seed(args, seed) for seed in args.seeds]
+    record = spread(bundles)
     print(f"each threshold over {len(bundles)} seeds: lowest..highest value, seeds meeting it")
-    print("\n".join(spread_table(bundles)))
+    print("\n".join(spread_table(record)))
+    for bundle in args.card:
+        signature = read_signature(bundle)
+        signature["seed_spread"] = record
+        save_signature(bundle, signature)
+        print(f"{bundle / 'model_card.md'}: the spread over seeds {record['seeds']}")
 
 
 if __name__ == "__main__":

@@ -178,6 +178,7 @@ def model_card(sig: Mapping[str, Any]) -> str:
     parts += [f"- {f}" for f in gate["failures"]] or [
         "Every acceptance threshold of the spec is met."
     ]
+    parts += _seed_section(sig.get("seed_spread"))
     parity = sig["parity"]["max_relative_difference"]
     parts += [
         "",
@@ -189,6 +190,33 @@ def model_card(sig: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _seed_section(record: Mapping[str, Any] | None) -> list[str]:
+    """The acceptance thresholds over training seeds (experiments/seed_spread.py --card):
+    how many every seed meets, and each one met by chance or by none, per slice."""
+    if not record:
+        return []
+    n = len(record["bundles"])
+    seeds = ", ".join(str(s) for s in record["seeds"])
+    lines = [
+        "",
+        "## Margin over training seeds",
+        "",
+        f"The same training with seeds {seeds} (bundles "
+        + ", ".join(f"`{b}`" for b in record["bundles"])
+        + f"), each verified on the same fresh runs: {record['always']} checks (a threshold "
+        f"on a slice) are met by every seed, {record['sometimes']} by some (met by chance), "
+        f"{record['never']} by none.",
+    ]
+    shaky = [(row["threshold"], column, c) for row in record["rows"]
+             for column, c in row["cells"].items() if c["met"] < n]  # fmt: skip
+    if shaky:
+        lines += ["", "| threshold | slice | lowest..highest | seeds meeting it |",
+                  "| --- | --- | --- | ---: |"]  # fmt: skip
+        lines += [f"| {t} | {column} | {_fmt(c['low'])}..{_fmt(c['high'])} | {c['met']}/{n} |"
+                  for t, column, c in shaky]  # fmt: skip
+    return lines
 
 
 def _events_line(events: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -306,3 +307,52 @@ def test_edge_bands_group_the_calibration_and_the_graph_agrees(  # type: ignore[
     bands = s.group_index(raw) % 2
     assert 0 < bands.mean() < 1, bands.mean()
     check_parity(s, session(build_onnx(s)), np.vstack([raw, both]))  # raises on disagreement
+
+
+def test_the_seed_spread_reaches_the_model_card(trained: Any, tmp_path: Path) -> None:
+    """experiments/seed_spread.py: each threshold's lowest and highest value over the
+    seeds' verifications and how many meet it, written into a bundle's model card."""
+    import experiments.seed_spread as seed_spread
+    from surrogates._bundle import save_signature
+    from surrogates._metrics import threshold_rows
+
+    spec = trained.result.surrogate.spec
+    test = read_signature(trained.bundle)["metrics"]["test"]  # the test split's figures
+    rows = [r for r in threshold_rows(spec) if r[1] in test]
+    (_, key, _, metric, limit), *_ = [r for r in rows if r[3] == "rmse"]
+    others = {(k, m, lim) for _, k, _, m, lim in rows if (k, m) != (key, metric)}
+    bundles = []
+    for seed, value in ((0, 0.5 * limit), (1, 2.0 * limit)):  # one meets it, one does not
+        folder = tmp_path / f"seed{seed}"
+        shutil.copytree(trained.bundle, folder)
+        sig = read_signature(folder)
+        sig["training"]["config"]["seed"] = seed
+        kpis = json.loads(json.dumps(test))
+        kpis[key][metric] = value
+        uniform = {"design": "uniform random", "seed": 9001, "runs": 100, "kpis": kpis}
+        sig["metrics"]["verification"] = {
+            "runs": 100, "design": "uniform (random seed 9001, n 100)", "kpis": kpis,
+            "slices": {"uniform": uniform},
+        }  # fmt: skip
+        save_signature(folder, sig)
+        bundles.append(folder)
+    record = seed_spread.spread(bundles)
+    assert record["seeds"] == [0, 1] and record["columns"] == ["uniform", "pooled"]
+    row = next(r for r in record["rows"] if r["threshold"].startswith(f"{key} {metric} "))
+    assert row["cells"]["uniform"] == {"low": 0.5 * limit, "high": 2.0 * limit, "met": 1}
+    # every other threshold has the same figures for both seeds: met by both or by none
+    counts = [c["met"] for r in record["rows"] for c in r["cells"].values()]
+    assert record["sometimes"] == 2 and counts.count(1) == 2
+    assert record["always"] + record["never"] == 2 * len(others)
+    table = seed_spread.spread_table(record)
+    assert table[-1] == (f"checks met by every seed {record['always']}, by some 2 (met by "
+                         f"chance), by none {record['never']}")  # fmt: skip
+    sig = read_signature(bundles[0])
+    sig["seed_spread"] = record
+    save_signature(bundles[0], sig)
+    card = (bundles[0] / "model_card.md").read_text()
+    assert "## Margin over training seeds" in card
+    assert (f"{record['always']} checks (a threshold on a slice) are met by every seed, 2 by "
+            "some") in card  # fmt: skip
+    low, high = f"{0.5 * limit:.4g}", f"{2.0 * limit:.4g}"
+    assert f"| {row['threshold']} | uniform | {low}..{high} | 1/2 |" in card
