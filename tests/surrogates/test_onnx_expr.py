@@ -85,9 +85,9 @@ def random_orders(spec: Any, n: int, rng: np.random.Generator) -> dict[str, np.n
 @pytest.mark.parametrize("columns", [False, True])
 def test_spindle_derived_and_stop_time_match_the_spec(columns: bool) -> None:
     """In float64, as the export computes them: the tool-life chain's floors and Newton
-    steps need it. ``columns``: sums of three terms or more as one Gemm (as the export
-    builds them), else pairwise; [N, 1] tensors either way (the chatter limit's grid is
-    [N, points])."""
+    steps need it. ``columns``: sums that would take four nodes or more as one Gemm (as
+    the export builds them), else pairwise; [N, 1] tensors either way (the chatter
+    limit's grid is [N, points], [2, N, points] across its two directions)."""
     spec = load_spec(SPEC)
     rng = np.random.default_rng(7)
     n = 300
@@ -320,6 +320,30 @@ def test_later_expressions_use_earlier_ones_and_constants_fold() -> None:
     np.testing.assert_allclose(got["c"], np.full(3, 3 * np.pi + 1), rtol=1e-6)
     np.testing.assert_allclose(got["d"], 3 * np.pi / 2 * x + 2 * x, rtol=1e-6)
     check_graph_hygiene(builder)
+
+
+def test_a_sum_goes_to_one_gemm_by_the_nodes_it_would_take() -> None:
+    """Pairwise, a sum takes an Add or Sub per term and a Mul per coefficient unlike the
+    first's; from four such nodes (GEMM_NODES) one Concat and one Gemm are cheaper."""
+    cols = np.array([[-1.0, 0.5, 2.0], [0.25, 3.0, -1.5], [4.0, -2.0, 0.5]])
+    cases = {
+        "x + y - z": ["Add", "Sub"],  # unit coefficients: two nodes
+        # 2 (x + y + 2 z): three, then the pending 2 applied
+        "2 * x + 2 * y + 4 * z": ["Add", "Mul", "Add", "Mul"],
+        "2 * x + 3 * y + 5 * z": ["Concat", "MatMul"],  # pairwise: Mul Add Mul Add
+        "x + y + z + x * y": ["Mul", "Add", "Add", "Add"],  # three, after the product
+        "x + y - z + 1.5": ["Add", "Sub", "Add"],  # the offset applied last
+        "x + 2 * y + 3 * z + 1.5": ["Concat", "Gemm"],  # the offset in the Gemm
+    }
+    names = {"x": "x_in", "y": "y_in", "z": "z_in"}
+    for text, ops in cases.items():
+        builder = OnnxExprBuilder(names, prefix="d", dtype=np.float64, columns=True)
+        out = builder.add("s", text)
+        assert [n.op_type for n in builder.nodes] == ops, text
+        feeds = {f"{k}_in": v.reshape(3, 1) for k, v in zip("xyz", cols, strict=True)}
+        got = run(builder, feeds, {"s": out}, TensorProto.DOUBLE, ("N", 1))["s"].reshape(3)
+        want = compile_expr(text).evaluate(dict(zip("xyz", cols, strict=True)))
+        np.testing.assert_allclose(got, want, rtol=1e-15, err_msg=text)
 
 
 def test_float64_graph() -> None:
