@@ -342,7 +342,7 @@ def test_a_sum_goes_to_one_gemm_by_the_nodes_it_would_take() -> None:
         assert [n.op_type for n in builder.nodes] == ops, text
         feeds = {f"{k}_in": v.reshape(3, 1) for k, v in zip("xyz", cols, strict=True)}
         got = run(builder, feeds, {"s": out}, TensorProto.DOUBLE, ("N", 1))["s"].reshape(3)
-        want = compile_expr(text).evaluate(dict(zip("xyz", cols, strict=True)))
+        want = compile_expr(text, field="s").evaluate(dict(zip("xyz", cols, strict=True)))
         np.testing.assert_allclose(got, want, rtol=1e-15, err_msg=text)
 
 
