@@ -8,7 +8,8 @@
 Per seed: ``twin train --set seed=S``, ``twin export``, ``twin verify`` on a copy of the
 fresh runs in ``--runs`` (the same verification orders for every seed, simulated once by
 the demo's ``twin verify``). Then, from the bundles' verification figures, one row per
-acceptance threshold and one column per slice (and the pooled runs): the lowest and
+acceptance threshold and one column per slice (and the pooled runs, and each partition
+part, such as one material, on the coverages the gate judges there): the lowest and
 highest value over the seeds and how many seeds meet it. A threshold met by one seed
 and missed by another is met by chance. ``--bundles`` skips the training and reads
 bundles already verified. ``--card BUNDLE`` (the demo's bundle, say) writes the spread
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from surrogates._bundle import bundle_spec, read_signature, save_signature  # noqa: E402
 from surrogates._metrics import OPS, meets, threshold_rows  # noqa: E402
+from surrogates._verify import MIN_PARTITION_ROWS  # noqa: E402
 
 
 def train_seed(args: argparse.Namespace, seed: int) -> Path:
@@ -57,12 +59,15 @@ def train_seed(args: argparse.Namespace, seed: int) -> Path:
 
 
 def columns_of(signature: dict[str, Any]) -> dict[str, tuple[dict[str, Any], bool]]:
-    """Slice (or pooled) -> (its metrics per KPI, whether coverage is judged by the test)."""
+    """Slice, pooled or partition part -> (its metrics per KPI, whether coverage is judged
+    by the test). A part (``material=...``) is judged as the gate judges it: coverage
+    only, where it has MIN_PARTITION_ROWS runs."""
     ver = (signature.get("metrics") or {}).get("verification")
     if not ver:
         raise SystemExit(f"{signature['name']}: not verified (run twin verify on the bundle)")
     out = {name: (s["kpis"], True) for name, s in ver["slices"].items()}
     out["pooled"] = (ver["kpis"], False)
+    out.update({part: (kpis, True) for part, kpis in (ver.get("partitions") or {}).items()})
     return out
 
 
@@ -79,6 +84,9 @@ def spread(bundles: list[Path]) -> dict[str, Any]:
         for column in names:
             got = [seed[column][0].get(key) for seed in per_seed]
             if any(g is None or metric not in g for g in got):
+                continue
+            if "=" in column and (metric != "coverage" or min(g["n"] for g in got) <
+                                  MIN_PARTITION_ROWS):  # fmt: skip
                 continue
             values = [float(g[metric]) for g in got]
             met = sum(meets(g, crit, limit, tested=per_seed[0][column][1]) for g in got)
@@ -98,15 +106,23 @@ def spread(bundles: list[Path]) -> dict[str, Any]:
 
 
 def spread_table(record: dict[str, Any]) -> list[str]:
-    names, n = record["columns"], len(record["bundles"])
-    lines = ["  " + f"{'threshold':44s}" + "".join(f"{c:>22s}" for c in names)]
-    for row in record["rows"]:
-        cells = []
-        for column in names:
-            c = row["cells"].get(column)
-            text = "-" if c is None else f"{c['low']:.3g}..{c['high']:.3g} {c['met']}/{n}"
-            cells.append(" " + text.rjust(21))
-        lines.append("  " + f"{row['threshold']:44s}" + "".join(cells))
+    """The slices and pooled runs as one table, then the partitions' coverages as one."""
+    n = len(record["bundles"])
+    lines: list[str] = []
+    for names in ([c for c in record["columns"] if "=" not in c],
+                  [c for c in record["columns"] if "=" in c]):  # fmt: skip
+        rows = [r for r in record["rows"] if any(c in r["cells"] for c in names)]
+        if not names or not rows:
+            continue
+        width = max(22, *(len(c) + 2 for c in names))
+        lines.append("  " + f"{'threshold':44s}" + "".join(f"{c:>{width}s}" for c in names))
+        for row in rows:
+            cells = []
+            for column in names:
+                c = row["cells"].get(column)
+                text = "-" if c is None else f"{c['low']:.3g}..{c['high']:.3g} {c['met']}/{n}"
+                cells.append(" " + text.rjust(width - 1))
+            lines.append("  " + f"{row['threshold']:44s}" + "".join(cells))
     lines.append(
         f"checks met by every seed {record['always']}, by some {record['sometimes']} (met by "
         f"chance), by none {record['never']}"

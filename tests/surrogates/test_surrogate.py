@@ -329,21 +329,29 @@ def test_the_seed_spread_reaches_the_model_card(trained: Any, tmp_path: Path) ->
         sig["training"]["config"]["seed"] = seed
         kpis = json.loads(json.dumps(test))
         kpis[key][metric] = value
+        for figures in kpis.values():  # as many runs as a verification part has
+            figures["n"] = 150.0
         uniform = {"design": "uniform random", "seed": 9001, "runs": 100, "kpis": kpis}
         sig["metrics"]["verification"] = {
             "runs": 100, "design": "uniform (random seed 9001, n 100)", "kpis": kpis,
-            "slices": {"uniform": uniform},
+            "slices": {"uniform": uniform}, "partitions": {"material=steel_c45": kpis},
         }  # fmt: skip
         save_signature(folder, sig)
         bundles.append(folder)
     record = seed_spread.spread(bundles)
-    assert record["seeds"] == [0, 1] and record["columns"] == ["uniform", "pooled"]
+    part = "material=steel_c45"
+    assert record["seeds"] == [0, 1] and record["columns"] == ["uniform", "pooled", part]
     row = next(r for r in record["rows"] if r["threshold"].startswith(f"{key} {metric} "))
     assert row["cells"]["uniform"] == {"low": 0.5 * limit, "high": 2.0 * limit, "met": 1}
+    # a partition part is judged on coverage alone, as the gate judges it
+    assert part not in row["cells"]
+    judged = {r["threshold"].split()[1] for r in record["rows"] if part in r["cells"]}
+    assert judged == {"coverage"}
     # every other threshold has the same figures for both seeds: met by both or by none
     counts = [c["met"] for r in record["rows"] for c in r["cells"].values()]
     assert record["sometimes"] == 2 and counts.count(1) == 2
-    assert record["always"] + record["never"] == 2 * len(others)
+    coverages = sum(m == "coverage" for _, m, _ in others)
+    assert record["always"] + record["never"] == 2 * len(others) + coverages
     table = seed_spread.spread_table(record)
     assert table[-1] == (f"checks met by every seed {record['always']}, by some 2 (met by "
                          f"chance), by none {record['never']}")  # fmt: skip
