@@ -206,8 +206,8 @@ def _seed_section(record: Mapping[str, Any] | None) -> list[str]:
         f"The same training with seeds {seeds} (bundles "
         + ", ".join(f"`{b}`" for b in record["bundles"])
         + f"), each verified on the same fresh runs: {record['always']} checks (a threshold "
-        f"on a slice) are met by every seed, {record['sometimes']} by some (met by chance), "
-        f"{record['never']} by none.",
+        f"on a slice, the pooled runs or a partition's part) are met by every seed, "
+        f"{record['sometimes']} by some (met by chance), {record['never']} by none.",
     ]
     shaky = [(row["threshold"], column, c) for row in record["rows"]
              for column, c in row["cells"].items() if c["met"] < n]  # fmt: skip

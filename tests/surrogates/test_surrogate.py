@@ -360,7 +360,7 @@ def test_the_seed_spread_reaches_the_model_card(trained: Any, tmp_path: Path) ->
     save_signature(bundles[0], sig)
     card = (bundles[0] / "model_card.md").read_text()
     assert "## Margin over training seeds" in card
-    assert (f"{record['always']} checks (a threshold on a slice) are met by every seed, 2 by "
-            "some") in card  # fmt: skip
+    assert (f"{record['always']} checks (a threshold on a slice, the pooled runs or a "
+            "partition's part) are met by every seed, 2 by some") in card  # fmt: skip
     low, high = f"{0.5 * limit:.4g}", f"{2.0 * limit:.4g}"
     assert f"| {row['threshold']} | uniform | {low}..{high} | 1/2 |" in card
