@@ -338,10 +338,33 @@ def _check_block(
                 p.append(f"{field}.min_at_crossings[{i}].{role}: {name!r} is not a value of "
                          f"at_each{suggest(name, block.at_each)}")  # fmt: skip
         crossings.append(Crossing(c.value, c.phase))
+    if block.sum_of is not None:
+        if block.sum_of not in block.at_each:
+            p.append(f"{field}.sum_of: {block.sum_of!r} is not a value of "
+                     f"at_each{suggest(block.sum_of, block.at_each)}")  # fmt: skip
+        elif block.sum_of in at_each and not {block.over, *block.across} <= _grid_names(
+                block.sum_of, at_each):  # fmt: skip
+            varies = " and ".join(repr(n) for n in (block.over, *block.across))
+            p.append(f"{field}.sum_of: {block.sum_of!r} does not vary with {varies}; a sum "
+                     "runs over the points of the grid")  # fmt: skip
     if len(p) > before:
         return None
     return BlockExpr.build(field, steps, None, block.over, block.points, at_each,
-                           tuple(crossings), across)  # fmt: skip
+                           tuple(crossings), across, block.sum_of)  # fmt: skip
+
+
+def _grid_names(key: str, at_each: dict[str, Expr]) -> set[str]:
+    """Every name a grid value reads, directly or through the grid values before it."""
+    seen: set[str] = set()
+    todo = [key]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in at_each:
+            todo.extend(at_each[name].names)
+    return seen
 
 
 def _derived_order(

@@ -321,6 +321,8 @@ def _normal_block(data: dict[str, Any]) -> dict[str, Any]:
                 "min_at_crossings": data["min_at_crossings"]}  # fmt: skip
         if data.get("across"):  # added later: left out while unused
             out["across"] = data["across"]
+        if data.get("sum_of") is not None:
+            out["sum_of"] = data["sum_of"]
     return out
 
 

@@ -28,6 +28,9 @@ values when it passes several; pairs where a value is not finite are skipped. Th
 block's value is the least over all pairs and all listed (value, phase) pairs, ``inf``
 where there is none. Local names (steps, parameter, grid values) are the block's own.
 
+A grid may instead be reduced by ``sum_of: value``, the value's sum over every point
+(and listed value): a quadrature, its weights and nodes written into the value.
+
 A grid may also run ``across`` a second, listed parameter (``across: {branch: [1,
 -1]}``): every grid value is then computed for each listed value at every point, and the
 crossings are taken along the points of each listed value, never from one to the next.
@@ -92,6 +95,7 @@ class BlockExpr:
     at_each: tuple[tuple[str, Expr], ...] = ()
     crossings: tuple[Crossing, ...] = ()
     across: tuple[str, tuple[float, ...]] | None = None  # (name, listed values)
+    total: str | None = None  # sum_of: the grid value summed, in place of the crossings
 
     @classmethod
     def build(
@@ -104,6 +108,7 @@ class BlockExpr:
         at_each: Mapping[str, Expr] | None = None,
         crossings: tuple[Crossing, ...] = (),
         across: tuple[str, tuple[float, ...]] | None = None,
+        total: str | None = None,
     ) -> BlockExpr:
         at_each = dict(at_each or {})
         local = {*steps, *at_each, *([over] if over else []), *([across[0]] if across else [])}
@@ -119,8 +124,10 @@ class BlockExpr:
                                           for c in crossings]}  # fmt: skip
             if across is not None:
                 data["across"] = {across[0]: list(across[1])}
+            if total is not None:
+                data["sum_of"] = total
         return cls(json.dumps(data, sort_keys=True), field, names, tuple(steps.items()), value,
-                   over, points, tuple(at_each.items()), crossings, across)  # fmt: skip
+                   over, points, tuple(at_each.items()), crossings, across, total)  # fmt: skip
 
     def evaluate(self, values: Mapping[str, Any]) -> float | NDArray[np.float64]:
         """The block's value for scalar names, or an array when a name is an array."""
@@ -143,6 +150,11 @@ class BlockExpr:
                 wide[name] = np.asarray(listed).reshape(-1, *(1,) * (rows + 1))
             for key, expr in self.at_each:
                 wide[key] = np.asarray(expr.evaluate(wide), dtype=np.float64)
+            if self.total is not None:  # over the points, then over the listed values
+                out = wide[self.total].sum(axis=-1)
+                if self.across is not None:
+                    out = out.sum(axis=0)
+                return float(out) if out.ndim == 0 else out
             out = np.full(np.shape(wide[self.crossings[0].value])[-rows - 1 : -1], np.inf)
             for c in self.crossings:
                 least = crossing_min(wide[c.value], wide[c.phase])

@@ -273,7 +273,8 @@ class CrossingSpec(_Section):
 
 class BlockSpec(_Section):
     """A derived value in steps, or over a grid (physics.blocks): ``steps`` then either
-    ``value``, or ``over``, ``points``, ``at_each`` and ``min_at_crossings``."""
+    ``value``, or ``over``, ``points``, ``at_each`` and a reduction, ``min_at_crossings``
+    or ``sum_of``."""
 
     steps: dict[str, str] = {}
     value: str | None = None
@@ -281,22 +282,26 @@ class BlockSpec(_Section):
     points: int | None = Field(default=None, ge=3, le=MAX_POINTS)
     at_each: dict[str, str] = {}
     min_at_crossings: list[CrossingSpec] = []
+    sum_of: str | None = None  # a grid value summed over every point (a quadrature)
     # A second, listed parameter of a grid: {name: [values]}; the grid runs over every
     # value and every point, and crossings are taken along the points of each value.
     across: dict[str, list[float]] = {}
 
     @model_validator(mode="after")
     def _one_form(self) -> BlockSpec:
-        grid = [self.over is not None, self.points is not None, bool(self.at_each),
-                bool(self.min_at_crossings)]  # fmt: skip
+        reduced = bool(self.min_at_crossings) or self.sum_of is not None
+        grid = [self.over is not None, self.points is not None, bool(self.at_each), reduced]
         if self.value is not None and any(grid):
             raise ValueError("a block has either a value or a grid (over, points, at_each, "
-                             "min_at_crossings), not both")  # fmt: skip
+                             "min_at_crossings or sum_of), not both")  # fmt: skip
         if self.value is not None and self.across:
             raise ValueError("across is a second parameter of a grid; a block with a value "
                              "has none")  # fmt: skip
+        if self.min_at_crossings and self.sum_of is not None:
+            raise ValueError("a grid is reduced by min_at_crossings or by sum_of, not both")
         if self.value is None and not all(grid):
-            missing = [k for k, has in zip(("over", "points", "at_each", "min_at_crossings"),
+            missing = [k for k, has in zip(("over", "points", "at_each",
+                                            "min_at_crossings or sum_of"),
                                            grid, strict=True) if not has]  # fmt: skip
             raise ValueError("a block needs a value, or a grid: missing " + ", ".join(missing))
         return self

@@ -226,7 +226,7 @@ class OnnxExprBuilder:
         ``add`` does for an expression. Its local names are bound only while it compiles;
         a grid's values are [N, points] tensors (the parameter a [1, points] constant,
         broadcast), [values, N, points] where they use a listed parameter (``across``, a
-        [values, 1, 1] constant), reduced to [N, 1] by ``min_at_crossings``."""
+        [values, 1, 1] constant), reduced to [N, 1] by ``min_at_crossings`` or ``sum_of``."""
         saved = dict(self._values)
         try:
             for key, expr in block.steps:
@@ -248,9 +248,12 @@ class OnnxExprBuilder:
                 for key, expr in block.at_each:
                     self.add(key, expr.text, field=f"{block.field}.at_each.{key}", lazy=True)
                 self._label = name
-                mins = [self._crossing_min(self.tensor(c.value), self.tensor(c.phase),
-                                           block.points) for c in block.crossings]  # fmt: skip
-                value = _Value(tensor=mins[0] if len(mins) == 1 else self._emit("Min", mins))
+                if block.total is not None:
+                    value = _Value(tensor=self._grid_sum(self.tensor(block.total)))
+                else:
+                    mins = [self._crossing_min(self.tensor(c.value), self.tensor(c.phase),
+                                               block.points) for c in block.crossings]  # fmt: skip
+                    value = _Value(tensor=mins[0] if len(mins) == 1 else self._emit("Min", mins))
         finally:
             self._values = saved
         self._values[name] = value
@@ -285,7 +288,7 @@ class OnnxExprBuilder:
         output = f"{node_name}:0"
         self.nodes.append(helper.make_node(op, inputs, [output], name=node_name, **attrs))
         self._emitted[key] = output
-        if op != "ReduceMin" and not self._wide.isdisjoint(inputs):
+        if op not in ("ReduceMin", "ReduceSum") and not self._wide.isdisjoint(inputs):
             self._wide.add(output)
             if not self._branched.isdisjoint(inputs):
                 self._branched.add(output)
@@ -428,6 +431,15 @@ class OnnxExprBuilder:
             self.initializers.append(numpy_helper.from_array(array, name))
             self._constants[key] = name
         return self._constants[key]
+
+    def _grid_sum(self, value: str) -> str:
+        """A grid value's sum over the points: [N, points] -> [N, 1]; [values, N, points]
+        -> [N, 1], summed over the listed values too (ReduceSum takes its axes as an input
+        since opset 13)."""
+        total = self._emit("ReduceSum", [value, self._int64([-1])], keepdims=1)
+        if value in self._branched:
+            total = self._emit("ReduceSum", [total, self._int64([0])], keepdims=0)
+        return total
 
     def _crossing_min(self, value: str, phase: str, points: int) -> str:
         """physics.blocks.crossing_min over the grid axis (the last): [N, points] -> [N, 1];

@@ -108,10 +108,10 @@ def test_block_mistakes_are_named() -> None:
     ]  # fmt: skip
     assert problems(g=grid("2 - u", "u") | {"value": "1"}) == [
         "derived.g: a block has either a value or a grid (over, points, at_each, "
-        "min_at_crossings), not both"
+        "min_at_crossings or sum_of), not both"
     ]
     assert problems(g={"over": "u", "points": 5, "at_each": {"y": "u"}}) == [
-        "derived.g: a block needs a value, or a grid: missing min_at_crossings"
+        "derived.g: a block needs a value, or a grid: missing min_at_crossings or sum_of"
     ]
     assert problems(g=grid("2 - u", "u") | {"vlue": "1"}) == [
         "derived.g.vlue: unknown key (did you mean 'value'?)"
@@ -178,3 +178,49 @@ def test_across_mistakes_are_named_and_it_changes_the_hash() -> None:
     plain = spec_of(g=grid("2 - u", "10 * u"))
     assert spec_of(g=across("2 - u", "10 * u", [1, -1])).spec_hash != plain.spec_hash
     assert spec_of(g=grid("2 - u", "10 * u") | {"across": {}}).spec_hash == plain.spec_hash
+
+
+def summed(value: str, points: int, **extra: Any) -> dict[str, Any]:
+    return {"steps": {}, "over": "u", "points": points, "at_each": {"y": value},
+            "sum_of": "y"} | extra  # fmt: skip
+
+
+GAUSS4 = [-0.8611363115940526, -0.3399810435848563, 0.3399810435848563, 0.8611363115940526]
+
+
+def test_a_grid_summed_over_its_points_and_listed_values() -> None:
+    # u = 0, 1/4, ..., 1: the squares sum to 1.875; across b = 1, 2: 3 * (0 + ... + 1)
+    assert spec_of(g=summed("u ** 2", 5)).namespace({})["g"] == pytest.approx(1.875, rel=1e-15)
+    spec = spec_of(g=summed("b * u", 5, across={"b": [1, 2]}))
+    assert spec.namespace({})["g"] == pytest.approx(7.5, rel=1e-15)
+    # 4-point Gauss-Legendre is exact for degree 7: the integral of x^6 over [0, L] per row
+    quad = summed("w * (span / 2 * (1 + x)) ** 6", 3, across={"x": GAUSS4})
+    quad["at_each"] = {"w": "(0.3478548451374538 if abs(x) > 0.5 else 0.6521451548625461)"
+                            " * span / 2 * (u > 0.75)", "y": quad["at_each"]["y"]}  # fmt: skip
+    quad["steps"] = {"span": "tool_overhang / 10"}
+    spec = spec_of(g=quad)  # u = 0, 0.5, 1: only the last point weighs
+    overhang = np.array([10.0, 25.0, 80.0])
+    got = spec.namespace({"tool_overhang": overhang})["g"]
+    np.testing.assert_allclose(got, (overhang / 10) ** 7 / 7, rtol=1e-13)
+    row = spec.derived_exprs["g"].evaluate_row({"tool_overhang": 25.0})
+    assert row == pytest.approx(2.5**7 / 7, rel=1e-13)
+
+
+def test_sum_mistakes_are_named() -> None:
+    assert problems(g=summed("u", 4) | {"sum_of": "z"}) == [
+        "derived.g.sum_of: 'z' is not a value of at_each"
+    ]
+    assert problems(g=summed("tool_diameter * 2", 4)) == [
+        "derived.g.sum_of: 'y' does not vary with 'u'; a sum runs over the points of the grid"
+    ]
+    assert problems(g=summed("u", 4, across={"b": [1, 2]})) == [
+        "derived.g.sum_of: 'y' does not vary with 'u' and 'b'; a sum runs over the points "
+        "of the grid"
+    ]
+    both = summed("u", 4) | {"min_at_crossings": [{"value": "y", "phase": "y"}]}
+    assert problems(g=both) == [
+        "derived.g: a grid is reduced by min_at_crossings or by sum_of, not both"
+    ]
+    a = spec_of(g=summed("u ** 2", 5))
+    assert a.spec_hash != spec_of(g=summed("u ** 3", 5)).spec_hash
+    assert a.spec_hash == spec_of(g=summed("u**2", 5)).spec_hash

@@ -25,7 +25,7 @@ ALLOWED_OPS = {
     *("Floor", "Ceil", "Concat", "MatMul", "Gemm"),
     *("Sin", "Cos", "Tan", "Acos", "Asin", "Atan", "Min", "Max", "Where", "Cast"),
     *("Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal", "Not", "And", "Or"),
-    *("Sign", "Slice", "ReduceMin"),  # atan2, and a derived block's grid
+    *("Sign", "Slice", "ReduceMin", "ReduceSum"),  # atan2, and a derived block's grid
 }
 
 
@@ -148,6 +148,31 @@ def test_a_grid_across_listed_values_matches_numpy() -> None:
     np.testing.assert_allclose(got["g"].reshape(n), reference["g"], rtol=1e-12)
     assert np.isfinite(reference["g"]).mean() > 0.5
     assert np.isinf(got["h"]).all() and np.isinf(reference["h"]).all()
+
+
+def test_a_grid_sum_matches_numpy() -> None:
+    """sum_of over [N, points] and over [values, N, points]: ReduceSum on both axes."""
+    from tests.physics.test_blocks import spec_of, summed
+
+    spec = spec_of(
+        g=summed("tool_diameter * u ** 2 + tool_overhang * b * u", 7, across={"b": [1, -2]}),
+        h=summed("exp(-u * tool_diameter / 10)", 5),
+    )
+    n = 25
+    rng = np.random.default_rng(4)
+    rows = {"tool_diameter": rng.uniform(3, 25, n), "tool_overhang": rng.uniform(5, 125, n)}
+    reference = spec.namespace(rows)
+    builder = OnnxExprBuilder({k: f"in/{k}" for k in rows}, dtype=np.float64)
+    outputs = {k: builder.add_block(k, spec.derived_exprs[k]) for k in ("g", "h")}
+    check_graph_hygiene(builder)
+    feeds = {f"in/{k}": v.reshape(n, 1) for k, v in rows.items()}
+    got = run(builder, feeds, outputs, TensorProto.DOUBLE, ("N", 1))
+    for key in ("g", "h"):
+        np.testing.assert_allclose(got[key].reshape(n), reference[key], rtol=1e-13, err_msg=key)
+    # by hand: u = 0, 1/6, ..., 1 gives sum u^2 = 91/36 and sum u = 3.5, twice and with
+    # b = 1 - 2 = -1
+    d, o = rows["tool_diameter"], rows["tool_overhang"]
+    np.testing.assert_allclose(reference["g"], 2 * d * 91 / 36 - 3.5 * o, rtol=1e-13)
 
 
 # ---- every construct -----------------------------------------------------------------
