@@ -228,6 +228,8 @@ class OnnxExprBuilder:
         broadcast), [values, N, points] where they use a listed parameter (``across``, a
         [values, 1, 1] constant), reduced to [N, 1] by ``min_at_crossings`` or ``sum_of``."""
         saved = dict(self._values)
+        # a grid that reads no row's value reduces to [1, 1]: broadcast it to the rows
+        rowless = all(self._values[n].const is not None for n in block.names)
         try:
             for key, expr in block.steps:
                 self.add(key, expr.text, field=f"{block.field}.steps.{key}", lazy=True)
@@ -254,6 +256,10 @@ class OnnxExprBuilder:
                     mins = [self._crossing_min(self.tensor(c.value), self.tensor(c.phase),
                                                block.points) for c in block.crossings]  # fmt: skip
                     value = _Value(tensor=mins[0] if len(mins) == 1 else self._emit("Min", mins))
+                if rowless and self._shape_ref is not None:
+                    mask = self._emit("Less", [self._shape_ref, self._shape_ref])
+                    reduced = self._float(value)
+                    value = _Value(tensor=self._emit("Where", [mask, reduced, reduced]))
         finally:
             self._values = saved
         self._values[name] = value

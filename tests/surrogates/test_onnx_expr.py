@@ -126,6 +126,20 @@ def test_spindle_derived_and_stop_time_match_the_spec(columns: bool) -> None:
     assert 0.2 < np.isinf(got["chatter_limit_zoa"]).mean() < 0.9
 
 
+def blocks_both_ways(spec: Any, n: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The spec's blocks g and h on n random rows of diameter and overhang: numpy's
+    values and the float64 graph's, [n] each."""
+    rng = np.random.default_rng(seed)
+    rows = {"tool_diameter": rng.uniform(3, 25, n), "tool_overhang": rng.uniform(5, 125, n)}
+    reference = {**rows, **spec.namespace(rows)}
+    builder = OnnxExprBuilder({k: f"in/{k}" for k in rows}, dtype=np.float64)
+    outputs = {k: builder.add_block(k, spec.derived_exprs[k]) for k in ("g", "h")}
+    check_graph_hygiene(builder)
+    feeds = {f"in/{k}": v.reshape(n, 1) for k, v in rows.items()}
+    got = run(builder, feeds, outputs, TensorProto.DOUBLE, ("N", 1))
+    return reference, {k: v.reshape(n) for k, v in got.items()}
+
+
 def test_a_grid_across_listed_values_matches_numpy() -> None:
     """A block across a listed parameter: [values, N, points] in the graph, crossings
     along each value's points only, the least over all (physics.blocks)."""
@@ -136,16 +150,8 @@ def test_a_grid_across_listed_values_matches_numpy() -> None:
         | {"steps": {"k": "tool_overhang / 10"}},
         h=across("2 - u", "b + 0.9 * u", [0, 1]),  # crosses nothing within a value: inf
     )
-    n = 40
-    rng = np.random.default_rng(3)
-    rows = {"tool_diameter": rng.uniform(3, 25, n), "tool_overhang": rng.uniform(5, 125, n)}
-    reference = spec.namespace(rows)
-    builder = OnnxExprBuilder({k: f"in/{k}" for k in rows}, dtype=np.float64)
-    outputs = {k: builder.add_block(k, spec.derived_exprs[k]) for k in ("g", "h")}
-    check_graph_hygiene(builder)
-    feeds = {f"in/{k}": v.reshape(n, 1) for k, v in rows.items()}
-    got = run(builder, feeds, outputs, TensorProto.DOUBLE, ("N", 1))
-    np.testing.assert_allclose(got["g"].reshape(n), reference["g"], rtol=1e-12)
+    reference, got = blocks_both_ways(spec, 40, seed=3)
+    np.testing.assert_allclose(got["g"], reference["g"], rtol=1e-12)
     assert np.isfinite(reference["g"]).mean() > 0.5
     assert np.isinf(got["h"]).all() and np.isinf(reference["h"]).all()
 
@@ -158,20 +164,12 @@ def test_a_grid_sum_matches_numpy() -> None:
         g=summed("tool_diameter * u ** 2 + tool_overhang * b * u", 7, across={"b": [1, -2]}),
         h=summed("exp(-u * tool_diameter / 10)", 5),
     )
-    n = 25
-    rng = np.random.default_rng(4)
-    rows = {"tool_diameter": rng.uniform(3, 25, n), "tool_overhang": rng.uniform(5, 125, n)}
-    reference = spec.namespace(rows)
-    builder = OnnxExprBuilder({k: f"in/{k}" for k in rows}, dtype=np.float64)
-    outputs = {k: builder.add_block(k, spec.derived_exprs[k]) for k in ("g", "h")}
-    check_graph_hygiene(builder)
-    feeds = {f"in/{k}": v.reshape(n, 1) for k, v in rows.items()}
-    got = run(builder, feeds, outputs, TensorProto.DOUBLE, ("N", 1))
+    reference, got = blocks_both_ways(spec, 25, seed=4)
     for key in ("g", "h"):
-        np.testing.assert_allclose(got[key].reshape(n), reference[key], rtol=1e-13, err_msg=key)
+        np.testing.assert_allclose(got[key], reference[key], rtol=1e-13, err_msg=key)
     # by hand: u = 0, 1/6, ..., 1 gives sum u^2 = 91/36 and sum u = 3.5, twice and with
     # b = 1 - 2 = -1
-    d, o = rows["tool_diameter"], rows["tool_overhang"]
+    d, o = reference["tool_diameter"], reference["tool_overhang"]
     np.testing.assert_allclose(reference["g"], 2 * d * 91 / 36 - 3.5 * o, rtol=1e-13)
 
 
