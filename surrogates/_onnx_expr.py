@@ -301,7 +301,15 @@ class OnnxExprBuilder:
         return output
 
     def _constant(self, value: float | bool | np.ndarray) -> str:
-        array = np.asarray(value, dtype=bool if isinstance(value, bool) else self.dtype)
+        return self._initializer(
+            np.asarray(value, dtype=bool if isinstance(value, bool) else self.dtype)
+        )
+
+    def _int64(self, values: list[int]) -> str:
+        return self._initializer(np.asarray(values, dtype=np.int64))
+
+    def _initializer(self, array: np.ndarray) -> str:
+        """One initializer per distinct array (dtype, shape and bytes)."""
         # bytes keep -0.0 and NaN apart; the shape keeps a [2, 1] from a [2]
         key = array.dtype.str.encode() + str(array.shape).encode() + array.tobytes()
         if key not in self._constants:
@@ -428,15 +436,6 @@ class OnnxExprBuilder:
                 "Pow", [t, self._constant(p)])  # fmt: skip
             return _affine(tensor, _fold(np.power, k, p), 0.0)
         return None
-
-    def _int64(self, values: list[int]) -> str:
-        array = np.asarray(values, dtype=np.int64)
-        key = b"i8" + array.tobytes()
-        if key not in self._constants:
-            name = f"{self.prefix}/const_{len(self._constants)}"
-            self.initializers.append(numpy_helper.from_array(array, name))
-            self._constants[key] = name
-        return self._constants[key]
 
     def _grid_sum(self, value: str) -> str:
         """A grid value's sum over the points: [N, points] -> [N, 1]; [values, N, points]
