@@ -28,7 +28,17 @@ $(REDOCLY_DIR)/.installed-$(REDOCLY_VERSION):
 			@redocly/cli@$(REDOCLY_VERSION) && touch $@; \
 	else echo "npm not found: the Redocly lint test will skip (install Node.js for it)"; fi
 
-setup: $(VENV)/.installed-$(EXTRAS) $(REDOCLY_DIR)/.installed-$(REDOCLY_VERSION)
+# ecospy, the second FMI importer of the surrogate-FMU tests, loads Intel TBB's runtime
+# (Debian's libtbb12). Installed with apt-get where it is missing and we may; otherwise
+# that test skips, except on CI, where it fails.
+.tools/.libtbb12:
+	@mkdir -p .tools
+	@if ldconfig -p | grep -q 'libtbb\.so\.12'; then touch $@; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q libtbb12 >/dev/null && touch $@; \
+	else echo "libtbb12 not found: the ecos importer test will skip (apt-get install libtbb12)"; fi
+
+setup: $(VENV)/.installed-$(EXTRAS) $(REDOCLY_DIR)/.installed-$(REDOCLY_VERSION) .tools/.libtbb12
 
 demo: setup
 	$(BIN)/twin fmu build

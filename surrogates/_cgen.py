@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper, shape_inference
 
-__all__ = ["CGenError", "CProgram", "generate"]
+__all__ = ["CGenError", "CProgram", "NativeGraph", "compile_library", "generate"]
 
 _CTYPE = {
     TensorProto.FLOAT: "float",
@@ -125,7 +126,7 @@ class CProgram:
     def prototype(self) -> str:
         args = [f"const {p.ctype} *{p.name}" for p in self.inputs]
         args += [f"{p.ctype} *{p.name}" for p in self.outputs]
-        return f"void {self.function}({', '.join(args)})"
+        return f"SURROGATE_API void {self.function}({', '.join(args)})"
 
 
 def _literal(value: float, ctype: str) -> str:
@@ -548,7 +549,8 @@ class _Gen:
                         self.weights, dict(sorted(self.ops.items())))  # fmt: skip
         prog.source = "\n".join([
             "#include <math.h>", "#include <stdint.h>", "#include <string.h>", "",
-            _PRELUDE, *self.decls, "", prog.prototype, "{", *arenas, *self.body, "}", "",
+            "/* a library that exports the function defines this as its visibility */",
+            "#ifndef SURROGATE_API", "#define SURROGATE_API", "#endif", "", _PRELUDE, *self.decls, "", prog.prototype, "{", *arenas, *self.body, "}", "",
         ])  # fmt: skip
         return prog
 
@@ -568,3 +570,52 @@ def generate(model: onnx.ModelProto | bytes | str, function: str = "surrogate_ru
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model)
     return _Gen(model, function).run()
+
+
+def compile_library(prog: CProgram, folder: Path) -> tuple[Path, str]:
+    """``prog`` as a shared library in ``folder`` (the project's compiler flags: C99, -O2,
+    -Wall -Wextra); returns the library and what the compiler printed (warnings)."""
+    from physics.fmu._build import _compile_shared, _shared_library_suffix
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src = folder / f"{prog.function}.c"
+    src.write_text(prog.source)
+    lib = folder / f"{prog.function}{_shared_library_suffix()}"
+    proc = _compile_shared([src], lib, folder,
+                           defines=('-DSURROGATE_API=__attribute__((visibility("default")))',))
+    if proc.returncode != 0:
+        raise CGenError(f"the generated C did not compile:\n{proc.stderr.strip()}")
+    return lib, proc.stderr.strip()
+
+
+class NativeGraph:
+    """The compiled graph called through ctypes, row by row, like onnxruntime's ``run``."""
+
+    def __init__(self, prog: CProgram, library: Path) -> None:
+        import ctypes
+
+        if len(prog.inputs) != 1:
+            raise CGenError(f"a graph of {len(prog.inputs)} inputs: NativeGraph takes one")
+        self.prog = prog
+        self._lib = ctypes.CDLL(str(library))
+        self._fn = getattr(self._lib, prog.function)
+        self._fn.restype = None
+        self._ptr = {ct: ctypes.POINTER(getattr(ctypes, c)) for ct, c in
+                     (("float", "c_float"), ("double", "c_double"), ("int64_t", "c_int64"),
+                      ("unsigned char", "c_ubyte"))}  # fmt: skip
+
+    def run(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output for every row of ``raw`` [N, C], keyed as the graph names them."""
+        port = self.prog.inputs[0]
+        x = np.ascontiguousarray(raw, dtype=_NP[port.ctype]).reshape(len(raw), -1)
+        if x.shape[1] != port.size:
+            raise CGenError(f"rows of {x.shape[1]} columns: the graph takes {port.size}")
+        outs = {p.name: np.zeros((len(x), p.size), _NP[p.ctype]) for p in self.prog.outputs}
+        ptrs = [self._ptr[p.ctype] for p in self.prog.outputs]
+        for i in range(len(x)):
+            args = [x[i].ctypes.data_as(self._ptr[port.ctype])]
+            args += [outs[p.name][i].ctypes.data_as(t) for p, t in zip(self.prog.outputs, ptrs,
+                                                                          strict=True)]  # fmt: skip
+            self._fn(*args)
+        return {name.removeprefix("out_"): v for name, v in outs.items()}
+

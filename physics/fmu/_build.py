@@ -55,6 +55,7 @@ class BuiltFmu:
     path: Path
     source_hash: str
     cached: bool
+    warnings: str = ""  # what the C compiler said of a build that succeeded
 
 
 def cache_dir() -> Path:
@@ -187,6 +188,7 @@ def source_hash(model_dir: Path) -> str:
     inputs = [
         model_dir / "model.yaml",
         *_model_sources(model_dir),
+        *sorted(p for p in (model_dir / "resources").rglob("*") if p.is_file()),
         *sorted(FRAMEWORK_DIR.glob("*.[ch]")),
         Path(__file__).with_name("_codegen.py"),
         Path(__file__),
@@ -234,6 +236,8 @@ def build_model(model: str | Path, *, force: bool = False, out_dir: Path | None 
         for header in _fmi_headers(version):
             shutil.copy2(header, src / header.name)
         shutil.copy2(model_dir / "model.yaml", src / "model.yaml")
+        if (model_dir / "resources").is_dir():  # files the model ships beside its binary
+            shutil.copytree(model_dir / "resources", work / "resources")
         _write_generated(table, src, work, tool=f"asset-twin ({name} {digest[:12]})")
         c_files = sorted(p.name for p in src.glob("*.c"))
         platform_dir = fmi3_platform() if version == "3.0" else fmi_platform()
@@ -250,7 +254,7 @@ def build_model(model: str | Path, *, force: bool = False, out_dir: Path | None 
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, path.read_bytes())
         os.replace(tmp_fmu, target)  # atomic: a reader never sees half an FMU
-    return BuiltFmu(name, target, digest, cached=False)
+    return BuiltFmu(name, target, digest, cached=False, warnings=proc.stderr.strip())
 
 
 def build_all(*, force: bool = False, out_dir: Path | None = None) -> list[BuiltFmu]:

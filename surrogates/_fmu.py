@@ -1,0 +1,308 @@
+"""A model bundle as a co-simulation FMU: the graph as generated C, built by the project's
+own FMI framework (physics/cmodel), with no runtime inside.
+
+The FMU is a model folder written here (``model.yaml`` from the bundle's signature and
+spec, ``surrogate.c`` from :mod:`surrogates._cgen`) and built by
+:func:`physics.fmu._build.build_model` like any of the project's models, so FMI 2.0 and
+3.0, variable checks, state get/set and the shipped ``sources/`` come from the framework.
+
+Variables, from the spec and the signature:
+
+* every input of the bundle (``quantity`` too) as an FMI input with the spec's unit,
+  bounds and description; categorical inputs are enumerations of their choices (or,
+  with ``choices="integer"``, for importers without enumerations, Integers numbered
+  as the enumeration's items, from 1, their labels in the description), booleans
+  Booleans, integer inputs Integers;
+* per KPI ``<kpi>`` (the ensemble's mean), ``<kpi>_std`` (its spread), ``<kpi>_lower``
+  and ``<kpi>_upper`` (the calibrated interval at the bundle's level); per event
+  ``<event>_probability``;
+* ``in_domain`` and ``domain_violations``: the inputs outside the training domain
+  (the bounds the serving layer checks, with the same relative slack of 1e-6).
+
+The outputs are a function of the inputs only: the model computes them when
+initialization ends and at the end of every step, from the inputs held during it.
+``resources/`` carries the bundle's signature and model card.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from physics.fmu._codegen import UNITS
+from surrogates._cgen import CProgram, generate
+
+__all__ = ["FMI_VERSIONS", "FmuExport", "FmuExportError", "export_fmu", "surrogate_table"]
+
+FMI_VERSIONS = {"2": "2.0", "3": "3.0", "2.0": "2.0", "3.0": "3.0"}
+CHOICES = ("enumeration", "integer")
+SLACK = 1e-6  # as serving/_predict.py: a value typed back from a float32 row is in
+GRAPH_FUNCTION = "surrogate_graph"
+
+
+class FmuExportError(ValueError):
+    """The bundle cannot become an FMU as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class FmuExport:
+    path: Path
+    fmi_version: str
+    model_name: str
+    inputs: list[str]
+    outputs: list[str]
+    program: CProgram
+
+
+def model_identifier(bundle_name: str) -> str:
+    """The FMU's model identifier (a C identifier): the bundle's name + ``_surrogate``."""
+    ident = re.sub(r"\W", "_", bundle_name).strip("_") or "model"
+    if ident[0].isdigit():
+        ident = "m_" + ident
+    return ident + "_surrogate"
+
+
+def _unit(unit: str | None) -> tuple[str | None, str]:
+    """The unit the framework declares, or none and the unit named in the description."""
+    if unit in (None, "", "1"):
+        return None, ""
+    if unit in UNITS:
+        return unit, ""
+    return None, f" [{unit}]"
+
+
+def _input_rows(signature: dict[str, Any], spec: Any, choices_as: str) -> tuple[list[dict], dict[str, dict]]:
+    rows: list[dict[str, Any]] = []
+    enums: dict[str, dict[str, Any]] = {}
+    for col in signature["inputs"]:
+        name, kind = col["name"], col["kind"]
+        if name == "quantity":
+            q = spec.require_quantity()
+            lo, hi, default = q.min, q.max, None
+            description = f"Work order quantity [{q.unit}]" if getattr(q, "unit", None) else (
+                "Work order quantity")
+        else:
+            inp = spec.inputs[name]
+            lo, hi, default = inp.min, inp.max, inp.default
+            description = " ".join((inp.description or name).split())
+        t_lo, t_hi = float(col["min"]), float(col["max"])
+        trained = f" (trained {t_lo:g} to {t_hi:g})"
+        row: dict[str, Any] = {"name": name, "causality": "input"}
+        if kind == "categorical":
+            choices = list(col["choices"])
+            pick = choices.index(default) if default in choices else int(t_lo)
+            if choices_as == "integer":
+                row.update(type="Integer", start=pick + 1, min=1, max=len(choices))
+                description += ": " + ", ".join(f"{k} {c}" for k, c in enumerate(choices, 1))
+            else:
+                enum = f"{name}_choice"
+                enums[enum] = {"description": description,
+                               "items": [{"name": c, "description": c} for c in choices]}
+                row.update(type="Enumeration", declared_type=enum, start=pick + 1)
+            trained = " (trained on " + ", ".join(choices[int(t_lo): int(t_hi) + 1]) + ")"
+        elif kind == "boolean":
+            row.update(type="Boolean", start=bool(default) if default is not None else t_hi >= 1)
+            trained = "" if (t_lo, t_hi) == (0.0, 1.0) else f" (trained on {bool(t_lo)} only)"
+        else:
+            integer = kind == "integer"
+            start = default if isinstance(default, int | float) else (t_lo + t_hi) / 2
+            start = min(max(float(start), t_lo), t_hi)
+            row.update(type="Integer" if integer else "Real",
+                       start=int(round(start)) if integer else start)  # fmt: skip
+            if lo is not None:
+                row["min"] = int(lo) if integer else float(lo)
+            if hi is not None:
+                row["max"] = int(hi) if integer else float(hi)
+            unit, note = _unit(col.get("unit"))
+            if unit and not integer:
+                row["unit"] = unit
+            description += note
+        row["description"] = description + trained
+        rows.append(row)
+    return rows, enums
+
+
+def _output_rows(signature: dict[str, Any]) -> list[dict[str, Any]]:
+    level = float(signature.get("interval", {}).get("level", 0.95))
+    kpis, rows = signature["kpis"], []
+    for kpi in signature["outputs"]["mean"]:
+        unit, note = _unit(kpis[kpi].get("unit"))
+        base = {"causality": "output", **({"unit": unit} if unit else {})}
+        rows += [
+            {"name": kpi, **base, "description": f"{kpi}: the ensemble's mean{note}"},
+            {"name": f"{kpi}_std", **base, "description": f"{kpi}: the ensemble's spread{note}"},
+            {"name": f"{kpi}_lower", **base,
+             "description": f"{kpi}: lower bound of the {level:.0%} interval{note}"},
+            {"name": f"{kpi}_upper", **base,
+             "description": f"{kpi}: upper bound of the {level:.0%} interval{note}"},
+        ]
+    for event in signature["outputs"]["probability"]:
+        rows.append({"name": f"{event}_probability", "causality": "output",
+                     "description": f"probability that {event} occurs in the order"})
+    rows += [
+        {"name": "in_domain", "type": "Boolean", "causality": "output",
+         "description": "every input lies inside the training domain (else the outputs "
+                        "are extrapolated: do not use them for a decision)"},
+        {"name": "domain_violations", "type": "Integer", "causality": "output",
+         "description": "how many inputs lie outside the training domain"},
+    ]
+    return rows
+
+
+def _description(signature: dict[str, Any]) -> str:
+    spec, ml = signature["spec"], signature.get("mlflow") or {}
+    parts = [f"Surrogate of {signature['name']} (spec version {spec.get('version')}), "
+             f"bundle sha256 {signature['bundle_hash']}"]  # fmt: skip
+    if ml.get("registered_name"):
+        parts.append(f"MLflow model {ml['registered_name']} version {ml.get('version')}")
+    ver = (signature.get("metrics") or {}).get("verification") or {}
+    kpis = ver.get("kpis") or {}
+    r2 = sorted(v["r2"] for k, v in kpis.items() if "." not in k and v.get("r2") is not None)
+    if r2:
+        parts.append(f"verified on {ver.get('runs')} fresh FMU runs: R2 median "
+                     f"{r2[len(r2) // 2]:.4f}, min {r2[0]:.4f}")  # fmt: skip
+    gate = signature.get("gate") or {}
+    if gate.get("status"):
+        parts.append(f"gate {gate['status']}")
+    return "; ".join(parts)
+
+
+def surrogate_table(signature: dict[str, Any], spec: Any, fmi_version: str,
+                    choices: str = "enumeration") -> dict[str, Any]:  # fmt: skip
+    """The model table (the framework's model.yaml) of the bundle's FMU."""
+    inputs, enums = _input_rows(signature, spec, choices)
+    outputs = _output_rows(signature)
+    seen: dict[str, str] = {}
+    for row in [*inputs, *outputs]:
+        if row["name"] in seen:
+            raise FmuExportError(f"FMU variable {row['name']!r} would be both an input and "
+                                 f"an output of the bundle: rename the KPI or the input")
+        seen[row["name"]] = row["causality"]
+    ml = signature.get("mlflow") or {}
+    version = str(ml["version"]) if ml.get("version") else signature["bundle_hash"][:12]
+    return {
+        "name": model_identifier(signature["name"]),
+        "description": _description(signature),
+        "version": version,
+        "author": "asset-twin",
+        "fmi_version": fmi_version,
+        "default_experiment": {"start_time": 0.0, "stop_time": 1.0, "step_size": 1.0},
+        "enumerations": enums,
+        "variables": [*inputs, *outputs],
+    }
+
+
+def _glue(signature: dict[str, Any], prog: CProgram) -> str:
+    """model_initialize / model_do_step around the generated graph function."""
+    cols = signature["inputs"]
+    lines = ["", "/* ---- the FMU: inputs to the graph's row, its outputs to variables ---- */",
+             '#include "model.h"', ""]  # fmt: skip
+    low, high = [], []
+    for col in cols:
+        lo, hi = float(col["min"]), float(col["max"])
+        slack = 0.0 if col["kind"] in ("categorical", "boolean") else SLACK * max(abs(lo), abs(hi), 1e-12)
+        low.append((lo - slack).hex())
+        high.append((hi + slack).hex())
+    n = len(cols)
+    lines += [f"static const double TRAINED_LOW[{n}] = {{{', '.join(low)}}};",
+              f"static const double TRAINED_HIGH[{n}] = {{{', '.join(high)}}};", "",
+              "static void evaluate(ModelState *s)", "{",
+              f"    double x[{n}];", f"    float row[{n}];", "    int outside = 0;"]  # fmt: skip
+    for j, col in enumerate(cols):
+        shift = " - 1" if col["kind"] == "categorical" else ""  # enumerations count from 1
+        lines.append(f"    x[{j}] = V({col['name']}){shift};")
+    lines += [f"    for (int j = 0; j < {n}; j++) {{",
+              "        row[j] = (float)x[j];",
+              "        if (!(x[j] >= TRAINED_LOW[j] && x[j] <= TRAINED_HIGH[j])) outside++;",
+              "    }"]  # fmt: skip
+    out_arrays = []
+    for port in prog.outputs:
+        lines.append(f"    float {port.name}[{port.size}];")
+        out_arrays.append(port.name)
+    lines.append(f"    {prog.function}(row, {', '.join(out_arrays)});")
+    names = signature["outputs"]
+    suffix = {"mean": "", "std": "_std", "lower": "_lower", "upper": "_upper",
+              "probability": "_probability"}  # fmt: skip
+    for port in prog.outputs:
+        what = port.name.removeprefix("out_")
+        if what not in names:
+            raise FmuExportError(f"graph output {what!r} is not in the signature's outputs")
+        if len(names[what]) != port.size:
+            raise FmuExportError(f"graph output {what!r} has {port.size} columns, the "
+                                 f"signature names {len(names[what])}")  # fmt: skip
+        for k, kpi in enumerate(names[what]):
+            lines.append(f"    V({kpi}{suffix[what]}) = {port.name}[{k}];")
+    lines += ["    V(in_domain) = outside == 0;", "    V(domain_violations) = outside;", "}", "",
+              "ModelStatus model_initialize(ModelState *s, char *msg, size_t msg_len)", "{",
+              "    (void)msg;", "    (void)msg_len;", "    evaluate(s);", "    return MODEL_OK;",
+              "}", "",
+              "ModelStatus model_do_step(ModelState *s, double h, char *msg, size_t msg_len)",
+              "{", "    (void)h;", "    (void)msg;", "    (void)msg_len;", "    evaluate(s);",
+              "    return MODEL_OK;", "}", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def read_bundle_files(bundle: Path) -> tuple[dict[str, Any], Path, Path]:
+    sig_path = bundle / "signature.json"
+    if not sig_path.is_file():
+        raise FmuExportError(f"{bundle}: not a model bundle (no signature.json)")
+    signature = json.loads(sig_path.read_text(encoding="utf-8"))
+    model = bundle / signature["model"]["file"]
+    spec = bundle / signature["spec"]["file"]
+    for p in (model, spec):
+        if not p.is_file():
+            raise FmuExportError(f"{bundle}: the bundle lacks {p.name}")
+    return signature, model, spec
+
+
+def export_fmu(bundle: Path | str, out: Path | str, fmi: str = "2",
+               choices: str = "enumeration") -> FmuExport:  # fmt: skip
+    """Write ``out`` (an .fmu) from ``bundle``; FMI ``fmi`` (2 or 3); categorical inputs
+    as ``choices`` (enumeration or integer)."""
+    from physics.fmu._build import build_model
+    from physics.spec import load_spec
+
+    bundle, out = Path(bundle), Path(out)
+    if fmi not in FMI_VERSIONS:
+        raise FmuExportError(f"--fmi: {fmi!r} is not one of 2, 3")
+    if choices not in CHOICES:
+        raise FmuExportError(f"--choices: {choices!r} is not one of {', '.join(CHOICES)}")
+    if out.suffix != ".fmu":
+        raise FmuExportError(f"--fmu: {str(out)!r} must end in .fmu")
+    version = FMI_VERSIONS[fmi]
+    signature, model_path, spec_path = read_bundle_files(bundle)
+    spec = load_spec(spec_path)
+    table = surrogate_table(signature, spec, version, choices)
+    name = table["name"]
+    prog = generate(model_path, GRAPH_FUNCTION)
+    with tempfile.TemporaryDirectory(prefix="twin-fmu-") as tmp:
+        folder = Path(tmp) / name
+        folder.mkdir()
+        (folder / "model.yaml").write_text(yaml.safe_dump(table, sort_keys=False, width=100))
+        (folder / f"{name}.c").write_text(
+            f"/* Generated by asset-twin from bundle {signature['bundle_hash']}: do not edit. */\n"
+            + prog.source + _glue(signature, prog)
+        )
+        resources = folder / "resources"
+        resources.mkdir()
+        shutil.copy2(bundle / "signature.json", resources / "signature.json")
+        if (bundle / "model_card.md").is_file():
+            shutil.copy2(bundle / "model_card.md", resources / "model_card.md")
+        built = build_model(folder, force=True, out_dir=Path(tmp) / "build")
+        if built.warnings:  # generated code must compile clean at -Wall -Wextra
+            raise FmuExportError(f"the generated C compiled with warnings:\n{built.warnings}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial")
+        shutil.copy2(built.path, partial)
+        partial.replace(out)  # a reader never sees half an FMU
+    return FmuExport(out, version, name, [r["name"] for r in table["variables"]
+                                          if r["causality"] == "input"],
+                     [r["name"] for r in table["variables"] if r["causality"] == "output"],
+                     prog)  # fmt: skip
