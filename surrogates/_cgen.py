@@ -19,12 +19,15 @@ Only the operators the exporter emits are translated; any other is refused by na
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper, shape_inference
+
+from surrogates._errors import SurrogateError
 
 __all__ = ["CGenError", "CProgram", "NativeGraph", "compile_library", "generate"]
 
@@ -93,15 +96,16 @@ static inline int64_t tw_to_i64(double a) {
 """
 
 
-class CGenError(ValueError):
+class CGenError(SurrogateError):
     """The graph has something the generator does not translate (named in the message)."""
 
 
 @dataclass(frozen=True)
 class Port:
-    name: str
+    name: str  # the C parameter
     ctype: str
     shape: tuple[int, ...]
+    value: str = ""  # the graph's name of the value
 
     @property
     def size(self) -> int:
@@ -489,9 +493,11 @@ class _Gen:
     def gemm_loops(self, dst: str, a: str, b: str, m: int, k: int, nn: int, *, out_offset: int,
                    ctype: str, trans_a: bool = False, trans_b: bool = False,
                    alpha: float = 1.0) -> None:  # fmt: skip
-        """dst[m, nn] (+)= alpha * a[m, k] b[k, nn]: row by row, the k loop outside the n loop
-        so the innermost loop runs along contiguous memory (the compiler vectorises it)."""
-        ai = "l * {m} + r".format(m=m) if trans_a else f"r * {k} + l"
+        """dst[m, nn] += alpha * a[m, k] b[k, nn] in the tensors' type, as onnxruntime sums
+        (a sum in double drifts further from it on a row whose first layer cancels, and
+        takes twice as long). Row by row, the k loop outside the n loop so the innermost
+        runs along contiguous memory (the compiler vectorises it)."""
+        ai = f"l * {m} + r" if trans_a else f"r * {k} + l"
         scale = "" if alpha == 1.0 else f"{_literal(alpha, ctype)} * "
         if trans_b:
             self.line(f"for (int r = 0; r < {m}; r++) for (int c = 0; c < {nn}; c++) {{ "
@@ -526,11 +532,21 @@ class _Gen:
     # -- the whole graph ---------------------------------------------------------------
     def run(self) -> CProgram:
         g = self.model.graph
-        inputs = [Port(f"in_{i.name}", *self.types[i.name]) for i in g.input
-                  if i.name not in self.consts]  # fmt: skip
-        for port, i in zip(inputs, [i for i in g.input if i.name not in self.consts], strict=True):
-            self.ref[i.name] = port.name
-        outputs = [Port(f"out_{o.name}", *self.types[o.name]) for o in g.output]
+        taken: set[str] = set()
+
+        def port(prefix: str, value: str) -> Port:
+            name = base = prefix + re.sub(r"\W", "_", value)
+            k = 1
+            while name in taken:
+                k += 1
+                name = f"{base}_{k}"
+            taken.add(name)
+            return Port(name, *self.types[value], value=value)
+
+        inputs = [port("in_", i.name) for i in g.input if i.name not in self.consts]
+        for p in inputs:
+            self.ref[p.value] = p.name
+        outputs = [port("out_", o.name) for o in g.output]
         last: dict[str, int] = {}
         for k, n in enumerate(g.node):
             for x in n.input:
@@ -617,5 +633,5 @@ class NativeGraph:
             args += [outs[p.name][i].ctypes.data_as(t) for p, t in zip(self.prog.outputs, ptrs,
                                                                           strict=True)]  # fmt: skip
             self._fn(*args)
-        return {name.removeprefix("out_"): v for name, v in outs.items()}
+        return {p.value: outs[p.name] for p in self.prog.outputs}
 

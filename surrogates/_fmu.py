@@ -38,6 +38,7 @@ import yaml
 
 from physics.fmu._codegen import UNITS
 from surrogates._cgen import CProgram, generate
+from surrogates._errors import ParityError, SurrogateError
 
 __all__ = ["FMI_VERSIONS", "FmuExport", "FmuExportError", "export_fmu", "surrogate_table"]
 
@@ -47,7 +48,7 @@ SLACK = 1e-6  # as serving/_predict.py: a value typed back from a float32 row is
 GRAPH_FUNCTION = "surrogate_graph"
 
 
-class FmuExportError(ValueError):
+class FmuExportError(SurrogateError):
     """The bundle cannot become an FMU as asked (the message says why)."""
 
 
@@ -231,7 +232,7 @@ def _glue(signature: dict[str, Any], prog: CProgram) -> str:
     suffix = {"mean": "", "std": "_std", "lower": "_lower", "upper": "_upper",
               "probability": "_probability"}  # fmt: skip
     for port in prog.outputs:
-        what = port.name.removeprefix("out_")
+        what = port.value
         if what not in names:
             raise FmuExportError(f"graph output {what!r} is not in the signature's outputs")
         if len(names[what]) != port.size:
@@ -306,3 +307,231 @@ def export_fmu(bundle: Path | str, out: Path | str, fmi: str = "2",
                                           if r["causality"] == "input"],
                      [r["name"] for r in table["variables"] if r["causality"] == "output"],
                      prog)  # fmt: skip
+
+
+class FmuRows:
+    """The surrogate FMU simulated by fmpy, one row per co-simulation step: set the row's
+    inputs, step, read every output. Instantiated once; ``run`` takes rows as the graph
+    does (the signature's columns, choices as indices)."""
+
+    def __init__(self, path: Path | str) -> None:
+        import fmpy
+        from fmpy import read_model_description
+
+        self.path = Path(path)
+        self._dir = tempfile.mkdtemp(prefix="twin-fmu-rows-")
+        fmpy.extract(str(self.path), self._dir)
+        md = read_model_description(self._dir)
+        self.fmi3 = md.fmiVersion.startswith("3")
+        self.variables = {v.name: v for v in md.modelVariables}
+        self.inputs = [v for v in md.modelVariables if v.causality == "input"]
+        self.outputs = [v for v in md.modelVariables if v.causality == "output"]
+        args = {"guid": md.guid, "unzipDirectory": self._dir, "instanceName": "rows",
+                "modelIdentifier": md.coSimulation.modelIdentifier}  # fmt: skip
+        if self.fmi3:
+            from fmpy.fmi3 import FMU3Slave
+
+            self.slave: Any = FMU3Slave(**args)
+            self.slave.instantiate()
+            self.slave.enterInitializationMode(startTime=0.0)
+        else:
+            from fmpy.fmi2 import FMU2Slave
+
+            self.slave = FMU2Slave(**args)
+            self.slave.instantiate()
+            self.slave.setupExperiment(startTime=0.0)
+            self.slave.enterInitializationMode()
+        self.slave.exitInitializationMode()
+        self.time = 0.0
+        self._set = self._setters()
+        self._get = self._getters()
+
+    def _setters(self) -> list[tuple[Any, list[int], Any]]:
+        """One setter per FMI type: (function, value references, converter)."""
+        s, groups = self.slave, {}
+        for v in self.inputs:
+            groups.setdefault(v.type, []).append(v)
+        out = []
+        for vtype, vs in groups.items():
+            if vtype in ("Real", "Float64"):
+                fn, conv = (s.setFloat64 if self.fmi3 else s.setReal), float
+            elif vtype == "Boolean":
+                fn, conv = s.setBoolean, bool
+            elif vtype == "Enumeration" and self.fmi3:
+                fn, conv = s.setInt64, int
+            else:
+                fn, conv = (s.setInt32 if self.fmi3 else s.setInteger), int
+            out.append((fn, [v.valueReference for v in vs], conv, [self.inputs.index(v) for v in vs]))
+        return out  # type: ignore[return-value]
+
+    def _getters(self) -> list[tuple[Any, list[int], list[int]]]:
+        s, groups = self.slave, {}
+        for v in self.outputs:
+            groups.setdefault(v.type, []).append(v)
+        out = []
+        for vtype, vs in groups.items():
+            if vtype in ("Real", "Float64"):
+                fn = s.getFloat64 if self.fmi3 else s.getReal
+            elif vtype == "Boolean":
+                fn = s.getBoolean
+            else:
+                fn = s.getInt32 if self.fmi3 else s.getInteger
+            out.append((fn, [v.valueReference for v in vs], [self.outputs.index(v) for v in vs]))
+        return out
+
+    def step(self, row: list[float]) -> list[float]:
+        """One row: its inputs set (in the FMU's input order), one step, every output."""
+        for fn, refs, conv, cols in self._set:  # type: ignore[misc]
+            fn(refs, [conv(row[c]) for c in cols])
+        self.slave.doStep(currentCommunicationPoint=self.time, communicationStepSize=1.0)
+        self.time += 1.0
+        values: list[float] = [0.0] * len(self.outputs)
+        for fn, refs, cols in self._get:
+            for c, v in zip(cols, fn(refs), strict=True):
+                values[c] = float(v)
+        return values
+
+    def run(self, raw: Any, signature: dict[str, Any]) -> dict[str, Any]:
+        """Rows of the graph's input matrix through the FMU: ``{output name: values}``."""
+        import numpy as np
+
+        names = [c["name"] for c in signature["inputs"]]
+        kinds = {c["name"]: c["kind"] for c in signature["inputs"]}
+        order = [names.index(v.name) for v in self.inputs]
+        shift = [1.0 if kinds[v.name] == "categorical" else 0.0 for v in self.inputs]
+        rows = np.asarray(raw, dtype=np.float64)
+        out = np.empty((len(rows), len(self.outputs)))
+        for i, r in enumerate(rows):
+            out[i] = self.step([r[j] + d for j, d in zip(order, shift, strict=True)])
+        return {v.name: out[:, k] for k, v in enumerate(self.outputs)}
+
+    def close(self) -> None:
+        try:
+            self.slave.terminate()
+            self.slave.freeInstance()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# The FMU against onnxruntime: |FMU - onnxruntime| <= PARITY * max(1, s), s the KPI's largest
+# magnitude over the rows (absolute below 1, relative to the KPI's scale above); absolute
+# for probabilities. Both compute the same float32 graph; they differ by the order of the
+# first layer's sums and by onnxruntime's own exp, log and sigmoid: a row whose first
+# layer cancels shows it most (2.3e-5 of bearing_damage_order's scale of 0.0049, 1.1e-7
+# absolute, on one of 500 rows of the demo bundle; onnxruntime and PyTorch differ there
+# by 3.7e-5).
+PARITY = 1e-5
+
+
+class FmuParityError(ParityError):
+    """The FMU disagrees with onnxruntime on the bundle beyond the limit."""
+
+
+def check_rows(signature: dict[str, Any], bounds: dict[str, tuple[float | None, float | None]],
+               n: int = 500, seed: int = 0, outside: float = 0.1) -> Any:  # fmt: skip
+    """``n`` rows of the graph's input matrix: uniform in the training domain, and a share
+    ``outside`` with one or two inputs beyond it (where ``bounds``, the FMU's own, allow)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    cols = signature["inputs"]
+    raw = np.empty((n, len(cols)))
+    for j, c in enumerate(cols):
+        lo, hi = float(c["min"]), float(c["max"])
+        if c["kind"] == "real":
+            raw[:, j] = rng.uniform(lo, hi, n)
+        else:
+            raw[:, j] = rng.integers(int(lo), int(hi) + 1, n)
+    gaps = []
+    for j, c in enumerate(cols):
+        lo, hi = float(c["min"]), float(c["max"])
+        flo, fhi = bounds.get(c["name"], (None, None))
+        if c["kind"] == "categorical":
+            k = len(c["choices"]) - 1
+            flo, fhi = 0.0, float(k)
+        elif c["kind"] == "boolean":
+            flo, fhi = 0.0, 1.0
+        if flo is not None and flo < lo:
+            gaps.append((j, flo, lo))
+        if fhi is not None and fhi > hi:
+            gaps.append((j, hi, fhi))
+    if gaps:
+        for i in rng.choice(n, int(round(outside * n)), replace=False):
+            for g in rng.choice(len(gaps), min(len(gaps), int(rng.integers(1, 3))), replace=False):
+                j, a, b = gaps[g]
+                kind = cols[j]["kind"]
+                if kind == "real":
+                    raw[i, j] = rng.uniform(a, b) if a < b else a
+                else:  # the nearest integer past the trained range
+                    raw[i, j] = a if a < float(cols[j]["min"]) else b
+    return raw.astype(np.float32)
+
+
+def domain_violations(signature: dict[str, Any], raw: Any) -> Any:
+    """Per row, how many inputs lie outside the training domain (the FMU's count)."""
+    import numpy as np
+
+    x = np.asarray(raw, dtype=np.float64)
+    count = np.zeros(len(x), dtype=np.int64)
+    for j, c in enumerate(signature["inputs"]):
+        lo, hi = float(c["min"]), float(c["max"])
+        slack = 0.0 if c["kind"] in ("categorical", "boolean") else SLACK * max(abs(lo), abs(hi), 1e-12)
+        count += ~((x[:, j] >= lo - slack) & (x[:, j] <= hi + slack))
+    return count
+
+
+def check_fmu(bundle: Path | str, fmu: Path | str, n: int = 1000, seed: int = 0,
+              limit: float = PARITY) -> dict[str, float]:  # fmt: skip
+    """The FMU through fmpy against onnxruntime on ``check_rows``: per output, the largest
+    difference over max(1, the KPI's scale) (the largest magnitude of its mean and interval
+    bounds over the rows; 1 for probabilities), which must be at most ``limit``; the domain
+    flag and count must agree on every row."""
+    import numpy as np
+
+    from surrogates._export import run, session
+
+    signature, model_path, _ = read_bundle_files(Path(bundle))
+    rows = FmuRows(fmu)
+    try:
+        bounds = {v.name: (_num(v.min), _num(v.max)) for v in rows.inputs}
+        raw = check_rows(signature, bounds, n, seed)
+        got = rows.run(raw, signature)
+    finally:
+        rows.close()
+    ref = run(session(str(model_path)), raw)
+    names = signature["outputs"]
+    suffix = {"mean": "", "std": "_std", "lower": "_lower", "upper": "_upper",
+              "probability": "_probability"}  # fmt: skip
+    with np.errstate(all="ignore"):
+        kpi_scale = np.nanmax(np.abs(np.concatenate([ref[k] for k in ("mean", "lower", "upper")])),
+                              axis=0) if names["mean"] else np.zeros(0)  # fmt: skip
+        diffs: dict[str, float] = {}
+        for what, cols in names.items():
+            if not cols:
+                continue
+            mine = np.stack([got[f"{c}{suffix[what]}"] for c in cols], axis=1)
+            want = ref[what].astype(np.float64)
+            scale = np.ones(len(cols)) if what == "probability" else np.maximum(kpi_scale, 1.0)
+            d = np.abs(mine - want) / scale
+            same_nan = np.isnan(mine) == np.isnan(want)
+            if not same_nan.all():
+                raise FmuParityError(f"{what}: the FMU gives NaN on {int((~same_nan).sum())} "
+                                     "values where onnxruntime does not (or the reverse)")
+            diffs[what] = float(np.nanmax(np.where(np.isnan(d), 0.0, d)))
+    expected = domain_violations(signature, raw)
+    if not np.array_equal(got["domain_violations"].astype(np.int64), expected) or \
+            not np.array_equal(got["in_domain"].astype(bool), expected == 0):
+        bad = int(np.sum(got["domain_violations"] != expected))
+        raise FmuParityError(f"domain_violations: the FMU's count differs on {bad} rows")
+    bad_kpi = {k: v for k, v in diffs.items() if not v <= limit}
+    if bad_kpi:
+        raise FmuParityError("the FMU and onnxruntime disagree beyond " + f"{limit:g}: "
+                             + ", ".join(f"{k} {v:.2e}" for k, v in bad_kpi.items()))
+    return {**diffs, "rows": float(len(raw)), "outside": float(np.sum(expected > 0))}
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None

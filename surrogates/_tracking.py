@@ -448,6 +448,22 @@ def log_bundle(
     return int(version)
 
 
+FMU_TAG = "fmu"
+
+
+def log_fmu(run_id: str, fmu: Path, *, registered_name: str, version: int, fmi_version: str,
+            ) -> str:  # fmt: skip
+    """Log the bundle's FMU into the version's run (``fmu/<name>.fmu``) and tag the version
+    with where it is (``fmu`` = the artifact path, ``fmu_fmi`` = its FMI version)."""
+    client = _client()
+    folder = f"fmu/fmi{fmi_version[0]}"
+    client.log_artifact(run_id, str(fmu), folder)
+    where = f"{folder}/{Path(fmu).name}"
+    client.set_model_version_tag(registered_name, str(version), FMU_TAG, where)
+    client.set_model_version_tag(registered_name, str(version), "fmu_fmi", fmi_version)
+    return where
+
+
 def _bundle_hash(bundle_dir: Path) -> str | None:
     sig = bundle_dir / "signature.json"
     if not sig.is_file():

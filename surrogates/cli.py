@@ -2,7 +2,8 @@
 
     twin train   --dataset DIR --out RUN [--config FILE] [--spec FILE] [--set KEY=VALUE ...]
     twin train   --adaptive --budget N --out RUN [--initial N0] [--batch B] [--holdout H]
-    twin export  RUN --out BUNDLE [--no-register]
+    twin export  RUN --out BUNDLE [--no-register] [--fmu OUT.fmu [--fmi 2|3]]
+    twin export  BUNDLE --fmu OUT.fmu [--fmi 2|3] [--choices enumeration|integer]
     twin verify  BUNDLE [--n 300] [--seed 9001] [--out DIR] [--slice NAME ...] [--strict]
     twin promote NAME [--version V]
 
@@ -235,13 +236,60 @@ def _log_training(tracker: Any, result: Any, rows: Any, config: Any) -> None:
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder.")
+@click.option("--out", type=click.Path(file_okay=False), help="Bundle folder (from a run).")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False), help="Twin spec (YAML).")
 @click.option("--register/--no-register", default=True, show_default=True,
-              help="Log the bundle to the training run in MLflow and register it.")  # fmt: skip
+              help="Log the bundle (and FMU) to the training run in MLflow and register it.")
+@click.option("--fmu", "fmu_path", type=click.Path(dir_okay=False),
+              help="Also write the bundle as a co-simulation FMU (generated C, no runtime).")
+@click.option("--fmi", type=click.Choice(["2", "3"]), default="2", show_default=True,
+              help="FMI version of the FMU.")
+@click.option("--choices", type=click.Choice(["enumeration", "integer"]), default="enumeration",
+              show_default=True, help="Categorical inputs of the FMU as enumerations or "
+              "integers (for importers without enumerations).")  # fmt: skip
 @_handle
-def export(run_dir: str, out: str, spec_path: str | None, register: bool) -> None:
-    """Export a trained surrogate as an ONNX model bundle, checked against PyTorch."""
+def export(run_dir: str, out: str | None, spec_path: str | None, register: bool,
+           fmu_path: str | None, fmi: str, choices: str) -> None:  # fmt: skip
+    """Export a trained surrogate as an ONNX model bundle, checked against PyTorch; or a
+    bundle (or the new one) as an FMU, checked against onnxruntime."""
+    if (Path(run_dir) / "signature.json").is_file():
+        if out is not None:
+            fail(f"--out: {run_dir} is a bundle already; give --fmu OUT.fmu to export it as "
+                 "an FMU", 2)
+        if fmu_path is None:
+            fail(f"{run_dir} is a bundle: give --fmu OUT.fmu to export it as an FMU", 2)
+        _export_fmu(Path(run_dir), Path(fmu_path), fmi, choices, register)
+        return
+    if out is None:
+        fail(f"--out: missing (the bundle folder to export the run {run_dir} to)", 2)
+    _export_bundle(run_dir, out, spec_path, register)
+    if fmu_path is not None:
+        _export_fmu(Path(out), Path(fmu_path), fmi, choices, register)
+
+
+def _export_fmu(bundle: Path, fmu: Path, fmi: str, choices: str, register: bool) -> None:
+    from surrogates._fmu import check_fmu, export_fmu
+
+    made = export_fmu(bundle, fmu, fmi, choices)
+    p = made.program
+    click.echo(f"exported {fmu}: FMI {made.fmi_version} co-simulation, {len(made.inputs)} "
+               f"inputs, {len(made.outputs)} outputs; {p.nodes} graph nodes as C, "
+               f"{p.weights:,} constants, {p.workspace_bytes:,} bytes of workspace")  # fmt: skip
+    diffs = check_fmu(bundle, fmu)
+    click.echo(f"parity FMU (fmpy) vs onnxruntime over {diffs.pop('rows'):.0f} rows, "
+               f"{diffs.pop('outside'):.0f} outside the training domain (max difference over "
+               "max(1, the KPI's scale)): " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    signature = json.loads((bundle / "signature.json").read_text())
+    ml = signature.get("mlflow") or {}
+    if register and ml.get("run_id") and ml.get("version"):
+        from surrogates._tracking import log_fmu
+
+        where = log_fmu(ml["run_id"], fmu, registered_name=ml["registered_name"],
+                        version=int(ml["version"]), fmi_version=made.fmi_version)  # fmt: skip
+        click.echo(f"logged to {ml['registered_name']} version {ml['version']}: {where}")
+
+
+def _export_bundle(run_dir: str, out: str, spec_path: str | None, register: bool) -> None:
     from surrogates._bundle import write_bundle
     from surrogates._export import build_onnx, check_parity, session
     from surrogates._surrogate import Surrogate
