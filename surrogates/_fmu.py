@@ -413,13 +413,16 @@ class FmuRows:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-# The FMU against onnxruntime: |FMU - onnxruntime| <= PARITY * max(1, s), s the KPI's largest
+# The FMU against onnxruntime: |FMU - onnxruntime| <= limit * max(1, s), s the KPI's largest
 # magnitude over the rows (absolute below 1, relative to the KPI's scale above); absolute
-# for probabilities. Both compute the same float32 graph; they differ by the order of the
-# first layer's sums and by onnxruntime's own exp, log and sigmoid: a row whose first
-# layer cancels shows it most (2.3e-5 of bearing_damage_order's scale of 0.0049, 1.1e-7
-# absolute, on one of 500 rows of the demo bundle; onnxruntime and PyTorch differ there
-# by 3.7e-5).
+# for probabilities. The limit is PARITY on the means and probabilities, ten times that on
+# the spread and the interval bounds, as the bundle's own check of onnxruntime against
+# PyTorch (surrogates._export.check_parity) and for its reason: both compute the same
+# float32 graph but sum the first layer in another order (onnxruntime with fused
+# multiply-adds) and take exp, log and sigmoid from different libraries; the members
+# then differ in their last digits, and the spread, a difference of nearly equal members
+# whose logarithm feeds the interval's spread model, carries that into the bounds (on the
+# test fixture's bundle: 3.6e-6 on the means, 1.3e-5 on a lower bound).
 PARITY = 1e-5
 
 
@@ -484,7 +487,8 @@ def check_fmu(bundle: Path | str, fmu: Path | str, n: int = 1000, seed: int = 0,
               limit: float = PARITY) -> dict[str, float]:  # fmt: skip
     """The FMU through fmpy against onnxruntime on ``check_rows``: per output, the largest
     difference over max(1, the KPI's scale) (the largest magnitude of its mean and interval
-    bounds over the rows; 1 for probabilities), which must be at most ``limit``; the domain
+    bounds over the rows; 1 for probabilities), at most ``limit`` on the means and
+    probabilities and ten times that on the spread and bounds (see PARITY); the domain
     flag and count must agree on every row."""
     import numpy as np
 
@@ -523,10 +527,12 @@ def check_fmu(bundle: Path | str, fmu: Path | str, n: int = 1000, seed: int = 0,
             not np.array_equal(got["in_domain"].astype(bool), expected == 0):
         bad = int(np.sum(got["domain_violations"] != expected))
         raise FmuParityError(f"domain_violations: the FMU's count differs on {bad} rows")
-    bad_kpi = {k: v for k, v in diffs.items() if not v <= limit}
+    limits = {k: limit if k in ("mean", "probability") else 10 * limit for k in diffs}
+    bad_kpi = {k: v for k, v in diffs.items() if not v <= limits[k]}
     if bad_kpi:
-        raise FmuParityError("the FMU and onnxruntime disagree beyond " + f"{limit:g}: "
-                             + ", ".join(f"{k} {v:.2e}" for k, v in bad_kpi.items()))
+        raise FmuParityError("the FMU and onnxruntime disagree beyond the parity limit: "
+                             + ", ".join(f"{k} {v:.2e} (limit {limits[k]:g})"
+                                         for k, v in bad_kpi.items()))  # fmt: skip
     return {**diffs, "rows": float(len(raw)), "outside": float(np.sum(expected > 0))}
 
 
