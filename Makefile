@@ -54,6 +54,7 @@ demo: setup
 		--out $(OUT)/surrogate
 	$(BIN)/twin export $(OUT)/surrogate --out $(OUT)/bundle
 	$(BIN)/twin verify $(OUT)/bundle --n 500 --seed 9001
+	$(BIN)/twin export $(OUT)/bundle --fmu $(OUT)/spindle_surrogate.fmu
 	$(BIN)/twin promote milling_spindle || echo "not promoted: the gate above lists what it misses"
 	$(BIN)/twin mes simulate --serve $(OUT)/bundle --db sqlite:///$(OUT)/twin.db \
 		--json $(OUT)/shift.json

@@ -16,7 +16,15 @@ baseline measured in that same run (nothing is asserted about the times):
   order per call, cycling through the ok orders: the median of at least 500 timed
   calls after a warm-up, i.e. the latency of one answer;
 - ``surrogate, batch 1024``: the ok orders tiled to 1024 rows, the median of at least
-  20 calls divided by 1024, with one and with two intra-op threads: the throughput.
+  20 calls divided by 1024, with one and with two intra-op threads: the throughput;
+- the first bundle as an FMU (``twin export BUNDLE --fmu``, FMI 2, built into a temporary
+  folder; ``--no-fmu`` skips it), one order per call like batch 1: ``surrogate FMU,
+  fmpy`` sets the order's inputs, steps once and reads every output through fmpy;
+  ``surrogate FMU, native driver`` is one run of it (reset, inputs, initialization, one
+  step, every output read) through the project's C driver (physics/cdriver), as the
+  runner drives the physics FMU; ``surrogate as C, in process`` is the generated C of
+  the same graph without FMI around it, every order in one ctypes call (the C loops over
+  them one row at a time): its cost per order.
 
 Each surrogate figure is the best of ``--rounds`` rounds over all the bundles given (a
 median per round), after a few seconds of untimed calls, and the FMU's figures the best
@@ -170,6 +178,59 @@ def parse_bundles(items: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
+def fmu_times(bundle: Path, raw: np.ndarray, calls: int = 500) -> dict[str, float]:
+    """The bundle as an FMU and as in-process C: median seconds per order (see above)."""
+    from physics.fmu._adapter import Fmu
+    from physics.fmu._native import NativeFmu
+    from surrogates._cgen import NativeGraph, compile_library
+    from surrogates._fmu import FmuRows, export_fmu
+
+    signature = read_signature(bundle)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fmu-"))
+    made = export_fmu(bundle, tmp / "surrogate.fmu", "2")
+    out: dict[str, float] = {}
+
+    rows = FmuRows(made.path)
+    names = [c["name"] for c in signature["inputs"]]
+    kinds = [c["kind"] for c in signature["inputs"]]
+    order = [names.index(v.name) for v in rows.inputs]
+    fmu_rows = [[float(r[j]) + (1.0 if kinds[j] == "categorical" else 0.0) for j in order]
+                for r in raw.astype(np.float64)]  # fmt: skip
+    out["fmu_fmpy_s"] = _median(lambda i: rows.step(fmu_rows[i % len(fmu_rows)]), calls)
+    rows.close()
+
+    with Fmu(made.path) as fmu:
+        native = NativeFmu(fmu)
+        outputs = [(n, "final", None) for n in made.outputs
+                   if fmu.variable(n).type == "Real"]  # fmt: skip
+        starts = [{v: x for v, x in zip([names[j] for j in order], r, strict=True)}
+                  for r in fmu_rows]  # fmt: skip
+
+        def one(i: int) -> None:
+            native.run(starts[i % len(starts)], 1.0, step_size=1.0, output_interval=1.0,
+                       kpis=outputs)  # fmt: skip
+
+        out["fmu_native_s"] = _median(one, calls)
+        native.close()
+
+    lib, _ = compile_library(made.program, tmp / "c")
+    graph = NativeGraph(made.program, lib)
+    block = np.ascontiguousarray(raw)
+    out["c_inprocess_s"] = _median(lambda i: graph.run(block), 20, warmup=3) / len(block)
+    return out
+
+
+def _median(call: Any, calls: int, warmup: int = 50) -> float:
+    for i in range(warmup):
+        call(i)
+    times = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter()
+        call(i)
+        times[i] = time.perf_counter() - t0
+    return float(np.median(times))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -181,6 +242,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="timing rounds over the bundles (best is kept)"
     )
+    parser.add_argument("--no-fmu", action="store_true", help="skip the first bundle as an FMU")
     args = parser.parse_args()
     import onnxruntime as ort
 
@@ -212,6 +274,9 @@ def main() -> None:
         for i, (_, bundle) in enumerate(bundles):
             for key, value in surrogate_times(bundle, raws[i]).items():
                 times[i][key] = min(times[i].get(key, np.inf), value)
+            if i == 0 and not args.no_fmu:
+                for key, value in fmu_times(bundle, raws[i]).items():
+                    times[i][key] = min(times[i].get(key, np.inf), value)
     rows = [
         report(label, bundle, signature, sur, fmu)
         for (label, bundle), signature, sur in zip(bundles, signatures, times, strict=True)
@@ -256,7 +321,7 @@ def report(
         f"model: {model['members']} members, per_kpi {model['per_kpi']}, hidden {model['hidden']}, "
         f"{model['parameters']:,} parameters, {model['nodes']} nodes\n"
     )
-    print(f"{'':34s} {'per order':>11s}   {'speed-up vs FMU: runner':>23s} {'native':>8s}")
+    print(f"{'':38s} {'per order':>11s}   {'speed-up vs FMU: runner':>23s} {'native':>8s}")
     table = [
         ("FMU, runner (1 worker, wall)", runner),
         ("FMU, native compute (wall_time)", native),
@@ -264,9 +329,15 @@ def report(
         (f"surrogate, batch {BATCH} (1 thread)", sur[f"batch{BATCH}_1t_per_row_s"]),
         (f"surrogate, batch {BATCH} (2 threads)", sur[f"batch{BATCH}_2t_per_row_s"]),
     ]
+    if "fmu_fmpy_s" in sur:
+        table += [
+            ("surrogate FMU, fmpy (1 step)", sur["fmu_fmpy_s"]),
+            ("surrogate FMU, native driver (1 run)", sur["fmu_native_s"]),
+            ("surrogate as C, in process (per row)", sur["c_inprocess_s"]),
+        ]
     speedups: dict[str, dict[str, float]] = {}
     for name, t in table:
-        line = f"{name:34s} {fmt_time(t):>11s}"
+        line = f"{name:38s} {fmt_time(t):>11s}"
         if name.startswith("surrogate"):
             speedups[name] = {"vs_runner": runner / t, "vs_native": native / t}
             line += f"   {runner / t:22.0f}x {native / t:7.0f}x"

@@ -188,8 +188,34 @@ def model_card(sig: Mapping[str, Any]) -> str:
         + ", ".join(f"{k} {v:.1e}" for k, v in parity.items())
         + f" (limit {sig['parity']['rtol']:g}).",
         "",
+        *_fmu_section(sig),
     ]
     return "\n".join(parts)
+
+
+def _fmu_section(sig: Mapping[str, Any]) -> list[str]:
+    """How to take the model into an FMI importer (surrogates/_fmu.py)."""
+    events = list(sig["outputs"].get("probability") or [])
+    first = (sig["outputs"].get("mean") or ["KPI"])[0]
+    return [
+        "## As an FMU",
+        "",
+        "`twin export BUNDLE --fmu OUT.fmu [--fmi 2|3] [--choices enumeration|integer]` writes "
+        "this model as a co-simulation FMU: the graph as plain C (no runtime inside), "
+        "built by the project's FMI framework, its sources in `sources/` and this card and "
+        "the signature in `resources/`, checked through fmpy against onnxruntime on 1,000 "
+        "rows before it is kept (and logged to the model version's run, `fmu/`).",
+        "",
+        f"Inputs: the {len(sig['inputs'])} inputs above, with the spec's units and bounds "
+        "(categorical ones as enumerations, or integers numbered from 1 with `--choices "
+        f"integer`). Outputs per KPI: `{first}` (the mean), `{first}_std`, `{first}_lower` "
+        f"and `{first}_upper` (the {sig['interval']['level']:.0%} interval)"
+        + (f"; per event `{events[0]}_probability`" if events else "")
+        + "; `in_domain` and `domain_violations` (inputs outside the training domain: read "
+        "no decision from a row outside it). The outputs follow the inputs held during a "
+        "step; any step size will do.",
+        "",
+    ]
 
 
 def _seed_section(record: Mapping[str, Any] | None) -> list[str]:

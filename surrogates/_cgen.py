@@ -82,10 +82,13 @@ _REDUCE = ("ReduceMean", "ReduceMin", "ReduceSum")
 
 # Helpers every generated file carries (static, so two surrogates link side by side).
 _PRELUDE = """\
-static inline double tw_mind(double a, double b) { return (a != a || b != b) ? a + b : (a < b ? a : b); }
-static inline double tw_maxd(double a, double b) { return (a != a || b != b) ? a + b : (a > b ? a : b); }
-static inline float tw_minf(float a, float b) { return (a != a || b != b) ? a + b : (a < b ? a : b); }
-static inline float tw_maxf(float a, float b) { return (a != a || b != b) ? a + b : (a > b ? a : b); }
+/* min and max that propagate NaN (a + b is NaN when either is) */
+static inline double tw_mind(double a, double b) {
+    return a != a || b != b ? a + b : a < b ? a : b; }
+static inline double tw_maxd(double a, double b) {
+    return a != a || b != b ? a + b : a > b ? a : b; }
+static inline float tw_minf(float a, float b) { return a != a || b != b ? a + b : a < b ? a : b; }
+static inline float tw_maxf(float a, float b) { return a != a || b != b ? a + b : a > b ? a : b; }
 static inline double tw_signd(double a) { return a > 0 ? 1.0 : (a < 0 ? -1.0 : a); }
 static inline float tw_signf(float a) { return a > 0 ? 1.0f : (a < 0 ? -1.0f : a); }
 static inline int64_t tw_to_i64(double a) {
@@ -132,12 +135,23 @@ class CProgram:
         args += [f"{p.ctype} *{p.name}" for p in self.outputs]
         return f"SURROGATE_API void {self.function}({', '.join(args)})"
 
+    def rows_function(self) -> str:
+        """``<function>_rows(int n, ...)``: the same for ``n`` rows stored one after another."""
+        args = [f"const {p.ctype} *{p.name}" for p in self.inputs]
+        args += [f"{p.ctype} *{p.name}" for p in self.outputs]
+        call = ", ".join(f"{p.name} + (size_t)r * {p.size}" for p in [*self.inputs, *self.outputs])
+        return "\n".join([
+            f"SURROGATE_API void {self.function}_rows(int n, {', '.join(args)});",
+            f"SURROGATE_API void {self.function}_rows(int n, {', '.join(args)})",
+            "{", f"    for (int r = 0; r < n; r++) {self.function}({call});", "}", "",
+        ])  # fmt: skip
+
 
 def _literal(value: float, ctype: str) -> str:
     """A C literal of exactly ``value`` in ``ctype``."""
     if ctype in ("int64_t",):
-        v = int(value)
-        return "INT64_MIN" if v == -(2**63) else f"INT64_C({v})"
+        i = int(value)
+        return "INT64_MIN" if i == -(2**63) else f"INT64_C({i})"
     if ctype == "unsigned char":
         return "1" if value else "0"
     v = float(value)
@@ -374,7 +388,9 @@ class _Gen:
         if op == "Transpose":
             moved = np.transpose(ids, attrs.get("perm"))
         elif op == "Gather":
-            moved = np.take(ids, self.const(n.input[1]).astype(np.int64), axis=int(attrs.get("axis", 0)))
+            moved = np.take(
+                ids, self.const(n.input[1]).astype(np.int64), axis=int(attrs.get("axis", 0))
+            )
         elif op == "Slice":
             starts, ends = self.const(n.input[1]), self.const(n.input[2])
             axes = self.const(n.input[3]) if len(n.input) > 3 and n.input[3] else range(len(starts))
@@ -439,8 +455,10 @@ class _Gen:
         self.line(f"for (int j = 0; j < {count}; j++) {{")
         self.line(f"    int64_t k = {ix}[j] < 0 ? {ix}[j] + {dim} : {ix}[j];")
         self.line(f"    k = k < 0 ? 0 : (k > {dim - 1} ? {dim - 1} : k);")
-        self.line(f"    for (int o = 0; o < {outer}; o++) memcpy({dst} + (o * {count} + j) * "
-                  f"{inner}, {d} + (o * {dim} + (int)k) * {inner}, {inner} * sizeof *{dst});")
+        self.line(
+            f"    for (int o = 0; o < {outer}; o++) memcpy({dst} + (o * {count} + j) * "
+            f"{inner}, {d} + (o * {dim} + (int)k) * {inner}, {inner} * sizeof *{dst});"
+        )
         self.line("}")
 
     def reduce(self, n: onnx.NodeProto, attrs: dict) -> None:
@@ -466,13 +484,18 @@ class _Gen:
         self.decls.append(f"static const int {name}[{groups.size}] = {{"
                           + ", ".join(map(str, groups.reshape(-1).tolist())) + "};")  # fmt: skip
         if n.op_type == "ReduceMin":
-            init, step = f"{a}[{name}[i * {m}]]", f"acc = {f['min']}(acc, {a}[{name}[i * {m} + j]]);"
+            init, step = (
+                f"{a}[{name}[i * {m}]]",
+                f"acc = {f['min']}(acc, {a}[{name}[i * {m} + j]]);",
+            )
             first = 1
         else:
             init, step, first = "0", f"acc += {a}[{name}[i * {m} + j]];", 0
         tail = f" / {m}" if n.op_type == "ReduceMean" else ""
-        self.line(f"for (int i = 0; i < {groups.shape[0]}; i++) {{ {ctype} acc = {init}; "
-                  f"for (int j = {first}; j < {m}; j++) {step} {dst}[i] = acc{tail}; }}")
+        self.line(
+            f"for (int i = 0; i < {groups.shape[0]}; i++) {{ {ctype} acc = {init}; "
+            f"for (int j = {first}; j < {m}; j++) {step} {dst}[i] = acc{tail}; }}"
+        )
 
     def matmul(self, n: onnx.NodeProto) -> None:
         a_name, b_name, out = n.input[0], n.input[1], n.output[0]
@@ -500,14 +523,18 @@ class _Gen:
         ai = f"l * {m} + r" if trans_a else f"r * {k} + l"
         scale = "" if alpha == 1.0 else f"{_literal(alpha, ctype)} * "
         if trans_b:
-            self.line(f"for (int r = 0; r < {m}; r++) for (int c = 0; c < {nn}; c++) {{ "
-                      f"{ctype} acc = 0; for (int l = 0; l < {k}; l++) acc += {a}[{ai}] * "
-                      f"{b}[c * {k} + l]; {dst}[{out_offset} + r * {nn} + c] += {scale}acc; }}")
+            self.line(
+                f"for (int r = 0; r < {m}; r++) for (int c = 0; c < {nn}; c++) {{ "
+                f"{ctype} acc = 0; for (int l = 0; l < {k}; l++) acc += {a}[{ai}] * "
+                f"{b}[c * {k} + l]; {dst}[{out_offset} + r * {nn} + c] += {scale}acc; }}"
+            )
             return
-        self.line(f"for (int r = 0; r < {m}; r++) for (int l = 0; l < {k}; l++) {{ "
-                  f"const {ctype} av = {scale}{a}[{ai}]; {ctype} *row = {dst} + {out_offset} + "
-                  f"r * {nn}; const {ctype} *bl = {b} + l * {nn}; "
-                  f"for (int c = 0; c < {nn}; c++) row[c] += av * bl[c]; }}")
+        self.line(
+            f"for (int r = 0; r < {m}; r++) for (int l = 0; l < {k}; l++) {{ "
+            f"const {ctype} av = {scale}{a}[{ai}]; {ctype} *row = {dst} + {out_offset} + "
+            f"r * {nn}; const {ctype} *bl = {b} + l * {nn}; "
+            f"for (int c = 0; c < {nn}; c++) row[c] += av * bl[c]; }}"
+        )
 
     def gemm(self, n: onnx.NodeProto, attrs: dict) -> None:
         out = n.output[0]
@@ -534,7 +561,7 @@ class _Gen:
         g = self.model.graph
         taken: set[str] = set()
 
-        def port(prefix: str, value: str) -> Port:
+        def make_port(prefix: str, value: str) -> Port:
             name = base = prefix + re.sub(r"\W", "_", value)
             k = 1
             while name in taken:
@@ -543,10 +570,10 @@ class _Gen:
             taken.add(name)
             return Port(name, *self.types[value], value=value)
 
-        inputs = [port("in_", i.name) for i in g.input if i.name not in self.consts]
+        inputs = [make_port("in_", i.name) for i in g.input if i.name not in self.consts]
         for p in inputs:
             self.ref[p.value] = p.name
-        outputs = [port("out_", o.name) for o in g.output]
+        outputs = [make_port("out_", o.name) for o in g.output]
         last: dict[str, int] = {}
         for k, n in enumerate(g.node):
             for x in n.input:
@@ -558,15 +585,21 @@ class _Gen:
                 if last.get(x) == k and x in self.where and x not in keep:
                     self.plan.give(*self.where[x])
         for port, o in zip(outputs, g.output, strict=True):
-            self.line(f"memcpy({port.name}, {self.operand(o.name)}, {port.size} * sizeof *{port.name});")
-        arenas = [f"    {ct} {_ARENA[ct]}[{top}];" for ct, top in sorted(self.plan.top.items()) if top]
+            self.line(
+                f"memcpy({port.name}, {self.operand(o.name)}, {port.size} * sizeof *{port.name});"
+            )
+        arenas = [
+            f"    {ct} {_ARENA[ct]}[{top}];" for ct, top in sorted(self.plan.top.items()) if top
+        ]
         nbytes = sum(top * np.dtype(_NP[ct]).itemsize for ct, top in self.plan.top.items())
         prog = CProgram(self.function, "", inputs, outputs, int(nbytes), len(g.node),
                         self.weights, dict(sorted(self.ops.items())))  # fmt: skip
         prog.source = "\n".join([
             "#include <math.h>", "#include <stdint.h>", "#include <string.h>", "",
             "/* a library that exports the function defines this as its visibility */",
-            "#ifndef SURROGATE_API", "#define SURROGATE_API", "#endif", "", _PRELUDE, *self.decls, "", prog.prototype, "{", *arenas, *self.body, "}", "",
+            "#ifndef SURROGATE_API", "#define SURROGATE_API", "#endif", "", _PRELUDE,
+            *self.decls, "", prog.prototype + ";", prog.prototype, "{", *arenas, *self.body,
+            "}", "", prog.rows_function(),
         ])  # fmt: skip
         return prog
 
@@ -581,10 +614,12 @@ def _batch_offsets(batch: tuple[int, ...], shape: tuple[int, ...], block: int) -
     return [int(v) * block for v in ids.reshape(-1)]
 
 
-def generate(model: onnx.ModelProto | bytes | str, function: str = "surrogate_run") -> CProgram:
+def generate(
+    model: onnx.ModelProto | bytes | str | Path, function: str = "surrogate_run"
+) -> CProgram:
     """C source of ``model``'s graph at one row (see the module's docstring)."""
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model)
+        model = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
     return _Gen(model, function).run()
 
 
@@ -597,8 +632,9 @@ def compile_library(prog: CProgram, folder: Path) -> tuple[Path, str]:
     src = folder / f"{prog.function}.c"
     src.write_text(prog.source)
     lib = folder / f"{prog.function}{_shared_library_suffix()}"
-    proc = _compile_shared([src], lib, folder,
-                           defines=('-DSURROGATE_API=__attribute__((visibility("default")))',))
+    proc = _compile_shared(
+        [src], lib, folder, defines=('-DSURROGATE_API=__attribute__((visibility("default")))',)
+    )
     if proc.returncode != 0:
         raise CGenError(f"the generated C did not compile:\n{proc.stderr.strip()}")
     return lib, proc.stderr.strip()
@@ -614,24 +650,25 @@ class NativeGraph:
             raise CGenError(f"a graph of {len(prog.inputs)} inputs: NativeGraph takes one")
         self.prog = prog
         self._lib = ctypes.CDLL(str(library))
-        self._fn = getattr(self._lib, prog.function)
-        self._fn.restype = None
+        self._rows = getattr(self._lib, prog.function + "_rows")
+        self._rows.restype = None
         self._ptr = {ct: ctypes.POINTER(getattr(ctypes, c)) for ct, c in
                      (("float", "c_float"), ("double", "c_double"), ("int64_t", "c_int64"),
                       ("unsigned char", "c_ubyte"))}  # fmt: skip
 
     def run(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output for every row of ``raw`` [N, C], keyed as the graph names them."""
+        """Every output for every row of ``raw`` [N, C], keyed as the graph names them
+        (one call of ``<function>_rows``)."""
+        import ctypes
+
         port = self.prog.inputs[0]
-        x = np.ascontiguousarray(raw, dtype=_NP[port.ctype]).reshape(len(raw), -1)
+        x: np.ndarray = np.ascontiguousarray(raw, dtype=_NP[port.ctype]).reshape(len(raw), -1)
         if x.shape[1] != port.size:
             raise CGenError(f"rows of {x.shape[1]} columns: the graph takes {port.size}")
-        outs = {p.name: np.zeros((len(x), p.size), _NP[p.ctype]) for p in self.prog.outputs}
-        ptrs = [self._ptr[p.ctype] for p in self.prog.outputs]
-        for i in range(len(x)):
-            args = [x[i].ctypes.data_as(self._ptr[port.ctype])]
-            args += [outs[p.name][i].ctypes.data_as(t) for p, t in zip(self.prog.outputs, ptrs,
-                                                                          strict=True)]  # fmt: skip
-            self._fn(*args)
+        outs: dict[str, np.ndarray] = {
+            p.name: np.zeros((len(x), p.size), _NP[p.ctype]) for p in self.prog.outputs
+        }
+        args = [x.ctypes.data_as(self._ptr[port.ctype])]
+        args += [outs[p.name].ctypes.data_as(self._ptr[p.ctype]) for p in self.prog.outputs]
+        self._rows(ctypes.c_int(len(x)), *args)
         return {p.value: outs[p.name] for p in self.prog.outputs}
-

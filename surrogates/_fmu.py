@@ -79,7 +79,9 @@ def _unit(unit: str | None) -> tuple[str | None, str]:
     return None, f" [{unit}]"
 
 
-def _input_rows(signature: dict[str, Any], spec: Any, choices_as: str) -> tuple[list[dict], dict[str, dict]]:
+def _input_rows(
+    signature: dict[str, Any], spec: Any, choices_as: str
+) -> tuple[list[dict], dict[str, dict]]:
     rows: list[dict[str, Any]] = []
     enums: dict[str, dict[str, Any]] = {}
     for col in signature["inputs"]:
@@ -87,8 +89,11 @@ def _input_rows(signature: dict[str, Any], spec: Any, choices_as: str) -> tuple[
         if name == "quantity":
             q = spec.require_quantity()
             lo, hi, default = q.min, q.max, None
-            description = f"Work order quantity [{q.unit}]" if getattr(q, "unit", None) else (
-                "Work order quantity")
+            description = (
+                f"Work order quantity [{q.unit}]"
+                if getattr(q, "unit", None)
+                else ("Work order quantity")
+            )
         else:
             inp = spec.inputs[name]
             lo, hi, default = inp.min, inp.max, inp.default
@@ -104,10 +109,12 @@ def _input_rows(signature: dict[str, Any], spec: Any, choices_as: str) -> tuple[
                 description += ": " + ", ".join(f"{k} {c}" for k, c in enumerate(choices, 1))
             else:
                 enum = f"{name}_choice"
-                enums[enum] = {"description": description,
-                               "items": [{"name": c, "description": c} for c in choices]}
+                enums[enum] = {
+                    "description": description,
+                    "items": [{"name": c, "description": c} for c in choices],
+                }
                 row.update(type="Enumeration", declared_type=enum, start=pick + 1)
-            trained = " (trained on " + ", ".join(choices[int(t_lo): int(t_hi) + 1]) + ")"
+            trained = " (trained on " + ", ".join(choices[int(t_lo) : int(t_hi) + 1]) + ")"
         elif kind == "boolean":
             row.update(type="Boolean", start=bool(default) if default is not None else t_hi >= 1)
             trained = "" if (t_lo, t_hi) == (0.0, 1.0) else f" (trained on {bool(t_lo)} only)"
@@ -116,7 +123,7 @@ def _input_rows(signature: dict[str, Any], spec: Any, choices_as: str) -> tuple[
             start = default if isinstance(default, int | float) else (t_lo + t_hi) / 2
             start = min(max(float(start), t_lo), t_hi)
             row.update(type="Integer" if integer else "Real",
-                       start=int(round(start)) if integer else start)  # fmt: skip
+                       start=round(start) if integer else start)  # fmt: skip
             if lo is not None:
                 row["min"] = int(lo) if integer else float(lo)
             if hi is not None:
@@ -139,20 +146,39 @@ def _output_rows(signature: dict[str, Any]) -> list[dict[str, Any]]:
         rows += [
             {"name": kpi, **base, "description": f"{kpi}: the ensemble's mean{note}"},
             {"name": f"{kpi}_std", **base, "description": f"{kpi}: the ensemble's spread{note}"},
-            {"name": f"{kpi}_lower", **base,
-             "description": f"{kpi}: lower bound of the {level:.0%} interval{note}"},
-            {"name": f"{kpi}_upper", **base,
-             "description": f"{kpi}: upper bound of the {level:.0%} interval{note}"},
+            {
+                "name": f"{kpi}_lower",
+                **base,
+                "description": f"{kpi}: lower bound of the {level:.0%} interval{note}",
+            },
+            {
+                "name": f"{kpi}_upper",
+                **base,
+                "description": f"{kpi}: upper bound of the {level:.0%} interval{note}",
+            },
         ]
     for event in signature["outputs"]["probability"]:
-        rows.append({"name": f"{event}_probability", "causality": "output",
-                     "description": f"probability that {event} occurs in the order"})
+        rows.append(
+            {
+                "name": f"{event}_probability",
+                "causality": "output",
+                "description": f"probability that {event} occurs in the order",
+            }
+        )
     rows += [
-        {"name": "in_domain", "type": "Boolean", "causality": "output",
-         "description": "every input lies inside the training domain (else the outputs "
-                        "are extrapolated: do not use them for a decision)"},
-        {"name": "domain_violations", "type": "Integer", "causality": "output",
-         "description": "how many inputs lie outside the training domain"},
+        {
+            "name": "in_domain",
+            "type": "Boolean",
+            "causality": "output",
+            "description": "every input lies inside the training domain (else the outputs "
+            "are extrapolated: do not use them for a decision)",
+        },
+        {
+            "name": "domain_violations",
+            "type": "Integer",
+            "causality": "output",
+            "description": "how many inputs lie outside the training domain",
+        },
     ]
     return rows
 
@@ -183,8 +209,10 @@ def surrogate_table(signature: dict[str, Any], spec: Any, fmi_version: str,
     seen: dict[str, str] = {}
     for row in [*inputs, *outputs]:
         if row["name"] in seen:
-            raise FmuExportError(f"FMU variable {row['name']!r} would be both an input and "
-                                 f"an output of the bundle: rename the KPI or the input")
+            raise FmuExportError(
+                f"FMU variable {row['name']!r} would be both an input and "
+                f"an output of the bundle: rename the KPI or the input"
+            )
         seen[row["name"]] = row["causality"]
     ml = signature.get("mlflow") or {}
     version = str(ml["version"]) if ml.get("version") else signature["bundle_hash"][:12]
@@ -208,7 +236,11 @@ def _glue(signature: dict[str, Any], prog: CProgram) -> str:
     low, high = [], []
     for col in cols:
         lo, hi = float(col["min"]), float(col["max"])
-        slack = 0.0 if col["kind"] in ("categorical", "boolean") else SLACK * max(abs(lo), abs(hi), 1e-12)
+        slack = (
+            0.0
+            if col["kind"] in ("categorical", "boolean")
+            else SLACK * max(abs(lo), abs(hi), 1e-12)
+        )
         low.append((lo - slack).hex())
         high.append((hi + slack).hex())
     n = len(cols)
@@ -289,7 +321,8 @@ def export_fmu(bundle: Path | str, out: Path | str, fmi: str = "2",
         (folder / "model.yaml").write_text(yaml.safe_dump(table, sort_keys=False, width=100))
         (folder / f"{name}.c").write_text(
             f"/* Generated by asset-twin from bundle {signature['bundle_hash']}: do not edit. */\n"
-            + prog.source + _glue(signature, prog)
+            + prog.source
+            + _glue(signature, prog)
         )
         resources = folder / "resources"
         resources.mkdir()
@@ -348,11 +381,12 @@ class FmuRows:
 
     def _setters(self) -> list[tuple[Any, list[int], Any]]:
         """One setter per FMI type: (function, value references, converter)."""
-        s, groups = self.slave, {}
+        s, groups = self.slave, dict[str, list[Any]]()
         for v in self.inputs:
             groups.setdefault(v.type, []).append(v)
         out = []
         for vtype, vs in groups.items():
+            conv: Any
             if vtype in ("Real", "Float64"):
                 fn, conv = (s.setFloat64 if self.fmi3 else s.setReal), float
             elif vtype == "Boolean":
@@ -361,11 +395,13 @@ class FmuRows:
                 fn, conv = s.setInt64, int
             else:
                 fn, conv = (s.setInt32 if self.fmi3 else s.setInteger), int
-            out.append((fn, [v.valueReference for v in vs], conv, [self.inputs.index(v) for v in vs]))
+            out.append(
+                (fn, [v.valueReference for v in vs], conv, [self.inputs.index(v) for v in vs])
+            )
         return out  # type: ignore[return-value]
 
     def _getters(self) -> list[tuple[Any, list[int], list[int]]]:
-        s, groups = self.slave, {}
+        s, groups = self.slave, dict[str, list[Any]]()
         for v in self.outputs:
             groups.setdefault(v.type, []).append(v)
         out = []
@@ -459,7 +495,7 @@ def check_rows(signature: dict[str, Any], bounds: dict[str, tuple[float | None, 
         if fhi is not None and fhi > hi:
             gaps.append((j, hi, fhi))
     if gaps:
-        for i in rng.choice(n, int(round(outside * n)), replace=False):
+        for i in rng.choice(n, round(outside * n), replace=False):
             for g in rng.choice(len(gaps), min(len(gaps), int(rng.integers(1, 3))), replace=False):
                 j, a, b = gaps[g]
                 kind = cols[j]["kind"]
@@ -478,7 +514,9 @@ def domain_violations(signature: dict[str, Any], raw: Any) -> Any:
     count = np.zeros(len(x), dtype=np.int64)
     for j, c in enumerate(signature["inputs"]):
         lo, hi = float(c["min"]), float(c["max"])
-        slack = 0.0 if c["kind"] in ("categorical", "boolean") else SLACK * max(abs(lo), abs(hi), 1e-12)
+        slack = (
+            0.0 if c["kind"] in ("categorical", "boolean") else SLACK * max(abs(lo), abs(hi), 1e-12)
+        )
         count += ~((x[:, j] >= lo - slack) & (x[:, j] <= hi + slack))
     return count
 
@@ -519,12 +557,15 @@ def check_fmu(bundle: Path | str, fmu: Path | str, n: int = 1000, seed: int = 0,
             d = np.abs(mine - want) / scale
             same_nan = np.isnan(mine) == np.isnan(want)
             if not same_nan.all():
-                raise FmuParityError(f"{what}: the FMU gives NaN on {int((~same_nan).sum())} "
-                                     "values where onnxruntime does not (or the reverse)")
+                raise FmuParityError(
+                    f"{what}: the FMU gives NaN on {int((~same_nan).sum())} "
+                    "values where onnxruntime does not (or the reverse)"
+                )
             diffs[what] = float(np.nanmax(np.where(np.isnan(d), 0.0, d)))
     expected = domain_violations(signature, raw)
-    if not np.array_equal(got["domain_violations"].astype(np.int64), expected) or \
-            not np.array_equal(got["in_domain"].astype(bool), expected == 0):
+    if not np.array_equal(
+        got["domain_violations"].astype(np.int64), expected
+    ) or not np.array_equal(got["in_domain"].astype(bool), expected == 0):
         bad = int(np.sum(got["domain_violations"] != expected))
         raise FmuParityError(f"domain_violations: the FMU's count differs on {bad} rows")
     limits = {k: limit if k in ("mean", "probability") else 10 * limit for k in diffs}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,7 +107,11 @@ def test_variables_follow_the_spec(trained, signature, fmus) -> None:  # type: i
     assert items == trained.spec.inputs["material"].choice_names
     speed = by_name["spindle_speed"]
     spec_speed = trained.spec.inputs["spindle_speed"]
-    assert (speed.unit, float(speed.min), float(speed.max)) == ("rpm", spec_speed.min, spec_speed.max)
+    assert (speed.unit, float(speed.min), float(speed.max)) == (
+        "rpm",
+        spec_speed.min,
+        spec_speed.max,
+    )
     assert by_name["coolant_on"].type == "Boolean"
     assert by_name["n_teeth"].type == "Integer"
     q = trained.spec.require_quantity()
@@ -122,13 +125,20 @@ def test_variables_follow_the_spec(trained, signature, fmus) -> None:  # type: i
     assert by_name["domain_violations"].type == "Integer"
     assert signature["bundle_hash"] in md.description
     assert f"spec version {signature['spec']['version']}" in md.description
-    assert md.fmiVersion == "2.0" and read_model_description(str(fmus["3"].path)).fmiVersion == "3.0"
+    assert (
+        md.fmiVersion == "2.0" and read_model_description(str(fmus["3"].path)).fmiVersion == "3.0"
+    )
 
 
 def test_sources_and_resources_travel_in_the_fmu(fmus, signature) -> None:  # type: ignore[no-untyped-def]
     with zipfile.ZipFile(fmus["3"].path) as z:
         names = set(z.namelist())
-        assert json.loads(z.read("resources/signature.json"))["bundle_hash"] == signature["bundle_hash"]
+        assert (
+            json.loads(z.read("resources/signature.json"))["bundle_hash"]
+            == signature["bundle_hash"]
+        )
+        card = z.read("resources/model_card.md").decode()
+    assert "## As an FMU" in card and "`wall_error_max_lower`" in card
     ident = fmus["3"].model_name
     assert {f"sources/{ident}.c", "sources/buildDescription.xml", "sources/fmi3_framework.c",
             "sources/framework_core.c", "resources/model_card.md"} <= names  # fmt: skip
@@ -181,7 +191,8 @@ def test_a_second_importer_gives_the_same_answers(trained, signature, rows, tmp_
                 np.testing.assert_allclose(mine[ok], want["mean"][i][ok], rtol=1e-5, atol=1e-5)
                 assert np.isnan(mine[~ok]).all()
                 assert sim.get_integer("s::domain_violations") == int(
-                    (np.asarray(_violations(signature, row[None]))[0]))
+                    np.asarray(_violations(signature, row[None]))[0]
+                )
 
 
 def _violations(signature, rows):  # type: ignore[no-untyped-def]
@@ -200,7 +211,10 @@ def test_cli_exports_checks_and_refuses(trained, tmp_path) -> None:  # type: ign
                                   "--no-register"], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert f"exported {out}: FMI 3.0 co-simulation, 26 inputs" in r.output
-    assert "parity FMU (fmpy) vs onnxruntime over 1000 rows, 100 outside the training domain" in r.output
+    assert (
+        "parity FMU (fmpy) vs onnxruntime over 1000 rows, 100 outside the training domain"
+        in r.output
+    )
     r = CliRunner().invoke(main, ["export", str(trained.bundle)])
     assert r.exit_code == 2
     assert f"{trained.bundle} is a bundle: give --fmu OUT.fmu to export it as an FMU" in r.output
