@@ -764,6 +764,7 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
                 p.append(f"{at}.min: {fmt(inp.min)} is below the FMU variable's min {fmt(var.min)}")
             if inp.max is not None and var.max is not None and inp.max > var.max:
                 p.append(f"{at}.max: {fmt(inp.max)} is above the FMU variable's max {fmt(var.max)}")
+    p.extend(_quantity_problems(spec, catalogue))
     for name, value in spec.model_constant_values.items():
         var = catalogue.get(name)
         start = None if var is None or var.start is None else float(var.start)
@@ -794,6 +795,38 @@ def check_catalogue(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
                 )
         elif k.reduction != "time_above" and var.unit is not None and k.unit != var.unit:
             p.append(f"{at}.unit: {k.unit!r} differs from the FMU variable's unit {var.unit!r}")
+    return p
+
+
+def _quantity_problems(spec: TwinSpec, catalogue: Catalogue) -> list[str]:
+    """``quantity.variable``: a settable number of the FMU, an integer for an integer
+    quantity, in the quantity's unit where the FMU declares one, with room for its range."""
+    q = spec.quantity
+    if q is None or q.variable is None:
+        return []
+    var = catalogue.get(q.variable)
+    at = "quantity.variable"
+    if var is None:
+        settable = [name for name, v in catalogue.items() if v.settable]
+        return [f"{at}: {q.variable!r} is not a variable of the FMU{suggest(q.variable, settable)}"]
+    if not var.settable:
+        return [f"{at}: {var.name!r} has causality {var.causality}; the quantity sets a "
+                "parameter or an input"]  # fmt: skip
+    owner = next((k for k, inp in spec.inputs.items() if inp.variable == var.name), None)
+    if owner is not None:
+        return [f"{at}: {var.name!r} is set by inputs.{owner} already"]
+    if var.type not in ("Real", "Float64", "Integer", "Int32", "Int64"):
+        return [f"{at}: {var.name!r} is a {var.type} variable; the quantity is a number"]
+    p = []
+    if q.integer is False and var.type != "Real" and var.type != "Float64":
+        p.append(f"{at}: {var.name!r} is an integer variable; the quantity is not "
+                 "(quantity.integer: true)")  # fmt: skip
+    if var.unit is not None and var.unit != q.unit:
+        p.append(f"quantity.unit: {q.unit!r} differs from the FMU variable's unit {var.unit!r}")
+    if var.min is not None and q.min < var.min:
+        p.append(f"quantity.min: {fmt(q.min)} is below the FMU variable's min {fmt(var.min)}")
+    if var.max is not None and q.max > var.max:
+        p.append(f"quantity.max: {fmt(q.max)} is above the FMU variable's max {fmt(var.max)}")
     return p
 
 

@@ -268,6 +268,8 @@ def canonical(spec: TwinSpec) -> Any:
             del data["inputs"][key]["aliases"]
         if not inp.from_material_requirements:
             del data["inputs"][key]["from_material_requirements"]
+    if spec.quantity is not None and spec.quantity.variable is None:
+        del data["quantity"]["variable"]  # added later: left out while unused
     if spec.doe is not None:
         data["doe"]["fixed"] = {
             k: spec.require_quantity().coerce(v) if k == "quantity" else spec.inputs[k].coerce(v)

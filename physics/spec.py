@@ -248,6 +248,10 @@ class QuantitySpec(_Section):
     max: float
     integer: StrictBool = False
     description: str = ""
+    # The FMU variable the quantity sets, for a model that takes it (a surrogate FMU, a
+    # batch process); None: the quantity only reaches the run through the expressions
+    # (the spindle's stop time).
+    variable: str | None = None
 
     check_unit = field_validator("unit")(_parses)
 

@@ -141,6 +141,17 @@ def case_from_order(
         start_values[var.name] = value
         if var.causality == "input":
             inputs[var.name] = value
+    q = spec.quantity
+    if q is not None and q.variable is not None and order.quantity is not None:
+        var = catalogue.get(q.variable)
+        if var is None:
+            raise SpecError([f"quantity.variable: {q.variable!r} is not a variable of the FMU "
+                             "(run check_against first)"], source=spec.name)  # fmt: skip
+        amount: FmuValue = float(order.quantity) if var.type in ("Real", "Float64") else int(
+            order.quantity)
+        start_values[var.name] = amount
+        if var.causality == "input":
+            inputs[var.name] = amount
     return SimulationCase(
         start_values=start_values,
         stop_time=order.stop_time,

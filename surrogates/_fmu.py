@@ -21,7 +21,9 @@ Variables, from the spec and the signature:
 
 The outputs are a function of the inputs only: the model computes them when
 initialization ends and at the end of every step, from the inputs held during it.
-``resources/`` carries the bundle's signature and model card.
+``resources/`` carries the bundle's signature and model card. Beside ``OUT.fmu`` goes
+``OUT.yaml``, a twin spec of it (:mod:`surrogates._fmu_spec`), so ``twin fmu simulate``
+and ``twin data generate`` run it like any FMU.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import yaml
 from physics.fmu._codegen import UNITS
 from surrogates._cgen import CProgram, generate
 from surrogates._errors import ParityError, SurrogateError
+from surrogates._fmu_spec import surrogate_spec
 
 __all__ = ["FMI_VERSIONS", "FmuExport", "FmuExportError", "export_fmu", "surrogate_table"]
 
@@ -60,6 +63,7 @@ class FmuExport:
     inputs: list[str]
     outputs: list[str]
     program: CProgram
+    spec: Path  # the twin spec written beside the FMU (surrogates._fmu_spec)
 
 
 def model_identifier(bundle_name: str) -> str:
@@ -336,10 +340,18 @@ def export_fmu(bundle: Path | str, out: Path | str, fmi: str = "2",
         partial = out.with_name(f".{out.name}.partial")
         shutil.copy2(built.path, partial)
         partial.replace(out)  # a reader never sees half an FMU
+    spec_out = out.with_suffix(".yaml")
+    text = yaml.safe_dump(surrogate_spec(signature, spec, table, out.name), sort_keys=False,
+                          width=100, allow_unicode=True)  # fmt: skip
+    header = (f"# The twin spec of {out.name}, written by twin export from bundle "
+              f"{signature['bundle_hash'][:12]}: twin fmu simulate --spec {spec_out.name}\n")
+    partial_spec = spec_out.with_name(f".{spec_out.name}.partial")
+    partial_spec.write_text(header + text, encoding="utf-8")
+    partial_spec.replace(spec_out)
     return FmuExport(out, version, name, [r["name"] for r in table["variables"]
                                           if r["causality"] == "input"],
                      [r["name"] for r in table["variables"] if r["causality"] == "output"],
-                     prog)  # fmt: skip
+                     prog, spec_out)  # fmt: skip
 
 
 class FmuRows:

@@ -275,6 +275,7 @@ def _export_fmu(bundle: Path, fmu: Path, fmi: str, choices: str, register: bool)
     click.echo(f"exported {fmu}: FMI {made.fmi_version} co-simulation, {len(made.inputs)} "
                f"inputs, {len(made.outputs)} outputs; {p.nodes} graph nodes as C, "
                f"{p.weights:,} constants, {p.workspace_bytes:,} bytes of workspace")  # fmt: skip
+    click.echo(f"its twin spec: {made.spec} (twin fmu simulate --spec {made.spec} ...)")
     diffs = check_fmu(bundle, fmu)
     click.echo(f"parity FMU (fmpy) vs onnxruntime over {diffs.pop('rows'):.0f} rows, "
                f"{diffs.pop('outside'):.0f} outside the training domain (max difference over "

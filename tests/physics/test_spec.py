@@ -893,3 +893,56 @@ def test_fmu_fields_left_out_keep_the_spec_hash() -> None:
     assert TwinSpec.from_dict(data).spec_hash == spec.spec_hash
     data["fmu"]["interface"] = "co_simulation"
     assert TwinSpec.from_dict(data).spec_hash != spec.spec_hash
+
+
+# ---- quantity.variable: the FMU variable the work order's quantity sets ------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "quantity", "expected"),
+    [
+        ("prts_completed", {}, ["quantity.variable: 'prts_completed' is not a variable of the FMU"]),
+        ("parts_completed", {}, ["quantity.variable: 'parts_completed' has causality output; the "
+                                 "quantity sets a parameter or an input"]),
+        ("path_length", {}, ["quantity.variable: 'path_length' is set by inputs.path_length "
+                             "already"]),
+        ("explicit_start_temperatures", {}, ["quantity.variable: 'explicit_start_temperatures' "
+                                             "is a Boolean variable; the quantity is a number"]),
+        ("warmup_speed", {}, ["quantity.unit: 'parts' differs from the FMU variable's unit 'rpm'"]),
+        ("stability_nodes_per_cycle", {"integer": False},
+         ["quantity.variable: 'stability_nodes_per_cycle' is an integer variable; the quantity "
+          "is not (quantity.integer: true)",
+          "quantity.min: 1 is below the FMU variable's min 2",
+          "quantity.max: 500 is above the FMU variable's max 100"]),
+        ("stability_max_nodes", {}, ["quantity.max: 500 is above the FMU variable's max 40"]),
+    ],
+)  # fmt: skip
+def test_quantity_variable_mistakes(variable: str, quantity: dict, expected: list[str]) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["quantity"].update(variable=variable, **quantity)
+
+    assert catalogue_problems(spindle(edit)) == expected
+
+
+def test_quantity_variable_sets_the_fmu_and_enters_the_hash_only_when_used() -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["quantity"].update(variable="stability_max_nodes", max=40)
+        d["doe"]["factors"]["quantity"]["high"] = 40
+
+    from physics._spec_text import canonical
+
+    plain = load_spec(SPEC)
+    assert plain.quantity is not None and plain.quantity.variable is None
+    assert "variable" not in canonical(plain)["quantity"]  # left out of the hash while unused
+    spec = TwinSpec.from_dict(spindle(edit))
+    spec.check_against(CATALOGUE)
+    assert spec.spec_hash != TwinSpec.from_dict(spindle()).spec_hash
+    values = {k: inp.default for k, inp in spec.inputs.items() if inp.default is not None}
+    values.update(material="steel_c45", finished_surface="wall", spindle_speed=5300,
+                  feed_per_tooth=0.08, axial_depth=2.0, radial_width=3.0, tool_diameter=12.0,
+                  n_teeth=4, corner_radius=0.5, tool_overhang=36.0, path_length=2400.0,
+                  load_time=45.0)  # fmt: skip
+    case = spec.case_from_order(values, 30, CATALOGUE)
+    assert case.start_values["stability_max_nodes"] == 30 and case.quantity == 30
+    plain_case = TwinSpec.from_dict(spindle()).case_from_order(values, 30, CATALOGUE)
+    assert "stability_max_nodes" not in plain_case.start_values

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,37 @@ def test_cli_exports_checks_and_refuses(trained, tmp_path) -> None:  # type: ign
     r = CliRunner().invoke(main, ["export", str(trained.bundle), "--fmu", str(out), "--fmi", "4"])
     assert r.exit_code == 2 and "'4' is not one of '2', '3'" in r.output
     assert out.is_file()  # the refused calls left the FMU that was there
+
+
+def test_twin_fmu_simulate_runs_the_fmu_by_its_spec(trained, signature, fmus) -> None:  # type: ignore[no-untyped-def]
+    """The spec written beside the FMU: `twin fmu simulate` runs a job order through it, the
+    order's quantity included, and gets the served model's answer."""
+    from click.testing import CliRunner
+
+    from physics.cli import main
+
+    made = fmus["3"]
+    assert made.spec == made.path.with_suffix(".yaml") and made.spec.is_file()
+    order = Path(__file__).resolve().parents[2] / "experiments" / "orders" / "demo.yaml"
+    args = ["fmu", "simulate", "--spec", str(made.spec), "--order", str(order), "--json"]
+    r = CliRunner().invoke(main, [*args, "--quantity", "300"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.output)
+    assert result["quantity"] == 300 and result["values"]["material"] == "steel_c45"
+    row = []
+    for c in signature["inputs"]:
+        v = 300 if c["name"] == "quantity" else result["values"][c["name"]]
+        row.append(c["choices"].index(v) if c["kind"] == "categorical" else float(v))
+    want = run(session(str(trained.bundle / "model.onnx")), np.array([row], np.float32))
+    kpis = result["kpis"]
+    for k, name in enumerate(signature["outputs"]["mean"]):
+        got, ref = kpis[name]["value"], float(want["mean"][0, k])
+        assert abs(got - ref) <= 1e-5 * max(1.0, abs(ref)), name
+        assert kpis[name]["unit"] == (signature["kpis"][name].get("unit") or "1")
+        lower = kpis[f"{name}_lower"]["value"]
+        assert abs(lower - float(want["lower"][0, k])) <= 1e-4 * max(1.0, abs(ref)), name
+    assert kpis["domain_violations"]["value"] == 0 and kpis["in_domain"]["value"] == 1
+    # the quantity reaches the FMU: another quantity, other parts completed
+    r = CliRunner().invoke(main, [*args, "--quantity", "40"], catch_exceptions=False)
+    assert json.loads(r.output)["kpis"]["parts_completed"]["value"] < 0.2 * kpis[
+        "parts_completed"]["value"]
