@@ -82,6 +82,7 @@ def test_bad_model_is_registered_but_not_promoted(workdir: Path, spindle_dataset
 def test_good_model_passes_its_gate_and_is_promoted(workdir: Path) -> None:
     """The spindle's own thresholds need far more data than a test can afford; a spec
     whose acceptance asks what a 400-run surrogate reaches shows the passing path."""
+    import mlflow.artifacts
     import mlflow.onnx
     import yaml
     from mlflow.tracking import MlflowClient
@@ -112,10 +113,19 @@ def test_good_model_passes_its_gate_and_is_promoted(workdir: Path) -> None:
     assert code == 0 and "gate: passed" in out, out
     code, out = _twin("promote", "milling_spindle")
     assert code == 0 and "milling_spindle@champion -> version 1" in out, out
+    # the bundle as an FMU, registered beside it
+    code, out = _twin("export", "good-bundle", "--fmu", "good.fmu")
+    assert code == 0, out
+    assert "logged to milling_spindle version 1: fmu/fmi2/good.fmu" in out
 
     configure()
     client = MlflowClient()
     assert client.get_registered_model("milling_spindle").aliases == {"champion": 1}
+    tags = client.get_model_version("milling_spindle", "1").tags
+    assert (tags["fmu"], tags["fmu_fmi"]) == ("fmu/fmi2/good.fmu", "2.0")
+    run_id = client.get_model_version("milling_spindle", "1").run_id
+    logged = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="fmu/fmi2/good.fmu")
+    assert Path(logged).read_bytes() == (workdir / "good.fmu").read_bytes()
     assert client.get_model_version("milling_spindle", "1").tags["gate"] == "passed"
     model = mlflow.onnx.load_model(model_uri("milling_spindle"))
     assert {o.name for o in model.graph.output} == {"mean", "std", "lower", "upper",
