@@ -901,7 +901,8 @@ def test_fmu_fields_left_out_keep_the_spec_hash() -> None:
 @pytest.mark.parametrize(
     ("variable", "quantity", "expected"),
     [
-        ("prts_completed", {}, ["quantity.variable: 'prts_completed' is not a variable of the FMU"]),
+        ("prts_completed", {},
+         ["quantity.variable: 'prts_completed' is not a variable of the FMU"]),
         ("parts_completed", {}, ["quantity.variable: 'parts_completed' has causality output; the "
                                  "quantity sets a parameter or an input"]),
         ("path_length", {}, ["quantity.variable: 'path_length' is set by inputs.path_length "
