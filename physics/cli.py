@@ -26,6 +26,7 @@ import click
 
 from physics._cli_data import data
 from physics._cli_errors import handle_errors as _handle_errors
+from physics._cli_machine import machine
 
 PLUGIN_GROUP = "asset_twin.commands"
 
@@ -321,3 +322,4 @@ def _limits_check(value: float, low: float | None, high: float | None, label: st
 
 
 main.add_command(data)
+main.add_command(machine)
