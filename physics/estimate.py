@@ -87,7 +87,9 @@ class OrderFilter:
     def _lay(self, grid: np.ndarray) -> None:
         self.grid = grid
         self.runs = [self._simulate(float(x)) for x in grid]
-        self._series: dict[str, list[np.ndarray]] = {}
+        # one time grid for every run (the longest; one that stopped early holds its end)
+        self.time = max((time for time, _ in self.runs), key=len)
+        self._series: dict[str, np.ndarray] = {}
         z = (grid - self.prior.mean) / self.prior.std
         self.logprior = -0.5 * z**2
         self.logl = np.zeros(len(grid))
@@ -107,25 +109,29 @@ class OrderFilter:
         cols = {k: np.asarray(v, dtype=float) for k, v in traj.as_dict().items() if k != "time"}
         return np.asarray(traj.time, dtype=float) - t0, cols
 
-    def _series_of(self, signal: str) -> list[np.ndarray]:
+    def _series_of(self, signal: str) -> np.ndarray:
+        """The signal's clean value along every grid point's run: [points, samples]."""
         series = self._series.get(signal)
         if series is None:
             expr = self.signals[signal].expr
             with np.errstate(all="ignore"):
-                series = [np.broadcast_to(np.asarray(expr.evaluate(cols), dtype=float),
-                                          time.shape) for time, cols in self.runs]  # fmt: skip
-            self._series[signal] = series
+                rows = [np.interp(self.time, time, np.broadcast_to(
+                    np.asarray(expr.evaluate(cols), dtype=float), time.shape))
+                    for time, cols in self.runs]  # fmt: skip
+            series = self._series[signal] = np.array(rows)
         return series
 
     def _loglik(self, signal: str, times: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Each grid point's log-likelihood of these observations of ``signal``."""
-        noise = self.signals[signal].noise
-        out = np.empty(len(self.runs))
-        for i, ((time, _), series) in enumerate(zip(self.runs, self._series_of(signal),
-                                                    strict=True)):  # fmt: skip
-            r = (values - np.interp(times, time, series)) / noise
-            out[i] = -0.5 * float(np.sum(r * r)) if np.all(np.isfinite(r)) else -np.inf
-        return out
+        """Each grid point's log-likelihood of these observations of ``signal``: every run
+        interpolated at once, on one time grid."""
+        series = self._series_of(signal)
+        k = np.clip(np.searchsorted(self.time, times) - 1, 0, len(self.time) - 2)
+        t0, t1 = self.time[k], self.time[k + 1]
+        f = np.clip((times - t0) / np.where(t1 > t0, t1 - t0, 1.0), 0.0, 1.0)
+        predicted = series[:, k] * (1 - f) + series[:, k + 1] * f  # [points, observations]
+        r = (values - predicted) / self.signals[signal].noise
+        out = -0.5 * np.sum(r * r, axis=1)
+        return np.where(np.isfinite(out), out, -np.inf)
 
     # -- observations ----------------------------------------------------------------
     def observe(self, signal: str, t: float, value: float, good: bool = True) -> None:
