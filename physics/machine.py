@@ -28,7 +28,8 @@ their type definitions: the nodesets are not loaded)::
 Signal values are written with the machine's clock as source timestamp (the session
 start plus the machine time: accelerated, it runs ``speed`` times faster than the wall)
 and a status: Good, or BadSensorFailure when a sensor drops out (written once, then
-nothing until it is back). Node ids are strings in our namespace,
+nothing until it is back); before its first reading a signal's node says
+BadWaitingForInitialData. Node ids are strings in our namespace,
 ``<name>.<path>`` (``MILL-07.Monitoring.Spindle.RotationalSpeed``), so a connection
 file can name them. MQTT topics are ``<prefix>/<name>/<signal>`` with a JSON payload
 ``{"value", "unit", "timestamp", "quality", "order"}``.
@@ -381,6 +382,9 @@ class _Outlets:
                 s.unit,
             )
             self.nodes[s.name] = node
+            # no reading yet: a client must not take the placeholder for a measurement
+            waiting: Any = ua.StatusCodes.BadWaitingForInitialData
+            await node.write_value(ua.DataValue(ua.Variant(0.0), StatusCode=ua.StatusCode(waiting)))
         production = await machine.add_object(nid("Production"), f"{mt}:Production")
         self.plan = await production.add_object(
             nid("Production.ProductionPlan"), f"{mt}:ProductionPlan"
@@ -469,6 +473,7 @@ async def play(config: MachineConfig, orders: Sequence[Any], *, speed: float = 6
                true_state: Mapping[str, Any] | None = None, seed: int = 0,
                topic_prefix: str = "asset-twin/machines", lead: float = 0.0,
                hold: float = 0.0, ready: asyncio.Event | None = None,
+               origin: datetime | None = None,
                on_sample: Any = None) -> dict[str, Any]:  # fmt: skip
     """Play ``orders`` (physics.orders.WorkOrder) one after another; returns a summary.
 
@@ -488,7 +493,7 @@ async def play(config: MachineConfig, orders: Sequence[Any], *, speed: float = 6
         _host_port(opcua, "opc.tcp", 4840)
     spec = load_spec(config.spec_path)
     rng = np.random.default_rng(seed)
-    origin = datetime.now(UTC)
+    origin = origin or datetime.now(UTC)  # the machine clock at machine time 0
     outlets = _Outlets(config, origin)
     truth_file = truth.open("w", encoding="utf-8") if truth is not None else None
     counts: dict[str, int] = {s.name: 0 for s in config.signals}
