@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,104 @@ def machine_run(
     except OSError as exc:
         fail(f"cannot stream: {exc}", 1)
     click.echo(json.dumps(summary, indent=2, default=float))
+
+
+@machine.command("listen")
+@click.option("--connection", "connection_path", required=True,
+              type=click.Path(dir_okay=False), help="Connection file (YAML).")  # fmt: skip
+@click.option("--order", "order_path", required=True, type=click.Path(dir_okay=False),
+              help="The job order the machine runs (its state: the MES's belief).")  # fmt: skip
+@click.option("--state", "state_name", default="tool_wear", show_default=True,
+              help="The hidden state input to estimate.")  # fmt: skip
+@click.option("--prior-sd", default=0.05, show_default=True, type=float,
+              help="Standard deviation of the belief, in the input's unit.")  # fmt: skip
+@click.option("--every", default=30.0, show_default=True, type=float,
+              help="Machine seconds between printed estimates.")  # fmt: skip
+@click.option("--for", "duration", default=600.0, show_default=True, type=float,
+              help="Wall seconds to listen at most.")  # fmt: skip
+@click.option("--idle", default=5.0, show_default=True, type=float,
+              help="Stop after this many wall seconds without an observation.")  # fmt: skip
+@handle_errors
+def machine_listen(connection_path: str, order_path: str, state_name: str, prior_sd: float,
+                   every: float, duration: float, idle: float) -> None:  # fmt: skip
+    """Listen to a machine as a connection file says, and estimate its hidden state live
+    (the point-mass filter of physics/estimate.py), from the order's start."""
+    from physics.estimate import Prior
+    from physics.listen import load_connection
+    from physics.machine import MachineError
+    from physics.orders import load_order
+    from physics.spec import load_spec
+
+    try:
+        connection = load_connection(connection_path)
+    except MachineError as exc:
+        fail(str(exc), 2)
+    spec = load_spec(connection.machine.spec_path)
+    order = load_order(order_path, spec)
+    inp = spec.inputs.get(state_name)
+    if inp is None or inp.source != "state":
+        states = ", ".join(k for k, i in spec.inputs.items() if i.source == "state")
+        fail(f"--state {state_name}: not a state input of {spec.name} (state inputs: {states})", 2)
+    believed = float(order.values.get(state_name, inp.default or 0.0))
+    lo = inp.min if inp.min is not None else -math.inf
+    hi = inp.max if inp.max is not None else math.inf
+    prior = Prior(believed, prior_sd, lo, hi)
+    variable = connection.machine.carry.get(state_name, state_name)
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+    summary = asyncio.run(_listen(connection, spec, order, state_name, variable, prior, every,
+                                  duration, idle))  # fmt: skip
+    click.echo(json.dumps(summary, indent=2, default=float))
+
+
+async def _listen(
+    connection: Any,
+    spec: Any,
+    order: Any,
+    state: str,
+    variable: str,
+    prior: Any,
+    every: float,
+    duration: float,
+    idle: float,
+) -> dict[str, Any]:
+    import time
+
+    from physics.estimate import OrderFilter
+    from physics.listen import Listener
+    from physics.run import open_twin
+
+    listener = Listener(connection)
+    await listener.start()
+    click.echo(f"listening to {connection.asset}: belief {state} = {prior.mean:g} "
+               f"+- {prior.std:g}")  # fmt: skip
+    end_wall = time.monotonic() + duration
+    origin, last_print, last_update, t = None, 0.0, 0.0, 0.0
+    with open_twin(spec) as fmu:
+        f = OrderFilter(spec, fmu, connection.machine, order.values, order.quantity, state, prior)
+        while time.monotonic() < end_wall:
+            try:
+                o = await asyncio.wait_for(listener.queue.get(), idle)
+            except TimeoutError:
+                break  # the machine went quiet
+            if not o.good:
+                continue
+            origin = origin or o.time  # the order starts with the first reading heard
+            t = (o.time - origin).total_seconds()
+            if t < 0:
+                continue
+            f.observe(o.signal, t, o.value, o.good)
+            if t - last_update >= 1.0:  # once a second of machine time
+                f.update()
+                last_update = t
+            if t - last_print >= every:
+                e = f.at(variable, t)
+                click.echo(f"t {t:8.1f} s  {variable} {e.mean:.5g} +- {e.std:.2g}  "
+                           f"({e.observations} observations)")  # fmt: skip
+                last_print = t
+        await listener.stop()
+        f.update()
+        now, start = f.at(variable, t), f.start()
+    return {"asset": connection.asset, "machine_seconds": t, "observations": now.observations,
+            "start": {state: {"mean": start.mean, "std": start.std}},
+            "now": {variable: {"mean": now.mean, "std": now.std}},
+            "status": listener.status}  # fmt: skip

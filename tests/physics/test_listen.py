@@ -170,3 +170,52 @@ def test_connection_mistakes_are_named(tmp_path: Path, changes: dict, expected: 
         load_connection(_connection(tmp_path, 4840, "p", **changes))
     assert expected in str(err.value)
     assert np.isfinite(1.0)
+
+
+def test_twin_machine_listen_estimates_the_wear_live(tmp_path: Path) -> None:
+    """`twin machine listen` beside a streaming machine (MQTT only): the live estimate
+    it prints at the end holds the true wear within its interval."""
+    import json
+    import threading
+
+    from click.testing import CliRunner
+
+    from physics.cli import main
+
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    topics = {name: {"topic": f"{prefix}/MILL-07/{name}"}
+              for name in ("spindle_power", "spindle_torque", "tool_wear_probe")}  # fmt: skip
+    path = _connection(tmp_path, 4840, prefix, opcua={},
+                       mqtt={"url": "mqtt://127.0.0.1:1883", "topics": topics})  # fmt: skip
+    spec_config = load_machine(MACHINE)
+    from physics.spec import load_spec
+
+    order = dataclasses.replace(orders_of([ORDER], load_spec(spec_config.spec_path))[0],
+                                quantity=3)  # fmt: skip
+    order_file = tmp_path / "order.yaml"
+    raw = yaml.safe_load(ORDER.read_text())
+    raw["planned_quantity"] = 3
+    order_file.write_text(yaml.safe_dump(raw))
+    truth = tmp_path / "truth.jsonl"
+    sender = load_machine(MACHINE)
+
+    def machine() -> None:  # starts streaming 3 s from now, for about a second
+        asyncio.run(play(sender, [order], speed=400, mqtt="mqtt://127.0.0.1:1883",
+                         truth=truth, true_state={"tool_wear": 0.1}, seed=2,
+                         topic_prefix=prefix, lead=3.0))  # fmt: skip
+
+    thread = threading.Thread(target=machine)
+    thread.start()
+    try:
+        r = CliRunner().invoke(main, ["machine", "listen", "--connection", str(path), "--order",
+                                      str(order_file), "--every", "100", "--idle", "2",
+                                      "--for", "30"], catch_exceptions=False)  # fmt: skip
+    finally:
+        thread.join()
+    assert r.exit_code == 0, r.output
+    assert "listening to MILL-07: belief tool_wear = 0.04 +- 0.05" in r.output
+    summary = json.loads(r.output[r.output.index("{") :])
+    end = [x for x in read_truth(truth) if x["kind"] == "state"][-1]
+    now = summary["now"]["tool_wear"]
+    assert abs(now["mean"] - end["tool_wear"]) < 3 * now["std"]
+    assert now["std"] < 0.005 and summary["observations"] > 1000
