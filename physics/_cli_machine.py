@@ -139,7 +139,7 @@ def machine_run(
 @click.option("--for", "duration", default=600.0, show_default=True, type=float,
               help="Wall seconds to listen at most.")  # fmt: skip
 @click.option("--idle", default=5.0, show_default=True, type=float,
-              help="Stop after this many wall seconds without an observation.")  # fmt: skip
+              help="Wall seconds without an observation, once one came, to stop.")  # fmt: skip
 @handle_errors
 def machine_listen(connection_path: str, order_path: str, state_name: str, prior_sd: float,
                    every: float, duration: float, idle: float) -> None:  # fmt: skip
@@ -198,10 +198,12 @@ async def _listen(
     with open_twin(spec) as fmu:
         f = OrderFilter(spec, fmu, connection.machine, order.values, order.quantity, state, prior)
         while time.monotonic() < end_wall:
+            # before the first reading, wait as long as allowed; after it, `idle` at most
+            wait = idle if origin is not None else max(0.0, end_wall - time.monotonic())
             try:
-                o = await asyncio.wait_for(listener.queue.get(), idle)
+                o = await asyncio.wait_for(listener.queue.get(), wait)
             except TimeoutError:
-                break  # the machine went quiet
+                break  # the machine went quiet (or never spoke)
             if not o.good:
                 continue
             origin = origin or o.time  # the order starts with the first reading heard

@@ -32,14 +32,13 @@ import asyncio
 import contextlib
 import json
 import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from physics.machine import MachineConfig, MachineError, _host_port, load_machine
+from physics.machine import MachineConfig, MachineError, _host_port, load_machine, read_mapping
 
 __all__ = ["Connection", "Listener", "Observation", "load_connection"]
 
@@ -78,12 +77,7 @@ def load_connection(path: str | Path) -> Connection:
     from physics.units import UnitError, convert
 
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MachineError(f"{path}: cannot be read ({exc.strerror})") from None
-    if not isinstance(raw, dict):
-        raise MachineError(f"{path}: expected a mapping of asset, machine, opcua, mqtt")
+    raw = read_mapping(path, "asset, machine, opcua, mqtt")
     problems: list[str] = []
     extra = sorted(set(raw) - {"asset", "machine", "opcua", "mqtt"})
     problems += [f"{k}: unknown key (allowed: asset, machine, opcua, mqtt)" for k in extra]
@@ -211,7 +205,9 @@ class Listener:
         c, st = self.connection, self.status["mqtt"]
         by_topic = {s.address: s for s in c.topics}
         host, port = _host_port(str(c.mqtt_url), "mqtt", 1883)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"twin-{c.asset}-{id(self)}")
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"twin-{c.asset}-{uuid.uuid4().hex[:8]}"
+        )
 
         def on_connect(cl: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             st["connected"] = True  # (re)connected: subscribe again

@@ -41,6 +41,7 @@ import asyncio
 import json
 import math
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,9 +114,8 @@ class MachineConfig:
                       | {"parts_completed", "cutting", "tool_changes"})  # fmt: skip
 
 
-def load_machine(path: str | Path) -> MachineConfig:
-    """Read and check a machine file; MachineError names the field, value and expectation."""
-    path = Path(path)
+def read_mapping(path: Path, keys: str) -> dict[str, Any]:
+    """A YAML file that holds a mapping; MachineError says why one does not."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -123,7 +123,14 @@ def load_machine(path: str | Path) -> MachineConfig:
     except yaml.YAMLError as exc:
         raise MachineError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise MachineError(f"{path}: expected a mapping of name, spec, signals, hidden")
+        raise MachineError(f"{path}: expected a mapping of {keys}")
+    return raw
+
+
+def load_machine(path: str | Path) -> MachineConfig:
+    """Read and check a machine file; MachineError names the field, value and expectation."""
+    path = Path(path)
+    raw = read_mapping(path, "name, spec, signals, hidden")
     problems: list[str] = []
     keys = (
         "name",
@@ -307,6 +314,7 @@ class _Outlets:
         self.mqtt: Any = None
         self.topic_prefix = "asset-twin/machines"
         self.published = 0
+        self.acked = 0
         self.tool_parts = 0  # parts the tool in the spindle has machined (across orders)
         self.units = {s.name: s.unit for s in config.signals}
 
@@ -436,10 +444,17 @@ class _Outlets:
         from paho.mqtt.enums import CallbackAPIVersion
 
         host, port = _host_port(url, "mqtt", 1883)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"machine-{self.config.name}")
+        # a client id of its own: a broker drops the older of two connections with one id
+        ident = f"machine-{self.config.name}-{uuid.uuid4().hex[:8]}"
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=ident)
+        client.on_publish = self._acked
+        client.max_queued_messages_set(0)  # unbounded: the machine's own samples, in order
         client.connect(host, port)
         client.loop_start()
         self.mqtt, self.topic_prefix = client, prefix
+
+    def _acked(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self.acked += 1  # paho's network thread: the broker has a QoS 1 message
 
     def publish(self, sample: Sample) -> None:
         if self.mqtt is None:
@@ -451,10 +466,15 @@ class _Outlets:
                           json.dumps(payload), qos=1)  # fmt: skip
         self.published += 1
 
-    async def close(self) -> None:
+    async def close(self, drain: float = 10.0) -> None:
+        """Stop, once the broker has every sample published (``drain`` seconds at most):
+        paho's queue would otherwise go down with its network thread."""
         if self.mqtt is not None:
-            self.mqtt.loop_stop()
+            deadline = time.monotonic() + drain
+            while self.acked < self.published and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
             self.mqtt.disconnect()
+            self.mqtt.loop_stop()
         if self.server is not None:
             await self.server.stop()
 
@@ -533,7 +553,7 @@ async def play(config: MachineConfig, orders: Sequence[Any], *, speed: float = 6
             truth_file.close()
     return {"machine": config.name, "orders": finished, "machine_seconds": start,
             "wall_seconds": wall, "samples": counts,
-            "published": outlets.published}  # fmt: skip
+            "published": outlets.published, "acked": outlets.acked}  # fmt: skip
 
 
 def _text(value: str) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,17 +18,12 @@ import yaml
 from physics.estimate import OrderFilter, Prior
 from physics.listen import Listener, load_connection
 from physics.machine import MachineError, load_machine, orders_of, play, read_truth
+from tests._net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MACHINE = ROOT / "experiments" / "machines" / "spindle.yaml"
 ORDER = ROOT / "experiments" / "orders" / "demo.yaml"
 SPEC = ROOT / "experiments" / "specs" / "spindle.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _connection(tmp_path: Path, port: int, prefix: str, **changes: Any) -> Path:
@@ -67,7 +61,7 @@ def test_the_twin_listens_and_finds_the_true_wear(tmp_path: Path) -> None:
     from physics.run import open_twin
     from physics.spec import load_spec
 
-    port, prefix = _free_port(), f"test-{uuid.uuid4().hex[:8]}"
+    port, prefix = free_port(), f"test-{uuid.uuid4().hex[:8]}"
     connection = load_connection(_connection(tmp_path, port, prefix))
     sender = _sender(tmp_path)
     spec = load_spec(SPEC)
@@ -137,7 +131,7 @@ def test_the_twin_listens_and_finds_the_true_wear(tmp_path: Path) -> None:
 
 
 def test_a_dead_endpoint_is_tried_again_with_a_backoff(tmp_path: Path) -> None:
-    path = _connection(tmp_path, _free_port(), "none", mqtt={})
+    path = _connection(tmp_path, free_port(), "none", mqtt={})
     connection = load_connection(path)
 
     async def scenario() -> dict[str, Any]:
