@@ -191,11 +191,8 @@ def fmu_times(bundle: Path, raw: np.ndarray, calls: int = 500) -> dict[str, floa
     out: dict[str, float] = {}
 
     rows = FmuRows(made.path)
-    names = [c["name"] for c in signature["inputs"]]
-    kinds = [c["kind"] for c in signature["inputs"]]
-    order = [names.index(v.name) for v in rows.inputs]
-    fmu_rows = [[float(r[j]) + (1.0 if kinds[j] == "categorical" else 0.0) for j in order]
-                for r in raw.astype(np.float64)]  # fmt: skip
+    fmu_rows = rows.fmu_rows(raw, signature)
+    inputs = [v.name for v in rows.inputs]
     out["fmu_fmpy_s"] = _median(lambda i: rows.step(fmu_rows[i % len(fmu_rows)]), calls)
     rows.close()
 
@@ -203,8 +200,7 @@ def fmu_times(bundle: Path, raw: np.ndarray, calls: int = 500) -> dict[str, floa
         native = NativeFmu(fmu)
         outputs = [(n, "final", None) for n in made.outputs
                    if fmu.variable(n).type == "Real"]  # fmt: skip
-        starts = [{v: x for v, x in zip([names[j] for j in order], r, strict=True)}
-                  for r in fmu_rows]  # fmt: skip
+        starts = [dict(zip(inputs, r, strict=True)) for r in fmu_rows]
 
         def one(i: int) -> None:
             native.run(starts[i % len(starts)], 1.0, step_size=1.0, output_interval=1.0,

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from physics.machine import MachineConfig, MachineError
+from physics.machine import MachineConfig, MachineError, run_order
 
 __all__ = ["Estimate", "OrderFilter", "Prior"]
 
@@ -97,17 +97,9 @@ class OrderFilter:
             self.logl += self._loglik(signal, np.array(times), np.array(values))
 
     def _simulate(self, start: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        from physics.run import start_time_of
-
-        case = self.spec.case_from_order({**self.values, self.name: start}, self.quantity,
-                                         self.fmu.catalogue)  # fmt: skip
-        t0 = start_time_of(self.spec, self.fmu)
-        step = self.spec.fmu.step_size
-        traj = self.fmu.simulate(case.start_values, case.stop_time, step_size=step,
-                                 output_interval=step, outputs=self.config.variables(),
-                                 start_time=t0)  # fmt: skip
-        cols = {k: np.asarray(v, dtype=float) for k, v in traj.as_dict().items() if k != "time"}
-        return np.asarray(traj.time, dtype=float) - t0, cols
+        values = {**self.values, self.name: start}
+        time, cols, _ = run_order(self.spec, self.fmu, self.config, values, self.quantity)
+        return time, cols
 
     def _series_of(self, signal: str) -> np.ndarray:
         """The signal's clean value along every grid point's run: [points, samples]."""

@@ -38,7 +38,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from physics.machine import MachineConfig, MachineError, _host_port, load_machine, read_mapping
+from physics._machine_outlets import host_port
+from physics.machine import MachineConfig, MachineError, load_machine, read_mapping
 
 __all__ = ["Connection", "Listener", "Observation", "load_connection"]
 
@@ -50,6 +51,10 @@ class Source:
     signal: str
     address: str  # an OPC UA node id (string identifier) or an MQTT topic
     unit: str
+    # the sent unit to the signal's, worked out once (a change of unit is affine: kW to W,
+    # degC to K): value * scale + offset
+    scale: float = 1.0
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -96,12 +101,13 @@ def load_connection(path: str | Path) -> Connection:
                 continue
             unit = str(entry.get("unit", units[signal]))
             try:
-                convert(1.0, unit, units[signal])
+                offset = convert(0.0, unit, units[signal])
+                scale = convert(1.0, unit, units[signal]) - offset
             except UnitError as exc:
                 problems.append(f"{at}.unit: {unit!r} does not convert to the signal's "
                                 f"{units[signal]!r} ({exc})")  # fmt: skip
                 continue
-            out.append(Source(str(signal), entry[field_name], unit))
+            out.append(Source(str(signal), entry[field_name], unit, scale, offset))
         return out
 
     opcua, mqtt = raw.get("opcua") or {}, raw.get("mqtt") or {}
@@ -135,15 +141,10 @@ class Listener:
         self._mqtt: Any = None
         self._stop = asyncio.Event()
 
-    def _units(self, signal: str) -> str:
-        return next(s.unit for s in self.connection.machine.signals if s.name == signal)
-
     def _put(self, source: Source, value: Any, time: datetime, good: bool, kind: str,
              loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
-        from physics.units import convert
-
         try:
-            v = convert(float(value), source.unit, self._units(source.signal))
+            v = float(value) * source.scale + source.offset
         except (TypeError, ValueError):
             v, good = math.nan, False
         obs = Observation(source.signal, v, time, good, kind)
@@ -204,7 +205,7 @@ class Listener:
 
         c, st = self.connection, self.status["mqtt"]
         by_topic = {s.address: s for s in c.topics}
-        host, port = _host_port(str(c.mqtt_url), "mqtt", 1883)
+        host, port = host_port(str(c.mqtt_url), "mqtt", 1883)
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"twin-{c.asset}-{uuid.uuid4().hex[:8]}"
         )

@@ -41,23 +41,20 @@ import asyncio
 import json
 import math
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from physics._machine_outlets import Outlets, host_port, text
 from physics.expr import Expr, ExpressionError, compile_expr
 
 __all__ = ["MachineConfig", "MachineError", "Signal", "load_machine", "play", "schedule"]
 
-MACHINERY_NS = "http://opcfoundation.org/UA/Machinery/"
-DI_NS = "http://opcfoundation.org/UA/DI/"
-MACHINE_TOOL_NS = "http://opcfoundation.org/UA/MachineTool/"
 # OPC UA browse names of our own signals (no companion-spec node), under Spindle.
 SPINDLE_NODES = {
     "spindle_speed": "RotationalSpeed",
@@ -285,10 +282,10 @@ def schedule(
     return out
 
 
-def simulate_play(spec: Any, fmu: Any, config: MachineConfig, values: Mapping[str, Any],
-                  quantity: Any, order: str, start: float,
-                  rng: np.random.Generator) -> OrderPlay:  # fmt: skip
-    """One order from the given (true) inputs: the FMU's run on its communication grid."""
+def run_order(spec: Any, fmu: Any, config: MachineConfig, values: Mapping[str, Any],
+              quantity: Any) -> tuple[np.ndarray, dict[str, np.ndarray], int]:  # fmt: skip
+    """One order's FMU run on its communication grid: the time from the order's start,
+    the variables the machine file reads, and the quantity."""
     from physics.run import start_time_of
 
     case = spec.case_from_order(values, quantity, fmu.catalogue)
@@ -298,194 +295,17 @@ def simulate_play(spec: Any, fmu: Any, config: MachineConfig, values: Mapping[st
                         output_interval=step, outputs=config.variables(),
                         start_time=t0)  # fmt: skip
     cols = {k: np.asarray(v, dtype=float) for k, v in traj.as_dict().items() if k != "time"}
-    run_time = np.asarray(traj.time, dtype=float) - t0
-    play = OrderPlay(order, start, run_time, cols, quantity=int(case.quantity or 0))
+    return np.asarray(traj.time, dtype=float) - t0, cols, int(case.quantity or 0)
+
+
+def simulate_play(spec: Any, fmu: Any, config: MachineConfig, values: Mapping[str, Any],
+                  quantity: Any, order: str, start: float,
+                  rng: np.random.Generator) -> OrderPlay:  # fmt: skip
+    """One order from the given (true) inputs, and every sample its signals give."""
+    run_time, cols, planned = run_order(spec, fmu, config, values, quantity)
+    play = OrderPlay(order, start, run_time, cols, quantity=planned)
     play.samples = schedule(config, order, start, run_time, cols, rng)
     return play
-
-
-class _Outlets:
-    """Where samples go: the OPC UA server's nodes and the MQTT broker."""
-
-    def __init__(self, config: MachineConfig, origin: datetime) -> None:
-        self.config, self.origin = config, origin
-        self.server: Any = None
-        self.nodes: dict[str, Any] = {}
-        self.mqtt: Any = None
-        self.topic_prefix = "asset-twin/machines"
-        self.published = 0
-        self.acked = 0
-        self.tool_parts = 0  # parts the tool in the spindle has machined (across orders)
-        self.units = {s.name: s.unit for s in config.signals}
-
-    def stamp(self, t: float) -> datetime:
-        return self.origin + timedelta(seconds=t)
-
-    async def open_opcua(self, url: str) -> None:
-        from asyncua import Server, ua
-
-        server = Server()
-        await server.init()
-        server.set_endpoint(url)
-        server.set_server_name(f"asset-twin machine {self.config.name}")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        own: Any = await server.register_namespace(f"urn:asset-twin:machine:{self.config.name}")
-        machinery = await server.register_namespace(MACHINERY_NS)
-        di = await server.register_namespace(DI_NS)
-        mt = await server.register_namespace(MACHINE_TOOL_NS)
-        name = self.config.name
-
-        def nid(path: str) -> Any:
-            ident: Any = f"{name}.{path}"
-            return ua.NodeId(ident, own)
-
-        objects = server.nodes.objects
-        folder_id: Any = "Machines"
-        machines = await objects.add_folder(ua.NodeId(folder_id, own), f"{machinery}:Machines")
-        machine = await machines.add_object(nid("Machine"), f"{own}:{name}")
-        ident = await machine.add_object(nid("Identification"), f"{machinery}:Identification")
-        for browse, ns, value in (("Manufacturer", di, self.config.manufacturer),
-                                  ("Model", di, self.config.model),
-                                  ("SerialNumber", di, self.config.serial_number)):  # fmt: skip
-            await ident.add_property(nid(f"Identification.{browse}"), f"{ns}:{browse}",
-                                     ua.LocalizedText(value) if browse != "SerialNumber"
-                                     else value)  # fmt: skip
-        monitoring = await machine.add_object(nid("Monitoring"), f"{mt}:Monitoring")
-        spindle = await monitoring.add_object(nid("Monitoring.Spindle"), f"{mt}:Spindle")
-        self.nodes["IsRotating"] = await spindle.add_variable(
-            nid("Monitoring.Spindle.IsRotating"), f"{mt}:IsRotating", False
-        )
-        await spindle.add_variable(nid("Monitoring.Spindle.Override"), f"{mt}:Override", 100.0)
-        equipment = await machine.add_object(nid("Equipment"), f"{mt}:Equipment")
-        tools = await equipment.add_object(nid("Equipment.Tools"), f"{mt}:Tools")
-        tool = await tools.add_object(nid("Equipment.Tools.T1"), f"{own}:T1")
-        await tool.add_variable(
-            nid("Equipment.Tools.T1.ControlIdentifier1"),
-            f"{mt}:ControlIdentifier1",
-            ua.Variant(1, ua.VariantType.UInt32),
-        )
-        life = await tool.add_object(nid("Equipment.Tools.T1.ToolLife"), f"{mt}:ToolLife")
-        parts = await life.add_variable(
-            nid("Equipment.Tools.T1.ToolLife.PartsMachined"),
-            f"{own}:PartsMachined",
-            ua.Variant(0, ua.VariantType.Double),
-        )
-        await parts.add_property(
-            nid("Equipment.Tools.T1.ToolLife.PartsMachined.IsCountingUp"),
-            f"{mt}:IsCountingUp",
-            True,
-        )
-        await parts.add_property(
-            nid("Equipment.Tools.T1.ToolLife.PartsMachined.StartValue"), f"{mt}:StartValue", 0.0
-        )
-        self.nodes["PartsMachined"] = parts
-        for s in self.config.signals:
-            parent, path = (
-                (tool, "Equipment.Tools.T1") if s.on == "part" else (spindle, "Monitoring.Spindle")
-            )
-            node = await parent.add_variable(nid(f"{path}.{s.node}"), f"{own}:{s.node}", 0.0)
-            await node.add_property(
-                nid(f"{path}.{s.node}.Unit"),
-                f"{own}:Unit",
-                s.unit,
-            )
-            self.nodes[s.name] = node
-            # no reading yet: a client must not take the placeholder for a measurement
-            waiting: Any = ua.StatusCodes.BadWaitingForInitialData
-            await node.write_value(ua.DataValue(ua.Variant(0.0), StatusCode=ua.StatusCode(waiting)))
-        production = await machine.add_object(nid("Production"), f"{mt}:Production")
-        self.plan = await production.add_object(
-            nid("Production.ProductionPlan"), f"{mt}:ProductionPlan"
-        )
-        self.ns = {"own": own, "mt": mt}
-        self.nid = nid
-        await server.start()
-        self.server = server
-
-    async def add_job(self, order: str, planned: int) -> None:
-        """The order as a production job: identifier, runs planned and completed, state."""
-        if self.server is None:
-            return
-        from asyncua import ua
-
-        own, mt = self.ns["own"], self.ns["mt"]
-        job = await self.plan.add_object(self.nid(f"Production.ProductionPlan.{order}"),
-                                         f"{own}:{order}")  # fmt: skip
-        base = f"Production.ProductionPlan.{order}"
-        await job.add_variable(self.nid(f"{base}.Identifier"), f"{mt}:Identifier", order)
-        await job.add_variable(self.nid(f"{base}.RunsPlanned"), f"{mt}:RunsPlanned",
-                               ua.Variant(planned, ua.VariantType.UInt32))  # fmt: skip
-        self.nodes[f"{order}.RunsCompleted"] = await job.add_variable(
-            self.nid(f"{base}.RunsCompleted"),
-            f"{mt}:RunsCompleted",
-            ua.Variant(0, ua.VariantType.UInt32),
-        )
-        state = await job.add_object(self.nid(f"{base}.State"), f"{mt}:State")
-        self.nodes[f"{order}.State"] = await state.add_variable(
-            self.nid(f"{base}.State.CurrentState"), "0:CurrentState", ua.LocalizedText("Running")
-        )
-
-    async def write(self, node: str, value: Any, t: float, good: bool = True,
-                    vtype: Any = None) -> None:  # fmt: skip
-        if self.server is None or node not in self.nodes:
-            return
-        from asyncua import ua
-
-        code: Any = ua.StatusCodes.Good if good else ua.StatusCodes.BadSensorFailure
-        variant = ua.Variant(value, vtype) if vtype is not None else ua.Variant(value)
-        source: Any = self.stamp(t)
-        server: Any = datetime.now(UTC)
-        dv = ua.DataValue(variant, StatusCode=ua.StatusCode(code), SourceTimestamp=source,
-                          ServerTimestamp=server)  # fmt: skip
-        await self.server.write_attribute_value(self.nodes[node].nodeid, dv)
-
-    def open_mqtt(self, url: str, prefix: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        host, port = _host_port(url, "mqtt", 1883)
-        # a client id of its own: a broker drops the older of two connections with one id
-        ident = f"machine-{self.config.name}-{uuid.uuid4().hex[:8]}"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=ident)
-        client.on_publish = self._acked
-        client.max_queued_messages_set(0)  # unbounded: the machine's own samples, in order
-        client.connect(host, port)
-        client.loop_start()
-        self.mqtt, self.topic_prefix = client, prefix
-
-    def _acked(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self.acked += 1  # paho's network thread: the broker has a QoS 1 message
-
-    def publish(self, sample: Sample) -> None:
-        if self.mqtt is None:
-            return
-        payload = {"value": sample.value, "unit": self.units[sample.signal],
-                   "timestamp": self.stamp(sample.t).isoformat(),
-                   "quality": "good" if sample.good else "bad", "order": sample.order}  # fmt: skip
-        self.mqtt.publish(f"{self.topic_prefix}/{self.config.name}/{sample.signal}",
-                          json.dumps(payload), qos=1)  # fmt: skip
-        self.published += 1
-
-    async def close(self, drain: float = 10.0) -> None:
-        """Stop, once the broker has every sample published (``drain`` seconds at most):
-        paho's queue would otherwise go down with its network thread."""
-        if self.mqtt is not None:
-            deadline = time.monotonic() + drain
-            while self.acked < self.published and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            self.mqtt.disconnect()
-            self.mqtt.loop_stop()
-        if self.server is not None:
-            await self.server.stop()
-
-
-def _host_port(url: str, scheme: str, default: int) -> tuple[str, int]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme != scheme or not parts.hostname:
-        raise MachineError(f"--{scheme}: {url!r}; expected {scheme}://HOST[:PORT]")
-    return parts.hostname, parts.port or default
 
 
 async def play(config: MachineConfig, orders: Sequence[Any], *, speed: float = 60.0,
@@ -510,11 +330,11 @@ async def play(config: MachineConfig, orders: Sequence[Any], *, speed: float = 6
     if not (speed > 0 and math.isfinite(speed)):
         raise MachineError(f"--speed: {speed!r}; expected machine seconds per wall second > 0")
     if opcua is not None:
-        _host_port(opcua, "opc.tcp", 4840)
+        host_port(opcua, "opc.tcp", 4840)
     spec = load_spec(config.spec_path)
     rng = np.random.default_rng(seed)
     origin = origin or datetime.now(UTC)  # the machine clock at machine time 0
-    outlets = _Outlets(config, origin)
+    outlets = Outlets(config, origin)
     truth_file = truth.open("w", encoding="utf-8") if truth is not None else None
     counts: dict[str, int] = {s.name: 0 for s in config.signals}
     state = dict(true_state or {})
@@ -543,7 +363,7 @@ async def play(config: MachineConfig, orders: Sequence[Any], *, speed: float = 6
                 end = run.end_values(config.hidden)
                 ends = run.end_values(config.carry.values())
                 state = {**state, **{k: ends[v] for k, v in config.carry.items() if v in ends}}
-                await outlets.write(f"{oid}.State", _text("Ended"), start)
+                await outlets.write(f"{oid}.State", text("Ended"), start)
                 finished.append({"order": oid, "end": end, "parts": run.quantity})
         wall = time.monotonic() - wall0
         await asyncio.sleep(max(0.0, hold))
@@ -556,19 +376,13 @@ async def play(config: MachineConfig, orders: Sequence[Any], *, speed: float = 6
             "published": outlets.published, "acked": outlets.acked}  # fmt: skip
 
 
-def _text(value: str) -> Any:
-    from asyncua import ua
-
-    return ua.LocalizedText(value)
-
-
 def _truth(f: Any, record: dict[str, Any]) -> None:
     if f is not None:
         f.write(json.dumps(record, default=float) + "\n")
         f.flush()
 
 
-async def _stream(outlets: _Outlets, run: OrderPlay, config: MachineConfig, speed: float,
+async def _stream(outlets: Outlets, run: OrderPlay, config: MachineConfig, speed: float,
                   wall0: float, truth_file: Any, counts: dict[str, int],
                   on_sample: Any) -> None:  # fmt: skip
     """Write each sample when its machine time comes; the hidden state every second."""

@@ -607,13 +607,19 @@ def parity(s: Surrogate, sess: Any, raw: np.ndarray) -> dict[str, float]:
     return out
 
 
+def parity_limits(diffs: dict[str, float], rtol: float = PARITY_RTOL) -> dict[str, float]:
+    """Each output's parity limit: ``rtol`` on the means and probabilities, ten times that
+    on the spread and the interval bounds (see check_parity)."""
+    return {k: rtol if k in ("mean", "probability") else 10 * rtol for k in diffs}
+
+
 def check_parity(s: Surrogate, sess: Any, raw: np.ndarray, rtol: float = PARITY_RTOL) -> dict:
     """Refuse an export whose graph disagrees with PyTorch: ``rtol`` on the predictions
     (mean, probability); ten times that on the spread and interval bounds, which scale
     the float32 rounding of nearly equal members by the conformal factor (a wide
     interval of an untrained model would fail on rounding alone)."""
     diffs = parity(s, sess, raw)
-    limits = {k: rtol if k in ("mean", "probability") else 10 * rtol for k in diffs}
+    limits = parity_limits(diffs, rtol)
     bad = {k: v for k, v in diffs.items() if not v <= limits[k]}
     if bad:
         shown = ", ".join(f"{k} {v:.2e} (limit {limits[k]:g})" for k, v in bad.items())

@@ -41,6 +41,7 @@ import yaml
 from physics.fmu._codegen import UNITS
 from surrogates._cgen import CProgram, generate
 from surrogates._errors import ParityError, SurrogateError
+from surrogates._export import PARITY_RTOL, parity_limits, run, session
 from surrogates._fmu_spec import surrogate_spec
 
 __all__ = ["FMI_VERSIONS", "FmuExport", "FmuExportError", "export_fmu", "surrogate_table"]
@@ -49,6 +50,16 @@ FMI_VERSIONS = {"2": "2.0", "3": "3.0", "2.0": "2.0", "3.0": "3.0"}
 CHOICES = ("enumeration", "integer")
 SLACK = 1e-6  # as serving/_predict.py: a value typed back from a float32 row is in
 GRAPH_FUNCTION = "surrogate_graph"
+
+
+def trained_bounds(col: dict[str, Any]) -> tuple[float, float]:
+    """A signature column's training domain as the FMU and serving check it: numbers
+    with the relative slack, choices and booleans as they are."""
+    lo, hi = float(col["min"]), float(col["max"])
+    if col["kind"] in ("categorical", "boolean"):
+        return lo, hi
+    slack = SLACK * max(abs(lo), abs(hi), 1e-12)
+    return lo - slack, hi + slack
 
 
 class FmuExportError(SurrogateError):
@@ -237,16 +248,8 @@ def _glue(signature: dict[str, Any], prog: CProgram) -> str:
     cols = signature["inputs"]
     lines = ["", "/* ---- the FMU: inputs to the graph's row, its outputs to variables ---- */",
              '#include "model.h"', ""]  # fmt: skip
-    low, high = [], []
-    for col in cols:
-        lo, hi = float(col["min"]), float(col["max"])
-        slack = (
-            0.0
-            if col["kind"] in ("categorical", "boolean")
-            else SLACK * max(abs(lo), abs(hi), 1e-12)
-        )
-        low.append((lo - slack).hex())
-        high.append((hi + slack).hex())
+    bounds = [trained_bounds(col) for col in cols]
+    low, high = [lo.hex() for lo, _ in bounds], [hi.hex() for _, hi in bounds]
     n = len(cols)
     lines += [f"static const double TRAINED_LOW[{n}] = {{{', '.join(low)}}};",
               f"static const double TRAINED_HIGH[{n}] = {{{', '.join(high)}}};", "",
@@ -343,8 +346,10 @@ def export_fmu(bundle: Path | str, out: Path | str, fmi: str = "2",
     spec_out = out.with_suffix(".yaml")
     text = yaml.safe_dump(surrogate_spec(signature, spec, table, out.name), sort_keys=False,
                           width=100, allow_unicode=True)  # fmt: skip
-    header = (f"# The twin spec of {out.name}, written by twin export from bundle "
-              f"{signature['bundle_hash'][:12]}: twin fmu simulate --spec {spec_out.name}\n")
+    header = (
+        f"# The twin spec of {out.name}, written by twin export from bundle "
+        f"{signature['bundle_hash'][:12]}: twin fmu simulate --spec {spec_out.name}\n"
+    )
     partial_spec = spec_out.with_name(f".{spec_out.name}.partial")
     partial_spec.write_text(header + text, encoding="utf-8")
     partial_spec.replace(spec_out)
@@ -391,8 +396,9 @@ class FmuRows:
         self._set = self._setters()
         self._get = self._getters()
 
-    def _setters(self) -> list[tuple[Any, list[int], Any]]:
-        """One setter per FMI type: (function, value references, converter)."""
+    def _setters(self) -> list[tuple[Any, list[int], Any, list[int]]]:
+        """One setter per FMI type: (function, value references, converter, the positions
+        of its inputs in a row)."""
         s, groups = self.slave, dict[str, list[Any]]()
         for v in self.inputs:
             groups.setdefault(v.type, []).append(v)
@@ -410,7 +416,7 @@ class FmuRows:
             out.append(
                 (fn, [v.valueReference for v in vs], conv, [self.inputs.index(v) for v in vs])
             )
-        return out  # type: ignore[return-value]
+        return out
 
     def _getters(self) -> list[tuple[Any, list[int], list[int]]]:
         s, groups = self.slave, dict[str, list[Any]]()
@@ -429,7 +435,7 @@ class FmuRows:
 
     def step(self, row: list[float]) -> list[float]:
         """One row: its inputs set (in the FMU's input order), one step, every output."""
-        for fn, refs, conv, cols in self._set:  # type: ignore[misc]
+        for fn, refs, conv, cols in self._set:
             fn(refs, [conv(row[c]) for c in cols])
         self.slave.doStep(currentCommunicationPoint=self.time, communicationStepSize=1.0)
         self.time += 1.0
@@ -439,18 +445,24 @@ class FmuRows:
                 values[c] = float(v)
         return values
 
-    def run(self, raw: Any, signature: dict[str, Any]) -> dict[str, Any]:
-        """Rows of the graph's input matrix through the FMU: ``{output name: values}``."""
+    def fmu_rows(self, raw: Any, signature: dict[str, Any]) -> list[list[float]]:
+        """Rows of the graph's input matrix as the FMU takes them: its inputs' order,
+        choices numbered from 1 as the enumerations' items are."""
         import numpy as np
 
         names = [c["name"] for c in signature["inputs"]]
         kinds = {c["name"]: c["kind"] for c in signature["inputs"]}
         order = [names.index(v.name) for v in self.inputs]
         shift = [1.0 if kinds[v.name] == "categorical" else 0.0 for v in self.inputs]
-        rows = np.asarray(raw, dtype=np.float64)
-        out = np.empty((len(rows), len(self.outputs)))
-        for i, r in enumerate(rows):
-            out[i] = self.step([r[j] + d for j, d in zip(order, shift, strict=True)])
+        return [[float(r[j]) + d for j, d in zip(order, shift, strict=True)]
+                for r in np.asarray(raw, dtype=np.float64)]  # fmt: skip
+
+    def run(self, raw: Any, signature: dict[str, Any]) -> dict[str, Any]:
+        """Rows of the graph's input matrix through the FMU: ``{output name: values}``."""
+        import numpy as np
+
+        rows = self.fmu_rows(raw, signature)
+        out = np.array([self.step(r) for r in rows]).reshape(len(rows), len(self.outputs))
         return {v.name: out[:, k] for k, v in enumerate(self.outputs)}
 
     def close(self) -> None:
@@ -471,7 +483,7 @@ class FmuRows:
 # then differ in their last digits, and the spread, a difference of nearly equal members
 # whose logarithm feeds the interval's spread model, carries that into the bounds (on the
 # test fixture's bundle: 3.6e-6 on the means, 1.3e-5 on a lower bound).
-PARITY = 1e-5
+PARITY = PARITY_RTOL
 
 
 class FmuParityError(ParityError):
@@ -525,11 +537,8 @@ def domain_violations(signature: dict[str, Any], raw: Any) -> Any:
     x = np.asarray(raw, dtype=np.float64)
     count = np.zeros(len(x), dtype=np.int64)
     for j, c in enumerate(signature["inputs"]):
-        lo, hi = float(c["min"]), float(c["max"])
-        slack = (
-            0.0 if c["kind"] in ("categorical", "boolean") else SLACK * max(abs(lo), abs(hi), 1e-12)
-        )
-        count += ~((x[:, j] >= lo - slack) & (x[:, j] <= hi + slack))
+        lo, hi = trained_bounds(c)
+        count += ~((x[:, j] >= lo) & (x[:, j] <= hi))
     return count
 
 
@@ -541,8 +550,6 @@ def check_fmu(bundle: Path | str, fmu: Path | str, n: int = 1000, seed: int = 0,
     probabilities and ten times that on the spread and bounds (see PARITY); the domain
     flag and count must agree on every row."""
     import numpy as np
-
-    from surrogates._export import run, session
 
     signature, model_path, _ = read_bundle_files(Path(bundle))
     rows = FmuRows(fmu)
@@ -580,7 +587,7 @@ def check_fmu(bundle: Path | str, fmu: Path | str, n: int = 1000, seed: int = 0,
     ) or not np.array_equal(got["in_domain"].astype(bool), expected == 0):
         bad = int(np.sum(got["domain_violations"] != expected))
         raise FmuParityError(f"domain_violations: the FMU's count differs on {bad} rows")
-    limits = {k: limit if k in ("mean", "probability") else 10 * limit for k in diffs}
+    limits = parity_limits(diffs, limit)
     bad_kpi = {k: v for k, v in diffs.items() if not v <= limits[k]}
     if bad_kpi:
         raise FmuParityError("the FMU and onnxruntime disagree beyond the parity limit: "
